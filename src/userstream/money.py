@@ -1,0 +1,52 @@
+"""Exact Decimal money: made from the wire text, bounded, and added or subtracted without rounding.
+
+Python's default decimal context rounds to 28 significant digits, which would silently corrupt a
+40-digit quantity. Every arithmetic on money in userstream goes through `exact_add` / `exact_sub`, which
+use a wide context that traps inexact results instead of rounding. Values are bounded on the way in
+(`checked`), so "wide enough" is a fact, not a hope.
+"""
+
+from __future__ import annotations
+
+from decimal import Context, Decimal, Inexact, InvalidOperation
+
+__all__ = ["MAX_DIGITS", "MAX_EXPONENT", "exact_add", "exact_sub", "checked", "parse_decimal"]
+
+#: The most significant digits a money value may carry, and the largest |exponent|. Real exchange values
+#: use fewer than 40 digits; the bounds keep exact arithmetic cheap and reject absurd input with a clear error.
+MAX_DIGITS = 64
+MAX_EXPONENT = 64
+
+# Operands have at most MAX_DIGITS digits within +-MAX_EXPONENT, so a sum needs at most
+# MAX_DIGITS + 2 * MAX_EXPONENT + 1 digits; the context is wider and traps Inexact as a guard.
+_EXACT = Context(prec=MAX_DIGITS + 2 * MAX_EXPONENT + 8, traps=[Inexact, InvalidOperation])
+
+
+def checked(value: Decimal) -> Decimal:
+    """Return `value` if it is a finite Decimal within the bounds, else raise ValueError saying why."""
+    if not value.is_finite():
+        raise ValueError(f"not a finite number: {value}")
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite, so an int
+    if len(digits) > MAX_DIGITS:
+        raise ValueError(f"more than {MAX_DIGITS} significant digits")
+    if not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT or exponent < -2 * MAX_EXPONENT:
+        raise ValueError(f"exponent out of range (|e| > {MAX_EXPONENT})")
+    return value
+
+
+def parse_decimal(text: str) -> Decimal:
+    """Parse wire text (a JSON string's content or a JSON number's literal) exactly; ValueError if bad."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"not a decimal number: {text[:40]!r}") from None
+    return checked(value)
+
+
+def exact_add(a: Decimal, b: Decimal) -> Decimal:
+    return _EXACT.add(a, b)
+
+
+def exact_sub(a: Decimal, b: Decimal) -> Decimal:
+    return _EXACT.subtract(a, b)
