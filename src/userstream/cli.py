@@ -1,0 +1,50 @@
+"""The `userstream` command: parses the subcommand and hands over to the module that owns it.
+
+Thin on purpose. Each subcommand lives beside the code it drives (`userstream.server.command` for `serve`,
+`userstream.client.command` for `watch`) and exposes `add_parser(subparsers)` and `run(args) -> int`;
+this file only wires them together, so adding a command never means editing another command's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["COMMANDS", "main"]
+
+#: subcommand -> module that implements it (`add_parser(subparsers)` and `run(args) -> int`).
+COMMANDS: dict[str, str] = {
+    "serve": "userstream.server.command",
+    "watch": "userstream.client.command",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="userstream",
+        description="Trustworthy private user data streams for Bitmusa and Coinlocally.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in COMMANDS.values():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a command whose module is not built yet is simply not offered
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command])
+    code: int = module.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
