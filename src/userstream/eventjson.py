@@ -14,7 +14,15 @@ from typing import Annotated, Any
 import msgspec
 
 from userstream.errors import MessageShapeError
-from userstream.events import BalanceUpdate, Event, Exchange, OrderStatus, OrderType, OrderUpdate, Side
+from userstream.events import (
+    BalanceUpdate,
+    Event,
+    Exchange,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Side,
+)
 from userstream.money import checked, exact_add, exact_sub
 
 __all__ = ["dec", "from_dict", "from_json", "to_dict", "to_json"]
@@ -218,4 +226,3 @@ def _path_of(exc: msgspec.ValidationError) -> str | None:
     if marker in text:
         return text.split(marker, 1)[1].rstrip("`")
     return None
-

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from decimal import Context, Decimal, Inexact, InvalidOperation
 
-__all__ = ["MAX_DIGITS", "MAX_EXPONENT", "exact_add", "exact_sub", "checked", "parse_decimal"]
+__all__ = ["MAX_DIGITS", "MAX_EXPONENT", "checked", "exact_add", "exact_sub", "parse_decimal"]
 
-#: The most significant digits a money value may carry, and the largest |exponent|. Real exchange values
-#: use fewer than 40 digits; the bounds keep exact arithmetic cheap and reject absurd input with a clear error.
+#: The most significant digits a money value may carry, and the largest |exponent|. Real exchange
+#: values use fewer than 40 digits; the bounds keep exact arithmetic cheap and reject absurd input.
 MAX_DIGITS = 64
 MAX_EXPONENT = 64
 
@@ -26,11 +26,11 @@ def checked(value: Decimal) -> Decimal:
     """Return `value` if it is a finite Decimal within the bounds, else raise ValueError saying why."""
     if not value.is_finite():
         raise ValueError(f"not a finite number: {value}")
-    sign, digits, exponent = value.as_tuple()
-    assert isinstance(exponent, int)  # finite, so an int
+    _sign, digits, exponent = value.as_tuple()
     if len(digits) > MAX_DIGITS:
         raise ValueError(f"more than {MAX_DIGITS} significant digits")
-    if not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT or exponent < -2 * MAX_EXPONENT:
+    # finite, so `exponent` is an int
+    if not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT or int(exponent) < -2 * MAX_EXPONENT:
         raise ValueError(f"exponent out of range (|e| > {MAX_EXPONENT})")
     return value
 
