@@ -1,0 +1,280 @@
+"""The HTTP face of `userstream serve`: one aiohttp application, one port, REST and both WebSockets.
+
+Routes (docs/server.md has the full contract):
+
+    POST|PUT|DELETE /spot/userDataStream   Bitmusa listenKey: create (or get), keep alive, close
+    GET /ws/spot/{listenKey}               Bitmusa user stream (text JSON frames)
+    GET /spotws_user/userData/ws           Coinlocally user stream (token/api-key header, sub, gzip)
+    POST /admin/events                     ingest events for one account (Bearer admin token)
+    GET /healthz                           status, accounts and connection counts (no secrets)
+
+This module only translates HTTP to `ExchangeServer` calls and back; the wire shapes come from the protocol
+modules, the state and rules from exchange.py. `create_app(config)` is the importable factory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from userstream.events import Exchange
+from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol.close import CloseCode
+from userstream.server.config import Account, ServerConfig
+from userstream.server.connection import Connection
+from userstream.server.exchange import ExchangeServer, now_ms
+from userstream.server.ingest import IngestError, parse_batch
+from userstream.server.logs import log_event
+
+__all__ = [
+    "ADMIN_EVENTS_PATH",
+    "COINLOCALLY_ERR_BAD_REQUEST",
+    "COINLOCALLY_ERR_SUB_REJECTED",
+    "COINLOCALLY_ERR_UNAUTHORIZED",
+    "HEALTH_PATH",
+    "SERVER_KEY",
+    "create_app",
+]
+
+ADMIN_EVENTS_PATH = "/admin/events"
+HEALTH_PATH = "/healthz"
+#: Coinlocally documents no error codes; ours follow Bitmusa's numbering (HTTP status * 1000 + n).
+COINLOCALLY_ERR_BAD_REQUEST = 400001
+COINLOCALLY_ERR_UNAUTHORIZED = 401001
+COINLOCALLY_ERR_SUB_REJECTED = 401002
+
+SERVER_KEY = web.AppKey("userstream_server", ExchangeServer)
+
+_log = logging.getLogger("userstream.server.app")
+_JSON = "application/json"
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    """A ready-to-run application for `config`; its `ExchangeServer` is `app[SERVER_KEY]`."""
+    server = ExchangeServer(config)
+    app = web.Application(client_max_size=config.max_ingest_body)
+    app[SERVER_KEY] = server
+    routes = _Routes(server)
+    app.router.add_post(bitmusa.LISTEN_KEY_PATH, routes.create_listen_key)
+    app.router.add_put(bitmusa.LISTEN_KEY_PATH, routes.keepalive_listen_key)
+    app.router.add_delete(bitmusa.LISTEN_KEY_PATH, routes.close_listen_key)
+    app.router.add_get(bitmusa.WS_PATH_PREFIX + "{listen_key}", routes.bitmusa_stream)
+    app.router.add_get(coinlocally.WS_PATH, routes.coinlocally_stream)
+    app.router.add_post(ADMIN_EVENTS_PATH, routes.ingest)
+    app.router.add_get(HEALTH_PATH, routes.health)
+    app.cleanup_ctx.append(server.background)
+    app.on_shutdown.append(server.shutdown)
+    return app
+
+
+def _bitmusa_error(status: int, code: int, message: str, **headers: str) -> web.Response:
+    return web.Response(
+        status=status, body=bitmusa.render_error(code, message), content_type=_JSON, headers=headers
+    )
+
+
+def _coinlocally_error(status: int, code: int, message: str) -> web.Response:
+    return web.Response(status=status, text=coinlocally.render_error(code, message), content_type=_JSON)
+
+
+def _json(status: int, body: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, body=msgspec.json.encode(body), content_type=_JSON)
+
+
+class _Routes:
+    def __init__(self, server: ExchangeServer) -> None:
+        self.server = server
+        self.config = server.config
+
+    # --- Bitmusa REST ---------------------------------------------------------------------------------------
+
+    async def create_listen_key(self, request: web.Request) -> web.Response:
+        account = self._authorize_bitmusa(request)
+        if isinstance(account, web.Response):
+            return account
+        key = self.server.create_listen_key(account)
+        return web.Response(body=bitmusa.render_listen_key(key), content_type=_JSON)
+
+    async def keepalive_listen_key(self, request: web.Request) -> web.Response:
+        account = self._authorize_bitmusa(request)
+        if isinstance(account, web.Response):
+            return account
+        if not self.server.keepalive_listen_key(account):
+            return _no_active_key()
+        return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
+
+    async def close_listen_key(self, request: web.Request) -> web.Response:
+        account = self._authorize_bitmusa(request)
+        if isinstance(account, web.Response):
+            return account
+        if not self.server.close_listen_key(account):
+            return _no_active_key()
+        return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
+
+    def _authorize_bitmusa(self, request: web.Request) -> Account | web.Response:
+        """The account a listenKey request acts for, or the refusal to send (401, 429)."""
+        creds = bitmusa.credentials_from_headers(request.headers)
+        if creds is None:
+            log_event(_log, logging.INFO, "listenKey request refused", reason="missing credentials")
+            return _bitmusa_error(
+                401,
+                bitmusa.ERR_UNAUTHORIZED,
+                "missing credentials: send 'Authorization: Bearer <auth key>' and 'x-api-key'",
+            )
+        account = self.server.bitmusa_account(creds)
+        if account is None:
+            log_event(_log, logging.INFO, "listenKey request refused", reason="unknown credentials")
+            return _bitmusa_error(401, bitmusa.ERR_UNAUTHORIZED, "invalid api key or auth key")
+        wait = self.server.limiter.acquire(account.name, time.monotonic())
+        if wait > 0:
+            log_event(_log, logging.INFO, "listenKey request limited", account=account.name)
+            return _bitmusa_error(
+                429,
+                bitmusa.ERR_RATE_LIMITED,
+                f"too many requests: at most {self.config.rate_limit_per_second} per second and "
+                f"{self.config.rate_limit_per_minute} per minute per account",
+                **{"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        return account
+
+    # --- Bitmusa WebSocket ----------------------------------------------------------------------------------
+
+    async def bitmusa_stream(self, request: web.Request) -> web.StreamResponse:
+        ws = self._websocket()
+        if not ws.can_prepare(request):
+            return _bitmusa_error(400, bitmusa.ERR_BAD_REQUEST, "expected a WebSocket upgrade")
+        if self.server.shutting_down:
+            return _bitmusa_error(503, bitmusa.ERR_BAD_REQUEST, "the server is shutting down")
+        key = request.match_info["listen_key"]
+        account_name = self.server.keys.lookup(key, time.monotonic())
+        account = None if account_name is None else self.server.account(account_name)
+        if account is None:
+            return _bitmusa_error(
+                404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "listenKey does not exist or has expired"
+            )
+        connection = self.server.new_connection(
+            account, Exchange.BITMUSA, listen_key=key, peer=request.remote or ""
+        )
+        connection.live = True  # a listenKey stream pushes from the first moment
+
+        def on_frame(data: str | bytes) -> None:
+            # The document defines no client frames on this stream; they are read (for liveness) and dropped.
+            return None
+
+        await self.server.serve(request, ws, connection, on_frame)
+        return ws
+
+    # --- Coinlocally WebSocket ------------------------------------------------------------------------------
+
+    async def coinlocally_stream(self, request: web.Request) -> web.StreamResponse:
+        ws = self._websocket()
+        if not ws.can_prepare(request):
+            return _coinlocally_error(400, COINLOCALLY_ERR_BAD_REQUEST, "expected a WebSocket upgrade")
+        if self.server.shutting_down:
+            return _coinlocally_error(503, COINLOCALLY_ERR_BAD_REQUEST, "the server is shutting down")
+        creds = coinlocally.credentials_from_headers(request.headers)
+        if creds is None:
+            return _coinlocally_error(
+                401,
+                COINLOCALLY_ERR_UNAUTHORIZED,
+                "missing credentials: send exactly one of the 'token' or 'api-key' headers",
+            )
+        account = self.server.coinlocally_account(creds)
+        if account is None:
+            log_event(
+                _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
+            )
+            return _coinlocally_error(401, COINLOCALLY_ERR_UNAUTHORIZED, f"invalid {creds.header_name}")
+        connection = self.server.new_connection(
+            account, Exchange.COINLOCALLY, listen_key=None, peer=request.remote or ""
+        )
+        connection.send(coinlocally.CONNECT_SUCCESS)
+        on_frame = _CoinlocallyFrames(self.server, connection, creds.secret)
+        await self.server.serve(request, ws, connection, on_frame)
+        return ws
+
+    def _websocket(self) -> web.WebSocketResponse:
+        # autoping off: pings are answered by the connection's writer, so a stalled connection can stop
+        # answering them. No permessage-deflate: Coinlocally's frames are gzip already, Bitmusa's are tiny.
+        return web.WebSocketResponse(
+            autoping=False,
+            compress=False,
+            max_msg_size=self.config.max_client_frame,
+            timeout=self.config.close_timeout,
+        )
+
+    # --- admin and health -----------------------------------------------------------------------------------
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        if not self._is_admin(request):
+            return _json(401, {"error": "admin token required: send 'Authorization: Bearer <token>'"})
+        try:
+            body = await request.read()
+            account_name, items = parse_batch(body)
+            accepted = self.server.ingest(account_name, items)
+        except IngestError as exc:
+            log_event(_log, logging.INFO, "ingest refused", status=exc.status, **exc.to_json())
+            return _json(exc.status, exc.to_json())
+        except web.HTTPRequestEntityTooLarge:
+            return _json(413, {"error": f"the body exceeds {self.config.max_ingest_body} bytes"})
+        log_event(_log, logging.DEBUG, "ingested", account=account_name, events=accepted)
+        return _json(200, {"accepted": accepted})
+
+    def _is_admin(self, request: web.Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(token.strip().encode(), self.config.admin_token.encode())
+
+    async def health(self, request: web.Request) -> web.Response:
+        return _json(200, self.server.health())
+
+
+def _no_active_key() -> web.Response:
+    return _bitmusa_error(
+        404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "no active listenKey for this account: create one with POST"
+    )
+
+
+class _CoinlocallyFrames:
+    """What a Coinlocally client may send: the sub frame (once its token matches, events flow) and pings."""
+
+    def __init__(self, server: ExchangeServer, connection: Connection, secret: str) -> None:
+        self._server = server
+        self._connection = connection
+        self._secret = secret.encode()
+
+    def __call__(self, data: str | bytes) -> None:
+        connection = self._connection
+        request = coinlocally.parse_client_frame(data)
+        if isinstance(request, coinlocally.PingRequest):
+            connection.heard_ping(time.monotonic())
+            connection.send(coinlocally.render_pong(now_ms()))
+        elif isinstance(request, coinlocally.SubRequest):
+            if hmac.compare_digest(request.token.encode(), self._secret):
+                connection.send(coinlocally.SUB_SUCCESS)
+                if not connection.subscribed:
+                    connection.subscribed = connection.live = not connection.closing
+                    self._server.hub.notify()
+            else:
+                connection.send(
+                    coinlocally.render_error(
+                        COINLOCALLY_ERR_SUB_REJECTED,
+                        "sub rejected: the token does not match this connection's credential",
+                    )
+                )
+                connection.request_close(CloseCode.SUB_REJECTED, "sub rejected", notify=False)
+        else:
+            log_event(
+                _log,
+                logging.DEBUG,
+                "client frame ignored",
+                account=connection.account.name,
+                reason=request.reason,
+            )

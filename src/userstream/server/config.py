@@ -1,0 +1,242 @@
+"""Configuration of `userstream serve`: accounts, timings and limits, and the accounts file.
+
+This module owns `Account` (one trader's identity and credentials on both exchanges), `ServerConfig` (every
+knob of the service, validated once, immutable) and `load_accounts` (the TOML accounts file, refused with a
+message naming the account and key at fault). It performs no network I/O and never shows a secret: reprs and
+error messages name credentials, never their values.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from userstream.errors import ConfigurationError
+
+__all__ = [
+    "CREDENTIAL_KEYS",
+    "Account",
+    "ServerConfig",
+    "demo_account",
+    "generate_secret",
+    "load_accounts",
+    "parse_accounts",
+]
+
+#: The credential keys of an `[[accounts]]` table, in the order they are documented.
+CREDENTIAL_KEYS: tuple[str, ...] = (
+    "bitmusa_api_key",
+    "bitmusa_auth_key",
+    "coinlocally_api_key",
+    "coinlocally_token",
+)
+_ACCOUNT_KEYS = frozenset({"name", "uid", *CREDENTIAL_KEYS})
+_MAX_UID = 2**63 - 1
+_MAX_CREDENTIAL_LENGTH = 512  # credentials travel in HTTP headers; absurd lengths are a typo, not a key
+
+
+def generate_secret() -> str:
+    """A fresh credential or admin token: 256 random bits, URL-safe text."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One trader: a name (the label of its events), the uid of its SYSTEM notices, and its credentials.
+
+    Bitmusa needs both `bitmusa_api_key` and `bitmusa_auth_key`; Coinlocally accepts either credential (the
+    `token` header or the `api-key` header). An account may live on one exchange only.
+    """
+
+    name: str
+    uid: int
+    bitmusa_api_key: str | None = field(default=None, repr=False)
+    bitmusa_auth_key: str | None = field(default=None, repr=False)
+    coinlocally_api_key: str | None = field(default=None, repr=False)
+    coinlocally_token: str | None = field(default=None, repr=False)
+
+    @property
+    def has_bitmusa(self) -> bool:
+        return self.bitmusa_api_key is not None and self.bitmusa_auth_key is not None
+
+    @property
+    def has_coinlocally(self) -> bool:
+        return self.coinlocally_api_key is not None or self.coinlocally_token is not None
+
+    def credentials(self) -> dict[str, str]:
+        """The credentials that are set, by key. For printing a generated demo account, nothing else."""
+        values = {key: getattr(self, key) for key in CREDENTIAL_KEYS}
+        return {key: value for key, value in values.items() if value is not None}
+
+
+def demo_account(name: str = "demo", uid: int = 24005174) -> Account:
+    """An account with freshly generated credentials on both exchanges (`serve` without --accounts)."""
+    return Account(
+        name=name,
+        uid=uid,
+        bitmusa_api_key=generate_secret(),
+        bitmusa_auth_key=generate_secret(),
+        coinlocally_api_key=generate_secret(),
+        coinlocally_token=generate_secret(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Every knob of `userstream serve`. Durations are seconds; the defaults are the documents' values.
+
+    `port=0` asks the OS for a free port (tests). `simulate_rate` is events per second across all accounts,
+    or None for no simulated market. `max_send_queue` bounds each connection's outgoing frames: a client that
+    falls that far behind is closed (CloseCode.SLOW_CONSUMER) rather than allowed to grow the server's memory.
+    """
+
+    accounts: tuple[Account, ...]
+    host: str = "127.0.0.1"
+    port: int = 8765
+    admin_token: str = field(default_factory=generate_secret, repr=False)
+    listen_key_ttl: float = 3600.0
+    heartbeat_timeout: float = 40.0
+    max_connection_age: float = 86400.0
+    rate_limit_per_second: int = 8
+    rate_limit_per_minute: int = 200
+    simulate_rate: float | None = None
+    seed: int | None = None
+    max_send_queue: int = 4096
+    max_client_frame: int = 64 * 1024
+    max_ingest_body: int = 16 * 1024 * 1024
+    close_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        _check_accounts(self.accounts)
+        for name in ("listen_key_ttl", "heartbeat_timeout", "max_connection_age", "close_timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds, not {value}")
+        for name in (
+            "rate_limit_per_second",
+            "rate_limit_per_minute",
+            "max_send_queue",
+            "max_client_frame",
+            "max_ingest_body",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value > 0):
+                raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
+        if self.simulate_rate is not None and not self.simulate_rate > 0:
+            raise ConfigurationError(f"simulate rate must be positive, not {self.simulate_rate}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError(f"port must be in 0..65535, not {self.port}")
+        if not self.admin_token:
+            raise ConfigurationError("the admin token must not be empty")
+
+    def account(self, name: str) -> Account | None:
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        return None
+
+
+def load_accounts(path: str | Path) -> tuple[Account, ...]:
+    """Read an accounts file (TOML, one `[[accounts]]` table per account); ConfigurationError if it is bad."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read accounts file {str(path)!r}: {exc.strerror}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"accounts file {str(path)!r} is not valid TOML: {exc}") from None
+    return parse_accounts(document, source=str(path))
+
+
+def parse_accounts(document: Mapping[str, Any], *, source: str = "accounts") -> tuple[Account, ...]:
+    """Build accounts from a decoded accounts document, refusing anything doubtful with a precise message."""
+    unknown_top = sorted(set(document) - {"accounts"})
+    if unknown_top:
+        raise ConfigurationError(
+            f"{source}: unknown top-level key {unknown_top[0]!r} (expected [[accounts]] tables)"
+        )
+    tables = document.get("accounts")
+    if not isinstance(tables, list) or not tables:
+        raise ConfigurationError(f"{source}: expected at least one [[accounts]] table")
+    accounts = tuple(_account_from_table(table, index, source) for index, table in enumerate(tables))
+    _check_accounts(accounts, source=source)
+    return accounts
+
+
+def _account_from_table(table: object, index: int, source: str) -> Account:
+    where = f"{source}: accounts[{index}]"
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{where} must be a table")
+    name = table.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problem = "is missing" if name is None else "must be a non-empty string"
+        raise ConfigurationError(f"{where}: key 'name' {problem}")
+    where = f"{source}: account {name!r}"
+    unknown = sorted(set(table) - _ACCOUNT_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_ACCOUNT_KEYS))})"
+        )
+    uid = table.get("uid")
+    if uid is None:
+        raise ConfigurationError(f"{where}: key 'uid' is missing")
+    if isinstance(uid, bool) or not isinstance(uid, int) or not 0 <= uid <= _MAX_UID:
+        raise ConfigurationError(f"{where}: key 'uid' must be a non-negative integer")
+    values: dict[str, str] = {}
+    for key in CREDENTIAL_KEYS:
+        value = table.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value or len(value) > _MAX_CREDENTIAL_LENGTH:
+            raise ConfigurationError(
+                f"{where}: key {key!r} must be a non-empty string of at most "
+                f"{_MAX_CREDENTIAL_LENGTH} characters"
+            )
+        if not value.isprintable() or value != value.strip():
+            raise ConfigurationError(
+                f"{where}: key {key!r} must be printable with no surrounding spaces "
+                "(it travels in an HTTP header)"
+            )
+        values[key] = value
+    return Account(name=name, uid=uid, **values)
+
+
+def _check_accounts(accounts: Iterable[Account], *, source: str = "accounts") -> None:
+    """Refuse accounts that cannot be told apart: the server finds an account by name or by credential."""
+    names: set[str] = set()
+    owner_of: dict[tuple[str, str], str] = {}
+    count = 0
+    for account in accounts:
+        count += 1
+        where = f"{source}: account {account.name!r}"
+        if account.name in names:
+            raise ConfigurationError(f"{where}: duplicate name")
+        names.add(account.name)
+        if (account.bitmusa_api_key is None) != (account.bitmusa_auth_key is None):
+            missing = "bitmusa_auth_key" if account.bitmusa_auth_key is None else "bitmusa_api_key"
+            raise ConfigurationError(f"{where}: key {missing!r} is missing (Bitmusa needs both keys)")
+        if not (account.has_bitmusa or account.has_coinlocally):
+            raise ConfigurationError(
+                f"{where}: no credentials (set bitmusa_api_key and bitmusa_auth_key, "
+                "and/or coinlocally_api_key or coinlocally_token)"
+            )
+        for key in CREDENTIAL_KEYS:
+            value = getattr(account, key)
+            if value is None:
+                continue
+            # Coinlocally's token and api-key share one namespace (either may be sent in the sub frame),
+            # and Bitmusa is looked up by api key, so a repeated credential would make ownership ambiguous.
+            namespace = key.split("_", 1)[0]
+            if namespace == "bitmusa" and key == "bitmusa_auth_key":
+                continue  # the auth key is checked against the account the api key found
+            previous = owner_of.get((namespace, value))
+            if previous is not None:
+                raise ConfigurationError(f"{where}: key {key!r} repeats a credential of account {previous!r}")
+            owner_of[(namespace, value)] = account.name
+    if count == 0:
+        raise ConfigurationError(f"{source}: at least one account is required")

@@ -1,0 +1,125 @@
+"""Running the exchange emulator inside a program or a test: `running_server(config)` and its handle.
+
+`async with running_server(config) as server:` starts the app on `config.host:config.port` (port 0 picks a
+free port), and on exit shuts it down as SIGTERM would (SYSTEM notices, close frames, tasks ended). The
+`ServerHandle` gives the URLs, the admin token, the same validated ingest path as `POST /admin/events`, the
+simulator's ledger, and a few fault controls for the tests of clients: stall, drop, system_close and
+expire_listen_key act on every open connection of one account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+from userstream.events import Event, Exchange
+from userstream.server.app import SERVER_KEY, create_app
+from userstream.server.config import Account, ServerConfig
+from userstream.server.exchange import ExchangeServer
+from userstream.server.logs import RedactingAccessLogger
+from userstream.server.simulator import Ledger
+
+__all__ = ["ServerHandle", "running_server"]
+
+
+class ServerHandle:
+    """A running server: where it listens, and what a test may do to it."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self.app = app
+        self.server: ExchangeServer = app[SERVER_KEY]
+        self.config: ServerConfig = self.server.config
+        self.host = host
+        self.port = port
+        self.base_url = f"http://{host}:{port}"
+        self.ws_url = f"ws://{host}:{port}"
+
+    def __repr__(self) -> str:
+        return f"ServerHandle(base_url={self.base_url!r})"
+
+    @property
+    def admin_token(self) -> str:
+        return self.config.admin_token
+
+    def account(self, name: str) -> Account:
+        """The configured account `name` (its credentials, for a client under test)."""
+        account = self.server.account(name)
+        if account is None:
+            raise KeyError(name)
+        return account
+
+    async def ingest(self, account: str, events: Iterable[Event | Mapping[str, Any]]) -> int:
+        """Publish events (Event objects or their JSON form) to `account`'s streams, exactly as
+        `POST /admin/events` does; IngestError (nothing published) on an unknown account or a bad event."""
+        return self.server.ingest(account, events)
+
+    def streams(self, account: str, exchange: Exchange | None = None) -> int:
+        """How many of `account`'s connections receive events now (Coinlocally: subscribed)."""
+        return sum(1 for c in self.server.hub.connections(account, exchange) if c.live)
+
+    async def wait_for_streams(self, account: str, count: int = 1, exchange: Exchange | None = None) -> None:
+        """Return once `account` has at least `count` streams receiving events (Coinlocally: subscribed).
+        Bound it with `asyncio.timeout`."""
+        await self.server.hub.wait_until(lambda: self.streams(account, exchange) >= count)
+
+    async def stall(self, account: str) -> int:
+        """Every open connection of `account` goes silent (no frames, no pongs, no closes) but stays open."""
+        return self.server.stall(account)
+
+    async def drop(self, account: str) -> int:
+        """Abort every open connection of `account` at the TCP level, without a close frame."""
+        return self.server.drop(account)
+
+    async def system_close(self, account: str) -> int:
+        """Close every open connection of `account` as the exchange would (Coinlocally: SYSTEM notice first,
+        then 1001 GOING_AWAY); returns once they are closed (at most `config.close_timeout` later, when
+        a client that does not answer is cut off)."""
+        closing = self.server.system_close(account)
+        await asyncio.gather(*(connection.finished.wait() for connection in closing))
+        return len(closing)
+
+    def expire_listen_key(self, account: str) -> bool:
+        """Let `account`'s listenKey lapse now; its streams close with 4001. False if it had no key."""
+        return self.server.expire_listen_key(account)
+
+    def active_listen_key(self, account: str) -> str | None:
+        return self.server.keys.active_key(account, time.monotonic())
+
+    def ledger(self, account: str) -> Ledger:
+        """The simulator's true state of `account` (balances, open orders). Needs `simulate_rate`."""
+        if self.server.simulator is None:
+            raise RuntimeError("the server runs without a simulator (simulate_rate is None)")
+        return self.server.simulator.ledger(account)
+
+
+@asynccontextmanager
+async def running_server(config: ServerConfig) -> AsyncIterator[ServerHandle]:
+    """Serve `config` until the block ends, then shut down gracefully."""
+    app = create_app(config)
+    runner = web.AppRunner(
+        app,
+        access_log_class=RedactingAccessLogger,
+        shutdown_timeout=config.close_timeout,
+        handle_signals=False,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        port = _bound_port(runner, config.port)
+        host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host  # noqa: S104
+        yield ServerHandle(app, host, port)
+    finally:
+        await runner.cleanup()
+
+
+def _bound_port(runner: web.AppRunner, requested: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return requested
