@@ -1,0 +1,179 @@
+"""`userstream serve`: flags in, a running exchange emulator out, until SIGINT or SIGTERM.
+
+Thin: it parses flags into a `ServerConfig`, sets up JSON logging on stderr, prints what a human needs to
+start (the URLs, and any credential or admin token it had to generate) on stdout, and runs
+`running_server` until a signal arrives, then shuts down gracefully (SYSTEM notices, 1001 close frames) and
+exits 0. A bad accounts file or flag exits 2 with a message naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from userstream.errors import ConfigurationError
+from userstream.protocol import bitmusa, coinlocally
+from userstream.server.app import ADMIN_EVENTS_PATH
+from userstream.server.config import Account, ServerConfig, demo_account, generate_secret, load_accounts
+from userstream.server.logs import configure_logging, log_event
+from userstream.server.run import ServerHandle, running_server
+
+__all__ = ["ADMIN_TOKEN_ENV", "add_parser", "build_config", "run"]
+
+ADMIN_TOKEN_ENV = "USERSTREAM_ADMIN_TOKEN"  # noqa: S105 (the name of a variable, not a secret)
+_log = logging.getLogger("userstream.server")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run the Bitmusa and Coinlocally user-data-stream services locally (an exchange emulator)",
+        description=(
+            "Serve both exchanges' documented user data streams on one port: Bitmusa's listenKey REST API "
+            "and WebSocket, Coinlocally's WebSocket, an admin ingest route and /healthz. See docs/server.md."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--accounts",
+        metavar="FILE",
+        help="accounts file (TOML, see examples/accounts.toml); without it one demo account is generated",
+    )
+    parser.add_argument(
+        "--admin-token",
+        default=None,
+        help=f"Bearer token of POST {ADMIN_EVENTS_PATH} (default: ${ADMIN_TOKEN_ENV}, else generated)",
+    )
+    parser.add_argument(
+        "--listen-key-ttl",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="validity of a Bitmusa listenKey after creation or keep-alive (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=40.0,
+        metavar="SECONDS",
+        help="close a Coinlocally stream that sent no ping for this long (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connection-age",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="close every stream at this age (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--simulate",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="run a simulated market for every account at about RATE events per second in total",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="random seed of the simulated market")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        help="log level of the JSON logs on stderr (default: %(default)s)",
+    )
+    return parser
+
+
+def build_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
+    """The config the flags describe, and the lines to print about what had to be generated."""
+    notices: list[str] = []
+    accounts: tuple[Account, ...]
+    if args.accounts:
+        accounts = load_accounts(args.accounts)
+    else:
+        demo = demo_account()
+        accounts = (demo,)
+        notices.append("no --accounts file: generated one demo account (as an accounts-file entry):")
+        notices.append(_account_toml(demo))
+    admin_token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
+    if admin_token is None:
+        admin_token = generate_secret()
+        notices.append(f"no --admin-token or ${ADMIN_TOKEN_ENV}: generated admin token {admin_token}")
+    config = ServerConfig(
+        accounts=accounts,
+        host=args.host,
+        port=args.port,
+        admin_token=admin_token,
+        listen_key_ttl=args.listen_key_ttl,
+        heartbeat_timeout=args.heartbeat_timeout,
+        max_connection_age=args.max_connection_age,
+        simulate_rate=args.simulate,
+        seed=args.seed,
+    )
+    return config, notices
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    try:
+        config, notices = build_config(args)
+    except ConfigurationError as exc:
+        print(f"userstream serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve(config, notices))
+    except OSError as exc:  # the port is taken, the address is not ours...
+        print(
+            f"userstream serve: cannot listen on {config.host}:{config.port}: {exc.strerror}", file=sys.stderr
+        )
+        return 1
+
+
+async def _serve(config: ServerConfig, notices: list[str]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running_server(config) as handle:
+            _announce(handle, notices)
+            log_event(
+                _log,
+                logging.INFO,
+                "serving",
+                url=handle.base_url,
+                accounts=[account.name for account in config.accounts],
+                simulate=config.simulate_rate,
+            )
+            await stop.wait()
+            log_event(_log, logging.INFO, "shutting down")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    log_event(_log, logging.INFO, "stopped")
+    return 0
+
+
+def _announce(handle: ServerHandle, notices: list[str]) -> None:
+    lines = [
+        f"userstream serve: listening on {handle.base_url}",
+        f"  Bitmusa listenKey   POST|PUT|DELETE {handle.base_url}{bitmusa.LISTEN_KEY_PATH}",
+        f"  Bitmusa stream      {handle.ws_url}{bitmusa.WS_PATH_PREFIX}<listenKey>",
+        f"  Coinlocally stream  {handle.ws_url}{coinlocally.WS_PATH}",
+        f"  ingest              POST {handle.base_url}{ADMIN_EVENTS_PATH}",
+        *notices,
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _account_toml(account: Account) -> str:
+    lines = ["[[accounts]]", f'name = "{account.name}"', f"uid = {account.uid}"]
+    lines += [f'{key} = "{value}"' for key, value in account.credentials().items()]
+    return "\n".join(lines)
