@@ -1,0 +1,905 @@
+"""Bitmusa's wire in both directions: the document's payloads as vectors, REST, bad input, round trips."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from userstream.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ExchangeError,
+    FrameDecodeError,
+    ListenKeyInvalidError,
+    LocalProtocolError,
+    MessageShapeError,
+    RateLimitedError,
+    TransportError,
+    UserStreamError,
+)
+from userstream.events import BalanceUpdate, Exchange, OrderStatus, OrderType, OrderUpdate, Side
+from userstream.money import checked, exact_sub
+from userstream.protocol import bitmusa
+from userstream.protocol.bitmusa import (
+    Credentials,
+    HttpRequest,
+    ListenKeyAction,
+    Parser,
+    parse_ack_response,
+    parse_listen_key_response,
+    render_event,
+)
+from userstream.protocol.messages import DataEvents, Unknown
+
+# --- the document's payloads, verbatim --------------------------------------------------------------
+
+DOC_WALLET = """{
+  "data": {
+    "asset": "USDT",
+    "free": "1132800.449",
+    "locked": "80669.91"
+  },
+  "stream": "spot_wallet",
+  "eventTime": 1700703548846
+}"""
+
+DOC_ORDER = """{
+  "data": {
+    "orderId": "C171558199502193",
+    "symbol": "XRP/USDT",
+    "direction": "BUY",
+    "type": "LIMIT_PRICE",
+    "price": 0.5155,
+    "amount": 2,
+    "tradedAmount": 0,
+    "value": 0,
+    "status": "TRADING",
+    "createdTime": 1715581995021,
+    "canceledTime": null,
+    "completedTime": null
+  },
+  "stream": "spot_order",
+  "eventTime": 1700703548846
+}"""
+
+DOC_CREATE_REPLY = b"""{
+  "data": {
+    "listenKey": "cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"
+  },
+  "code": 0,
+  "message": "success"
+}"""
+
+DOC_ACK_REPLY = b"""{
+  "code": 0,
+  "message": "success"
+}"""
+
+DOC_LISTEN_KEY = "cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"
+
+EXPECTED_WALLET = BalanceUpdate(
+    exchange=Exchange.BITMUSA,
+    account="default",
+    timestamp=1700703548846,
+    asset="USDT",
+    free=Decimal("1132800.449"),
+    locked=Decimal("80669.91"),
+)
+
+EXPECTED_ORDER = OrderUpdate(
+    exchange=Exchange.BITMUSA,
+    account="default",
+    timestamp=1700703548846,
+    id="C171558199502193",
+    symbol="XRP/USDT",
+    raw_symbol="XRP/USDT",
+    side=Side.BUY,
+    type=OrderType.LIMIT,
+    raw_type="LIMIT_PRICE",
+    status=OrderStatus.OPEN,
+    raw_status="TRADING",
+    price=Decimal("0.5155"),
+    amount=Decimal("2"),
+    filled=Decimal("0"),
+    remaining=Decimal("2"),
+    cost=Decimal("0"),
+    last_fill_amount=None,
+    last_fill_price=None,
+    fee=None,
+    created_at=1715581995021,
+)
+
+
+def exact_fields(event: BalanceUpdate | OrderUpdate) -> dict[str, object]:
+    """Every field but `raw`, Decimals as their text: 2 and 2.0 are equal, but not the same wire text."""
+    out: dict[str, object] = {}
+    for name in event.__struct_fields__:
+        if name == "raw":
+            continue
+        value = getattr(event, name)
+        out[name] = ("Decimal", str(value)) if isinstance(value, Decimal) else value
+    return out
+
+
+def ordered_json(text: str | bytes) -> Any:
+    """JSON with key order kept and numbers as exact Decimals: equal means same keys, order and values."""
+    return json.loads(text, parse_float=Decimal, object_pairs_hook=list)
+
+
+def order_frame(**data_literals: str) -> str:
+    """The document's order frame with some `data` fields replaced by raw JSON literals (or removed: "")."""
+    data = {
+        "orderId": '"C171558199502193"',
+        "symbol": '"XRP/USDT"',
+        "direction": '"BUY"',
+        "type": '"LIMIT_PRICE"',
+        "price": "0.5155",
+        "amount": "2",
+        "tradedAmount": "0",
+        "value": "0",
+        "status": '"TRADING"',
+        "createdTime": "1715581995021",
+        "canceledTime": "null",
+        "completedTime": "null",
+    }
+    data.update(data_literals)
+    fields = ",".join(f'"{name}":{literal}' for name, literal in data.items() if literal)
+    return '{"data":{' + fields + '},"stream":"spot_order","eventTime":1700703548846}'
+
+
+def wallet_frame(
+    free: str = '"1132800.449"', locked: str = '"80669.91"', event_time: str = "1700703548846"
+) -> str:
+    return (
+        '{"data":{"asset":"USDT","free":' + free + ',"locked":' + locked + "},"
+        '"stream":"spot_wallet","eventTime":' + event_time + "}"
+    )
+
+
+def only_event(frame: str | bytes, account: str = "default") -> BalanceUpdate | OrderUpdate:
+    result = Parser(account)(frame)
+    assert isinstance(result, DataEvents), result
+    assert len(result.events) == 1
+    return result.events[0]
+
+
+# --- the document's payloads as test vectors ---------------------------------------------------------
+
+
+def test_doc_wallet_payload_parses_to_the_exact_balance_update() -> None:
+    event = only_event(DOC_WALLET)
+    assert event == EXPECTED_WALLET
+    assert exact_fields(event) == exact_fields(EXPECTED_WALLET)
+    assert isinstance(event, BalanceUpdate)
+    assert event.total == Decimal("1213470.359")
+    assert event.raw == DOC_WALLET
+
+
+def test_doc_order_payload_parses_to_the_exact_order_update() -> None:
+    event = only_event(DOC_ORDER)
+    assert event == EXPECTED_ORDER
+    assert exact_fields(event) == exact_fields(EXPECTED_ORDER)
+    assert event.raw == DOC_ORDER
+
+
+def test_doc_payloads_parse_the_same_from_bytes_and_from_decoded_objects() -> None:
+    assert Parser()(DOC_ORDER.encode()) == DataEvents((EXPECTED_ORDER,))
+    assert Parser()(DOC_WALLET.encode()) == DataEvents((EXPECTED_WALLET,))
+    decoded = json.loads(DOC_ORDER, parse_float=Decimal)
+    assert bitmusa.parse_message(decoded) == DataEvents((EXPECTED_ORDER,))
+
+
+def test_parser_labels_events_with_its_account() -> None:
+    event = only_event(DOC_WALLET, account="desk-7")
+    assert event.account == "desk-7"
+
+
+def test_rendering_the_doc_wallet_event_gives_the_doc_payload() -> None:
+    rendered = render_event(EXPECTED_WALLET)
+    assert ordered_json(rendered) == ordered_json(DOC_WALLET)
+    assert rendered == (
+        '{"data":{"asset":"USDT","free":"1132800.449","locked":"80669.91"},'
+        '"stream":"spot_wallet","eventTime":1700703548846}'
+    )
+
+
+def test_rendering_the_doc_order_event_gives_the_doc_payload() -> None:
+    rendered = render_event(EXPECTED_ORDER)
+    assert ordered_json(rendered) == ordered_json(DOC_ORDER)
+    # Numbers where the document has numbers, written as the document writes them.
+    assert '"price":0.5155,' in rendered
+    assert '"amount":2,"tradedAmount":0,"value":0,' in rendered
+    assert rendered == "".join(line.strip() for line in DOC_ORDER.splitlines()).replace(": ", ":")
+
+
+@pytest.mark.parametrize(
+    ("literal", "expected"),
+    [
+        ("0.5155", "0.5155"),
+        ("2", "2"),
+        ("2.0E-5", "0.000020"),
+        ("0.10000", "0.10000"),  # trailing zeros are what the exchange wrote
+        ('"0.5155"', "0.5155"),  # a string is read exactly too
+        ("1234567890123456789012345678901234567890", "1234567890123456789012345678901234567890"),
+        # docs/events.md bounds money at 64 significant digits: 41 digits are exact, not refused
+        ("12345678901234567890123456789012345678901", "12345678901234567890123456789012345678901"),
+    ],
+)
+def test_price_is_the_exact_wire_text(literal: str, expected: str) -> None:
+    event = only_event(order_frame(price=literal))
+    assert isinstance(event, OrderUpdate)
+    assert str(event.price) == expected
+
+
+def test_forty_digit_quantities_subtract_exactly() -> None:
+    amount = "9999999999999999999999999999999999999999"
+    filled = "0.000000000000000000000000000000000000001"
+    event = only_event(order_frame(amount=amount, tradedAmount=filled))
+    assert isinstance(event, OrderUpdate)
+    assert (
+        str(event.remaining)
+        == "9999999999999999999999999999999999999998.999999999999999999999999999999999999999"
+    )
+
+
+def test_nullable_fields_are_read_as_none() -> None:
+    event = only_event(order_frame(price="null", value="null", createdTime="null"))
+    assert isinstance(event, OrderUpdate)
+    assert (event.price, event.cost, event.created_at) == (None, None, None)
+
+
+def test_end_times_may_be_integers_or_absent() -> None:
+    closed = only_event(order_frame(status='"COMPLETED"', completedTime="1700703548846", canceledTime=""))
+    assert isinstance(closed, OrderUpdate)
+    assert closed.status == OrderStatus.CLOSED
+
+
+# --- the document's word lists -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("word", "status"),
+    [
+        ("TRADING", OrderStatus.OPEN),
+        ("COMPLETED", OrderStatus.CLOSED),
+        ("CANCELED", OrderStatus.CANCELED),
+        ("OVERTIMED", OrderStatus.EXPIRED),
+    ],
+)
+def test_every_documented_status_normalizes(word: str, status: OrderStatus) -> None:
+    event = only_event(order_frame(status=json.dumps(word)))
+    assert isinstance(event, OrderUpdate)
+    assert (event.status, event.raw_status) == (status, word)
+
+
+@pytest.mark.parametrize(
+    ("word", "order_type"), [("LIMIT_PRICE", OrderType.LIMIT), ("MARKET_PRICE", OrderType.MARKET)]
+)
+def test_every_documented_type_normalizes(word: str, order_type: OrderType) -> None:
+    event = only_event(order_frame(type=json.dumps(word)))
+    assert isinstance(event, OrderUpdate)
+    assert (event.type, event.raw_type) == (order_type, word)
+
+
+@pytest.mark.parametrize(("word", "side"), [("BUY", Side.BUY), ("SELL", Side.SELL)])
+def test_every_documented_direction_normalizes(word: str, side: Side) -> None:
+    event = only_event(order_frame(direction=json.dumps(word)))
+    assert isinstance(event, OrderUpdate)
+    assert event.side == side
+
+
+def test_unknown_status_is_kept_raw_and_the_event_is_not_dropped() -> None:
+    event = only_event(order_frame(status='"PARTIALLY_TRADED"'))
+    assert isinstance(event, OrderUpdate)
+    assert (event.status, event.raw_status) == (None, "PARTIALLY_TRADED")
+    assert event.id == "C171558199502193"
+
+
+def test_unknown_type_is_kept_raw() -> None:
+    event = only_event(order_frame(type='"STOP_LIMIT"'))
+    assert isinstance(event, OrderUpdate)
+    assert (event.type, event.raw_type) == (None, "STOP_LIMIT")
+
+
+def test_unknown_direction_is_unknown_not_an_order() -> None:
+    frame = order_frame(direction='"HOLD"')
+    assert Parser()(frame) == Unknown(raw=frame[:512], reason="unknown direction 'HOLD'")
+
+
+# --- rendering: words, end times, decimals ------------------------------------------------------------
+
+
+def an_order(**changes: Any) -> OrderUpdate:
+    fields = {name: getattr(EXPECTED_ORDER, name) for name in EXPECTED_ORDER.__struct_fields__}
+    fields.update(changes)
+    return OrderUpdate(**fields)
+
+
+def rendered_data(event: BalanceUpdate | OrderUpdate) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(render_event(event), parse_float=Decimal)["data"]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("status", "raw_status", "word", "canceled_time", "completed_time"),
+    [
+        (OrderStatus.OPEN, "TRADING", "TRADING", None, None),
+        (OrderStatus.OPEN, "PART_FILLED", "TRADING", None, None),  # Coinlocally's word: Bitmusa's is written
+        (OrderStatus.CLOSED, "COMPLETED", "COMPLETED", None, 1700703548846),
+        (OrderStatus.CANCELED, "CANCELED", "CANCELED", 1700703548846, None),
+        (OrderStatus.EXPIRED, "OVERTIMED", "OVERTIMED", 1700703548846, None),
+        (OrderStatus.EXPIRED, "EXPIRED", "OVERTIMED", 1700703548846, None),
+        (OrderStatus.REJECTED, "REJECTED", "CANCELED", 1700703548846, None),  # Bitmusa has no "rejected"
+        (OrderStatus.CLOSED, "TRADING", "COMPLETED", None, 1700703548846),  # raw inconsistent with status
+        (None, "PARTIALLY_TRADED", "PARTIALLY_TRADED", None, None),
+    ],
+)
+def test_rendered_status_and_end_times(
+    status: OrderStatus | None,
+    raw_status: str,
+    word: str,
+    canceled_time: int | None,
+    completed_time: int | None,
+) -> None:
+    data = rendered_data(an_order(status=status, raw_status=raw_status))
+    assert (data["status"], data["canceledTime"], data["completedTime"]) == (
+        word,
+        canceled_time,
+        completed_time,
+    )
+
+
+@pytest.mark.parametrize(
+    ("order_type", "raw_type", "word"),
+    [
+        (OrderType.LIMIT, "LIMIT_PRICE", "LIMIT_PRICE"),
+        (OrderType.MARKET, "MARKET_PRICE", "MARKET_PRICE"),
+        (OrderType.LIMIT, "LIMIT", "LIMIT_PRICE"),
+        (OrderType.MARKET, "MARKET", "MARKET_PRICE"),
+        (None, "STOP_LIMIT", "STOP_LIMIT"),
+    ],
+)
+def test_rendered_type(order_type: OrderType | None, raw_type: str, word: str) -> None:
+    assert rendered_data(an_order(type=order_type, raw_type=raw_type))["type"] == word
+
+
+def test_rendered_order_from_another_exchange_uses_bitmusa_words_and_unified_symbol() -> None:
+    event = an_order(
+        exchange=Exchange.COINLOCALLY,
+        symbol="BTC/USDT",
+        raw_symbol="BTCUSDT",
+        side=Side.SELL,
+        raw_type="LIMIT",
+        raw_status="NEW",
+        price=None,
+        cost=None,
+        created_at=None,
+        fee=Decimal("0.1"),
+    )
+    data = rendered_data(event)
+    assert (data["symbol"], data["direction"], data["type"], data["status"]) == (
+        "BTC/USDT",
+        "SELL",
+        "LIMIT_PRICE",
+        "TRADING",
+    )
+    assert (data["price"], data["value"], data["createdTime"]) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("free", "text"),
+    [
+        (Decimal("2.0E-5"), "0.000020"),
+        (Decimal("1E+3"), "1000"),
+        (Decimal("0.10"), "0.10"),
+        (Decimal("-0"), "-0"),
+        (Decimal("1E+64"), "1E+64"),  # plain notation would carry 65 digits, past money's bound
+    ],
+)
+def test_rendered_balances_are_plain_decimal_strings(free: Decimal, text: str) -> None:
+    event = BalanceUpdate(
+        exchange=Exchange.BITMUSA,
+        account="default",
+        timestamp=1,
+        asset="BTC",
+        free=free,
+        locked=Decimal("0"),
+    )
+    assert rendered_data(event)["free"] == text
+    assert only_event(render_event(event)) == event
+
+
+def test_render_refuses_what_is_not_an_event() -> None:
+    with pytest.raises(LocalProtocolError):
+        render_event("not an event")  # type: ignore[arg-type]
+
+
+# --- bad input: never an exception from the parser -----------------------------------------------------
+
+TEN_MB = 10 * 1024 * 1024
+
+BAD_FRAMES: list[tuple[str, str | bytes, type[UserStreamError], str | None]] = [
+    ("empty text", "", FrameDecodeError, None),
+    ("empty bytes", b"", FrameDecodeError, None),
+    ("truncated JSON", DOC_ORDER[:-20], FrameDecodeError, None),
+    ("not JSON", "hello", FrameDecodeError, None),
+    ("JSON array", "[]", MessageShapeError, "$"),
+    ("JSON null", "null", MessageShapeError, "$"),
+    ("JSON string", '"spot_wallet"', MessageShapeError, "$"),
+    ("price true", order_frame(price="true"), MessageShapeError, "$.data.price"),
+    ("price text", order_frame(price='"abc"'), MessageShapeError, "$.data.price"),
+    ("amount null", order_frame(amount="null"), MessageShapeError, "$.data.amount"),
+    ("orderId number", order_frame(orderId="171558199502193"), MessageShapeError, "$.data.orderId"),
+    ("missing orderId", order_frame(orderId=""), MessageShapeError, "$.data.orderId"),
+    ("createdTime text", order_frame(createdTime='"1715581995021"'), MessageShapeError, "$.data.createdTime"),
+    ("canceledTime text", order_frame(canceledTime='"x"'), MessageShapeError, "$.data.canceledTime"),
+    ("41-digit eventTime", wallet_frame(event_time="1" * 41), MessageShapeError, "$.eventTime"),
+    ("eventTime 2**63", wallet_frame(event_time=str(2**63)), MessageShapeError, "$.eventTime"),
+    ("negative eventTime", wallet_frame(event_time="-1"), MessageShapeError, "$.eventTime"),
+    ("float eventTime", wallet_frame(event_time="1700703548846.5"), MessageShapeError, "$.eventTime"),
+    ("65-digit price", order_frame(price="1" * 65), MessageShapeError, "$.data.price"),
+    ("price 1e400", order_frame(price="1e400"), MessageShapeError, "$.data.price"),
+    ("tiny value", order_frame(value="1e-400"), MessageShapeError, "$.data.value"),
+    ("bare NaN", order_frame(price="NaN"), FrameDecodeError, None),
+    ("NaN string", wallet_frame(free='"NaN"'), MessageShapeError, "$.data.free"),
+    ("Infinity string", wallet_frame(locked='"Infinity"'), MessageShapeError, "$.data.locked"),
+    ("free true", wallet_frame(free="true"), MessageShapeError, "$.data.free"),
+    ("unknown stream", '{"data":{},"stream":"spot_margin","eventTime":1}', MessageShapeError, "$.stream"),
+    ("stream number", '{"data":{},"stream":5,"eventTime":1}', MessageShapeError, "$.stream"),
+    ("missing stream", '{"data":{},"eventTime":1}', MessageShapeError, "$.stream"),
+    ("missing data", '{"stream":"spot_order","eventTime":1700703548846}', MessageShapeError, "$.data"),
+    ("null data", '{"data":null,"stream":"spot_wallet","eventTime":1}', MessageShapeError, "$.data"),
+    (
+        "missing asset",
+        '{"data":{"free":"1","locked":"1"},"stream":"spot_wallet","eventTime":1}',
+        MessageShapeError,
+        "$.data.asset",
+    ),
+    (
+        "missing eventTime",
+        '{"data":{"asset":"A","free":"1","locked":"1"},"stream":"spot_wallet"}',
+        MessageShapeError,
+        "$.eventTime",
+    ),
+    ("unknown direction", order_frame(direction='"HOLD"'), MessageShapeError, "$.data.direction"),
+    ("deep nesting", '{"data":' + "[" * 100_000, FrameDecodeError, None),
+    ("deep nesting, closed", '{"data":' + "[" * 100_000 + "]" * 100_000 + "}", FrameDecodeError, None),
+    (
+        "deep nesting, stream first",
+        '{"stream":"spot_wallet","data":' + "[" * 100_000,
+        MessageShapeError,
+        "$.data",
+    ),
+    ("invalid UTF-8", b'{"data":{"asset":"\xff"}}', FrameDecodeError, None),
+    ("truncated gzip", gzip.compress(DOC_WALLET.encode())[:-8], FrameDecodeError, None),
+    ("gzip of non-JSON", gzip.compress(b"not json"), FrameDecodeError, None),
+    ("10 MB text", '{"data":"' + "x" * TEN_MB + '"}', FrameDecodeError, None),
+    ("10 MB bytes", b" " * TEN_MB + DOC_WALLET.encode(), FrameDecodeError, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "error", "field"),
+    [pytest.param(frame, error, field, id=name) for name, frame, error, field in BAD_FRAMES],
+)
+def test_bad_frame_is_unknown_with_the_typed_error_as_reason(
+    frame: str | bytes, error: type[UserStreamError], field: str | None
+) -> None:
+    with pytest.raises(error) as caught:
+        Parser().parse_message(frame)
+    if field is not None:
+        assert isinstance(caught.value, MessageShapeError)
+        assert caught.value.field == field
+    result = Parser()(frame)
+    assert isinstance(result, Unknown)
+    assert result.reason
+    assert result.reason == str(caught.value)[:300] + ("..." if len(str(caught.value)) > 300 else "")
+    expected_raw = frame[:512] if isinstance(frame, str) else frame[:2048].decode("utf-8", "replace")[:512]
+    assert result.raw == expected_raw
+
+
+def test_unknown_stream_reason_names_the_stream() -> None:
+    result = Parser()('{"data":{},"stream":"spot_margin","eventTime":1}')
+    assert result == Unknown(
+        raw='{"data":{},"stream":"spot_margin","eventTime":1}',
+        reason="unknown stream: Invalid value 'spot_margin' - at `$.stream`",
+    )
+
+
+def test_out_of_bounds_money_names_the_field() -> None:
+    with pytest.raises(MessageShapeError) as caught:
+        Parser().parse_message(order_frame(price="1" * 65))
+    assert str(caught.value) == "$.data.price: more than 64 significant digits"
+
+
+def test_gzip_frames_are_accepted_too() -> None:
+    assert Parser()(gzip.compress(DOC_WALLET.encode())) == DataEvents((EXPECTED_WALLET,))
+
+
+def test_decoded_object_of_the_wrong_shape_is_a_shape_error() -> None:
+    with pytest.raises(MessageShapeError) as caught:
+        bitmusa.parse_message({"data": {"asset": "USDT"}, "stream": "spot_wallet", "eventTime": 1})
+    assert caught.value.field == "$.data.free"
+    with pytest.raises(MessageShapeError):
+        bitmusa.parse_message([1, 2])  # type: ignore[arg-type]
+
+
+@given(st.binary(max_size=300))
+def test_parser_never_raises_on_any_bytes(frame: bytes) -> None:
+    assert isinstance(Parser()(frame), DataEvents | Unknown)
+
+
+@given(st.text(max_size=300))
+def test_parser_never_raises_on_any_text(frame: str) -> None:
+    assert isinstance(Parser()(frame), DataEvents | Unknown)
+
+
+@given(st.sampled_from([DOC_WALLET, DOC_ORDER]), st.data())
+def test_parser_never_raises_on_mangled_documents(document: str, data: st.DataObject) -> None:
+    start = data.draw(st.integers(0, len(document)))
+    end = data.draw(st.integers(start, len(document)))
+    insert = data.draw(st.text(max_size=20))
+    mangled = document[:start] + insert + document[end:]
+    assert isinstance(Parser()(mangled), DataEvents | Unknown)
+
+
+# --- round trip: render then parse gives the event back ------------------------------------------------
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=24)
+_MILLIS = st.integers(0, 2**63 - 1)
+
+
+def _decimal_from(sign: int, coefficient: int, exponent: int) -> Decimal:
+    return Decimal((sign, tuple(int(digit) for digit in str(coefficient)), exponent))
+
+
+def _within_bounds(value: Decimal) -> bool:
+    try:
+        checked(value)
+    except ValueError:
+        return False
+    return True
+
+
+EXACT_DECIMALS = st.one_of(
+    st.builds(_decimal_from, st.integers(0, 1), st.integers(0, 10**40 - 1), st.integers(-80, 64)).filter(
+        _within_bounds
+    ),
+    st.sampled_from(
+        [
+            Decimal("9" * 40),
+            Decimal("0." + "0" * 20 + "1" * 40),
+            Decimal("1132800.449"),
+            Decimal("0.5155"),
+            Decimal("2.0E-5"),
+            Decimal("0.1000000000000000"),
+            Decimal("0"),
+        ]
+    ),
+)
+
+# (normalized, raw) pairs consistent with Bitmusa's tables: a known word, or an unknown word kept raw.
+STATUS_PAIRS = st.one_of(
+    st.sampled_from(sorted((status, word) for word, status in bitmusa.STATUSES.items())),
+    st.tuples(st.none(), _TEXT.filter(lambda word: word not in bitmusa.STATUSES)),
+)
+TYPE_PAIRS = st.one_of(
+    st.sampled_from(sorted((order_type, word) for word, order_type in bitmusa.ORDER_TYPES.items())),
+    st.tuples(st.none(), _TEXT.filter(lambda word: word not in bitmusa.ORDER_TYPES)),
+)
+
+
+@st.composite
+def bitmusa_orders(draw: st.DrawFn) -> OrderUpdate:
+    status, raw_status = draw(STATUS_PAIRS)
+    order_type, raw_type = draw(TYPE_PAIRS)
+    symbol = draw(_TEXT)
+    amount = draw(EXACT_DECIMALS)
+    filled = draw(EXACT_DECIMALS)
+    return OrderUpdate(
+        exchange=Exchange.BITMUSA,
+        account=draw(_TEXT),
+        timestamp=draw(_MILLIS),
+        id=draw(_TEXT),
+        symbol=symbol,
+        raw_symbol=symbol,
+        side=draw(st.sampled_from(Side)),
+        type=order_type,
+        raw_type=raw_type,
+        status=status,
+        raw_status=raw_status,
+        price=draw(st.none() | EXACT_DECIMALS),
+        amount=amount,
+        filled=filled,
+        remaining=exact_sub(amount, filled),
+        cost=draw(st.none() | EXACT_DECIMALS),
+        created_at=draw(st.none() | _MILLIS),
+    )
+
+
+BALANCES = st.builds(
+    BalanceUpdate,
+    exchange=st.just(Exchange.BITMUSA),
+    account=_TEXT,
+    timestamp=_MILLIS,
+    asset=_TEXT,
+    free=EXACT_DECIMALS,
+    locked=EXACT_DECIMALS,
+)
+
+
+@given(st.one_of(BALANCES, bitmusa_orders()))
+def test_render_then_parse_gives_the_event_back(event: BalanceUpdate | OrderUpdate) -> None:
+    assert Parser(event.account)(render_event(event)) == DataEvents((event,))
+
+
+def _same_wire_text(sent: Decimal | None, received: Decimal | None) -> bool:
+    """The exact digits and exponent come back; only a zero's sign may not (JSON's -0 reads as 0)."""
+    if sent is None or received is None or sent.is_zero():
+        return sent == received
+    return sent.as_tuple() == received.as_tuple()
+
+
+@given(bitmusa_orders())
+def test_order_quantities_keep_their_exact_text_through_a_round_trip(event: OrderUpdate) -> None:
+    back = only_event(render_event(event), account=event.account)
+    assert isinstance(back, OrderUpdate)
+    for name in ("price", "amount", "filled", "cost"):
+        assert _same_wire_text(getattr(event, name), getattr(back, name)), name
+
+
+@given(st.builds(_decimal_from, st.integers(0, 1), st.integers(0, 10**70), st.integers(-200, 200)))
+def test_money_bounds_on_the_wire_are_exactly_moneys_bounds(value: Decimal) -> None:
+    result = Parser()(order_frame(price=str(value)))
+    assert isinstance(result, DataEvents) == _within_bounds(value)
+
+
+# --- REST: requests -----------------------------------------------------------------------------------
+
+CREDS = Credentials(api_key="API-KEY-SECRET-1", auth_key="AUTH-KEY-SECRET-2")
+EXPECTED_HEADERS = {"Authorization": "Bearer AUTH-KEY-SECRET-2", "x-api-key": "API-KEY-SECRET-1"}
+
+
+@pytest.mark.parametrize(
+    ("build", "method", "action"),
+    [
+        (bitmusa.create_listen_key_request, "POST", ListenKeyAction.CREATE),
+        (bitmusa.keepalive_request, "PUT", ListenKeyAction.KEEPALIVE),
+        (bitmusa.close_listen_key_request, "DELETE", ListenKeyAction.CLOSE),
+    ],
+)
+def test_listen_key_requests(build: Any, method: str, action: ListenKeyAction) -> None:
+    request = build(CREDS)
+    assert request == HttpRequest(method, "/spot/userDataStream", EXPECTED_HEADERS, b"")
+    assert request.headers == EXPECTED_HEADERS
+    assert request.url() == "https://openapi.bitmusa.com/spot/userDataStream"
+    assert request.url("http://127.0.0.1:8080/") == "http://127.0.0.1:8080/spot/userDataStream"
+    assert bitmusa.listen_key_action(method, "/spot/userDataStream") == action
+
+
+def test_listen_key_action_of_other_requests_is_none() -> None:
+    assert bitmusa.listen_key_action("GET", "/spot/userDataStream") is None
+    assert bitmusa.listen_key_action("POST", "/spot/other") is None
+
+
+def test_reprs_never_show_secrets() -> None:
+    request = bitmusa.create_listen_key_request(CREDS)
+    for text in (repr(CREDS), str(CREDS), repr(request), str(request)):
+        assert "SECRET" not in text
+    assert repr(CREDS) == "Credentials(api_key=<hidden>, auth_key=<hidden>)"
+    assert repr(request) == (
+        "HttpRequest(method='POST', path='/spot/userDataStream', "
+        "headers={'Authorization': <hidden>, 'x-api-key': <hidden>}, body=<0 bytes>)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("api_key", "auth_key"), [("", "x"), ("x", ""), ("x\r\nInjected: 1", "y"), ("x", "y\n")]
+)
+def test_credentials_refuse_empty_or_control_characters_without_echoing_them(
+    api_key: str, auth_key: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Credentials(api_key=api_key, auth_key=auth_key)
+    assert "Injected" not in str(caught.value)
+
+
+def test_ws_paths() -> None:
+    assert bitmusa.ws_path(DOC_LISTEN_KEY) == "/ws/spot/cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"
+    assert bitmusa.ws_url(DOC_LISTEN_KEY) == (
+        "wss://websocket.bitmusa.com:60002/ws/spot/cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"
+    )
+    assert bitmusa.ws_path("a/b?c") == "/ws/spot/a%2Fb%3Fc"
+    assert bitmusa.listen_key_from_ws_path(bitmusa.ws_path("a/b?c")) == "a/b?c"
+    assert bitmusa.listen_key_from_ws_path(bitmusa.ws_path(DOC_LISTEN_KEY)) == DOC_LISTEN_KEY
+    assert bitmusa.listen_key_from_ws_path("/ws/spot/") is None
+    assert bitmusa.listen_key_from_ws_path("/ws/spot/a/b") is None
+    assert bitmusa.listen_key_from_ws_path("/ws/futures/a") is None
+    with pytest.raises(LocalProtocolError):
+        bitmusa.ws_path("")
+
+
+def test_documented_constants() -> None:
+    assert bitmusa.REST_BASE == "https://openapi.bitmusa.com"
+    assert bitmusa.WS_BASE == "wss://websocket.bitmusa.com:60002"
+    assert bitmusa.LISTEN_KEY_PATH == "/spot/userDataStream"
+    assert bitmusa.WS_PATH_PREFIX == "/ws/spot/"
+    assert bitmusa.LISTEN_KEY_VALIDITY_MS == 60 * 60 * 1000
+    assert bitmusa.MAX_CONNECTION_AGE_MS == 24 * 60 * 60 * 1000
+    assert (
+        bitmusa.ERR_BAD_REQUEST,
+        bitmusa.ERR_UNAUTHORIZED,
+        bitmusa.ERR_LISTEN_KEY_NOT_FOUND,
+        bitmusa.ERR_RATE_LIMITED,
+    ) == (400001, 401001, 404001, 429001)
+    assert sorted(bitmusa.STREAMS) == ["spot_order", "spot_wallet"]
+
+
+# --- REST: replies ------------------------------------------------------------------------------------
+
+
+def test_doc_create_reply_gives_the_listen_key() -> None:
+    assert parse_listen_key_response(200, DOC_CREATE_REPLY) == DOC_LISTEN_KEY
+
+
+def test_doc_ack_reply_is_success() -> None:
+    assert parse_ack_response(200, DOC_ACK_REPLY) is None
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_http_auth_failure(status: int) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        parse_ack_response(status, b"<html>nope</html>")
+    assert (caught.value.status, caught.value.rejected) == (status, "listenKey request")
+
+
+def test_http_429_is_rate_limited() -> None:
+    with pytest.raises(RateLimitedError):
+        parse_listen_key_response(429, b"")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [
+        (401, bitmusa.ERR_UNAUTHORIZED, AuthenticationError),
+        (200, bitmusa.ERR_UNAUTHORIZED, AuthenticationError),
+        (200, bitmusa.ERR_RATE_LIMITED, RateLimitedError),
+        (404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, ListenKeyInvalidError),
+        (200, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, ListenKeyInvalidError),
+    ],
+)
+def test_reply_codes_map_to_typed_errors(status: int, code: int, error: type[Exception]) -> None:
+    body = bitmusa.render_error(code, "refused")
+    with pytest.raises(error):
+        parse_ack_response(status, body)
+    with pytest.raises(error):
+        parse_listen_key_response(status, body)
+
+
+@pytest.mark.parametrize(("status", "code"), [(400, bitmusa.ERR_BAD_REQUEST), (200, 7), (500, -1)])
+def test_other_codes_are_exchange_errors_with_the_code(status: int, code: int) -> None:
+    with pytest.raises(ExchangeError) as caught:
+        parse_ack_response(status, bitmusa.render_error(code, "no such thing"))
+    assert (caught.value.code, caught.value.status) == (code, status)
+    assert str(caught.value) == f"Bitmusa refused the request (HTTP {status}, code {code}): no such thing"
+
+
+def test_code_zero_with_an_error_status_is_an_exchange_error() -> None:
+    with pytest.raises(ExchangeError) as caught:
+        parse_ack_response(400, DOC_ACK_REPLY)
+    assert (caught.value.code, caught.value.status) == (0, 400)
+
+
+@pytest.mark.parametrize("body", [b"<html>Bad Gateway</html>", b"", b'{"code":'])
+def test_non_json_reply_is_a_frame_decode_error(body: bytes) -> None:
+    with pytest.raises(FrameDecodeError):
+        parse_listen_key_response(200, body)
+    with pytest.raises(FrameDecodeError):
+        parse_ack_response(404, body)
+
+
+def test_server_error_without_a_json_code_is_a_transport_error() -> None:
+    with pytest.raises(TransportError) as caught:
+        parse_ack_response(502, b"<html>Bad Gateway</html>")
+    assert type(caught.value) is TransportError
+    with pytest.raises(TransportError):
+        parse_ack_response(503, b'{"error": "maintenance"}')
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"[]", "$"),
+        (b'"success"', "$"),
+        (b'{"message":"success"}', "$.code"),
+        (b'{"code":"0","message":"success"}', "$.code"),
+        (b'{"code":true,"message":"success"}', "$.code"),
+        (b'{"code":0.0,"message":"success"}', "$.code"),
+    ],
+)
+def test_reply_of_the_wrong_shape_names_the_field(body: bytes, field: str) -> None:
+    with pytest.raises(MessageShapeError) as caught:
+        parse_ack_response(200, body)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (DOC_ACK_REPLY, "$.data"),
+        (b'{"data":null,"code":0,"message":"success"}', "$.data"),
+        (b'{"data":[],"code":0,"message":"success"}', "$.data"),
+        (b'{"data":{},"code":0,"message":"success"}', "$.data.listenKey"),
+        (b'{"data":{"listenKey":5},"code":0,"message":"success"}', "$.data.listenKey"),
+        (b'{"data":{"listenKey":""},"code":0,"message":"success"}', "$.data.listenKey"),
+        (b'{"data":{"listenKey":"' + b"k" * 513 + b'"},"code":0,"message":"success"}', "$.data.listenKey"),
+    ],
+)
+def test_listen_key_reply_without_a_key_names_the_field(body: bytes, field: str) -> None:
+    with pytest.raises(MessageShapeError) as caught:
+        parse_listen_key_response(200, body)
+    assert caught.value.field == field
+
+
+def test_deeply_nested_reply_is_a_frame_decode_error() -> None:
+    with pytest.raises(FrameDecodeError):
+        parse_ack_response(200, b'{"code":0,"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+
+
+def test_long_exchange_messages_are_clipped() -> None:
+    with pytest.raises(ExchangeError) as caught:
+        parse_ack_response(400, bitmusa.render_error(1, "m" * 10_000))
+    assert len(str(caught.value)) < 200
+
+
+# --- server side: replies and credentials ------------------------------------------------------------
+
+
+def test_rendered_replies_have_the_document_shape() -> None:
+    assert ordered_json(bitmusa.render_listen_key(DOC_LISTEN_KEY)) == ordered_json(DOC_CREATE_REPLY)
+    assert ordered_json(bitmusa.render_ok()) == ordered_json(DOC_ACK_REPLY)
+    assert bitmusa.render_error(404001, "listenKey not found") == (
+        b'{"code":404001,"message":"listenKey not found"}'
+    )
+    assert parse_listen_key_response(200, bitmusa.render_listen_key("k-1")) == "k-1"
+    assert parse_ack_response(200, bitmusa.render_ok()) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer AUTH-KEY-SECRET-2", "x-api-key": "API-KEY-SECRET-1"},
+        {"authorization": "Bearer AUTH-KEY-SECRET-2", "X-API-KEY": "API-KEY-SECRET-1"},
+        {"AUTHORIZATION": "bearer  AUTH-KEY-SECRET-2 ", "X-Api-Key": "API-KEY-SECRET-1", "Host": "x"},
+    ],
+)
+def test_credentials_from_headers_present(headers: dict[str, str]) -> None:
+    assert bitmusa.credentials_from_headers(headers) == CREDS
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer AUTH-KEY-SECRET-2"},
+        {"x-api-key": "API-KEY-SECRET-1"},
+        {"Authorization": "Basic QUxBRERJTjpPcGVuU2VzYW1l", "x-api-key": "API-KEY-SECRET-1"},
+        {"Authorization": "AUTH-KEY-SECRET-2", "x-api-key": "API-KEY-SECRET-1"},
+        {"Authorization": "Bearer ", "x-api-key": "API-KEY-SECRET-1"},
+        {"Authorization": "Bearer AUTH-KEY-SECRET-2", "x-api-key": ""},
+        {"Authorization": "Bearer a\x00b", "x-api-key": "API-KEY-SECRET-1"},
+    ],
+)
+def test_credentials_from_headers_missing_or_malformed(headers: dict[str, str]) -> None:
+    assert bitmusa.credentials_from_headers(headers) is None
+
+
+def test_request_headers_read_back_as_the_same_credentials() -> None:
+    request = bitmusa.keepalive_request(CREDS)
+    assert bitmusa.credentials_from_headers(request.headers) == CREDS
