@@ -1,0 +1,100 @@
+"""Status events: what the client tells its user about the stream itself, as values with a JSON form.
+
+This module owns `StatusEvent` and the `State` vocabulary. A status event is how the client never stops
+silently: every connect, disconnect (with its reason), reconnect (with attempt and delay), rotation,
+listenKey renewal, overflow drop and fatal stop becomes one. It must never carry a secret: the only
+credential-derived text allowed is a listenKey masked to its first 6 characters (`mask_listen_key`), and
+reasons are built from our own error messages, which name credentials and never show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+from userstream.events import Exchange
+
+__all__ = ["State", "StatusEvent", "mask_listen_key"]
+
+_ENCODER = msgspec.json.Encoder()
+_SHOWN_KEY_CHARS = 6
+
+
+class State(StrEnum):
+    CONNECTING = "connecting"  # opening a WebSocket (attempt counts attempts since the last live one)
+    CONNECTED = "connected"  # the WebSocket handshake succeeded
+    SUBSCRIBED = "subscribed"  # Coinlocally answered "sub success": events flow from here on
+    DISCONNECTED = "disconnected"  # a connection ended; `reason` says why
+    RECONNECTING = "reconnecting"  # waiting `delay` seconds before attempt `attempt`
+    ROTATED = "rotated"  # a planned rotation finished: the new connection is live, the old one closed
+    KEY_RENEWED = "key_renewed"  # Bitmusa: a new listenKey replaced one that lapsed or was deleted
+    KEEPALIVE_FAILED = "keepalive_failed"  # Bitmusa: a keepalive PUT failed; retried after `delay`
+    DROPPED = "dropped"  # overflow="drop_oldest": `dropped` events were discarded before the next one
+    FATAL = "fatal"  # the stream stopped for good; the iterator raises the error named in `reason`
+
+
+def mask_listen_key(key: str) -> str:
+    """The only form in which a listenKey may appear in output: enough to correlate, too little to use."""
+    return key[:_SHOWN_KEY_CHARS] + "..."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusEvent:
+    """One thing that happened to the stream. Fields that do not apply to a state are None.
+
+    `connection` is the serial number of the WebSocket concerned (1, 2, ... within one stream), which tells
+    the two connections of a rotation apart. `listen_key` is always masked (see `mask_listen_key`).
+    """
+
+    kind: ClassVar[Literal["status"]] = "status"
+
+    state: State
+    exchange: Exchange
+    account: str
+    reason: str | None = None
+    attempt: int | None = None
+    delay: float | None = None
+    dropped: int | None = None
+    connection: int | None = None
+    listen_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.listen_key is not None and not self.listen_key.endswith("..."):
+            raise ValueError("a StatusEvent's listen_key must be masked with mask_listen_key()")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "state": self.state.value,
+            "exchange": self.exchange.value,
+            "account": self.account,
+            "reason": self.reason,
+            "attempt": self.attempt,
+            "delay": None if self.delay is None else round(self.delay, 3),
+            "dropped": self.dropped,
+            "connection": self.connection,
+            "listen_key": self.listen_key,
+        }
+
+    def to_json(self) -> bytes:
+        return _ENCODER.encode(self.to_dict())
+
+    def describe(self) -> str:
+        """One human-readable log line."""
+        parts = [f"{self.exchange.value}/{self.account}", self.state.value]
+        if self.connection is not None:
+            parts.append(f"connection={self.connection}")
+        if self.attempt is not None:
+            parts.append(f"attempt={self.attempt}")
+        if self.delay is not None:
+            parts.append(f"delay={self.delay:.3f}s")
+        if self.dropped is not None:
+            parts.append(f"dropped={self.dropped}")
+        if self.listen_key is not None:
+            parts.append(f"listen_key={self.listen_key}")
+        if self.reason is not None:
+            parts.append(f"reason={self.reason}")
+        return " ".join(parts)
