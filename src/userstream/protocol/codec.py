@@ -37,6 +37,8 @@ def gunzip(data: bytes, max_size: int = DEFAULT_MAX_FRAME) -> bytes:
         raise FrameDecodeError(f"gzip frame inflates past the {max_size}-byte limit")
     if not inflater.eof:
         raise FrameDecodeError(f"truncated gzip frame ({len(data)} bytes)")
+    if inflater.unused_data:  # one frame is one gzip member; anything after it is garbage
+        raise FrameDecodeError(f"{len(inflater.unused_data)} trailing bytes after the gzip member")
     return out
 
 
