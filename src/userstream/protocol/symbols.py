@@ -18,7 +18,9 @@ class SymbolSplitter:
     __slots__ = ("_cache", "_quotes")
 
     def __init__(self, quotes: Iterable[str] = DEFAULT_QUOTES) -> None:
-        self._quotes = tuple(sorted({q.upper() for q in quotes}, key=len, reverse=True))
+        # dict.fromkeys, not a set: equal-length quotes keep the caller's order, whatever the hash seed.
+        unique = dict.fromkeys(quote.upper() for quote in quotes)
+        self._quotes = tuple(sorted(unique, key=len, reverse=True))
         self._cache: dict[str, str] = {}
 
     @property
