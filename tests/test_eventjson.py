@@ -163,3 +163,9 @@ def test_timestamp_is_required_when_no_default() -> None:
 def test_not_json() -> None:
     with pytest.raises(MessageShapeError, match="not a JSON object"):
         from_json(b"[1,")
+
+
+def test_deep_nesting_is_a_shape_error_not_a_recursion_error() -> None:
+    deep = b'{"kind":"balance","asset":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(MessageShapeError, match="nested too deeply"):
+        from_json(deep)

@@ -123,6 +123,8 @@ def from_json(data: bytes | str, **defaults: Any) -> Event:
         obj = _DICT_DECODER.decode(data)
     except msgspec.DecodeError as exc:
         raise MessageShapeError(f"event is not a JSON object: {exc}") from None
+    except RecursionError:  # msgspec's answer to absurdly deep nesting
+        raise MessageShapeError("event is nested too deeply") from None
     return from_dict(obj, **defaults)
 
 
@@ -142,6 +144,8 @@ def from_dict(
         parsed = msgspec.convert(obj, _IN, strict=False)
     except msgspec.ValidationError as exc:
         raise MessageShapeError(f"invalid event: {exc}", field=_path_of(exc)) from None
+    except RecursionError:
+        raise MessageShapeError("event is nested too deeply") from None
     stamp = _millis(parsed.timestamp, "$.timestamp")
     if stamp is None:
         if timestamp is None:
