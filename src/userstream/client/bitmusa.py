@@ -1,0 +1,230 @@
+"""Bitmusa at runtime: the listenKey's life (create, keep alive, renew, optionally close) and its WebSocket.
+
+This module owns `BitmusaSession` and `BitmusaDialect`. The wire (request shapes, reply judgement, frame
+parsing, close codes) belongs to `userstream.protocol.bitmusa` and `protocol.close`; this file only
+performs those requests at the right times:
+
+- a listenKey is created (POST) when a connection needs one and none is held; POST returns the account's
+  active key, so every connection of the stream (and every other process on the account) shares it;
+- a keepalive (PUT) is sent every `keepalive_interval` after the key was created or last extended; a failed
+  keepalive is retried with backoff (the key stays valid for 60 minutes, so there are many chances before it
+  can lapse); a keepalive that says the key is gone drops every connection so they reconnect with a new key;
+- a key reported invalid (by a reply, a refused handshake, or a close with LISTEN_KEY_EXPIRED/DELETED) is
+  forgotten, the next connection creates a new one, and a `key_renewed` status reports it;
+- on shutdown the key is DELETEd only with `close_key_on_exit=True`: DELETE would cut off every other
+  client of the account that shares the key.
+
+Bitmusa's stream has no application-level ping, so liveness uses protocol-level WebSocket pings, whose
+pongs count as frames for the idle timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+
+from userstream.client.backoff import Action, Backoff, classify
+from userstream.client.session import SessionHooks
+from userstream.client.status import State, mask_listen_key
+from userstream.client.transport import HandshakeRejectedError, PeerClosedError, Transport, WebSocket
+from userstream.errors import (
+    ListenKeyInvalidError,
+    RateLimitedError,
+    RemoteProtocolError,
+    UserStreamError,
+)
+from userstream.events import Exchange
+from userstream.protocol import bitmusa
+from userstream.protocol.close import CloseCode, needs_new_listen_key
+from userstream.protocol.messages import ControlReply, ErrorReply, Incoming
+
+__all__ = ["BitmusaDialect", "BitmusaSession"]
+
+_log = logging.getLogger("userstream.client")
+
+
+class BitmusaDialect:
+    """Frames on a Bitmusa stream: data only, live as soon as the handshake is done."""
+
+    exchange = Exchange.BITMUSA
+    live_on_connect = True
+
+    def __init__(self, parser: bitmusa.Parser) -> None:
+        self._parser = parser
+
+    def parse(self, frame: str | bytes) -> Incoming:
+        return self._parser(frame)
+
+    def opening_frames(self) -> Sequence[str]:
+        return ()
+
+    def is_live_reply(self, reply: ControlReply) -> bool:
+        return False
+
+    def ping_frame(self, now_ms: int) -> str | None:
+        return None  # protocol-level ping: Bitmusa documents no application ping
+
+    def pong_frame(self, timestamp: int) -> str | None:
+        return None  # Bitmusa's parser never yields a Ping
+
+    def error_for_reply(self, reply: ErrorReply) -> UserStreamError:
+        return RemoteProtocolError(f"Bitmusa sent an unexpected error reply (code {reply.code})")
+
+    def error_for_close(self, closed: PeerClosedError) -> UserStreamError:
+        if needs_new_listen_key(closed.code):
+            what = "expired" if closed.code == CloseCode.LISTEN_KEY_EXPIRED else "was deleted"
+            return ListenKeyInvalidError(f"the listenKey {what} (close code {closed.code})")
+        return closed
+
+
+class BitmusaSession:
+    """One account's listenKey and the WebSockets that use it. Driven by `stream.UserStream`."""
+
+    exchange = Exchange.BITMUSA
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        credentials: bitmusa.Credentials,
+        account: str,
+        rest_url: str,
+        ws_url: str,
+        keepalive_interval: float,
+        close_key_on_exit: bool,
+        auth_attempts: int,
+        make_backoff: Callable[[], Backoff],
+        max_frame: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._transport = transport
+        self._credentials = credentials
+        self._rest_url = rest_url.rstrip("/")
+        self._ws_url = ws_url.rstrip("/")
+        self._keepalive_interval = keepalive_interval
+        self._close_key_on_exit = close_key_on_exit
+        self._auth_attempts = auth_attempts
+        self._make_backoff = make_backoff
+        self._clock = clock
+        self.dialect = BitmusaDialect(bitmusa.Parser(account=account, max_frame=max_frame))
+        self._key: str | None = None
+        self._key_extended_at = 0.0
+        self._forgotten_because: str | None = None
+        self._key_changed = asyncio.Event()
+        self._hooks: SessionHooks | None = None
+        self._create_lock = asyncio.Lock()
+        self.keepalives = 0
+
+    @property
+    def listen_key_hint(self) -> str | None:
+        return None if self._key is None else mask_listen_key(self._key)
+
+    def _rest_label(self, method: str) -> str:
+        return f"{method} {self._rest_url}{bitmusa.LISTEN_KEY_PATH}"
+
+    async def open_websocket(self) -> WebSocket:
+        key = await self._listen_key()
+        label = f"{self._ws_url}{bitmusa.WS_PATH_PREFIX}{mask_listen_key(key)}"
+        try:
+            return await self._transport.websocket(bitmusa.ws_url(key, self._ws_url), {}, label=label)
+        except HandshakeRejectedError as exc:
+            # The server refuses an unknown or expired key at the handshake; 5xx and 429 are transient.
+            if 400 <= exc.status < 500 and exc.status != 429:
+                raise ListenKeyInvalidError(
+                    f"{label}: the server refused the listenKey (HTTP {exc.status})"
+                ) from None
+            raise
+
+    def forget_listen_key(self, reason: str) -> None:
+        if self._key is not None:
+            self._key = None
+            self._forgotten_because = reason
+            self._key_changed.set()
+
+    async def _listen_key(self) -> str:
+        async with self._create_lock:  # a rotation and a reconnect must not both create keys
+            if self._key is not None:
+                return self._key
+            request = bitmusa.create_listen_key_request(self._credentials)
+            reply = await self._transport.request(self._rest_url, request, label=self._rest_label("POST"))
+            key = bitmusa.parse_listen_key_response(reply.status, reply.body)
+            self._key = key
+            self._key_extended_at = self._clock()
+            self._key_changed.set()
+            if self._forgotten_because is not None and self._hooks is not None:
+                self._hooks.emit(
+                    State.KEY_RENEWED,
+                    reason=self._forgotten_because,
+                    listen_key=mask_listen_key(key),
+                )
+            self._forgotten_because = None
+            return key
+
+    async def maintain(self, hooks: SessionHooks) -> None:
+        """The keepalive loop: PUT every `keepalive_interval`, retried with backoff when it fails."""
+        self._hooks = hooks
+        backoff = self._make_backoff()
+        auth_failures = 0
+        retry_at: float | None = None
+        while True:
+            self._key_changed.clear()
+            if self._key is None:
+                await self._key_changed.wait()
+                retry_at = None
+                continue
+            due = self._key_extended_at + self._keepalive_interval if retry_at is None else retry_at
+            if await self._wait_key_change(due):
+                retry_at = None  # a new key starts a new schedule from its creation
+                continue
+            try:
+                await self._keepalive()
+            except UserStreamError as exc:
+                action = classify(exc)
+                if action is Action.NEW_LISTEN_KEY:
+                    self.forget_listen_key(f"keepalive: {exc}")
+                    await hooks.listen_key_lost(exc)
+                    retry_at = None
+                    continue
+                if action is Action.FATAL:
+                    auth_failures += 1
+                    if auth_failures >= self._auth_attempts:
+                        hooks.fatal(exc)
+                        return
+                delay = backoff.next_delay()
+                if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+                    delay = max(delay, exc.retry_after)
+                hooks.emit(State.KEEPALIVE_FAILED, reason=str(exc), attempt=backoff.attempts, delay=delay)
+                retry_at = self._clock() + delay
+            else:
+                backoff.reset()
+                auth_failures = 0
+                retry_at = None
+
+    async def _keepalive(self) -> None:
+        request = bitmusa.keepalive_request(self._credentials)
+        reply = await self._transport.request(self._rest_url, request, label=self._rest_label("PUT"))
+        bitmusa.parse_ack_response(reply.status, reply.body)
+        self._key_extended_at = self._clock()
+        self.keepalives += 1
+
+    async def _wait_key_change(self, until: float | None) -> bool:
+        """Sleep until `until` (forever if None); True if the key changed meanwhile."""
+        timeout = None if until is None else max(0.0, until - self._clock())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._key_changed.wait()
+        return self._key_changed.is_set()
+
+    async def close(self) -> None:
+        if not self._close_key_on_exit or self._key is None:
+            return
+        request = bitmusa.close_listen_key_request(self._credentials)
+        try:
+            reply = await self._transport.request(self._rest_url, request, label=self._rest_label("DELETE"))
+            bitmusa.parse_ack_response(reply.status, reply.body)
+        except UserStreamError as exc:
+            _log.warning("the listenKey could not be closed on exit: %s", exc)
+        else:
+            self._key = None

@@ -1,0 +1,299 @@
+"""One WebSocket connection at runtime: its reader, its heartbeat, and the reason it ended.
+
+This module owns `Connection`, which runs one open `WebSocket` for one exchange `Dialect` until the
+connection ends, and returns why it ended as a value (an error of ours, or None when we closed it
+ourselves), never by raising: the supervisor decides what an ending means. It owns two tasks, in its own
+`asyncio.TaskGroup`, so neither can outlive the connection:
+
+- the reader: receives frames, classifies them with the dialect's parser, hands data events to the sink,
+  answers the server's pings, notices "sub success" (the moment the connection is live), and turns close
+  frames, error replies and the SYSTEM notice into the ending reason;
+- the heartbeat: sends the dialect's ping every `ping_interval` and declares the connection dead when no
+  frame at all arrived for `idle_timeout` (`protocol.heartbeat` does the arithmetic). The idle clock is
+  suspended while the reader waits for the consumer, so backpressure is never mistaken for a dead peer.
+
+Closing is graceful where it can be: on a SYSTEM notice, and when the supervisor retires a connection after
+a rotation, the connection sends its close frame and keeps reading until the server answers (bounded by
+`close_timeout`), so frames the server sent before it saw our close are still delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from userstream.client.transport import PeerClosedError, SignOfLife, WebSocket
+from userstream.errors import ConnectionLostError, TransportError, UserStreamError
+from userstream.events import Event, Exchange
+from userstream.protocol.heartbeat import Due, Heartbeat
+from userstream.protocol.messages import (
+    ControlReply,
+    DataEvents,
+    ErrorReply,
+    Incoming,
+    Ping,
+    Pong,
+    SystemClose,
+    Unknown,
+)
+
+__all__ = ["Connection", "ConnectionCounters", "Dialect", "Sink"]
+
+_log = logging.getLogger("userstream.client")
+
+
+class Dialect(Protocol):
+    """What differs between exchanges once a WebSocket is open. Implemented in `client.bitmusa` and
+    `client.coinlocally`."""
+
+    @property
+    def exchange(self) -> Exchange: ...
+
+    @property
+    def live_on_connect(self) -> bool:
+        """True when the connection carries events as soon as the handshake is done (no subscription)."""
+        ...
+
+    def parse(self, frame: str | bytes) -> Incoming: ...
+
+    def opening_frames(self) -> Sequence[str]:
+        """Frames to send right after the handshake (Coinlocally's sub)."""
+        ...
+
+    def is_live_reply(self, reply: ControlReply) -> bool:
+        """Whether this control reply makes the connection live ("sub success")."""
+        ...
+
+    def ping_frame(self, now_ms: int) -> str | None:
+        """The application-level ping to send, or None to send a protocol-level WebSocket ping."""
+        ...
+
+    def pong_frame(self, timestamp: int) -> str | None:
+        """The answer to the server's own {"ping": n} (None: nothing to answer)."""
+        ...
+
+    def error_for_reply(self, reply: ErrorReply) -> UserStreamError:
+        """What an error reply from the server means (Coinlocally: a refused sub)."""
+        ...
+
+    def error_for_close(self, closed: PeerClosedError) -> UserStreamError:
+        """What a close by the server means (a lapsed listenKey, a refused sub, a plain disconnect)."""
+        ...
+
+
+class Sink(Protocol):
+    def __call__(self, connection: Connection, events: Sequence[Event]) -> Awaitable[None]: ...
+
+
+@dataclass(slots=True)
+class ConnectionCounters:
+    """Counters shared by every connection of one stream (the supervisor owns the instance)."""
+
+    frames: int = 0
+    events: int = 0
+    unknown_frames: int = 0
+    pings_sent: int = 0
+    pings_answered: int = 0
+    last_unknown_reason: str | None = field(default=None)
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Connection:
+    """Runs one open WebSocket until it ends. Call `run()` once, in a task the caller owns."""
+
+    def __init__(
+        self,
+        *,
+        serial: int,
+        ws: WebSocket,
+        dialect: Dialect,
+        sink: Sink,
+        ping_interval: float,
+        idle_timeout: float,
+        close_timeout: float,
+        counters: ConnectionCounters,
+        on_live: Callable[[Connection], None] | None = None,
+        clock: Callable[[], float] | None = None,
+        wall_clock_ms: Callable[[], int] = _wall_clock_ms,
+    ) -> None:
+        self.serial = serial
+        self._ws = ws
+        self._dialect = dialect
+        self._sink = sink
+        self._clock = clock if clock is not None else asyncio.get_running_loop().time
+        self._wall_clock_ms = wall_clock_ms
+        self._close_timeout = close_timeout
+        self._idle_timeout = idle_timeout
+        self._counters = counters
+        self._on_live = on_live
+        self._heartbeat = Heartbeat(ping_interval=ping_interval, idle_timeout=idle_timeout, now=self._clock())
+        self._ending: UserStreamError | None = None
+        self._closing = False
+        self._close_deadline = math.inf
+        self._wake = asyncio.Event()
+        #: Resolved when the connection carries events (Bitmusa: at once; Coinlocally: "sub success").
+        self.went_live: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.live_at: float | None = None
+
+    @property
+    def label(self) -> str:
+        return self._ws.label
+
+    async def run(self) -> UserStreamError | None:
+        """Read until the connection ends; return why (None: we closed it and the server agreed)."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                beat = tasks.create_task(self._beat(), name=f"userstream-client:heartbeat-{self.serial}")
+                try:
+                    ending = await self._read()
+                finally:
+                    beat.cancel()
+        finally:
+            await self._ws.abort()
+        return ending
+
+    async def close_gracefully(self) -> None:
+        """Send our close frame; `run()` returns once the server answers, or after `close_timeout`."""
+        await self._begin_close()
+
+    async def abort(self, reason: UserStreamError) -> None:
+        """End the connection now, with `reason` as its ending (unless it already has one)."""
+        if self._ending is None:
+            self._ending = reason
+        await self._ws.abort()
+
+    # --- the reader -------------------------------------------------------------------------------
+
+    async def _read(self) -> UserStreamError | None:
+        try:
+            for opening in self._dialect.opening_frames():
+                await self._ws.send_text(opening)
+        except UserStreamError as exc:
+            return self._ending or exc
+        if self._dialect.live_on_connect:
+            self._go_live()
+        while True:
+            try:
+                frame = await self._ws.receive()
+            except PeerClosedError as closed:
+                return self._ending_after_close(closed)
+            except UserStreamError as exc:
+                return self._ending or exc
+            self._heartbeat.frame_received(self._clock())
+            self._counters.frames += 1
+            if isinstance(frame, SignOfLife):
+                continue
+            try:
+                await self._handle(self._dialect.parse(frame))
+            except UserStreamError as exc:  # a send (pong) failed: the connection is going away
+                if self._ending is None:
+                    self._ending = exc
+                await self._ws.abort()
+
+    async def _handle(self, incoming: Incoming) -> None:
+        if isinstance(incoming, DataEvents):
+            self._counters.events += len(incoming.events)
+            self._heartbeat.suspend()
+            try:
+                await self._sink(self, incoming.events)
+            finally:
+                self._heartbeat.resume(self._clock())
+        elif isinstance(incoming, Ping):
+            pong = self._dialect.pong_frame(incoming.timestamp)
+            if pong is not None:
+                await self._ws.send_text(pong)
+                self._counters.pings_answered += 1
+        elif isinstance(incoming, Pong):
+            pass  # its arrival already counted as a sign of life
+        elif isinstance(incoming, ControlReply):
+            if self._dialect.is_live_reply(incoming):
+                self._go_live()
+        elif isinstance(incoming, ErrorReply):
+            if self._ending is None:
+                self._ending = self._dialect.error_for_reply(incoming)
+            await self._ws.abort()
+        elif isinstance(incoming, SystemClose):
+            if self._ending is None:
+                self._ending = ConnectionLostError(
+                    f"{self.label}: the server announced a close (SYSTEM notice)"
+                )
+            # Keep reading until the server closes, so nothing it sends before its close is lost.
+            await self._begin_close()
+        elif isinstance(incoming, Unknown):
+            self._counters.unknown_frames += 1
+            self._counters.last_unknown_reason = incoming.reason
+            _log.debug("%s: unknown frame ignored: %s", self.label, incoming.reason)
+
+    @property
+    def is_live(self) -> bool:
+        return self.went_live.done()
+
+    def _go_live(self) -> None:
+        if not self.went_live.done():
+            self.live_at = self._clock()
+            self.went_live.set_result(None)
+            if self._on_live is not None:
+                self._on_live(self)  # before any event of this connection is handed on
+
+    def _ending_after_close(self, closed: PeerClosedError) -> UserStreamError | None:
+        if self._ending is not None:
+            return self._ending
+        if self._closing:
+            return None  # the answer to our own close: a clean end
+        return self._dialect.error_for_close(closed)
+
+    # --- the heartbeat ----------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        while True:
+            now = self._clock()
+            if now >= self._close_deadline:
+                _log.debug("%s: no answer to our close; aborting", self.label)
+                await self._ws.abort()
+                return
+            due = Due.NOTHING if self._closing else self._heartbeat.poll(now)
+            if due is Due.DEAD:
+                await self.abort(
+                    ConnectionLostError(
+                        f"{self.label}: no frame for {self._idle_timeout:g}s; connection presumed dead"
+                    )
+                )
+                return
+            if due is Due.PING:
+                await self._send_ping()
+                self._heartbeat.ping_sent(now)
+            deadline = self._close_deadline if self._closing else self._heartbeat.next_deadline
+            self._wake.clear()
+            wait = None if math.isinf(deadline) else max(0.0, deadline - self._clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+
+    async def _send_ping(self) -> None:
+        frame = self._dialect.ping_frame(self._wall_clock_ms())
+        try:
+            if frame is None:
+                await self._ws.ping()
+            else:
+                await self._ws.send_text(frame)
+        except TransportError as exc:
+            _log.debug("%s: ping not sent: %s", self.label, exc)  # the reader will see the end
+        else:
+            self._counters.pings_sent += 1
+
+    async def _begin_close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._close_deadline = self._clock() + self._close_timeout
+        self._wake.set()
+        await self._ws.begin_close()

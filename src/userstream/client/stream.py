@@ -1,0 +1,708 @@
+"""`UserStream`: the supervisor that keeps one account's user data stream flowing, and `connect()` / `run()`.
+
+This module owns the stream's life: opening connections with backoff, noticing their end (closed, dead,
+rejected), renewing what needs renewing, rotating before the exchange's 24-hour cut without losing or
+duplicating an event, moving events into the bounded queue, reporting every step as a status event, and
+stopping with a typed error when retrying cannot help. It owns every task it starts: one runner task per
+stream, and inside it one `asyncio.TaskGroup` holding the exchange session's background loop (Bitmusa's
+keepalive) and each connection's task. Leaving `async with` cancels the runner, and the TaskGroup does not
+let any of them outlive it: no orphaned keepalive loop, no half-open socket.
+
+What a stream does after each kind of ending (`backoff.classify`):
+
+- retryable (closed, dead, SYSTEM notice, broken frames, server errors): reconnect after a backoff delay;
+- listenKey invalid (Bitmusa): forget the key, reconnect with a new one (`key_renewed`);
+- rejected credentials: retried at most `auth_attempts` times in a row (a server hiccup is not worth a
+  dead bot), then the iterator raises `AuthenticationError`; never a retry storm;
+- anything else fatal (configuration, our own bug): the iterator raises it at once.
+
+Rotation: `rotate_after` seconds after a connection went live, a new one is opened while the old keeps
+delivering; once the new one is live, the old one is allowed to reach the point where the new one's stream
+begins (or `overlap_timeout` passes), then closed gracefully; `dedupe.OverlapDeduper` makes sure each
+event of the overlap is delivered once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+from userstream.client.backoff import Action, Backoff, classify
+from userstream.client.bitmusa import BitmusaSession
+from userstream.client.coinlocally import CoinlocallySession
+from userstream.client.connection import Connection, ConnectionCounters
+from userstream.client.dedupe import OverlapDeduper
+from userstream.client.queue import EventQueue, Overflow, QueueClosed
+from userstream.client.session import Session
+from userstream.client.status import State, StatusEvent
+from userstream.client.transport import Transport, check_url
+from userstream.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectionLostError,
+    UserStreamError,
+)
+from userstream.events import Event, Exchange
+from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol.codec import DEFAULT_MAX_FRAME
+
+__all__ = ["StreamOptions", "StreamStats", "UserStream", "connect", "run"]
+
+_log = logging.getLogger("userstream.client")
+
+#: How many status events `UserStream.statuses()` keeps for a reader that is behind.
+STATUS_BACKLOG = 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamOptions:
+    """Every timing and limit of a stream, in seconds where a duration. Validated once, immutable.
+
+    The defaults follow the documents: Bitmusa's listenKey lives 60 min (keepalive at 30), Coinlocally wants
+    a ping every 30 s and drops a client after 40 s of silence, both exchanges cut connections at 24 h
+    (rotation at 23 h 30 min leaves half an hour to overlap safely). `rotate_after=None` disables rotation.
+    """
+
+    account: str = "default"
+    keepalive_interval: float = 1800.0
+    ping_interval: float = 30.0
+    idle_timeout: float = 45.0
+    rotate_after: float | None = 84600.0
+    sub_timeout: float = 10.0
+    queue_size: int = 10_000
+    overflow: Overflow = Overflow.BLOCK
+    backoff_base: float = 1.0
+    backoff_cap: float = 30.0
+    stable_after: float = 60.0
+    auth_attempts: int = 3
+    overlap_timeout: float = 5.0
+    close_timeout: float = 5.0
+    request_timeout: float = 10.0
+    verify_tls: bool = True
+    close_key_on_exit: bool = False
+    max_frame: int = DEFAULT_MAX_FRAME
+    quotes: tuple[str, ...] | None = None
+    rng: Callable[[], float] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        positive = (
+            "keepalive_interval",
+            "ping_interval",
+            "idle_timeout",
+            "sub_timeout",
+            "backoff_base",
+            "backoff_cap",
+            "overlap_timeout",
+            "close_timeout",
+            "request_timeout",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
+        if self.rotate_after is not None and not self.rotate_after > 0:
+            raise ConfigurationError(f"rotate_after must be positive or None, not {self.rotate_after}")
+        if not self.stable_after >= 0:
+            raise ConfigurationError(f"stable_after must not be negative, not {self.stable_after}")
+        if self.idle_timeout <= self.ping_interval:
+            raise ConfigurationError(
+                f"idle_timeout ({self.idle_timeout:g}s) must exceed ping_interval "
+                f"({self.ping_interval:g}s): the pong of a ping is what proves a quiet connection alive"
+            )
+        validity = bitmusa.LISTEN_KEY_VALIDITY_MS / 1000
+        if self.keepalive_interval >= validity:
+            raise ConfigurationError(
+                f"keepalive_interval ({self.keepalive_interval:g}s) must be shorter than the "
+                f"listenKey's validity ({validity:g}s)"
+            )
+        if self.backoff_cap < self.backoff_base:
+            raise ConfigurationError("backoff_cap must be at least backoff_base")
+        for name in ("queue_size", "auth_attempts", "max_frame"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(self.account, str) or not self.account:
+            raise ConfigurationError("account must be a non-empty label")
+
+    def make_backoff(self) -> Backoff:
+        return Backoff(
+            base=self.backoff_base,
+            cap=self.backoff_cap,
+            stable_after=self.stable_after,
+            rng=self.rng,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """Counters of one stream, as a snapshot (`UserStream.stats`)."""
+
+    connections: int  # WebSockets opened
+    frames: int  # frames received, of any kind
+    events_received: int  # events parsed from data frames, before de-duplication
+    events_delivered: int  # events handed to the user
+    duplicates_suppressed: int  # copies withheld during rotation overlaps
+    dropped: int  # events discarded by overflow="drop_oldest"
+    unknown_frames: int  # frames that were not understood (kept out of the event stream)
+    pings_sent: int
+    pings_answered: int  # server pings answered with a pong
+    keepalives: int  # successful Bitmusa keepalives
+    auth_failures: int  # rejected credentials, in a row
+
+
+@dataclass(slots=True, eq=False)
+class _Live:
+    """A connection and the task running it."""
+
+    connection: Connection
+    task: asyncio.Task[UserStreamError | None]
+
+    @property
+    def serial(self) -> int:
+        return self.connection.serial
+
+
+class _Stop(Exception):  # noqa: N818 - control flow inside the supervisor, never escapes it
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class UserStream:
+    """One account's user data stream. Use `connect()` to make one, then `async with` and `async for`.
+
+    Iterating yields `BalanceUpdate` and `OrderUpdate` events; it ends when the stream is closed, and
+    raises the fatal error (an `AuthenticationError`, say) after the events received before it.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: Session,
+        transport: Transport,
+        options: StreamOptions,
+        on_status: Callable[[StatusEvent], object] | None = None,
+    ) -> None:
+        self._session = session
+        self._transport = transport
+        self._options = options
+        self._on_status = on_status
+        self._queue: EventQueue[Event] = EventQueue(
+            options.queue_size, options.overflow, report_dropped=self._report_dropped
+        )
+        self._statuses: EventQueue[StatusEvent] = EventQueue(STATUS_BACKLOG, Overflow.DROP_OLDEST)
+        self._dedupe = OverlapDeduper()
+        self._deliver_lock = asyncio.Lock()
+        self._progress: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._counters = ConnectionCounters()
+        self._backoff = options.make_backoff()
+        self._serials = itertools.count(1)
+        self._connections_opened = 0
+        self._events_delivered = 0
+        self._auth_failures = 0
+        self._attempts_since_live = 0
+        self._retry_reason: str | None = None
+        self._live: dict[int, _Live] = {}
+        self._tasks: asyncio.TaskGroup | None = None
+        self._fatal: asyncio.Future[UserStreamError] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._clock = asyncio.get_running_loop().time
+
+    def __repr__(self) -> str:
+        return (
+            f"UserStream(exchange={self.exchange.value!r}, account={self.account!r}, running={self.running})"
+        )
+
+    @property
+    def exchange(self) -> Exchange:
+        return self._session.exchange
+
+    @property
+    def account(self) -> str:
+        return self._options.account
+
+    @property
+    def options(self) -> StreamOptions:
+        return self._options
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None and not self._runner.done()
+
+    @property
+    def stats(self) -> StreamStats:
+        counters = self._counters
+        return StreamStats(
+            connections=self._connections_opened,
+            frames=counters.frames,
+            events_received=counters.events,
+            events_delivered=self._events_delivered,
+            duplicates_suppressed=self._dedupe.suppressed,
+            dropped=self._queue.dropped,
+            unknown_frames=counters.unknown_frames,
+            pings_sent=counters.pings_sent,
+            pings_answered=counters.pings_answered,
+            keepalives=self._session.keepalives,
+            auth_failures=self._auth_failures,
+        )
+
+    # --- the user's side ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> UserStream:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def start(self) -> None:
+        """Start the supervisor (done by `async with`)."""
+        if self._runner is not None:
+            raise RuntimeError("a UserStream can be started once")
+        self._transport.open()
+        self._fatal = asyncio.get_running_loop().create_future()
+        self._runner = asyncio.create_task(
+            self._supervise(), name=f"userstream-client:{self.exchange.value}/{self.account}"
+        )
+
+    async def aclose(self) -> None:
+        """Stop everything this stream started and release its resources. Idempotent."""
+        runner = self._runner
+        if runner is not None and not runner.done():
+            runner.cancel()
+            await asyncio.wait([runner])
+        self._queue.close()
+        self._statuses.close()
+        try:
+            await self._session.close()
+        finally:
+            await self._transport.close()
+
+    def __aiter__(self) -> UserStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            event = await self._queue.get()
+        except QueueClosed:
+            raise StopAsyncIteration from None
+        self._events_delivered += 1
+        return event
+
+    async def statuses(self) -> AsyncIterator[StatusEvent]:
+        """Status events as they happen (the latest `STATUS_BACKLOG` are kept for a reader behind)."""
+        while True:
+            try:
+                yield await self._statuses.get()
+            except QueueClosed:
+                return
+
+    # --- status ------------------------------------------------------------------------------------
+
+    def emit(
+        self,
+        state: State,
+        *,
+        reason: str | None = None,
+        attempt: int | None = None,
+        delay: float | None = None,
+        dropped: int | None = None,
+        connection: int | None = None,
+        listen_key: str | None = None,
+    ) -> None:
+        status = StatusEvent(
+            state=state,
+            exchange=self.exchange,
+            account=self.account,
+            reason=reason,
+            attempt=attempt,
+            delay=delay,
+            dropped=dropped,
+            connection=connection,
+            listen_key=listen_key,
+        )
+        _log.debug("%s", status.describe())
+        self._statuses.put_nowait(status)  # DROP_OLDEST: never refuses
+        if self._on_status is not None:
+            try:
+                self._on_status(status)
+            except Exception:  # a broken callback must not stop the stream; say so loudly
+                _log.exception("the on_status callback raised; the stream goes on")
+
+    def _report_dropped(self, count: int) -> None:
+        self.emit(State.DROPPED, dropped=count, reason=f"{count} events dropped (queue full)")
+
+    # --- hooks for the session (SessionHooks) ------------------------------------------------------
+
+    async def listen_key_lost(self, error: UserStreamError) -> None:
+        for live in list(self._live.values()):
+            await live.connection.abort(error)
+
+    def fatal(self, error: UserStreamError) -> None:
+        if self._fatal is not None and not self._fatal.done():
+            self._fatal.set_result(error)
+
+    # --- the supervisor ----------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        error: BaseException
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                background = tasks.create_task(self._session.maintain(self), name="userstream-client:session")
+                error = await self._connect_forever()
+                background.cancel()
+                for live in self._live.values():
+                    live.task.cancel()
+        except Exception as exc:  # a bug in a child task: stop visibly rather than silently
+            error = _first_leaf(exc)
+            _log.error("userstream supervisor failed", exc_info=error)
+        self._live.clear()
+        self.emit(State.FATAL, reason=str(error))
+        self._queue.close(error)
+        self._statuses.close()
+
+    async def _connect_forever(self) -> BaseException:
+        """Keep a live connection until something fatal happens; return that."""
+        try:
+            current: _Live | None = None
+            while True:
+                if current is None:
+                    current = await self._establish(old=None)
+                if not await self._wait_for_rotation(current):
+                    self._ended(current)
+                    current = None
+                    continue
+                new = await self._establish(old=current)
+                await self._hand_over(current, new)
+                current = new
+        except _Stop as stop:
+            return stop.error
+
+    async def _establish(self, old: _Live | None) -> _Live:
+        """Open connections, with backoff, until one is live. During a rotation, `old` keeps delivering."""
+        while True:
+            if old is not None and old.task.done() and old.serial in self._live:
+                self._ended(old)  # the old connection died while its successor was being opened
+            if self._retry_reason is not None:
+                delay = self._backoff.next_delay()
+                self.emit(
+                    State.RECONNECTING,
+                    reason=self._retry_reason,
+                    attempt=self._backoff.attempts,
+                    delay=delay,
+                )
+                await self._sleep(delay)
+            rotating = old is not None and not old.task.done()
+            if rotating:
+                assert old is not None  # noqa: S101 - narrowing for mypy
+                self._dedupe.begin(old.serial)
+            try:
+                live = await self._attempt()
+            except UserStreamError as exc:
+                if self._dedupe.active:
+                    self._dedupe.cancel()
+                self._failed(exc)
+                continue
+            self._retry_reason = None
+            self._auth_failures = 0
+            self._attempts_since_live = 0
+            return live
+
+    async def _attempt(self) -> _Live:
+        serial = next(self._serials)
+        self._attempts_since_live += 1
+        self.emit(State.CONNECTING, attempt=self._attempts_since_live, connection=serial)
+        ws = await self._session.open_websocket()
+        options = self._options
+        connection = Connection(
+            serial=serial,
+            ws=ws,
+            dialect=self._session.dialect,
+            sink=self._deliver,
+            ping_interval=options.ping_interval,
+            idle_timeout=options.idle_timeout,
+            close_timeout=options.close_timeout,
+            counters=self._counters,
+            on_live=self._went_live,
+        )
+        if self._dedupe.active:
+            self._dedupe.add_new(serial)
+        assert self._tasks is not None  # noqa: S101 - set before the first attempt
+        live = _Live(
+            connection, self._tasks.create_task(connection.run(), name=f"userstream-client:ws-{serial}")
+        )
+        self._live[serial] = live
+        self._connections_opened += 1
+        self.emit(State.CONNECTED, connection=serial, listen_key=self._session.listen_key_hint)
+        await self._wait_any({live.task, connection.went_live}, options.sub_timeout)
+        if not connection.is_live:
+            if not live.task.done():
+                await connection.abort(
+                    ConnectionLostError(
+                        f"{connection.label}: no 'sub success' within {options.sub_timeout:g}s"
+                    )
+                )
+            ending = await live.task
+            del self._live[serial]
+            raise ending or ConnectionLostError(f"{connection.label}: closed before it was live")
+        return live
+
+    def _went_live(self, connection: Connection) -> None:
+        if not self._session.dialect.live_on_connect:
+            self.emit(State.SUBSCRIBED, connection=connection.serial)
+
+    async def _wait_for_rotation(self, current: _Live) -> bool:
+        """Wait until the connection ends (False) or its rotation is due (True)."""
+        rotate_after = self._options.rotate_after
+        live_at = current.connection.live_at
+        timeout = None
+        if rotate_after is not None and live_at is not None:
+            timeout = max(0.0, live_at + rotate_after - self._clock())
+        await self._wait_any({current.task}, timeout)
+        return not current.task.done()
+
+    async def _hand_over(self, old: _Live, new: _Live) -> None:
+        """The new connection is live: let the old one catch up, retire it, release the overlap."""
+        retired = not old.task.done()
+        if retired:
+            deadline = self._clock() + self._options.overlap_timeout
+            while not self._dedupe.caught_up and not old.task.done():
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                if self._progress.done():
+                    self._progress = asyncio.get_running_loop().create_future()
+                await self._wait_any({old.task, self._progress}, remaining)
+            await old.connection.close_gracefully()
+        ending = await old.task
+        reported = old.serial not in self._live  # `_ended` already told the user
+        self._live.pop(old.serial, None)
+        async with self._deliver_lock:
+            released = self._dedupe.end() if self._dedupe.active else []
+            for event in released:
+                await self._queue.put(event)
+        if ending is not None and not reported:
+            # The old connection died during the rotation; the new one is already live.
+            self.emit(State.DISCONNECTED, connection=old.serial, reason=str(ending))
+        if retired:
+            self.emit(State.ROTATED, connection=new.serial, reason=f"replaced connection {old.serial}")
+
+    def _ended(self, live: _Live) -> None:
+        """A connection ended outside a rotation: report it and decide what happens next."""
+        self._live.pop(live.serial, None)
+        ending = live.task.result() or ConnectionLostError(f"{live.connection.label}: closed")
+        self.emit(State.DISCONNECTED, connection=live.serial, reason=str(ending))
+        live_at = live.connection.live_at
+        if live_at is not None:
+            self._backoff.reset_if_stable(self._clock() - live_at)
+        self._failed(ending)
+
+    def _failed(self, error: UserStreamError) -> None:
+        """Classify an error; raise `_Stop` when it is fatal, else remember it as the retry reason."""
+        action = classify(error)
+        if isinstance(error, AuthenticationError):
+            self._auth_failures += 1
+            if self._auth_failures >= self._options.auth_attempts:
+                raise _Stop(error)
+        elif action is Action.FATAL:
+            raise _Stop(error)
+        elif action is Action.NEW_LISTEN_KEY:
+            self._session.forget_listen_key(str(error))
+        self._retry_reason = str(error)
+
+    async def _deliver(self, connection: Connection, events: Sequence[Event]) -> None:
+        """The connections' sink: de-duplicate during a rotation, then queue (waiting if "block")."""
+        async with self._deliver_lock:
+            for event in events:
+                if self._dedupe.offer(connection.serial, event):
+                    await self._queue.put(event)
+            if not self._progress.done():
+                self._progress.set_result(None)
+
+    async def _sleep(self, delay: float) -> None:
+        await self._wait_any(set(), delay)
+
+    async def _wait_any(self, waitables: Iterable[asyncio.Future[Any]], limit: float | None) -> None:
+        """Wait for any of `waitables`, at most `limit` seconds; a fatal report interrupts the wait."""
+        assert self._fatal is not None  # noqa: S101 - set by start()
+        await asyncio.wait({*waitables, self._fatal}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        if self._fatal.done():
+            raise _Stop(self._fatal.result())
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+# --- the public entry points ------------------------------------------------------------------------
+
+
+ExchangeName = Literal["bitmusa", "coinlocally"]
+
+
+def connect(
+    exchange: ExchangeName | Exchange | str,
+    *,
+    api_key: str | None = None,
+    auth_key: str | None = None,
+    token: str | None = None,
+    account: str = "default",
+    rest_url: str | None = None,
+    ws_url: str | None = None,
+    keepalive_interval: float = 1800.0,
+    ping_interval: float = 30.0,
+    idle_timeout: float = 45.0,
+    rotate_after: float | None = 84600.0,
+    sub_timeout: float = 10.0,
+    queue_size: int = 10_000,
+    overflow: Overflow | Literal["block", "drop_oldest"] = Overflow.BLOCK,
+    backoff_base: float = 1.0,
+    backoff_cap: float = 30.0,
+    stable_after: float = 60.0,
+    auth_attempts: int = 3,
+    overlap_timeout: float = 5.0,
+    close_timeout: float = 5.0,
+    request_timeout: float = 10.0,
+    verify_tls: bool = True,
+    close_key_on_exit: bool = False,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    quotes: Sequence[str] | None = None,
+    on_status: Callable[[StatusEvent], object] | None = None,
+    rng: Callable[[], float] | None = None,
+) -> UserStream:
+    """A user data stream for one account; use it with `async with` and `async for`.
+
+    Bitmusa needs `api_key` and `auth_key`; Coinlocally needs `token` or `api_key` (exactly one).
+    `rest_url`/`ws_url` default to the documented production endpoints (Bitmusa: base URLs to which the
+    documented paths are appended; Coinlocally: the full WebSocket URL). Must be called inside a running
+    event loop. Every other argument is documented in docs/client.md.
+    """
+    try:
+        policy = Overflow(overflow)
+    except ValueError:
+        raise ConfigurationError(f"overflow must be 'block' or 'drop_oldest', not {overflow!r}") from None
+    options = StreamOptions(
+        account=account,
+        keepalive_interval=keepalive_interval,
+        ping_interval=ping_interval,
+        idle_timeout=idle_timeout,
+        rotate_after=rotate_after,
+        sub_timeout=sub_timeout,
+        queue_size=queue_size,
+        overflow=policy,
+        backoff_base=backoff_base,
+        backoff_cap=backoff_cap,
+        stable_after=stable_after,
+        auth_attempts=auth_attempts,
+        overlap_timeout=overlap_timeout,
+        close_timeout=close_timeout,
+        request_timeout=request_timeout,
+        verify_tls=verify_tls,
+        close_key_on_exit=close_key_on_exit,
+        max_frame=max_frame,
+        quotes=None if quotes is None else tuple(quotes),
+        rng=rng,
+    )
+    transport = Transport(verify_tls=verify_tls, request_timeout=request_timeout, max_frame=max_frame)
+    session = _make_session(
+        _exchange(exchange),
+        transport=transport,
+        options=options,
+        api_key=api_key,
+        auth_key=auth_key,
+        token=token,
+        rest_url=rest_url,
+        ws_url=ws_url,
+    )
+    return UserStream(session=session, transport=transport, options=options, on_status=on_status)
+
+
+async def run(
+    exchange: ExchangeName | Exchange | str,
+    *,
+    on_event: Callable[[Event], object],
+    **options: object,
+) -> None:
+    """The callback form: call `on_event` (a function or a coroutine function) for every event.
+
+    Runs until cancelled, or raises the stream's fatal error. `options` are `connect()`'s.
+    """
+    async with connect(exchange, **options) as stream:  # type: ignore[arg-type]
+        async for event in stream:
+            result = on_event(event)
+            if inspect.isawaitable(result):
+                await result
+
+
+def _exchange(name: ExchangeName | Exchange | str) -> Exchange:
+    try:
+        return Exchange(name)
+    except ValueError:
+        known = ", ".join(exchange.value for exchange in Exchange)
+        raise ConfigurationError(f"unknown exchange {name!r}; known: {known}") from None
+
+
+def _make_session(
+    exchange: Exchange,
+    *,
+    transport: Transport,
+    options: StreamOptions,
+    api_key: str | None,
+    auth_key: str | None,
+    token: str | None,
+    rest_url: str | None,
+    ws_url: str | None,
+) -> Session:
+    if exchange is Exchange.BITMUSA:
+        if token is not None:
+            raise ConfigurationError("Bitmusa takes api_key and auth_key, not a token")
+        if api_key is None or auth_key is None:
+            missing = " and ".join(
+                name for name, value in (("api_key", api_key), ("auth_key", auth_key)) if value is None
+            )
+            raise ConfigurationError(f"Bitmusa needs an api_key and an auth_key ({missing} missing)")
+        rest = rest_url if rest_url is not None else bitmusa.REST_BASE
+        wss = ws_url if ws_url is not None else bitmusa.WS_BASE
+        check_url(rest, ("https", "http"), "the Bitmusa REST URL")
+        check_url(wss, ("wss", "ws"), "the Bitmusa WebSocket URL")
+        return BitmusaSession(
+            transport=transport,
+            credentials=bitmusa.Credentials(api_key=api_key, auth_key=auth_key),
+            account=options.account,
+            rest_url=rest,
+            ws_url=wss,
+            keepalive_interval=options.keepalive_interval,
+            close_key_on_exit=options.close_key_on_exit,
+            auth_attempts=options.auth_attempts,
+            make_backoff=options.make_backoff,
+            max_frame=options.max_frame,
+            clock=asyncio.get_running_loop().time,
+        )
+    if auth_key is not None:
+        raise ConfigurationError("Coinlocally takes a token or an api_key, not an auth_key")
+    if rest_url is not None:
+        raise ConfigurationError("Coinlocally's user stream has no REST endpoint; pass ws_url only")
+    wss = ws_url if ws_url is not None else coinlocally.WS_URL
+    check_url(wss, ("wss", "ws"), "the Coinlocally WebSocket URL")
+    return CoinlocallySession(
+        transport=transport,
+        credentials=coinlocally.Credentials(token=token, api_key=api_key),
+        account=options.account,
+        ws_url=wss,
+        quotes=options.quotes,
+        max_frame=options.max_frame,
+    )
