@@ -43,6 +43,10 @@ BOB = Account(
 ADMIN_TOKEN = "test-admin-token"
 LISTEN_KEY_PATH = "/spot/userDataStream"
 COINLOCALLY_PATH = "/spotws_user/userData/ws"
+# No client keepalive pings (they would muddle the tests of the server's own heartbeat rules), and an
+# unbounded receive queue: a websockets client with a full queue stops reading the socket, and then cannot
+# see the server's close frame behind the unread events, which makes every close wait its 10 s timeout.
+CLIENT_OPTIONS: dict[str, Any] = {"ping_interval": None, "max_queue": None}
 WAIT = 5.0  # the bound on every wait for something that must happen; never reached when all is well
 
 
@@ -93,7 +97,7 @@ class Kit:
 
     def bitmusa_stream(self, listen_key: str) -> Any:
         """`async with kit.bitmusa_stream(key) as ws`: a websockets client on the Bitmusa path."""
-        return connect(f"{self.server.ws_url}/ws/spot/{listen_key}", ping_interval=None)
+        return connect(f"{self.server.ws_url}/ws/spot/{listen_key}", **CLIENT_OPTIONS)
 
     def coinlocally_stream(self, headers: dict[str, str]) -> Any:
         return connect(self.server.ws_url + COINLOCALLY_PATH, additional_headers=headers, ping_interval=None)

@@ -8,6 +8,7 @@ form of docs/events.md (or as Event objects); each is stamped with the target ac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,6 +24,8 @@ __all__ = ["IngestError", "coerce_events", "parse_batch"]
 MAX_BATCH = 100_000
 
 _BODY_DECODER = msgspec.json.Decoder(dict[str, Any])
+# msgspec names a missing or unknown top-level field in its message only ("missing required field `x`")
+_NAMED_FIELD = re.compile(r"field `([^`]+)`")
 
 
 class IngestError(LocalProtocolError):
@@ -88,7 +91,11 @@ def coerce_events(items: Iterable[Event | Mapping[str, Any]], *, account: str, n
                 event = from_dict(dict(item), account=account, timestamp=now_ms)
             except MessageShapeError as exc:
                 raise IngestError(
-                    f"event {index}: {exc}", status=422, account=account, index=index, field=exc.field
+                    f"event {index}: {exc}",
+                    status=422,
+                    account=account,
+                    index=index,
+                    field=exc.field or _field_named_in(str(exc)),
                 ) from None
             event = msgspec.structs.replace(event, account=account)
         else:
@@ -100,3 +107,8 @@ def coerce_events(items: Iterable[Event | Mapping[str, Any]], *, account: str, n
             )
         events.append(event)
     return events
+
+
+def _field_named_in(message: str) -> str | None:
+    match = _NAMED_FIELD.search(message)
+    return None if match is None else f"$.{match.group(1)}"
