@@ -113,3 +113,8 @@ def test_decode_frame_routes_by_magic_only() -> None:
     # Bytes that merely start like gzip but are not are a decode error, never passed through as plain.
     with pytest.raises(FrameDecodeError, match="gzip frame"):
         decode_frame(b"\x1f\x8b not really gzip")
+
+
+def test_text_frame_with_a_lone_surrogate_is_a_decode_error() -> None:
+    with pytest.raises(FrameDecodeError, match="lone surrogate"):
+        decode_frame("\ud800{}")

@@ -57,7 +57,10 @@ def decode_frame(frame: bytes | str, max_size: int = DEFAULT_MAX_FRAME) -> bytes
     if isinstance(frame, str):
         if len(frame) > max_size:
             raise FrameDecodeError(f"frame of {len(frame)} characters exceeds the {max_size} limit")
-        return frame.encode()
+        try:
+            return frame.encode()
+        except UnicodeEncodeError:  # lone surrogates: no real socket yields them, a caller's str might
+            raise FrameDecodeError("text frame is not valid Unicode (lone surrogate)") from None
     name = "gzip" if frame[:2] == _GZIP_MAGIC else "plain"
     return DECODERS[name](frame, max_size)
 
