@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -34,6 +35,15 @@ def locked_by_orders(ledger: Ledger) -> dict[str, Decimal]:
         else:
             locked[instrument.base] = exact_add(locked[instrument.base], order.remaining)
     return locked
+
+
+def essence(ledger: Ledger) -> tuple[object, ...]:
+    """What every dialect carries of a ledger: balances, and each open order's side, price and progress."""
+    orders = {
+        order_id: (order.symbol, order.side, order.price, order.amount, order.filled)
+        for order_id, order in ledger.open_orders.items()
+    }
+    return ledger.balances, orders
 
 
 def replay(events: list[Event], ledger: Ledger) -> Ledger:
@@ -169,3 +179,37 @@ async def test_ledger_needs_a_simulator(kit: Kit) -> None:
         RuntimeError, match=r"^the server runs without a simulator \(simulate_rate is None\)$"
     ):
         kit.server.ledger("alice")
+
+
+def test_a_snapshot_folds_into_the_ledger_from_nothing() -> None:
+    market = Market("alice", random.Random(2))
+    for step in range(STEPS):
+        market.step(now_ms=step)
+    empty = Ledger(balances={})
+    assert replay(market.snapshot(now_ms=STEPS), empty) == market.ledger()
+    assert market.ledger().open_orders  # the snapshot did carry orders
+
+
+async def test_pause_holds_the_ledger_still_and_a_snapshot_reaches_a_late_stream(start: Start) -> None:
+    async with start(simulate_rate=400.0, seed=4) as kit:
+        key = await kit.create_listen_key()
+        async with kit.bitmusa_stream(key) as ws:
+            await kit.recv(ws)  # the market is moving
+            published = kit.server.pause_simulation()
+            assert published > 0
+            ledger = kit.server.ledger("alice")
+            count = await kit.server.publish_snapshot("alice")
+            assert count == len(ledger.balances) + len(ledger.open_orders)
+            parser = bitmusa.Parser(account="alice")
+            seen: list[Event] = []
+            # frames published before the pause come first; the snapshot's are the last `count` events
+            async with asyncio.timeout(5):
+                while len(seen) < count or essence(replay(seen[-count:], Ledger(balances={}))) != essence(
+                    ledger
+                ):
+                    incoming = parser(await kit.recv(ws))
+                    assert isinstance(incoming, DataEvents)
+                    seen.extend(incoming.events)
+            assert kit.server.ledger("alice") == ledger  # paused: nothing moved meanwhile
+            kit.server.resume_simulation()
+            await kit.recv(ws)  # and it moves again

@@ -22,7 +22,7 @@ from userstream.server.app import SERVER_KEY, create_app
 from userstream.server.config import Account, ServerConfig
 from userstream.server.exchange import ExchangeServer
 from userstream.server.logs import RedactingAccessLogger
-from userstream.server.simulator import Ledger
+from userstream.server.simulator import Ledger, Simulator
 
 __all__ = ["ServerHandle", "running_server"]
 
@@ -92,9 +92,29 @@ class ServerHandle:
 
     def ledger(self, account: str) -> Ledger:
         """The simulator's true state of `account` (balances, open orders). Needs `simulate_rate`."""
+        return self._simulator().ledger(account)
+
+    def pause_simulation(self) -> int:
+        """Hold the simulated markets still (so a client can catch up and be compared with the ledger);
+        returns how many simulated events have been published so far."""
+        simulator = self._simulator()
+        simulator.pause()
+        return simulator.events_published
+
+    def resume_simulation(self) -> None:
+        self._simulator().resume()
+
+    async def publish_snapshot(self, account: str) -> int:
+        """Publish `account`'s whole simulated state (every balance, every open order) to its streams,
+        through the ingest path, so a stream that joined late holds the ledger's state. Returns the count."""
+        events = self._simulator().market(account).snapshot(time.time_ns() // 1_000_000)
+        self.server.publish(account, events)
+        return len(events)
+
+    def _simulator(self) -> Simulator:
         if self.server.simulator is None:
             raise RuntimeError("the server runs without a simulator (simulate_rate is None)")
-        return self.server.simulator.ledger(account)
+        return self.server.simulator
 
 
 @asynccontextmanager

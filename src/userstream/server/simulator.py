@@ -140,6 +140,13 @@ class Market:
         """Every asset's balance as it stands: what a stream sees first."""
         return [self._balance(asset, now_ms) for asset in sorted(self._free)]
 
+    def snapshot(self, now_ms: int) -> list[Event]:
+        """The whole state as events: every balance (stamped now) and each open order's latest update.
+
+        Folding these into any state gives the ledger, so a stream that joined late can catch up.
+        """
+        return [*self.opening_balances(now_ms), *self._latest.values()]
+
     def ledger(self) -> Ledger:
         return Ledger(
             balances={asset: (self._free[asset], self._locked[asset]) for asset in sorted(self._free)},
@@ -309,6 +316,8 @@ class Simulator:
             for index, name in enumerate(accounts)
         }
         self.events_published = 0
+        self._running = asyncio.Event()
+        self._running.set()
 
     @property
     def accounts(self) -> list[str]:
@@ -320,6 +329,17 @@ class Simulator:
     def ledger(self, account: str) -> Ledger:
         """The true state of `account` after everything published so far."""
         return self._markets[account].ledger()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        """Stop changing the markets (after the step in progress): the ledger holds still for comparisons."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
 
     def step(self, now_ms: int) -> tuple[str, list[Event]]:
         """One change in one account's market (chosen at random): (account, its events)."""
@@ -333,8 +353,11 @@ class Simulator:
         interval = 1.0 / self.rate
         next_at = time.monotonic()
         while True:
+            if not self._running.is_set():
+                await self._running.wait()
+                next_at = time.monotonic()  # a pause is not a backlog
             burst = 0
-            while time.monotonic() >= next_at and burst < _MAX_BURST:
+            while time.monotonic() >= next_at and burst < _MAX_BURST and self._running.is_set():
                 account, events = self.step(_now_ms())
                 self._publish(publish, account, events)
                 produced = max(1, len(events))  # a step that changed nothing still takes its turn
