@@ -257,3 +257,10 @@ async def test_an_unsubscribed_connection_also_hears_the_heartbeat_close(start: 
     async with start(heartbeat_timeout=0.3) as kit, kit.coinlocally_stream(TOKEN) as ws:
         assert await kit.drain_until_closed(ws) == ["connect success", SYSTEM_NOTICE]
         assert await kit.closed_with(ws) == (4003, "no ping within 0.3 s")
+
+
+async def test_an_oversized_client_frame_closes_with_1009(kit: Kit) -> None:
+    async with kit.coinlocally_stream(TOKEN) as ws:
+        assert await kit.recv(ws) == "connect success"
+        await ws.send("x" * (64 * 1024 + 1))
+        assert (await kit.closed_with(ws))[0] == 1009

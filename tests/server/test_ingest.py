@@ -246,3 +246,9 @@ def _bitmusa_order(order_id: str) -> str:
             "eventTime": 1700703548846,
         }
     )
+
+
+async def test_a_body_over_the_limit_is_413(start: Start) -> None:
+    async with start(max_ingest_body=1000) as kit:
+        status, body = await kit.ingest("alice", [kit.balance(str(n)) for n in range(50)])
+    assert (status, body) == (413, {"error": "the body exceeds 1000 bytes"})
