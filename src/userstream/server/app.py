@@ -162,12 +162,7 @@ class _Routes:
             account, Exchange.BITMUSA, listen_key=key, peer=request.remote or ""
         )
         connection.live = True  # a listenKey stream pushes from the first moment
-
-        def on_frame(data: str | bytes) -> None:
-            # The document defines no client frames on this stream; they are read (for liveness) and dropped.
-            return None
-
-        await self.server.serve(request, ws, connection, on_frame)
+        await self.server.serve(request, ws, connection, _ignore_client_frame)
         return ws
 
     # --- Coinlocally WebSocket ------------------------------------------------------------------------------
@@ -236,6 +231,10 @@ class _Routes:
         return _json(200, self.server.health())
 
 
+def _ignore_client_frame(data: str | bytes) -> None:
+    """Bitmusa's document defines no client frames: they are read (the socket stays drained) and dropped."""
+
+
 def _no_active_key() -> web.Response:
     return _bitmusa_error(
         404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "no active listenKey for this account: create one with POST"
@@ -259,8 +258,8 @@ class _CoinlocallyFrames:
         elif isinstance(request, coinlocally.SubRequest):
             if hmac.compare_digest(request.token.encode(), self._secret):
                 connection.send(coinlocally.SUB_SUCCESS)
-                if not connection.subscribed:
-                    connection.subscribed = connection.live = not connection.closing
+                if not connection.subscribed and not connection.closing:
+                    connection.subscribed = connection.live = True  # events queue behind "sub success"
                     self._server.hub.notify()
             else:
                 connection.send(

@@ -14,7 +14,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -31,9 +31,12 @@ from userstream.server.logs import log_event
 from userstream.server.ratelimit import RateLimiter, Window
 from userstream.server.simulator import Simulator
 
-__all__ = ["ExchangeServer", "now_ms"]
+__all__ = ["ExchangeServer", "FrameHandler", "now_ms"]
 
 _log = logging.getLogger("userstream.server")
+
+#: What a stream does with one text or binary frame from its client (synchronous: it may only queue replies).
+FrameHandler = Callable[[str | bytes], None]
 
 
 def now_ms() -> int:
@@ -206,7 +209,7 @@ class ExchangeServer:
         request: web.Request,
         ws: web.WebSocketResponse,
         connection: Connection,
-        on_frame: Any,
+        on_frame: FrameHandler,
     ) -> None:
         """Run one accepted WebSocket to its end: its writer task, and this task reading the client."""
         self.hub.add(connection)
@@ -325,7 +328,7 @@ class ExchangeServer:
         }
 
 
-async def _read_client(ws: web.WebSocketResponse, connection: Connection, on_frame: Any) -> None:
+async def _read_client(ws: web.WebSocketResponse, connection: Connection, on_frame: FrameHandler) -> None:
     """Read the client until the socket closes. Pings are answered through the writer, in order."""
     while True:
         message = await ws.receive()
