@@ -117,7 +117,7 @@ async def test_an_unknown_account_is_404_naming_it(kit: Kit) -> None:
             "$.timestamp",
             "$.timestamp: expected integer milliseconds",
         ),
-        ("not an object", None, "expected a JSON object, not str"),
+        ("not an object", None, "expected a balance or order event, not str"),
     ],
 )
 async def test_a_malformed_event_is_422_naming_index_and_field_and_nothing_is_delivered(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -24,6 +24,8 @@ __all__ = ["IngestError", "coerce_events", "parse_batch"]
 MAX_BATCH = 100_000
 
 _BODY_DECODER = msgspec.json.Decoder(dict[str, Any])
+#: The event types the exchanges' streams carry, and so the only ones ingest accepts.
+_STREAMED: tuple[type, ...] = (BalanceUpdate, OrderUpdate)
 # msgspec names a missing or unknown top-level field in its message only ("missing required field `x`")
 _NAMED_FIELD = re.compile(r"field `([^`]+)`")
 
@@ -84,29 +86,34 @@ def coerce_events(items: Iterable[Event | Mapping[str, Any]], *, account: str, n
     for index, item in enumerate(items):
         if index >= MAX_BATCH:
             raise IngestError(f"a batch holds at most {MAX_BATCH} events", status=413, index=index)
-        if isinstance(item, BalanceUpdate | OrderUpdate):
-            event: Event = msgspec.structs.replace(item, account=account)
-        elif isinstance(item, Mapping):
-            try:
-                event = from_dict(dict(item), account=account, timestamp=now_ms)
-            except MessageShapeError as exc:
-                raise IngestError(
-                    f"event {index}: {exc}",
-                    status=422,
-                    account=account,
-                    index=index,
-                    field=exc.field or _field_named_in(str(exc)),
-                ) from None
-            event = msgspec.structs.replace(event, account=account)
-        else:
+        events.append(_one_event(item, index, account=account, now_ms=now_ms))
+    return events
+
+
+def _one_event(item: object, index: int, *, account: str, now_ms: int) -> Event:
+    parsed: object = item
+    if isinstance(item, Mapping):
+        try:
+            parsed = from_dict(dict(item), account=account, timestamp=now_ms)
+        except MessageShapeError as exc:
             raise IngestError(
-                f"event {index}: expected a JSON object, not {type(item).__name__}",
+                f"event {index}: {exc}",
                 status=422,
                 account=account,
                 index=index,
-            )
-        events.append(event)
-    return events
+                field=exc.field or _field_named_in(str(exc)),
+            ) from None
+    # Only what the exchanges stream can be rendered on their wires (a fill travels inside an order update).
+    if type(parsed) not in _STREAMED:
+        raise IngestError(
+            f"event {index}: expected a balance or order event, not {type(parsed).__name__}",
+            status=422,
+            account=account,
+            index=index,
+            field="$.kind" if isinstance(item, Mapping) else None,
+        )
+    event = cast(Event, parsed)
+    return msgspec.structs.replace(event, account=account)
 
 
 def _field_named_in(message: str) -> str | None:
