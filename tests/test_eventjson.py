@@ -7,7 +7,17 @@ import pytest
 
 from userstream.errors import MessageShapeError
 from userstream.eventjson import from_dict, from_json, to_dict, to_json
-from userstream.events import BalanceUpdate, Exchange, OrderStatus, OrderType, OrderUpdate, Side
+from userstream.events import (
+    BalanceUpdate,
+    Event,
+    Exchange,
+    Fill,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Side,
+    Source,
+)
 
 BALANCE = BalanceUpdate(
     exchange=Exchange.BITMUSA,
@@ -41,11 +51,42 @@ ORDER = OrderUpdate(
     created_at=1745389507000,
 )
 
+# The fill the document's execution report carries (l, L, n): cost is exactly l * L.
+FILL = Fill(
+    exchange=Exchange.COINLOCALLY,
+    account="default",
+    timestamp=1745389508472,
+    order_id="2690536306533246156",
+    symbol="BTC/USDT",
+    side=Side.SELL,
+    amount=Decimal("0.1000000000000000"),
+    price=Decimal("13000.0000000000000000"),
+    cost=Decimal("1300.00000000000000000000000000000000"),
+    fee=Decimal("7.8000000000000000"),
+    order_filled=Decimal("0.17861112"),
+)
+
+# A Bitmusa fill derived from growth: 1.5 more XRP filled for 0.77325 USDT more.
+DERIVED_FILL = Fill(
+    exchange=Exchange.BITMUSA,
+    account="default",
+    timestamp=1700703549000,
+    order_id="C171558199502193",
+    symbol="XRP/USDT",
+    side=Side.BUY,
+    amount=Decimal("1.5"),
+    price=Decimal("0.5155"),
+    cost=Decimal("0.77325"),
+    order_filled=Decimal("2"),
+    derived=True,
+    source=Source.SNAPSHOT,
+)
+
 
 def test_balance_json_form_is_the_documented_one() -> None:
     assert to_json(BALANCE) == (
         b'{"kind":"balance","exchange":"bitmusa","account":"default","timestamp":1700703548846,'
-        b'"asset":"USDT","free":"1132800.449","locked":"80669.91","total":"1213470.359"}'
+        b'"source":"stream","asset":"USDT","free":"1132800.449","locked":"80669.91","total":"1213470.359"}'
     )
 
 
@@ -55,6 +96,7 @@ def test_order_json_form_is_the_documented_one() -> None:
         "exchange": "coinlocally",
         "account": "default",
         "timestamp": 1745389508472,
+        "source": "stream",
         "id": "2690536306533246156",
         "symbol": "BTC/USDT",
         "raw_symbol": "BTCUSDT",
@@ -94,9 +136,75 @@ def test_unknown_status_is_null_with_raw_kept() -> None:
     assert from_dict(form) == event
 
 
-@pytest.mark.parametrize("event", [BALANCE, ORDER])
-def test_round_trip(event: BalanceUpdate | OrderUpdate) -> None:
+def test_fill_json_form_is_the_documented_one() -> None:
+    assert to_json(FILL) == (
+        b'{"kind":"fill","exchange":"coinlocally","account":"default","timestamp":1745389508472,'
+        b'"source":"stream","order_id":"2690536306533246156","symbol":"BTC/USDT","side":"sell",'
+        b'"amount":"0.1000000000000000","price":"13000.0000000000000000",'
+        b'"cost":"1300.00000000000000000000000000000000","fee":"7.8000000000000000",'
+        b'"order_filled":"0.17861112","derived":false}'
+    )
+
+
+def test_derived_snapshot_fill_json_form_is_the_documented_one() -> None:
+    assert to_json(DERIVED_FILL) == (
+        b'{"kind":"fill","exchange":"bitmusa","account":"default","timestamp":1700703549000,'
+        b'"source":"snapshot","order_id":"C171558199502193","symbol":"XRP/USDT","side":"buy",'
+        b'"amount":"1.5","price":"0.5155","cost":"0.77325","fee":null,"order_filled":"2","derived":true}'
+    )
+
+
+def test_source_is_always_written_and_snapshot_is_kept() -> None:
+    snapshot = msgspec.structs.replace(BALANCE, source=Source.SNAPSHOT)
+    assert to_dict(BALANCE)["source"] == "stream"
+    assert to_dict(snapshot)["source"] == "snapshot"
+    assert from_json(to_json(snapshot)) == snapshot
+    assert from_json(to_json(snapshot)) != BALANCE
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        BALANCE,
+        ORDER,
+        FILL,
+        DERIVED_FILL,
+        msgspec.structs.replace(ORDER, source=Source.SNAPSHOT),
+        msgspec.structs.replace(FILL, price=None, cost=None, fee=None),
+    ],
+)
+def test_round_trip(event: Event) -> None:
     assert from_json(to_json(event)) == event
+
+
+def test_absent_source_means_stream() -> None:
+    form = to_dict(ORDER)
+    del form["source"]
+    assert from_dict(form).source is Source.STREAM
+
+
+def test_lenient_fill_defaults() -> None:
+    fill = from_dict(
+        {"kind": "fill", "order_id": "7", "symbol": "XRP/USDT", "side": "buy", "amount": "2",
+         "price": 0.5155, "cost": "1.031", "order_filled": "2"},
+        account="alice",
+        timestamp=42,
+    )  # fmt: skip
+    assert fill == Fill(
+        exchange=Exchange.BITMUSA,
+        account="alice",
+        timestamp=42,
+        order_id="7",
+        symbol="XRP/USDT",
+        side=Side.BUY,
+        amount=Decimal(2),
+        price=Decimal("0.5155"),
+        cost=Decimal("1.031"),
+        fee=None,
+        order_filled=Decimal(2),
+        derived=False,
+        source=Source.STREAM,
+    )
 
 
 def test_lenient_ingest_form_derives_what_it_can() -> None:
@@ -146,6 +254,16 @@ def test_lenient_ingest_form_derives_what_it_can() -> None:
           "amount": "1", "filled": "0"}, "$.side", "up"),
         ({"kind": "order", "id": "1", "symbol": "A/B", "side": "buy", "status": None,
           "amount": "1", "filled": "0"}, "$.raw_status", "raw_"),
+        ({"kind": "balance", "asset": "X", "free": "1", "locked": "1", "source": "rest"}, "$.source",
+         "rest"),
+        ({"kind": "fill", "order_id": "1", "symbol": "A/B", "side": "buy", "amount": "0",
+          "price": "1", "cost": "0", "order_filled": "1"}, "$.amount", "positive"),
+        ({"kind": "fill", "order_id": "1", "symbol": "A/B", "side": "buy", "amount": "1",
+          "price": "1", "order_filled": "1"}, None, "missing required field `cost`"),
+        ({"kind": "fill", "order_id": "1", "symbol": "A/B", "side": "buy", "amount": "1",
+          "price": "1", "cost": "1", "order_filled": "Infinity"}, "$.order_filled", "finite"),
+        ({"kind": "fill", "order_id": "1", "symbol": "A/B", "side": "buy", "amount": "1",
+          "price": "1", "cost": "1", "order_filled": "1", "derived": "yes"}, "$.derived", "bool"),
     ],
 )  # fmt: skip
 def test_malformed_events_name_the_field(obj: dict[str, object], field: str | None, message: str) -> None:

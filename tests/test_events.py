@@ -5,7 +5,17 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from userstream.events import BalanceUpdate, Exchange
+from userstream.events import (
+    NOT_IN_SNAPSHOT,
+    BalanceUpdate,
+    Exchange,
+    Fill,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Side,
+    Source,
+)
 
 
 def _balance(raw: str) -> BalanceUpdate:
@@ -43,3 +53,96 @@ def test_repr_is_short_and_has_no_raw() -> None:
         "BalanceUpdate(exchange='coinlocally', account='a', timestamp=1, asset='ETH', "
         "free=10000.000000, locked=0.000000, total=10000.000000)"
     )
+
+
+def test_source_defaults_to_stream_and_takes_part_in_equality() -> None:
+    stream = _balance("")
+    snapshot = msgspec.structs.replace(stream, source=Source.SNAPSHOT)
+    assert stream.source is Source.STREAM
+    assert stream != snapshot
+    assert len({stream, snapshot}) == 2
+
+
+def test_snapshot_repr_says_so_and_stream_repr_stays_short() -> None:
+    snapshot = msgspec.structs.replace(_balance(""), source=Source.SNAPSHOT)
+    assert repr(snapshot) == (
+        "BalanceUpdate(exchange='coinlocally', account='a', timestamp=1, asset='ETH', "
+        "free=10000.000000, locked=0.000000, total=10000.000000, source='snapshot')"
+    )
+
+
+def _fill(raw: str = "") -> Fill:
+    return Fill(
+        exchange=Exchange.COINLOCALLY,
+        account="a",
+        timestamp=1745389508472,
+        order_id="2690536306533246156",
+        symbol="BTC/USDT",
+        side=Side.SELL,
+        amount=Decimal("0.1000000000000000"),
+        price=Decimal("13000.0000000000000000"),
+        cost=Decimal("1300.00000000000000000000000000000000"),
+        fee=Decimal("7.8000000000000000"),
+        order_filled=Decimal("0.17861112"),
+        raw=raw,
+    )
+
+
+def test_fill_is_immutable_raw_not_compared_repr_short() -> None:
+    fill = _fill('{"secret":"x"}')
+    with pytest.raises(AttributeError):
+        fill.amount = Decimal(1)  # type: ignore[misc]
+    assert fill == _fill("")
+    assert hash(fill) == hash(_fill(""))
+    assert fill != msgspec.structs.replace(fill, derived=True)
+    assert fill.kind == "fill"
+    assert (fill.derived, fill.source) == (False, Source.STREAM)
+    assert repr(fill) == (
+        "Fill(exchange='coinlocally', account='a', timestamp=1745389508472, "
+        "order_id='2690536306533246156', symbol='BTC/USDT', side='sell', amount=0.1000000000000000, "
+        "price=13000.0000000000000000, cost=1300.00000000000000000000000000000000, "
+        "fee=7.8000000000000000, derived=False)"
+    )
+
+
+def test_fill_is_not_equal_to_other_kinds() -> None:
+    assert _fill() != _balance("")
+
+
+def _order(status: OrderStatus | None, raw_status: str, source: Source = Source.STREAM) -> OrderUpdate:
+    return OrderUpdate(
+        exchange=Exchange.BITMUSA,
+        account="a",
+        timestamp=1,
+        id="C1",
+        symbol="XRP/USDT",
+        raw_symbol="XRP/USDT",
+        side=Side.BUY,
+        type=OrderType.LIMIT,
+        raw_type="LIMIT_PRICE",
+        status=status,
+        raw_status=raw_status,
+        price=Decimal("0.5155"),
+        amount=Decimal(2),
+        filled=Decimal(0),
+        remaining=Decimal(2),
+        cost=Decimal(0),
+        source=source,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "raw_status", "source", "final"),
+    [
+        (OrderStatus.OPEN, "TRADING", Source.STREAM, False),
+        (OrderStatus.CLOSED, "COMPLETED", Source.STREAM, True),
+        (OrderStatus.CANCELED, "CANCELED", Source.STREAM, True),
+        (OrderStatus.EXPIRED, "OVERTIMED", Source.STREAM, True),
+        (OrderStatus.REJECTED, "REJECTED", Source.STREAM, True),
+        (None, "HALTED", Source.STREAM, False),  # unknown: not known to have ended
+        (None, NOT_IN_SNAPSHOT, Source.SNAPSHOT, True),  # a snapshot no longer lists it
+        (None, NOT_IN_SNAPSHOT, Source.STREAM, False),  # only a snapshot can say so
+    ],
+)
+def test_is_final(status: OrderStatus | None, raw_status: str, source: Source, final: bool) -> None:
+    assert _order(status, raw_status, source).is_final is final

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from userstream.money import checked, exact_add, exact_sub, parse_decimal
+from userstream.money import checked, exact_add, exact_div, exact_mul, exact_sub, parse_decimal
 
 
 def test_exact_add_keeps_every_digit_past_the_default_context() -> None:
@@ -50,3 +50,35 @@ def test_bad_decimals_are_refused_with_a_reason(text: str, reason: str) -> None:
 def test_checked_passes_bounded_values_through() -> None:
     value = Decimal("9" * 64)
     assert checked(value) is value
+
+
+def test_exact_mul_keeps_every_digit_and_the_scale() -> None:
+    product = exact_mul(Decimal("0.1000000000000000"), Decimal("13000.0000000000000000"))
+    assert str(product) == "1300.00000000000000000000000000000000"
+    wide = exact_mul(Decimal("1234567890123456789012345678901.5"), Decimal("3"))
+    assert wide == Decimal("3703703670370370367037037036704.5")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "digits", "expected"),
+    [
+        ("21", "2", 34, "10.5"),  # an exact quotient is returned as is
+        ("0.77325", "1.5", 34, "0.5155"),
+        ("1", "3", 34, "0.3333333333333333333333333333333333"),
+        ("2", "3", 34, "0.6666666666666666666666666666666667"),
+        ("2.5", "1", 1, "2"),  # half-even: the tie goes to the even digit
+        ("3.5", "1", 1, "4"),
+        ("0", "7", 34, "0"),
+    ],
+)
+def test_exact_div_rounds_half_even_to_the_digits_asked(a: str, b: str, digits: int, expected: str) -> None:
+    assert str(exact_div(Decimal(a), Decimal(b), digits)) == expected
+
+
+def test_exact_div_refuses_zero_out_of_bounds_and_bad_digits() -> None:
+    with pytest.raises(ZeroDivisionError):
+        exact_div(Decimal(1), Decimal("0.000"))
+    with pytest.raises(ValueError, match="exponent out of range"):
+        exact_div(Decimal("1E+60"), Decimal("1E-60"))
+    with pytest.raises(ValueError, match="digits"):
+        exact_div(Decimal(1), Decimal(3), 0)

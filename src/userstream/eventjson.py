@@ -1,9 +1,9 @@
 """The JSON form of events: the public contract written down in docs/events.md, in both directions.
 
-`to_dict` / `to_json` give one JSON object per event, decimals as strings in plain notation (never
-scientific), absent values as null. `from_dict` / `from_json` accept that same form (plus the lenient
-defaults docs/events.md lists, used by `userstream serve`'s ingest) and raise `MessageShapeError` naming the
-field on anything else.
+`to_dict` / `to_json` give one JSON object per event (`balance`, `order` or `fill`), decimals as strings in
+plain notation (never scientific), absent values as null, `source` always present. `from_dict` /
+`from_json` accept that same form (plus the lenient defaults docs/events.md lists, used by
+`userstream serve`'s ingest) and raise `MessageShapeError` naming the field on anything else.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from userstream.events import (
     BalanceUpdate,
     Event,
     Exchange,
+    Fill,
     OrderStatus,
     OrderType,
     OrderUpdate,
     Side,
+    Source,
 )
 from userstream.money import checked, exact_add, exact_sub
 
@@ -41,6 +43,7 @@ def to_dict(event: Event) -> dict[str, Any]:
         "exchange": event.exchange.value,
         "account": event.account,
         "timestamp": event.timestamp,
+        "source": event.source.value,
     }
     if isinstance(event, BalanceUpdate):
         head.update(
@@ -48,6 +51,19 @@ def to_dict(event: Event) -> dict[str, Any]:
             free=dec(event.free),
             locked=dec(event.locked),
             total=dec(event.total),
+        )
+        return head
+    if isinstance(event, Fill):
+        head.update(
+            order_id=event.order_id,
+            symbol=event.symbol,
+            side=event.side.value,
+            amount=dec(event.amount),
+            price=dec(event.price),
+            cost=dec(event.cost),
+            fee=dec(event.fee),
+            order_filled=dec(event.order_filled),
+            derived=event.derived,
         )
         return head
     head.update(
@@ -89,6 +105,7 @@ class _BalanceIn(msgspec.Struct, tag_field="kind", tag="balance", forbid_unknown
     timestamp: Any = None
     exchange: Exchange | None = None
     account: str | None = None
+    source: Source = Source.STREAM
 
 
 class _OrderIn(msgspec.Struct, tag_field="kind", tag="order", forbid_unknown_fields=True):
@@ -112,9 +129,26 @@ class _OrderIn(msgspec.Struct, tag_field="kind", tag="order", forbid_unknown_fie
     timestamp: Any = None
     exchange: Exchange | None = None
     account: str | None = None
+    source: Source = Source.STREAM
 
 
-_IN = _BalanceIn | _OrderIn
+class _FillIn(msgspec.Struct, tag_field="kind", tag="fill", forbid_unknown_fields=True):
+    order_id: str
+    symbol: str
+    side: Side
+    amount: Decimal
+    price: Decimal | None
+    cost: Decimal | None
+    order_filled: Decimal
+    fee: Decimal | None = None
+    derived: bool = False
+    timestamp: Any = None
+    exchange: Exchange | None = None
+    account: str | None = None
+    source: Source = Source.STREAM
+
+
+_IN = _BalanceIn | _OrderIn | _FillIn
 _DICT_DECODER = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -138,7 +172,8 @@ def from_dict(
     """Build an event from its JSON form. `exchange`, `account` and `timestamp` fill in what is absent.
 
     Leniency (documented in docs/events.md): `total` and `remaining` may be omitted (they are computed; when
-    given they must agree), `raw_*` default to the normalized values, `type` defaults to "limit".
+    given they must agree), `raw_*` default to the normalized values, `type` defaults to "limit", `source`
+    to "stream", a fill's `fee` to null and `derived` to false.
     """
     try:
         parsed = msgspec.convert(obj, _IN, strict=False)
@@ -165,6 +200,26 @@ def from_dict(
             asset=parsed.asset,
             free=free,
             locked=locked,
+            source=parsed.source,
+        )
+    if isinstance(parsed, _FillIn):
+        amount = _money(parsed.amount, "$.amount")
+        if amount <= 0:
+            raise MessageShapeError("a fill's amount must be positive", field="$.amount")
+        return Fill(
+            exchange=exch,
+            account=acct,
+            timestamp=stamp,
+            order_id=parsed.order_id,
+            symbol=parsed.symbol,
+            side=parsed.side,
+            amount=amount,
+            price=_opt_money(parsed.price, "$.price"),
+            cost=_opt_money(parsed.cost, "$.cost"),
+            fee=_opt_money(parsed.fee, "$.fee"),
+            order_filled=_money(parsed.order_filled, "$.order_filled"),
+            derived=parsed.derived,
+            source=parsed.source,
         )
     amount = _money(parsed.amount, "$.amount")
     filled = _money(parsed.filled, "$.filled")
@@ -193,6 +248,7 @@ def from_dict(
         last_fill_price=_opt_money(parsed.last_fill_price, "$.last_fill_price"),
         fee=_opt_money(parsed.fee, "$.fee"),
         created_at=_millis(parsed.created_at, "$.created_at"),
+        source=parsed.source,
     )
 
 

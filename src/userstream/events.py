@@ -4,9 +4,15 @@ This module owns the *types* only. Their JSON form (the public contract of docs/
 `userstream.eventjson`; the wire formats of each exchange live in `userstream.protocol`. Nothing here parses
 or performs I/O.
 
+Three kinds: `BalanceUpdate` and `OrderUpdate` are what the exchanges send; `Fill` is one execution, sent
+by Coinlocally (per execution report) or derived from cumulative growth on Bitmusa (`userstream.fills`).
+Each carries a `source`: `stream` for what the WebSocket said, `snapshot` for a correction computed from a
+REST snapshot after a reconnect (`userstream.state.AccountState.diff`).
+
 Events are frozen msgspec Structs: immutable like frozen dataclasses, and several times cheaper to build,
 which matters at hundreds of thousands of events per second. `raw` keeps the decoded wire message for
-debugging; it takes no part in equality, so a rendered-then-parsed event equals the original.
+debugging; it takes no part in equality, so a rendered-then-parsed event equals the original. `source`
+does take part: a snapshot correction is a different event from the stream update it resembles.
 """
 
 from __future__ import annotations
@@ -20,13 +26,17 @@ import msgspec
 from userstream.money import exact_add
 
 __all__ = [
+    "FINAL_STATUSES",
+    "NOT_IN_SNAPSHOT",
     "BalanceUpdate",
     "Event",
     "Exchange",
+    "Fill",
     "OrderStatus",
     "OrderType",
     "OrderUpdate",
     "Side",
+    "Source",
 ]
 
 
@@ -55,6 +65,24 @@ class OrderStatus(StrEnum):
     REJECTED = "rejected"
 
 
+#: The statuses after which an order never changes again.
+FINAL_STATUSES = frozenset(
+    {OrderStatus.CLOSED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED}
+)
+
+#: The `raw_status` of the update `AccountState.diff` emits for an order the stream held open but a
+#: snapshot no longer lists: it is not open any more, and how it ended is unknown. Its `status` is None
+#: (no outcome is guessed) and its `source` is snapshot; only that combination means "gone".
+NOT_IN_SNAPSHOT = "NOT_IN_SNAPSHOT"
+
+
+class Source(StrEnum):
+    """Where an event's knowledge came from."""
+
+    STREAM = "stream"  # the exchange's WebSocket (or a fill derived from it)
+    SNAPSHOT = "snapshot"  # a REST snapshot's correction after a reconnect
+
+
 class BalanceUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One asset's balance after a change. `total` is always `free + locked`, computed exactly."""
 
@@ -66,6 +94,7 @@ class BalanceUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     asset: str
     free: Decimal
     locked: Decimal
+    source: Source = Source.STREAM
     raw: str = msgspec.field(default="")
 
     @property
@@ -84,7 +113,7 @@ class BalanceUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return (
             f"BalanceUpdate(exchange={self.exchange.value!r}, account={self.account!r}, "
             f"timestamp={self.timestamp}, asset={self.asset!r}, free={self.free}, "
-            f"locked={self.locked}, total={self.total})"
+            f"locked={self.locked}, total={self.total}{_source_note(self.source)})"
         )
 
 
@@ -118,7 +147,15 @@ class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     last_fill_price: Decimal | None = None
     fee: Decimal | None = None
     created_at: int | None = None
+    source: Source = Source.STREAM
     raw: str = msgspec.field(default="")
+
+    @property
+    def is_final(self) -> bool:
+        """True when this update ends the order: a final status, or a snapshot saying it is gone."""
+        if self.status is None:
+            return self.source is Source.SNAPSHOT and self.raw_status == NOT_IN_SNAPSHOT
+        return self.status in FINAL_STATUSES
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, OrderUpdate):
@@ -133,14 +170,64 @@ class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             f"OrderUpdate(exchange={self.exchange.value!r}, account={self.account!r}, "
             f"timestamp={self.timestamp}, id={self.id!r}, symbol={self.symbol!r}, "
             f"side={self.side.value!r}, status={self.raw_status!r}, price={self.price}, "
-            f"amount={self.amount}, filled={self.filled})"
+            f"amount={self.amount}, filled={self.filled}{_source_note(self.source)})"
         )
 
 
-Event = BalanceUpdate | OrderUpdate
+class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One execution of an order: `amount` at `price`, worth `cost` in the quote asset.
+
+    `derived` is False when the exchange reported the execution itself (Coinlocally's l, L, n) and True
+    when it was computed from the growth of the order's cumulative filled amount and value between two
+    updates (Bitmusa, or executions the stream did not report one by one); a derived fill's `price` is the
+    average price of that growth. `price` and `cost` are None only when the exchange did not send what they
+    need; `fee` is None when the exchange does not report one. `order_filled` is the order's cumulative
+    filled amount after this fill: with `order_id` it identifies the fill.
+    """
+
+    kind: ClassVar[Literal["fill"]] = "fill"
+
+    exchange: Exchange
+    account: str
+    timestamp: int  # the event time of the order update that revealed the fill
+    order_id: str
+    symbol: str
+    side: Side
+    amount: Decimal
+    price: Decimal | None
+    cost: Decimal | None  # quote value of this fill
+    fee: Decimal | None = None
+    order_filled: Decimal
+    derived: bool = False
+    source: Source = Source.STREAM
+    raw: str = msgspec.field(default="")  # the raw message of the order update it came from
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Fill):
+            return NotImplemented
+        return _key(self) == _key(other)
+
+    def __hash__(self) -> int:
+        return hash(_key(self))
+
+    def __repr__(self) -> str:
+        return (
+            f"Fill(exchange={self.exchange.value!r}, account={self.account!r}, "
+            f"timestamp={self.timestamp}, order_id={self.order_id!r}, symbol={self.symbol!r}, "
+            f"side={self.side.value!r}, amount={self.amount}, price={self.price}, cost={self.cost}, "
+            f"fee={self.fee}, derived={self.derived}{_source_note(self.source)})"
+        )
 
 
-def _key(event: BalanceUpdate | OrderUpdate) -> tuple[object, ...]:
+Event = BalanceUpdate | OrderUpdate | Fill
+
+
+def _key(event: Event) -> tuple[object, ...]:
     """Every field but `raw`: what equality and hashing compare."""
     fields = event.__struct_fields__
     return tuple(getattr(event, name) for name in fields if name != "raw")
+
+
+def _source_note(source: Source) -> str:
+    """A repr suffix only for the unusual source, so the common repr stays short."""
+    return "" if source is Source.STREAM else f", source={source.value!r}"

@@ -1,24 +1,40 @@
-"""Exact Decimal money: made from the wire text, bounded, and added or subtracted without rounding.
+"""Exact Decimal money: made from the wire text, bounded, and added, subtracted or multiplied exactly.
 
 Python's default decimal context rounds to 28 significant digits, which would silently corrupt a
-40-digit quantity. Every arithmetic on money in userstream goes through `exact_add` / `exact_sub`, which
-use a wide context that traps inexact results instead of rounding. Values are bounded on the way in
-(`checked`), so "wide enough" is a fact, not a hope.
+40-digit quantity. Every arithmetic on money in userstream goes through `exact_add` / `exact_sub` /
+`exact_mul`, which use a wide context that traps inexact results instead of rounding. Values are bounded on
+the way in (`checked`), so "wide enough" is a fact, not a hope. `exact_div` is the one operation that
+rounds (a quotient such as 1/3 has no finite decimal form); it is used only for a derived average price.
 """
 
 from __future__ import annotations
 
-from decimal import Context, Decimal, Inexact, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, Inexact, InvalidOperation
 
-__all__ = ["MAX_DIGITS", "MAX_EXPONENT", "checked", "exact_add", "exact_sub", "parse_decimal"]
+__all__ = [
+    "MAX_DIGITS",
+    "MAX_EXPONENT",
+    "QUOTIENT_DIGITS",
+    "checked",
+    "exact_add",
+    "exact_div",
+    "exact_mul",
+    "exact_sub",
+    "parse_decimal",
+]
 
 #: The most significant digits a money value may carry, and the largest |exponent|. Real exchange
 #: values use fewer than 40 digits; the bounds keep exact arithmetic cheap and reject absurd input.
 MAX_DIGITS = 64
 MAX_EXPONENT = 64
 
+#: The significant digits of a quotient (`exact_div`'s default): IEEE 754 decimal128's precision, far beyond
+#: any exchange's price precision.
+QUOTIENT_DIGITS = 34
+
 # Operands have at most MAX_DIGITS digits within +-MAX_EXPONENT, so a sum needs at most
-# MAX_DIGITS + 2 * MAX_EXPONENT + 1 digits; the context is wider and traps Inexact as a guard.
+# MAX_DIGITS + 2 * MAX_EXPONENT + 1 digits and a product at most 2 * MAX_DIGITS; the context is wider
+# and traps Inexact as a guard.
 _EXACT = Context(prec=MAX_DIGITS + 2 * MAX_EXPONENT + 8, traps=[Inexact, InvalidOperation])
 
 
@@ -50,3 +66,22 @@ def exact_add(a: Decimal, b: Decimal) -> Decimal:
 
 def exact_sub(a: Decimal, b: Decimal) -> Decimal:
     return _EXACT.subtract(a, b)
+
+
+def exact_mul(a: Decimal, b: Decimal) -> Decimal:
+    """The exact product; its scale is the sum of the operands' scales (0.10 * 2.5 == 0.250)."""
+    return _EXACT.multiply(a, b)
+
+
+def exact_div(a: Decimal, b: Decimal, digits: int = QUOTIENT_DIGITS) -> Decimal:
+    """`a / b` to `digits` significant digits, rounded half-even: the ONE money operation that rounds.
+
+    An exact quotient is returned as is (21 / 2 == 10.5). Raises ZeroDivisionError when `b` is zero and
+    ValueError when the quotient falls outside the bounds `checked` enforces.
+    """
+    if not 1 <= digits <= MAX_DIGITS:
+        raise ValueError(f"digits must be within 1..{MAX_DIGITS}")
+    if not b:
+        raise ZeroDivisionError("exact_div by zero")
+    context = Context(prec=digits, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero])
+    return checked(context.divide(a, b))

@@ -570,7 +570,9 @@ def render_message(event: Event) -> bytes:
     """The event as Coinlocally's JSON message (before gzip)."""
     if isinstance(event, BalanceUpdate):
         return _ENCODER.encode(_account_position((event,)))
-    return _ENCODER.encode(_execution_report(event))
+    if isinstance(event, OrderUpdate):
+        return _ENCODER.encode(_execution_report(event))
+    raise LocalProtocolError(f"Coinlocally cannot render a {type(event).__name__}")
 
 
 def render_event(event: Event) -> bytes:
