@@ -143,6 +143,8 @@ class Connection:
         #: Resolved when the connection carries events (Bitmusa: at once; Coinlocally: "sub success").
         self.went_live: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.live_at: float | None = None
+        #: True while the reader waits for room in the queue (the consumer is behind), not for the server.
+        self.waiting_for_consumer = False
 
     @property
     def label(self) -> str:
@@ -203,9 +205,11 @@ class Connection:
         if isinstance(incoming, DataEvents):
             self._counters.events += len(incoming.events)
             self._heartbeat.suspend()
+            self.waiting_for_consumer = True
             try:
                 await self._sink(self, incoming.events)
             finally:
+                self.waiting_for_consumer = False
                 self._heartbeat.resume(self._clock())
         elif isinstance(incoming, Ping):
             pong = self._dialect.pong_frame(incoming.timestamp)

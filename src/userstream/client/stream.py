@@ -477,14 +477,16 @@ class UserStream:
         """The new connection is live: let the old one catch up, retire it, release the overlap."""
         retired = not old.task.done()
         if retired:
-            deadline = self._clock() + self._options.overlap_timeout
+            # Wait until the old connection reaches the first event the new one holds. The overlap timeout
+            # is a quiet-stream rule: it runs only while nothing arrives and the old reader is free to
+            # read, so a consumer that is behind never makes us cut the old connection short.
             while not self._dedupe.caught_up and not old.task.done():
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    break
                 if self._progress.done():
                     self._progress = asyncio.get_running_loop().create_future()
-                await self._wait_any({old.task, self._progress}, remaining)
+                await self._wait_any({old.task, self._progress}, self._options.overlap_timeout)
+                quiet = not self._progress.done()
+                if quiet and not old.connection.waiting_for_consumer:
+                    break
             await old.connection.close_gracefully()
         ending = await old.task
         reported = old.serial not in self._live  # `_ended` already told the user

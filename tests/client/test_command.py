@@ -1,0 +1,267 @@
+"""`userstream watch` as a user runs it: a subprocess against the real emulator, exact JSONL on stdout,
+status lines where asked, exit 0 on SIGTERM, exit 2 on rejected or missing credentials, no secret anywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from userstream.client.command import format_pretty
+from userstream.eventjson import to_json
+from userstream.events import BalanceUpdate, Exchange, Fill, OrderStatus, OrderType, OrderUpdate, Side
+
+Env = Any  # conftest.Env
+Lab = Callable[..., AbstractAsyncContextManager[Any]]
+
+WAIT = 20.0
+FAST = ["--backoff-base", "0.01", "--backoff-cap", "0.05", "--ping-interval", "1", "--idle-timeout", "5"]
+
+
+def environment(**credentials: str) -> dict[str, str]:
+    """The test's environment without any USERSTREAM_* variable, plus `credentials`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("USERSTREAM_")}
+    env.update(credentials)
+    return env
+
+
+async def watch(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "userstream",
+        "watch",
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def lines(process: asyncio.subprocess.Process, count: int) -> list[bytes]:
+    assert process.stdout is not None
+    async with asyncio.timeout(WAIT):
+        return [(await process.stdout.readline()).rstrip(b"\n") for _ in range(count)]
+
+
+async def finish(process: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:
+    async with asyncio.timeout(WAIT):
+        stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, stdout, stderr
+
+
+def bitmusa_env(env: Env, **overrides: str) -> dict[str, str]:
+    credentials = {
+        "USERSTREAM_BITMUSA_API_KEY": env.alice.bitmusa_api_key,
+        "USERSTREAM_BITMUSA_AUTH_KEY": env.alice.bitmusa_auth_key,
+    }
+    credentials.update(overrides)
+    return environment(**credentials)
+
+
+def assert_no_secret(*outputs: bytes) -> None:
+    for output in outputs:
+        for secret in SECRETS:
+            assert secret.encode() not in output
+
+
+SECRETS = (  # conftest's accounts' credentials, and the wrong ones the tests pass
+    "alice-bitmusa-api-SECRET",
+    "alice-bitmusa-auth-SECRET",
+    "alice-coinlocally-api-SECRET",
+    "alice-coinlocally-token-SECRET",
+    "wrong-SECRET",
+)
+
+
+async def test_bitmusa_jsonl_is_exactly_the_event_contract_one_line_each(lab: Lab) -> None:
+    async with lab() as env:
+        urls = ["--rest-url", env.server.base_url, "--ws-url", env.server.ws_url]
+        process = await watch("bitmusa", *urls, "--account", "alice", *FAST, env=bitmusa_env(env))
+        try:
+            await env.until_streaming()
+            await env.ingest([env.balance(1), env.order(2), env.balance(3)])
+            printed = await lines(process, 3)
+            key = env.server.active_listen_key("alice")
+        finally:
+            process.send_signal(signal.SIGTERM)
+        code, rest, stderr = await finish(process)
+    assert printed == [
+        to_json(env.expected_balance(1, "bitmusa")),
+        to_json(env.expected_order(2, "bitmusa")),
+        to_json(env.expected_balance(3, "bitmusa")),
+    ]
+    assert (code, rest) == (0, b"")
+    log = stderr.decode().splitlines()
+    assert log == [
+        "userstream watch: bitmusa/alice connecting connection=1 attempt=1",
+        f"userstream watch: bitmusa/alice connected connection=1 listen_key={key[:6]}...",
+    ]
+    assert_no_secret(rest, stderr)
+    assert key.encode() not in stderr
+
+
+async def test_coinlocally_with_status_lines_on_stdout(lab: Lab) -> None:
+    async with lab() as env:
+        credentials = environment(USERSTREAM_COINLOCALLY_TOKEN=env.alice.coinlocally_token)
+        process = await watch(
+            "coinlocally", "--ws-url", env.coinlocally_url, "--status", *FAST, env=credentials
+        )
+        try:
+            statuses = await lines(process, 2)
+            await env.until_streaming()
+            await env.ingest([env.order(1), env.balance(2)])
+            printed = await lines(process, 3)
+        finally:
+            process.send_signal(signal.SIGINT)
+        code, rest, stderr = await finish(process)
+    assert [json.loads(line)["state"] for line in statuses] == ["connecting", "connected"]
+    assert json.loads(printed[0]) == {
+        "kind": "status",
+        "state": "subscribed",
+        "exchange": "coinlocally",
+        "account": "default",
+        "reason": None,
+        "attempt": None,
+        "delay": None,
+        "dropped": None,
+        "connection": 1,
+        "listen_key": None,
+    }
+    assert printed[1:] == [
+        to_json(env.expected_order(1, "coinlocally", account="default")),
+        to_json(env.expected_balance(2, "coinlocally", account="default")),
+    ]
+    assert (code, rest, stderr) == (0, b"", b"")
+
+
+async def test_rejected_credentials_exit_2_with_a_clear_message(lab: Lab) -> None:
+    async with lab() as env:
+        urls = ["--rest-url", env.server.base_url, "--ws-url", env.server.ws_url]
+        credentials = bitmusa_env(env, USERSTREAM_BITMUSA_AUTH_KEY="wrong-SECRET")
+        process = await watch("bitmusa", *urls, *FAST, env=credentials)
+        code, stdout, stderr = await finish(process)
+        attempts = env.access.count("POST", "/spot/userDataStream", 401)
+    assert code == 2
+    assert stdout == b""
+    assert attempts == 3
+    assert stderr.decode().splitlines()[-1] == (
+        "userstream watch: authentication failed (listenKey request rejected): Bitmusa answered HTTP 401"
+    )
+    assert_no_secret(stdout, stderr)
+
+
+async def test_a_rejected_coinlocally_token_flag_exits_2(lab: Lab) -> None:
+    async with lab() as env:
+        args = ["--ws-url", env.coinlocally_url, "--token", "wrong-SECRET", *FAST]
+        process = await watch("coinlocally", *args, env=environment())
+        code, stdout, stderr = await finish(process)
+    assert code == 2
+    assert stderr.decode().splitlines()[-1] == (
+        "userstream watch: authentication failed (token header rejected): "
+        "Coinlocally refused the 'token' header (HTTP 401)"
+    )
+    assert_no_secret(stdout, stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "credentials", "message"),
+    [
+        (
+            ["bitmusa"],
+            {"USERSTREAM_BITMUSA_AUTH_KEY": "x"},
+            "userstream watch: Bitmusa needs --api-key or the environment variable "
+            "USERSTREAM_BITMUSA_API_KEY",
+        ),
+        (
+            ["coinlocally"],
+            {},
+            "userstream watch: Coinlocally needs --token or --api-key, or the environment variable "
+            "USERSTREAM_COINLOCALLY_TOKEN or USERSTREAM_COINLOCALLY_API_KEY",
+        ),
+        (
+            ["coinlocally", "--token", "a", "--api-key", "b"],
+            {},
+            "userstream watch: Coinlocally needs exactly one credential: a token or an api_key "
+            "(got token and api_key)",
+        ),
+        (
+            ["bitmusa", "--ws-url", "http://127.0.0.1:1"],
+            {"USERSTREAM_BITMUSA_API_KEY": "x", "USERSTREAM_BITMUSA_AUTH_KEY": "y"},
+            "userstream watch: the Bitmusa WebSocket URL must be an absolute wss:// or ws:// URL, "
+            "not 'http://127.0.0.1:1'",
+        ),
+    ],
+)
+async def test_missing_or_bad_arguments_exit_2(
+    args: list[str], credentials: dict[str, str], message: str
+) -> None:
+    process = await watch(*args, env=environment(**credentials))
+    code, stdout, stderr = await finish(process)
+    assert (code, stdout, stderr.decode()) == (2, b"", message + "\n")
+
+
+def test_pretty_lines_are_readable() -> None:
+    balance = BalanceUpdate(
+        exchange=Exchange.BITMUSA,
+        account="alice",
+        timestamp=1700703548846,
+        asset="USDT",
+        free=Decimal("1132800.449"),
+        locked=Decimal("80669.91"),
+    )
+    order = OrderUpdate(
+        exchange=Exchange.COINLOCALLY,
+        account="alice",
+        timestamp=1745389508472,
+        id="2690536306533246156",
+        symbol="BTC/USDT",
+        raw_symbol="BTCUSDT",
+        side=Side.SELL,
+        type=OrderType.LIMIT,
+        raw_type="LIMIT",
+        status=OrderStatus.OPEN,
+        raw_status="PART_FILLED",
+        price=Decimal("13000"),
+        amount=Decimal("1"),
+        filled=Decimal("0.17861112"),
+        remaining=Decimal("0.82138888"),
+        cost=Decimal("2321.94456"),
+        last_fill_amount=Decimal("0.1000000000000000"),
+        last_fill_price=Decimal("13000.0000000000000000"),
+        fee=Decimal("7.8000000000000000"),
+    )
+    fill = Fill(
+        exchange=Exchange.BITMUSA,
+        account="alice",
+        timestamp=1700703548846,
+        order_id="C1",
+        symbol="XRP/USDT",
+        side=Side.BUY,
+        amount=Decimal("2"),
+        price=Decimal("0.5155"),
+        cost=Decimal("1.031"),
+        order_filled=Decimal("2"),
+        derived=True,
+    )
+    assert format_pretty(balance) == (
+        "01:39:08.846  bitmusa/alice  balance  USDT   free 1132800.449  locked 80669.91  total 1213470.359"
+    )
+    assert format_pretty(order) == (
+        "06:25:08.472  coinlocally/alice  order    BTC/USDT   sell limit  open     1 @ 13000  "
+        "filled 0.17861112  remaining 0.82138888  id 2690536306533246156  "
+        "last fill 0.1000000000000000 @ 13000.0000000000000000"
+    )
+    assert format_pretty(fill) == (
+        "01:39:08.846  bitmusa/alice  fill     XRP/USDT   buy  2 @ 0.5155  order C1 filled 2  (derived)"
+    )
