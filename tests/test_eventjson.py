@@ -1,6 +1,8 @@
 """eventjson.py: the JSON contract of docs/events.md, both directions."""
 
+import re
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -287,3 +289,20 @@ def test_deep_nesting_is_a_shape_error_not_a_recursion_error() -> None:
     deep = b'{"kind":"balance","asset":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(MessageShapeError, match="nested too deeply"):
         from_json(deep)
+
+
+def _documented_examples() -> list[str]:
+    """Every JSON object in docs/events.md's ```json blocks, as written: an object starts a line with `{`
+    and its continuation lines are indented by one space."""
+    text = (Path(__file__).parent.parent / "docs" / "events.md").read_text()
+    examples: list[str] = []
+    for block in re.findall(r"```json\n(.*?)```", text, flags=re.DOTALL):
+        examples += [part.replace("\n ", "").strip() for part in re.split(r"\n(?=\{)", block)]
+    return examples
+
+
+def test_the_documented_examples_are_exactly_what_to_json_writes() -> None:
+    examples = _documented_examples()
+    assert len(examples) == 5
+    for example in examples:
+        assert to_json(from_json(example)).decode() == example
