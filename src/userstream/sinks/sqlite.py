@@ -1,0 +1,367 @@
+"""The SQLite sink: the embedded durable store. Every event once by key, plus current balances and orders.
+
+This module owns the database file: its schema, one connection on one dedicated thread, and the rule that
+keeps the state tables current. It knows nothing of buffering or retries (the runner's) and never parses
+the wire.
+
+One transaction per batch: `INSERT OR IGNORE` into the append-only `events` table (a `key` already there is
+a replay and changes nothing), and, for each new balance or order event, the same transaction updates
+`balances` or `orders`. State never moves backwards in time: a balance older than the one held is ignored;
+an order update is ordered by (timestamp, filled, terminal-after-open) and an older one is ignored. An
+order leaves `orders` when it reaches a terminal status (closed, canceled, expired, rejected) and is kept
+in `finished_orders`, so a late, older update cannot bring it back. Decimals are stored as TEXT exactly as
+the JSON contract writes them. WAL mode lets readers (dashboards, `sqlite3` in a shell) read while the
+sink writes; `synchronous=FULL` by default makes a batch durable before `write` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from userstream import eventjson
+from userstream.errors import ConfigurationError, LocalProtocolError, TransportError
+from userstream.events import BalanceUpdate, Event, OrderStatus, OrderUpdate
+from userstream.sinks.base import key_of_json
+
+__all__ = ["SCHEMA_VERSION", "SqliteSink", "StoredEvent"]
+
+SCHEMA_VERSION = 1
+
+TERMINAL = frozenset({OrderStatus.CLOSED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    exchange TEXT NOT NULL,
+    account TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    source TEXT,
+    json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_account ON events (exchange, account, timestamp);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'events is append-only'); END;
+CREATE TABLE IF NOT EXISTS balances (
+    exchange TEXT NOT NULL,
+    account TEXT NOT NULL,
+    asset TEXT NOT NULL,
+    free TEXT NOT NULL,
+    locked TEXT NOT NULL,
+    total TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (exchange, account, asset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS orders (
+    exchange TEXT NOT NULL,
+    account TEXT NOT NULL,
+    id TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    type TEXT,
+    status TEXT,
+    raw_status TEXT NOT NULL,
+    price TEXT,
+    amount TEXT NOT NULL,
+    filled TEXT NOT NULL,
+    remaining TEXT NOT NULL,
+    cost TEXT,
+    created_at INTEGER,
+    timestamp INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (exchange, account, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS finished_orders (
+    exchange TEXT NOT NULL,
+    account TEXT NOT NULL,
+    id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    filled TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (exchange, account, id)
+) WITHOUT ROWID;
+"""
+
+_INSERT_EVENT = (
+    "INSERT OR IGNORE INTO events (key, kind, exchange, account, timestamp, source, json)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_BALANCE = """
+INSERT INTO balances (exchange, account, asset, free, locked, total, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (exchange, account, asset) DO UPDATE SET
+    free = excluded.free, locked = excluded.locked, total = excluded.total, timestamp = excluded.timestamp
+WHERE excluded.timestamp >= balances.timestamp
+"""
+_HELD_ORDER = """
+SELECT timestamp, filled, 0 FROM orders WHERE exchange = ? AND account = ? AND id = ?
+UNION ALL
+SELECT timestamp, filled, 1 FROM finished_orders WHERE exchange = ? AND account = ? AND id = ?
+"""
+_PUT_OPEN_ORDER = """
+INSERT OR REPLACE INTO orders (exchange, account, id, symbol, side, type, status, raw_status, price, amount,
+    filled, remaining, cost, created_at, timestamp, json)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_PUT_FINISHED_ORDER = """
+INSERT OR REPLACE INTO finished_orders (exchange, account, id, status, filled, timestamp)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
+
+T = TypeVar("T")
+
+
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of `events`. `json` is the event's contract JSON, exactly as `eventjson.to_json` wrote it."""
+
+    seq: int
+    key: str
+    kind: str
+    exchange: str
+    account: str
+    timestamp: int
+    source: str | None
+    json: str
+
+    def event(self) -> Event:
+        """The event back, through the same contract parser every consumer uses."""
+        return eventjson.from_json(self.json)
+
+
+class SqliteSink:
+    """Events, balances and open orders in one SQLite file, written on one dedicated thread."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["full", "normal"] = "full",
+        busy_timeout: float = 5.0,
+    ) -> None:
+        """`synchronous="normal"` trades durability on power loss (not on a crash) for fewer fsyncs."""
+        if synchronous not in ("full", "normal"):
+            raise ConfigurationError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
+        if str(path) in ("", ":memory:"):
+            raise ConfigurationError("the sqlite sink needs a file path (WAL needs a file)")
+        self._path = Path(path)
+        self._synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None
+
+    @property
+    def name(self) -> str:
+        return f"sqlite:{self._path}"
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            raise LocalProtocolError(f"{self.name} is already open")
+        # One thread owns the one connection: sqlite3 objects stay on the thread that made them, and
+        # batches are applied strictly in the order they were written.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="userstream-sqlite")
+        try:
+            await self._in_thread(self._connect)
+        except BaseException:
+            executor, self._executor = self._executor, None
+            executor.shutdown(wait=False)
+            raise
+
+    async def write(self, batch: Sequence[Event]) -> None:
+        await self._in_thread(self._write_batch, tuple(batch))
+
+    async def close(self) -> None:
+        executor = self._executor
+        if executor is None:
+            return
+        try:
+            await self._in_thread(self._disconnect)
+        finally:
+            self._executor = None
+            executor.shutdown(wait=False)
+
+    # --- reading back (tests, restarts, tools) ------------------------------------------------------------
+
+    async def read_events(self, *, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Rows of `events` with `seq > after_seq`, in write order."""
+        return await self._in_thread(self._select_events, after_seq, limit)
+
+    async def last_keys(self, count: int) -> list[str]:
+        """The keys of the last `count` events written, oldest first (to seed a dedupe after a restart)."""
+        return await self._in_thread(self._select_last_keys, count)
+
+    # --- in the sink's thread -----------------------------------------------------------------------------
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise LocalProtocolError(f"{self.name} is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def _connect(self) -> None:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self._path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(f"cannot open sqlite database {self._path}: {exc}") from None
+        try:
+            self._prepare(connection)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise ConfigurationError(f"cannot use sqlite database {self._path}: {exc}") from None
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        """Pragmas, then the schema (created once; a database from another schema version is refused)."""
+        connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise ConfigurationError(f"sqlite database {self._path} refused WAL mode (got {mode!r})")
+        connection.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise ConfigurationError(
+                f"sqlite database {self._path} has schema version {version}; this userstream writes "
+                f"version {SCHEMA_VERSION}"
+            )
+        connection.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+
+    def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def _live(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise LocalProtocolError(f"{self.name} is not open")
+        return self._connection
+
+    def _write_batch(self, batch: tuple[Event, ...]) -> None:
+        connection = self._live()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for event in batch:
+                    self._apply(connection, event)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:  # some errors (disk full) have rolled it back already
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            # Busy, locked, I/O error, disk full: the database may work again; the batch is retried.
+            raise TransportError(f"writing to {self.name} failed: {exc}") from None
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"{self.name} cannot store events: {exc}") from None
+
+    def _apply(self, connection: sqlite3.Connection, event: Event) -> None:
+        fields = eventjson.to_dict(event)
+        body = eventjson.to_json(event)
+        inserted = connection.execute(
+            _INSERT_EVENT,
+            (
+                key_of_json(body),
+                fields["kind"],
+                fields["exchange"],
+                fields["account"],
+                fields["timestamp"],
+                fields.get("source"),
+                body.decode(),
+            ),
+        ).rowcount
+        if not inserted:
+            return  # a replay: its effect on the state tables was applied when it was first written
+        if isinstance(event, BalanceUpdate):
+            connection.execute(
+                _UPSERT_BALANCE,
+                (
+                    fields["exchange"],
+                    fields["account"],
+                    fields["asset"],
+                    fields["free"],
+                    fields["locked"],
+                    fields["total"],
+                    fields["timestamp"],
+                ),
+            )
+        elif isinstance(event, OrderUpdate):
+            self._apply_order(connection, event, fields, body)
+
+    def _apply_order(
+        self, connection: sqlite3.Connection, event: OrderUpdate, fields: dict[str, Any], body: bytes
+    ) -> None:
+        ident = (fields["exchange"], fields["account"], event.id)
+        terminal = event.status in TERMINAL
+        held = connection.execute(_HELD_ORDER, ident + ident).fetchone()
+        if held is not None:
+            held_rank = (held[0], Decimal(held[1]), held[2])
+            if (event.timestamp, event.filled, int(terminal)) < held_rank:
+                return  # older than what is held: state never moves backwards
+        if terminal:
+            connection.execute("DELETE FROM orders WHERE exchange = ? AND account = ? AND id = ?", ident)
+            connection.execute(
+                _PUT_FINISHED_ORDER, (*ident, fields["status"], fields["filled"], event.timestamp)
+            )
+            return
+        connection.execute("DELETE FROM finished_orders WHERE exchange = ? AND account = ? AND id = ?", ident)
+        connection.execute(
+            _PUT_OPEN_ORDER,
+            (
+                *ident,
+                fields["symbol"],
+                fields["side"],
+                fields["type"],
+                fields["status"],
+                fields["raw_status"],
+                fields["price"],
+                fields["amount"],
+                fields["filled"],
+                fields["remaining"],
+                fields["cost"],
+                fields["created_at"],
+                event.timestamp,
+                body.decode(),
+            ),
+        )
+
+    def _select_events(self, after_seq: int, limit: int | None) -> list[StoredEvent]:
+        rows = self._live().execute(
+            "SELECT seq, key, kind, exchange, account, timestamp, source, json FROM events"
+            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, -1 if limit is None else limit),
+        )
+        return [
+            StoredEvent(
+                seq=seq,
+                key=key,
+                kind=kind,
+                exchange=exchange,
+                account=account,
+                timestamp=timestamp,
+                source=source,
+                json=body,
+            )
+            for seq, key, kind, exchange, account, timestamp, source, body in rows
+        ]
+
+    def _select_last_keys(self, count: int) -> list[str]:
+        rows = self._live().execute("SELECT key FROM events ORDER BY seq DESC LIMIT ?", (count,)).fetchall()
+        return [key for (key,) in reversed(rows)]
