@@ -7,9 +7,10 @@ the wire.
 One transaction per batch: `INSERT OR IGNORE` into the append-only `events` table (a `key` already there is
 a replay and changes nothing), and, for each new balance or order event, the same transaction updates
 `balances` or `orders`. State never moves backwards in time: a balance older than the one held is ignored;
-an order update is ordered by (timestamp, filled, terminal-after-open) and an older one is ignored. An
-order leaves `orders` when it reaches a terminal status (closed, canceled, expired, rejected) and is kept
-in `finished_orders`, so a late, older update cannot bring it back. Decimals are stored as TEXT exactly as
+an order update is ordered by (timestamp, filled, final-after-open) and an older one is ignored. An order
+leaves `orders` when an update ends it (`OrderUpdate.is_final`: closed, canceled, expired, rejected, or a
+snapshot's "not open any more") and is kept in `finished_orders`, so a late, older update cannot bring it
+back. Fills are stored in `events` only. Decimals are stored as TEXT exactly as
 the JSON contract writes them. WAL mode lets readers (dashboards, `sqlite3` in a shell) read while the
 sink writes; `synchronous=FULL` by default makes a batch durable before `write` returns.
 """
@@ -29,14 +30,12 @@ import msgspec
 
 from userstream import eventjson
 from userstream.errors import ConfigurationError, LocalProtocolError, TransportError
-from userstream.events import BalanceUpdate, Event, OrderStatus, OrderUpdate
+from userstream.events import BalanceUpdate, Event, OrderUpdate
 from userstream.sinks.base import key_of_json
 
 __all__ = ["SCHEMA_VERSION", "SqliteSink", "StoredEvent"]
 
 SCHEMA_VERSION = 1
-
-TERMINAL = frozenset({OrderStatus.CLOSED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -87,7 +86,8 @@ CREATE TABLE IF NOT EXISTS finished_orders (
     exchange TEXT NOT NULL,
     account TEXT NOT NULL,
     id TEXT NOT NULL,
-    status TEXT NOT NULL,
+    status TEXT,
+    raw_status TEXT NOT NULL,
     filled TEXT NOT NULL,
     timestamp INTEGER NOT NULL,
     PRIMARY KEY (exchange, account, id)
@@ -115,8 +115,8 @@ INSERT OR REPLACE INTO orders (exchange, account, id, symbol, side, type, status
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _PUT_FINISHED_ORDER = """
-INSERT OR REPLACE INTO finished_orders (exchange, account, id, status, filled, timestamp)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT OR REPLACE INTO finished_orders (exchange, account, id, status, raw_status, filled, timestamp)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 
 T = TypeVar("T")
@@ -309,7 +309,7 @@ class SqliteSink:
         self, connection: sqlite3.Connection, event: OrderUpdate, fields: dict[str, Any], body: bytes
     ) -> None:
         ident = (fields["exchange"], fields["account"], event.id)
-        terminal = event.status in TERMINAL
+        terminal = event.is_final
         held = connection.execute(_HELD_ORDER, ident + ident).fetchone()
         if held is not None:
             held_rank = (held[0], Decimal(held[1]), held[2])
@@ -318,7 +318,8 @@ class SqliteSink:
         if terminal:
             connection.execute("DELETE FROM orders WHERE exchange = ? AND account = ? AND id = ?", ident)
             connection.execute(
-                _PUT_FINISHED_ORDER, (*ident, fields["status"], fields["filled"], event.timestamp)
+                _PUT_FINISHED_ORDER,
+                (*ident, fields["status"], fields["raw_status"], fields["filled"], event.timestamp),
             )
             return
         connection.execute("DELETE FROM finished_orders WHERE exchange = ? AND account = ? AND id = ?", ident)
