@@ -242,7 +242,8 @@ class SqliteSink:
                 f"sqlite database {self._path} has schema version {version}; this userstream writes "
                 f"version {SCHEMA_VERSION}"
             )
-        connection.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        if version == 0:  # a new file: create the schema (the only step that needs the write lock)
+            connection.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
     def _disconnect(self) -> None:
         connection, self._connection = self._connection, None
