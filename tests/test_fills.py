@@ -4,6 +4,8 @@ from decimal import Decimal
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from userstream.eventjson import to_json
 from userstream.events import (
@@ -18,6 +20,7 @@ from userstream.events import (
     Source,
 )
 from userstream.fills import FillTracker
+from userstream.money import exact_add, exact_mul
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.messages import DataEvents
 
@@ -440,3 +443,45 @@ def test_finished_orders_are_remembered_within_a_bound() -> None:
 def test_bounds_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         FillTracker(max_orders=0)
+
+
+# --- hypothesis: whatever the arrival order, the fills add up to the order ---------------------------------
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 50), st.integers(1, 9999)), min_size=1, max_size=6),
+    st.booleans(),
+    st.booleans(),
+    st.data(),
+)
+def test_fills_add_up_to_the_order_whatever_the_arrival_order(
+    executions: list[tuple[int, int]], per_execution: bool, ends: bool, data: st.DataObject
+) -> None:
+    updates: list[OrderUpdate] = []
+    filled, value = Decimal(0), Decimal(0)
+    for index, (lots, ticks) in enumerate(executions):
+        amount, price = Decimal(lots) / 100, Decimal(ticks) / 10
+        filled, value = exact_add(filled, amount), exact_add(value, exact_mul(amount, price))
+        final = ends and index == len(executions) - 1
+        updates.append(
+            msgspec.structs.replace(
+                order("o", "0", OrderStatus.CLOSED if final else OrderStatus.OPEN),
+                timestamp=index,
+                filled=filled,
+                remaining=Decimal(10) - filled,
+                cost=value,
+                last_fill_amount=amount if per_execution else None,
+                last_fill_price=price if per_execution else None,
+            )
+        )
+    arrival = data.draw(st.permutations(updates))
+    tracker = FillTracker()
+    fills = [fill for update in [*arrival, *arrival] for fill in tracker.feed(update)]
+    assert sum((fill.amount for fill in fills), Decimal(0)) == filled
+    assert sum((fill.cost or Decimal(0) for fill in fills), Decimal(0)) == value
+    assert all(fill.cost is not None for fill in fills)
+    assert [fill.order_filled for fill in fills] == sorted({fill.order_filled for fill in fills}, key=Decimal)
+    if per_execution and arrival == updates:  # in order: every execution reported exactly, none derived
+        assert [(fill.amount, fill.derived) for fill in fills] == [
+            (u.last_fill_amount, False) for u in updates
+        ]
