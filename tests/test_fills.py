@@ -198,7 +198,7 @@ def test_snapshot_update_growth_is_a_snapshot_fill() -> None:
     ]
 
 
-def test_an_order_gone_from_the_snapshot_is_forgotten_without_a_fill() -> None:
+def test_an_order_gone_from_the_snapshot_gives_no_fill_but_is_still_tracked() -> None:
     tracker = FillTracker()
     held = bitmusa_order("0.5", "0.25775", event_time=1)
     tracker.feed(held)
@@ -206,7 +206,11 @@ def test_an_order_gone_from_the_snapshot_is_forgotten_without_a_fill() -> None:
         held, status=None, raw_status=NOT_IN_SNAPSHOT, source=Source.SNAPSHOT, timestamp=held.timestamp + 1
     )
     assert tracker.feed(gone) == []
-    assert tracker.tracked_orders == 0
+    assert tracker.tracked_orders == 1
+    # the snapshot had missed it: the stream goes on, and only the growth is filled, not the whole again
+    assert tracker.feed(bitmusa_order("0.8", "0.40925", event_time=3)) == [
+        xrp_fill("0.3", "0.505", "0.15150", "0.8", 3)
+    ]
 
 
 # --- Coinlocally: each execution reported (l, L, n) -------------------------------------------------------

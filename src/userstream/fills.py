@@ -19,7 +19,8 @@ a status change). An update that raises it yields fills for exactly the growth:
 
 Keeping only a high-water mark is what makes duplicates and reordering harmless: an update older than the
 mark can never fill again, and its quantity is already inside an earlier fill (as a derived one, if the
-report that would have given it exactly came late). An order is forgotten when an update ends it; its id is
+report that would have given it exactly came late). An order is forgotten when an update ends it with a final
+status (not a snapshot's NOT_IN_SNAPSHOT, which the stream may yet contradict); its id is
 remembered in a bounded list of finished orders so that a late update does not re-create it and fill it a
 second time. When more than `max_orders` orders are open at once the least recently updated one is evicted
 the same way (counted in `evicted`): a later update of it yields no fill, because never filling twice
@@ -75,10 +76,13 @@ class FillTracker:
         key = (event.exchange.value, event.account, event.id)
         if key in self._finished:
             return []
+        # A snapshot's "gone" verdict (status None) does not end tracking: the snapshot may have missed the
+        # order, and forgetting it would fill its whole amount again if it is back. Eviction bounds it.
+        ends = event.is_final and event.status is not None
         progress = self._progress.get(key)
         if progress is not None:
             self._progress.move_to_end(key)
-        elif event.is_final:
+        elif ends:
             progress = _Progress()  # seen only as it ends: fill what it shows, keep nothing
         else:
             progress = self._start(key)
@@ -87,7 +91,7 @@ class FillTracker:
             fills = _fills(event, progress)
             progress.filled = event.filled
             progress.cost = event.cost
-        if event.is_final:
+        if ends:
             self._progress.pop(key, None)
             self._finish(key)
         return fills
