@@ -42,7 +42,7 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 class _RunnerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     capacity: Positive = 10_000
-    batch_size: Positive = 500
+    batch_size: Positive | None = None  # 500 or the capacity, whichever is smaller
     overflow: Overflow = Overflow.BLOCK
 
 
@@ -81,7 +81,7 @@ def load_spec(table: Mapping[str, Any]) -> SinkSpec:
         spec: SinkSpec = msgspec.convert(dict(table), SinkSpec, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigurationError(f"invalid sink options: {exc}") from None
-    if spec.batch_size > spec.capacity:
+    if spec.batch_size is not None and spec.batch_size > spec.capacity:
         raise ConfigurationError(
             f"sink batch_size ({spec.batch_size}) exceeds its capacity ({spec.capacity})"
         )

@@ -62,8 +62,8 @@ end
 return added
 """
 
-# Replies that mean "not now" rather than "never": a server loading its data, a replica promoted mid-write,
-# memory pressure that eviction or a consumer may relieve, a busy script.
+# Replies that mean "not now" rather than "never", for the ones redis-py has no exception class for (BUSY:
+# another script is running too long).
 _TRANSIENT_REPLIES = ("LOADING", "READONLY", "OOM", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
 
@@ -186,10 +186,33 @@ class RedisSink:
 
 def _translate(exc: redis.exceptions.RedisError, sink: str) -> NoReturn:
     """redis-py's exceptions become ours here, and nowhere else."""
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        raise TransportError(f"{sink}: {exc}") from None
-    if isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES):
-        raise TransportError(f"{sink}: {exc}") from None
-    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
-        raise ConfigurationError(f"{sink}: Redis refused our credentials: {exc}") from None
-    raise RemoteProtocolError(f"{sink}: Redis refused the batch: {exc}") from None
+    reply = _reply_of(exc)
+    if isinstance(exc, _REFUSED_CREDENTIALS):
+        raise ConfigurationError(f"{sink}: Redis refused our credentials: {reply}") from None
+    if isinstance(exc, _TRANSIENT) or reply.startswith(_TRANSIENT_REPLIES):
+        raise TransportError(f"{sink}: {reply}") from None
+    raise RemoteProtocolError(f"{sink}: Redis refused the batch: {reply}") from None
+
+
+_REFUSED_CREDENTIALS = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthorizationError,
+    redis.exceptions.NoPermissionError,
+)
+_TRANSIENT = (
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError (a server loading its data)
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,  # a replica promoted mid-write
+    redis.exceptions.OutOfMemoryError,  # eviction or a consumer's XDEL/XTRIM may relieve it
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+
+
+def _reply_of(exc: redis.exceptions.RedisError) -> str:
+    """The server's reply without redis-py's pipeline annotation (which quotes the command's arguments)."""
+    text = str(exc)
+    marker = " of pipeline caused error: "
+    if marker in text:
+        text = text.split(marker, 1)[1].strip("(),'\" ")
+    return text

@@ -47,7 +47,7 @@ class SinkRunner:
         sink: Sink,
         *,
         capacity: int = 10_000,
-        batch_size: int = 500,
+        batch_size: int | None = None,
         overflow: Overflow | str = Overflow.BLOCK,
         on_drop: Callable[[Event], None] | None = None,
         on_retry: Callable[[int, TransportError, float], None] | None = None,
@@ -57,9 +57,12 @@ class SinkRunner:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         """`on_retry(attempt, error, delay)` is called before each backoff sleep (attempt counts from 1 per
-        batch); `rng` feeds the backoff's jitter (pass `lambda: 1.0` for exact delays base, 2*base, ...)."""
+        batch); `rng` feeds the backoff's jitter (pass `lambda: 1.0` for exact delays base, 2*base, ...).
+        `batch_size` defaults to 500 or the capacity, whichever is smaller."""
         if not (isinstance(capacity, int) and capacity > 0):
             raise ConfigurationError(f"sink capacity must be a positive integer, not {capacity!r}")
+        if batch_size is None:
+            batch_size = min(500, capacity)
         if not (isinstance(batch_size, int) and 0 < batch_size <= capacity):
             raise ConfigurationError(
                 f"sink batch_size must be in [1, capacity={capacity}], not {batch_size!r}"
