@@ -145,6 +145,30 @@ async def test_keepalive_keeps_the_key_alive_past_its_ttl(lab: Lab, recorder: Re
     assert env.access.count("POST", "/spot/userDataStream") == 1
 
 
+async def test_a_failed_keepalive_is_retried_with_backoff_before_the_key_lapses(
+    lab: Lab, recorder: Recorder
+) -> None:
+    # Three requests a second are allowed, ten keepalives a second are due: most are refused with 429,
+    # and the retries still extend the 1-second key in time.
+    async with (
+        lab(listen_key_ttl=1.0, rate_limit_per_second=3) as env,
+        connect(BITMUSA, **env.options(BITMUSA, keepalive_interval=0.1), on_status=recorder) as stream,
+    ):
+        await env.until_streaming()
+        key = env.server.active_listen_key("alice")
+        await env.until(lambda: stream.stats.keepalives >= 6)
+        await env.ingest([env.balance(1)])
+        events = await env.take(stream, 1)
+        assert env.server.active_listen_key("alice") == key
+    failed = recorder.of(State.KEEPALIVE_FAILED)
+    assert failed
+    assert {status.reason for status in failed} == {"Bitmusa answered HTTP 429"}
+    assert all(status.delay is not None and 0 <= status.delay <= 0.05 for status in failed)
+    assert events == [env.expected_balance(1, BITMUSA)]
+    assert recorder.of(State.DISCONNECTED) == []
+    assert stream.stats.connections == 1
+
+
 async def test_a_silent_server_is_declared_dead_and_replaced(lab: Lab, recorder: Recorder) -> None:
     options = {"ping_interval": 0.1, "idle_timeout": 0.5}
     async with (
