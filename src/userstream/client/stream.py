@@ -637,13 +637,13 @@ async def run(
     exchange: ExchangeName | Exchange | str,
     *,
     on_event: Callable[[Event], object],
-    **options: object,
+    **options: Any,
 ) -> None:
     """The callback form: call `on_event` (a function or a coroutine function) for every event.
 
     Runs until cancelled, or raises the stream's fatal error. `options` are `connect()`'s.
     """
-    async with connect(exchange, **options) as stream:  # type: ignore[arg-type]
+    async with connect(exchange, **options) as stream:
         async for event in stream:
             result = on_event(event)
             if inspect.isawaitable(result):
