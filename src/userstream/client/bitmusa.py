@@ -30,6 +30,7 @@ from userstream.client.session import SessionHooks
 from userstream.client.status import State, mask_listen_key
 from userstream.client.transport import HandshakeRejectedError, PeerClosedError, Transport, WebSocket
 from userstream.errors import (
+    AuthenticationError,
     ListenKeyInvalidError,
     RateLimitedError,
     RemoteProtocolError,
@@ -188,8 +189,10 @@ class BitmusaSession:
                     retry_at = None
                     continue
                 if action is Action.FATAL:
+                    # A rejected credential gets the same bounded attempts as a connection; anything
+                    # else fatal (configuration) stops at once.
                     auth_failures += 1
-                    if auth_failures >= self._auth_attempts:
+                    if not isinstance(exc, AuthenticationError) or auth_failures >= self._auth_attempts:
                         hooks.fatal(exc)
                         return
                 delay = backoff.next_delay()
