@@ -214,7 +214,7 @@ async def test_a_snapshot_event_is_a_different_line_from_its_stream_twin(balance
 
 
 async def test_misuse_and_bad_options_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(LocalProtocolError, match="write before open"):
+    with pytest.raises(LocalProtocolError, match="is not open"):
         await JsonlSink(tmp_path / "x.jsonl").write([BALANCE])
     with pytest.raises(ConfigurationError, match=r"cannot open .* for appending: Is a directory"):
         await JsonlSink(tmp_path).open()

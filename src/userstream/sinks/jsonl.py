@@ -10,12 +10,12 @@ is at least once (a reader that must not see duplicates dedupes by that key). A 
 across files: rotation happens between lines, before a line that would take the file past `max_bytes`
 (a single line longer than `max_bytes` gets a file of its own).
 
-File I/O runs in a worker thread, so a slow disk or a stalled stdout reader never blocks the event loop.
+File I/O runs on the sink's own worker thread (`sinks.thread`), so a slow disk or a stalled stdout reader
+never blocks the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sys
@@ -29,6 +29,7 @@ from userstream import eventjson
 from userstream.errors import ConfigurationError, LocalProtocolError, TransportError
 from userstream.events import Event
 from userstream.sinks.base import key_of_json
+from userstream.sinks.thread import WorkerThread
 
 __all__ = ["JsonlSink"]
 
@@ -68,7 +69,7 @@ class JsonlSink:
         self._stream: BinaryIO | None = None  # stdout or the caller's stream (not ours to close)
         self._file: FileIO | None = None  # our file: unbuffered, so a failed write leaves nothing behind
         self._size = 0
-        self._opened = False
+        self._thread = WorkerThread(f"userstream-jsonl[{'-' if path is None else Path(path).name}]")
 
     @property
     def name(self) -> str:
@@ -79,18 +80,19 @@ class JsonlSink:
         return self._path
 
     async def open(self) -> None:
-        self._opened = True
+        self._thread.start()
         if self._path is None:
             self._stream = self._given_stream if self._given_stream is not None else sys.stdout.buffer
             return
         try:
-            await asyncio.to_thread(self._open_file)
+            await self._thread.run(self._open_file)
         except OSError as exc:
+            self._thread.stop()
             raise ConfigurationError(f"cannot open {self._path} for appending: {exc.strerror}") from None
 
     async def write(self, batch: Sequence[Event]) -> None:
-        if not self._opened:
-            raise LocalProtocolError(f"{self.name}: write before open")
+        if not self._thread.running:
+            raise LocalProtocolError(f"{self.name} is not open")
         lines: list[tuple[str, bytes]] = []
         in_batch: set[str] = set()
         for event in batch:
@@ -102,19 +104,26 @@ class JsonlSink:
         if not lines:
             return
         if self._path is None:
-            await asyncio.to_thread(self._write_stream, lines)
+            await self._thread.run(self._write_stream, lines)
         else:
-            await asyncio.to_thread(self._write_file, lines)
+            await self._thread.run(self._write_file, lines)
 
     async def close(self) -> None:
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            await asyncio.to_thread(stream.flush)
-        if self._file is not None:
-            file, self._file = self._file, None
-            await asyncio.to_thread(file.close)
+        if self._thread.running:
+            try:
+                await self._thread.run(self._release)
+            finally:
+                self._thread.stop()
 
-    # --- in a worker thread ---------------------------------------------------------------------------
+    def _release(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.flush()  # stdout or the caller's stream stays open: not ours to close
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+
+    # --- on the sink's worker thread -------------------------------------------------------------------
 
     def _write_stream(self, lines: list[tuple[str, bytes]]) -> None:
         stream = self._stream

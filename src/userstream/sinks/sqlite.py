@@ -17,14 +17,12 @@ sink writes; `synchronous=FULL` by default makes a batch durable before `write` 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import msgspec
 
@@ -32,6 +30,7 @@ from userstream import eventjson
 from userstream.errors import ConfigurationError, LocalProtocolError, TransportError
 from userstream.events import BalanceUpdate, Event, OrderUpdate
 from userstream.sinks.base import key_of_json
+from userstream.sinks.thread import WorkerThread
 
 __all__ = ["SCHEMA_VERSION", "SqliteSink", "StoredEvent"]
 
@@ -119,8 +118,6 @@ INSERT OR REPLACE INTO finished_orders (exchange, account, id, status, raw_statu
 VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 
-T = TypeVar("T")
-
 
 class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
     """One row of `events`. `json` is the event's contract JSON, exactly as `eventjson.to_json` wrote it."""
@@ -157,7 +154,9 @@ class SqliteSink:
         self._path = Path(path)
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
-        self._executor: ThreadPoolExecutor | None = None
+        # One thread owns the one connection: sqlite3 objects stay on the thread that made them, and
+        # batches are applied strictly in the order they were written.
+        self._thread = WorkerThread(f"userstream-sqlite[{self._path.name}]")
         self._connection: sqlite3.Connection | None = None
 
     @property
@@ -171,47 +170,35 @@ class SqliteSink:
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._executor is not None:
-            raise LocalProtocolError(f"{self.name} is already open")
-        # One thread owns the one connection: sqlite3 objects stay on the thread that made them, and
-        # batches are applied strictly in the order they were written.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="userstream-sqlite")
+        self._thread.start()
         try:
-            await self._in_thread(self._connect)
+            await self._thread.run(self._connect)
         except BaseException:
-            executor, self._executor = self._executor, None
-            executor.shutdown(wait=False)
+            self._thread.stop()
             raise
 
     async def write(self, batch: Sequence[Event]) -> None:
-        await self._in_thread(self._write_batch, tuple(batch))
+        await self._thread.run(self._write_batch, tuple(batch))
 
     async def close(self) -> None:
-        executor = self._executor
-        if executor is None:
+        if not self._thread.running:
             return
         try:
-            await self._in_thread(self._disconnect)
+            await self._thread.run(self._disconnect)
         finally:
-            self._executor = None
-            executor.shutdown(wait=False)
+            self._thread.stop()
 
     # --- reading back (tests, restarts, tools) ------------------------------------------------------------
 
     async def read_events(self, *, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
         """Rows of `events` with `seq > after_seq`, in write order."""
-        return await self._in_thread(self._select_events, after_seq, limit)
+        return await self._thread.run(self._select_events, after_seq, limit)
 
     async def last_keys(self, count: int) -> list[str]:
         """The keys of the last `count` events written, oldest first (to seed a dedupe after a restart)."""
-        return await self._in_thread(self._select_last_keys, count)
+        return await self._thread.run(self._select_last_keys, count)
 
     # --- in the sink's thread -----------------------------------------------------------------------------
-
-    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
-            raise LocalProtocolError(f"{self.name} is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     def _connect(self) -> None:
         try:
