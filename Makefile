@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean setup
+.PHONY: demo test lint typecheck unit bench clean setup redis-server
 
 setup: $(STAMP)
 
@@ -25,7 +25,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-unit: $(STAMP)
+# The Redis sink's tests run against a real redis-server; install it when the machine lacks one.
+redis-server:
+	bash scripts/ensure-redis.sh
+
+unit: $(STAMP) redis-server
 	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)
 
 test: lint typecheck unit
