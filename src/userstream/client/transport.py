@@ -31,6 +31,7 @@ from yarl import URL
 from userstream.errors import (
     ConfigurationError,
     ConnectionLostError,
+    FrameDecodeError,
     TransportError,
 )
 
@@ -194,8 +195,12 @@ class Transport:
                 ssl=self._verify_tls,
                 allow_redirects=False,
             ) as response:
-                body = await response.read()
-                return HttpReply(status=response.status, body=body)
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(1 << 16):
+                    body += chunk
+                    if len(body) > self._max_frame:  # a REST reply here is a few dozen bytes
+                        raise FrameDecodeError(f"{label}: reply larger than {self._max_frame} bytes")
+                return HttpReply(status=response.status, body=bytes(body))
 
     async def websocket(self, url: str, headers: Mapping[str, str], *, label: str) -> WebSocket:
         """Open a WebSocket. Protocol-level pings and close frames are handled by `WebSocket`, not aiohttp,
