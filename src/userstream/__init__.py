@@ -1,5 +1,6 @@
 """userstream: trustworthy private user data streams for Bitmusa and Coinlocally."""
 
+from userstream.client import StatusEvent, UserStream, connect
 from userstream.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -19,13 +20,19 @@ from userstream.events import (
     BalanceUpdate,
     Event,
     Exchange,
+    Fill,
     OrderStatus,
     OrderType,
     OrderUpdate,
     Side,
+    Source,
 )
+from userstream.fills import FillTracker
+from userstream.state import AccountSnapshot, AccountState
 
 __all__ = [
+    "AccountSnapshot",
+    "AccountState",
     "AuthenticationError",
     "BalanceUpdate",
     "ConfigurationError",
@@ -33,6 +40,8 @@ __all__ = [
     "Event",
     "Exchange",
     "ExchangeError",
+    "Fill",
+    "FillTracker",
     "FrameDecodeError",
     "ListenKeyInvalidError",
     "LocalProtocolError",
@@ -44,7 +53,11 @@ __all__ = [
     "RateLimitedError",
     "RemoteProtocolError",
     "Side",
+    "Source",
+    "StatusEvent",
     "TransportError",
+    "UserStream",
     "UserStreamError",
+    "connect",
 ]
 __version__ = "0.1.0"
