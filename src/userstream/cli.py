@@ -18,6 +18,10 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, str] = {
     "serve": "userstream.server.command",
     "watch": "userstream.client.command",
+    "gateway": "userstream.gateway.command",
+    "record": "userstream.ops.record",
+    "replay": "userstream.ops.replay",
+    "doctor": "userstream.ops.doctor",
 }
 
 
@@ -31,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            if exc.name is None or not module_name.startswith(exc.name):
                 raise
             continue  # a command whose module is not built yet is simply not offered
         module.add_parser(subparsers)
