@@ -43,7 +43,7 @@ from userstream.protocol.messages import (
     Unknown,
 )
 
-__all__ = ["Connection", "ConnectionCounters", "Dialect", "Sink"]
+__all__ = ["Connection", "ConnectionCounters", "Dialect", "FrameHook", "Sink"]
 
 _log = logging.getLogger("userstream.client")
 
@@ -91,6 +91,11 @@ class Sink(Protocol):
     def __call__(self, connection: Connection, events: Sequence[Event]) -> Awaitable[None]: ...
 
 
+#: Called with (receive time in epoch seconds, the raw frame, the connection's serial) for every text or
+#: binary frame, before it is parsed (`userstream record` writes them to a file).
+FrameHook = Callable[[float, bytes | str, int], object]
+
+
 @dataclass(slots=True)
 class ConnectionCounters:
     """Counters shared by every connection of one stream (the supervisor owns the instance)."""
@@ -122,6 +127,7 @@ class Connection:
         close_timeout: float,
         counters: ConnectionCounters,
         on_live: Callable[[Connection], None] | None = None,
+        on_frame: FrameHook | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock_ms: Callable[[], int] = _wall_clock_ms,
     ) -> None:
@@ -135,6 +141,7 @@ class Connection:
         self._idle_timeout = idle_timeout
         self._counters = counters
         self._on_live = on_live
+        self._on_frame = on_frame
         self._heartbeat = Heartbeat(ping_interval=ping_interval, idle_timeout=idle_timeout, now=self._clock())
         self._ending: UserStreamError | None = None
         self._closing = False
@@ -194,12 +201,21 @@ class Connection:
             self._counters.frames += 1
             if isinstance(frame, SignOfLife):
                 continue
+            if self._on_frame is not None:
+                self._report_frame(frame)
             try:
                 await self._handle(self._dialect.parse(frame))
             except UserStreamError as exc:  # a send (pong) failed: the connection is going away
                 if self._ending is None:
                     self._ending = exc
                 await self._ws.abort()
+
+    def _report_frame(self, frame: bytes | str) -> None:
+        assert self._on_frame is not None  # noqa: S101 - checked by the caller
+        try:
+            self._on_frame(time.time(), frame, self.serial)
+        except Exception:  # a broken hook must not stop the stream; say so loudly
+            _log.exception("the on_frame callback raised; the stream goes on")
 
     async def _handle(self, incoming: Incoming) -> None:
         if isinstance(incoming, DataEvents):

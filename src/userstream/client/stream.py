@@ -36,7 +36,7 @@ from typing import Any, Literal
 from userstream.client.backoff import Action, Backoff, classify
 from userstream.client.bitmusa import BitmusaSession
 from userstream.client.coinlocally import CoinlocallySession
-from userstream.client.connection import Connection, ConnectionCounters
+from userstream.client.connection import Connection, ConnectionCounters, FrameHook
 from userstream.client.dedupe import OverlapDeduper
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
 from userstream.client.session import Session
@@ -89,6 +89,8 @@ class StreamOptions:
     max_frame: int = DEFAULT_MAX_FRAME
     quotes: tuple[str, ...] | None = None
     rng: Callable[[], float] | None = field(default=None, repr=False, compare=False)
+    #: called with (receive time, raw frame, connection serial) for every frame, before parsing
+    on_frame: FrameHook | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         positive = (
@@ -436,6 +438,7 @@ class UserStream:
             close_timeout=options.close_timeout,
             counters=self._counters,
             on_live=self._went_live,
+            on_frame=options.on_frame,
         )
         if self._dedupe.active:
             self._dedupe.add_new(serial)
@@ -585,6 +588,7 @@ def connect(
     quotes: Sequence[str] | None = None,
     on_status: Callable[[StatusEvent], object] | None = None,
     rng: Callable[[], float] | None = None,
+    on_frame: FrameHook | None = None,
 ) -> UserStream:
     """A user data stream for one account; use it with `async with` and `async for`.
 
@@ -618,6 +622,7 @@ def connect(
         max_frame=max_frame,
         quotes=None if quotes is None else tuple(quotes),
         rng=rng,
+        on_frame=on_frame,
     )
     transport = Transport(verify_tls=verify_tls, request_timeout=request_timeout, max_frame=max_frame)
     session = _make_session(
