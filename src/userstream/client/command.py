@@ -32,7 +32,15 @@ from userstream.eventjson import dec, to_json
 from userstream.events import BalanceUpdate, Event, Fill
 from userstream.protocol import bitmusa, coinlocally
 
-__all__ = ["ENVIRONMENT", "add_parser", "format_pretty", "run"]
+__all__ = [
+    "ENVIRONMENT",
+    "CredentialArgs",
+    "add_connection_arguments",
+    "add_parser",
+    "format_pretty",
+    "read_credentials",
+    "run",
+]
 
 #: credential -> the environment variable it is read from when its flag is absent.
 ENVIRONMENT: dict[str, str] = {
@@ -59,24 +67,7 @@ def add_parser(subparsers: Any) -> None:
             + "."
         ),
     )
-    parser.add_argument("exchange", choices=["bitmusa", "coinlocally"])
-    creds = parser.add_argument_group("credentials")
-    creds.add_argument("--api-key", help="API key (Bitmusa, or Coinlocally's api-key credential)")
-    creds.add_argument("--auth-key", help="Bitmusa auth key (sent as 'Authorization: Bearer')")
-    creds.add_argument("--token", help="Coinlocally login token")
-    where = parser.add_argument_group("endpoints")
-    where.add_argument(
-        "--rest-url",
-        help=f"Bitmusa REST base URL (default {bitmusa.REST_BASE}; {bitmusa.LISTEN_KEY_PATH} is appended)",
-    )
-    where.add_argument(
-        "--ws-url",
-        help=(
-            f"WebSocket URL: Bitmusa's base (default {bitmusa.WS_BASE}; /ws/spot/<listenKey> is appended) "
-            f"or Coinlocally's full URL (default {coinlocally.WS_URL})"
-        ),
-    )
-    where.add_argument("--account", default="default", help="label put on every event (default: default)")
+    add_connection_arguments(parser)
     timing = parser.add_argument_group("timings (seconds)")
     timing.add_argument("--keepalive-interval", type=float, default=1800.0, help="Bitmusa listenKey PUT")
     timing.add_argument("--ping-interval", type=float, default=30.0)
@@ -107,6 +98,29 @@ def add_parser(subparsers: Any) -> None:
     )
 
 
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The exchange, credential and endpoint flags of every command that connects to an account (`watch`,
+    `record`, `doctor`); `read_credentials(args)` reads them back."""
+    parser.add_argument("exchange", choices=["bitmusa", "coinlocally"])
+    creds = parser.add_argument_group("credentials")
+    creds.add_argument("--api-key", help="API key (Bitmusa, or Coinlocally's api-key credential)")
+    creds.add_argument("--auth-key", help="Bitmusa auth key (sent as 'Authorization: Bearer')")
+    creds.add_argument("--token", help="Coinlocally login token")
+    where = parser.add_argument_group("endpoints")
+    where.add_argument(
+        "--rest-url",
+        help=f"Bitmusa REST base URL (default {bitmusa.REST_BASE}; {bitmusa.LISTEN_KEY_PATH} is appended)",
+    )
+    where.add_argument(
+        "--ws-url",
+        help=(
+            f"WebSocket URL: Bitmusa's base (default {bitmusa.WS_BASE}; /ws/spot/<listenKey> is appended) "
+            f"or Coinlocally's full URL (default {coinlocally.WS_URL})"
+        ),
+    )
+    where.add_argument("--account", default="default", help="label put on every event (default: default)")
+
+
 def run(args: argparse.Namespace) -> int:
     output_format = args.format or ("pretty" if sys.stdout.isatty() else "jsonl")
     _configure_logging()
@@ -126,13 +140,13 @@ def _configure_logging() -> None:
         logger.setLevel(logging.WARNING)
 
 
-class _Credentials(NamedTuple):
+class CredentialArgs(NamedTuple):
     api_key: str | None = None
     auth_key: str | None = None
     token: str | None = None
 
 
-def _credentials(args: argparse.Namespace) -> _Credentials:
+def read_credentials(args: argparse.Namespace) -> CredentialArgs:
     """connect()'s credential arguments: each flag, else its environment variable."""
     env = os.environ
     if args.exchange == "bitmusa":
@@ -148,18 +162,18 @@ def _credentials(args: argparse.Namespace) -> _Credentials:
                 raise ConfigurationError(
                     f"Bitmusa needs {flag} or the environment variable {ENVIRONMENT[name]}"
                 )
-        return _Credentials(api_key=api_key, auth_key=auth_key)
+        return CredentialArgs(api_key=api_key, auth_key=auth_key)
     if args.auth_key is not None:
         raise ConfigurationError("Coinlocally takes --token or --api-key, not --auth-key")
     if args.token is not None or args.api_key is not None:
-        return _Credentials(token=args.token, api_key=args.api_key)
+        return CredentialArgs(token=args.token, api_key=args.api_key)
     # From the environment a token wins over an api key, so setting both is not an error.
     token = env.get(ENVIRONMENT["coinlocally_token"])
     if token:
-        return _Credentials(token=token)
+        return CredentialArgs(token=token)
     api_key = env.get(ENVIRONMENT["coinlocally_api_key"])
     if api_key:
-        return _Credentials(api_key=api_key)
+        return CredentialArgs(api_key=api_key)
     raise ConfigurationError(
         "Coinlocally needs --token or --api-key, or the environment variable "
         f"{ENVIRONMENT['coinlocally_token']} or {ENVIRONMENT['coinlocally_api_key']}"
@@ -201,7 +215,7 @@ class _Printer:
 async def _watch(args: argparse.Namespace, output_format: str) -> int:
     printer = _Printer(output_format, args.status)
     try:
-        credentials = _credentials(args)
+        credentials = read_credentials(args)
         stream = connect(
             args.exchange,
             api_key=credentials.api_key,
