@@ -22,7 +22,7 @@ import ssl
 import struct
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import aiohttp
@@ -103,6 +103,8 @@ class RequestLike(Protocol):
 class HttpReply:
     status: int
     body: bytes
+    #: case-insensitive; not part of equality (`userstream doctor` reads `Date` for its clock check)
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 def check_url(url: str, schemes: tuple[str, ...], what: str) -> URL:
@@ -200,7 +202,7 @@ class Transport:
                     body += chunk
                     if len(body) > self._max_frame:  # a REST reply here is a few dozen bytes
                         raise FrameDecodeError(f"{label}: reply larger than {self._max_frame} bytes")
-                return HttpReply(status=response.status, body=bytes(body))
+                return HttpReply(status=response.status, body=bytes(body), headers=response.headers.copy())
 
     async def websocket(self, url: str, headers: Mapping[str, str], *, label: str) -> WebSocket:
         """Open a WebSocket. Protocol-level pings and close frames are handled by `WebSocket`, not aiohttp,
