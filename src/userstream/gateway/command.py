@@ -1,0 +1,104 @@
+"""`userstream gateway --config gateway.toml`: the gateway as a service, until SIGINT or SIGTERM.
+
+Thin: it reads the config (the flags `--http-port` and `--http-host` override its [gateway] table), sets up
+JSON logging on stderr, starts a `Gateway`, prints one line saying where its HTTP API listens, and waits for
+a signal; then the gateway stops its streams and flushes its sinks. Exit codes: 0 after a signal once every
+event was written; 1 if a sink lost events or the HTTP port could not be bound; 2 for a bad config or a
+missing credential variable (the message names the account and the key or variable, never a value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from typing import Any
+
+from userstream.errors import ConfigurationError
+from userstream.gateway.config import GatewayConfig, load_config
+from userstream.gateway.service import Gateway
+from userstream.server.logs import configure_logging, log_event
+
+__all__ = ["add_parser", "run"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+_PROG = "userstream gateway"
+_log = logging.getLogger("userstream.gateway")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "gateway",
+        help="stream many accounts on both exchanges into sinks, with an HTTP API (docs/gateway.md)",
+        description=(
+            "Run every account of a config file in one process: each event goes to the configured sinks "
+            "and to /events subscribers, and /healthz, /metrics and /accounts answer over HTTP. "
+            "Credentials are read from the environment variables the config names."
+        ),
+    )
+    parser.add_argument("--config", required=True, metavar="FILE", help="gateway config (TOML)")
+    parser.add_argument(
+        "--http-port", type=int, default=None, help="HTTP port (overrides the config; 0 picks a free one)"
+    )
+    parser.add_argument("--http-host", default=None, help="HTTP address (overrides the config)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        help="log level of the JSON logs on stderr (default: %(default)s)",
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    try:
+        config = load_config(args.config)
+        overrides: dict[str, Any] = {}
+        if args.http_port is not None:
+            overrides["http_port"] = args.http_port
+        if args.http_host is not None:
+            overrides["http_host"] = args.http_host
+        config = dataclasses.replace(config, **overrides)
+    except ConfigurationError as exc:
+        print(f"{_PROG}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return asyncio.run(_serve(config))
+    except KeyboardInterrupt:  # a second Ctrl-C while shutting down
+        return EXIT_FAILED
+
+
+async def _serve(config: GatewayConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        gateway = Gateway(config)
+        try:
+            async with gateway:
+                where = gateway.http_url or "not served"
+                print(f"{_PROG}: {len(config.accounts)} accounts; HTTP API on {where}", flush=True)
+                await stop.wait()
+                log_event(_log, logging.INFO, "stopping on a signal")
+        except ConfigurationError as exc:
+            print(f"{_PROG}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        except OSError as exc:  # the HTTP port is taken, the address is not ours...
+            print(f"{_PROG}: cannot serve HTTP: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_FAILED
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    lost = gateway.lost_events
+    if lost:
+        print(f"{_PROG}: {lost} events were not written to every sink (see the log)", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK

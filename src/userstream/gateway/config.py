@@ -1,0 +1,367 @@
+"""The gateway's configuration file (`gateway.toml`): accounts, sinks and the service's own knobs, validated.
+
+This module owns the file's shape and every rule about it: which keys an account of each exchange takes,
+that credentials are *named* (the environment variables holding them) and never written in the file, the
+`[defaults]` table merged under every account, and the checks that refuse a bad file before anything starts,
+with a message naming the account and the key. It reads files and, in `resolve_credentials`, an environment
+mapping; it opens no connection. Stream timings are validated by building the client's own
+`StreamOptions`, so the gateway can never accept a value `connect()` would refuse. docs/gateway.md is the
+reference of every key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from userstream.client.queue import Overflow
+from userstream.client.stream import StreamOptions
+from userstream.client.transport import check_url
+from userstream.errors import ConfigurationError
+from userstream.events import Exchange
+from userstream.sinks.config import SinkSpec, load_spec
+
+__all__ = [
+    "CREDENTIAL_ENV_KEYS",
+    "STREAM_OPTION_KEYS",
+    "AccountConfig",
+    "GatewayConfig",
+    "load_config",
+    "parse_config",
+    "resolve_credentials",
+]
+
+#: `<credential>_env` key -> the `connect()` argument the named variable's value is passed as.
+CREDENTIAL_ENV_KEYS: dict[str, str] = {
+    "api_key_env": "api_key",
+    "auth_key_env": "auth_key",
+    "token_env": "token",
+    "secret_key_env": "secret_key",
+}
+
+#: Keys that would hold a credential in plaintext: refused (the file would become a secret to guard).
+_PLAINTEXT_KEYS = frozenset({"api_key", "auth_key", "token", "secret_key", "secret", "password"})
+
+#: `connect()` arguments an account (or `[defaults]`) may set, checked through `StreamOptions`.
+STREAM_OPTION_KEYS: frozenset[str] = frozenset(
+    {
+        "keepalive_interval",
+        "ping_interval",
+        "idle_timeout",
+        "rotate_after",
+        "sub_timeout",
+        "queue_size",
+        "overflow",
+        "backoff_base",
+        "backoff_cap",
+        "stable_after",
+        "auth_attempts",
+        "overlap_timeout",
+        "close_timeout",
+        "request_timeout",
+        "verify_tls",
+        "close_key_on_exit",
+        "max_frame",
+        "quotes",
+    }
+)
+
+_ENDPOINT_KEYS = frozenset({"rest_url", "ws_url", "snapshot_rest_url", "snapshot_symbols", "resync"})
+_CREDENTIALS_BY_EXCHANGE: dict[Exchange, frozenset[str]] = {
+    Exchange.BITMUSA: frozenset({"api_key_env", "auth_key_env"}),
+    Exchange.COINLOCALLY: frozenset({"token_env", "api_key_env", "secret_key_env"}),
+}
+# Keys that only mean something on one exchange (refused on the other, so a typo cannot pass silently).
+_ONLY_ON: dict[str, Exchange] = {
+    "rest_url": Exchange.BITMUSA,
+    "keepalive_interval": Exchange.BITMUSA,
+    "close_key_on_exit": Exchange.BITMUSA,
+    "sub_timeout": Exchange.COINLOCALLY,
+    "quotes": Exchange.COINLOCALLY,
+}
+_DEFAULTABLE = (STREAM_OPTION_KEYS | _ENDPOINT_KEYS) - {"snapshot_symbols"}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_GATEWAY_KEYS = frozenset({"http_host", "http_port", "health_grace", "sse_queue", "shutdown_timeout"})
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """One streamed account: where, as whom (the names of the variables holding its credentials), how.
+
+    `name` is unique in a config: it labels the account's events and names it in the HTTP API and the
+    metrics. `options` are further `connect()` arguments (timings, queue), already validated.
+    """
+
+    name: str
+    exchange: Exchange
+    credential_env: Mapping[str, str]  # connect() argument -> environment variable name
+    rest_url: str | None = None
+    ws_url: str | None = None
+    snapshot_rest_url: str | None = None
+    snapshot_symbols: tuple[str, ...] | None = None
+    resync: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """A whole gateway: its accounts, its sinks, and the service's own settings (seconds where durations).
+
+    `http_port=None` runs no HTTP server (a program embedding the gateway may not want one); 0 picks a
+    free port. `health_grace`: how long an account may be without a live connection (starting, or between
+    two connections) before /healthz reports it down; a failed account is down at once. `sse_queue`: events
+    buffered per /events subscriber before that subscriber is dropped as too slow. `shutdown_timeout`: how
+    long a stop waits for the sinks to write what they hold.
+    """
+
+    accounts: tuple[AccountConfig, ...]
+    sinks: tuple[SinkSpec, ...] = ()
+    http_host: str = "127.0.0.1"
+    http_port: int | None = 8080
+    health_grace: float = 10.0
+    sse_queue: int = 1000
+    shutdown_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.accounts:
+            raise ConfigurationError("at least one account is required")
+        names = [account.name for account in self.accounts]
+        for name in names:
+            if names.count(name) > 1:
+                raise ConfigurationError(f"account {name!r}: duplicate name (names label events: unique)")
+        if self.http_port is not None and not (
+            isinstance(self.http_port, int) and 0 <= self.http_port <= 65535
+        ):
+            raise ConfigurationError(f"http_port must be in 0..65535, not {self.http_port!r}")
+        for key in ("health_grace", "shutdown_timeout"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ConfigurationError(f"{key} must be a positive number of seconds, not {value!r}")
+        if isinstance(self.sse_queue, bool) or not isinstance(self.sse_queue, int) or self.sse_queue < 1:
+            raise ConfigurationError(f"sse_queue must be a positive integer, not {self.sse_queue!r}")
+
+    def account(self, name: str) -> AccountConfig | None:
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        return None
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and check a gateway config file; ConfigurationError naming the file, account and key if bad."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {source!r}: {exc.strerror}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{source}: not valid TOML: {exc}") from None
+    return parse_config(document, source=source)
+
+
+def parse_config(document: Mapping[str, Any], *, source: str = "gateway config") -> GatewayConfig:
+    """Build a config from a decoded document (what `tomllib` gives)."""
+    unknown = sorted(set(document) - {"gateway", "defaults", "accounts", "sinks"})
+    if unknown:
+        raise ConfigurationError(
+            f"{source}: unknown top-level key {unknown[0]!r} (expected [gateway], [defaults], "
+            "[[accounts]], [[sinks]])"
+        )
+    service = _table(document.get("gateway", {}), f"{source}: [gateway]")
+    unknown = sorted(set(service) - _GATEWAY_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"{source}: [gateway]: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_GATEWAY_KEYS))})"
+        )
+    defaults = _table(document.get("defaults", {}), f"{source}: [defaults]")
+    _refuse_plaintext(defaults, f"{source}: [defaults]")
+    unknown = sorted(set(defaults) - _DEFAULTABLE)
+    if unknown:
+        raise ConfigurationError(
+            f"{source}: [defaults]: unknown key {unknown[0]!r} (credentials and names belong to each "
+            f"account; allowed: {', '.join(sorted(_DEFAULTABLE))})"
+        )
+    tables = document.get("accounts")
+    if not isinstance(tables, list) or not tables:
+        raise ConfigurationError(f"{source}: expected at least one [[accounts]] table")
+    accounts = tuple(_account(table, index, defaults, source) for index, table in enumerate(tables))
+    sink_tables = document.get("sinks", [])
+    if not isinstance(sink_tables, list):
+        raise ConfigurationError(f"{source}: 'sinks' must be [[sinks]] tables")
+    sinks = []
+    for index, table in enumerate(sink_tables):
+        where = f"{source}: sinks[{index}]"
+        try:
+            sinks.append(load_spec(_table(table, where)))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{where}: {exc}") from None
+    try:
+        return GatewayConfig(accounts=accounts, sinks=tuple(sinks), **service)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{source}: {exc}") from None
+    except TypeError as exc:  # a key of the wrong kind that the dataclass could not take
+        raise ConfigurationError(f"{source}: [gateway]: {exc}") from None
+
+
+def resolve_credentials(account: AccountConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """The account's credentials read from `environ`, as `connect()` arguments.
+
+    A variable that is unset or empty is a ConfigurationError naming the account and the variable (never
+    any value). The values are returned, never logged or kept beyond the stream they are given to.
+    """
+    values: dict[str, str] = {}
+    for argument, variable in account.credential_env.items():
+        value = environ.get(variable)
+        if value is None:
+            raise ConfigurationError(
+                f"account {account.name!r}: environment variable {variable} ({argument}_env) is not set"
+            )
+        if not value.strip():
+            raise ConfigurationError(
+                f"account {account.name!r}: environment variable {variable} ({argument}_env) is empty"
+            )
+        values[argument] = value
+    return values
+
+
+# --- internals --------------------------------------------------------------------------------------------
+
+
+def _table(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{where} must be a table")
+    return value
+
+
+def _refuse_plaintext(table: Mapping[str, Any], where: str) -> None:
+    for key in sorted(set(table) & _PLAINTEXT_KEYS):
+        raise ConfigurationError(
+            f"{where}: key {key!r} would hold a credential in plaintext; put the value in an environment "
+            f"variable and name it with {key}_env instead"
+        )
+
+
+def _account(table: object, index: int, defaults: Mapping[str, Any], source: str) -> AccountConfig:
+    where = f"{source}: accounts[{index}]"
+    table = _table(table, where)
+    name = table.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        problem = "is missing" if name is None else f"must be 1-64 of A-Z a-z 0-9 . _ - (got {name!r})"
+        raise ConfigurationError(f"{where}: key 'name' {problem}")
+    where = f"{source}: account {name!r}"
+    _refuse_plaintext(table, where)
+    raw_exchange = table.get("exchange")
+    if raw_exchange not in tuple(Exchange):
+        choices = " or ".join(repr(e.value) for e in Exchange)
+        problem = "is missing" if raw_exchange is None else f"must be {choices}, not {raw_exchange!r}"
+        raise ConfigurationError(f"{where}: key 'exchange' {problem}")
+    exchange = Exchange(raw_exchange)
+
+    credential_keys = _CREDENTIALS_BY_EXCHANGE[exchange]
+    allowed = {"name", "exchange"} | credential_keys | _ENDPOINT_KEYS | STREAM_OPTION_KEYS
+    allowed -= {key for key, only in _ONLY_ON.items() if only is not exchange}
+    for key in sorted(set(table) - allowed):
+        if key in CREDENTIAL_ENV_KEYS or key in _ONLY_ON:
+            raise ConfigurationError(f"{where}: key {key!r} does not apply to {exchange.value}")
+        raise ConfigurationError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+    merged = {
+        key: value
+        for key, value in defaults.items()
+        if key not in _ONLY_ON or _ONLY_ON[key] is exchange  # an exchange-specific default skips the other
+    }
+    merged.update(table)
+
+    credential_env = {}
+    for key in sorted(credential_keys & set(table)):
+        variable = table[key]
+        if not isinstance(variable, str) or not _ENV_NAME.fullmatch(variable):
+            raise ConfigurationError(
+                f"{where}: key {key!r} must name an environment variable (letters, digits, _), "
+                f"not {variable!r}"
+            )
+        credential_env[CREDENTIAL_ENV_KEYS[key]] = variable
+    if exchange is Exchange.BITMUSA:
+        for key in ("api_key_env", "auth_key_env"):
+            if key not in table:
+                raise ConfigurationError(f"{where}: key {key!r} is missing (Bitmusa needs both keys)")
+    elif "token_env" not in table and "api_key_env" not in table:
+        raise ConfigurationError(f"{where}: key 'token_env' or 'api_key_env' is missing (Coinlocally)")
+
+    endpoints = _endpoints(merged, where)
+    symbols = merged.get("snapshot_symbols")
+    if symbols is not None and (
+        not isinstance(symbols, list) or not all(isinstance(s, str) and s for s in symbols)
+    ):
+        raise ConfigurationError(f"{where}: key 'snapshot_symbols' must be a list of symbols")
+    resync = merged.get("resync", True)
+    if not isinstance(resync, bool):
+        raise ConfigurationError(f"{where}: key 'resync' must be true or false")
+
+    options = {key: merged[key] for key in STREAM_OPTION_KEYS if key in merged}
+    options = _stream_options(options, name, where)
+    return AccountConfig(
+        name=name,
+        exchange=exchange,
+        credential_env=credential_env,
+        rest_url=endpoints["rest_url"],
+        ws_url=endpoints["ws_url"],
+        snapshot_rest_url=endpoints["snapshot_rest_url"],
+        snapshot_symbols=None if symbols is None else tuple(symbols),
+        resync=resync,
+        options=options,
+    )
+
+
+def _endpoints(merged: Mapping[str, Any], where: str) -> dict[str, str | None]:
+    endpoints: dict[str, str | None] = {}
+    for key, schemes in (
+        ("rest_url", ("https", "http")),
+        ("ws_url", ("wss", "ws")),
+        ("snapshot_rest_url", ("https", "http")),
+    ):
+        value = merged.get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise ConfigurationError(f"{where}: key {key!r} must be a URL string")
+            try:
+                check_url(value, schemes, f"key {key!r}")
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{where}: {exc}") from None
+        endpoints[key] = value
+    return endpoints
+
+
+def _stream_options(options: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    """Check the timings as the client would (`StreamOptions`), and convert the TOML forms to its types."""
+    converted = dict(options)
+    if "rotate_after" in converted and converted["rotate_after"] == 0:
+        converted["rotate_after"] = None  # 0 disables rotation, as `userstream watch --rotate-after 0`
+    if "overflow" in converted:
+        try:
+            converted["overflow"] = Overflow(converted["overflow"])
+        except ValueError:
+            raise ConfigurationError(
+                f"{where}: key 'overflow' must be 'block' or 'drop_oldest', not {converted['overflow']!r}"
+            ) from None
+    if "quotes" in converted:
+        quotes = converted["quotes"]
+        if not isinstance(quotes, list) or not all(isinstance(q, str) and q for q in quotes):
+            raise ConfigurationError(f"{where}: key 'quotes' must be a list of quote assets")
+        converted["quotes"] = tuple(quotes)
+    for key in ("verify_tls", "close_key_on_exit"):
+        if key in converted and not isinstance(converted[key], bool):
+            raise ConfigurationError(f"{where}: key {key!r} must be true or false")
+    try:
+        StreamOptions(account=name, **converted)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+    except TypeError as exc:  # comparisons of a string with a number, say
+        raise ConfigurationError(f"{where}: a timing has the wrong type ({exc})") from None
+    return converted

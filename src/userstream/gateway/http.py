@@ -1,0 +1,259 @@
+"""The gateway's HTTP API (aiohttp): health, metrics, each account's picture, and the live event stream.
+
+This module owns the routes and the JSON shapes of their answers (docs/gateway.md is their contract):
+
+    GET /healthz                        200 when every account and sink is healthy, else 503
+    GET /metrics                        Prometheus text format (metrics.py)
+    GET /accounts                       every account's connection state and counters
+    GET /accounts/{name}                one of them
+    GET /accounts/{name}/balances       the account's balances, as docs/events.md balance objects
+    GET /accounts/{name}/orders         its open orders, as order objects
+    GET /accounts/{name}/fills          its most recent fills, as fill objects (oldest first)
+    GET /events[?account=NAME]          Server-Sent Events of every event, as sse.py frames them
+
+It only reads what the service keeps; it changes nothing. Decimals are strings, exactly as in the event
+contract. Nothing here shows a credential: the service never holds one outside the client's streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from userstream.eventjson import to_dict
+from userstream.gateway.metrics import CONTENT_TYPE, render_metrics
+from userstream.gateway.service import AccountRuntime, Gateway
+
+__all__ = ["SSE_KEEPALIVE", "HttpServer", "create_app"]
+
+_log = logging.getLogger("userstream.gateway")
+_ENCODER = msgspec.json.Encoder()
+_GATEWAY: web.AppKey[Gateway] = web.AppKey("userstream_gateway", Gateway)
+
+#: Seconds between comment lines on a quiet /events response, so proxies and clients see it alive.
+SSE_KEEPALIVE = 15.0
+
+
+def create_app(gateway: Gateway, *, sse_keepalive: float = SSE_KEEPALIVE) -> web.Application:
+    app = web.Application()
+    app[_GATEWAY] = gateway
+    routes = _Routes(gateway, sse_keepalive)
+    app.router.add_get("/healthz", routes.healthz)
+    app.router.add_get("/metrics", routes.metrics)
+    app.router.add_get("/accounts", routes.accounts)
+    app.router.add_get("/accounts/{name}", routes.account)
+    app.router.add_get("/accounts/{name}/balances", routes.balances)
+    app.router.add_get("/accounts/{name}/orders", routes.orders)
+    app.router.add_get("/accounts/{name}/fills", routes.fills)
+    app.router.add_get("/events", routes.events)
+    return app
+
+
+class HttpServer:
+    """The API served on one address until `stop()`."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._runner: web.AppRunner | None = None
+        self.url: str | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        if not _is_loopback(host):
+            _log.warning(
+                "the HTTP API listens on %s: it has no authentication and shows balances and orders; "
+                "put it behind something that has",
+                host,
+            )
+        runner = web.AppRunner(create_app(self._gateway), access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = port
+        for address in runner.addresses:
+            if isinstance(address, tuple) and len(address) >= 2:
+                bound = int(address[1])
+                break
+        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host  # noqa: S104 - display only
+        if ":" in shown:
+            shown = f"[{shown}]"
+        self.url = f"http://{shown}:{bound}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class _Routes:
+    def __init__(self, gateway: Gateway, sse_keepalive: float) -> None:
+        self._gateway = gateway
+        self._keepalive = sse_keepalive
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        gateway = self._gateway
+        grace = gateway.config.health_grace
+        body = {
+            "status": "ok" if gateway.healthy else "down",
+            "stopping": gateway.stopping,
+            "accounts": {
+                account.name: {
+                    "exchange": account.exchange.value,
+                    "state": account.connection.value,
+                    "healthy": account.healthy(grace),
+                    "seconds_in_state": round(account.seconds_in_state, 3),
+                    "error": account.error,
+                }
+                for account in gateway.accounts
+            },
+            "sinks": {
+                sink.name: {
+                    "healthy": sink.healthy,
+                    "pending": sink.runner.pending,
+                    "error": None
+                    if sink.failure is None
+                    else f"{type(sink.failure).__name__}: {sink.failure}",
+                }
+                for sink in gateway.sinks
+            },
+        }
+        return _json(body, status=200 if gateway.healthy else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(body=render_metrics(self._gateway).encode())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    async def accounts(self, request: web.Request) -> web.Response:
+        return _json({"accounts": [self._summary(account) for account in self._gateway.accounts]})
+
+    async def account(self, request: web.Request) -> web.Response:
+        account = self._find(request)
+        return _json(self._summary(account))
+
+    async def balances(self, request: web.Request) -> web.Response:
+        account = self._find(request)
+        balances = account.state.snapshot().balances
+        return _json(
+            {
+                "account": account.name,
+                "exchange": account.exchange.value,
+                "balances": [to_dict(balances[asset]) for asset in sorted(balances)],
+            }
+        )
+
+    async def orders(self, request: web.Request) -> web.Response:
+        account = self._find(request)
+        orders = account.state.snapshot().open_orders.values()
+        ordered = sorted(orders, key=lambda order: (order.created_at or 0, order.id))
+        return _json(
+            {
+                "account": account.name,
+                "exchange": account.exchange.value,
+                "orders": [to_dict(order) for order in ordered],
+            }
+        )
+
+    async def fills(self, request: web.Request) -> web.Response:
+        account = self._find(request)
+        picture = account.state.snapshot()
+        return _json(
+            {
+                "account": account.name,
+                "exchange": account.exchange.value,
+                "fill_count": picture.fill_count,
+                "fills": [to_dict(fill) for fill in picture.recent_fills],
+            }
+        )
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        wanted = request.query.get("account")
+        if wanted is not None and self._gateway.account(wanted) is None:
+            raise _not_found(wanted)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",  # nginx: do not buffer a live stream
+            }
+        )
+        await response.prepare(request)
+        hub = self._gateway.hub
+        subscription = hub.subscribe(wanted)
+        try:
+            # The comment tells the reader it is subscribed: everything published from now on reaches it.
+            await response.write(b": subscribed\n\n")
+            while True:
+                batch = await subscription.next_batch(self._keepalive)
+                if batch is None:
+                    break
+                if not batch:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                await response.write(b"".join(message.sse for message in batch))
+            if subscription.dropped_reason is not None:
+                notice = _ENCODER.encode({"reason": subscription.dropped_reason})
+                await response.write(b"event: dropped\ndata: " + notice + b"\n\n")
+        except ConnectionResetError:
+            pass  # the reader left
+        finally:
+            hub.unsubscribe(subscription)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    def _find(self, request: web.Request) -> AccountRuntime:
+        name = request.match_info["name"]
+        account = self._gateway.account(name)
+        if account is None:
+            raise _not_found(name)
+        return account
+
+    def _summary(self, account: AccountRuntime) -> dict[str, Any]:
+        picture = account.state.snapshot()
+        since = account.seconds_since_last_event
+        return {
+            "name": account.name,
+            "exchange": account.exchange.value,
+            "state": account.connection.value,
+            "healthy": account.healthy(self._gateway.config.health_grace),
+            "seconds_in_state": round(account.seconds_in_state, 3),
+            "error": account.error,
+            "events": dict(account.events),
+            "snapshot_events": account.snapshot_events,
+            "reconnects": account.reconnects,
+            "disconnects": account.disconnects,
+            "keepalive_failures": account.keepalive_failures,
+            "resyncs": account.resyncs,
+            "resync_failures": account.resync_failures,
+            "seconds_since_last_event": None if since is None else round(since, 3),
+            "lag_seconds": None if account.lag is None else round(account.lag, 3),
+            "balances": len(picture.balances),
+            "open_orders": len(picture.open_orders),
+            "fills": picture.fill_count,
+        }
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_ENCODER.encode(body), status=status, content_type="application/json")
+
+
+def _not_found(name: str) -> web.HTTPNotFound:
+    body = _ENCODER.encode({"error": f"unknown account {name[:64]!r}"})
+    return web.HTTPNotFound(body=body, content_type="application/json")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,236 @@
+"""`/metrics`: the gateway's counters in the Prometheus text exposition format (version 0.0.4), by hand.
+
+This module owns the metric names, their help texts and label sets, and the format itself (escaping,
+numbers). It reads the gateway's counters and writes text; it keeps no state and does no I/O. Writing the
+format by hand keeps the project free of a metrics dependency for a page of text; docs/gateway.md lists
+every metric.
+
+Every name starts with `userstream_gateway_`. Per-account metrics carry `account` and `exchange` labels
+(and `kind` for events); per-sink metrics a `sink` label (the sink's name, which never holds a password).
+Counters of every account are written from the start at 0, so a rate() never misses its first increase.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+
+from userstream.gateway.service import EVENT_KINDS, AccountRuntime, ConnectionState, Gateway, SinkHandle
+
+__all__ = ["CONTENT_TYPE", "PREFIX", "Exposition", "render_metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PREFIX = "userstream_gateway_"
+
+Labels = Mapping[str, str]
+Sample = tuple[Labels, float | int]
+
+
+class Exposition:
+    """Builds the text: one HELP and TYPE per family, then its samples."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> None:
+        full = PREFIX + name
+        self._lines.append(f"# HELP {full} {_escape_help(help_text)}")
+        self._lines.append(f"# TYPE {full} {kind}")
+        for labels, value in samples:
+            self._lines.append(f"{full}{_labels(labels)} {_number(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self._lines) + "\n"
+
+
+def render_metrics(gateway: Gateway) -> str:
+    """Every metric of the gateway now."""
+    out = Exposition()
+    accounts = gateway.accounts
+
+    def per_account(value: Callable[[AccountRuntime], float | int | None]) -> list[Sample]:
+        samples: list[Sample] = []
+        for account in accounts:
+            number = value(account)
+            if number is not None:
+                samples.append(({"account": account.name, "exchange": account.exchange.value}, number))
+        return samples
+
+    def stat(name: str) -> Callable[[AccountRuntime], int]:
+        return lambda account: 0 if account.stats is None else int(getattr(account.stats, name))
+
+    out.family(
+        "events_total",
+        "counter",
+        "Events processed (stream events, resync corrections and the fills derived from them).",
+        (
+            (
+                {"account": account.name, "exchange": account.exchange.value, "kind": kind},
+                account.events[kind],
+            )
+            for account in accounts
+            for kind in EVENT_KINDS
+        ),
+    )
+    out.family(
+        "snapshot_events_total",
+        "counter",
+        "Events marked source=snapshot: corrections a resync emitted, and their fills.",
+        per_account(lambda account: account.snapshot_events),
+    )
+    out.family(
+        "account_up",
+        "gauge",
+        "1 while the account has a live connection.",
+        per_account(lambda account: int(account.connection is ConnectionState.LIVE)),
+    )
+    out.family(
+        "account_failed",
+        "gauge",
+        "1 once the account's stream stopped for good (rejected credentials, say).",
+        per_account(lambda account: int(account.connection is ConnectionState.FAILED)),
+    )
+    out.family(
+        "connections_total",
+        "counter",
+        "WebSocket connections opened.",
+        per_account(stat("connections")),
+    )
+    out.family(
+        "reconnects_total",
+        "counter",
+        "Reconnect attempts after a connection ended or an attempt failed.",
+        per_account(lambda account: account.reconnects),
+    )
+    out.family(
+        "disconnects_total",
+        "counter",
+        "Connections that ended unexpectedly.",
+        per_account(lambda account: account.disconnects),
+    )
+    out.family(
+        "keepalive_failures_total",
+        "counter",
+        "Bitmusa listenKey keepalives that failed (and were retried).",
+        per_account(lambda account: account.keepalive_failures),
+    )
+    out.family(
+        "snapshot_resyncs_total",
+        "counter",
+        "REST snapshot resyncs performed.",
+        per_account(lambda account: account.resyncs),
+    )
+    out.family(
+        "snapshot_resync_failures_total",
+        "counter",
+        "REST snapshot resyncs that failed.",
+        per_account(lambda account: account.resync_failures),
+    )
+    out.family(
+        "seconds_since_last_event",
+        "gauge",
+        "Seconds since the account's latest event arrived (absent before the first).",
+        per_account(lambda account: account.seconds_since_last_event),
+    )
+    out.family(
+        "event_lag_seconds",
+        "gauge",
+        "Arrival time minus event time of the latest event (clock skew included).",
+        per_account(lambda account: account.lag),
+    )
+    out.family(
+        "stream_queue_depth",
+        "gauge",
+        "Events the client received and the gateway has not taken yet.",
+        per_account(lambda account: account.backlog),
+    )
+    out.family(
+        "stream_dropped_total",
+        "counter",
+        "Events the client's queue discarded (overflow drop_oldest).",
+        per_account(stat("dropped")),
+    )
+    out.family(
+        "duplicates_suppressed_total",
+        "counter",
+        "Copies withheld during rotation overlaps.",
+        per_account(stat("duplicates_suppressed")),
+    )
+    out.family(
+        "unknown_frames_total",
+        "counter",
+        "Frames that were not understood.",
+        per_account(stat("unknown_frames")),
+    )
+
+    sinks = gateway.sinks
+
+    def per_sink(kind: str, name: str, help_text: str, value: Callable[[SinkHandle], float | int]) -> None:
+        out.family(name, kind, help_text, (({"sink": sink.name}, value(sink)) for sink in sinks))
+
+    per_sink("gauge", "sink_up", "1 while the sink accepts events.", lambda sink: int(sink.healthy))
+    per_sink("gauge", "sink_queue_depth", "Events accepted and not yet written.", lambda s: s.runner.pending)
+    per_sink("gauge", "sink_capacity", "The sink's buffer size in events.", lambda s: s.runner.capacity)
+    per_sink("counter", "sink_written_total", "Events the sink confirmed.", lambda s: s.runner.written)
+    per_sink(
+        "counter",
+        "sink_dropped_total",
+        "Events dropped because the buffer was full (overflow drop_oldest).",
+        lambda s: s.runner.dropped,
+    )
+    per_sink("counter", "sink_retries_total", "Failed writes that were retried.", lambda s: s.runner.retries)
+    per_sink(
+        "counter",
+        "sink_abandoned_total",
+        "Events accepted but never written (a fatal sink error, or a shutdown that timed out).",
+        lambda s: s.runner.abandoned,
+    )
+    per_sink(
+        "counter",
+        "sink_lost_total",
+        "Events offered after the sink had failed for good.",
+        lambda s: s.lost,
+    )
+
+    hub = gateway.hub
+    out.family("sse_subscribers", "gauge", "Live /events subscribers.", [({}, hub.subscribers)])
+    out.family(
+        "sse_queue_depth",
+        "gauge",
+        "Events waiting in the /events subscribers' buffers.",
+        [({}, hub.buffered)],
+    )
+    out.family(
+        "sse_dropped_subscribers_total",
+        "counter",
+        "/events subscribers cut off for falling too far behind.",
+        [({}, hub.dropped_subscribers)],
+    )
+    out.family("healthy", "gauge", "1 when /healthz answers 200.", [({}, int(gateway.healthy))])
+    return out.text()
+
+
+def _labels(labels: Labels) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{name}="{_escape_label(value)}"' for name, value in labels.items()) + "}"
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float | int) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(round(value, 6))
