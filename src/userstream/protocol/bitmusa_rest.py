@@ -1,0 +1,223 @@
+"""Bitmusa's REST snapshot of one account, sans-I/O: the wallet and the open orders, in both directions.
+
+This module owns what a resync asks Bitmusa for and how the answers read: the requests (`GET /spot/wallet`
+for every balance, `GET /spot/order/history?status=TRADING&symbol=<SYM>` for the open orders of one
+symbol, both with the two headers of the listenKey calls), the judgement of their replies into normalized
+events marked `source=snapshot`, and, for the emulator, the query's reading and the replies' rendering.
+
+The document shows neither reply. The shapes are ours, in the document's own envelope, and written down in
+docs/server.md so that a real reply that differs is a reported `MessageShapeError`, not a silent guess:
+
+    GET /spot/wallet
+        {"data":[{"asset":"USDT","free":"1132800.449","locked":"80669.91"}],"code":0,"message":"success"}
+    GET /spot/order/history?status=TRADING&symbol=XRP%2FUSDT
+        {"data":[<an order exactly as the spot_order stream's "data">],"code":0,"message":"success"}
+
+Symbols are Bitmusa's own unified "BASE/QUOTE" (the stream writes them so), percent-quoted in the query.
+Errors use protocol.bitmusa's envelope and codes. The wire types, words and reply judgement are
+`protocol.bitmusa`'s own, imported rather than copied, so an order read here and the same order read from
+the stream cannot drift apart. No I/O and no clock: the snapshot's time comes in as `timestamp`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+
+import msgspec
+
+from userstream.errors import AuthenticationError, LocalProtocolError, MessageShapeError
+from userstream.events import BalanceUpdate, OrderUpdate, Source
+from userstream.protocol import bitmusa
+from userstream.protocol.bitmusa import (  # the stream's own wire types and rules: one truth per exchange
+    _auth_headers,
+    _judge_reply,
+    _OrderData,
+    _OrderFrame,
+    _OrderOutData,
+    _render_balance,
+    _render_order,
+    _WalletData,
+    _WalletFrame,
+    _WalletOutData,
+)
+
+__all__ = [
+    "OPEN_ORDER_STATUS",
+    "ORDER_HISTORY_PATH",
+    "WALLET_PATH",
+    "open_orders_request",
+    "parse_open_orders_query",
+    "parse_open_orders_response",
+    "parse_wallet_response",
+    "render_open_orders",
+    "render_wallet",
+    "wallet_request",
+]
+
+WALLET_PATH: Final = "/spot/wallet"
+ORDER_HISTORY_PATH: Final = "/spot/order/history"
+#: The `status` that asks the order history for open orders only (the stream's word for open).
+OPEN_ORDER_STATUS: Final = "TRADING"
+#: The longest symbol a query may name; a real one is a dozen characters.
+MAX_SYMBOL_LENGTH: Final = 64
+
+# --- requests (client side) ---------------------------------------------------------------------------
+
+
+def wallet_request(creds: bitmusa.Credentials) -> bitmusa.HttpRequest:
+    """Every balance of the account."""
+    return bitmusa.HttpRequest("GET", WALLET_PATH, _auth_headers(creds))
+
+
+def open_orders_request(creds: bitmusa.Credentials, symbol: str) -> bitmusa.HttpRequest:
+    """The open orders of one symbol ("XRP/USDT"): the order history filtered on status TRADING."""
+    _check_symbol(symbol)
+    query = urlencode({"status": OPEN_ORDER_STATUS, "symbol": symbol}, quote_via=quote, safe="")
+    return bitmusa.HttpRequest("GET", f"{ORDER_HISTORY_PATH}?{query}", _auth_headers(creds))
+
+
+def _check_symbol(symbol: str) -> None:
+    if (
+        not isinstance(symbol, str)
+        or not symbol
+        or len(symbol) > MAX_SYMBOL_LENGTH
+        or not symbol.isprintable()
+    ):
+        raise LocalProtocolError(
+            f"a symbol must be a printable string of 1 to {MAX_SYMBOL_LENGTH} characters, not {symbol!r:.80}"
+        )
+
+
+# --- replies (client side) ----------------------------------------------------------------------------
+
+
+class _WalletReply(msgspec.Struct, frozen=True, gc=False):
+    data: list[_WalletData]
+
+
+class _OrdersReply(msgspec.Struct, frozen=True, gc=False):
+    data: list[_OrderData]
+
+
+_WALLET_DECODER: Final = msgspec.json.Decoder(_WalletReply)
+_ORDERS_DECODER: Final = msgspec.json.Decoder(_OrdersReply)
+
+
+def parse_wallet_response(
+    status: int, body: bytes, *, account: str, timestamp: int
+) -> tuple[BalanceUpdate, ...]:
+    """The balances of a wallet reply, stamped `timestamp` (when the snapshot was requested) and marked
+    `source=snapshot`; a typed error (as protocol.bitmusa judges replies) otherwise."""
+    _judge(status, body)
+    reply = _decode(_WALLET_DECODER, body)
+    balances: list[BalanceUpdate] = []
+    for index, data in enumerate(reply.data):
+        frame = _WalletFrame(eventTime=timestamp, data=data)
+        with _indexed(index):
+            balance = frame.event(account, "")
+        assert isinstance(balance, BalanceUpdate)  # noqa: S101 - narrowing: a wallet frame makes balances
+        balances.append(msgspec.structs.replace(balance, source=Source.SNAPSHOT))
+    return tuple(balances)
+
+
+def parse_open_orders_response(
+    status: int, body: bytes, *, account: str, timestamp: int
+) -> tuple[OrderUpdate, ...]:
+    """The orders of an open-orders reply, normalized exactly as the stream's `spot_order` data, stamped
+    `timestamp` and marked `source=snapshot`; a typed error otherwise."""
+    _judge(status, body)
+    reply = _decode(_ORDERS_DECODER, body)
+    orders: list[OrderUpdate] = []
+    for index, data in enumerate(reply.data):
+        frame = _OrderFrame(eventTime=timestamp, data=data)
+        with _indexed(index):
+            order = frame.event(account, "")
+        assert isinstance(order, OrderUpdate)  # noqa: S101 - narrowing: an order frame makes orders
+        orders.append(msgspec.structs.replace(order, source=Source.SNAPSHOT))
+    return tuple(orders)
+
+
+def _judge(status: int, body: bytes) -> None:
+    try:
+        _judge_reply(status, body)
+    except AuthenticationError as exc:
+        # protocol.bitmusa names the listenKey request; here the snapshot request was refused.
+        raise AuthenticationError(str(exc), rejected="snapshot request", status=exc.status) from None
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        field = text.split(" - at `", 1)[1].rstrip("`") if " - at `" in text else "$"
+        missing = "missing required field `"
+        if missing in text:
+            field += "." + text.split(missing, 1)[1].split("`", 1)[0]
+        raise MessageShapeError(f"malformed Bitmusa snapshot reply: {text[:300]}", field=field) from None
+    except msgspec.DecodeError as exc:  # _judge_reply decoded it already; kept for a decoder's stricter view
+        raise MessageShapeError(f"Bitmusa snapshot reply is not JSON: {exc}", field="$") from None
+
+
+@contextmanager
+def _indexed(index: int) -> Iterator[None]:
+    """Re-point a MessageShapeError about one item's `$.data.x` to `$.data[index].x`."""
+    try:
+        yield
+    except MessageShapeError as exc:
+        if exc.field is None or not exc.field.startswith("$.data"):
+            raise
+        field = f"$.data[{index}]" + exc.field[len("$.data") :]
+        raise MessageShapeError(f"item {index}: {exc}", field=field) from None
+
+
+# --- the server side ----------------------------------------------------------------------------------
+
+
+class _WalletReplyOut(msgspec.Struct, gc=False):
+    data: list[_WalletOutData]
+    code: int = 0
+    message: str = "success"
+
+
+class _OrdersReplyOut(msgspec.Struct, gc=False):
+    data: list[_OrderOutData]
+    code: int = 0
+    message: str = "success"
+
+
+# The stream's encoder choice: balances as strings, order quantities as JSON numbers with their exact digits.
+_ENCODER: Final = msgspec.json.Encoder(decimal_format="number")
+
+
+def render_wallet(balances: Iterable[BalanceUpdate]) -> bytes:
+    """The wallet reply for these balances, each written exactly as the spot_wallet stream writes it."""
+    return _ENCODER.encode(_WalletReplyOut([_render_balance(balance).data for balance in balances]))
+
+
+def render_open_orders(orders: Iterable[OrderUpdate]) -> bytes:
+    """The open-orders reply for these orders, each written exactly as the spot_order stream's data."""
+    return _ENCODER.encode(_OrdersReplyOut([_render_order(order).data for order in orders]))
+
+
+def parse_open_orders_query(query: Mapping[str, str]) -> str:
+    """Server side: the symbol an open-orders query asks for. MessageShapeError naming the parameter when
+    `symbol` is missing or unusable, or `status` is not TRADING (the emulator keeps no order history)."""
+    status = query.get("status")
+    if status != OPEN_ORDER_STATUS:
+        raise MessageShapeError(
+            f"status must be {OPEN_ORDER_STATUS}: this emulator keeps open orders only", field="status"
+        )
+    symbol = query.get("symbol")
+    if symbol is None or not symbol:
+        raise MessageShapeError("symbol is required", field="symbol")
+    try:
+        _check_symbol(symbol)
+    except LocalProtocolError:
+        raise MessageShapeError(
+            f"symbol must be printable and at most {MAX_SYMBOL_LENGTH} characters", field="symbol"
+        ) from None
+    return symbol
