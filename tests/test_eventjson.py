@@ -10,7 +10,6 @@ import pytest
 from userstream.errors import MessageShapeError
 from userstream.eventjson import from_dict, from_json, to_dict, to_json
 from userstream.events import (
-    BalanceUpdate,
     Event,
     Exchange,
     Fill,
@@ -20,53 +19,16 @@ from userstream.events import (
     Side,
     Source,
 )
-
-BALANCE = BalanceUpdate(
-    exchange=Exchange.BITMUSA,
-    account="default",
-    timestamp=1700703548846,
-    asset="USDT",
-    free=Decimal("1132800.449"),
-    locked=Decimal("80669.91"),
+from userstream.protocol.examples import (
+    BITMUSA_WALLET_EVENT,
+    COINLOCALLY_EXECUTION_FILL,
+    COINLOCALLY_ORDER_EVENT,
+    COINLOCALLY_ORDER_JSON,
 )
 
-ORDER = OrderUpdate(
-    exchange=Exchange.COINLOCALLY,
-    account="default",
-    timestamp=1745389508472,
-    id="2690536306533246156",
-    symbol="BTC/USDT",
-    raw_symbol="BTCUSDT",
-    side=Side.SELL,
-    type=OrderType.LIMIT,
-    raw_type="LIMIT",
-    status=OrderStatus.OPEN,
-    raw_status="PART_FILLED",
-    price=Decimal("13000"),
-    amount=Decimal("1"),
-    filled=Decimal("0.17861112"),
-    remaining=Decimal("0.82138888"),
-    cost=Decimal("2321.94456"),
-    last_fill_amount=Decimal("0.1000000000000000"),
-    last_fill_price=Decimal("13000.0000000000000000"),
-    fee=Decimal("7.8000000000000000"),
-    created_at=1745389507000,
-)
-
-# The fill the document's execution report carries (l, L, n): cost is exactly l * L.
-FILL = Fill(
-    exchange=Exchange.COINLOCALLY,
-    account="default",
-    timestamp=1745389508472,
-    order_id="2690536306533246156",
-    symbol="BTC/USDT",
-    side=Side.SELL,
-    amount=Decimal("0.1000000000000000"),
-    price=Decimal("13000.0000000000000000"),
-    cost=Decimal("1300.00000000000000000000000000000000"),
-    fee=Decimal("7.8000000000000000"),
-    order_filled=Decimal("0.17861112"),
-)
+BALANCE = BITMUSA_WALLET_EVENT  # the Bitmusa document's wallet payload
+ORDER = COINLOCALLY_ORDER_EVENT  # the Coinlocally document's execution report
+FILL = COINLOCALLY_EXECUTION_FILL  # the execution that report carries (l, L, n): cost is exactly l * L
 
 # A Bitmusa fill derived from growth: 1.5 more XRP filled for 0.77325 USDT more.
 DERIVED_FILL = Fill(
@@ -93,30 +55,7 @@ def test_balance_json_form_is_the_documented_one() -> None:
 
 
 def test_order_json_form_is_the_documented_one() -> None:
-    assert to_dict(ORDER) == {
-        "kind": "order",
-        "exchange": "coinlocally",
-        "account": "default",
-        "timestamp": 1745389508472,
-        "source": "stream",
-        "id": "2690536306533246156",
-        "symbol": "BTC/USDT",
-        "raw_symbol": "BTCUSDT",
-        "side": "sell",
-        "type": "limit",
-        "raw_type": "LIMIT",
-        "status": "open",
-        "raw_status": "PART_FILLED",
-        "price": "13000",
-        "amount": "1",
-        "filled": "0.17861112",
-        "remaining": "0.82138888",
-        "cost": "2321.94456",
-        "last_fill_amount": "0.1000000000000000",
-        "last_fill_price": "13000.0000000000000000",
-        "fee": "7.8000000000000000",
-        "created_at": 1745389507000,
-    }
+    assert to_dict(ORDER) == COINLOCALLY_ORDER_JSON
 
 
 def test_decimals_are_plain_notation_never_scientific() -> None:

@@ -8,26 +8,21 @@ import pytest
 from userstream.events import (
     NOT_IN_SNAPSHOT,
     BalanceUpdate,
-    Exchange,
     Fill,
     OrderStatus,
-    OrderType,
     OrderUpdate,
-    Side,
     Source,
+)
+from userstream.protocol.examples import (
+    BITMUSA_ORDER_EVENT,
+    COINLOCALLY_BALANCE_EVENT,
+    COINLOCALLY_EXECUTION_FILL,
 )
 
 
 def _balance(raw: str) -> BalanceUpdate:
-    return BalanceUpdate(
-        exchange=Exchange.COINLOCALLY,
-        account="a",
-        timestamp=1,
-        asset="ETH",
-        free=Decimal("10000.000000"),
-        locked=Decimal("0.000000"),
-        raw=raw,
-    )
+    """The Coinlocally document's ETH balance, for account "a" at time 1."""
+    return msgspec.structs.replace(COINLOCALLY_BALANCE_EVENT, account="a", timestamp=1, raw=raw)
 
 
 def test_events_are_immutable() -> None:
@@ -72,20 +67,8 @@ def test_snapshot_repr_says_so_and_stream_repr_stays_short() -> None:
 
 
 def _fill(raw: str = "") -> Fill:
-    return Fill(
-        exchange=Exchange.COINLOCALLY,
-        account="a",
-        timestamp=1745389508472,
-        order_id="2690536306533246156",
-        symbol="BTC/USDT",
-        side=Side.SELL,
-        amount=Decimal("0.1000000000000000"),
-        price=Decimal("13000.0000000000000000"),
-        cost=Decimal("1300.00000000000000000000000000000000"),
-        fee=Decimal("7.8000000000000000"),
-        order_filled=Decimal("0.17861112"),
-        raw=raw,
-    )
+    """The execution the Coinlocally document's report carries, for account "a"."""
+    return msgspec.structs.replace(COINLOCALLY_EXECUTION_FILL, account="a", raw=raw)
 
 
 def test_fill_is_immutable_raw_not_compared_repr_short() -> None:
@@ -110,23 +93,15 @@ def test_fill_is_not_equal_to_other_kinds() -> None:
 
 
 def _order(status: OrderStatus | None, raw_status: str, source: Source = Source.STREAM) -> OrderUpdate:
-    return OrderUpdate(
-        exchange=Exchange.BITMUSA,
+    """The Bitmusa document's order as "C1" of account "a" at time 1, in the given status."""
+    return msgspec.structs.replace(
+        BITMUSA_ORDER_EVENT,
         account="a",
         timestamp=1,
         id="C1",
-        symbol="XRP/USDT",
-        raw_symbol="XRP/USDT",
-        side=Side.BUY,
-        type=OrderType.LIMIT,
-        raw_type="LIMIT_PRICE",
+        created_at=None,
         status=status,
         raw_status=raw_status,
-        price=Decimal("0.5155"),
-        amount=Decimal(2),
-        filled=Decimal(0),
-        remaining=Decimal(2),
-        cost=Decimal(0),
         source=source,
     )
 

@@ -22,28 +22,14 @@ from userstream.events import (
 from userstream.fills import FillTracker
 from userstream.money import exact_add, exact_mul
 from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol.examples import (
+    BITMUSA_ORDER,
+    COINLOCALLY_EXECUTION_FILL,
+    COINLOCALLY_EXECUTION_REPORT,
+)
 from userstream.protocol.messages import DataEvents
 
 # --- Bitmusa: cumulative tradedAmount / value only -------------------------------------------------------
-
-BITMUSA_DOC_ORDER = """{
-  "data": {
-    "orderId": "C171558199502193",
-    "symbol": "XRP/USDT",
-    "direction": "BUY",
-    "type": "LIMIT_PRICE",
-    "price": 0.5155,
-    "amount": 2,
-    "tradedAmount": 0,
-    "value": 0,
-    "status": "TRADING",
-    "createdTime": 1715581995021,
-    "canceledTime": null,
-    "completedTime": null
-  },
-  "stream": "spot_order",
-  "eventTime": 1700703548846
-}"""
 
 
 def bitmusa_order(
@@ -51,7 +37,7 @@ def bitmusa_order(
 ) -> OrderUpdate:
     """The document's order frame with its cumulative fields changed, parsed by the real parser."""
     frame = (
-        BITMUSA_DOC_ORDER.replace('"tradedAmount": 0', f'"tradedAmount": {traded}')
+        BITMUSA_ORDER.replace('"tradedAmount": 0', f'"tradedAmount": {traded}')
         .replace('"value": 0', f'"value": {"null" if value is None else value}')
         .replace('"status": "TRADING"', f'"status": "{status}"')
         .replace('"eventTime": 1700703548846', f'"eventTime": {1700703548846 + event_time}')
@@ -215,34 +201,12 @@ def test_an_order_gone_from_the_snapshot_gives_no_fill_but_is_still_tracked() ->
 
 # --- Coinlocally: each execution reported (l, L, n) -------------------------------------------------------
 
-COINLOCALLY_DOC_REPORT = """{
-"e": "executionReport",
-"E": 1745389508472,
-"T": 1745389508418,
-"S": "SELL",
-"s": "BTCUSDT",
-"X": "PART_FILLED",
-"x": "STATUS",
-"i": "2690536306533246156",
-"l": "0.1000000000000000",
-"z": "0.17861112",
-"L": "13000.0000000000000000",
-"Z": "2321.94456",
-"n": "7.8000000000000000",
-"o": "LIMIT",
-"q": "1",
-"p": "13000",
-"Q": "0.17861112",
-"O": 1745389507000,
-"P": "0"
-}"""
-
 
 def coinlocally_report(
     *, last: str, filled: str, last_price: str, value: str, fee: str, status: str = "PART_FILLED", at: int = 0
 ) -> OrderUpdate:
     frame = (
-        COINLOCALLY_DOC_REPORT.replace('"l": "0.1000000000000000"', f'"l": "{last}"')
+        COINLOCALLY_EXECUTION_REPORT.replace('"l": "0.1000000000000000"', f'"l": "{last}"')
         .replace('"z": "0.17861112"', f'"z": "{filled}"')
         .replace('"L": "13000.0000000000000000"', f'"L": "{last_price}"')
         .replace('"Z": "2321.94456"', f'"Z": "{value}"')
@@ -258,7 +222,7 @@ def coinlocally_report(
 
 
 def doc_report() -> OrderUpdate:
-    incoming = coinlocally.Parser()(COINLOCALLY_DOC_REPORT)
+    incoming = coinlocally.Parser()(COINLOCALLY_EXECUTION_REPORT)
     assert isinstance(incoming, DataEvents)
     (order,) = incoming.events
     assert isinstance(order, OrderUpdate)
@@ -275,13 +239,10 @@ def btc_fill(
     at: int,
     derived: bool,
 ) -> Fill:
-    return Fill(
-        exchange=Exchange.COINLOCALLY,
-        account="default",
+    """The document report's execution fill with its amounts, time and kind changed."""
+    return msgspec.structs.replace(
+        COINLOCALLY_EXECUTION_FILL,
         timestamp=1745389508472 + at,
-        order_id="2690536306533246156",
-        symbol="BTC/USDT",
-        side=Side.SELL,
         amount=Decimal(amount),
         price=None if price is None else Decimal(price),
         cost=None if cost is None else Decimal(cost),
@@ -295,11 +256,8 @@ def test_coinlocally_document_report_first_seen_gives_the_unexplained_part_then_
     fills = FillTracker().feed(doc_report())
     assert fills == [
         btc_fill("0.07861112", "13000", "1021.94456", None, "0.07861112", at=0, derived=True),
-        btc_fill(
-            "0.1000000000000000", "13000.0000000000000000", "1300", "7.8000000000000000", "0.17861112", at=0,
-            derived=False,
-        ),
-    ]  # fmt: skip
+        COINLOCALLY_EXECUTION_FILL,
+    ]
     assert [to_json(fill) for fill in fills] == [
         b'{"kind":"fill","exchange":"coinlocally","account":"default","timestamp":1745389508472,'
         b'"source":"stream","order_id":"2690536306533246156","symbol":"BTC/USDT","side":"sell",'

@@ -13,11 +13,13 @@ from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 
 from userstream.client.command import format_pretty
 from userstream.eventjson import to_json
-from userstream.events import BalanceUpdate, Exchange, Fill, OrderStatus, OrderType, OrderUpdate, Side
+from userstream.events import Exchange, Fill, Side
+from userstream.protocol.examples import BITMUSA_WALLET_EVENT, COINLOCALLY_ORDER_EVENT
 
 Env = Any  # conftest.Env
 Lab = Callable[..., AbstractAsyncContextManager[Any]]
@@ -212,35 +214,9 @@ async def test_missing_or_bad_arguments_exit_2(
 
 
 def test_pretty_lines_are_readable() -> None:
-    balance = BalanceUpdate(
-        exchange=Exchange.BITMUSA,
-        account="alice",
-        timestamp=1700703548846,
-        asset="USDT",
-        free=Decimal("1132800.449"),
-        locked=Decimal("80669.91"),
-    )
-    order = OrderUpdate(
-        exchange=Exchange.COINLOCALLY,
-        account="alice",
-        timestamp=1745389508472,
-        id="2690536306533246156",
-        symbol="BTC/USDT",
-        raw_symbol="BTCUSDT",
-        side=Side.SELL,
-        type=OrderType.LIMIT,
-        raw_type="LIMIT",
-        status=OrderStatus.OPEN,
-        raw_status="PART_FILLED",
-        price=Decimal("13000"),
-        amount=Decimal("1"),
-        filled=Decimal("0.17861112"),
-        remaining=Decimal("0.82138888"),
-        cost=Decimal("2321.94456"),
-        last_fill_amount=Decimal("0.1000000000000000"),
-        last_fill_price=Decimal("13000.0000000000000000"),
-        fee=Decimal("7.8000000000000000"),
-    )
+    # The documents' examples, for alice (the order without a creation time, as this test has always had it).
+    balance = msgspec.structs.replace(BITMUSA_WALLET_EVENT, account="alice")
+    order = msgspec.structs.replace(COINLOCALLY_ORDER_EVENT, account="alice", created_at=None)
     fill = Fill(
         exchange=Exchange.BITMUSA,
         account="alice",

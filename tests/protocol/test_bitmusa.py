@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -35,85 +36,16 @@ from userstream.protocol.bitmusa import (
     parse_listen_key_response,
     render_event,
 )
+from userstream.protocol.examples import (
+    BITMUSA_ACK_REPLY,
+    BITMUSA_CREATE_REPLY,
+    BITMUSA_LISTEN_KEY,
+    BITMUSA_ORDER,
+    BITMUSA_ORDER_EVENT,
+    BITMUSA_WALLET,
+    BITMUSA_WALLET_EVENT,
+)
 from userstream.protocol.messages import DataEvents, Unknown
-
-# --- the document's payloads, verbatim --------------------------------------------------------------
-
-DOC_WALLET = """{
-  "data": {
-    "asset": "USDT",
-    "free": "1132800.449",
-    "locked": "80669.91"
-  },
-  "stream": "spot_wallet",
-  "eventTime": 1700703548846
-}"""
-
-DOC_ORDER = """{
-  "data": {
-    "orderId": "C171558199502193",
-    "symbol": "XRP/USDT",
-    "direction": "BUY",
-    "type": "LIMIT_PRICE",
-    "price": 0.5155,
-    "amount": 2,
-    "tradedAmount": 0,
-    "value": 0,
-    "status": "TRADING",
-    "createdTime": 1715581995021,
-    "canceledTime": null,
-    "completedTime": null
-  },
-  "stream": "spot_order",
-  "eventTime": 1700703548846
-}"""
-
-DOC_CREATE_REPLY = b"""{
-  "data": {
-    "listenKey": "cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"
-  },
-  "code": 0,
-  "message": "success"
-}"""
-
-DOC_ACK_REPLY = b"""{
-  "code": 0,
-  "message": "success"
-}"""
-
-DOC_LISTEN_KEY = "cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"
-
-EXPECTED_WALLET = BalanceUpdate(
-    exchange=Exchange.BITMUSA,
-    account="default",
-    timestamp=1700703548846,
-    asset="USDT",
-    free=Decimal("1132800.449"),
-    locked=Decimal("80669.91"),
-)
-
-EXPECTED_ORDER = OrderUpdate(
-    exchange=Exchange.BITMUSA,
-    account="default",
-    timestamp=1700703548846,
-    id="C171558199502193",
-    symbol="XRP/USDT",
-    raw_symbol="XRP/USDT",
-    side=Side.BUY,
-    type=OrderType.LIMIT,
-    raw_type="LIMIT_PRICE",
-    status=OrderStatus.OPEN,
-    raw_status="TRADING",
-    price=Decimal("0.5155"),
-    amount=Decimal("2"),
-    filled=Decimal("0"),
-    remaining=Decimal("2"),
-    cost=Decimal("0"),
-    last_fill_amount=None,
-    last_fill_price=None,
-    fee=None,
-    created_at=1715581995021,
-)
 
 
 def exact_fields(event: BalanceUpdate | OrderUpdate) -> dict[str, object]:
@@ -132,22 +64,14 @@ def ordered_json(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal, object_pairs_hook=list)
 
 
+# The document's order `data` fields as the JSON literals it writes ('"BUY"', '0.5155', 'null'), read off the
+# verbatim payload: its `data` fields are the lines indented by four spaces.
+DOC_ORDER_DATA_LITERALS = dict(re.findall(r'^    "(\w+)": (.*?),?$', BITMUSA_ORDER, flags=re.MULTILINE))
+
+
 def order_frame(**data_literals: str) -> str:
     """The document's order frame with some `data` fields replaced by raw JSON literals (or removed: "")."""
-    data = {
-        "orderId": '"C171558199502193"',
-        "symbol": '"XRP/USDT"',
-        "direction": '"BUY"',
-        "type": '"LIMIT_PRICE"',
-        "price": "0.5155",
-        "amount": "2",
-        "tradedAmount": "0",
-        "value": "0",
-        "status": '"TRADING"',
-        "createdTime": "1715581995021",
-        "canceledTime": "null",
-        "completedTime": "null",
-    }
+    data = dict(DOC_ORDER_DATA_LITERALS)
     data.update(data_literals)
     fields = ",".join(f'"{name}":{literal}' for name, literal in data.items() if literal)
     return '{"data":{' + fields + '},"stream":"spot_order","eventTime":1700703548846}'
@@ -173,36 +97,36 @@ def only_event(frame: str | bytes, account: str = "default") -> BalanceUpdate | 
 
 
 def test_doc_wallet_payload_parses_to_the_exact_balance_update() -> None:
-    event = only_event(DOC_WALLET)
-    assert event == EXPECTED_WALLET
-    assert exact_fields(event) == exact_fields(EXPECTED_WALLET)
+    event = only_event(BITMUSA_WALLET)
+    assert event == BITMUSA_WALLET_EVENT
+    assert exact_fields(event) == exact_fields(BITMUSA_WALLET_EVENT)
     assert isinstance(event, BalanceUpdate)
     assert event.total == Decimal("1213470.359")
-    assert event.raw == DOC_WALLET
+    assert event.raw == BITMUSA_WALLET
 
 
 def test_doc_order_payload_parses_to_the_exact_order_update() -> None:
-    event = only_event(DOC_ORDER)
-    assert event == EXPECTED_ORDER
-    assert exact_fields(event) == exact_fields(EXPECTED_ORDER)
-    assert event.raw == DOC_ORDER
+    event = only_event(BITMUSA_ORDER)
+    assert event == BITMUSA_ORDER_EVENT
+    assert exact_fields(event) == exact_fields(BITMUSA_ORDER_EVENT)
+    assert event.raw == BITMUSA_ORDER
 
 
 def test_doc_payloads_parse_the_same_from_bytes_and_from_decoded_objects() -> None:
-    assert Parser()(DOC_ORDER.encode()) == DataEvents((EXPECTED_ORDER,))
-    assert Parser()(DOC_WALLET.encode()) == DataEvents((EXPECTED_WALLET,))
-    decoded = json.loads(DOC_ORDER, parse_float=Decimal)
-    assert bitmusa.parse_message(decoded) == DataEvents((EXPECTED_ORDER,))
+    assert Parser()(BITMUSA_ORDER.encode()) == DataEvents((BITMUSA_ORDER_EVENT,))
+    assert Parser()(BITMUSA_WALLET.encode()) == DataEvents((BITMUSA_WALLET_EVENT,))
+    decoded = json.loads(BITMUSA_ORDER, parse_float=Decimal)
+    assert bitmusa.parse_message(decoded) == DataEvents((BITMUSA_ORDER_EVENT,))
 
 
 def test_parser_labels_events_with_its_account() -> None:
-    event = only_event(DOC_WALLET, account="desk-7")
+    event = only_event(BITMUSA_WALLET, account="desk-7")
     assert event.account == "desk-7"
 
 
 def test_rendering_the_doc_wallet_event_gives_the_doc_payload() -> None:
-    rendered = render_event(EXPECTED_WALLET)
-    assert ordered_json(rendered) == ordered_json(DOC_WALLET)
+    rendered = render_event(BITMUSA_WALLET_EVENT)
+    assert ordered_json(rendered) == ordered_json(BITMUSA_WALLET)
     assert rendered == (
         '{"data":{"asset":"USDT","free":"1132800.449","locked":"80669.91"},'
         '"stream":"spot_wallet","eventTime":1700703548846}'
@@ -210,12 +134,12 @@ def test_rendering_the_doc_wallet_event_gives_the_doc_payload() -> None:
 
 
 def test_rendering_the_doc_order_event_gives_the_doc_payload() -> None:
-    rendered = render_event(EXPECTED_ORDER)
-    assert ordered_json(rendered) == ordered_json(DOC_ORDER)
+    rendered = render_event(BITMUSA_ORDER_EVENT)
+    assert ordered_json(rendered) == ordered_json(BITMUSA_ORDER)
     # Numbers where the document has numbers, written as the document writes them.
     assert '"price":0.5155,' in rendered
     assert '"amount":2,"tradedAmount":0,"value":0,' in rendered
-    assert rendered == "".join(line.strip() for line in DOC_ORDER.splitlines()).replace(": ", ":")
+    assert rendered == "".join(line.strip() for line in BITMUSA_ORDER.splitlines()).replace(": ", ":")
 
 
 @pytest.mark.parametrize(
@@ -316,7 +240,7 @@ def test_unknown_direction_is_unknown_not_an_order() -> None:
 
 
 def an_order(**changes: Any) -> OrderUpdate:
-    fields = {name: getattr(EXPECTED_ORDER, name) for name in EXPECTED_ORDER.__struct_fields__}
+    fields = {name: getattr(BITMUSA_ORDER_EVENT, name) for name in BITMUSA_ORDER_EVENT.__struct_fields__}
     fields.update(changes)
     return OrderUpdate(**fields)
 
@@ -427,7 +351,7 @@ TEN_MB = 10 * 1024 * 1024
 BAD_FRAMES: list[tuple[str, str | bytes, type[UserStreamError], str | None]] = [
     ("empty text", "", FrameDecodeError, None),
     ("empty bytes", b"", FrameDecodeError, None),
-    ("truncated JSON", DOC_ORDER[:-20], FrameDecodeError, None),
+    ("truncated JSON", BITMUSA_ORDER[:-20], FrameDecodeError, None),
     ("not JSON", "hello", FrameDecodeError, None),
     ("JSON array", "[]", MessageShapeError, "$"),
     ("JSON null", "null", MessageShapeError, "$"),
@@ -477,10 +401,10 @@ BAD_FRAMES: list[tuple[str, str | bytes, type[UserStreamError], str | None]] = [
         "$.data",
     ),
     ("invalid UTF-8", b'{"data":{"asset":"\xff"}}', FrameDecodeError, None),
-    ("truncated gzip", gzip.compress(DOC_WALLET.encode())[:-8], FrameDecodeError, None),
+    ("truncated gzip", gzip.compress(BITMUSA_WALLET.encode())[:-8], FrameDecodeError, None),
     ("gzip of non-JSON", gzip.compress(b"not json"), FrameDecodeError, None),
     ("10 MB text", '{"data":"' + "x" * TEN_MB + '"}', FrameDecodeError, None),
-    ("10 MB bytes", b" " * TEN_MB + DOC_WALLET.encode(), FrameDecodeError, None),
+    ("10 MB bytes", b" " * TEN_MB + BITMUSA_WALLET.encode(), FrameDecodeError, None),
 ]
 
 
@@ -519,7 +443,7 @@ def test_out_of_bounds_money_names_the_field() -> None:
 
 
 def test_gzip_frames_are_accepted_too() -> None:
-    assert Parser()(gzip.compress(DOC_WALLET.encode())) == DataEvents((EXPECTED_WALLET,))
+    assert Parser()(gzip.compress(BITMUSA_WALLET.encode())) == DataEvents((BITMUSA_WALLET_EVENT,))
 
 
 def test_decoded_object_of_the_wrong_shape_is_a_shape_error() -> None:
@@ -540,7 +464,7 @@ def test_parser_never_raises_on_any_text(frame: str) -> None:
     assert isinstance(Parser()(frame), DataEvents | Unknown)
 
 
-@given(st.sampled_from([DOC_WALLET, DOC_ORDER]), st.data())
+@given(st.sampled_from([BITMUSA_WALLET, BITMUSA_ORDER]), st.data())
 def test_parser_never_raises_on_mangled_documents(document: str, data: st.DataObject) -> None:
     start = data.draw(st.integers(0, len(document)))
     end = data.draw(st.integers(start, len(document)))
@@ -711,13 +635,13 @@ def test_credentials_refuse_empty_or_control_characters_without_echoing_them(
 
 
 def test_ws_paths() -> None:
-    assert bitmusa.ws_path(DOC_LISTEN_KEY) == "/ws/spot/cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"
-    assert bitmusa.ws_url(DOC_LISTEN_KEY) == (
+    assert bitmusa.ws_path(BITMUSA_LISTEN_KEY) == "/ws/spot/cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"
+    assert bitmusa.ws_url(BITMUSA_LISTEN_KEY) == (
         "wss://websocket.bitmusa.com:60002/ws/spot/cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"
     )
     assert bitmusa.ws_path("a/b?c") == "/ws/spot/a%2Fb%3Fc"
     assert bitmusa.listen_key_from_ws_path(bitmusa.ws_path("a/b?c")) == "a/b?c"
-    assert bitmusa.listen_key_from_ws_path(bitmusa.ws_path(DOC_LISTEN_KEY)) == DOC_LISTEN_KEY
+    assert bitmusa.listen_key_from_ws_path(bitmusa.ws_path(BITMUSA_LISTEN_KEY)) == BITMUSA_LISTEN_KEY
     assert bitmusa.listen_key_from_ws_path("/ws/spot/") is None
     assert bitmusa.listen_key_from_ws_path("/ws/spot/a/b") is None
     assert bitmusa.listen_key_from_ws_path("/ws/futures/a") is None
@@ -745,11 +669,11 @@ def test_documented_constants() -> None:
 
 
 def test_doc_create_reply_gives_the_listen_key() -> None:
-    assert parse_listen_key_response(200, DOC_CREATE_REPLY) == DOC_LISTEN_KEY
+    assert parse_listen_key_response(200, BITMUSA_CREATE_REPLY) == BITMUSA_LISTEN_KEY
 
 
 def test_doc_ack_reply_is_success() -> None:
-    assert parse_ack_response(200, DOC_ACK_REPLY) is None
+    assert parse_ack_response(200, BITMUSA_ACK_REPLY) is None
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -792,7 +716,7 @@ def test_other_codes_are_exchange_errors_with_the_code(status: int, code: int) -
 
 def test_code_zero_with_an_error_status_is_an_exchange_error() -> None:
     with pytest.raises(ExchangeError) as caught:
-        parse_ack_response(400, DOC_ACK_REPLY)
+        parse_ack_response(400, BITMUSA_ACK_REPLY)
     assert (caught.value.code, caught.value.status) == (0, 400)
 
 
@@ -832,7 +756,7 @@ def test_reply_of_the_wrong_shape_names_the_field(body: bytes, field: str) -> No
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        (DOC_ACK_REPLY, "$.data"),
+        (BITMUSA_ACK_REPLY, "$.data"),
         (b'{"data":null,"code":0,"message":"success"}', "$.data"),
         (b'{"data":[],"code":0,"message":"success"}', "$.data"),
         (b'{"data":{},"code":0,"message":"success"}', "$.data.listenKey"),
@@ -862,8 +786,8 @@ def test_long_exchange_messages_are_clipped() -> None:
 
 
 def test_rendered_replies_have_the_document_shape() -> None:
-    assert ordered_json(bitmusa.render_listen_key(DOC_LISTEN_KEY)) == ordered_json(DOC_CREATE_REPLY)
-    assert ordered_json(bitmusa.render_ok()) == ordered_json(DOC_ACK_REPLY)
+    assert ordered_json(bitmusa.render_listen_key(BITMUSA_LISTEN_KEY)) == ordered_json(BITMUSA_CREATE_REPLY)
+    assert ordered_json(bitmusa.render_ok()) == ordered_json(BITMUSA_ACK_REPLY)
     assert bitmusa.render_error(404001, "listenKey not found") == (
         b'{"code":404001,"message":"listenKey not found"}'
     )

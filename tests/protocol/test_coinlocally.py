@@ -47,6 +47,17 @@ from userstream.protocol.coinlocally import (
     render_system_close,
     sub_frame,
 )
+from userstream.protocol.examples import (
+    COINLOCALLY_ACCOUNT_POSITION,
+    COINLOCALLY_BALANCE_EVENT,
+    COINLOCALLY_BALANCE_JSON,
+    COINLOCALLY_EXECUTION_REPORT,
+    COINLOCALLY_ORDER_EVENT,
+    COINLOCALLY_ORDER_JSON,
+    COINLOCALLY_PING,
+    COINLOCALLY_PONG,
+    COINLOCALLY_SYSTEM_CLOSE,
+)
 from userstream.protocol.messages import (
     ControlReply,
     DataEvents,
@@ -59,116 +70,7 @@ from userstream.protocol.messages import (
 )
 from userstream.protocol.symbols import SymbolSplitter
 
-# --- the document's payloads, as the document prints them -----------------------------------------------
-
-DOC_ACCOUNT_POSITION = """{
-"e": "outboundAccountPosition",
-"E": 1564034571105,
-"u": 1564034571073,
-"B": [
-{
-"a": "ETH",
-"f": "10000.000000",
-"l": "0.000000"
-}
-]
-}"""
-
-DOC_EXECUTION_REPORT = """{
-"e": "executionReport",
-"E": 1745389508472,
-"T": 1745389508418,
-"S": "SELL",
-"s": "BTCUSDT",
-"X": "PART_FILLED",
-"x": "STATUS",
-"i": "2690536306533246156",
-"l": "0.1000000000000000",
-"z": "0.17861112",
-"L": "13000.0000000000000000",
-"Z": "2321.94456",
-"n": "7.8000000000000000",
-"o": "LIMIT",
-"q": "1",
-"p": "13000",
-"Q": "0.17861112",
-"O": 1745389507000,
-"P": "0"
-}"""
-
-DOC_SYSTEM_CLOSE = '{\n"uid": 24005174,\n"channel": "SYSTEM",\n"et": "close"\n}'
-
-EXPECTED_BALANCE = BalanceUpdate(
-    exchange=Exchange.COINLOCALLY,
-    account="default",
-    timestamp=1564034571105,
-    asset="ETH",
-    free=Decimal("10000.000000"),
-    locked=Decimal("0.000000"),
-)
-EXPECTED_BALANCE_JSON = {
-    "kind": "balance",
-    "exchange": "coinlocally",
-    "account": "default",
-    "timestamp": 1564034571105,
-    "source": "stream",
-    "asset": "ETH",
-    "free": "10000.000000",
-    "locked": "0.000000",
-    "total": "10000.000000",
-}
-
-EXPECTED_ORDER = OrderUpdate(
-    exchange=Exchange.COINLOCALLY,
-    account="default",
-    timestamp=1745389508472,
-    id="2690536306533246156",
-    symbol="BTC/USDT",
-    raw_symbol="BTCUSDT",
-    side=Side.SELL,
-    type=OrderType.LIMIT,
-    raw_type="LIMIT",
-    status=OrderStatus.OPEN,
-    raw_status="PART_FILLED",
-    price=Decimal("13000"),
-    amount=Decimal("1"),
-    filled=Decimal("0.17861112"),
-    remaining=Decimal("0.82138888"),
-    cost=Decimal("2321.94456"),
-    last_fill_amount=Decimal("0.1000000000000000"),
-    last_fill_price=Decimal("13000.0000000000000000"),
-    fee=Decimal("7.8000000000000000"),
-    created_at=1745389507000,
-)
-# Decimals as text: this also proves every value kept the wire's exact digits (trailing zeros included).
-EXPECTED_ORDER_JSON = {
-    "kind": "order",
-    "exchange": "coinlocally",
-    "account": "default",
-    "timestamp": 1745389508472,
-    "source": "stream",
-    "id": "2690536306533246156",
-    "symbol": "BTC/USDT",
-    "raw_symbol": "BTCUSDT",
-    "side": "sell",
-    "type": "limit",
-    "raw_type": "LIMIT",
-    "status": "open",
-    "raw_status": "PART_FILLED",
-    "price": "13000",
-    "amount": "1",
-    "filled": "0.17861112",
-    "remaining": "0.82138888",
-    "cost": "2321.94456",
-    "last_fill_amount": "0.1000000000000000",
-    "last_fill_price": "13000.0000000000000000",
-    "fee": "7.8000000000000000",
-    "created_at": 1745389507000,
-}
-
-DOC_KEY_ORDER = [
-    "e", "E", "T", "S", "s", "X", "x", "i", "l", "z", "L", "Z", "n", "o", "q", "p", "Q", "O", "P",
-]  # fmt: skip
+DOC_KEY_ORDER = list(json.loads(COINLOCALLY_EXECUTION_REPORT))  # e, E, T, S, s, X, x, i, ... O, P
 
 
 def as_text(message: str) -> str:
@@ -286,31 +188,31 @@ def test_credentials_from_headers(headers: dict[str, str], expected: Credentials
 
 @ENCODINGS
 def test_document_account_position(encode: Any) -> None:
-    incoming = Parser()(encode(DOC_ACCOUNT_POSITION))
-    assert incoming == DataEvents((EXPECTED_BALANCE,))
+    incoming = Parser()(encode(COINLOCALLY_ACCOUNT_POSITION))
+    assert incoming == DataEvents((COINLOCALLY_BALANCE_EVENT,))
     balance = single_event(incoming)
-    assert to_dict(balance) == EXPECTED_BALANCE_JSON
-    assert balance.raw == DOC_ACCOUNT_POSITION
+    assert to_dict(balance) == COINLOCALLY_BALANCE_JSON
+    assert balance.raw == COINLOCALLY_ACCOUNT_POSITION
 
 
 @ENCODINGS
 def test_document_execution_report(encode: Any) -> None:
-    incoming = Parser()(encode(DOC_EXECUTION_REPORT))
-    assert incoming == DataEvents((EXPECTED_ORDER,))
+    incoming = Parser()(encode(COINLOCALLY_EXECUTION_REPORT))
+    assert incoming == DataEvents((COINLOCALLY_ORDER_EVENT,))
     order = single_event(incoming)
-    assert to_dict(order) == EXPECTED_ORDER_JSON
-    assert order.raw == DOC_EXECUTION_REPORT
+    assert to_dict(order) == COINLOCALLY_ORDER_JSON
+    assert order.raw == COINLOCALLY_EXECUTION_REPORT
 
 
 def test_parser_labels_events_with_its_account() -> None:
-    order = single_event(Parser(account="desk-7")(DOC_EXECUTION_REPORT))
+    order = single_event(Parser(account="desk-7")(COINLOCALLY_EXECUTION_REPORT))
     assert order.account == "desk-7"
 
 
 def test_parser_uses_its_quote_list() -> None:
-    order = single_order(Parser(quotes=["SDT"])(DOC_EXECUTION_REPORT))
+    order = single_order(Parser(quotes=["SDT"])(COINLOCALLY_EXECUTION_REPORT))
     assert (order.symbol, order.raw_symbol) == ("BTCU/SDT", "BTCUSDT")
-    unsplit = single_order(Parser(quotes=["EUR"])(DOC_EXECUTION_REPORT))
+    unsplit = single_order(Parser(quotes=["EUR"])(COINLOCALLY_EXECUTION_REPORT))
     assert (unsplit.symbol, unsplit.raw_symbol) == ("BTCUSDT", "BTCUSDT")
 
 
@@ -356,7 +258,7 @@ def test_forty_one_digit_decimals_are_kept_exactly() -> None:
     # money.checked allows up to 64 significant digits, so 41 digits is valid input, kept digit for digit.
     amount = "1234567890123456789012345678901.0123456789"  # 41 digits
     filled = "0.0000000000000000000000000000000000000001"
-    frame = DOC_EXECUTION_REPORT.replace('"q": "1"', f'"q": "{amount}"').replace(
+    frame = COINLOCALLY_EXECUTION_REPORT.replace('"q": "1"', f'"q": "{amount}"').replace(
         '"z": "0.17861112"', f'"z": {filled}'
     )
     order = single_event(Parser()(frame))
@@ -369,8 +271,8 @@ def test_forty_one_digit_decimals_are_kept_exactly() -> None:
 
 def test_numeric_order_id_is_accepted_as_text() -> None:
     # The document sends "i" as a string; Binance, whose format it copies, sends a number.
-    frame = DOC_EXECUTION_REPORT.replace('"i": "2690536306533246156"', '"i": 2690536306533246156')
-    assert single_event(Parser()(frame)) == EXPECTED_ORDER
+    frame = COINLOCALLY_EXECUTION_REPORT.replace('"i": "2690536306533246156"', '"i": 2690536306533246156')
+    assert single_event(Parser()(frame)) == COINLOCALLY_ORDER_EVENT
 
 
 def test_absent_optional_order_fields_are_none_not_guessed() -> None:
@@ -419,7 +321,7 @@ TYPE_TABLE = {"LIMIT": OrderType.LIMIT, "MARKET": OrderType.MARKET}
 
 
 def execution_report_with(**changes: str) -> str:
-    message = json.loads(DOC_EXECUTION_REPORT)
+    message = json.loads(COINLOCALLY_EXECUTION_REPORT)
     message.update(changes)
     return json.dumps(message)
 
@@ -491,17 +393,17 @@ def test_sub_success_in_every_spelling(frame: bytes | str) -> None:
 
 @ENCODINGS
 def test_pong(encode: Any) -> None:
-    assert Parser()(encode('{ "pong": 1713338308233 }')) == Pong(1713338308233)
+    assert Parser()(encode(COINLOCALLY_PONG)) == Pong(1713338308233)
 
 
 @ENCODINGS
 def test_server_ping(encode: Any) -> None:
-    assert Parser()(encode('{ "ping": 1713338308232 }')) == Ping(1713338308232)
+    assert Parser()(encode(COINLOCALLY_PING)) == Ping(1713338308232)
 
 
 @ENCODINGS
 def test_system_close_notice(encode: Any) -> None:
-    assert Parser()(encode(DOC_SYSTEM_CLOSE)) == SystemClose(uid=24005174)
+    assert Parser()(encode(COINLOCALLY_SYSTEM_CLOSE)) == SystemClose(uid=24005174)
 
 
 def test_system_close_without_uid() -> None:
@@ -510,7 +412,7 @@ def test_system_close_without_uid() -> None:
 
 def test_render_system_close_is_gzip_of_the_document_shape() -> None:
     frame = render_system_close(24005174)
-    assert json.loads(gunzip(frame)) == json.loads(DOC_SYSTEM_CLOSE)
+    assert json.loads(gunzip(frame)) == json.loads(COINLOCALLY_SYSTEM_CLOSE)
     assert Parser()(frame) == SystemClose(uid=24005174)
 
 
@@ -535,8 +437,8 @@ def test_unrecognized_control_text_is_unknown() -> None:
 
 
 def test_render_execution_report_matches_the_document() -> None:
-    rendered = json.loads(gunzip(render_event(EXPECTED_ORDER)))
-    document = json.loads(DOC_EXECUTION_REPORT)
+    rendered = json.loads(gunzip(render_event(COINLOCALLY_ORDER_EVENT)))
+    document = json.loads(COINLOCALLY_EXECUTION_REPORT)
     assert list(rendered) == DOC_KEY_ORDER
     carried = ["e", "E", "S", "s", "X", "i", "l", "z", "L", "Z", "n", "o", "q", "p", "O", "P"]
     assert {key: rendered[key] for key in carried} == {key: document[key] for key in carried}
@@ -545,8 +447,8 @@ def test_render_execution_report_matches_the_document() -> None:
 
 
 def test_render_message_is_the_json_inside_render_event() -> None:
-    assert gunzip(render_event(EXPECTED_ORDER)) == render_message(EXPECTED_ORDER)
-    assert render_message(EXPECTED_ORDER) == (
+    assert gunzip(render_event(COINLOCALLY_ORDER_EVENT)) == render_message(COINLOCALLY_ORDER_EVENT)
+    assert render_message(COINLOCALLY_ORDER_EVENT) == (
         b'{"e":"executionReport","E":1745389508472,"T":1745389508472,"S":"SELL","s":"BTCUSDT",'
         b'"X":"PART_FILLED","x":"TRADE","i":"2690536306533246156","l":"0.1000000000000000",'
         b'"z":"0.17861112","L":"13000.0000000000000000","Z":"2321.94456","n":"7.8000000000000000",'
@@ -555,8 +457,8 @@ def test_render_message_is_the_json_inside_render_event() -> None:
 
 
 def test_render_account_position_matches_the_document() -> None:
-    rendered = json.loads(gunzip(render_event(EXPECTED_BALANCE)))
-    document = json.loads(DOC_ACCOUNT_POSITION)
+    rendered = json.loads(gunzip(render_event(COINLOCALLY_BALANCE_EVENT)))
+    document = json.loads(COINLOCALLY_ACCOUNT_POSITION)
     assert list(rendered) == ["e", "E", "u", "B"]
     assert {key: rendered[key] for key in ("e", "E", "B")} == {key: document[key] for key in ("e", "E", "B")}
     assert rendered["u"] == 1564034571105  # the event time: the event carries no separate u
@@ -585,13 +487,13 @@ def test_render_balances_refuses_what_one_frame_cannot_say() -> None:
     later = BalanceUpdate(
         exchange=Exchange.COINLOCALLY,
         account="default",
-        timestamp=EXPECTED_BALANCE.timestamp + 1,
+        timestamp=COINLOCALLY_BALANCE_EVENT.timestamp + 1,
         asset="BTC",
         free=Decimal(1),
         locked=Decimal(0),
     )
     with pytest.raises(LocalProtocolError, match="share one timestamp"):
-        render_balances([EXPECTED_BALANCE, later])
+        render_balances([COINLOCALLY_BALANCE_EVENT, later])
 
 
 def bitmusa_order(**changes: Any) -> OrderUpdate:
@@ -733,7 +635,9 @@ balances = st.builds(
 
 FORTY_DIGIT_ORDER = OrderUpdate(
     **{
-        **{name: getattr(EXPECTED_ORDER, name) for name in EXPECTED_ORDER.__struct_fields__},
+        **{
+            name: getattr(COINLOCALLY_ORDER_EVENT, name) for name in COINLOCALLY_ORDER_EVENT.__struct_fields__
+        },
         "amount": FORTY_DIGITS,
         "filled": FORTY_DIGITS.scaleb(-20),
         "remaining": exact_sub(FORTY_DIGITS, FORTY_DIGITS.scaleb(-20)),
@@ -743,8 +647,8 @@ FORTY_DIGIT_ORDER = OrderUpdate(
 
 
 @given(st.one_of(orders(), balances))
-@example(EXPECTED_ORDER)
-@example(EXPECTED_BALANCE)
+@example(COINLOCALLY_ORDER_EVENT)
+@example(COINLOCALLY_BALANCE_EVENT)
 @example(FORTY_DIGIT_ORDER)
 def test_render_then_parse_gives_the_event_back(event: Event) -> None:
     assert Parser()(render_event(event)) == DataEvents((event,))
@@ -769,7 +673,7 @@ def test_render_balances_then_parse_gives_them_back(events: list[BalanceUpdate],
 
 # --- the bad-input corpus -------------------------------------------------------------------------------
 
-GZIPPED_REPORT = gzip_bytes(DOC_EXECUTION_REPORT.encode())
+GZIPPED_REPORT = gzip_bytes(COINLOCALLY_EXECUTION_REPORT.encode())
 FORTY_ONE_DIGITS = "12345678901234567890123456789012345678901"
 SIXTY_FIVE_DIGITS = "1" * 65
 GZIP_BOMB = gzip_bytes(b" " * (DEFAULT_MAX_FRAME + 1))
@@ -810,17 +714,17 @@ BAD_FRAMES: dict[str, tuple[bytes | str, type[Exception] | None, str]] = {
         "Expected `int`, got `str` - at `$.E`",
     ),
     "41-digit E": (
-        DOC_EXECUTION_REPORT.replace("1745389508472", FORTY_ONE_DIGITS),
+        COINLOCALLY_EXECUTION_REPORT.replace("1745389508472", FORTY_ONE_DIGITS),
         MessageShapeError,
         "$.E",
     ),
     "41-digit O": (
-        DOC_EXECUTION_REPORT.replace("1745389507000", FORTY_ONE_DIGITS),
+        COINLOCALLY_EXECUTION_REPORT.replace("1745389507000", FORTY_ONE_DIGITS),
         MessageShapeError,
         "$.O",
     ),
     "41-digit numeric i": (
-        DOC_EXECUTION_REPORT.replace('"2690536306533246156"', FORTY_ONE_DIGITS),
+        COINLOCALLY_EXECUTION_REPORT.replace('"2690536306533246156"', FORTY_ONE_DIGITS),
         MessageShapeError,
         "$.i",
     ),
@@ -831,7 +735,7 @@ BAD_FRAMES: dict[str, tuple[bytes | str, type[Exception] | None, str]] = {
         "$.q: more than 64 significant digits",
     ),
     "huge exponent": (
-        DOC_EXECUTION_REPORT.replace('"p": "13000"', '"p": 1e400'),
+        COINLOCALLY_EXECUTION_REPORT.replace('"p": "13000"', '"p": 1e400'),
         MessageShapeError,
         "$.p: exponent out of range",
     ),
@@ -936,9 +840,11 @@ def test_damaged_gzip_frames_never_raise(position: int, flip: int) -> None:
     assert isinstance(incoming, DataEvents | Unknown)
 
 
-@given(st.integers(0, len(DOC_EXECUTION_REPORT) - 1), st.characters())
+@given(st.integers(0, len(COINLOCALLY_EXECUTION_REPORT) - 1), st.characters())
 def test_mutated_document_frames_never_raise(position: int, character: str) -> None:
-    mutated = DOC_EXECUTION_REPORT[:position] + character + DOC_EXECUTION_REPORT[position + 1 :]
+    mutated = (
+        COINLOCALLY_EXECUTION_REPORT[:position] + character + COINLOCALLY_EXECUTION_REPORT[position + 1 :]
+    )
     incoming = Parser()(mutated)
     if isinstance(incoming, Unknown):
         assert "internal error" not in incoming.reason
@@ -964,7 +870,7 @@ def test_sub_request_repr_hides_the_token() -> None:
     assert repr(SubRequest("tok-1")) == "SubRequest(token=<hidden>)"
 
 
-@pytest.mark.parametrize("frame", [ping_frame(1713338308232), b'{ "ping": 1713338308232 }'])
+@pytest.mark.parametrize("frame", [ping_frame(1713338308232), COINLOCALLY_PING.encode()])
 def test_client_ping_frame(frame: bytes | str) -> None:
     assert parse_client_frame(frame) == PingRequest(1713338308232)
 

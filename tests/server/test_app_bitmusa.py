@@ -12,25 +12,13 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from userstream.protocol.examples import BITMUSA_LISTEN_KEY, BITMUSA_ORDER, BITMUSA_WALLET
+
 Kit = Any  # the `kit` fixture of conftest.py
 Start = Callable[..., AbstractAsyncContextManager[Any]]
 
-# The document's payloads, verbatim.
-DOC_WALLET = """{
-  "data": {"asset": "USDT", "free": "1132800.449", "locked": "80669.91"},
-  "stream": "spot_wallet",
-  "eventTime": 1700703548846
-}"""
-DOC_ORDER = """{
-  "data": {
-    "orderId": "C171558199502193", "symbol": "XRP/USDT", "direction": "BUY", "type": "LIMIT_PRICE",
-    "price": 0.5155, "amount": 2, "tradedAmount": 0, "value": 0, "status": "TRADING",
-    "createdTime": 1715581995021, "canceledTime": null, "completedTime": null
-  },
-  "stream": "spot_order",
-  "eventTime": 1700703548846
-}"""
-# The same two events in the JSON form of docs/events.md, as an operator would ingest them.
+# The document's two payloads (BITMUSA_WALLET, BITMUSA_ORDER) as events in the JSON form of docs/events.md,
+# as an operator would ingest them.
 WALLET_EVENT = {
     "kind": "balance",
     "asset": "USDT",
@@ -169,8 +157,8 @@ async def test_events_are_text_frames_in_the_documents_exact_shape(kit: Kit) -> 
         wallet, order = await kit.recv(ws), await kit.recv(ws)
     assert isinstance(wallet, str)
     assert isinstance(order, str)
-    assert exact(wallet) == exact(DOC_WALLET)
-    assert exact(order) == exact(DOC_ORDER)
+    assert exact(wallet) == exact(BITMUSA_WALLET)
+    assert exact(order) == exact(BITMUSA_ORDER)
     # numbers where the document has numbers, strings where it has strings
     assert '"price":0.5155' in order
     assert '"amount":2' in order
@@ -179,7 +167,7 @@ async def test_events_are_text_frames_in_the_documents_exact_shape(kit: Kit) -> 
 
 async def test_an_unknown_key_is_refused_at_the_handshake(kit: Kit) -> None:
     with pytest.raises(InvalidStatus) as caught:
-        async with kit.bitmusa_stream("cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"):
+        async with kit.bitmusa_stream(BITMUSA_LISTEN_KEY):
             pass
     assert caught.value.response.status_code == 404
     assert exact(caught.value.response.body) == {
@@ -233,7 +221,7 @@ async def test_put_keeps_a_key_and_its_stream_alive_past_the_ttl(start: Start) -
                 assert status == 200
             assert await kit.create_listen_key() == key  # still the active key
             await kit.ingest("alice", [WALLET_EVENT])
-            assert exact(await kit.recv(ws)) == exact(DOC_WALLET)  # and the stream is still open
+            assert exact(await kit.recv(ws)) == exact(BITMUSA_WALLET)  # and the stream is still open
 
 
 async def test_max_connection_age_closes_with_4000(start: Start) -> None:
@@ -249,7 +237,7 @@ async def test_client_frames_are_ignored(kit: Kit) -> None:
         await ws.send('{"method": "SUBSCRIBE"}')
         await ws.send(b"\x00binary")
         await kit.ingest("alice", [WALLET_EVENT])
-        assert exact(await kit.recv(ws)) == exact(DOC_WALLET)
+        assert exact(await kit.recv(ws)) == exact(BITMUSA_WALLET)
 
 
 async def test_a_websocket_ping_gets_a_pong(kit: Kit) -> None:

@@ -14,74 +14,27 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from userstream.protocol.examples import (
+    COINLOCALLY_ACCOUNT_POSITION,
+    COINLOCALLY_BALANCE_JSON,
+    COINLOCALLY_EXECUTION_REPORT,
+    COINLOCALLY_ORDER_JSON,
+    COINLOCALLY_PING,
+    COINLOCALLY_SYSTEM_CLOSE,
+)
+
 Kit = Any  # the `kit` fixture of conftest.py (test modules cannot import conftest's types)
 Start = Callable[..., AbstractAsyncContextManager[Any]]
 
 TOKEN = {"token": "alice-coinlocally-token"}
 API_KEY = {"api-key": "alice-coinlocally-api"}
-SYSTEM_NOTICE = {"uid": 24005174, "channel": "SYSTEM", "et": "close"}  # the document's, for alice
+SYSTEM_NOTICE = json.loads(COINLOCALLY_SYSTEM_CLOSE)  # the document's, for alice
 
-# The document's decompressed payloads, verbatim.
-DOC_ACCOUNT_POSITION = """{
-"e": "outboundAccountPosition",
-"E": 1564034571105,
-"u": 1564034571073,
-"B": [
-{
-"a": "ETH",
-"f": "10000.000000",
-"l": "0.000000"
-}
-]
-}"""
-DOC_EXECUTION_REPORT = """{
-"e": "executionReport",
-"E": 1745389508472,
-"T": 1745389508418,
-"S": "SELL",
-"s": "BTCUSDT",
-"X": "PART_FILLED",
-"x": "STATUS",
-"i": "2690536306533246156",
-"l": "0.1000000000000000",
-"z": "0.17861112",
-"L": "13000.0000000000000000",
-"Z": "2321.94456",
-"n": "7.8000000000000000",
-"o": "LIMIT",
-"q": "1",
-"p": "13000",
-"Q": "0.17861112",
-"O": 1745389507000,
-"P": "0"
-}"""
-BALANCE_EVENT = {
-    "kind": "balance",
-    "asset": "ETH",
-    "free": "10000.000000",
-    "locked": "0.000000",
-    "timestamp": 1564034571105,
-}
-ORDER_EVENT = {
-    "kind": "order",
-    "id": "2690536306533246156",
-    "symbol": "BTC/USDT",
-    "raw_symbol": "BTCUSDT",
-    "side": "sell",
-    "type": "limit",
-    "raw_type": "LIMIT",
-    "status": "open",
-    "raw_status": "PART_FILLED",
-    "price": "13000",
-    "amount": "1",
-    "filled": "0.17861112",
-    "cost": "2321.94456",
-    "last_fill_amount": "0.1000000000000000",
-    "last_fill_price": "13000.0000000000000000",
-    "fee": "7.8000000000000000",
-    "created_at": 1745389507000,
-    "timestamp": 1745389508472,
-}
+# The document's two events in the JSON form of docs/events.md, as an operator ingests them: without what
+# ingest stamps or defaults (exchange, account, source) or derives (total, remaining).
+IMPLIED = {"exchange", "account", "source", "total", "remaining"}
+BALANCE_EVENT = {key: value for key, value in COINLOCALLY_BALANCE_JSON.items() if key not in IMPLIED}
+ORDER_EVENT = {key: value for key, value in COINLOCALLY_ORDER_JSON.items() if key not in IMPLIED}
 # What the normalized event does not carry, and so the server cannot reproduce (docs/server.md): an
 # account update's u (update time) is rendered as its E; an execution report's T (transaction time) as
 # its E, x (execution type) as TRADE when the update has a fill, Q (quote order quantity) as "0".
@@ -108,8 +61,8 @@ async def test_events_are_gzip_binary_frames_in_the_documents_shape(kit: Kit) ->
     assert isinstance(report, bytes)
     assert position[:2] == b"\x1f\x8b"  # gzip
     position_json, report_json = exact(gzip.decompress(position)), exact(gzip.decompress(report))
-    assert position_json == {**exact(DOC_ACCOUNT_POSITION), "u": 1564034571105}
-    expected_report = exact(DOC_EXECUTION_REPORT)
+    assert position_json == {**exact(COINLOCALLY_ACCOUNT_POSITION), "u": 1564034571105}
+    expected_report = exact(COINLOCALLY_EXECUTION_REPORT)
     assert list(report_json) == list(expected_report)  # every key, in the document's order
     carried = {key: value for key, value in expected_report.items() if key not in NOT_CARRIED}
     assert {key: report_json[key] for key in carried} == carried
@@ -193,7 +146,7 @@ async def test_ping_gets_pong_with_the_servers_time(kit: Kit) -> None:
     async with kit.coinlocally_stream(TOKEN) as ws:
         assert await kit.recv(ws) == "connect success"
         before = time.time_ns() // 1_000_000
-        await ws.send('{ "ping": 1713338308232 }')
+        await ws.send(COINLOCALLY_PING)
         reply = await kit.recv(ws)
         after = time.time_ns() // 1_000_000
     assert isinstance(reply, str)
