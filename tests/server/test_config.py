@@ -142,7 +142,7 @@ def test_demo_accounts_have_fresh_256_bit_credentials() -> None:
     first, second = demo_account(), demo_account()
     assert first.has_bitmusa
     assert first.has_coinlocally
-    assert len(first.credentials()) == 4
+    assert len(first.credentials()) == 5  # the Coinlocally secret key too (it signs REST requests)
     assert all(len(value) == 43 for value in first.credentials().values())  # 32 bytes, URL-safe base64
     assert set(first.credentials().values()).isdisjoint(second.credentials().values())
 

@@ -55,6 +55,7 @@ __all__ = [
     "render_open_orders",
     "render_wallet",
     "wallet_request",
+    "wire_symbol",
 ]
 
 WALLET_PATH: Final = "/spot/wallet"
@@ -201,6 +202,11 @@ def render_wallet(balances: Iterable[BalanceUpdate]) -> bytes:
 def render_open_orders(orders: Iterable[OrderUpdate]) -> bytes:
     """The open-orders reply for these orders, each written exactly as the spot_order stream's data."""
     return _ENCODER.encode(_OrdersReplyOut([_render_order(order).data for order in orders]))
+
+
+def wire_symbol(order: OrderUpdate) -> str:
+    """The symbol Bitmusa writes for this order ("XRP/USDT", unified): what the history's `symbol` names."""
+    return order.symbol
 
 
 def parse_open_orders_query(query: Mapping[str, str]) -> str:

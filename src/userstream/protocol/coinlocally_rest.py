@@ -87,6 +87,7 @@ __all__ = [
     "signed_headers",
     "signed_request",
     "verify",
+    "wire_symbol",
 ]
 
 ACCOUNT_PATH: Final = "/sapi/v1/account"
@@ -550,6 +551,11 @@ def _order_out(order: OrderUpdate) -> _OrderOut:
         side=order.side.value.upper(),
         time=order.created_at,
     )
+
+
+def wire_symbol(order: OrderUpdate) -> str:
+    """The symbol Coinlocally writes for this order ("BTCUSDT"): what openOrders' `symbol` names."""
+    return _wire_symbol(order)
 
 
 def _numeric_id(order_id: str) -> int | str:

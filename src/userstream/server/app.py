@@ -5,6 +5,8 @@ Routes (docs/server.md has the full contract):
     POST|PUT|DELETE /spot/userDataStream   Bitmusa listenKey: create (or get), keep alive, close
     GET /ws/spot/{listenKey}               Bitmusa user stream (text JSON frames)
     GET /spotws_user/userData/ws           Coinlocally user stream (token/api-key header, sub, gzip)
+    GET /spot/wallet, /spot/order/history  Bitmusa REST snapshot (snapshots.py)
+    GET /sapi/v1/account, /sapi/v1/openOrders   Coinlocally signed REST snapshot (snapshots.py)
     POST /admin/events                     ingest events for one account (Bearer admin token)
     GET /healthz                           status, accounts and connection counts (no secrets)
 
@@ -31,6 +33,7 @@ from userstream.server.connection import Connection
 from userstream.server.exchange import ExchangeServer, now_ms
 from userstream.server.ingest import IngestError, parse_batch
 from userstream.server.logs import log_event
+from userstream.server.snapshots import add_routes as add_snapshot_routes
 
 __all__ = [
     "ADMIN_EVENTS_PATH",
@@ -68,6 +71,8 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get(coinlocally.WS_PATH, routes.coinlocally_stream)
     app.router.add_post(ADMIN_EVENTS_PATH, routes.ingest)
     app.router.add_get(HEALTH_PATH, routes.health)
+    # The REST snapshots (snapshots.py); Bitmusa's are authorized exactly as the listenKey routes.
+    add_snapshot_routes(app, server, authorize_bitmusa=routes._authorize_bitmusa)
     app.cleanup_ctx.append(server.background)
     app.on_shutdown.append(server.shutdown)
     return app

@@ -33,6 +33,7 @@ CREDENTIAL_KEYS: tuple[str, ...] = (
     "bitmusa_auth_key",
     "coinlocally_api_key",
     "coinlocally_token",
+    "coinlocally_secret_key",
 )
 _ACCOUNT_KEYS = frozenset({"name", "uid", *CREDENTIAL_KEYS})
 _MAX_UID = 2**63 - 1
@@ -50,6 +51,7 @@ class Account:
 
     Bitmusa needs both `bitmusa_api_key` and `bitmusa_auth_key`; Coinlocally accepts either credential (the
     `token` header or the `api-key` header). An account may live on one exchange only.
+    `coinlocally_secret_key` signs the api key's REST requests (the snapshot endpoints); it needs the api key.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Account:
     bitmusa_auth_key: str | None = field(default=None, repr=False)
     coinlocally_api_key: str | None = field(default=None, repr=False)
     coinlocally_token: str | None = field(default=None, repr=False)
+    coinlocally_secret_key: str | None = field(default=None, repr=False)
 
     @property
     def has_bitmusa(self) -> bool:
@@ -82,6 +85,7 @@ def demo_account(name: str = "demo", uid: int = 24005174) -> Account:
         bitmusa_auth_key=generate_secret(),
         coinlocally_api_key=generate_secret(),
         coinlocally_token=generate_secret(),
+        coinlocally_secret_key=generate_secret(),
     )
 
 
@@ -220,6 +224,10 @@ def _check_accounts(accounts: Iterable[Account], *, source: str = "accounts") ->
         if (account.bitmusa_api_key is None) != (account.bitmusa_auth_key is None):
             missing = "bitmusa_auth_key" if account.bitmusa_auth_key is None else "bitmusa_api_key"
             raise ConfigurationError(f"{where}: key {missing!r} is missing (Bitmusa needs both keys)")
+        if account.coinlocally_secret_key is not None and account.coinlocally_api_key is None:
+            raise ConfigurationError(
+                f"{where}: key 'coinlocally_api_key' is missing (coinlocally_secret_key signs its requests)"
+            )
         if not (account.has_bitmusa or account.has_coinlocally):
             raise ConfigurationError(
                 f"{where}: no credentials (set bitmusa_api_key and bitmusa_auth_key, "
@@ -232,8 +240,8 @@ def _check_accounts(accounts: Iterable[Account], *, source: str = "accounts") ->
             # Coinlocally's token and api-key share one namespace (either may be sent in the sub frame),
             # and Bitmusa is looked up by api key, so a repeated credential would make ownership ambiguous.
             namespace = key.split("_", 1)[0]
-            if namespace == "bitmusa" and key == "bitmusa_auth_key":
-                continue  # the auth key is checked against the account the api key found
+            if key in ("bitmusa_auth_key", "coinlocally_secret_key"):
+                continue  # checked against the account its api key found; never a way to find one
             previous = owner_of.get((namespace, value))
             if previous is not None:
                 raise ConfigurationError(f"{where}: key {key!r} repeats a credential of account {previous!r}")

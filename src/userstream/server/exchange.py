@@ -30,6 +30,7 @@ from userstream.server.keys import ListenKeyStore, redact
 from userstream.server.logs import log_event
 from userstream.server.ratelimit import RateLimiter, Window
 from userstream.server.simulator import Simulator
+from userstream.server.snapshots import TrueStates
 
 __all__ = ["ExchangeServer", "FrameHandler", "now_ms"]
 
@@ -78,6 +79,8 @@ class ExchangeServer:
             if account.coinlocally_api_key is not None:
                 self._by_coinlocally[("api-key", account.coinlocally_api_key)] = account
         self._keys_changed = asyncio.Event()
+        # What every published event implies, per account: the REST snapshot endpoints answer from it.
+        self.truth = TrueStates()
 
     # --- accounts -------------------------------------------------------------------------------------------
 
@@ -177,13 +180,15 @@ class ExchangeServer:
         return len(events)
 
     def publish(self, account_name: str, events: Sequence[Event]) -> int:
-        """Render the batch in both dialects, then queue it on the account's live streams (count returned)."""
+        """Render the batch in both dialects, fold it into the account's true state, then queue it on the
+        account's live streams (count returned)."""
         try:
             batch = render_batch(events)
         except RenderError as exc:
             raise IngestError(
                 f"event {exc.index}: {exc}", status=422, account=account_name, index=exc.index
             ) from None
+        self.truth.apply(account_name, events)
         return self.hub.deliver(account_name, batch)
 
     # --- connections ----------------------------------------------------------------------------------------
