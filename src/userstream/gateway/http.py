@@ -246,8 +246,8 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _not_found(name: str) -> web.HTTPNotFound:
-    body = _ENCODER.encode({"error": f"unknown account {name[:64]!r}"})
-    return web.HTTPNotFound(body=body, content_type="application/json")
+    body = _ENCODER.encode({"error": f"unknown account {name[:64]!r}"}).decode()
+    return web.HTTPNotFound(text=body, content_type="application/json")
 
 
 def _is_loopback(host: str) -> bool:

@@ -172,6 +172,7 @@ class AccountRuntime:
         return produced
 
     def fail(self, reason: str) -> None:
+        """The stream stopped for good, for `reason` (the first one given: the `fatal` status's)."""
         if self.connection is not ConnectionState.FAILED:
             self.error = reason
             self._live_connections.clear()
@@ -389,8 +390,8 @@ class Gateway:
             async with stream:
                 async for event in stream:
                     await self._dispatch(runtime, event)
-        except UserStreamError as exc:
-            runtime.fail(f"{type(exc).__name__}: {exc}")
+        except UserStreamError as exc:  # what the `fatal` status said already; in case it did not
+            runtime.fail(str(exc))
         except Exception as exc:  # a bug in our pipeline: this account stops, loudly; the others go on
             _log.exception("account %s stopped by an unexpected error", runtime.name)
             runtime.fail(f"internal error: {type(exc).__name__}: {exc}")

@@ -1,0 +1,271 @@
+"""gateway.toml: what is accepted, what is refused (naming account and key), and credentials by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from userstream.client.queue import Overflow
+from userstream.errors import ConfigurationError
+from userstream.events import Exchange
+from userstream.gateway import AccountConfig, Gateway, GatewayConfig, load_config, parse_config
+from userstream.gateway.config import resolve_credentials
+from userstream.sinks import SqliteSpec
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "gateway.toml"
+
+
+def bitmusa(**overrides: Any) -> dict[str, Any]:
+    table = {"name": "alice", "exchange": "bitmusa", "api_key_env": "ALICE_KEY", "auth_key_env": "ALICE_AUTH"}
+    table.update(overrides)
+    return table
+
+
+def coinlocally(**overrides: Any) -> dict[str, Any]:
+    table = {"name": "bob", "exchange": "coinlocally", "token_env": "BOB_TOKEN"}
+    table.update(overrides)
+    return table
+
+
+def refused(document: dict[str, Any]) -> str:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_config(document, source="gateway.toml")
+    return str(caught.value)
+
+
+def test_a_full_config() -> None:
+    config = parse_config(
+        {
+            "gateway": {"http_host": "127.0.0.1", "http_port": 9000, "health_grace": 5, "sse_queue": 10},
+            "defaults": {
+                "ping_interval": 10,
+                "idle_timeout": 25,
+                "keepalive_interval": 900,
+                "quotes": ["USDT"],
+            },
+            "accounts": [
+                bitmusa(rest_url="http://127.0.0.1:8765", ws_url="ws://127.0.0.1:8765", rotate_after=0),
+                coinlocally(
+                    api_key_env="BOB_API_KEY",
+                    secret_key_env="BOB_SECRET",
+                    snapshot_rest_url="https://openapi.example",
+                    snapshot_symbols=["BTCUSDT"],
+                    overflow="drop_oldest",
+                    idle_timeout=30,
+                ),
+            ],
+            "sinks": [{"type": "sqlite", "path": "events.db"}],
+        }
+    )
+    assert config == GatewayConfig(
+        accounts=(
+            AccountConfig(
+                name="alice",
+                exchange=Exchange.BITMUSA,
+                credential_env={"api_key": "ALICE_KEY", "auth_key": "ALICE_AUTH"},
+                rest_url="http://127.0.0.1:8765",
+                ws_url="ws://127.0.0.1:8765",
+                # Defaults apply where they mean something: quotes is Coinlocally's, keepalive Bitmusa's.
+                options={
+                    "ping_interval": 10,
+                    "idle_timeout": 25,
+                    "keepalive_interval": 900,
+                    "rotate_after": None,
+                },
+            ),
+            AccountConfig(
+                name="bob",
+                exchange=Exchange.COINLOCALLY,
+                credential_env={"api_key": "BOB_API_KEY", "secret_key": "BOB_SECRET", "token": "BOB_TOKEN"},
+                snapshot_rest_url="https://openapi.example",
+                snapshot_symbols=("BTCUSDT",),
+                options={
+                    "ping_interval": 10,
+                    "idle_timeout": 30,
+                    "quotes": ("USDT",),
+                    "overflow": Overflow.DROP_OLDEST,
+                },
+            ),
+        ),
+        sinks=(SqliteSpec(path="events.db"),),
+        http_host="127.0.0.1",
+        http_port=9000,
+        health_grace=5,
+        sse_queue=10,
+    )
+
+
+def test_the_example_file_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert [(account.name, account.exchange.value) for account in config.accounts] == [
+        ("alice-bitmusa", "bitmusa"),
+        ("alice-coinlocally", "coinlocally"),
+        ("bob-coinlocally", "coinlocally"),
+    ]
+    assert [type(sink).__name__ for sink in config.sinks] == ["SqliteSpec", "JsonlSpec"]
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            {"accounts": [bitmusa(api_key="plain")]},
+            "gateway.toml: account 'alice': key 'api_key' would hold a credential in plaintext; put the "
+            "value in an environment variable and name it with api_key_env instead",
+        ),
+        (
+            {"accounts": [coinlocally(token="plain")]},
+            "gateway.toml: account 'bob': key 'token' would hold a credential in plaintext; put the value in "
+            "an environment variable and name it with token_env instead",
+        ),
+        (
+            {"defaults": {"secret_key": "plain"}, "accounts": [bitmusa()]},
+            "gateway.toml: [defaults]: key 'secret_key' would hold a credential in plaintext; put the value "
+            "in an environment variable and name it with secret_key_env instead",
+        ),
+        (
+            {"accounts": [{"exchange": "bitmusa"}]},
+            "gateway.toml: accounts[0]: key 'name' is missing",
+        ),
+        (
+            {"accounts": [bitmusa(name="a b")]},
+            "gateway.toml: accounts[0]: key 'name' must be 1-64 of A-Z a-z 0-9 . _ - (got 'a b')",
+        ),
+        (
+            {"accounts": [bitmusa(exchange="binance")]},
+            "gateway.toml: account 'alice': key 'exchange' must be 'bitmusa' or 'coinlocally', not 'binance'",
+        ),
+        (
+            {"accounts": [{"name": "alice", "api_key_env": "K", "auth_key_env": "A"}]},
+            "gateway.toml: account 'alice': key 'exchange' is missing",
+        ),
+        (
+            {"accounts": [{"name": "alice", "exchange": "bitmusa", "api_key_env": "K"}]},
+            "gateway.toml: account 'alice': key 'auth_key_env' is missing (Bitmusa needs both keys)",
+        ),
+        (
+            {
+                "accounts": [
+                    coinlocally(token_env=None) | {"token_env": "T"} | {"name": "bob"},
+                    bitmusa(name="bob"),
+                ]
+            },
+            "gateway.toml: account 'bob': duplicate name (names label events: unique)",
+        ),
+        (
+            {"accounts": [{"name": "bob", "exchange": "coinlocally", "secret_key_env": "S"}]},
+            "gateway.toml: account 'bob': key 'token_env' or 'api_key_env' is missing (Coinlocally)",
+        ),
+        (
+            {"accounts": [bitmusa(token_env="T")]},
+            "gateway.toml: account 'alice': key 'token_env' does not apply to bitmusa",
+        ),
+        (
+            {"accounts": [coinlocally(rest_url="https://x.example")]},
+            "gateway.toml: account 'bob': key 'rest_url' does not apply to coinlocally",
+        ),
+        (
+            {"accounts": [bitmusa(pingg_interval=3)]},
+            "gateway.toml: account 'alice': unknown key 'pingg_interval' (allowed: ",
+        ),
+        (
+            {"accounts": [bitmusa(api_key_env="not a name")]},
+            "gateway.toml: account 'alice': key 'api_key_env' must name an environment variable "
+            "(letters, digits, _), not 'not a name'",
+        ),
+        (
+            {"accounts": [bitmusa(ping_interval="fast")]},
+            "gateway.toml: account 'alice': ping_interval must be a positive number of seconds, not 'fast'",
+        ),
+        (
+            {"accounts": [bitmusa(ping_interval=30, idle_timeout=20)]},
+            "gateway.toml: account 'alice': idle_timeout (20s) must exceed ping_interval (30s)",
+        ),
+        (
+            {"defaults": {"queue_size": 0}, "accounts": [bitmusa()]},
+            "gateway.toml: account 'alice': queue_size must be a positive integer, not 0",
+        ),
+        (
+            {"accounts": [coinlocally(overflow="newest")]},
+            "gateway.toml: account 'bob': key 'overflow' must be 'block' or 'drop_oldest', not 'newest'",
+        ),
+        (
+            {"accounts": [bitmusa(ws_url="http://127.0.0.1")]},
+            "gateway.toml: account 'alice': key 'ws_url' must be an absolute wss:// or ws:// URL, "
+            "not 'http://127.0.0.1'",
+        ),
+        (
+            {"accounts": [bitmusa(resync="yes")]},
+            "gateway.toml: account 'alice': key 'resync' must be true or false",
+        ),
+        (
+            {"accounts": [bitmusa()], "sinks": [{"type": "sqlite"}]},
+            "gateway.toml: sinks[0]: invalid sink options: Object missing required field `path`",
+        ),
+        (
+            {"gateway": {"port": 1}, "accounts": [bitmusa()]},
+            "gateway.toml: [gateway]: unknown key 'port' (allowed: health_grace, http_host, http_port, "
+            "shutdown_timeout, sse_queue)",
+        ),
+        (
+            {"gateway": {"http_port": 70000}, "accounts": [bitmusa()]},
+            "gateway.toml: http_port must be in 0..65535, not 70000",
+        ),
+        (
+            {"gateway": {"sse_queue": 0}, "accounts": [bitmusa()]},
+            "gateway.toml: sse_queue must be a positive integer, not 0",
+        ),
+        ({"accounts": []}, "gateway.toml: expected at least one [[accounts]] table"),
+        ({"account": [bitmusa()]}, "gateway.toml: unknown top-level key 'account'"),
+    ],
+)
+def test_a_bad_config_is_refused_naming_the_account_and_key(document: dict[str, Any], message: str) -> None:
+    assert refused(document).startswith(message)
+
+
+def test_a_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[[accounts]\n")
+    with pytest.raises(ConfigurationError, match=r"gateway\.toml: not valid TOML"):
+        load_config(path)
+    with pytest.raises(ConfigurationError, match=r"cannot read config file '.*missing\.toml'"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_credentials_come_from_the_named_variables() -> None:
+    account = parse_config({"accounts": [bitmusa()]}).accounts[0]
+    environ = {"ALICE_KEY": "k-SECRET", "ALICE_AUTH": "a-SECRET", "OTHER": "x"}
+    assert resolve_credentials(account, environ) == {"api_key": "k-SECRET", "auth_key": "a-SECRET"}
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"ALICE_KEY": "k-SECRET"},
+            "account 'alice': environment variable ALICE_AUTH (auth_key_env) is not set",
+        ),
+        (
+            {"ALICE_KEY": "k-SECRET", "ALICE_AUTH": "  "},
+            "account 'alice': environment variable ALICE_AUTH (auth_key_env) is empty",
+        ),
+    ],
+)
+def test_a_missing_variable_is_named_and_no_value_shown(environ: dict[str, str], message: str) -> None:
+    account = parse_config({"accounts": [bitmusa()]}).accounts[0]
+    with pytest.raises(ConfigurationError) as caught:
+        resolve_credentials(account, environ)
+    assert str(caught.value) == message
+    assert "k-SECRET" not in str(caught.value)
+
+
+async def test_a_gateway_with_a_missing_variable_refuses_to_start_and_leaves_nothing_running() -> None:
+    config = parse_config({"gateway": {"http_port": 0}, "accounts": [bitmusa(), coinlocally()]})
+    gateway = Gateway(config, environ={"ALICE_KEY": "k", "ALICE_AUTH": "a"})
+    with pytest.raises(ConfigurationError) as caught:
+        await gateway.start()
+    assert str(caught.value) == "account 'bob': environment variable BOB_TOKEN (token_env) is not set"
+    assert gateway.http_url is None
+    assert all(account.stream is None or not account.stream.running for account in gateway.accounts)
