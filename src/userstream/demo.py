@@ -1,8 +1,18 @@
-"""`make demo`: the exchange emulator with a simulated market, and the client on both of its exchanges.
+"""`make demo`: the exchange emulator's simulated market, a gateway on both of its exchanges, and a live view.
 
-It starts `userstream serve`'s app in-process with `--simulate`, connects one client stream per exchange for
-the generated demo account, and prints what arrives: JSONL (the docs/events.md contract) when stdout is not a
-terminal, a readable line per event on a terminal. It stops after `--duration` seconds, or on Ctrl-C.
+It starts `userstream serve --simulate` in-process (one generated demo account), then a `Gateway` streaming
+that account on Bitmusa and on Coinlocally (credentials handed over in the gateway's environment mapping,
+exactly as `userstream gateway` reads them), with its HTTP API on a free port. Then:
+
+- on a terminal: a dashboard (balances, open orders, recent fills, events per second, connection state,
+  reconnects, resyncs), redrawn about four times a second until Ctrl-C. Every `--drop-every` seconds (20 by
+  default) the emulator cuts the account's connections, to show the reconnects and the snapshot resyncs
+  that follow;
+- otherwise (a pipe, CI): every event the gateway processes, fills included, as one docs/events.md JSON
+  line on stdout, for `--duration` seconds (5 by default), then exit 0. Status lines go to stderr.
+
+This module owns the demo's flags and its wiring; the pieces are the library's (`running_server`,
+`Gateway`, `dashboard`).
 """
 
 from __future__ import annotations
@@ -10,87 +20,251 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import logging
 import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
+from typing import Any
 
-from userstream.client import StatusEvent, UserStream, connect
-from userstream.client.command import format_pretty
-from userstream.eventjson import to_json
-from userstream.server.config import ServerConfig, demo_account
-from userstream.server.run import running_server
+from userstream.gateway.config import GatewayConfig, parse_config
+from userstream.gateway.dashboard import LogTail, run_dashboard
+from userstream.gateway.service import Gateway
+from userstream.gateway.sse import Subscription
+from userstream.protocol import coinlocally
+from userstream.server.config import Account, ServerConfig, demo_account
+from userstream.server.run import ServerHandle, running_server
+from userstream.sinks.config import parse_sink
 
-__all__ = ["main"]
+__all__ = ["demo_gateway_config", "main"]
+
+_log = logging.getLogger("userstream.demo")
+_PROG = "userstream demo"
+_PRINTER_CAPACITY = (
+    1_000_000  # events the JSONL printer may fall behind before it is dropped (never, in a demo)
+)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="userstream-demo", description=__doc__)
-    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    parser.add_argument("--rate", type=float, default=20.0, help="simulated events per second")
+    terminal = sys.stdout.isatty()
+    parser = argparse.ArgumentParser(prog="userstream-demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--format",
+        choices=["dashboard", "jsonl"],
+        default="dashboard" if terminal else "jsonl",
+        help="dashboard (default on a terminal) or jsonl (default otherwise)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: at Ctrl-C on a terminal, 5 otherwise)",
+    )
+    parser.add_argument("--rate", type=float, default=20.0, help="simulated events per second (default 20)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (replayable runs)")
-    parser.add_argument("--format", choices=["jsonl", "pretty"], default=None)
+    parser.add_argument(
+        "--drop-every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="cut the demo account's connections this often (default: 20 with the dashboard, never with "
+        "jsonl; 0: never)",
+    )
+    parser.add_argument(
+        "--http-port", type=int, default=0, help="the gateway's HTTP port (default: a free one)"
+    )
+    parser.add_argument(
+        "--sink",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="also write every event to this sink (e.g. sqlite:demo.db; see docs/sinks.md); repeatable",
+    )
     args = parser.parse_args(argv)
-    if args.format is None:
-        args.format = "pretty" if sys.stdout.isatty() else "jsonl"
-    if args.duration is None and not sys.stdout.isatty():
+    if args.duration is None and args.format == "jsonl":
         args.duration = 5.0  # a pipe or CI: a bounded run, never a hang
+    if args.drop_every is None:
+        args.drop_every = 20.0 if args.format == "dashboard" else 0.0
     return args
 
 
-async def _pump(stream: UserStream, pretty: bool) -> None:
-    async for event in stream:
-        line = format_pretty(event) if pretty else to_json(event).decode()
-        print(line, flush=True)
+def demo_gateway_config(
+    server: ServerHandle, account: Account, *, http_port: int | None = 0
+) -> tuple[GatewayConfig, dict[str, str]]:
+    """The gateway config of the demo (the demo account on both exchanges of `server`), and the environment
+    holding its credentials, as a user's gateway.toml and shell would give them."""
+    environ = {
+        "DEMO_BITMUSA_API_KEY": account.bitmusa_api_key or "",
+        "DEMO_BITMUSA_AUTH_KEY": account.bitmusa_auth_key or "",
+    }
+    coinlocally_account: dict[str, Any] = {
+        "name": f"{account.name}-coinlocally",
+        "exchange": "coinlocally",
+        "ws_url": server.ws_url + coinlocally.WS_PATH,
+    }
+    # Coinlocally's REST snapshot (the resync) is signed with the api key's secret key: stream with the api
+    # key when the emulator has a secret for it, else with the token (and no resync on Coinlocally).
+    secret_key = getattr(account, "coinlocally_secret_key", None)
+    if isinstance(secret_key, str) and account.coinlocally_api_key is not None:
+        environ["DEMO_COINLOCALLY_API_KEY"] = account.coinlocally_api_key
+        environ["DEMO_COINLOCALLY_SECRET_KEY"] = secret_key
+        coinlocally_account["api_key_env"] = "DEMO_COINLOCALLY_API_KEY"
+        coinlocally_account["secret_key_env"] = "DEMO_COINLOCALLY_SECRET_KEY"  # noqa: S105 - a variable's name
+        coinlocally_account["snapshot_rest_url"] = server.base_url
+    else:
+        environ["DEMO_COINLOCALLY_TOKEN"] = account.coinlocally_token or ""
+        coinlocally_account["token_env"] = "DEMO_COINLOCALLY_TOKEN"  # noqa: S105 - a variable's name
+    document: dict[str, Any] = {
+        "gateway": {"http_port": http_port, "shutdown_timeout": 5.0} if http_port is not None else {},
+        # The emulator is local: recover fast, so a cut connection is back within a fraction of a second.
+        "defaults": {"backoff_base": 0.2, "backoff_cap": 2.0, "stable_after": 5.0},
+        "accounts": [
+            {
+                "name": f"{account.name}-bitmusa",
+                "exchange": "bitmusa",
+                "api_key_env": "DEMO_BITMUSA_API_KEY",
+                "auth_key_env": "DEMO_BITMUSA_AUTH_KEY",
+                "rest_url": server.base_url,
+                "ws_url": server.ws_url,
+            },
+            coinlocally_account,
+        ],
+    }
+    config = parse_config(document, source="demo")
+    if http_port is None:
+        config = dataclasses.replace(config, http_port=None)
+    return config, environ
 
 
 async def demo(args: argparse.Namespace) -> int:
     account = demo_account()
-    config = ServerConfig(
+    server_config = ServerConfig(
         host="127.0.0.1", port=0, accounts=(account,), simulate_rate=args.rate, seed=args.seed
     )
-    pretty = args.format == "pretty"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running_server(server_config) as server:
+            config, environ = demo_gateway_config(server, account, http_port=args.http_port)
+            config = dataclasses.replace(config, sinks=tuple(parse_sink(flag) for flag in args.sink))
+            gateway = Gateway(config, environ=environ)
+            _log.info(
+                "emulator on %s simulating %g events/s; gateway on both exchanges", server.base_url, args.rate
+            )
+            if args.format == "jsonl":
+                return await _jsonl(gateway, server, args, stop)
+            return await _dashboard(gateway, server, args, stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
-    def status(event: StatusEvent) -> None:
-        print(f"[status] {event.describe()}", file=sys.stderr, flush=True)
 
-    async with running_server(config) as server:
-        print(f"[demo] emulator on {server.base_url}, simulating {args.rate:g} events/s", file=sys.stderr)
-        bitmusa = connect(
-            "bitmusa",
-            api_key=account.bitmusa_api_key,
-            auth_key=account.bitmusa_auth_key,
-            rest_url=server.base_url,
-            ws_url=server.ws_url,
-            account=account.name,
-            on_status=status,
-        )
-        coinlocally = connect(
-            "coinlocally",
-            token=account.coinlocally_token,
-            ws_url=server.ws_url + "/spotws_user/userData/ws",
-            account=account.name,
-            on_status=status,
-        )
-        async with bitmusa, coinlocally:
+async def _jsonl(
+    gateway: Gateway, server: ServerHandle, args: argparse.Namespace, stop: asyncio.Event
+) -> int:
+    subscription = gateway.hub.subscribe(capacity=_PRINTER_CAPACITY)  # before start: no event is missed
+    async with asyncio.TaskGroup() as tasks:
+        printer = tasks.create_task(_print_jsonl(subscription, stop))
+        async with gateway:
+            faults = tasks.create_task(_faults(server, args.drop_every))
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(args.duration), asyncio.TaskGroup() as group:
-                    group.create_task(_pump(bitmusa, pretty))
-                    group.create_task(_pump(coinlocally, pretty))
+                async with asyncio.timeout(args.duration):
+                    await stop.wait()
+            faults.cancel()
+        # The gateway has stopped: the hub is closed, and the printer ends once it has printed everything.
+    if subscription.dropped_reason is not None:
+        print(f"{_PROG}: the printer fell behind: {subscription.dropped_reason}", file=sys.stderr)
+        return 1
+    return printer.result()
+
+
+async def _print_jsonl(subscription: Subscription, stop: asyncio.Event) -> int:
+    out = sys.stdout.buffer
+    while True:
+        batch = await subscription.next_batch()
+        if batch is None:
+            return 0
+        try:
+            out.write(b"".join(message.json + b"\n" for message in batch))
+            out.flush()
+        except BrokenPipeError:
+            # The reader left (`make demo | head`): not an error. Stop, and keep Python quiet at exit.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            subscription.close()
+            stop.set()
+            return 0
+
+
+async def _dashboard(
+    gateway: Gateway, server: ServerHandle, args: argparse.Namespace, stop: asyncio.Event
+) -> int:
+    tail = LogTail()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)  # anything written to the terminal would tear the frame
+    root.addHandler(tail)
+    started = time.monotonic()
+    async with gateway, asyncio.TaskGroup() as tasks:
+        helpers = [tasks.create_task(_faults(server, args.drop_every))]
+        if args.duration is not None:
+            helpers.append(tasks.create_task(_stop_after(stop, args.duration)))
+        await run_dashboard(
+            gateway,
+            stop,
+            title=f"userstream demo: serve --simulate {args.rate:g} on {server.base_url}",
+            out=sys.stdout,
+            clock=time.monotonic,
+            wall_ms=lambda: time.time_ns() // 1_000_000,
+            log_tail=tail,
+            footer="Ctrl-C to stop. Try: curl " + (gateway.http_url or "") + "/metrics",
+        )
+        for helper in helpers:
+            helper.cancel()
+    elapsed = time.monotonic() - started
+    for runtime in gateway.accounts:
+        print(
+            f"{_PROG}: {runtime.name}: {sum(runtime.events.values())} events in {elapsed:.1f}s, "
+            f"{runtime.reconnects} reconnects, {runtime.resyncs} resyncs, ended {runtime.connection.value}"
+        )
     return 0
+
+
+async def _stop_after(stop: asyncio.Event, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    stop.set()
+
+
+async def _faults(server: ServerHandle, every: float) -> None:
+    """Cut every connection of the demo account every `every` seconds (0: never)."""
+    if every <= 0:
+        return
+    while True:
+        await asyncio.sleep(every)
+        for account in server.config.accounts:
+            cut = await server.drop(account.name)
+            _log.info("fault: cut %d connections of %s (watch the reconnects and resyncs)", cut, account.name)
+
+
+def _configure_logging(dashboard: bool) -> None:
+    logging.getLogger("userstream.gateway").setLevel(logging.INFO)
+    logging.getLogger("userstream.demo").setLevel(logging.INFO)
+    if not dashboard:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"{_PROG}: %(message)s"))
+        logging.getLogger().addHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
+    _configure_logging(args.format == "dashboard")
     try:
         return asyncio.run(demo(args))
     except KeyboardInterrupt:
-        return 0
-    except BaseExceptionGroup as group:
-        broken_pipe, rest = group.split(BrokenPipeError)
-        if broken_pipe is None or rest is not None:
-            raise
-        # `make demo | head`: the reader left, which is not an error; silence the final flush too.
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
         return 0
 
 

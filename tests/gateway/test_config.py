@@ -24,9 +24,10 @@ def bitmusa(**overrides: Any) -> dict[str, Any]:
 
 
 def coinlocally(**overrides: Any) -> dict[str, Any]:
+    """A Coinlocally account table; an override of None removes the key."""
     table = {"name": "bob", "exchange": "coinlocally", "token_env": "BOB_TOKEN"}
     table.update(overrides)
-    return table
+    return {key: value for key, value in table.items() if value is not None}
 
 
 def refused(document: dict[str, Any]) -> str:
@@ -48,6 +49,7 @@ def test_a_full_config() -> None:
             "accounts": [
                 bitmusa(rest_url="http://127.0.0.1:8765", ws_url="ws://127.0.0.1:8765", rotate_after=0),
                 coinlocally(
+                    token_env=None,
                     api_key_env="BOB_API_KEY",
                     secret_key_env="BOB_SECRET",
                     snapshot_rest_url="https://openapi.example",
@@ -78,7 +80,7 @@ def test_a_full_config() -> None:
             AccountConfig(
                 name="bob",
                 exchange=Exchange.COINLOCALLY,
-                credential_env={"api_key": "BOB_API_KEY", "secret_key": "BOB_SECRET", "token": "BOB_TOKEN"},
+                credential_env={"api_key": "BOB_API_KEY", "secret_key": "BOB_SECRET"},
                 snapshot_rest_url="https://openapi.example",
                 snapshot_symbols=("BTCUSDT",),
                 options={
@@ -156,7 +158,12 @@ def test_the_example_file_loads() -> None:
         ),
         (
             {"accounts": [{"name": "bob", "exchange": "coinlocally", "secret_key_env": "S"}]},
-            "gateway.toml: account 'bob': key 'token_env' or 'api_key_env' is missing (Coinlocally)",
+            "gateway.toml: account 'bob': key 'token_env' or 'api_key_env' is missing (Coinlocally streams "
+            "with one credential; snapshot resync needs api_key_env with secret_key_env)",
+        ),
+        (
+            {"accounts": [coinlocally(api_key_env="K")]},
+            "gateway.toml: account 'bob': key 'token_env' or 'api_key_env' are both set; set one",
         ),
         (
             {"accounts": [bitmusa(token_env="T")]},

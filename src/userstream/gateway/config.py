@@ -291,8 +291,12 @@ def _account(table: object, index: int, defaults: Mapping[str, Any], source: str
         for key in ("api_key_env", "auth_key_env"):
             if key not in table:
                 raise ConfigurationError(f"{where}: key {key!r} is missing (Bitmusa needs both keys)")
-    elif "token_env" not in table and "api_key_env" not in table:
-        raise ConfigurationError(f"{where}: key 'token_env' or 'api_key_env' is missing (Coinlocally)")
+    elif ("token_env" in table) == ("api_key_env" in table):
+        problem = "is missing" if "token_env" not in table else "are both set; set one"
+        raise ConfigurationError(
+            f"{where}: key 'token_env' or 'api_key_env' {problem} (Coinlocally streams with one "
+            "credential; snapshot resync needs api_key_env with secret_key_env)"
+        )
 
     endpoints = _endpoints(merged, where)
     symbols = merged.get("snapshot_symbols")

@@ -81,12 +81,12 @@ def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> s
     """The frame for `snapshot`, at most `width` columns and `height` lines (never fewer than 10 lines)."""
     height = max(height, 10)
     when = datetime.datetime.fromtimestamp(snapshot.now_ms / 1000, datetime.UTC)
-    header = [
-        f"{snapshot.title}  {when:%Y-%m-%d %H:%M:%S} UTC  {snapshot.events_per_second:.1f} events/s"
-        + (f"  HTTP {snapshot.http_url}" if snapshot.http_url else ""),
+    header = [f"{snapshot.title}  {when:%Y-%m-%d %H:%M:%S} UTC  {snapshot.events_per_second:.1f} events/s"]
+    where = ([f"HTTP {snapshot.http_url}"] if snapshot.http_url else []) + [
+        f"sink {sink}" for sink in snapshot.sinks
     ]
-    if snapshot.sinks:
-        header.append("sinks: " + "; ".join(snapshot.sinks))
+    if where:
+        header.append("  ".join(where))
     header.append("")
     header.append(
         f"{'ACCOUNT':<18}{'EXCHANGE':<13}{'STATE':<14}{'EVENTS':>8}{'EV/S':>8}{'RECONNECTS':>12}"
@@ -153,7 +153,14 @@ def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> s
         *logs,
         *footer,
     ]
-    return "\n".join(line[:width].rstrip() for line in lines[:height])
+    if len(lines) > height:  # a small terminal: cut the middle short, keep the footer
+        lines = [*lines[: height - 1], snapshot.footer]
+    return "\n".join(_cut(line.rstrip(), width) for line in lines)
+
+
+def _cut(line: str, width: int) -> str:
+    """A line fit for `width` columns; a cut one ends with an ellipsis, so no number is shown half."""
+    return line if len(line) <= width else line[: width - 1] + "\u2026"
 
 
 def _fit(rows: list[str], room: int) -> list[str]:

@@ -45,6 +45,10 @@ _log = logging.getLogger("userstream.gateway")
 
 Clock = Callable[[], float]
 EVENT_KINDS = ("balance", "order", "fill")
+# Status states logged as warnings: something was lost or may be (by value: the resync states are newer).
+_WARNING_STATES = frozenset(
+    {"disconnected", "keepalive_failed", "dropped", "resync_failed", "resync_skipped"}
+)
 
 
 class ConnectionState(StrEnum):
@@ -151,8 +155,10 @@ class AccountRuntime:
             self.keepalive_failures += 1
         elif state is State.FATAL:
             self.fail(status.reason or "the stream stopped")
-        level = logging.WARNING if state in (State.DISCONNECTED, State.KEEPALIVE_FAILED) else logging.INFO
-        if state is State.FATAL:
+        level = logging.INFO
+        if state.value in _WARNING_STATES:
+            level = logging.WARNING
+        elif state is State.FATAL:
             level = logging.ERROR
         log_event(_log, level, status.describe(), account=self.name, exchange=self.exchange.value)
 
@@ -421,19 +427,18 @@ class Gateway:
 
 
 def _resync_arguments(account: AccountConfig, secret_key: str | None) -> dict[str, Any]:
-    """`connect()`'s snapshot-resync arguments: a snapshot at start and after every unplanned reconnect,
-    when the account allows it and the exchange can give one (Coinlocally needs the secret key)."""
-    if not account.resync:
-        return {}
-    resync: dict[str, Any] = {}
-    if secret_key is not None:
-        resync["secret_key"] = secret_key
-    if account.snapshot_rest_url is not None:
-        resync["snapshot_rest_url"] = account.snapshot_rest_url
-    if account.snapshot_symbols is not None:
-        resync["snapshot_symbols"] = list(account.snapshot_symbols)
-    if account.exchange is Exchange.BITMUSA or secret_key is not None:
-        resync["initial_snapshot"] = True
+    """`connect()`'s snapshot-resync arguments: resync after unplanned reconnects as the account says, and
+    once at the start too, when the exchange can give a snapshot (Coinlocally needs the secret key)."""
+    resync: dict[str, Any] = {"resync": account.resync}
+    if account.resync:
+        if secret_key is not None:
+            resync["secret_key"] = secret_key
+        if account.snapshot_rest_url is not None:
+            resync["snapshot_rest_url"] = account.snapshot_rest_url
+        if account.snapshot_symbols is not None:
+            resync["snapshot_symbols"] = list(account.snapshot_symbols)
+        if account.exchange is Exchange.BITMUSA or secret_key is not None:
+            resync["initial_snapshot"] = True
     # The client gained snapshot resync after the gateway was designed; pass only what it accepts.
     accepted = inspect.signature(connect).parameters
     return {name: value for name, value in resync.items() if name in accepted}
