@@ -29,6 +29,7 @@ ALICE = Account(
     bitmusa_auth_key="alice-bitmusa-auth-SECRET",
     coinlocally_api_key="alice-coinlocally-api-SECRET",
     coinlocally_token="alice-coinlocally-token-SECRET",
+    coinlocally_secret_key="alice-coinlocally-secret-SECRET",
 )
 BOB = Account(
     name="bob",
@@ -37,6 +38,7 @@ BOB = Account(
     bitmusa_auth_key="bob-bitmusa-auth-SECRET",
     coinlocally_api_key="bob-coinlocally-api-SECRET",
     coinlocally_token="bob-coinlocally-token-SECRET",
+    coinlocally_secret_key="bob-coinlocally-secret-SECRET",
 )
 ACCOUNTS = {account.name: account for account in (ALICE, BOB)}
 SECRETS = tuple(value for account in (ALICE, BOB) for value in account.credentials().values())
@@ -66,11 +68,18 @@ def environment(accounts: Iterable[Account] = (ALICE, BOB)) -> dict[str, str]:
         environ[f"{prefix}_BITMUSA_API_KEY"] = account.bitmusa_api_key or ""
         environ[f"{prefix}_BITMUSA_AUTH_KEY"] = account.bitmusa_auth_key or ""
         environ[f"{prefix}_COINLOCALLY_TOKEN"] = account.coinlocally_token or ""
+        environ[f"{prefix}_COINLOCALLY_API_KEY"] = account.coinlocally_api_key or ""
+        environ[f"{prefix}_COINLOCALLY_SECRET_KEY"] = account.coinlocally_secret_key or ""
     return environ
 
 
-def account_table(server: ServerHandle, account: str, exchange: str, **overrides: Any) -> dict[str, Any]:
-    """One [[accounts]] table: `account` of the emulator on `exchange`, named `<account>-<exchange>`."""
+def account_table(
+    server: ServerHandle, account: str, exchange: str, *, signed: bool = False, **overrides: Any
+) -> dict[str, Any]:
+    """One [[accounts]] table: `account` of the emulator on `exchange`, named `<account>-<exchange>`.
+
+    Coinlocally streams with the token, or with `signed` with the api key and its secret key (what a
+    snapshot resync needs)."""
     prefix = account.upper()
     table: dict[str, Any] = {"name": f"{account}-{exchange}", "exchange": exchange}
     if exchange == "bitmusa":
@@ -79,6 +88,13 @@ def account_table(server: ServerHandle, account: str, exchange: str, **overrides
             auth_key_env=f"{prefix}_BITMUSA_AUTH_KEY",
             rest_url=server.base_url,
             ws_url=server.ws_url,
+        )
+    elif signed:
+        table.update(
+            api_key_env=f"{prefix}_COINLOCALLY_API_KEY",
+            secret_key_env=f"{prefix}_COINLOCALLY_SECRET_KEY",
+            ws_url=server.ws_url + COINLOCALLY_PATH,
+            snapshot_rest_url=server.base_url,
         )
     else:
         table.update(token_env=f"{prefix}_COINLOCALLY_TOKEN", ws_url=server.ws_url + COINLOCALLY_PATH)
@@ -105,14 +121,19 @@ class Lab:
         accounts: Sequence[str] = ("alice", "bob"),
         exchanges: Sequence[str] = ("bitmusa", "coinlocally"),
         sinks: Sequence[dict[str, Any]] = (),
+        *,
+        resync: bool = False,
         **service: Any,
     ) -> dict[str, Any]:
-        """A gateway config document (what tomllib would give) for those accounts on those exchanges."""
+        """A gateway config document (what tomllib would give) for those accounts on those exchanges.
+
+        With `resync`, snapshots are taken at the start and after every unplanned reconnect (Coinlocally
+        then streams with the api key, whose secret key signs the snapshot requests)."""
         return {
             "gateway": {"http_port": 0, **service},
-            "defaults": dict(CALM),
+            "defaults": {**CALM, "resync": resync},
             "accounts": [
-                account_table(self.server, account, exchange)
+                account_table(self.server, account, exchange, signed=resync)
                 for account in accounts
                 for exchange in exchanges
             ],
