@@ -67,6 +67,34 @@ async def test_on_frame_sees_every_raw_frame_before_parsing_with_its_time_and_co
     assert times[-1] <= after
 
 
+async def test_a_raising_on_frame_hook_is_logged_and_the_stream_goes_on(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(received_at: float, frame: bytes | str, connection: int) -> None:
+        raise ValueError("disk on fire")
+
+    stream = connect(
+        "bitmusa",
+        api_key=lab.alice.bitmusa_api_key,
+        auth_key=lab.alice.bitmusa_auth_key,
+        rest_url=lab.server.base_url,
+        ws_url=lab.server.ws_url,
+        account="alice",
+        on_frame=broken,
+        **QUIET,
+    )
+    with caplog.at_level("ERROR", logger="userstream.client"):
+        async with stream:
+            await lab.until_streaming("bitmusa")
+            await lab.server.ingest("alice", lab.sequence())
+            async with asyncio.timeout(WAIT):
+                events = [await anext(stream) for _ in range(5)]
+    assert events == lab.expected("bitmusa")
+    assert [record.getMessage() for record in caplog.records] == [
+        "the on_frame callback raised; the stream goes on"
+    ] * 5
+
+
 def _events(incoming: object) -> tuple[object, ...]:
     assert isinstance(incoming, DataEvents)
     return incoming.events
