@@ -56,6 +56,8 @@ CALM: dict[str, Any] = {
     "close_timeout": 2.0,
     "request_timeout": 5.0,
     "rotate_after": None,
+    # Resync after a reconnect adds snapshot events and statuses; tests/client/test_resync.py turns it on.
+    "resync": False,
 }
 
 

@@ -139,6 +139,7 @@ async def test_coinlocally_with_status_lines_on_stdout(lab: Lab) -> None:
         "dropped": None,
         "connection": 1,
         "listen_key": None,
+        "corrections": None,
     }
     assert printed[1:] == [
         to_json(env.expected_order(1, "coinlocally", account="default")),

@@ -34,6 +34,7 @@ def test_json_form_is_exact() -> None:
         "dropped": None,
         "connection": 3,
         "listen_key": "cAUzPh...",
+        "corrections": None,
     }
     assert status.describe() == (
         "bitmusa/alice reconnecting connection=3 attempt=2 delay=0.123s listen_key=cAUzPh... "
@@ -66,5 +67,8 @@ def test_states_are_the_documented_vocabulary() -> None:
         "key_renewed",
         "keepalive_failed",
         "dropped",
+        "resynced",
+        "resync_failed",
+        "resync_skipped",
         "fatal",
     ]

@@ -2,9 +2,10 @@
 
 This module owns `StatusEvent` and the `State` vocabulary. A status event is how the client never stops
 silently: every connect, disconnect (with its reason), reconnect (with attempt and delay), rotation,
-listenKey renewal, overflow drop and fatal stop becomes one. It must never carry a secret: the only
-credential-derived text allowed is a listenKey masked to its first 6 characters (`mask_listen_key`), and
-reasons are built from our own error messages, which name credentials and never show them.
+listenKey renewal, overflow drop, resync after a gap and fatal stop becomes one. It must never carry a
+secret: the only credential-derived text allowed is a listenKey masked to its first 6 characters
+(`mask_listen_key`), and reasons are built from our own error messages, which name credentials and never
+show them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class State(StrEnum):
     KEY_RENEWED = "key_renewed"  # Bitmusa: a new listenKey replaced one that lapsed or was deleted
     KEEPALIVE_FAILED = "keepalive_failed"  # Bitmusa: a keepalive PUT failed; retried after `delay`
     DROPPED = "dropped"  # overflow="drop_oldest": `dropped` events were discarded before the next one
+    RESYNCED = "resynced"  # a REST snapshot after a gap was taken; `corrections` events were queued
+    RESYNC_FAILED = "resync_failed"  # a snapshot failed; retried after `delay` (None: not retried)
+    RESYNC_SKIPPED = "resync_skipped"  # a gap needs a resync this stream cannot take (`reason` says why)
     FATAL = "fatal"  # the stream stopped for good; the iterator raises the error named in `reason`
 
 
@@ -60,6 +64,7 @@ class StatusEvent:
     dropped: int | None = None
     connection: int | None = None
     listen_key: str | None = None
+    corrections: int | None = None  # resynced: how many snapshot events were queued
 
     def __post_init__(self) -> None:
         if self.listen_key is not None and not self.listen_key.endswith("..."):
@@ -77,6 +82,7 @@ class StatusEvent:
             "dropped": self.dropped,
             "connection": self.connection,
             "listen_key": self.listen_key,
+            "corrections": self.corrections,
         }
 
     def to_json(self) -> bytes:
@@ -95,6 +101,8 @@ class StatusEvent:
             parts.append(f"dropped={self.dropped}")
         if self.listen_key is not None:
             parts.append(f"listen_key={self.listen_key}")
+        if self.corrections is not None:
+            parts.append(f"corrections={self.corrections}")
         if self.reason is not None:
             parts.append(f"reason={self.reason}")
         return " ".join(parts)

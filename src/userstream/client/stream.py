@@ -20,6 +20,10 @@ Rotation: `rotate_after` seconds after a connection went live, a new one is open
 delivering; once the new one is live, the old one is allowed to reach the point where the new one's stream
 begins (or `overlap_timeout` passes), then closed gracefully; `dedupe.OverlapDeduper` makes sure each
 event of the overlap is delivered once, in order.
+
+Resync: a connection that ended outside a rotation leaves a gap in which events were lost; once the next
+connection is live, `resync.Resync` takes a REST snapshot beside the connections and queues the events
+that correct what was delivered. A rotation leaves no gap and takes no snapshot.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from userstream.client.coinlocally import CoinlocallySession
 from userstream.client.connection import Connection, ConnectionCounters, FrameHook
 from userstream.client.dedupe import OverlapDeduper
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
+from userstream.client.resync import Resync, SnapshotTaker, snapshot_taker
 from userstream.client.session import Session
 from userstream.client.status import State, StatusEvent
 from userstream.client.transport import Transport, check_url
@@ -91,6 +96,10 @@ class StreamOptions:
     rng: Callable[[], float] | None = field(default=None, repr=False, compare=False)
     #: called with (receive time, raw frame, connection serial) for every frame, before parsing
     on_frame: FrameHook | None = field(default=None, repr=False, compare=False)
+    #: after an unplanned reconnect, correct the delivered picture from a REST snapshot (client/resync.py)
+    resync: bool = True
+    snapshot_symbols: tuple[str, ...] = ()  # symbols whose open orders a snapshot lists besides those held
+    initial_snapshot: bool = False  # also resync once the first connection is live
 
     def __post_init__(self) -> None:
         positive = (
@@ -129,6 +138,11 @@ class StreamOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
+        symbols: object = self.snapshot_symbols  # typed a tuple, but a caller may pass anything
+        if not isinstance(symbols, tuple) or not all(
+            isinstance(symbol, str) and symbol and symbol.isprintable() for symbol in symbols
+        ):
+            raise ConfigurationError("snapshot_symbols must be a sequence of symbols such as ['BTC/USDT']")
         if not isinstance(self.account, str) or not self.account:
             raise ConfigurationError("account must be a non-empty label")
 
@@ -156,6 +170,8 @@ class StreamStats:
     pings_answered: int  # server pings answered with a pong
     keepalives: int  # successful Bitmusa keepalives
     auth_failures: int  # rejected credentials, in a row
+    resyncs: int = 0  # REST snapshots taken after a gap, their corrections queued
+    resync_failures: int = 0  # snapshot attempts that failed (each retried or reported)
 
 
 @dataclass(slots=True, eq=False)
@@ -190,6 +206,7 @@ class UserStream:
         transport: Transport,
         options: StreamOptions,
         on_status: Callable[[StatusEvent], object] | None = None,
+        snapshots: SnapshotTaker | str | None = None,
     ) -> None:
         self._session = session
         self._transport = transport
@@ -215,6 +232,14 @@ class UserStream:
         self._fatal: asyncio.Future[UserStreamError] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._clock = asyncio.get_running_loop().time
+        # `snapshots`: how this stream takes REST snapshots, or why it cannot (None: resync off)
+        self._resync = Resync(
+            snapshots if options.resync else None,
+            host=self,
+            symbols=options.snapshot_symbols,
+            make_backoff=options.make_backoff,
+        )
+        self._gap = options.initial_snapshot  # events may be missing: resync once a connection is live
 
     def __repr__(self) -> str:
         return (
@@ -252,6 +277,8 @@ class UserStream:
             pings_answered=counters.pings_answered,
             keepalives=self._session.keepalives,
             auth_failures=self._auth_failures,
+            resyncs=self._resync.resyncs,
+            resync_failures=self._resync.failures,
         )
 
     # --- the user's side ---------------------------------------------------------------------------
@@ -300,6 +327,7 @@ class UserStream:
         except QueueClosed:
             raise StopAsyncIteration from None
         self._events_delivered += 1
+        self._resync.delivered(event)
         return event
 
     async def statuses(self) -> AsyncIterator[StatusEvent]:
@@ -322,6 +350,7 @@ class UserStream:
         dropped: int | None = None,
         connection: int | None = None,
         listen_key: str | None = None,
+        corrections: int | None = None,
     ) -> None:
         status = StatusEvent(
             state=state,
@@ -333,6 +362,7 @@ class UserStream:
             dropped=dropped,
             connection=connection,
             listen_key=listen_key,
+            corrections=corrections,
         )
         _log.debug("%s", status.describe())
         self._statuses.put_nowait(status)  # DROP_OLDEST: never refuses
@@ -365,6 +395,7 @@ class UserStream:
                 background = tasks.create_task(self._session.maintain(self), name="userstream-client:session")
                 error = await self._connect_forever()
                 background.cancel()
+                self._resync.cancel()
                 for live in self._live.values():
                     live.task.cancel()
         except Exception as exc:  # a bug in a child task: stop visibly rather than silently
@@ -420,6 +451,10 @@ class UserStream:
             self._retry_reason = None
             self._auth_failures = 0
             self._attempts_since_live = 0
+            if self._gap:  # a connection ended unplanned (or the stream starts with a snapshot)
+                self._gap = False
+                assert self._tasks is not None  # noqa: S101 - set before the first attempt
+                self._resync.request(self._tasks)
             return live
 
     async def _attempt(self) -> _Live:
@@ -507,6 +542,7 @@ class UserStream:
     def _ended(self, live: _Live) -> None:
         """A connection ended outside a rotation: report it and decide what happens next."""
         self._live.pop(live.serial, None)
+        self._gap = True  # nothing was receiving while no connection was live: events may be lost
         ending = live.task.result() or ConnectionLostError(f"{live.connection.label}: closed")
         self.emit(State.DISCONNECTED, connection=live.serial, reason=str(ending))
         live_at = live.connection.live_at
@@ -535,6 +571,13 @@ class UserStream:
                     await self._queue.put(event)
             if not self._progress.done():
                 self._progress.set_result(None)
+
+    async def deliver_corrections(self, events: Sequence[Event]) -> None:
+        """The resync's sink: snapshot events go straight to the queue (they belong to no connection, so a
+        rotation's de-duplication does not apply), in one piece with respect to the connections' events."""
+        async with self._deliver_lock:
+            for event in events:
+                await self._queue.put(event)
 
     async def _sleep(self, delay: float) -> None:
         await self._wait_any(set(), delay)
@@ -589,6 +632,11 @@ def connect(
     on_status: Callable[[StatusEvent], object] | None = None,
     rng: Callable[[], float] | None = None,
     on_frame: FrameHook | None = None,
+    secret_key: str | None = None,
+    snapshot_rest_url: str | None = None,
+    snapshot_symbols: Sequence[str] = (),
+    initial_snapshot: bool = False,
+    resync: bool = True,
 ) -> UserStream:
     """A user data stream for one account; use it with `async with` and `async for`.
 
@@ -623,6 +671,9 @@ def connect(
         quotes=None if quotes is None else tuple(quotes),
         rng=rng,
         on_frame=on_frame,
+        resync=resync,
+        snapshot_symbols=_symbols(snapshot_symbols),
+        initial_snapshot=initial_snapshot,
     )
     transport = Transport(verify_tls=verify_tls, request_timeout=request_timeout, max_frame=max_frame)
     session = _make_session(
@@ -635,7 +686,27 @@ def connect(
         rest_url=rest_url,
         ws_url=ws_url,
     )
-    return UserStream(session=session, transport=transport, options=options, on_status=on_status)
+    snapshots = snapshot_taker(
+        _exchange(exchange),
+        transport=transport,
+        account=options.account,
+        api_key=api_key,
+        auth_key=auth_key,
+        token=token,
+        secret_key=secret_key,
+        rest_url=(rest_url if rest_url is not None else bitmusa.REST_BASE),
+        snapshot_rest_url=snapshot_rest_url,
+        quotes=options.quotes,
+    )
+    return UserStream(
+        session=session, transport=transport, options=options, on_status=on_status, snapshots=snapshots
+    )
+
+
+def _symbols(symbols: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(symbols, str):  # "BTC/USDT" would otherwise become eight one-letter symbols
+        raise ConfigurationError("snapshot_symbols must be a sequence of symbols such as ['BTC/USDT']")
+    return tuple(symbols)
 
 
 async def run(

@@ -1,0 +1,402 @@
+"""Resync after a gap: take a REST snapshot and queue the events that make the delivered picture true again.
+
+Neither exchange replays a private stream, so what it sent while no connection was open is gone. This
+module owns what the client does about it: `Resync` keeps an `AccountState` of what the stream delivered,
+and, when the supervisor reports a gap (a connection that ended unplanned, then a new one live; or the
+start, with `initial_snapshot`), takes a snapshot of the account over REST and queues
+`AccountState.diff(truth, timestamp=<the snapshot's request time>)`: events marked `source=snapshot` that
+turn the delivered picture into the exchange's (docs/state.md says why each rule is what it is).
+
+The snapshot takers, one per exchange, perform the requests that `protocol.bitmusa_rest` and
+`protocol.coinlocally_rest` describe, through the stream's `Transport`:
+
+- Bitmusa: GET /spot/wallet, then GET /spot/order/history?status=TRADING&symbol=S for every symbol of the
+  open orders the delivered state holds plus the configured `snapshot_symbols` (Bitmusa lists open orders
+  per symbol, so an order opened during the gap on any other symbol cannot be seen);
+- Coinlocally: GET /sapi/v1/account, then GET /sapi/v1/openOrders?symbol=S for the same symbols, each
+  request signed with the api key's secret key.
+
+A resync runs beside the connections (in the supervisor's TaskGroup) and never stops the stream: a failed
+snapshot is reported (`resync_failed`, with attempt and delay) and retried with backoff; a rejected
+credential or a configuration error is reported once and not retried (retrying cannot help). A new gap
+replaces a resync still running, since only a snapshot taken after the latest gap covers it. A stream that
+cannot take snapshots (Coinlocally without a secret key or a REST base) says so once, as a
+`resync_skipped` status and a warning in the log, and otherwise goes on as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from userstream.client.backoff import Action, Backoff, classify
+from userstream.client.status import State
+from userstream.client.transport import Transport, check_url
+from userstream.errors import ConfigurationError, MessageShapeError, RateLimitedError, UserStreamError
+from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate
+from userstream.protocol import bitmusa, bitmusa_rest, coinlocally_rest
+from userstream.protocol.symbols import DEFAULT_QUOTES
+from userstream.state import AccountSnapshot, AccountState
+
+__all__ = [
+    "BitmusaSnapshots",
+    "CoinlocallySnapshots",
+    "Resync",
+    "ResyncHost",
+    "SnapshotTaker",
+    "TakenSnapshot",
+    "snapshot_taker",
+]
+
+_log = logging.getLogger("userstream.client")
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TakenSnapshot:
+    """An account's complete balances and open orders, and when (wall clock, ms) the first request left."""
+
+    truth: AccountSnapshot
+    requested_at: int
+
+
+class SnapshotTaker(Protocol):
+    """Takes one exchange's REST snapshot of one account."""
+
+    @property
+    def exchange(self) -> Exchange: ...
+
+    def symbol_of(self, order: OrderUpdate) -> str:
+        """How the exchange's open-orders request names this order's symbol."""
+        ...
+
+    def configured_symbol(self, symbol: str) -> str:
+        """How it names a symbol of `snapshot_symbols` ("BTC/USDT")."""
+        ...
+
+    async def take(self, symbols: Sequence[str]) -> TakenSnapshot:
+        """Every balance, and the open orders of these symbols. Raises errors of ours only."""
+        ...
+
+    def scrub(self, text: str) -> str:
+        """`text` with every credential this taker holds replaced, in case a server echoed one."""
+        ...
+
+
+class ResyncHost(Protocol):
+    """What a resync needs from its stream (implemented by `stream.UserStream`)."""
+
+    def emit(
+        self,
+        state: State,
+        *,
+        reason: str | None = None,
+        attempt: int | None = None,
+        delay: float | None = None,
+        corrections: int | None = None,
+    ) -> None: ...
+
+    async def deliver_corrections(self, events: Sequence[Event]) -> None:
+        """Queue the snapshot's events for the user (waiting when the queue is full, as stream events do)."""
+        ...
+
+
+def _truth(balances: Iterable[BalanceUpdate], orders: Iterable[OrderUpdate]) -> AccountSnapshot:
+    try:
+        return AccountSnapshot.of(balances, orders)
+    except ValueError as exc:  # an asset or an order listed twice: not a picture of one moment
+        raise MessageShapeError(f"the snapshot is inconsistent: {exc}") from None
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "<hidden>")
+    return text
+
+
+class BitmusaSnapshots:
+    """Bitmusa's snapshot: the wallet, then the open orders per symbol, with the listenKey calls' headers."""
+
+    exchange = Exchange.BITMUSA
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        credentials: bitmusa.Credentials,
+        rest_url: str,
+        account: str,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._transport = transport
+        self._credentials = credentials
+        self._rest_url = rest_url.rstrip("/")
+        self._account = account
+        self._clock_ms = clock_ms
+
+    def __repr__(self) -> str:
+        return f"BitmusaSnapshots(rest_url={self._rest_url!r}, account={self._account!r})"
+
+    def symbol_of(self, order: OrderUpdate) -> str:
+        return bitmusa_rest.wire_symbol(order)
+
+    def configured_symbol(self, symbol: str) -> str:
+        return symbol  # Bitmusa writes the unified "BASE/QUOTE" itself
+
+    def scrub(self, text: str) -> str:
+        return _scrub(text, (self._credentials.api_key, self._credentials.auth_key))
+
+    async def take(self, symbols: Sequence[str]) -> TakenSnapshot:
+        requested_at = self._clock_ms()
+        request = bitmusa_rest.wallet_request(self._credentials)
+        reply = await self._transport.request(self._rest_url, request, label=self._label(request.path))
+        balances = bitmusa_rest.parse_wallet_response(
+            reply.status, reply.body, account=self._account, timestamp=requested_at
+        )
+        orders: list[OrderUpdate] = []
+        for symbol in symbols:
+            request = bitmusa_rest.open_orders_request(self._credentials, symbol)
+            reply = await self._transport.request(self._rest_url, request, label=self._label(request.path))
+            orders += bitmusa_rest.parse_open_orders_response(
+                reply.status, reply.body, account=self._account, timestamp=requested_at
+            )
+        return TakenSnapshot(_truth(balances, orders), requested_at)
+
+    def _label(self, path: str) -> str:
+        return f"GET {self._rest_url}{path}"
+
+
+class CoinlocallySnapshots:
+    """Coinlocally's snapshot: the account, then the open orders per symbol, each request signed."""
+
+    exchange = Exchange.COINLOCALLY
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        credentials: coinlocally_rest.Credentials,
+        rest_url: str,
+        account: str,
+        quotes: Iterable[str] = DEFAULT_QUOTES,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._transport = transport
+        self._credentials = credentials
+        self._rest_url = rest_url.rstrip("/")
+        self._account = account
+        self._quotes = tuple(quotes)
+        self._clock_ms = clock_ms
+
+    def __repr__(self) -> str:
+        return f"CoinlocallySnapshots(rest_url={self._rest_url!r}, account={self._account!r})"
+
+    def symbol_of(self, order: OrderUpdate) -> str:
+        return coinlocally_rest.wire_symbol(order)
+
+    def configured_symbol(self, symbol: str) -> str:
+        return symbol.replace("/", "")  # "BTC/USDT" is written "BTCUSDT"
+
+    def scrub(self, text: str) -> str:
+        return _scrub(text, (self._credentials.api_key, self._credentials.secret_key))
+
+    async def take(self, symbols: Sequence[str]) -> TakenSnapshot:
+        requested_at = self._clock_ms()
+        request = coinlocally_rest.account_request(self._credentials, now_ms=requested_at)
+        reply = await self._transport.request(self._rest_url, request, label=self._label(request.path))
+        balances = coinlocally_rest.parse_account_response(
+            reply.status, reply.body, account=self._account, timestamp=requested_at
+        )
+        orders: list[OrderUpdate] = []
+        limit = coinlocally_rest.MAX_OPEN_ORDERS_LIMIT
+        for symbol in symbols:
+            request = coinlocally_rest.open_orders_request(
+                self._credentials, symbol, now_ms=self._clock_ms(), limit=limit
+            )
+            reply = await self._transport.request(self._rest_url, request, label=self._label(request.path))
+            orders += coinlocally_rest.parse_open_orders_response(
+                reply.status,
+                reply.body,
+                account=self._account,
+                timestamp=requested_at,
+                quotes=self._quotes,
+                limit=limit,
+            )
+        return TakenSnapshot(_truth(balances, orders), requested_at)
+
+    def _label(self, path: str) -> str:
+        return f"GET {self._rest_url}{path}"
+
+
+def snapshot_taker(
+    exchange: Exchange,
+    *,
+    transport: Transport,
+    account: str,
+    api_key: str | None,
+    auth_key: str | None,
+    token: str | None,
+    secret_key: str | None,
+    rest_url: str,
+    snapshot_rest_url: str | None,
+    quotes: Sequence[str] | None,
+) -> SnapshotTaker | str:
+    """The stream's snapshot taker, or why it cannot have one (the `resync_skipped` reason).
+
+    Contradictory arguments are a `ConfigurationError`. The credentials were checked by the session already.
+    """
+    if exchange is Exchange.BITMUSA:
+        if secret_key is not None:
+            raise ConfigurationError(
+                "Bitmusa takes no secret_key: its snapshots use the api_key and auth_key"
+            )
+        if snapshot_rest_url is not None:
+            raise ConfigurationError("Bitmusa's snapshots use rest_url; snapshot_rest_url is Coinlocally's")
+        if api_key is None or auth_key is None:  # the session refuses this first; kept for direct callers
+            raise ConfigurationError("Bitmusa snapshots need the api_key and the auth_key")
+        return BitmusaSnapshots(
+            transport=transport,
+            credentials=bitmusa.Credentials(api_key=api_key, auth_key=auth_key),
+            rest_url=rest_url,
+            account=account,
+        )
+    if secret_key is not None and api_key is None:
+        raise ConfigurationError(
+            "a Coinlocally secret_key signs requests made with its api_key, and a token cannot sign: "
+            "connect with the api_key instead of the token"
+        )
+    credentials = (
+        None
+        if api_key is None or secret_key is None
+        else coinlocally_rest.Credentials(api_key=api_key, secret_key=secret_key)  # validated now
+    )
+    if snapshot_rest_url is not None:
+        check_url(snapshot_rest_url, ("https", "http"), "the Coinlocally snapshot REST URL")
+    missing = [
+        name
+        for name, value in (
+            ("api_key", api_key),
+            ("secret_key", secret_key),
+            ("snapshot_rest_url", snapshot_rest_url),
+        )
+        if value is None
+    ]
+    if missing or credentials is None or snapshot_rest_url is None:
+        return (
+            "Coinlocally snapshots need an api_key with its secret_key and a snapshot_rest_url "
+            f"(missing: {', '.join(missing)}); events lost while disconnected stay lost"
+        )
+    return CoinlocallySnapshots(
+        transport=transport,
+        credentials=credentials,
+        rest_url=snapshot_rest_url,
+        account=account,
+        quotes=DEFAULT_QUOTES if quotes is None else quotes,
+    )
+
+
+class Resync:
+    """One stream's resyncs: the picture it delivered, and the snapshot task a gap starts.
+
+    `taker` None means resync is off (`resync=False`): nothing is tracked, nothing reported. A string is
+    why this stream cannot take snapshots: reported once, at the first gap.
+    """
+
+    def __init__(
+        self,
+        taker: SnapshotTaker | str | None,
+        *,
+        host: ResyncHost,
+        symbols: Sequence[str] = (),
+        make_backoff: Callable[[], Backoff],
+    ) -> None:
+        self._taker = taker
+        self._host = host
+        self._symbols = tuple(symbols)
+        self._make_backoff = make_backoff
+        self._state = None if taker is None or isinstance(taker, str) else AccountState()
+        self._task: asyncio.Task[None] | None = None
+        self._skip_reported = False
+        self.resyncs = 0  # snapshots taken and their corrections queued
+        self.failures = 0  # snapshot attempts that failed
+
+    @property
+    def enabled(self) -> bool:
+        return self._state is not None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def delivered(self, event: Event) -> None:
+        """The user received `event`: fold it into the delivered picture."""
+        if self._state is not None:
+            self._state.apply(event)
+
+    def request(self, tasks: asyncio.TaskGroup) -> None:
+        """A gap was closed (a connection is live again): start a resync, replacing one still running."""
+        taker = self._taker
+        if taker is None:
+            return
+        if isinstance(taker, str):
+            if not self._skip_reported:
+                self._skip_reported = True
+                _log.warning("resync skipped: %s", taker)
+                self._host.emit(State.RESYNC_SKIPPED, reason=taker)
+            return
+        self.cancel()
+        self._task = tasks.create_task(self._run(taker), name="userstream-client:resync")
+
+    def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = None
+
+    async def _run(self, taker: SnapshotTaker) -> None:
+        state = self._state
+        assert state is not None  # noqa: S101 - a taker always comes with a state
+        backoff = self._make_backoff()
+        while True:
+            symbols = self._symbols_now(taker, state)
+            try:
+                taken = await taker.take(symbols)
+            except UserStreamError as exc:
+                self.failures += 1
+                reason = taker.scrub(f"snapshot failed: {exc}")
+                if classify(exc) is Action.FATAL:
+                    _log.error("resync failed and will not be retried: %s", reason)
+                    self._host.emit(State.RESYNC_FAILED, reason=reason, attempt=backoff.attempts + 1)
+                    return
+                delay = backoff.next_delay()
+                if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+                    delay = max(delay, exc.retry_after)
+                _log.warning(
+                    "resync failed (attempt %d), retrying in %.3fs: %s", backoff.attempts, delay, reason
+                )
+                self._host.emit(State.RESYNC_FAILED, reason=reason, attempt=backoff.attempts, delay=delay)
+                await asyncio.sleep(delay)
+                continue
+            corrections = state.diff(taken.truth, timestamp=taken.requested_at)
+            await self._host.deliver_corrections(corrections)
+            self.resyncs += 1
+            truth = taken.truth
+            self._host.emit(
+                State.RESYNCED,
+                corrections=len(corrections),
+                reason=(
+                    f"snapshot of {len(truth.balances)} balances and {len(truth.open_orders)} open orders "
+                    f"({len(symbols)} symbols)"
+                ),
+            )
+            return
+
+    def _symbols_now(self, taker: SnapshotTaker, state: AccountState) -> list[str]:
+        held = {taker.symbol_of(order) for order in state.snapshot().open_orders.values()}
+        return sorted(held | {taker.configured_symbol(symbol) for symbol in self._symbols})
