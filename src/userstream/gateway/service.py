@@ -373,10 +373,6 @@ class Gateway:
             await self._http.stop()
         log_event(_log, logging.INFO, "gateway stopped", lost_events=self.lost_events)
 
-    async def wait_stopped(self) -> None:
-        """Until `stop()` has been requested (by a signal handler, say)."""
-        await self._stop_requested.wait()
-
     # --- the supervisor ----------------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
