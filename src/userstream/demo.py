@@ -106,10 +106,9 @@ def demo_gateway_config(
     }
     # Coinlocally's REST snapshot (the resync) is signed with the api key's secret key: stream with the api
     # key when the emulator has a secret for it, else with the token (and no resync on Coinlocally).
-    secret_key = getattr(account, "coinlocally_secret_key", None)
-    if isinstance(secret_key, str) and account.coinlocally_api_key is not None:
+    if account.coinlocally_secret_key is not None and account.coinlocally_api_key is not None:
         environ["DEMO_COINLOCALLY_API_KEY"] = account.coinlocally_api_key
-        environ["DEMO_COINLOCALLY_SECRET_KEY"] = secret_key
+        environ["DEMO_COINLOCALLY_SECRET_KEY"] = account.coinlocally_secret_key
         coinlocally_account["api_key_env"] = "DEMO_COINLOCALLY_API_KEY"
         coinlocally_account["secret_key_env"] = "DEMO_COINLOCALLY_SECRET_KEY"  # noqa: S105 - a variable's name
         coinlocally_account["snapshot_rest_url"] = server.base_url

@@ -18,7 +18,6 @@ what they hold (bounded by `shutdown_timeout`), then closes the live subscribers
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import time
@@ -103,12 +102,14 @@ class AccountRuntime:
 
     @property
     def resyncs(self) -> int:
-        """Snapshot resyncs the client performed (0 when it does not resync)."""
-        return int(getattr(self.stats, "resyncs", 0))
+        """REST snapshot resyncs the client took."""
+        stats = self.stats
+        return 0 if stats is None else stats.resyncs
 
     @property
     def resync_failures(self) -> int:
-        return int(getattr(self.stats, "resync_failures", 0))
+        stats = self.stats
+        return 0 if stats is None else stats.resync_failures
 
     @property
     def backlog(self) -> int:
@@ -156,7 +157,7 @@ class AccountRuntime:
         elif state is State.FATAL:
             self.fail(status.reason or "the stream stopped")
         level = logging.INFO
-        if state.value in _WARNING_STATES:
+        if state in _WARNING_STATES:
             level = logging.WARNING
         elif state is State.FATAL:
             level = logging.ERROR
@@ -435,6 +436,4 @@ def _resync_arguments(account: AccountConfig, secret_key: str | None) -> dict[st
             resync["snapshot_symbols"] = list(account.snapshot_symbols)
         if account.exchange is Exchange.BITMUSA or secret_key is not None:
             resync["initial_snapshot"] = True
-    # The client gained snapshot resync after the gateway was designed; pass only what it accepts.
-    accepted = inspect.signature(connect).parameters
-    return {name: value for name, value in resync.items() if name in accepted}
+    return resync
