@@ -36,6 +36,7 @@ from userstream.gateway.sse import Subscription
 from userstream.protocol import coinlocally
 from userstream.server.config import Account, ServerConfig, demo_account
 from userstream.server.run import ServerHandle, running_server
+from userstream.server.simulator import INSTRUMENTS
 from userstream.sinks.config import parse_sink
 
 __all__ = ["demo_gateway_config", "main"]
@@ -118,7 +119,13 @@ def demo_gateway_config(
     document: dict[str, Any] = {
         "gateway": {"http_port": http_port, "shutdown_timeout": 5.0} if http_port is not None else {},
         # The emulator is local: recover fast, so a cut connection is back within a fraction of a second.
-        "defaults": {"backoff_base": 0.2, "backoff_cap": 2.0, "stable_after": 5.0},
+        "defaults": {
+            "backoff_base": 0.2,
+            "backoff_cap": 2.0,
+            "stable_after": 5.0,
+            # Open orders are listed per symbol: a snapshot asks for every symbol the market trades.
+            "snapshot_symbols": [instrument.symbol for instrument in INSTRUMENTS],
+        },
         "accounts": [
             {
                 "name": f"{account.name}-bitmusa",

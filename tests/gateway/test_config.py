@@ -45,6 +45,7 @@ def test_a_full_config() -> None:
                 "idle_timeout": 25,
                 "keepalive_interval": 900,
                 "quotes": ["USDT"],
+                "snapshot_symbols": ["ETH/USDT"],
             },
             "accounts": [
                 bitmusa(rest_url="http://127.0.0.1:8765", ws_url="ws://127.0.0.1:8765", rotate_after=0),
@@ -53,7 +54,7 @@ def test_a_full_config() -> None:
                     api_key_env="BOB_API_KEY",
                     secret_key_env="BOB_SECRET",
                     snapshot_rest_url="https://openapi.example",
-                    snapshot_symbols=["BTCUSDT"],
+                    snapshot_symbols=["BTC/USDT"],
                     overflow="drop_oldest",
                     idle_timeout=30,
                 ),
@@ -69,6 +70,7 @@ def test_a_full_config() -> None:
                 credential_env={"api_key": "ALICE_KEY", "auth_key": "ALICE_AUTH"},
                 rest_url="http://127.0.0.1:8765",
                 ws_url="ws://127.0.0.1:8765",
+                snapshot_symbols=("ETH/USDT",),
                 # Defaults apply where they mean something: quotes is Coinlocally's, keepalive Bitmusa's.
                 options={
                     "ping_interval": 10,
@@ -82,7 +84,7 @@ def test_a_full_config() -> None:
                 exchange=Exchange.COINLOCALLY,
                 credential_env={"api_key": "BOB_API_KEY", "secret_key": "BOB_SECRET"},
                 snapshot_rest_url="https://openapi.example",
-                snapshot_symbols=("BTCUSDT",),
+                snapshot_symbols=("BTC/USDT",),
                 options={
                     "ping_interval": 10,
                     "idle_timeout": 30,

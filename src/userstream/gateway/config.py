@@ -83,7 +83,7 @@ _ONLY_ON: dict[str, Exchange] = {
     "sub_timeout": Exchange.COINLOCALLY,
     "quotes": Exchange.COINLOCALLY,
 }
-_DEFAULTABLE = (STREAM_OPTION_KEYS | _ENDPOINT_KEYS) - {"snapshot_symbols"}
+_DEFAULTABLE = STREAM_OPTION_KEYS | _ENDPOINT_KEYS
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _GATEWAY_KEYS = frozenset({"http_host", "http_port", "health_grace", "sse_queue", "shutdown_timeout"})
