@@ -353,9 +353,10 @@ async def test_a_rejected_signature_is_reported_once_and_the_stream_goes_on(
 
 
 @asynccontextmanager
-async def flaky_coinlocally_rest(failures: int) -> AsyncIterator[tuple[str, list[str]]]:
+async def flaky_coinlocally_rest(failures: int, limited: int = 0) -> AsyncIterator[tuple[str, list[str]]]:
     """A Coinlocally REST peer whose account endpoint answers 503 `failures` times, then a wallet holding
-    7 BTC; no open orders. Yields its base URL and the request targets it saw."""
+    7 BTC; whose openOrders answers 429 (Retry-After: 0) `limited` times, then no orders. Yields its base URL
+    and the request targets it saw."""
     seen: list[str] = []
 
     async def account(request: web.Request) -> web.Response:
@@ -367,6 +368,11 @@ async def flaky_coinlocally_rest(failures: int) -> AsyncIterator[tuple[str, list
 
     async def open_orders(request: web.Request) -> web.Response:
         seen.append(request.raw_path)
+        if len([path for path in seen if path.startswith("/sapi/v1/openOrders")]) <= limited:
+            body = coinlocally_rest.render_error(-1003, "too many requests")
+            return web.Response(
+                status=429, body=body, content_type="application/json", headers={"Retry-After": "0"}
+            )
         return web.Response(body=b"[]", content_type="application/json")
 
     app = web.Application()
@@ -401,6 +407,44 @@ async def test_a_failed_snapshot_is_retried_with_backoff_until_it_succeeds(
     # configured ETH/USDT is asked for as Coinlocally writes it
     assert seen[-1] == "/sapi/v1/openOrders?symbol=ETHUSDT&limit=1000"
     assert seen.count("/sapi/v1/account") == 3
+
+
+async def test_a_rate_limited_request_waits_and_asks_again_within_the_snapshot(
+    lab: Lab, recorder: Recorder
+) -> None:
+    # A snapshot is several requests; one refused for the rate is asked again, not the whole snapshot.
+    async with (
+        lab(accounts=(ALICE,)) as env,
+        flaky_coinlocally_rest(failures=0, limited=3) as (rest_url, seen),
+    ):
+        settings = options(env, "coinlocally", snapshot_rest_url=rest_url, initial_snapshot=True)
+        async with connect("coinlocally", **settings, on_status=recorder) as stream:
+            fixes = await corrections(stream, recorder)
+    assert [described(event) for event in fixes] == [("balance", "BTC", "7", "0")]
+    assert recorder.of(State.RESYNC_FAILED) == []
+    assert seen == ["/sapi/v1/account"] + ["/sapi/v1/openOrders?symbol=ETHUSDT&limit=1000"] * 4
+    assert (stream.stats.resyncs, stream.stats.resync_failures) == (1, 0)
+
+
+async def test_a_rate_limit_that_does_not_lift_fails_the_attempt_and_is_retried(
+    lab: Lab, recorder: Recorder
+) -> None:
+    async with (
+        lab(accounts=(ALICE,)) as env,
+        flaky_coinlocally_rest(failures=0, limited=6) as (rest_url, seen),
+    ):
+        settings = options(env, "coinlocally", snapshot_rest_url=rest_url, initial_snapshot=True)
+        async with connect("coinlocally", **settings, on_status=recorder) as stream:
+            await corrections(stream, recorder)
+    (failed,) = recorder.of(State.RESYNC_FAILED)
+    assert (
+        failed.reason
+        == "snapshot failed: Coinlocally limited the request (HTTP 429, code -1003): too many requests"
+    )
+    assert failed.attempt == 1
+    # 1 + 5 asks in the first attempt, all limited; the second attempt's ask gets through.
+    assert seen.count("/sapi/v1/openOrders?symbol=ETHUSDT&limit=1000") == 7
+    assert (stream.stats.resyncs, stream.stats.resync_failures) == (1, 1)
 
 
 async def test_a_snapshot_that_never_answers_never_stops_the_stream(lab: Lab, recorder: Recorder) -> None:

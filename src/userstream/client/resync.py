@@ -31,11 +31,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from userstream.client.backoff import Action, Backoff, classify
 from userstream.client.status import State
-from userstream.client.transport import Transport, check_url
+from userstream.client.transport import HttpReply, RequestLike, Transport, check_url
 from userstream.errors import ConfigurationError, MessageShapeError, RateLimitedError, UserStreamError
 from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate
 from userstream.protocol import bitmusa, bitmusa_rest, coinlocally_rest
@@ -108,6 +109,32 @@ class ResyncHost(Protocol):
         ...
 
 
+#: A snapshot is several requests, and the exchanges limit requests per second (Bitmusa counts the listenKey
+#: calls too): a 429 within a snapshot waits its Retry-After and asks again, this many times per request,
+#: rather than fail the snapshot and start over, which with more symbols than the limit would never end.
+RATE_LIMIT_RETRIES = 5
+_MAX_RETRY_AFTER = 30.0  # seconds; a longer wait is the resync's own backoff's business
+
+
+async def _send(transport: Transport, base_url: str, make_request: Callable[[], RequestLike]) -> HttpReply:
+    """One request, repeated after the server's Retry-After while it answers 429 (at most
+    RATE_LIMIT_RETRIES times). `make_request` builds it afresh each time (a signature carries its time)."""
+    for attempt in range(RATE_LIMIT_RETRIES + 1):
+        request = make_request()
+        label = f"{request.method} {base_url}{request.path}"  # no secret: paths carry symbols only
+        reply = await transport.request(base_url, request, label=label)
+        if reply.status != 429 or attempt == RATE_LIMIT_RETRIES:
+            break
+        await asyncio.sleep(_retry_after(reply))
+    return reply
+
+
+def _retry_after(reply: HttpReply) -> float:
+    text = reply.headers.get("Retry-After", "")
+    seconds = float(text) if text.isascii() and text.isdigit() else 1.0
+    return min(seconds, _MAX_RETRY_AFTER)
+
+
 def _truth(balances: Iterable[BalanceUpdate], orders: Iterable[OrderUpdate]) -> AccountSnapshot:
     try:
         return AccountSnapshot.of(balances, orders)
@@ -155,22 +182,26 @@ class BitmusaSnapshots:
 
     async def take(self, symbols: Sequence[str]) -> TakenSnapshot:
         requested_at = self._clock_ms()
-        request = bitmusa_rest.wallet_request(self._credentials)
-        reply = await self._transport.request(self._rest_url, request, label=self._label(request.path))
+        reply = await _send(
+            self._transport, self._rest_url, partial(bitmusa_rest.wallet_request, self._credentials)
+        )
         balances = bitmusa_rest.parse_wallet_response(
             reply.status, reply.body, account=self._account, timestamp=requested_at
         )
         orders: list[OrderUpdate] = []
         for symbol in symbols:
-            request = bitmusa_rest.open_orders_request(self._credentials, symbol)
-            reply = await self._transport.request(self._rest_url, request, label=self._label(request.path))
+            make = partial(bitmusa_rest.open_orders_request, self._credentials, symbol)
+            reply = await _send(self._transport, self._rest_url, make)
             orders += bitmusa_rest.parse_open_orders_response(
                 reply.status, reply.body, account=self._account, timestamp=requested_at
             )
         return TakenSnapshot(_truth(balances, orders), requested_at)
 
-    def _label(self, path: str) -> str:
-        return f"GET {self._rest_url}{path}"
+
+class _SignedBuilder(Protocol):
+    def __call__(
+        self, creds: coinlocally_rest.Credentials, *, now_ms: int
+    ) -> coinlocally_rest.HttpRequest: ...
 
 
 class CoinlocallySnapshots:
@@ -209,18 +240,15 @@ class CoinlocallySnapshots:
 
     async def take(self, symbols: Sequence[str]) -> TakenSnapshot:
         requested_at = self._clock_ms()
-        request = coinlocally_rest.account_request(self._credentials, now_ms=requested_at)
-        reply = await self._transport.request(self._rest_url, request, label=self._label(request.path))
+        reply = await _send(self._transport, self._rest_url, self._signed(coinlocally_rest.account_request))
         balances = coinlocally_rest.parse_account_response(
             reply.status, reply.body, account=self._account, timestamp=requested_at
         )
         orders: list[OrderUpdate] = []
         limit = coinlocally_rest.MAX_OPEN_ORDERS_LIMIT
         for symbol in symbols:
-            request = coinlocally_rest.open_orders_request(
-                self._credentials, symbol, now_ms=self._clock_ms(), limit=limit
-            )
-            reply = await self._transport.request(self._rest_url, request, label=self._label(request.path))
+            make = self._signed(partial(coinlocally_rest.open_orders_request, symbol=symbol, limit=limit))
+            reply = await _send(self._transport, self._rest_url, make)
             orders += coinlocally_rest.parse_open_orders_response(
                 reply.status,
                 reply.body,
@@ -231,8 +259,9 @@ class CoinlocallySnapshots:
             )
         return TakenSnapshot(_truth(balances, orders), requested_at)
 
-    def _label(self, path: str) -> str:
-        return f"GET {self._rest_url}{path}"
+    def _signed(self, build: _SignedBuilder) -> Callable[[], coinlocally_rest.HttpRequest]:
+        """`build` signed with this taker's credentials at the moment the request is made."""
+        return lambda: build(self._credentials, now_ms=self._clock_ms())
 
 
 def snapshot_taker(
