@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from userstream.client.status import State, StatusEvent
 from userstream.client.stream import StreamStats, UserStream, connect
@@ -38,15 +38,18 @@ from userstream.sinks.config import SinkSpec, build_runner
 from userstream.sinks.runner import SinkRunner
 from userstream.state import AccountState
 
+if TYPE_CHECKING:
+    from userstream.gateway.http import HttpServer
+
 __all__ = ["AccountRuntime", "ConnectionState", "Gateway", "SinkHandle"]
 
 _log = logging.getLogger("userstream.gateway")
 
 Clock = Callable[[], float]
 EVENT_KINDS = ("balance", "order", "fill")
-# Status states logged as warnings: something was lost or may be (by value: the resync states are newer).
+# Status states logged as warnings: something was lost, or may have been.
 _WARNING_STATES = frozenset(
-    {"disconnected", "keepalive_failed", "dropped", "resync_failed", "resync_skipped"}
+    {State.DISCONNECTED, State.KEEPALIVE_FAILED, State.DROPPED, State.RESYNC_FAILED, State.RESYNC_SKIPPED}
 )
 
 
@@ -261,7 +264,7 @@ class Gateway:
         self._supervisor: asyncio.Task[None] | None = None
         self._account_tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_requested = asyncio.Event()
-        self._http: Any = None  # http.HttpServer, imported when started (http.py reads this module)
+        self._http: HttpServer | None = None  # imported when started: http.py reads this module
         self._started = False
         self._stopped = False
         self.started_at = clock()
@@ -285,7 +288,7 @@ class Gateway:
     @property
     def http_url(self) -> str | None:
         """The HTTP API's base URL (`http://host:port`), None when it does not run."""
-        return None if self._http is None else str(self._http.url)
+        return None if self._http is None else self._http.url
 
     @property
     def healthy(self) -> bool:
