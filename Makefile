@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/python -m userstream.demo $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
