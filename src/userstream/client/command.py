@@ -40,6 +40,7 @@ __all__ = [
     "format_pretty",
     "read_credentials",
     "run",
+    "tls_arguments",
 ]
 
 #: credential -> the environment variable it is read from when its flag is absent.
@@ -96,6 +97,13 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="Bitmusa: DELETE the listenKey on exit (cuts off every other client of the account)",
     )
+    behaviour.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        help="level of the library's log lines on stderr (default: %(default)s)",
+    )
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,25 +127,43 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     where.add_argument("--account", default="default", help="label put on every event (default: default)")
+    tls = parser.add_argument_group("TLS (certificates are verified by default)")
+    tls.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="PEM bundle of CA certificates to trust besides the system's (a private exchange emulator)",
+    )
+    tls.add_argument(
+        "--insecure-no-verify",
+        action="store_true",
+        help="do NOT verify the server's TLS certificate (anyone on the path can read and change the "
+        "stream; a WARNING is logged at every connection)",
+    )
+
+
+def tls_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """connect()'s TLS arguments from the flags of `add_connection_arguments`."""
+    return {"verify_tls": not args.insecure_no_verify, "ca_file": args.ca_file}
 
 
 def run(args: argparse.Namespace) -> int:
     output_format = args.format or ("pretty" if sys.stdout.isatty() else "jsonl")
-    _configure_logging()
+    _configure_logging(args.log_level)
     try:
         return asyncio.run(_watch(args, output_format))
     except KeyboardInterrupt:  # a second Ctrl-C while shutting down
         return EXIT_OK
 
 
-def _configure_logging() -> None:
-    """Warnings of the library (say, a listenKey that could not be closed) reach stderr."""
+def _configure_logging(level: str = "WARNING") -> None:
+    """The library's log lines at `level` and above (warnings by default: say, a listenKey that could not
+    be closed, or TLS verification turned off) reach stderr."""
     logger = logging.getLogger("userstream")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(f"{_PROG}: %(levelname)s: %(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(logging.WARNING)
+    logger.setLevel(level)
 
 
 class CredentialArgs(NamedTuple):
@@ -234,6 +260,7 @@ async def _watch(args: argparse.Namespace, output_format: str) -> int:
             overflow=args.overflow,
             close_key_on_exit=args.close_key_on_exit,
             on_status=printer.status,
+            **tls_arguments(args),
         )
     except ConfigurationError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)

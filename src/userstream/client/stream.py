@@ -46,6 +46,7 @@ from userstream.client.queue import EventQueue, Overflow, QueueClosed
 from userstream.client.resync import Resync, SnapshotTaker, snapshot_taker
 from userstream.client.session import Session
 from userstream.client.status import State, StatusEvent
+from userstream.client.tls import TlsPolicy
 from userstream.client.transport import Transport, check_url
 from userstream.errors import (
     AuthenticationError,
@@ -90,6 +91,7 @@ class StreamOptions:
     close_timeout: float = 5.0
     request_timeout: float = 10.0
     verify_tls: bool = True
+    ca_file: str | None = None  # a PEM bundle of CA certificates trusted besides the system's (client/tls.py)
     close_key_on_exit: bool = False
     max_frame: int = DEFAULT_MAX_FRAME
     quotes: tuple[str, ...] | None = None
@@ -145,6 +147,10 @@ class StreamOptions:
             raise ConfigurationError("snapshot_symbols must be a sequence of symbols such as ['BTC/USDT']")
         if not isinstance(self.account, str) or not self.account:
             raise ConfigurationError("account must be a non-empty label")
+        self.tls_policy()  # a CA bundle that cannot be read is refused here, before anything connects
+
+    def tls_policy(self) -> TlsPolicy:
+        return TlsPolicy(verify=self.verify_tls, ca_file=self.ca_file)
 
     def make_backoff(self) -> Backoff:
         return Backoff(
@@ -626,6 +632,7 @@ def connect(
     close_timeout: float = 5.0,
     request_timeout: float = 10.0,
     verify_tls: bool = True,
+    ca_file: str | None = None,
     close_key_on_exit: bool = False,
     max_frame: int = DEFAULT_MAX_FRAME,
     quotes: Sequence[str] | None = None,
@@ -666,6 +673,7 @@ def connect(
         close_timeout=close_timeout,
         request_timeout=request_timeout,
         verify_tls=verify_tls,
+        ca_file=ca_file,
         close_key_on_exit=close_key_on_exit,
         max_frame=max_frame,
         quotes=None if quotes is None else tuple(quotes),
@@ -675,7 +683,7 @@ def connect(
         snapshot_symbols=_symbols(snapshot_symbols),
         initial_snapshot=initial_snapshot,
     )
-    transport = Transport(verify_tls=verify_tls, request_timeout=request_timeout, max_frame=max_frame)
+    transport = Transport(tls=options.tls_policy(), request_timeout=request_timeout, max_frame=max_frame)
     session = _make_session(
         _exchange(exchange),
         transport=transport,

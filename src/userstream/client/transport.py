@@ -11,7 +11,8 @@ Every aiohttp, OS and timeout exception is converted here, in `_converted`, into
 pattern of httpx's `map_httpcore_exceptions`), so nothing third-party leaks past this file. Messages are
 built from what is safe to show: the caller's `label` for a URL (a Bitmusa WebSocket URL contains the
 listenKey, so callers pass a masked label) and the exception's class, never aiohttp's own text, which can
-quote the full URL. TLS certificates are verified unless the caller explicitly passes `verify_tls=False`.
+quote the full URL. TLS (the SSL context, verification, the warning when it is off) is `client/tls.py`'s:
+certificates are verified unless the caller explicitly passes `verify_tls=False`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Final, Protocol
 import aiohttp
 from yarl import URL
 
+from userstream.client.tls import TlsPolicy
 from userstream.errors import (
     ConfigurationError,
     ConnectionLostError,
@@ -128,8 +130,15 @@ def _converted(label: str) -> Iterator[None]:
         raise HandshakeRejectedError(
             f"{label}: WebSocket handshake refused with HTTP {exc.status}", status=exc.status
         ) from None
-    except aiohttp.ClientConnectorCertificateError:
-        raise ConfigurationError(f"{label}: the server's TLS certificate failed verification") from None
+    except aiohttp.ClientConnectorCertificateError as exc:
+        # Fatal, not retried: a certificate does not fix itself, and a wrong one may be an attack.
+        why = getattr(exc.certificate_error, "verify_message", None) or type(exc.certificate_error).__name__
+        raise ConfigurationError(
+            f"{label}: the server's TLS certificate failed verification ({why}); to trust a private CA, "
+            "pass its certificate as ca_file (--ca-file)"
+        ) from None
+    except aiohttp.ClientSSLError as exc:
+        raise ConnectionLostError(f"{label}: TLS handshake failed ({type(exc.os_error).__name__})") from None
     except aiohttp.InvalidURL:
         raise ConfigurationError(f"{label}: invalid URL") from None
     except aiohttp.ClientConnectorError as exc:
@@ -153,8 +162,11 @@ class Transport:
         verify_tls: bool = True,
         request_timeout: float = 10.0,
         max_frame: int = 1 << 20,
+        tls: TlsPolicy | None = None,
     ) -> None:
-        self._verify_tls = verify_tls
+        # `tls` (a CA bundle, say) wins; `verify_tls` alone is the short form of TlsPolicy(verify=...).
+        self._tls = tls if tls is not None else TlsPolicy(verify=verify_tls)
+        self._warned_rest = False
         self._timeout = request_timeout
         self._max_frame = max_frame
         self._session: aiohttp.ClientSession | None = None
@@ -188,13 +200,16 @@ class Transport:
         """Send one REST request to `base_url` + `request.path`; any status is a reply, not an error."""
         session = self._require_session()
         url = base_url.rstrip("/") + request.path
+        if not self._warned_rest:  # REST connections are pooled: warn at the first, not at every request
+            self._warned_rest = True
+            self._tls.before_connect(url, label)
         with _converted(label):
             async with session.request(
                 request.method,
                 url,
                 headers=dict(request.headers),
                 data=request.body or None,
-                ssl=self._verify_tls,
+                ssl=self._tls.context(),
                 allow_redirects=False,
             ) as response:
                 body = bytearray()
@@ -208,11 +223,12 @@ class Transport:
         """Open a WebSocket. Protocol-level pings and close frames are handled by `WebSocket`, not aiohttp,
         so that every frame counts as a sign of life and a graceful close can drain."""
         session = self._require_session()
+        self._tls.before_connect(url, label)
         with _converted(label):
             ws = await session.ws_connect(
                 url,
                 headers=dict(headers),
-                ssl=self._verify_tls,
+                ssl=self._tls.context(),
                 autoping=False,
                 autoclose=False,
                 max_msg_size=self._max_frame,

@@ -64,6 +64,7 @@ STREAM_OPTION_KEYS: frozenset[str] = frozenset(
         "close_timeout",
         "request_timeout",
         "verify_tls",
+        "ca_file",
         "close_key_on_exit",
         "max_frame",
         "quotes",

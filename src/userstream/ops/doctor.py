@@ -37,8 +37,9 @@ from typing import Any, Final
 
 from yarl import URL
 
-from userstream.client.command import add_connection_arguments, read_credentials
+from userstream.client.command import add_connection_arguments, read_credentials, tls_arguments
 from userstream.client.status import mask_listen_key
+from userstream.client.tls import TlsPolicy
 from userstream.client.transport import (
     HandshakeRejectedError,
     PeerClosedError,
@@ -119,6 +120,7 @@ class DoctorOptions:
     timeout: float = 5.0
     frame_wait: float = 3.0
     verify_tls: bool = True
+    ca_file: str | None = None  # extra trusted CA certificates (PEM), as connect()'s
     wall_clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
 
@@ -287,7 +289,8 @@ class _Doctor:
     @contextlib.asynccontextmanager
     async def _transport(self) -> AsyncIterator[Transport]:
         options = self._options
-        async with Transport(verify_tls=options.verify_tls, request_timeout=options.timeout) as transport:
+        tls = TlsPolicy(verify=options.verify_tls, ca_file=options.ca_file)
+        async with Transport(tls=tls, request_timeout=options.timeout) as transport:
             yield transport
 
     # --- Bitmusa ---
@@ -729,6 +732,7 @@ def run(args: argparse.Namespace) -> int:
             account=args.account,
             timeout=args.timeout,
             frame_wait=args.frame_wait,
+            **tls_arguments(args),
         )
         results = asyncio.run(diagnose(options, report=print_check))
     except ConfigurationError as exc:

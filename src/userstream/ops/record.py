@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from userstream import __version__
-from userstream.client.command import add_connection_arguments, read_credentials
+from userstream.client.command import add_connection_arguments, read_credentials, tls_arguments
 from userstream.client.status import StatusEvent
 from userstream.client.stream import UserStream, connect
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
@@ -137,6 +137,7 @@ async def _record(args: argparse.Namespace) -> int:
             ws_url=args.ws_url,
             on_status=_print_status,
             on_frame=sink,
+            **tls_arguments(args),
         )
     except ConfigurationError as exc:
         _say(str(exc))
