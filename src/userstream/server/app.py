@@ -28,6 +28,7 @@ from aiohttp import web
 from userstream.events import Exchange
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.close import CloseCode
+from userstream.server.backend import BackendUnavailableError
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import Connection
 from userstream.server.exchange import ExchangeServer, now_ms
@@ -37,9 +38,12 @@ from userstream.server.snapshots import add_routes as add_snapshot_routes
 
 __all__ = [
     "ADMIN_EVENTS_PATH",
+    "BITMUSA_ERR_UNAVAILABLE",
     "COINLOCALLY_ERR_BAD_REQUEST",
     "COINLOCALLY_ERR_SUB_REJECTED",
+    "COINLOCALLY_ERR_TOO_MANY_CONNECTIONS",
     "COINLOCALLY_ERR_UNAUTHORIZED",
+    "COINLOCALLY_ERR_UNAVAILABLE",
     "HEALTH_PATH",
     "SERVER_KEY",
     "create_app",
@@ -51,6 +55,9 @@ HEALTH_PATH = "/healthz"
 COINLOCALLY_ERR_BAD_REQUEST = 400001
 COINLOCALLY_ERR_UNAUTHORIZED = 401001
 COINLOCALLY_ERR_SUB_REJECTED = 401002
+#: The shared store (Redis) of a multi-node deployment cannot be reached: this node refuses (HTTP 503).
+BITMUSA_ERR_UNAVAILABLE = COINLOCALLY_ERR_UNAVAILABLE = 503001
+COINLOCALLY_ERR_TOO_MANY_CONNECTIONS = 429002
 
 SERVER_KEY = web.AppKey("userstream_server", ExchangeServer)
 
@@ -84,8 +91,13 @@ def _bitmusa_error(status: int, code: int, message: str, **headers: str) -> web.
     )
 
 
-def _coinlocally_error(status: int, code: int, message: str) -> web.Response:
-    return web.Response(status=status, text=coinlocally.render_error(code, message), content_type=_JSON)
+def _coinlocally_error(
+    status: int, code: int, message: str, *, retry_after: int | None = None
+) -> web.Response:
+    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+    return web.Response(
+        status=status, text=coinlocally.render_error(code, message), content_type=_JSON, headers=headers
+    )
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
@@ -103,14 +115,21 @@ class _Routes:
         account = self._authorize_bitmusa(request)
         if isinstance(account, web.Response):
             return account
-        key = self.server.create_listen_key(account)
+        try:
+            key = await self.server.create_listen_key(account)
+        except BackendUnavailableError as exc:
+            return _bitmusa_unavailable(exc)
         return web.Response(body=bitmusa.render_listen_key(key), content_type=_JSON)
 
     async def keepalive_listen_key(self, request: web.Request) -> web.Response:
         account = self._authorize_bitmusa(request)
         if isinstance(account, web.Response):
             return account
-        if not self.server.keepalive_listen_key(account):
+        try:
+            extended = await self.server.keepalive_listen_key(account)
+        except BackendUnavailableError as exc:
+            return _bitmusa_unavailable(exc)
+        if not extended:
             return _no_active_key()
         return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
 
@@ -118,7 +137,11 @@ class _Routes:
         account = self._authorize_bitmusa(request)
         if isinstance(account, web.Response):
             return account
-        if not self.server.close_listen_key(account):
+        try:
+            closed = await self.server.close_listen_key(account)
+        except BackendUnavailableError as exc:
+            return _bitmusa_unavailable(exc)
+        if not closed:
             return _no_active_key()
         return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
 
@@ -156,9 +179,17 @@ class _Routes:
             return _bitmusa_error(400, bitmusa.ERR_BAD_REQUEST, "expected a WebSocket upgrade")
         if self.server.shutting_down:
             return _bitmusa_error(503, bitmusa.ERR_BAD_REQUEST, "the server is shutting down")
+        too_many = self._too_many_connections(request)
+        if too_many is not None:
+            return _bitmusa_error(429, bitmusa.ERR_RATE_LIMITED, too_many, **{"Retry-After": "1"})
+        problem = self.server.backend.problem()
+        if problem is not None:
+            return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {problem}")
         key = request.match_info["listen_key"]
-        account_name = self.server.keys.lookup(key, time.monotonic())
-        account = None if account_name is None else self.server.account(account_name)
+        try:
+            account = await self.server.lookup_listen_key(key)
+        except BackendUnavailableError as exc:
+            return _bitmusa_unavailable(exc)
         if account is None:
             return _bitmusa_error(
                 404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "listenKey does not exist or has expired"
@@ -178,6 +209,12 @@ class _Routes:
             return _coinlocally_error(400, COINLOCALLY_ERR_BAD_REQUEST, "expected a WebSocket upgrade")
         if self.server.shutting_down:
             return _coinlocally_error(503, COINLOCALLY_ERR_BAD_REQUEST, "the server is shutting down")
+        too_many = self._too_many_connections(request)
+        if too_many is not None:
+            return _coinlocally_error(429, COINLOCALLY_ERR_TOO_MANY_CONNECTIONS, too_many, retry_after=1)
+        problem = self.server.backend.problem()
+        if problem is not None:
+            return _coinlocally_error(503, COINLOCALLY_ERR_UNAVAILABLE, f"service unavailable: {problem}")
         creds = coinlocally.credentials_from_headers(request.headers)
         if creds is None:
             return _coinlocally_error(
@@ -199,6 +236,15 @@ class _Routes:
         await self.server.serve(request, ws, connection, on_frame)
         return ws
 
+    def _too_many_connections(self, request: web.Request) -> str | None:
+        """The refusal of a handshake over the per-address limit (checked before any credential), or None."""
+        peer = request.remote or ""
+        limit = self.config.max_connections_per_ip
+        if self.server.connections_from(peer) < limit:
+            return None
+        log_event(_log, logging.INFO, "stream refused", reason="too many connections", peer=peer, limit=limit)
+        return f"too many connections from this address: at most {limit} at once"
+
     def _websocket(self) -> web.WebSocketResponse:
         # autoping off: pings are answered by the connection's writer, so a stalled connection can stop
         # answering them. No permessage-deflate: Coinlocally's frames are gzip already, Bitmusa's are tiny.
@@ -217,10 +263,13 @@ class _Routes:
         try:
             body = await request.read()
             account_name, items = parse_batch(body)
-            accepted = self.server.ingest(account_name, items)
+            accepted = await self.server.ingest(account_name, items)
         except IngestError as exc:
             log_event(_log, logging.INFO, "ingest refused", status=exc.status, **exc.to_json())
             return _json(exc.status, exc.to_json())
+        except BackendUnavailableError as exc:
+            log_event(_log, logging.WARNING, "ingest refused", status=503, error=str(exc))
+            return _json(503, {"error": f"service unavailable: {exc}"})
         except web.HTTPRequestEntityTooLarge:
             return _json(413, {"error": f"the body exceeds {self.config.max_ingest_body} bytes"})
         log_event(_log, logging.DEBUG, "ingested", account=account_name, events=accepted)
@@ -233,11 +282,16 @@ class _Routes:
         return hmac.compare_digest(token.strip().encode(), self.config.admin_token.encode())
 
     async def health(self, request: web.Request) -> web.Response:
-        return _json(200, self.server.health())
+        body = self.server.health()
+        return _json(503 if body["status"] == "unavailable" else 200, body)
 
 
 def _ignore_client_frame(data: str | bytes) -> None:
     """Bitmusa's document defines no client frames: they are read (the socket stays drained) and dropped."""
+
+
+def _bitmusa_unavailable(exc: BackendUnavailableError) -> web.Response:
+    return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {exc}")
 
 
 def _no_active_key() -> web.Response:

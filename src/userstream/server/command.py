@@ -19,7 +19,14 @@ from typing import Any
 from userstream.errors import ConfigurationError
 from userstream.protocol import bitmusa, coinlocally
 from userstream.server.app import ADMIN_EVENTS_PATH
-from userstream.server.config import Account, ServerConfig, demo_account, generate_secret, load_accounts
+from userstream.server.config import (
+    Account,
+    ServerConfig,
+    demo_account,
+    generate_secret,
+    is_loopback,
+    load_accounts,
+)
 from userstream.server.logs import configure_logging, log_event
 from userstream.server.run import ServerHandle, running_server
 
@@ -82,6 +89,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed of the simulated market")
     parser.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=100,
+        metavar="N",
+        help="WebSockets open at once from one address; more are refused with HTTP 429 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS/WSS with this certificate (chain)")
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -104,6 +121,14 @@ def build_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
         notices.append(_account_toml(demo))
     admin_token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
     if admin_token is None:
+        if not is_loopback(args.host):
+            # A generated token is printed on stdout, which ends up in logs; beyond loopback, anyone who
+            # reads them could inject events into every account. Only a token chosen on purpose will do.
+            raise ConfigurationError(
+                f"--host {args.host} makes the admin API ({ADMIN_EVENTS_PATH}) reachable beyond this "
+                f"machine: set --admin-token or ${ADMIN_TOKEN_ENV} (a generated token is only used on "
+                "loopback)"
+            )
         admin_token = generate_secret()
         notices.append(f"no --admin-token or ${ADMIN_TOKEN_ENV}: generated admin token {admin_token}")
     config = ServerConfig(
@@ -116,6 +141,9 @@ def build_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
         max_connection_age=args.max_connection_age,
         simulate_rate=args.simulate,
         seed=args.seed,
+        max_connections_per_ip=args.max_connections_per_ip,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     return config, notices
 
@@ -129,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(_serve(config, notices))
+    except ConfigurationError as exc:  # a TLS certificate or key that cannot be loaded
+        print(f"userstream serve: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # the port is taken, the address is not ours...
         print(
             f"userstream serve: cannot listen on {config.host}:{config.port}: {exc.strerror}", file=sys.stderr

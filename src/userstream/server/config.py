@@ -8,6 +8,8 @@ error messages name credentials, never their values.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -23,6 +25,7 @@ __all__ = [
     "ServerConfig",
     "demo_account",
     "generate_secret",
+    "is_loopback",
     "load_accounts",
     "parse_accounts",
 ]
@@ -43,6 +46,19 @@ _MAX_CREDENTIAL_LENGTH = 512  # credentials travel in HTTP headers; absurd lengt
 def generate_secret() -> str:
     """A fresh credential or admin token: 256 random bits, URL-safe text."""
     return secrets.token_urlsafe(32)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` is reachable from this machine only (127.0.0.0/8, ::1, localhost).
+
+    Anything else, a name included (it may resolve to a public address), counts as beyond loopback.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +112,11 @@ class ServerConfig:
     `port=0` asks the OS for a free port (tests). `simulate_rate` is events per second across all accounts,
     or None for no simulated market. `max_send_queue` bounds each connection's outgoing frames: a client that
     falls that far behind is closed (CloseCode.SLOW_CONSUMER) rather than allowed to grow the server's memory.
+    `redis_url` makes this node one of several sharing listenKeys and fan-out through Redis (docs/scaling.md):
+    `node_id` names it, `redis_prefix` starts every key it uses, `fanout_maxlen` bounds the fan-out stream,
+    `redis_check_interval` is how often Redis's health is checked; None runs alone, in memory.
+    `max_connections_per_ip` bounds the WebSockets open at once from one address (more are refused with
+    HTTP 429 at the handshake). `tls_cert` and `tls_key` (PEM files, both or neither) serve HTTPS and WSS.
     """
 
     accounts: tuple[Account, ...]
@@ -113,6 +134,14 @@ class ServerConfig:
     max_client_frame: int = 64 * 1024
     max_ingest_body: int = 16 * 1024 * 1024
     close_timeout: float = 5.0
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    node_id: str | None = None
+    redis_prefix: str = "userstream:serve"
+    fanout_maxlen: int = 100_000
+    redis_check_interval: float = 1.0
+    max_connections_per_ip: int = 100
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         _check_accounts(self.accounts)
@@ -126,22 +155,56 @@ class ServerConfig:
             "max_send_queue",
             "max_client_frame",
             "max_ingest_body",
+            "max_connections_per_ip",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int) and value > 0):
                 raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
         if self.simulate_rate is not None and not self.simulate_rate > 0:
             raise ConfigurationError(f"simulate rate must be positive, not {self.simulate_rate}")
+        _check_cluster(self)
         if not 0 <= self.port <= 65535:
             raise ConfigurationError(f"port must be in 0..65535, not {self.port}")
         if not self.admin_token:
             raise ConfigurationError("the admin token must not be empty")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigurationError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls_cert is not None
 
     def account(self, name: str) -> Account | None:
         for account in self.accounts:
             if account.name == name:
                 return account
         return None
+
+
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _check_cluster(config: ServerConfig) -> None:
+    """The settings of a node sharing its state through Redis (checked even when `redis_url` is None)."""
+    if config.node_id is not None and not _NODE_ID.fullmatch(config.node_id):
+        raise ConfigurationError(
+            "node id must be 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or digit), "
+            f"not {config.node_id!r}"
+        )
+    if config.redis_url is not None and not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError("the Redis URL must start with redis://, rediss:// or unix://")
+    if not config.redis_prefix or any(char.isspace() for char in config.redis_prefix):
+        raise ConfigurationError(
+            f"redis_prefix must be non-empty without spaces, not {config.redis_prefix!r}"
+        )
+    if isinstance(config.fanout_maxlen, bool) or not (
+        isinstance(config.fanout_maxlen, int) and config.fanout_maxlen > 0
+    ):
+        raise ConfigurationError(f"fanout_maxlen must be a positive integer, not {config.fanout_maxlen!r}")
+    if not config.redis_check_interval > 0:
+        raise ConfigurationError(
+            f"redis_check_interval must be a positive number of seconds, not {config.redis_check_interval}"
+        )
 
 
 def load_accounts(path: str | Path) -> tuple[Account, ...]:

@@ -103,6 +103,11 @@ class Connection:
     def closing(self) -> bool:
         return self._closing is not None
 
+    @property
+    def queued(self) -> int:
+        """Items waiting in the outbox: at most `max_outbox` frames and pongs, plus a close."""
+        return len(self._outbox)
+
     # --- what the rest of the server calls (all synchronous: they only queue and wake the writer) ----------
 
     def send(self, frame: str | bytes) -> bool:
@@ -110,8 +115,7 @@ class Connection:
         if self._closing is not None or self.stalled:
             return False
         if len(self._outbox) >= self._max_outbox:
-            self._outbox.clear()  # the client is this far behind: what it has not read is lost anyway
-            self.request_close(CloseCode.SLOW_CONSUMER, "send buffer full: the client is not reading")
+            self._overflow()
             return False
         self._outbox.append(frame)
         self._wakeup.set()
@@ -119,8 +123,15 @@ class Connection:
 
     def send_pong(self, payload: bytes) -> None:
         if self._closing is None and not self.stalled:
+            if len(self._outbox) >= self._max_outbox:
+                self._overflow()  # a peer that pings without reading must not grow the outbox either
+                return
             self._outbox.append(Pong(payload))
             self._wakeup.set()
+
+    def _overflow(self) -> None:
+        self._outbox.clear()  # the client is this far behind: what it has not read is lost anyway
+        self.request_close(CloseCode.SLOW_CONSUMER, "send buffer full: the client is not reading")
 
     def request_close(self, code: CloseCode, reason: str, *, notify: bool = True) -> bool:
         """Queue a close after what is already queued. The first request wins; a stalled one is ignored."""

@@ -1,10 +1,11 @@
 """The state of one running exchange emulator and every operation on it, independent of HTTP routing.
 
-`ExchangeServer` owns the accounts (and their lookup by credential), the listenKey store, the rate limiter,
-the hub of open connections, the listenKey sweeper and the simulator. The routes of app.py and the test
-handle of run.py both call it, so the REST API, the admin ingest and the fault controls of tests act on the
-very same state through the very same paths. Monotonic seconds for deadlines, wall-clock milliseconds for
-event times.
+`ExchangeServer` owns the accounts (and their lookup by credential), the rate limiter, the hub of open
+connections and the simulator; its `backend` (backend.py) owns the listenKey store and the fan-out of
+published events: in memory by default, shared with other nodes through Redis with `redis_url`. The routes
+of app.py and the test handle of run.py both call it, so the REST API, the admin ingest and the fault
+controls of tests act on the very same state through the very same paths. Monotonic seconds for deadlines,
+wall-clock milliseconds for event times.
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ import contextlib
 import hmac
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from userstream.errors import LocalProtocolError
 from userstream.events import Event, Exchange
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.close import CloseCode
+from userstream.server.backend import Backend, MemoryBackend, make_backend
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import Connection
-from userstream.server.hub import Hub, RenderError, render_batch
+from userstream.server.hub import Hub, RenderedBatch, RenderError, render_batch
 from userstream.server.ingest import IngestError, coerce_events
 from userstream.server.keys import ListenKeyStore, redact
 from userstream.server.logs import log_event
@@ -51,7 +55,7 @@ class ExchangeServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.hub = Hub()
-        self.keys = ListenKeyStore(config.listen_key_ttl)
+        self.backend: Backend = make_backend(config, self)
         self.limiter = RateLimiter(
             (Window(config.rate_limit_per_second, 1.0), Window(config.rate_limit_per_minute, 60.0))
         )
@@ -78,9 +82,10 @@ class ExchangeServer:
                 self._by_coinlocally[("token", account.coinlocally_token)] = account
             if account.coinlocally_api_key is not None:
                 self._by_coinlocally[("api-key", account.coinlocally_api_key)] = account
-        self._keys_changed = asyncio.Event()
         # What every published event implies, per account: the REST snapshot endpoints answer from it.
         self.truth = TrueStates()
+        # Open WebSockets per peer address: the per-IP limit is checked against it at every handshake.
+        self._per_peer: Counter[str] = Counter()
 
     # --- accounts -------------------------------------------------------------------------------------------
 
@@ -106,92 +111,103 @@ class ExchangeServer:
         """The account whose Coinlocally credential of that kind (token or api-key) matches, else None."""
         return self._by_coinlocally.get((creds.header_name, creds.secret))
 
-    # --- listenKeys -----------------------------------------------------------------------------------------
+    # --- listenKeys (the backend holds them; each method may raise BackendUnavailableError) ---------------
 
-    def create_listen_key(self, account: Account) -> str:
-        key, created = self.keys.create_or_get(account.name, time.monotonic())
+    @property
+    def keys(self) -> ListenKeyStore:
+        """The in-memory listenKey store (the default backend); with Redis, keys are not held here."""
+        if not isinstance(self.backend, MemoryBackend):
+            raise LocalProtocolError("listenKeys live in Redis: use the backend's async methods")
+        return self.backend.keys
+
+    async def create_listen_key(self, account: Account) -> str:
+        key, created = await self.backend.create_listen_key(account.name)
         if created:
-            self._keys_changed.set()
             log_event(_log, logging.INFO, "listenKey created", account=account.name, key=redact(key))
         return key
 
-    def keepalive_listen_key(self, account: Account) -> bool:
-        key = self.keys.extend(account.name, time.monotonic())
+    async def keepalive_listen_key(self, account: Account) -> bool:
+        key = await self.backend.extend_listen_key(account.name)
         if key is None:
             return False
-        self._keys_changed.set()
         log_event(_log, logging.INFO, "listenKey extended", account=account.name, key=redact(key))
         return True
 
-    def close_listen_key(self, account: Account) -> bool:
-        key = self.keys.delete(account.name, time.monotonic())
-        if key is None:
-            return False
-        self._keys_changed.set()
-        closed = self._close_key_streams(account.name, key, CloseCode.LISTEN_KEY_DELETED, "listenKey deleted")
-        log_event(
-            _log, logging.INFO, "listenKey deleted", account=account.name, key=redact(key), closed=closed
-        )
-        return True
+    async def close_listen_key(self, account: Account) -> bool:
+        """Invalidate the account's key; its streams close with 4002 (on every node, with Redis)."""
+        return await self.backend.delete_listen_key(account.name) is not None
+
+    async def lookup_listen_key(self, key: str) -> Account | None:
+        """The account owning `key` while it is active, else None (unknown, lapsed or deleted)."""
+        account_name = await self.backend.lookup_listen_key(key)
+        return None if account_name is None else self.account(account_name)
 
     def expire_listen_key(self, account_name: str) -> bool:
-        """Fault injection: the account's key lapses now and its streams close as on expiry."""
+        """Fault injection: the account's key lapses now and its streams close as on expiry. Immediate, so
+        in-memory only; with Redis, `await backend.expire_listen_key(name)`."""
         self.require_account(account_name)
-        key = self.keys.expire_now(account_name)
-        if key is None:
-            return False
-        self._keys_changed.set()
-        self._on_expired(account_name, key)
-        return True
+        if not isinstance(self.backend, MemoryBackend):
+            raise LocalProtocolError("with Redis, use `await server.backend.expire_listen_key(name)`")
+        return self.backend.expire_now(account_name) is not None
 
-    def _on_expired(self, account_name: str, key: str) -> None:
-        closed = self._close_key_streams(account_name, key, CloseCode.LISTEN_KEY_EXPIRED, "listenKey expired")
-        log_event(
-            _log, logging.INFO, "listenKey expired", account=account_name, key=redact(key), closed=closed
-        )
-
-    def _close_key_streams(self, account_name: str, key: str, code: CloseCode, reason: str) -> int:
+    def listen_key_closed(self, account: str, key: str, code: CloseCode) -> int:
+        """The backend says `key` was deleted or lapsed: close this node's streams that use it."""
+        what = "deleted" if code is CloseCode.LISTEN_KEY_DELETED else "expired"
         closed = 0
-        for connection in self.hub.connections(account_name, Exchange.BITMUSA):
-            if connection.listen_key == key and connection.request_close(code, reason):
+        for connection in self.hub.connections(account, Exchange.BITMUSA):
+            if connection.listen_key == key and connection.request_close(code, f"listenKey {what}"):
                 closed += 1
+        log_event(_log, logging.INFO, f"listenKey {what}", account=account, key=redact(key), closed=closed)
         return closed
 
-    async def _sweep_listen_keys(self) -> None:
-        """Close the streams of every key as it lapses. One task for the whole server, owned by the app."""
-        while True:
-            self._keys_changed.clear()
-            now = time.monotonic()
-            for account_name, key in self.keys.expire_due(now):
-                self._on_expired(account_name, key)
-            next_expiry = self.keys.next_expiry()
-            delay = None if next_expiry is None else max(0.0, next_expiry - now)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._keys_changed.wait()
+    def listen_keys_in_use(self) -> set[str]:
+        return {
+            connection.listen_key
+            for connection in self.hub.connections(exchange=Exchange.BITMUSA)
+            if connection.listen_key is not None
+        }
+
+    def close_all_streams(self, reason: str) -> int:
+        """Close every stream as on a server-side cut (SYSTEM notice, 1001): clients reconnect and resync."""
+        closed = sum(
+            connection.request_close(CloseCode.GOING_AWAY, reason) for connection in self.hub.connections()
+        )
+        log_event(_log, logging.WARNING, "every stream closed", reason=reason, closed=closed)
+        return closed
+
+    def unavailable(self) -> str | None:
+        """Why a new stream is refused now (HTTP 503), or None: shutting down, or the backend is down."""
+        if self.shutting_down:
+            return "the server is shutting down"
+        return self.backend.problem()
 
     # --- events ---------------------------------------------------------------------------------------------
 
-    def ingest(self, account_name: str, items: Iterable[Event | Mapping[str, Any]]) -> int:
-        """Validate a whole batch, then publish it; IngestError (nothing published) if any of it is bad."""
+    async def ingest(self, account_name: str, items: Iterable[Event | Mapping[str, Any]]) -> int:
+        """Validate a whole batch, then publish it; IngestError (nothing published) if any of it is bad.
+        Returns once the batch is certain to reach every live stream of the account (with Redis: stored)."""
         self.require_account(account_name)
         events = coerce_events(items, account=account_name, now_ms=now_ms())
-        self.publish(account_name, events)
+        batch = _render(account_name, events)
+        await self.backend.publish(account_name, events, batch)
         return len(events)
 
     def publish(self, account_name: str, events: Sequence[Event]) -> int:
-        """Render the batch in both dialects, fold it into the account's true state, then queue it on the
-        account's live streams (count returned)."""
-        try:
-            batch = render_batch(events)
-        except RenderError as exc:
-            raise IngestError(
-                f"event {exc.index}: {exc}", status=422, account=account_name, index=exc.index
-            ) from None
-        self.truth.apply(account_name, events)
-        return self.hub.deliver(account_name, batch)
+        """Render the batch in both dialects (IngestError if it cannot be), then publish it: in memory it is
+        folded into the true state and queued on the account's live streams at once (count returned);
+        with Redis it is queued for Redis in order with every other publish of this node (0 returned)."""
+        return self.backend.publish_nowait(account_name, events, _render(account_name, events))
+
+    def deliver(self, account: str, events: Sequence[Event], batch: RenderedBatch) -> int:
+        """A published batch reaches this node: fold it into the true state, queue it on the live streams."""
+        self.truth.apply(account, events)
+        return self.hub.deliver(account, batch)
 
     # --- connections ----------------------------------------------------------------------------------------
+
+    def connections_from(self, peer: str) -> int:
+        """WebSockets open now from address `peer` (accepted or being accepted)."""
+        return self._per_peer[peer]
 
     def new_connection(
         self, account: Account, exchange: Exchange, *, listen_key: str | None, peer: str
@@ -218,6 +234,7 @@ class ExchangeServer:
     ) -> None:
         """Run one accepted WebSocket to its end: its writer task, and this task reading the client."""
         self.hub.add(connection)
+        self._per_peer[connection.peer] += 1
         fields = {
             "account": connection.account.name,
             "exchange": connection.exchange.value,
@@ -235,6 +252,9 @@ class ExchangeServer:
         finally:
             connection.finish()
             self.hub.remove(connection)
+            self._per_peer[connection.peer] -= 1
+            if not self._per_peer[connection.peer]:
+                del self._per_peer[connection.peer]
             close = connection.close_sent
             log_event(
                 _log,
@@ -275,8 +295,9 @@ class ExchangeServer:
     # --- lifecycle ------------------------------------------------------------------------------------------
 
     async def background(self, app: web.Application) -> AsyncIterator[None]:
-        """The app's cleanup context: the listenKey sweeper and the simulator live as long as the app."""
-        tasks = [asyncio.create_task(self._sweep_listen_keys(), name="userstream-key-sweeper")]
+        """The app's cleanup context: the backend's work (in memory: the listenKey sweeper) and the simulator
+        live as long as the app."""
+        tasks = [asyncio.create_task(self.backend.run(), name=f"userstream-{self.backend.kind}-backend")]
         if self.simulator is not None:
             tasks.append(asyncio.create_task(self.simulator.run(self.publish), name="userstream-simulator"))
         try:
@@ -315,22 +336,41 @@ class ExchangeServer:
         log_event(_log, logging.INFO, "streams closed for shutdown", streams=len(connections))
 
     def health(self) -> dict[str, Any]:
+        """/healthz's body. With Redis, `backend` says how this node sees it, and while Redis cannot be
+        used `status` is "unavailable" with the `reason` (the route answers 503)."""
         counts = self.hub.counts()
         per_account = {
             name: counts.get(name, {"bitmusa": 0, "coinlocally": 0, "live": 0}) for name in self._accounts
         }
-        return {
-            "status": "stopping" if self.shutting_down else "ok",
+        problem = self.backend.problem()
+        status = "stopping" if self.shutting_down else "ok" if problem is None else "unavailable"
+        body: dict[str, Any] = {"status": status}
+        if problem is not None:
+            body["reason"] = problem
+        backend = self.backend.describe()
+        if backend is not None:
+            body["backend"] = backend
+        return body | {
             "accounts": list(self._accounts),
             "connections": {
                 "bitmusa": sum(tally["bitmusa"] for tally in per_account.values()),
                 "coinlocally": sum(tally["coinlocally"] for tally in per_account.values()),
                 "by_account": per_account,
             },
-            "listen_keys": len(self.keys),
+            "listen_keys": self.backend.listen_key_count(),
             "simulating": self.simulator is not None,
             "uptime_seconds": round(time.monotonic() - self.started_at, 3),
         }
+
+
+def _render(account_name: str, events: Sequence[Event]) -> RenderedBatch:
+    """The batch in both dialects, or the IngestError (422) naming the first event that cannot be rendered."""
+    try:
+        return render_batch(events)
+    except RenderError as exc:
+        raise IngestError(
+            f"event {exc.index}: {exc}", status=422, account=account_name, index=exc.index
+        ) from None
 
 
 async def _read_client(ws: web.WebSocketResponse, connection: Connection, on_frame: FrameHandler) -> None:

@@ -2,14 +2,15 @@
 
 `async with running_server(config) as server:` starts the app on `config.host:config.port` (port 0 picks a
 free port), and on exit shuts it down as SIGTERM would (SYSTEM notices, close frames, tasks ended). The
-`ServerHandle` gives the URLs, the admin token, the same validated ingest path as `POST /admin/events`, the
-simulator's ledger, and a few fault controls for the tests of clients: stall, drop, system_close and
-expire_listen_key act on every open connection of one account.
+`ServerHandle` gives the URLs (https/wss when `config.tls_cert` is set), the admin token, the same
+validated ingest path as `POST /admin/events`, the simulator's ledger, and a few fault controls for the tests
+of clients: stall, drop, system_close and expire_listen_key act on every open connection of one account.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from userstream.errors import ConfigurationError
 from userstream.events import Event, Exchange
 from userstream.server.app import SERVER_KEY, create_app
 from userstream.server.config import Account, ServerConfig
@@ -24,7 +26,7 @@ from userstream.server.exchange import ExchangeServer
 from userstream.server.logs import RedactingAccessLogger
 from userstream.server.simulator import Ledger, Simulator
 
-__all__ = ["ServerHandle", "running_server"]
+__all__ = ["ServerHandle", "running_server", "server_ssl_context"]
 
 
 class ServerHandle:
@@ -36,8 +38,9 @@ class ServerHandle:
         self.config: ServerConfig = self.server.config
         self.host = host
         self.port = port
-        self.base_url = f"http://{host}:{port}"
-        self.ws_url = f"ws://{host}:{port}"
+        secure = "s" if self.config.uses_tls else ""
+        self.base_url = f"http{secure}://{host}:{port}"
+        self.ws_url = f"ws{secure}://{host}:{port}"
 
     def __repr__(self) -> str:
         return f"ServerHandle(base_url={self.base_url!r})"
@@ -56,7 +59,7 @@ class ServerHandle:
     async def ingest(self, account: str, events: Iterable[Event | Mapping[str, Any]]) -> int:
         """Publish events (Event objects or their JSON form) to `account`'s streams, exactly as
         `POST /admin/events` does; IngestError (nothing published) on an unknown account or a bad event."""
-        return self.server.ingest(account, events)
+        return await self.server.ingest(account, events)
 
     def streams(self, account: str, exchange: Exchange | None = None) -> int:
         """How many of `account`'s connections receive events now (Coinlocally: subscribed)."""
@@ -127,15 +130,32 @@ async def running_server(config: ServerConfig) -> AsyncIterator[ServerHandle]:
         shutdown_timeout=config.close_timeout,
         handle_signals=False,
     )
+    ssl_context = server_ssl_context(config)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
         await site.start()
         port = _bound_port(runner, config.port)
         host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host  # noqa: S104
         yield ServerHandle(app, host, port)
     finally:
         await runner.cleanup()
+
+
+def server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The TLS context of `config.tls_cert`/`tls_key` (None: plain HTTP); ConfigurationError if unusable."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except OSError as exc:  # ssl.SSLError included: not PEM, or the key does not match the certificate
+        detail = exc.strerror or type(exc).__name__
+        raise ConfigurationError(
+            f"cannot load the TLS certificate {config.tls_cert!r} and key {config.tls_key!r}: {detail}"
+        ) from None
+    return context
 
 
 def _bound_port(runner: web.AppRunner, requested: int) -> int:
