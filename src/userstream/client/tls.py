@@ -84,10 +84,10 @@ class TlsPolicy:
                 context.load_verify_locations(cafile=self.ca_file)
             except FileNotFoundError:
                 raise ConfigurationError(f"ca_file {self.ca_file!r} does not exist") from None
-            except OSError as exc:
-                raise ConfigurationError(f"ca_file {self.ca_file!r} cannot be read: {exc.strerror}") from None
-            except ssl.SSLError:
+            except ssl.SSLError:  # an OSError too: caught first
                 raise ConfigurationError(
                     f"ca_file {self.ca_file!r} holds no PEM certificate that can be loaded"
                 ) from None
+            except OSError as exc:
+                raise ConfigurationError(f"ca_file {self.ca_file!r} cannot be read: {exc.strerror}") from None
         return context

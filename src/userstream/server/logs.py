@@ -2,8 +2,10 @@
 
 `log_event(logger, level, message, **fields)` attaches fields to a standard `logging` record; `JsonFormatter`
 writes the record as one JSON line. `RedactingAccessLogger` replaces aiohttp's access log, whose request
-line would otherwise carry Bitmusa listenKeys (they are part of the WebSocket path) in full. Credentials and
-tokens are never passed to a log call; listenKeys only through `keys.redact`.
+line would otherwise carry Bitmusa listenKeys (they are part of the WebSocket path) in full.
+`quiet_bad_requests()` turns aiohttp's ERROR-with-traceback for a malformed request (which also quotes the
+offending bytes, possibly a credential header) into one INFO line naming the peer and the kind of fault.
+Credentials and tokens are never passed to a log call; listenKeys only through `keys.redact`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,21 @@ from typing import Any
 
 import msgspec
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import BaseRequest, StreamResponse
 
 from userstream.protocol import bitmusa
 from userstream.server.keys import redact
 
-__all__ = ["JsonFormatter", "RedactingAccessLogger", "configure_logging", "log_event", "safe_path"]
+__all__ = [
+    "BadRequestFilter",
+    "JsonFormatter",
+    "RedactingAccessLogger",
+    "configure_logging",
+    "log_event",
+    "quiet_bad_requests",
+    "safe_path",
+]
 
 _FIELDS = "userstream_fields"
 _ENCODER = msgspec.json.Encoder()
@@ -84,3 +95,31 @@ class RedactingAccessLogger(AbstractAccessLogger):
             seconds=round(time, 6),
             remote=request.remote,
         )
+
+
+class BadRequestFilter(logging.Filter):
+    """aiohttp's log of a request it could not parse (a peer's fault, answered 4xx), as one INFO line.
+
+    aiohttp logs every malformed request (a header line too long, a bad status line, a broken chunk) as an
+    ERROR with a traceback whose message quotes up to 100 bytes of the offending input: a peer could fill
+    the error log at will, and an oversized `Authorization` header would be quoted in it. What stays is
+    the peer, the HTTP status sent and the kind of fault, never the bytes. Errors of our own (a handler
+    that raised, answered 500) pass untouched: they are bugs and must stay loud.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500:
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+            record.msg, record.args = "bad request refused", ()
+            record.exc_info, record.exc_text = None, None
+            setattr(record, _FIELDS, {"peer": peer, "status": error.code, "reason": type(error).__name__})
+        return True
+
+
+def quiet_bad_requests() -> None:
+    """Install `BadRequestFilter` on aiohttp's server logger (once per process)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(existing, BadRequestFilter) for existing in logger.filters):
+        logger.addFilter(BadRequestFilter())

@@ -23,7 +23,7 @@ from userstream.events import Event, Exchange
 from userstream.server.app import SERVER_KEY, create_app
 from userstream.server.config import Account, ServerConfig
 from userstream.server.exchange import ExchangeServer
-from userstream.server.logs import RedactingAccessLogger
+from userstream.server.logs import RedactingAccessLogger, quiet_bad_requests
 from userstream.server.simulator import Ledger, Simulator
 
 __all__ = ["ServerHandle", "running_server", "server_ssl_context"]
@@ -131,6 +131,7 @@ async def running_server(config: ServerConfig) -> AsyncIterator[ServerHandle]:
         handle_signals=False,
     )
     ssl_context = server_ssl_context(config)
+    quiet_bad_requests()
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
