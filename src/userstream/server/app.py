@@ -32,6 +32,7 @@ from userstream.server.backend import BackendUnavailableError
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import Connection
 from userstream.server.exchange import ExchangeServer, now_ms
+from userstream.server.faults import add_routes as add_fault_routes
 from userstream.server.ingest import IngestError, parse_batch
 from userstream.server.logs import log_event
 from userstream.server.snapshots import add_routes as add_snapshot_routes
@@ -63,6 +64,7 @@ SERVER_KEY = web.AppKey("userstream_server", ExchangeServer)
 
 _log = logging.getLogger("userstream.server.app")
 _JSON = "application/json"
+_REFUSED = "service unavailable: new streams are refused for now (fault injection)"
 
 
 def create_app(config: ServerConfig) -> web.Application:
@@ -80,6 +82,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get(HEALTH_PATH, routes.health)
     # The REST snapshots (snapshots.py); Bitmusa's are authorized exactly as the listenKey routes.
     add_snapshot_routes(app, server, authorize_bitmusa=routes._authorize_bitmusa)
+    add_fault_routes(app, server, is_admin=routes._is_admin)  # POST|GET /admin/faults (faults.py)
     app.cleanup_ctx.append(server.background)
     app.on_shutdown.append(server.shutdown)
     return app
@@ -194,6 +197,9 @@ class _Routes:
             return _bitmusa_error(
                 404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "listenKey does not exist or has expired"
             )
+        refused = self._refused_by_fault(account, Exchange.BITMUSA)
+        if refused is not None:
+            return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, _REFUSED, **{"Retry-After": refused})
         connection = self.server.new_connection(
             account, Exchange.BITMUSA, listen_key=key, peer=request.remote or ""
         )
@@ -228,6 +234,9 @@ class _Routes:
                 _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
             )
             return _coinlocally_error(401, COINLOCALLY_ERR_UNAUTHORIZED, f"invalid {creds.header_name}")
+        refused = self._refused_by_fault(account, Exchange.COINLOCALLY)
+        if refused is not None:
+            return _coinlocally_error(503, COINLOCALLY_ERR_UNAVAILABLE, _REFUSED, retry_after=int(refused))
         connection = self.server.new_connection(
             account, Exchange.COINLOCALLY, listen_key=None, peer=request.remote or ""
         )
@@ -235,6 +244,14 @@ class _Routes:
         on_frame = _CoinlocallyFrames(self.server, connection, creds.secret)
         await self.server.serve(request, ws, connection, on_frame)
         return ws
+
+    def _refused_by_fault(self, account: Account, exchange: Exchange) -> str | None:
+        """The Retry-After (whole seconds) of a `refuse` fault covering this new stream, or None."""
+        left = self.server.faults.refusing(account.name, exchange)
+        if left is None:
+            return None
+        log_event(_log, logging.INFO, "stream refused", reason="refuse fault", exchange=exchange.value)
+        return str(max(1, math.ceil(left)))
 
     def _too_many_connections(self, request: web.Request) -> str | None:
         """The refusal of a handshake over the per-address limit (checked before any credential), or None."""

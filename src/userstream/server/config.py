@@ -40,6 +40,10 @@ CREDENTIAL_KEYS: tuple[str, ...] = (
 )
 _ACCOUNT_KEYS = frozenset({"name", "uid", *CREDENTIAL_KEYS})
 _MAX_UID = 2**63 - 1
+#: The fault kinds `chaos_faults` may name (faults.FaultKind's values, which a test keeps equal).
+_FAULT_KINDS = frozenset(
+    {"drop", "stall", "expire_key", "delete_key", "system_close", "refuse", "delay", "clear"}
+)
 _MAX_CREDENTIAL_LENGTH = 512  # credentials travel in HTTP headers; absurd lengths are a typo, not a key
 
 
@@ -117,6 +121,9 @@ class ServerConfig:
     `redis_check_interval` is how often Redis's health is checked; None runs alone, in memory.
     `max_connections_per_ip` bounds the WebSockets open at once from one address (more are refused with
     HTTP 429 at the handshake). `tls_cert` and `tls_key` (PEM files, both or neither) serve HTTPS and WSS.
+    `ledger_events` is how many published events per account the ledger of what was sent keeps (ledger.py).
+    `chaos_rate` fires random faults (faults.py) at about that many per second, of the kinds `chaos_faults`
+    names (empty: every kind but `clear`), seeded from `seed`.
     """
 
     accounts: tuple[Account, ...]
@@ -142,6 +149,9 @@ class ServerConfig:
     max_connections_per_ip: int = 100
     tls_cert: str | None = None
     tls_key: str | None = None
+    ledger_events: int = 10_000
+    chaos_rate: float | None = None
+    chaos_faults: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_accounts(self.accounts)
@@ -156,12 +166,19 @@ class ServerConfig:
             "max_client_frame",
             "max_ingest_body",
             "max_connections_per_ip",
+            "ledger_events",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int) and value > 0):
                 raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
         if self.simulate_rate is not None and not self.simulate_rate > 0:
             raise ConfigurationError(f"simulate rate must be positive, not {self.simulate_rate}")
+        if self.chaos_rate is not None and not self.chaos_rate > 0:
+            raise ConfigurationError(f"chaos rate must be positive, not {self.chaos_rate}")
+        unknown_faults = sorted(set(self.chaos_faults) - _FAULT_KINDS)
+        if unknown_faults:
+            known = ", ".join(sorted(_FAULT_KINDS))
+            raise ConfigurationError(f"unknown fault {unknown_faults[0]!r} (known: {known})")
         _check_cluster(self)
         if not 0 <= self.port <= 65535:
             raise ConfigurationError(f"port must be in 0..65535, not {self.port}")

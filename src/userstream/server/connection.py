@@ -27,9 +27,10 @@ from userstream.events import Exchange
 from userstream.protocol import coinlocally
 from userstream.protocol.close import CloseCode
 from userstream.server.config import Account
+from userstream.server.ledger import ConnectionRecord
 from userstream.server.logs import log_event
 
-__all__ = ["Close", "Connection", "Pong"]
+__all__ = ["Close", "Connection", "Held", "Pong", "Tracked"]
 
 _log = logging.getLogger("userstream.server.connection")
 _MAX_REASON_BYTES = 123  # RFC 6455: a close reason fits in a control frame with its 2-byte code
@@ -51,7 +52,23 @@ class Pong:
     payload: bytes
 
 
-_Item = str | bytes | Pong | Close
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """A data frame carrying the published events `seqs` (the ledger records when it is written)."""
+
+    frame: str | bytes
+    seqs: range
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An item the writer must not send before `not_before` (monotonic): the delay fault."""
+
+    item: str | bytes | Pong | Tracked
+    not_before: float
+
+
+_Item = str | bytes | Pong | Close | Tracked | Held
 
 
 class Connection:
@@ -75,7 +92,8 @@ class Connection:
         self.listen_key = listen_key
         self.peer = peer
         self.opened_at = opened_at
-        self.live = False
+        self.record: ConnectionRecord | None = None  # the ledger's record of this connection, if kept
+        self._live = False
         self.stalled = False
         self.subscribed = False
         self.frames_sent = 0
@@ -92,6 +110,8 @@ class Connection:
         self._close_timeout = close_timeout
         self._watchdog: asyncio.TimerHandle | None = None
         self._reader_done = False
+        self._frame_delay = 0.0  # the delay fault: hold each item this long ...
+        self._delay_until = 0.0  # ... when it is queued before this (monotonic)
 
     def __repr__(self) -> str:
         return (
@@ -104,20 +124,36 @@ class Connection:
         return self._closing is not None
 
     @property
+    def live(self) -> bool:
+        return self._live
+
+    @live.setter
+    def live(self, value: bool) -> None:
+        if value is not self._live:
+            self._live = value
+            if self.record is not None:
+                self.record.live_changed(value, time.monotonic())
+
+    @property
     def queued(self) -> int:
         """Items waiting in the outbox: at most `max_outbox` frames and pongs, plus a close."""
         return len(self._outbox)
 
     # --- what the rest of the server calls (all synchronous: they only queue and wake the writer) ----------
 
-    def send(self, frame: str | bytes) -> bool:
-        """Queue one frame; False if it was not queued (closing, stalled, or the outbox overflowed)."""
+    def send(self, frame: str | bytes, seqs: range | None = None) -> bool:
+        """Queue one frame (carrying the published events `seqs`, for the ledger); False if it was not
+        queued (closing, stalled, or the outbox overflowed)."""
         if self._closing is not None or self.stalled:
             return False
         if len(self._outbox) >= self._max_outbox:
             self._overflow()
             return False
-        self._outbox.append(frame)
+        if seqs is not None and self.record is not None:
+            self.record.queued.add(seqs)
+            self._outbox.append(self._held(Tracked(frame, seqs)))
+        else:
+            self._outbox.append(self._held(frame))
         self._wakeup.set()
         return True
 
@@ -126,7 +162,7 @@ class Connection:
             if len(self._outbox) >= self._max_outbox:
                 self._overflow()  # a peer that pings without reading must not grow the outbox either
                 return
-            self._outbox.append(Pong(payload))
+            self._outbox.append(self._held(Pong(payload)))
             self._wakeup.set()
 
     def _overflow(self) -> None:
@@ -152,6 +188,19 @@ class Connection:
         """A Coinlocally {"ping": n} arrived: the heartbeat deadline moves."""
         if self._heartbeat_timeout is not None:
             self._heartbeat_deadline = now + self._heartbeat_timeout
+
+    def delay_frames(self, delay: float, until: float) -> None:
+        """Fault injection: every frame and pong queued before `until` (monotonic) is sent `delay` seconds
+        after it was queued, in order (a slow network path). `delay_frames(0, 0)` ends it for new items."""
+        self._frame_delay = delay
+        self._delay_until = until
+
+    def _held(self, item: str | bytes | Pong | Tracked) -> _Item:
+        if self._frame_delay > 0:
+            now = time.monotonic()
+            if now < self._delay_until:
+                return Held(item, now + self._frame_delay)
+        return item
 
     def stall(self) -> None:
         """Fault injection: send nothing more (not even pongs or closes) while keeping the TCP connection."""
@@ -203,12 +252,24 @@ class Connection:
                 return
             while self._outbox:
                 item = self._outbox.popleft()
+                if isinstance(item, Held):
+                    await asyncio.sleep(max(0.0, item.not_before - time.monotonic()))
+                    if self._writer_should_stop():
+                        return
+                    item = item.item
                 if isinstance(item, str):
                     await ws.send_str(item)
                     self.frames_sent += 1
                 elif isinstance(item, bytes):
                     await ws.send_bytes(item)
                     self.frames_sent += 1
+                elif isinstance(item, Tracked):
+                    await (
+                        ws.send_str(item.frame) if isinstance(item.frame, str) else ws.send_bytes(item.frame)
+                    )
+                    self.frames_sent += 1
+                    if self.record is not None:
+                        self.record.written.add(item.seqs)
                 elif isinstance(item, Pong):
                     await ws.pong(item.payload)
                 else:

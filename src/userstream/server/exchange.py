@@ -28,9 +28,11 @@ from userstream.protocol.close import CloseCode
 from userstream.server.backend import Backend, MemoryBackend, make_backend
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import Connection
+from userstream.server.faults import DEFAULT_CHAOS_FAULTS, FaultController, FaultKind, RandomFaults
 from userstream.server.hub import Hub, RenderedBatch, RenderError, render_batch
 from userstream.server.ingest import IngestError, coerce_events
 from userstream.server.keys import ListenKeyStore, redact
+from userstream.server.ledger import Ending, SentLedger
 from userstream.server.logs import log_event
 from userstream.server.ratelimit import RateLimiter, Window
 from userstream.server.simulator import Simulator
@@ -86,6 +88,9 @@ class ExchangeServer:
         self.truth = TrueStates()
         # Open WebSockets per peer address: the per-IP limit is checked against it at every handshake.
         self._per_peer: Counter[str] = Counter()
+        # What was published to each account and sent on each connection (ledger.py), and the faults.
+        self.sent = SentLedger(max_events=config.ledger_events)
+        self.faults = FaultController(self)
 
     # --- accounts -------------------------------------------------------------------------------------------
 
@@ -201,7 +206,8 @@ class ExchangeServer:
     def deliver(self, account: str, events: Sequence[Event], batch: RenderedBatch) -> int:
         """A published batch reaches this node: fold it into the true state, queue it on the live streams."""
         self.truth.apply(account, events)
-        return self.hub.deliver(account, batch)
+        first_seq = self.sent.published(account, events, time.monotonic())
+        return self.hub.deliver(account, batch, first_seq)
 
     # --- connections ----------------------------------------------------------------------------------------
 
@@ -213,7 +219,7 @@ class ExchangeServer:
         self, account: Account, exchange: Exchange, *, listen_key: str | None, peer: str
     ) -> Connection:
         config = self.config
-        return Connection(
+        connection = Connection(
             account=account,
             exchange=exchange,
             opened_at=time.monotonic(),
@@ -224,6 +230,9 @@ class ExchangeServer:
             listen_key=listen_key,
             peer=peer,
         )
+        connection.record = self.sent.open(account.name, exchange, connection.opened_at)
+        self.faults.apply_delay(connection)  # a delay window covers new connections too
+        return connection
 
     async def serve(
         self,
@@ -256,6 +265,8 @@ class ExchangeServer:
             if not self._per_peer[connection.peer]:
                 del self._per_peer[connection.peer]
             close = connection.close_sent
+            if connection.record is not None:
+                self.sent.ended(connection.record, *_ending(connection, ws), time.monotonic())
             log_event(
                 _log,
                 logging.INFO,
@@ -269,26 +280,26 @@ class ExchangeServer:
 
     # --- fault controls (tests of clients use these through run.py's handle) --------------------------------
 
-    def stall(self, account_name: str) -> int:
+    def stall(self, account_name: str, exchange: Exchange | None = None) -> int:
         self.require_account(account_name)
-        connections = self.hub.connections(account_name)
+        connections = self.hub.connections(account_name, exchange)
         for connection in connections:
             connection.stall()
         self.hub.notify()
         return len(connections)
 
-    def drop(self, account_name: str) -> int:
+    def drop(self, account_name: str, exchange: Exchange | None = None) -> int:
         self.require_account(account_name)
-        connections = self.hub.connections(account_name)
+        connections = self.hub.connections(account_name, exchange)
         for connection in connections:
             connection.drop()
         return len(connections)
 
-    def system_close(self, account_name: str) -> list[Connection]:
+    def system_close(self, account_name: str, exchange: Exchange | None = None) -> list[Connection]:
         self.require_account(account_name)
         return [
             connection
-            for connection in self.hub.connections(account_name)
+            for connection in self.hub.connections(account_name, exchange)
             if connection.request_close(CloseCode.GOING_AWAY, "closed by the exchange")
         ]
 
@@ -300,6 +311,15 @@ class ExchangeServer:
         tasks = [asyncio.create_task(self.backend.run(), name=f"userstream-{self.backend.kind}-backend")]
         if self.simulator is not None:
             tasks.append(asyncio.create_task(self.simulator.run(self.publish), name="userstream-simulator"))
+        if self.config.chaos_rate is not None:
+            chaos = RandomFaults(
+                self.faults,
+                [account.name for account in self.config.accounts],
+                rate=self.config.chaos_rate,
+                seed=None if self.config.seed is None else f"{self.config.seed}:chaos",
+                kinds=[FaultKind(kind) for kind in self.config.chaos_faults] or DEFAULT_CHAOS_FAULTS,
+            )
+            tasks.append(asyncio.create_task(chaos.run(), name="userstream-chaos"))
         try:
             yield
         finally:
@@ -361,6 +381,18 @@ class ExchangeServer:
             "simulating": self.simulator is not None,
             "uptime_seconds": round(time.monotonic() - self.started_at, 3),
         }
+
+
+def _ending(connection: Connection, ws: web.WebSocketResponse) -> tuple[Ending, int | None]:
+    """How a finished connection ended, for the ledger: whose close frame, or which kind of break."""
+    if connection.close_sent is not None:
+        return Ending.SERVER_CLOSE, int(connection.close_sent.code)
+    if connection.stalled:  # the drop or stall fault (or a last-resort abort at shutdown)
+        return Ending.ABORTED, None
+    code = ws.close_code
+    if code is not None and code < 1005:  # 1005 and 1006: no close frame came, the socket broke
+        return Ending.CLIENT_CLOSE, code
+    return Ending.LOST, code
 
 
 def _render(account_name: str, events: Sequence[Event]) -> RenderedBatch:

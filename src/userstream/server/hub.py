@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from userstream.errors import UserStreamError
 from userstream.events import BalanceUpdate, Event, Exchange
@@ -32,10 +32,13 @@ class RenderError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RenderedBatch:
-    """A batch of events as frames, per dialect: Bitmusa text frames, Coinlocally gzip binary frames."""
+    """A batch of events as frames, per dialect: Bitmusa text frames, Coinlocally gzip binary frames.
+    `spans` gives, per dialect and frame, the [start, stop) positions in the batch of the events it carries
+    (for the ledger; a batch made without them is delivered untracked)."""
 
     events: int
     frames: dict[Exchange, tuple[str | bytes, ...]]
+    spans: dict[Exchange, tuple[tuple[int, int], ...]] = field(default_factory=dict)
 
 
 def render_batch(events: Sequence[Event]) -> RenderedBatch:
@@ -44,7 +47,9 @@ def render_batch(events: Sequence[Event]) -> RenderedBatch:
     for index, event in enumerate(events):
         bitmusa_frames.append(_render_one(bitmusa.render_event, event, index, Exchange.BITMUSA))
     coinlocally_frames: list[str | bytes] = []
+    coinlocally_spans: list[tuple[int, int]] = []
     for start, group in _coinlocally_groups(events):
+        coinlocally_spans.append((start, start + len(group)))
         if len(group) == 1:
             frame: str | bytes = _render_one(coinlocally.render_event, group[0], start, Exchange.COINLOCALLY)
         else:
@@ -61,6 +66,10 @@ def render_batch(events: Sequence[Event]) -> RenderedBatch:
         frames={
             Exchange.BITMUSA: tuple(bitmusa_frames),
             Exchange.COINLOCALLY: tuple(coinlocally_frames),
+        },
+        spans={
+            Exchange.BITMUSA: tuple((index, index + 1) for index in range(len(events))),
+            Exchange.COINLOCALLY: tuple(coinlocally_spans),
         },
     )
 
@@ -139,14 +148,21 @@ class Hub:
             pool = list(self._by_account.get(account, ()))
         return [c for c in pool if exchange is None or c.exchange is exchange]
 
-    def deliver(self, account: str, batch: RenderedBatch) -> int:
-        """Queue the batch on every live connection of `account`; return how many connections got it."""
+    def deliver(self, account: str, batch: RenderedBatch, first_seq: int | None = None) -> int:
+        """Queue the batch on every live connection of `account`; return how many connections got it.
+        `first_seq` is the ledger's sequence number of the batch's first event (None: not tracked)."""
         reached = 0
         for connection in list(self._by_account.get(account, ())):
             if not connection.live:
                 continue
-            for frame in batch.frames[connection.exchange]:
-                if not connection.send(frame):
+            frames = batch.frames[connection.exchange]
+            spans = batch.spans.get(connection.exchange)
+            for index, frame in enumerate(frames):
+                seqs = None
+                if first_seq is not None and spans is not None:
+                    start, stop = spans[index]
+                    seqs = range(first_seq + start, first_seq + stop)
+                if not connection.send(frame, seqs):
                     break
             else:
                 reached += 1
