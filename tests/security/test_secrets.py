@@ -296,3 +296,43 @@ async def test_watch_and_the_gateway_show_no_secret_at_debug_through_errors_and_
         assert secret not in everything, f"a secret leaked: {secret[:6]}..."
     for key in keys:
         assert key[:6] + "..." in everything  # masked, the keys still correlate across the logs
+
+
+async def test_serve_logs_no_listen_key_in_full_and_no_credential_on_any_route(
+    sec: Setup, logs: LogCatcher
+) -> None:
+    alice = sec.alice
+    headers = {"Authorization": f"Bearer {alice.bitmusa_auth_key}", "x-api-key": str(alice.bitmusa_api_key)}
+    keys: list[str] = []
+    async with running_server(sec.config()) as server, aiohttp.ClientSession() as http:
+        url = server.base_url + bitmusa.LISTEN_KEY_PATH
+        for method in ("POST", "PUT", "DELETE", "POST"):
+            async with http.request(method, url, headers=headers) as reply:
+                assert reply.status == 200
+                if method == "POST":
+                    keys.append((await reply.json())["data"]["listenKey"])
+        deleted, live = keys
+        # The key in the path (the access log) and in a query string (dropped from the access log).
+        async with ws_connect(f"{server.ws_url}{bitmusa.WS_PATH_PREFIX}{live}?listenKey={live}") as ws:
+            await server.ingest("alice", [sec.balance(1)])
+            assert json.loads(await ws.recv())["stream"] == "spot_wallet"
+            server.expire_listen_key("alice")
+            await ws.wait_closed()
+        for stale in (deleted, live, "made-up-listen-key-SECRET"):
+            with pytest.raises(InvalidStatus, match="HTTP 404"):
+                await ws_connect(f"{server.ws_url}{bitmusa.WS_PATH_PREFIX}{stale}")
+        async with http.get(server.base_url + f"/spot/wallet?listenKey={live}", headers=headers) as reply:
+            assert reply.status == 200
+        wrong = {**headers, "Authorization": f"Bearer {WRONG}"}
+        async with http.post(url, headers=wrong) as reply:
+            assert reply.status == 401
+        async with http.get(server.base_url + "/healthz") as reply:
+            health = await reply.text()
+    text = "\n".join(
+        JsonFormatter().format(record) for record in logs.records if not record.name.startswith("websockets")
+    )
+    assert f"/ws/spot/{live[:6]}..." in text  # the access log shows the path, with the key cut
+    assert "listenKey expired" in text
+    for secret in (*keys, "made-up-listen-key-SECRET", *alice.credentials().values(), WRONG, sec.admin_token):
+        assert secret not in text
+        assert secret not in health
