@@ -142,7 +142,10 @@ class Fault:
 
 def _check_number(name: str, value: object, most: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= most:
-        raise FaultError(f"{name!r} must be a number in (0, {most:g}], not {value!r}", field=name)
+        shown = (
+            f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else repr(value)
+        )
+        raise FaultError(f"{name!r} must be a number in (0, {most:g}], not {shown}", field=name)
 
 
 class _FaultBody(msgspec.Struct, forbid_unknown_fields=True):

@@ -4,7 +4,9 @@
 free port), and on exit shuts it down as SIGTERM would (SYSTEM notices, close frames, tasks ended). The
 `ServerHandle` gives the URLs (https/wss when `config.tls_cert` is set), the admin token, the same
 validated ingest path as `POST /admin/events`, the simulator's ledger, and a few fault controls for the tests
-of clients: stall, drop, system_close and expire_listen_key act on every open connection of one account.
+of clients: stall, drop, system_close and expire_listen_key act on every open connection of one account;
+`inject` fires any fault of faults.py exactly as `POST /admin/faults` does, and `sent` is the ledger of what
+was published and sent on each connection (ledger.py), which audits what a client delivered.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from userstream.events import Event, Exchange
 from userstream.server.app import SERVER_KEY, create_app
 from userstream.server.config import Account, ServerConfig
 from userstream.server.exchange import ExchangeServer
+from userstream.server.faults import Fault, FaultController, FaultKind, FaultReport
+from userstream.server.ledger import SentLedger
 from userstream.server.logs import RedactingAccessLogger, quiet_bad_requests
 from userstream.server.simulator import Ledger, Simulator
 
@@ -89,6 +93,30 @@ class ServerHandle:
     def expire_listen_key(self, account: str) -> bool:
         """Let `account`'s listenKey lapse now; its streams close with 4001. False if it had no key."""
         return self.server.expire_listen_key(account)
+
+    async def inject(
+        self,
+        kind: FaultKind | str,
+        *,
+        account: str | None = None,
+        exchange: Exchange | str | None = None,
+        seconds: float | None = None,
+        delay_ms: float | None = None,
+    ) -> FaultReport:
+        """Fire one fault (docs/server.md, "Fault injection") exactly as `POST /admin/faults` does: on
+        `account` (None: every account) and `exchange` (None: both). FaultError if it cannot be fired."""
+        target = None if exchange is None else Exchange(exchange)
+        return await self.server.faults.fire(Fault(FaultKind(kind), account, target, seconds, delay_ms))
+
+    @property
+    def faults(self) -> FaultController:
+        """The fault controller: `fired` counts by kind, `active()` the running refusal and delay windows."""
+        return self.server.faults
+
+    @property
+    def sent(self) -> SentLedger:
+        """What was published to each account and queued and written on each connection; `audit(...)`."""
+        return self.server.sent
 
     def active_listen_key(self, account: str) -> str | None:
         return self.server.keys.active_key(account, time.monotonic())
