@@ -89,6 +89,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed of the simulated market")
     parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="share listenKeys and events with every other node given the same Redis (redis://host:port/db); "
+        "see docs/scaling.md",
+    )
+    parser.add_argument(
+        "--node-id",
+        metavar="ID",
+        default=None,
+        help="this node's name in logs and /healthz, with --redis (default: <host>-<pid>)",
+    )
+    parser.add_argument(
         "--max-connections-per-ip",
         type=int,
         default=100,
@@ -112,6 +125,9 @@ def build_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
     """The config the flags describe, and the lines to print about what had to be generated."""
     notices: list[str] = []
     accounts: tuple[Account, ...]
+    if args.redis and not args.accounts:
+        # a generated demo account would differ on every node: the nodes must serve the same accounts
+        raise ConfigurationError("--redis needs --accounts: every node must serve the same accounts file")
     if args.accounts:
         accounts = load_accounts(args.accounts)
     else:
@@ -141,6 +157,8 @@ def build_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
         max_connection_age=args.max_connection_age,
         simulate_rate=args.simulate,
         seed=args.seed,
+        redis_url=args.redis,
+        node_id=args.node_id,
         max_connections_per_ip=args.max_connections_per_ip,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
