@@ -233,6 +233,9 @@ async def test_key_faults_close_the_bitmusa_streams_and_end_the_key(
     )
     assert await kit.closed_with(streams["alice-bitmusa"]) == (code, reason)
     assert kit.server.active_listen_key("alice") is None
+    (record,) = kit.server.sent.connections("alice", Exchange.BITMUSA)
+    await kit.server.server.hub.wait_until(lambda: record.ending is not None)
+    assert (record.ending.value, record.close_code, record.faults) == ("server_close", code, [kind])
     assert streams["alice-coinlocally"].state is State.OPEN
     assert (await fault(kit, {"fault": kind, "account": "alice"}))[1]["keys"] == 0  # no key left to end
     await close_all(streams)

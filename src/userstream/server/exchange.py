@@ -385,14 +385,14 @@ class ExchangeServer:
 
 def _ending(connection: Connection, ws: web.WebSocketResponse) -> tuple[Ending, int | None]:
     """How a finished connection ended, for the ledger: whose close frame, or which kind of break."""
+    code = ws.close_code  # after our close: the client's answer; 1005/1006: no close frame came
+    answered = code is not None and code < 1005
     if connection.close_sent is not None:
-        return Ending.SERVER_CLOSE, int(connection.close_sent.code)
+        ending = Ending.SERVER_CLOSE if answered else Ending.SERVER_CLOSE_UNANSWERED
+        return ending, int(connection.close_sent.code)
     if connection.stalled:  # the drop or stall fault (or a last-resort abort at shutdown)
         return Ending.ABORTED, None
-    code = ws.close_code
-    if code is not None and code < 1005:  # 1005 and 1006: no close frame came, the socket broke
-        return Ending.CLIENT_CLOSE, code
-    return Ending.LOST, code
+    return (Ending.CLIENT_CLOSE if answered else Ending.LOST), code
 
 
 def _render(account_name: str, events: Sequence[Event]) -> RenderedBatch:

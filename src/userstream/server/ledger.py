@@ -120,7 +120,8 @@ class Ending(StrEnum):
     """How a connection ended, as the server saw it."""
 
     CLIENT_CLOSE = "client_close"  # the client sent a close frame (a rotation, or it stopped)
-    SERVER_CLOSE = "server_close"  # the server sent a close frame (key lapsed or deleted, heartbeat, ...)
+    SERVER_CLOSE = "server_close"  # the server sent a close frame (key lapsed or deleted, ...), answered
+    SERVER_CLOSE_UNANSWERED = "server_close_unanswered"  # ... and the client went away without answering
     ABORTED = "aborted"  # the server cut it or went silent on it (the drop or stall fault)
     LOST = "lost"  # the peer went away without a close frame (the client aborted it, or died)
 
