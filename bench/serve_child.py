@@ -1,0 +1,75 @@
+"""`userstream serve` in a child process, for the benchmarks of the server itself and of reconnects.
+
+This module owns the accounts the benchmarks use and the child's entry point. The child runs the real
+application (`userstream.server.running_server`, what the `serve` command runs, minus its stderr logging)
+with `accounts` accounts, each with credentials on both exchanges, and answers a few commands over its
+pipe: the fault `drop_and_publish` (reconnect section), `wait_streams`, and `stop`. Everything else
+(ingest, listenKeys, WebSockets) goes through its HTTP port like any client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from common import serve_commands_async
+
+ADMIN_TOKEN = "bench-admin-token"
+
+
+def account_name(index: int) -> str:
+    return f"acct{index}"
+
+
+def credentials(index: int) -> dict[str, str]:
+    return {
+        "bitmusa_api_key": f"bench-bitmusa-api-{index}",
+        "bitmusa_auth_key": f"bench-bitmusa-auth-{index}",
+        "coinlocally_token": f"bench-coinlocally-token-{index}",
+    }
+
+
+def main(pipe: Connection, accounts: int, **overrides: Any) -> None:
+    """Child entry. Ready report: {"base_url", "ws_url", "pid"}."""
+    from userstream.server import Account, ServerConfig, running_server  # noqa: PLC0415 - in the child
+
+    config = ServerConfig(
+        accounts=tuple(
+            Account(name=account_name(index), uid=100_000 + index, **credentials(index))
+            for index in range(accounts)
+        ),
+        port=0,
+        admin_token=ADMIN_TOKEN,
+        rate_limit_per_second=1_000_000,  # the documented limits are the server tests' subject
+        rate_limit_per_minute=1_000_000_000,
+        **overrides,
+    )
+
+    async def run() -> None:
+        async with running_server(config) as server:
+
+            async def drop_and_publish(account: str, event: dict[str, Any], exchange: str) -> int:
+                """Abort the account's connections; once a stream of it is live again, publish `event`.
+                Returns the monotonic time (ns) of the drop."""
+                from userstream.events import Exchange  # noqa: PLC0415
+
+                dropped_at = time.monotonic_ns()
+                await server.drop(account)
+                async with asyncio.timeout(60):
+                    await server.wait_for_streams(account, 1, Exchange(exchange))
+                await server.ingest(account, [event])
+                return dropped_at
+
+            async def wait_streams(account: str, count: int) -> int:
+                async with asyncio.timeout(120):
+                    await server.wait_for_streams(account, count)
+                return server.streams(account)
+
+            pipe.send({"base_url": server.base_url, "ws_url": server.ws_url})
+            await serve_commands_async(
+                pipe, {"drop_and_publish": drop_and_publish, "wait_streams": wait_streams}
+            )
+
+    asyncio.run(run())
