@@ -55,12 +55,15 @@ DECODERS: dict[str, Callable[[bytes, int], bytes]] = {"gzip": gunzip, "plain": p
 def decode_frame(frame: bytes | str, max_size: int = DEFAULT_MAX_FRAME) -> bytes:
     """Return the message bytes of a text or binary frame, inflating gzip when the magic says so."""
     if isinstance(frame, str):
-        if len(frame) > max_size:
+        if len(frame) > max_size:  # cheap first: a character is at least one byte
             raise FrameDecodeError(f"frame of {len(frame)} characters exceeds the {max_size} limit")
         try:
-            return frame.encode()
+            message = frame.encode()
         except UnicodeEncodeError:  # lone surrogates: no real socket yields them, a caller's str might
             raise FrameDecodeError("text frame is not valid Unicode (lone surrogate)") from None
+        if len(message) > max_size:  # the limit is in bytes, and a character may take four
+            raise FrameDecodeError(f"frame of {len(message)} bytes exceeds the {max_size}-byte limit")
+        return message
     name = "gzip" if frame[:2] == _GZIP_MAGIC else "plain"
     return DECODERS[name](frame, max_size)
 

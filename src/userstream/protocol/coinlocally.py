@@ -388,6 +388,8 @@ class Parser:
             return self._non_data(message, text, data_error)
         except msgspec.DecodeError as exc:
             raise FrameDecodeError(f"frame is not JSON: {exc}") from None
+        except RecursionError:  # msgspec's answer to absurd nesting (found by tests/fuzz)
+            raise FrameDecodeError("frame is nested too deeply") from None
         return DataEvents(wire.normalize(self, text))
 
     @staticmethod
@@ -409,6 +411,8 @@ class Parser:
             raise MessageShapeError(f"malformed message: {exc}", field=_field_of(exc)) from None
         except msgspec.DecodeError as exc:  # the data decoder stopped at the shape before the syntax
             raise FrameDecodeError(f"frame is not JSON: {exc}") from None
+        except RecursionError:
+            raise FrameDecodeError("frame is nested too deeply") from None
         if envelope.e is not None:
             if isinstance(envelope.e, str) and envelope.e in _EVENT_TYPES:
                 raise MessageShapeError(f"malformed {envelope.e}: {data_error}", field=_field_of(data_error))
@@ -643,6 +647,8 @@ def parse_client_frame(frame: bytes | str) -> SubRequest | PingRequest | Unknown
         return Unknown(_client_preview(frame), str(exc))
     except msgspec.DecodeError as exc:  # ValidationError included: not a JSON object
         return Unknown(_client_preview(frame), f"not a JSON object: {exc}")
+    except RecursionError:  # absurd nesting (found by tests/fuzz)
+        return Unknown(_client_preview(frame), "client frame nested too deeply")
     except Exception as exc:  # the contract is "never raises": a bug must not end the connection
         return Unknown(_client_preview(frame), f"internal error: {type(exc).__name__}")
     if parsed.event == "sub":

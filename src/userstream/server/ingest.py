@@ -65,6 +65,8 @@ def parse_batch(body: bytes) -> tuple[str, list[Any]]:
         obj = _BODY_DECODER.decode(body)
     except msgspec.DecodeError:
         raise IngestError("the body must be a JSON object", status=400) from None
+    except RecursionError:  # msgspec's answer to absurd nesting (found by tests/fuzz): not a 500
+        raise IngestError("the body is nested too deeply", status=400) from None
     unknown = sorted(set(obj) - {"account", "events"})
     if unknown:
         raise IngestError(f"unknown key {unknown[0]!r} in the body", status=400, field=f"$.{unknown[0]}")
