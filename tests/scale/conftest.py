@@ -297,7 +297,8 @@ class RoundRobin:
         self.backends = list(backends)
         self._next = 0
         self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()  # both ends of every open connection
+        self._handlers: set[asyncio.Task[None]] = set()  # one per connection (asyncio.start_server's)
         self.port = 0
 
     @property
@@ -315,9 +316,10 @@ class RoundRobin:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
+        for writer in list(self._writers):
+            writer.close()  # each connection's pipes then end by themselves
+        async with asyncio.timeout(WAIT):
+            await asyncio.gather(*self._handlers)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for _ in range(len(self.backends)):
@@ -331,15 +333,18 @@ class RoundRobin:
         else:
             writer.close()
             return
-        task = asyncio.current_task()
-        assert task is not None
-        self._pipes.add(task)
+        ends = {writer, upstream_writer}
+        self._writers |= ends
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
         try:
             await asyncio.gather(
                 _pipe(reader, upstream_writer), _pipe(upstream_reader, writer), return_exceptions=True
             )
         finally:
-            self._pipes.discard(task)
+            self._writers -= ends
+            self._handlers.discard(handler)
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from userstream.errors import ConfigurationError
+from userstream.gateway.cluster import ClusterConfig
 from userstream.gateway.config import GatewayConfig, load_config
 from userstream.gateway.service import Gateway
 from userstream.server.logs import configure_logging, log_event
@@ -47,6 +48,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--http-host", default=None, help="HTTP address (overrides the config)")
     parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="share the config's accounts with every instance given the same Redis: each account is "
+        "leased to one instance (overrides [cluster] redis_url; docs/scaling.md)",
+    )
+    parser.add_argument(
+        "--instance", metavar="ID", default=None, help="this instance's name (default: <host>-<pid>)"
+    )
+    parser.add_argument(
+        "--lease-ttl", type=float, default=None, metavar="SECONDS", help="lease TTL (default: 15)"
+    )
+    parser.add_argument(
+        "--lease-renew",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how often leases are renewed and free accounts sought (default: 5; at most TTL/3)",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -65,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
             overrides["http_port"] = args.http_port
         if args.http_host is not None:
             overrides["http_host"] = args.http_host
+        cluster = _cluster(config.cluster, args)
+        if cluster is not None:
+            overrides["cluster"] = cluster
         config = dataclasses.replace(config, **overrides)
     except ConfigurationError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
@@ -73,6 +97,27 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_serve(config))
     except KeyboardInterrupt:  # a second Ctrl-C while shutting down
         return EXIT_FAILED
+
+
+def _cluster(configured: ClusterConfig | None, args: argparse.Namespace) -> ClusterConfig | None:
+    """The [cluster] table with the flags applied over it (a cluster from the flags alone with --redis)."""
+    flags: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("redis_url", args.redis),
+            ("instance", args.instance),
+            ("lease_ttl", args.lease_ttl),
+            ("renew_interval", args.lease_renew),
+        )
+        if value is not None
+    }
+    if not flags:
+        return configured
+    if configured is None:
+        if "redis_url" not in flags:
+            raise ConfigurationError("--instance, --lease-ttl and --lease-renew need --redis (or [cluster])")
+        return ClusterConfig(**flags)
+    return dataclasses.replace(configured, **flags)
 
 
 async def _serve(config: GatewayConfig) -> int:

@@ -23,6 +23,7 @@ from userstream.client.stream import StreamOptions
 from userstream.client.transport import check_url
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
+from userstream.gateway.cluster import ClusterConfig, parse_cluster
 from userstream.sinks.config import SinkSpec, load_spec
 
 __all__ = [
@@ -127,6 +128,7 @@ class GatewayConfig:
     health_grace: float = 10.0
     sse_queue: int = 1000
     shutdown_timeout: float = 10.0
+    cluster: ClusterConfig | None = None  # share the accounts with other instances (docs/scaling.md)
 
     def __post_init__(self) -> None:
         if not self.accounts:
@@ -169,12 +171,16 @@ def load_config(path: str | Path) -> GatewayConfig:
 
 def parse_config(document: Mapping[str, Any], *, source: str = "gateway config") -> GatewayConfig:
     """Build a config from a decoded document (what `tomllib` gives)."""
-    unknown = sorted(set(document) - {"gateway", "defaults", "accounts", "sinks"})
+    unknown = sorted(set(document) - {"gateway", "defaults", "accounts", "sinks", "cluster"})
     if unknown:
         raise ConfigurationError(
             f"{source}: unknown top-level key {unknown[0]!r} (expected [gateway], [defaults], "
-            "[[accounts]], [[sinks]])"
+            "[[accounts]], [[sinks]], [cluster])"
         )
+    cluster = None
+    if "cluster" in document:
+        where = f"{source}: [cluster]"
+        cluster = parse_cluster(_table(document["cluster"], where), where)
     service = _table(document.get("gateway", {}), f"{source}: [gateway]")
     unknown = sorted(set(service) - _GATEWAY_KEYS)
     if unknown:
@@ -204,7 +210,7 @@ def parse_config(document: Mapping[str, Any], *, source: str = "gateway config")
         except ConfigurationError as exc:
             raise ConfigurationError(f"{where}: {exc}") from None
     try:
-        return GatewayConfig(accounts=accounts, sinks=tuple(sinks), **service)
+        return GatewayConfig(accounts=accounts, sinks=tuple(sinks), cluster=cluster, **service)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{source}: {exc}") from None
     except TypeError as exc:  # a key of the wrong kind that the dataclass could not take

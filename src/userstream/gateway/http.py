@@ -122,6 +122,8 @@ class _Routes:
                 for sink in gateway.sinks
             },
         }
+        if gateway.leases is not None:  # sharded: this instance's leases (docs/scaling.md)
+            body["cluster"] = gateway.leases.describe()
         return _json(body, status=200 if gateway.healthy else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ what they hold (bounded by `shutdown_timeout`), then closes the live subscribers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -39,7 +40,9 @@ from userstream.sinks.runner import SinkRunner
 from userstream.state import AccountState
 
 if TYPE_CHECKING:
+    from userstream.gateway.cluster import ClusterConfig
     from userstream.gateway.http import HttpServer
+    from userstream.gateway.leases import LeaseCoordinator
 
 __all__ = ["AccountRuntime", "ConnectionState", "Gateway", "SinkHandle"]
 
@@ -59,6 +62,7 @@ class ConnectionState(StrEnum):
     RECONNECTING = "reconnecting"  # between connections (events sent meanwhile are lost to the stream)
     FAILED = "failed"  # the stream stopped for good (rejected credentials, say); `error` says why
     STOPPED = "stopped"  # the gateway is stopping
+    STANDBY = "standby"  # sharded: another instance holds the account's lease (docs/scaling.md)
 
 
 class AccountRuntime:
@@ -129,7 +133,7 @@ class AccountRuntime:
 
     def healthy(self, grace: float) -> bool:
         """Live; or starting or reconnecting for at most `grace` seconds. Failed or stopped: never."""
-        if self.connection is ConnectionState.LIVE:
+        if self.connection in (ConnectionState.LIVE, ConnectionState.STANDBY):
             return True
         if self.connection in (ConnectionState.FAILED, ConnectionState.STOPPED):
             return False
@@ -192,6 +196,20 @@ class AccountRuntime:
         if self.connection is not ConnectionState.FAILED:
             self._live_connections.clear()
             self._enter(ConnectionState.STOPPED)
+
+    def leased(self) -> None:
+        """Sharded: this instance now holds the account's lease and starts its stream. The picture starts
+        afresh (the stream's first snapshot rebuilds it: what this instance knew may be stale); the fills'
+        memory is kept, so an order it saw fill is not filled again."""
+        self.state = AccountState()
+        self.error = None
+        self._live_connections.clear()
+        self._enter(ConnectionState.STARTING)
+
+    def standby(self) -> None:
+        """Sharded: another instance streams the account (or will); this one does not."""
+        self._live_connections.clear()
+        self._enter(ConnectionState.STANDBY)
 
     def _enter(self, state: ConnectionState) -> None:
         if state is not self.connection:
@@ -265,6 +283,9 @@ class Gateway:
         self._account_tasks: dict[str, asyncio.Task[None]] = {}
         self._stop_requested = asyncio.Event()
         self._http: HttpServer | None = None  # imported when started: http.py reads this module
+        # sharded (config.cluster): the leases decide which accounts this instance streams
+        self.leases: LeaseCoordinator | None = None
+        self._group: asyncio.TaskGroup | None = None  # the supervisor's, while it runs
         self._started = False
         self._stopped = False
         self.started_at = clock()
@@ -293,8 +314,11 @@ class Gateway:
     @property
     def healthy(self) -> bool:
         grace = self.config.health_grace
-        return all(account.healthy(grace) for account in self._accounts.values()) and all(
-            sink.healthy for sink in self._sinks
+        leases_ok = self.leases is None or self.leases.problem is None
+        return (
+            leases_ok
+            and all(account.healthy(grace) for account in self._accounts.values())
+            and all(sink.healthy for sink in self._sinks)
         )
 
     @property
@@ -332,8 +356,11 @@ class Gateway:
             raise RuntimeError("a Gateway starts once")
         self._started = True
         try:
-            for runtime in self._accounts.values():
-                runtime.stream = self._open_stream(runtime)
+            if self.config.cluster is None:
+                for runtime in self._accounts.values():
+                    runtime.stream = self._open_stream(runtime)
+            else:
+                self.leases = await self._make_leases(self.config.cluster)
             for spec in self.config.sinks:
                 runner = build_runner(spec)
                 await runner.start()
@@ -380,14 +407,66 @@ class Gateway:
     # --- the supervisor ----------------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
+        leases: asyncio.Task[None] | None = None
         async with asyncio.TaskGroup() as group:
-            for runtime in self._accounts.values():
-                self._account_tasks[runtime.name] = group.create_task(
-                    self._run_account(runtime), name=f"userstream-gateway:{runtime.name}"
-                )
+            self._group = group
+            if self.leases is None:
+                for runtime in self._accounts.values():
+                    self._account_tasks[runtime.name] = group.create_task(
+                        self._run_account(runtime), name=f"userstream-gateway:{runtime.name}"
+                    )
+            else:  # the leases start and stop the account tasks, in this group
+                leases = group.create_task(self.leases.run(), name="userstream-gateway-leases")
             await self._stop_requested.wait()
+            if leases is not None:
+                leases.cancel()
             for task in self._account_tasks.values():
                 task.cancel()
+        self._group = None
+        if self.leases is not None:  # the streams have stopped: hand the accounts over now, not at TTL
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.shutdown_timeout):
+                    await self.leases.release_all()
+
+    # --- sharding (config.cluster) -----------------------------------------------------------------------
+
+    async def _make_leases(self, cluster: ClusterConfig) -> LeaseCoordinator:
+        """Check every account as an unsharded start would (credentials, `connect()` arguments), then
+        leave them on standby until their lease is taken."""
+        from userstream.gateway.leases import LeaseCoordinator  # noqa: PLC0415 - needs redis-py
+
+        for runtime in self._accounts.values():
+            await self._open_stream(runtime).aclose()  # made and dropped: the checks are the point
+            runtime.standby()
+        return LeaseCoordinator(
+            cluster,
+            list(self._accounts),
+            start=self._start_account,
+            stop=self._stop_account,
+            clock=self._clock,
+        )
+
+    def _start_account(self, name: str) -> None:
+        """The lease of `name` is ours: start its stream (which begins with a snapshot resync)."""
+        group = self._group
+        if group is None or self.stopping:
+            return
+        runtime = self._accounts[name]
+        runtime.leased()
+        runtime.stream = self._open_stream(runtime)
+        self._account_tasks[name] = group.create_task(
+            self._run_account(runtime), name=f"userstream-gateway:{name}"
+        )
+        log_event(_log, logging.INFO, "account leased: streaming", account=name)
+
+    async def _stop_account(self, name: str, reason: str) -> None:
+        """The lease of `name` is lost or handed over: stop its stream now; nothing more reaches the sinks."""
+        task = self._account_tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+        self._accounts[name].standby()
+        log_event(_log, logging.INFO, "account on standby", account=name, reason=reason)
 
     async def _run_account(self, runtime: AccountRuntime) -> None:
         stream = runtime.stream
