@@ -13,6 +13,10 @@ task then stops reading, its client queue fills, and the stream slows instead of
 fails for good is marked failed and every event it can no longer take is counted as lost. The HTTP
 server (`http.py`) only reads what this module keeps. Stopping ends the streams, then lets the sinks write
 what they hold (bounded by `shutdown_timeout`), then closes the live subscribers and the HTTP server.
+
+Sharded (`config.cluster`), the supervisor runs the lease task (leases.py) instead of every account: it
+starts an account's task when this instance takes the account's lease and cancels it when the lease is lost
+or handed over; the other accounts wait on standby (docs/scaling.md).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from userstream import eventjson
-from userstream.errors import UserStreamError
+from userstream.errors import ConfigurationError, UserStreamError
 from userstream.events import Event
 from userstream.protocol.close import CloseCode
 from userstream.server.backend import BackendUnavailableError, Node
@@ -205,7 +205,7 @@ class RedisBackend:
                 retry=Retry(NoBackoff(), 1),
             )
         except ValueError as exc:
-            raise BackendUnavailableError(f"invalid Redis URL {redacted_url(self._url)}: {exc}") from None
+            raise ConfigurationError(f"invalid Redis URL {redacted_url(self._url)}: {exc}") from None
         self._create = self._client.register_script(_CREATE)
         self._extend = self._client.register_script(_EXTEND)
         self._close = self._client.register_script(_CLOSE)
