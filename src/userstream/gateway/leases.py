@@ -162,11 +162,15 @@ class LeaseCoordinator:
         ttl_ms = max(1, round(self.config.lease_ttl * 1000))
         held = list(self.held)
         try:
-            members = await self._heartbeat(
-                keys=[self._members_key], args=[self.member, time.time_ns() // 1_000_000, ttl_ms]
-            )
-            renewed = await self._renew(keys=[self.lease_key(a) for a in held], args=[self.member, ttl_ms])
-        except (redis.exceptions.RedisError, OSError) as exc:
+            # a Redis that hangs must not keep this round past the moment a lease has to be given up
+            async with asyncio.timeout(self._budget()):
+                members = await self._heartbeat(
+                    keys=[self._members_key], args=[self.member, time.time_ns() // 1_000_000, ttl_ms]
+                )
+                renewed = await self._renew(
+                    keys=[self.lease_key(a) for a in held], args=[self.member, ttl_ms]
+                )
+        except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
             self._trouble(f"Redis unreachable: {exc or type(exc).__name__}")
             return
         if self.problem is not None:
@@ -208,11 +212,11 @@ class LeaseCoordinator:
         if not wanted:
             return
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
+            async with asyncio.timeout(self._budget()), self._client.pipeline(transaction=False) as pipe:
                 for account in wanted:
                     pipe.set(self.lease_key(account), self.member, nx=True, px=ttl_ms)
                 replies = await pipe.execute()
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
             # some may have been taken: they lapse unrenewed, and are taken again at the next round
             self._trouble(f"Redis unreachable: {exc or type(exc).__name__}")
             return
@@ -230,6 +234,11 @@ class LeaseCoordinator:
             self.lost += 1
             log_event(_log, logging.WARNING, "lease not renewed in time", account=account, member=self.member)
             await self._stop(account, "its lease could not be renewed")
+
+    def _budget(self) -> float:
+        """Seconds a Redis call may take now: until the first held lease must be given up, at most a round."""
+        now = self._clock()
+        return max(0.0, min([now + self.config.renew_interval, *self.held.values()]) - now)
 
     def _trouble(self, problem: str) -> None:
         if self.problem is None:
