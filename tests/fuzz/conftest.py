@@ -72,6 +72,7 @@ class ServerLog(logging.Handler):
         """Records at ERROR or above: a peer's bad input must never produce one."""
         return [
             f"{record.name}: {record.getMessage()}"
+            + (f" ({record.exc_info[1]!r})" if record.exc_info else "")
             for record in self.records
             if record.levelno >= logging.ERROR
         ]

@@ -178,7 +178,7 @@ class _Routes:
 
     async def bitmusa_stream(self, request: web.Request) -> web.StreamResponse:
         ws = self._websocket()
-        if not ws.can_prepare(request):
+        if not _can_upgrade(ws, request):
             return _bitmusa_error(400, bitmusa.ERR_BAD_REQUEST, "expected a WebSocket upgrade")
         if self.server.shutting_down:
             return _bitmusa_error(503, bitmusa.ERR_BAD_REQUEST, "the server is shutting down")
@@ -211,7 +211,7 @@ class _Routes:
 
     async def coinlocally_stream(self, request: web.Request) -> web.StreamResponse:
         ws = self._websocket()
-        if not ws.can_prepare(request):
+        if not _can_upgrade(ws, request):
             return _coinlocally_error(400, COINLOCALLY_ERR_BAD_REQUEST, "expected a WebSocket upgrade")
         if self.server.shutting_down:
             return _coinlocally_error(503, COINLOCALLY_ERR_BAD_REQUEST, "the server is shutting down")
@@ -301,6 +301,19 @@ class _Routes:
     async def health(self, request: web.Request) -> web.Response:
         body = self.server.health()
         return _json(503 if body["status"] == "unavailable" else 200, body)
+
+
+def _can_upgrade(ws: web.WebSocketResponse, request: web.Request) -> bool:
+    """Whether `request` is a WebSocket upgrade `ws` can accept.
+
+    aiohttp builds its refusal's text from the offending header, and a header holding bytes that are not
+    UTF-8 then fails to encode (UnicodeEncodeError, a 500): such a request is simply not an upgrade (found
+    by tests/fuzz).
+    """
+    try:
+        return bool(ws.can_prepare(request))
+    except UnicodeError:
+        return False
 
 
 def _ignore_client_frame(data: str | bytes) -> None:
