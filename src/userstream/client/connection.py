@@ -183,11 +183,14 @@ class Connection:
     # --- the reader -------------------------------------------------------------------------------
 
     async def _read(self) -> UserStreamError | None:
+        opening_failed: UserStreamError | None = None
         try:
             for opening in self._dialect.opening_frames():
                 await self._ws.send_text(opening)
         except UserStreamError as exc:
-            return self._ending or exc
+            # The server may have sent frames and its close before our sub went out (found by
+            # tests/fuzz): read them, and let its close say what the ending means (4004 is fatal).
+            opening_failed = exc
         if self._dialect.live_on_connect:
             self._go_live()
         while True:
@@ -196,7 +199,7 @@ class Connection:
             except PeerClosedError as closed:
                 return self._ending_after_close(closed)
             except UserStreamError as exc:
-                return self._ending or exc
+                return self._ending or opening_failed or exc
             self._heartbeat.frame_received(self._clock())
             self._counters.frames += 1
             if isinstance(frame, SignOfLife):
