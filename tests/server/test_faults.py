@@ -77,6 +77,7 @@ async def open_streams(kit: Kit) -> dict[str, Any]:
 
 async def close_all(streams: dict[str, Any]) -> None:
     for ws in streams.values():
+        ws.close_timeout = 0.2  # a stalled connection never answers the close
         await ws.close()
 
 
@@ -205,6 +206,19 @@ async def test_stall_without_an_account_silences_every_stream_of_the_exchange(ki
             await streams["bob-coinlocally"].recv()
     assert streams["alice-coinlocally"].state is State.OPEN
     assert kit.server.streams("alice") == 1
+    await close_all(streams)
+
+
+@pytest.mark.parametrize("stream", ["alice-bitmusa", "alice-coinlocally"])
+async def test_a_stalled_connection_does_not_answer_a_close_frame_either(kit: Kit, stream: str) -> None:
+    """A stall is a black hole: the client's close frame gets no answer (the client gives up, as it would
+    with a dead peer), so a client cannot mistake a stalled connection for one that closed cleanly."""
+    streams = await open_streams(kit)
+    await kit.server.inject("stall", account="alice")
+    ws = streams[stream]
+    ws.close_timeout = 0.2
+    await ws.close()
+    assert ws.close_exc.rcvd is None  # no close frame came back
     await close_all(streams)
 
 

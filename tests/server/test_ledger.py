@@ -223,6 +223,7 @@ async def test_a_rotation_is_the_client_closing_one_connection_while_its_success
     await kit.ingest("alice", [kit.balance("C", timestamp=3)])
     copies = [await kit.recv(new), await kit.recv(new)]
     await kit.server.stall("alice")  # a later fault is no rotation
+    new.close_timeout = 0.2  # and the stalled connection will not answer our close
     sent = kit.server.sent
     first, second = (record.serial for record in sent.connections("alice"))
     exchange = Exchange.BITMUSA

@@ -267,6 +267,7 @@ class _Routes:
         # answering them. No permessage-deflate: Coinlocally's frames are gzip already, Bitmusa's are tiny.
         return web.WebSocketResponse(
             autoping=False,
+            autoclose=False,  # a client's close is answered by the reader, unless the connection is stalled
             compress=False,
             max_msg_size=self.config.max_client_frame,
             timeout=self.config.close_timeout,

@@ -418,7 +418,21 @@ async def _read_client(ws: web.WebSocketResponse, connection: Connection, on_fra
         elif kind is WSMsgType.PONG:
             continue
         else:  # CLOSE, CLOSING, CLOSED or ERROR: the socket is done
+            if kind is WSMsgType.CLOSE:
+                if connection.stalled:
+                    await _until_gone(connection)
+                else:
+                    await ws.close(drain=False)  # answer the client's close frame
             return
+
+
+async def _until_gone(connection: Connection) -> None:
+    """Hold a stalled connection open after the client's close frame until the client gives up (or the
+    server drops it at shutdown): a black hole answers no close either, and an answer would tell the client
+    the connection was healthy to the end. Polled: a stalled connection is a fault, not a hot path."""
+    transport = connection.transport
+    while transport is not None and not transport.is_closing():  # noqa: ASYNC110 - no close signal
+        await asyncio.sleep(0.05)
 
 
 async def _stop_writer(writer: asyncio.Task[None], connection: Connection, grace: float) -> None:
