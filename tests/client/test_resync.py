@@ -280,6 +280,38 @@ async def test_a_planned_rotation_takes_no_snapshot(lab: Lab, recorder: Recorder
     assert env.access.count("GET", "/spot/wallet") == env.access.count("GET", "/sapi/v1/account") == 0
 
 
+@EXCHANGES
+async def test_a_rotation_whose_old_connection_went_silent_is_a_gap_and_resyncs(
+    lab: Lab, recorder: Recorder, exchange: str
+) -> None:
+    """The old connection of a rotation stalls before the new one is live: what was published meanwhile
+    reached nobody, the old connection never answers our close, and the hand-over cannot vouch for the
+    overlap. It is a gap like any other, and the snapshot's corrections restore the picture."""
+    async with lab(accounts=(ALICE,)) as env:
+        settings = options(env, exchange, rotate_after=0.5, overlap_timeout=0.2, close_timeout=0.3)
+        async with connect(exchange, **settings, on_status=recorder) as stream:
+            await env.until_streaming(account=ALICE)
+            await env.ingest(BEFORE, account=ALICE)
+            received = await env.take(stream, 4)
+            assert await env.server.stall("alice") == 1  # before the rotation begins
+            await env.ingest(LOST, account=ALICE)
+            fixes = await corrections(stream, recorder)
+            received += fixes
+            assert delivered_picture(received) == truth(env)
+    assert recorder.of(State.ROTATED)[0].reason == "replaced connection 1"
+    (silent,) = [status for status in recorder.of(State.DISCONNECTED) if status.connection == 1]
+    assert silent.reason is not None
+    assert silent.reason.endswith("no answer to our close within 0.3s")
+    assert [described(event) for event in fixes] == [
+        ("balance", "ETH", "0.5", "0"),
+        ("balance", "USDT", "49500", "50500"),
+        ("order", "C1", "open", "0.5"),
+        ("order", "C3", "open", "0"),
+        ("order", "C4", "open", "0"),
+        ("order", "C2", NOT_IN_SNAPSHOT, "0"),
+    ]
+
+
 # --- a stream that cannot resync, and one whose snapshot fails ----------------------------------------------
 
 

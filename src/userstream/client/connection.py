@@ -281,7 +281,12 @@ class Connection:
             now = self._clock()
             if now >= self._close_deadline:
                 _log.debug("%s: no answer to our close; aborting", self.label)
-                await self._ws.abort()
+                # Not a clean end: whatever the server still had for us on this connection is lost.
+                await self.abort(
+                    ConnectionLostError(
+                        f"{self.label}: no answer to our close within {self._close_timeout:g}s"
+                    )
+                )
                 return
             due = Due.NOTHING if self._closing else self._heartbeat.poll(now)
             if due is Due.DEAD:

@@ -536,12 +536,18 @@ class UserStream:
         reported = old.serial not in self._live  # `_ended` already told the user
         self._live.pop(old.serial, None)
         async with self._deliver_lock:
+            caught_up = self._dedupe.caught_up
             released = self._dedupe.end() if self._dedupe.active else []
             for event in released:
                 await self._queue.put(event)
         if ending is not None and not reported:
             # The old connection died during the rotation; the new one is already live.
             self.emit(State.DISCONNECTED, connection=old.serial, reason=str(ending))
+            if not caught_up:
+                # ... before reaching the first event the new one holds: what only the old one carried
+                # (published before the new one was live) may never have arrived. A gap: resync now.
+                assert self._tasks is not None  # noqa: S101 - set before the first attempt
+                self._resync.request(self._tasks)
         if retired:
             self.emit(State.ROTATED, connection=new.serial, reason=f"replaced connection {old.serial}")
 
