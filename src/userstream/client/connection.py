@@ -183,14 +183,15 @@ class Connection:
     # --- the reader -------------------------------------------------------------------------------
 
     async def _read(self) -> UserStreamError | None:
-        opening_failed: UserStreamError | None = None
+        # A send that fails (the sub, a pong) means the connection is going away, but the server may have
+        # sent frames and its close first (found by tests/fuzz): keep reading them, and let its close say
+        # what the ending means (a 4004 is a rejected credential, not a retry).
+        send_failed: UserStreamError | None = None
         try:
             for opening in self._dialect.opening_frames():
                 await self._ws.send_text(opening)
         except UserStreamError as exc:
-            # The server may have sent frames and its close before our sub went out (found by
-            # tests/fuzz): read them, and let its close say what the ending means (4004 is fatal).
-            opening_failed = exc
+            send_failed = exc
         if self._dialect.live_on_connect:
             self._go_live()
         while True:
@@ -199,7 +200,7 @@ class Connection:
             except PeerClosedError as closed:
                 return self._ending_after_close(closed)
             except UserStreamError as exc:
-                return self._ending or opening_failed or exc
+                return self._ending or send_failed or exc
             self._heartbeat.frame_received(self._clock())
             self._counters.frames += 1
             if isinstance(frame, SignOfLife):
@@ -208,10 +209,8 @@ class Connection:
                 self._report_frame(frame)
             try:
                 await self._handle(self._dialect.parse(frame))
-            except UserStreamError as exc:  # a send (pong) failed: the connection is going away
-                if self._ending is None:
-                    self._ending = exc
-                await self._ws.abort()
+            except UserStreamError as exc:  # a pong could not be sent: see send_failed above
+                send_failed = send_failed or exc
 
     def _report_frame(self, frame: bytes | str) -> None:
         assert self._on_frame is not None  # noqa: S101 - checked by the caller
