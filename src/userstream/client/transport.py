@@ -1,32 +1,40 @@
-"""The one place the client touches aiohttp: REST calls, WebSocket connections, and error conversion.
+"""The client's one door to the network: REST calls (aiohttp), WebSockets (picows), and error conversion.
 
-This module owns the client's I/O boundary. `Transport` wraps one `aiohttp.ClientSession` and turns a
-protocol module's `HttpRequest` into an `HttpReply` (status and body, nothing parsed: parsing is the
-protocol module's job) and a URL plus headers into a `WebSocket`. `WebSocket` receives frames (text,
-binary, or a bare sign of life for protocol-level ping/pong), sends text and pings, and closes either
-gracefully (a close frame, then keep reading until the peer answers, so nothing the peer sent before our
-close is lost) or at once.
+This module owns the client's I/O boundary. `Transport` turns a protocol module's `HttpRequest` into an
+`HttpReply` (status and body, nothing parsed: parsing is the protocol module's job) with one
+`aiohttp.ClientSession`, made at the first request (a Coinlocally stream never makes one), and a URL plus
+headers into a `WebSocket` with picows, whose frame callback costs a third of aiohttp's CPU per frame
+(docs/architecture.md, docs/performance.md). `WebSocket` receives frames (text, binary, or a bare sign of
+life for protocol-level ping/pong), sends text and pings, and closes either gracefully (a close frame, then
+keep reading until the peer answers, so nothing the peer sent before our close is lost) or at once.
 
-Every aiohttp, OS and timeout exception is converted here, in `_converted`, into our error tree (the
-pattern of httpx's `map_httpcore_exceptions`), so nothing third-party leaks past this file. Messages are
-built from what is safe to show: the caller's `label` for a URL (a Bitmusa WebSocket URL contains the
-listenKey, so callers pass a masked label) and the exception's class, never aiohttp's own text, which can
-quote the full URL. TLS (the SSL context, verification, the warning when it is off) is `client/tls.py`'s:
-certificates are verified unless the caller explicitly passes `verify_tls=False`.
+picows hands each frame to a callback as it parses the socket; `_Inbox` queues them for the one task that
+`receive()`s, and keeps backpressure: past `INBOX_HIGH_WATER` waiting frames it pauses reading the socket
+(the server's side then buffers, as TCP intends) and resumes at `INBOX_LOW_WATER`.
+
+Every aiohttp, picows, OS and timeout exception is converted here (`_converted` for REST, `_converted_ws`
+for WebSockets) into our error tree (the pattern of httpx's `map_httpcore_exceptions`), so nothing
+third-party leaks past this file. Messages are built from what is safe to show: the caller's `label` for a
+URL (a Bitmusa WebSocket URL contains the listenKey, so callers pass a masked label) and the exception's
+class, never the libraries' own text, which can quote the full URL. picows' wire dumps (level 9, below
+DEBUG, with the handshake's headers) are never let through (`_QuietPicowsLog`). TLS (the SSL context,
+verification, the warning when it is off) is `client/tls.py`'s: certificates are verified unless the caller
+explicitly passes `verify_tls=False`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import ssl
-import struct
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import aiohttp
+import picows
 from yarl import URL
 
 from userstream.client.tls import TlsPolicy
@@ -34,10 +42,14 @@ from userstream.errors import (
     ConfigurationError,
     ConnectionLostError,
     FrameDecodeError,
+    RemoteProtocolError,
     TransportError,
+    UserStreamError,
 )
 
 __all__ = [
+    "INBOX_HIGH_WATER",
+    "INBOX_LOW_WATER",
     "SIGN_OF_LIFE",
     "HandshakeRejectedError",
     "HttpReply",
@@ -50,7 +62,6 @@ __all__ = [
 ]
 
 
-_CLOSE_CODE = struct.Struct("!H")
 _ABORT_WAIT = 1.0  # seconds an abort waits for a peer that may be stalled
 
 
@@ -169,6 +180,7 @@ class Transport:
         self._warned_rest = False
         self._timeout = request_timeout
         self._max_frame = max_frame
+        self._open = False
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Transport:
@@ -179,21 +191,28 @@ class Transport:
         await self.close()
 
     def open(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _require_open(self) -> None:
+        if not self._open:
+            raise TransportError("the transport is not open")
+
+    def _require_session(self) -> aiohttp.ClientSession:
+        """The REST session, made at the first request: an HTTP client session with its connector is tens
+        of KiB, and a stream that never calls REST (Coinlocally's) should not pay for one."""
+        self._require_open()
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 # No cookie jar: nothing here is a browser session, and cookies could carry auth.
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
-
-    async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-
-    def _require_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise TransportError("the transport is not open")
         return self._session
 
     async def request(self, base_url: str, request: RequestLike, *, label: str) -> HttpReply:
@@ -220,32 +239,308 @@ class Transport:
                 return HttpReply(status=response.status, body=bytes(body), headers=response.headers.copy())
 
     async def websocket(self, url: str, headers: Mapping[str, str], *, label: str) -> WebSocket:
-        """Open a WebSocket. Protocol-level pings and close frames are handled by `WebSocket`, not aiohttp,
-        so that every frame counts as a sign of life and a graceful close can drain."""
-        session = self._require_session()
+        """Open a WebSocket (`request_timeout` bounds the TCP connect, TLS and the upgrade together).
+        Protocol-level pings and close frames are handled by `WebSocket`, so that every frame counts as
+        a sign of life and a graceful close can drain."""
+        self._require_open()
         self._tls.before_connect(url, label)
-        with _converted(label):
-            ws = await session.ws_connect(
-                url,
-                headers=dict(headers),
-                ssl=self._tls.context(),
-                autoping=False,
-                autoclose=False,
-                max_msg_size=self._max_frame,
-                # ws_close bounds how long aiohttp waits for the peer's close frame in `abort`; a graceful
-                # close waits in `receive` instead, under the caller's own timeout.
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_ABORT_WAIT),
+        inbox = _Inbox(label, self._max_frame)
+        try:
+            with _converted_ws(label):
+                async with asyncio.timeout(self._timeout):
+                    transport, _ = await picows.ws_connect(
+                        lambda: inbox,
+                        url,
+                        ssl_context=self._tls.context(),  # used for wss:// only
+                        websocket_handshake_timeout=self._timeout,
+                        enable_auto_pong=False,  # `_Inbox` answers pings, so each counts as a sign of life
+                        max_frame_size=self._max_frame,
+                        extra_headers=dict(headers) or None,
+                        max_redirects=0,  # a redirect is a refusal with its status, as with aiohttp
+                        logger_name=_PICOWS_LOG,
+                    )
+        except BaseException:
+            # Cancelled or failed: a handshake that completes after this must not leave an orphan socket.
+            inbox.abandon()
+            raise
+        if inbox.transport is None:  # the socket closed before the upgrade was answered
+            raise ConnectionLostError(f"{label}: closed during the WebSocket handshake")
+        # Frames that came with the upgrade's answer (even a close, say a lapsed listenKey's 4001) are
+        # already in the inbox: `receive()` hands them over in order.
+        return WebSocket(transport, inbox, label=label)
+
+
+# --- the WebSocket half: picows ---------------------------------------------------------------------------
+
+#: Frames waiting for the reader above which the socket stops being read, and at or below which reading
+#: resumes. A reader waiting for room in a full event queue stops draining the inbox; pausing the socket
+#: then makes the server's side buffer (TCP flow control), so a slow consumer never grows our memory. The
+#: frames of the read in progress still arrive after the pause: at most one read buffer more.
+INBOX_HIGH_WATER: Final = 256
+INBOX_LOW_WATER: Final = 64
+
+if TYPE_CHECKING:
+    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
+else:
+    _LoggerAdapter = logging.LoggerAdapter
+
+
+class _QuietPicowsLog(_LoggerAdapter):
+    """picows' logger, tamed. At level 9 (below DEBUG) picows logs the upgrade request with its headers (a
+    Coinlocally token, a Bitmusa listenKey in the path) and raw received bytes: none of it may reach a log,
+    whatever the application's logging configuration, so nothing below DEBUG passes. Its INFO lines ("WS
+    connection established", "Disconnected", one pair per connection) become DEBUG: the stream's own
+    status events say the same, with reasons. Warnings and errors pass unchanged."""
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+        return level >= logging.DEBUG and self.logger.isEnabledFor(_DEMOTED.get(level, level))
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if level >= logging.DEBUG:
+            super().log(_DEMOTED.get(level, level), msg, *args, **kwargs)
+
+
+_DEMOTED: Final = {logging.INFO: logging.DEBUG}
+_PICOWS_LOG: Final = _QuietPicowsLog(logging.getLogger("picows.client"), {})
+
+
+@contextmanager
+def _converted_ws(label: str) -> Iterator[None]:
+    """picows', ssl's and the OS's exceptions while opening a WebSocket, in our tree. The messages show no
+    secret: picows' own texts can quote the URL, which holds a Bitmusa listenKey."""
+    try:
+        yield
+    except picows.WSHandshakeError as exc:
+        response = exc.response
+        if response is None or int(response.status) == 101:
+            # No status line at all, or a 101 with broken upgrade headers: not a refusal, a broken peer.
+            raise ConnectionLostError(
+                f"{label}: invalid WebSocket handshake reply ({type(exc).__name__})"
+            ) from None
+        status = int(response.status)
+        raise HandshakeRejectedError(
+            f"{label}: WebSocket handshake refused with HTTP {status}", status=status
+        ) from None
+    except picows.WSInvalidURL:
+        raise ConfigurationError(f"{label}: invalid URL") from None
+    except ssl.SSLCertVerificationError as exc:
+        # Fatal, not retried: a certificate does not fix itself, and a wrong one may be an attack.
+        why = exc.verify_message or type(exc).__name__
+        raise ConfigurationError(
+            f"{label}: the server's TLS certificate failed verification ({why}); to trust a private CA, "
+            "pass its certificate as ca_file (--ca-file)"
+        ) from None
+    except ssl.SSLError as exc:
+        raise ConnectionLostError(f"{label}: TLS handshake failed ({type(exc).__name__})") from None
+    except TimeoutError:
+        raise ConnectionLostError(f"{label}: timed out") from None
+    except OSError as exc:
+        raise ConnectionLostError(f"{label}: cannot connect ({exc.strerror or type(exc).__name__})") from None
+    except picows.WSError as exc:
+        raise ConnectionLostError(f"{label}: WebSocket error ({type(exc).__name__})") from None
+
+
+_TEXT: Final = picows.WSMsgType.TEXT
+_BINARY: Final = picows.WSMsgType.BINARY
+_CONTINUATION: Final = picows.WSMsgType.CONTINUATION
+_PING: Final = picows.WSMsgType.PING
+_PONG: Final = picows.WSMsgType.PONG
+_CLOSE: Final = picows.WSMsgType.CLOSE
+# RFC 6455 close codes this side sends
+_PROTOCOL_ERROR: Final = 1002
+_INVALID_TEXT: Final = 1007
+_MESSAGE_TOO_BIG: Final = 1009
+_MAX_REASON_BYTES: Final = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
+
+
+class _End:
+    """The inbox's last item: the connection is over, and `error` says how."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: UserStreamError) -> None:
+        self.error = error
+
+
+class _Inbox(picows.WSListener):
+    """picows' callbacks for one connection: every frame, in order, into a deque that `receive()` drains.
+
+    picows calls it synchronously from the event loop, for each frame it parses from the socket (often
+    several per read). Text frames become str, binary frames bytes (a fragmented message is reassembled,
+    bounded by `max_frame`), pings and pongs a SIGN_OF_LIFE (a ping is answered at once), and the end of
+    the connection an `_End` carrying the error `receive()` raises. It never raises into picows.
+    """
+
+    def __init__(self, label: str, max_frame: int) -> None:
+        self.label = label
+        self.max_frame = max_frame
+        self.items: deque[str | bytes | SignOfLife | _End] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.transport: picows.WSTransport | None = None
+        self.paused = False
+        self.ended = False
+        self.closing = False  # our close frame is sent (or being sent): no more pongs or texts
+        self._abandoned = False
+        self._fragments: list[bytes] | None = None
+        self._fragments_are_text = False
+        self._fragments_size = 0
+
+    def abandon(self) -> None:
+        """The connect was cancelled or failed: close this connection now or as soon as it is made."""
+        self._abandoned = True
+        if self.transport is not None:
+            self.transport.disconnect(graceful=False)
+
+    # -- picows' callbacks
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self.transport = transport
+        if self._abandoned:
+            transport.disconnect(graceful=False)
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        kind = frame.msg_type
+        if frame.fin and self._fragments is None:  # the usual case: one whole message in one frame
+            if kind is _TEXT:
+                try:
+                    self.put(frame.get_payload_as_utf8_text())
+                except UnicodeDecodeError:
+                    self._fail(_INVALID_TEXT, FrameDecodeError(f"{self.label}: a text frame is not UTF-8"))
+                return
+            if kind is _BINARY:
+                self.put(frame.get_payload_as_bytes())
+                return
+        if kind is _PING:
+            if not self.closing:
+                transport.send_pong(frame.get_payload_as_bytes())
+            self.put(SIGN_OF_LIFE)
+        elif kind is _PONG:
+            self.put(SIGN_OF_LIFE)
+        elif kind is _CLOSE:
+            self._closed_by_peer(transport, frame)
+        else:
+            self._fragment(kind, frame)
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        handshake: picows.picows.WSCloseHandshake | None = transport.close_handshake
+        sent = None if handshake is None else handshake.sent
+        if handshake is not None and sent is not None and handshake.recv is None and not self.closing:
+            # picows closed the connection itself: the peer broke the protocol (a frame over max_frame,
+            # a reserved opcode, a masked server frame...).
+            code = sent.code.value
+            if code == _MESSAGE_TOO_BIG:
+                error: UserStreamError = FrameDecodeError(
+                    f"{self.label}: a frame exceeds the {self.max_frame}-byte limit"
+                )
+            else:
+                error = RemoteProtocolError(f"{self.label}: the server broke the WebSocket protocol ({code})")
+            self.end(error)
+        else:
+            self.end(PeerClosedError(f"{self.label}: connection lost", code=None))
+
+    # -- the inbox
+
+    def put(self, item: str | bytes | SignOfLife) -> None:
+        items = self.items
+        items.append(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if len(items) >= INBOX_HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.underlying_transport.pause_reading()
+
+    def resume_if_drained(self) -> None:
+        if len(self.items) <= INBOX_LOW_WATER:
+            self.paused = False
+            transport = self.transport
+            if transport is not None and not transport.is_disconnected:
+                transport.underlying_transport.resume_reading()
+
+    def end(self, error: UserStreamError) -> None:
+        """The connection is over; `receive()` raises `error` once the frames before it are read."""
+        if self.ended:
+            return
+        self.ended = True
+        self.items.append(_End(error))
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, code: int, error: UserStreamError) -> None:
+        """The peer sent something we refuse: close with `code`, and end with `error`."""
+        self.closing = True
+        transport = self.transport
+        if transport is not None:
+            transport.send_close(picows.WSCloseCode(code))
+            transport.disconnect()
+        self.end(error)
+
+    def _closed_by_peer(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        code = frame.get_close_code().value if frame.payload_size >= 2 else None
+        try:
+            reason = frame.get_close_reason() or ""
+        except UnicodeDecodeError:  # picows refuses such a frame first; kept as a guard
+            reason = ""
+        if not transport.is_close_frame_sent:
+            # Echo the code, as RFC 6455 asks (an empty close is answered with 1000).
+            transport.send_close(frame.get_close_code() if code is not None else picows.WSCloseCode.OK)
+        transport.disconnect()
+        shown = f" {reason!r}" if reason else ""
+        self.end(
+            PeerClosedError(
+                f"{self.label}: closed by the server with code {code}{shown}", code=code, reason=reason
             )
-        return WebSocket(ws, label=label)
+        )
+
+    def _fragment(self, kind: picows.WSMsgType, frame: picows.WSFrame) -> None:
+        """One frame of a message split over several (RFC 6455 section 5.4): collected, bounded."""
+        if kind is _CONTINUATION:
+            if self._fragments is None:
+                self._fail(_PROTOCOL_ERROR, RemoteProtocolError(f"{self.label}: a continuation of nothing"))
+                return
+        elif kind is _TEXT or kind is _BINARY:
+            if self._fragments is not None:
+                self._fail(
+                    _PROTOCOL_ERROR,
+                    RemoteProtocolError(f"{self.label}: a new message inside a fragmented one"),
+                )
+                return
+            self._fragments, self._fragments_are_text, self._fragments_size = [], kind is _TEXT, 0
+        else:
+            return  # picows delivers no other opcode
+        chunk = frame.get_payload_as_bytes()
+        self._fragments_size += len(chunk)
+        if self._fragments_size > self.max_frame:
+            self._fail(
+                _MESSAGE_TOO_BIG,
+                FrameDecodeError(f"{self.label}: a message exceeds the {self.max_frame}-byte limit"),
+            )
+            return
+        self._fragments.append(chunk)
+        if not frame.fin:
+            return
+        message = b"".join(self._fragments)
+        self._fragments = None
+        if not self._fragments_are_text:
+            self.put(message)
+            return
+        try:
+            self.put(message.decode())
+        except UnicodeDecodeError:
+            self._fail(_INVALID_TEXT, FrameDecodeError(f"{self.label}: a text message is not UTF-8"))
 
 
 class WebSocket:
     """One open WebSocket. One task receives; any task may send or close."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, *, label: str) -> None:
-        self._ws = ws
+    __slots__ = ("_inbox", "_label", "_settled", "_transport")
+
+    def __init__(self, transport: picows.WSTransport, inbox: _Inbox, *, label: str) -> None:
+        self._transport = transport
+        self._inbox = inbox
         self._label = label
-        self._closing = False
+        self._settled = False
 
     @property
     def label(self) -> str:
@@ -253,65 +548,83 @@ class WebSocket:
 
     @property
     def closed(self) -> bool:
-        return self._ws.closed
+        return self._inbox.ended or self._transport.is_disconnected
+
+    @property
+    def pending(self) -> int:
+        """Frames received and not yet handed out by `receive()`."""
+        return sum(1 for item in self._inbox.items if type(item) is not _End)
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while the socket is not read because `pending` reached `INBOX_HIGH_WATER` (backpressure)."""
+        return self._inbox.paused
 
     async def receive(self) -> str | bytes | SignOfLife:
-        """The next frame. Raises `PeerClosedError` when the connection is closed or broken."""
-        with _converted(self._label):
-            message = await self._ws.receive()
-        kind = message.type
-        if kind is aiohttp.WSMsgType.TEXT or kind is aiohttp.WSMsgType.BINARY:
-            data: str | bytes = message.data
-            return data
-        if kind is aiohttp.WSMsgType.PING:
-            await self._send_safely(lambda: self._ws.pong(message.data))
-            return SIGN_OF_LIFE
-        if kind is aiohttp.WSMsgType.PONG:
-            return SIGN_OF_LIFE
-        if kind is aiohttp.WSMsgType.CLOSE:
-            code: int | None = message.data
-            reason = message.extra if isinstance(message.extra, str) else ""
-            await self.abort()
-            shown = f" {reason!r}" if reason else ""
-            raise PeerClosedError(
-                f"{self._label}: closed by the server with code {code}{shown}",
-                code=code,
-                reason=reason,
-            )
-        # CLOSED, CLOSING, ERROR: the connection broke without a close frame, or was aborted locally.
-        await self.abort()
-        code = self._ws.close_code
-        raise PeerClosedError(f"{self._label}: connection lost", code=code)
+        """The next frame. Raises `PeerClosedError` when the connection is closed or broken, or a
+        `RemoteProtocolError` when the server broke the protocol; and the same again on every later call."""
+        inbox = self._inbox
+        items = inbox.items
+        while not items:
+            waiter = asyncio.get_running_loop().create_future()
+            inbox.waiter = waiter
+            try:
+                await waiter
+            finally:
+                inbox.waiter = None
+        item = items[0]
+        if type(item) is _End:
+            if not self._settled and self._transport.is_disconnected:
+                await self._settle()
+            raise item.error
+        items.popleft()
+        if inbox.paused:
+            inbox.resume_if_drained()
+        return item  # type: ignore[return-value]  # not an _End: checked above
 
     async def send_text(self, text: str) -> None:
-        with _converted(self._label):
-            try:
-                await self._ws.send_str(text)
-            except RuntimeError:  # aiohttp: "websocket connection is closing"
-                raise ConnectionLostError(f"{self._label}: connection is closing") from None
+        self._check_open()
+        self._transport.send(_TEXT, text.encode())
 
     async def ping(self, payload: bytes = b"") -> None:
-        with _converted(self._label):
-            await self._ws.ping(payload)
+        self._check_open()
+        self._transport.send_ping(payload)
+
+    def _check_open(self) -> None:
+        transport = self._transport
+        if self._inbox.closing or transport.is_close_frame_sent or transport.is_disconnected:
+            raise ConnectionLostError(f"{self._label}: connection is closing")
 
     async def begin_close(self, code: int = 1000, reason: str = "") -> None:
         """Send our close frame and return; the receiver keeps reading until the peer's close frame, so
         every frame the peer sent before it saw ours is still delivered."""
-        if self._closing or self._ws.closed:
+        transport = self._transport
+        if self._inbox.closing or transport.is_close_frame_sent or transport.is_disconnected:
             return
-        self._closing = True
-        payload = _CLOSE_CODE.pack(code) + reason.encode()[:123]
-        await self._send_safely(lambda: self._ws.send_frame(payload, aiohttp.WSMsgType.CLOSE))
+        self._inbox.closing = True
+        transport.send_close(picows.WSCloseCode(code), reason.encode()[:_MAX_REASON_BYTES])
 
     async def abort(self) -> None:
-        """Close at once, without waiting for the peer. Safe to call repeatedly and from any task."""
-        if self._ws.closed:
-            return
-        # aiohttp waits at most _ABORT_WAIT for the peer's close frame (ws_close); wait_for guards the rest.
-        with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
-            await asyncio.wait_for(self._ws.close(code=1000), timeout=2 * _ABORT_WAIT)
+        """Close at once, without waiting for the peer's answer. Safe to call repeatedly and from any task."""
+        transport = self._transport
+        inbox = self._inbox
+        if not transport.is_disconnected:
+            inbox.closing = True
+            if not transport.is_close_frame_sent:
+                transport.send_close(picows.WSCloseCode.OK)  # a courtesy: the peer learns it was on purpose
+            transport.disconnect()  # flushes what is buffered (that close frame), then closes the socket
+        await self._settle()
+        inbox.end(PeerClosedError(f"{self._label}: connection lost", code=None))
 
-    async def _send_safely(self, send: Callable[[], Awaitable[None]]) -> None:
-        # A failed send is not reported here: the receiver will see the connection end and say why.
-        with contextlib.suppress(aiohttp.ClientError, OSError, RuntimeError):
-            await send()
+    async def _settle(self) -> None:
+        """Wait (briefly) until the socket is closed. picows re-raises here a failure it detected itself (a
+        protocol violation, already reported as our error by `receive()`); awaiting it keeps asyncio from
+        logging it as never retrieved."""
+        self._settled = True
+        try:
+            async with asyncio.timeout(_ABORT_WAIT):
+                await self._transport.wait_disconnected()
+        except TimeoutError:
+            self._transport.disconnect(graceful=False)  # the peer is not reading: drop what is buffered
+        except Exception:  # noqa: S110 - what picows re-raises is already in our error, see above
+            pass
