@@ -126,3 +126,76 @@ async def test_the_picture_equals_the_simulated_ledger_after_connections_are_cut
                 assert _picture(gateway, account.name) == expected[account.name.split("-")[0]]
                 assert account.disconnects == 2
                 assert account.snapshot_events > 0  # the opening balances came by snapshot, if nothing else
+
+
+async def test_a_gateway_restarted_on_its_database_corrects_what_changed_while_it_was_down(lab: Any) -> None:
+    """The second run starts from the picture the SQLite sink kept: its first snapshot closes the order that
+    ended while no gateway ran (the sink's `orders` table would otherwise keep it open forever) and fills
+    only what was filled meanwhile (not the whole filled amount again)."""
+
+    def order(order_id: str, status: str, filled: str, cost: str, t: int) -> dict[str, Any]:
+        return {
+            "kind": "order",
+            "id": order_id,
+            "symbol": "BTC/USDT",
+            "side": "buy",
+            "type": "limit",
+            "status": status,
+            "price": "14000",
+            "amount": "1",
+            "filled": filled,
+            "cost": cost,
+            "created_at": BASE_TIME,
+            "timestamp": BASE_TIME + t,
+        }
+
+    def usdt(free: str, t: int) -> dict[str, Any]:
+        return {"kind": "balance", "asset": "USDT", "free": free, "locked": "0", "timestamp": BASE_TIME + t}
+
+    async with lab() as env:
+        database = env.tmp_path / "events.db"
+        document = env.document(
+            accounts=("alice",), resync=True, sinks=[{"type": "sqlite", "path": str(database)}]
+        )
+        for table in document["accounts"]:
+            table["snapshot_symbols"] = ["BTC/USDT"]
+        config = parse_config(document)
+        first_run = [usdt("100", 1), order("A1", "open", "0", "0", 2), order("A2", "open", "0.4", "5600", 3)]
+        async with env.gateway(config) as gateway:
+            await env.ingest("alice", first_run)
+            await env.until(lambda: all(sum(a.events.values()) >= 4 for a in gateway.accounts))
+        # while no gateway runs: A1 is canceled, A2 fills further, USDT moves
+        await env.ingest(
+            "alice", [order("A1", "canceled", "0", "0", 10), order("A2", "open", "0.6", "8400", 11)]
+        )
+        await env.ingest("alice", [usdt("50", 12)])
+        async with env.gateway(config) as gateway:
+            await env.until(lambda: all(a.resyncs == 1 for a in gateway.accounts))
+            await env.until(lambda: all(sink.runner.pending == 0 for sink in gateway.sinks))
+            pictures = {a.name: sorted(a.state.snapshot().open_orders) for a in gateway.accounts}
+        connection = sqlite3.connect(database)
+        try:
+            open_orders = connection.execute(
+                "SELECT account, id, filled FROM orders ORDER BY account"
+            ).fetchall()
+            finished = connection.execute(
+                "SELECT account, id, raw_status FROM finished_orders ORDER BY account"
+            ).fetchall()
+            fills = connection.execute(
+                "SELECT account, json FROM events WHERE kind = 'fill' ORDER BY account, seq"
+            ).fetchall()
+        finally:
+            connection.close()
+    names = ("alice-bitmusa", "alice-coinlocally")
+    assert pictures == {name: ["A2"] for name in names}
+    assert open_orders == [(name, "A2", "0.6") for name in names]
+    assert finished == [(name, "A1", "NOT_IN_SNAPSHOT") for name in names]
+    stored_fills = [(account, from_json(body)) for account, body in fills]
+    amounts = [
+        (account, fill.amount, fill.source) for account, fill in stored_fills if isinstance(fill, Fill)
+    ]
+    assert amounts == [
+        (name, amount, source)
+        for name in names
+        for amount, source in ((Decimal("0.4"), Source.STREAM), (Decimal("0.2"), Source.SNAPSHOT))
+    ]

@@ -165,6 +165,28 @@ async def test_reading_back_gives_stored_events_and_the_last_keys(
     await sink.close()
 
 
+async def test_the_picture_read_back_is_each_balance_and_each_open_order_of_one_account(
+    tmp_path: Path, balance: BalanceFactory, order: OrderFactory
+) -> None:
+    path = tmp_path / "events.db"
+    held = [
+        balance("USDT", "1", timestamp=T0, exchange=Exchange.COINLOCALLY),
+        balance("BTC", "0.5", "0.25", timestamp=T0 + 2, exchange=Exchange.COINLOCALLY),
+        balance("USDT", "2", timestamp=T0 + 3, exchange=Exchange.COINLOCALLY),
+        balance("USDT", "9", timestamp=T0, exchange=Exchange.BITMUSA),  # another exchange
+        balance("USDT", "9", timestamp=T0, exchange=Exchange.COINLOCALLY, account="bob"),  # another account
+        order("7", OrderStatus.OPEN, "0.5", timestamp=T0 + 1),
+        order("8", OrderStatus.OPEN, "0", timestamp=T0 + 1),
+        order("8", OrderStatus.CANCELED, "0", timestamp=T0 + 4),  # ended: not in the picture
+    ]
+    sink = SqliteSink(path)
+    await sink.open()
+    await sink.write(held)
+    picture = await sink.read_picture(Exchange.COINLOCALLY, "alice")
+    await sink.close()
+    assert picture == [held[1], held[2], held[5]]  # balances by asset, then open orders by id
+
+
 async def test_a_balance_never_moves_backwards_in_time(tmp_path: Path, balance: BalanceFactory) -> None:
     path = tmp_path / "events.db"
     newer = balance("BTC", "2", "1", timestamp=T0 + 10)

@@ -301,6 +301,16 @@ class UserStream:
     ) -> None:
         await self.aclose()
 
+    def assume(self, events: Iterable[Event]) -> None:
+        """The consumer already holds `events` (its picture restored from its own store, say a restarted
+        gateway's database): count them as delivered, so that a resync corrects that picture (an order
+        it holds open that has ended since, a balance that moved) instead of one built from nothing. Call it
+        before the stream starts; nothing is queued."""
+        if self._runner is not None:
+            raise RuntimeError("assume() before the stream starts")
+        for event in events:
+            self._resync.delivered(event)
+
     def start(self) -> None:
         """Start the supervisor (done by `async with`)."""
         if self._runner is not None:

@@ -41,6 +41,7 @@ from userstream.gateway.sse import EventHub
 from userstream.server.logs import log_event
 from userstream.sinks.config import SinkSpec, build_runner
 from userstream.sinks.runner import SinkRunner
+from userstream.sinks.sqlite import SqliteSink
 from userstream.state import AccountState
 
 if TYPE_CHECKING:
@@ -188,6 +189,16 @@ class AccountRuntime:
         self.last_event_at = self._clock()
         self.lag = max(0.0, (wall_ms - event.timestamp) / 1000)
         return produced
+
+    def restore(self, picture: Sequence[Event]) -> None:
+        """Start from the picture a sink kept (a restart): the state holds it, the fill tracker knows how
+        much of each open order was already filled (so a snapshot fills only the growth since), and the
+        stream counts it as delivered (so its first snapshot corrects it, closing what ended meanwhile)."""
+        for event in picture:
+            self.state.apply(event)
+            self.fills.feed(event)  # learns the filled amounts; those fills were written before the restart
+        if self.stream is not None:
+            self.stream.assume(picture)
 
     def fail(self, reason: str) -> None:
         """The stream stopped for good, for `reason` (the first one given: the `fatal` status's)."""
@@ -369,6 +380,7 @@ class Gateway:
                 runner = build_runner(spec)
                 await runner.start()
                 self._sinks.append(SinkHandle(spec, runner))
+            await self._restore()
             self._supervisor = asyncio.create_task(self._supervise(), name="userstream-gateway")
             if self.config.http_port is not None:
                 from userstream.gateway.http import HttpServer  # noqa: PLC0415 - http.py imports this module
@@ -407,6 +419,15 @@ class Gateway:
         if self._http is not None:
             await self._http.stop()
         log_event(_log, logging.INFO, "gateway stopped", lost_events=self.lost_events)
+
+    async def _restore(self) -> None:
+        """A restart on a sink that keeps a picture (SQLite): every account starts from what it holds."""
+        keeper = next((s.runner.sink for s in self._sinks if isinstance(s.runner.sink, SqliteSink)), None)
+        if keeper is None:
+            return
+        for runtime in self._accounts.values():
+            if runtime.stream is not None:
+                runtime.restore(await keeper.read_picture(runtime.exchange, runtime.name))
 
     # --- the supervisor ----------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import msgspec
 
 from userstream import eventjson
 from userstream.errors import ConfigurationError, LocalProtocolError, TransportError
-from userstream.events import BalanceUpdate, Event, OrderUpdate
+from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate
 from userstream.sinks.base import key_of_json
 from userstream.sinks.thread import WorkerThread
 
@@ -198,6 +198,12 @@ class SqliteSink:
         """The keys of the last `count` events written, oldest first (to seed a dedupe after a restart)."""
         return await self._thread.run(self._select_last_keys, count)
 
+    async def read_picture(self, exchange: Exchange, account: str) -> list[Event]:
+        """The account's current picture as the state tables hold it: each balance (by asset) and each open
+        order's latest update (by id), as events. A restarted gateway starts from it, so that its first
+        snapshot corrects what changed while it was down instead of rebuilding from nothing."""
+        return await self._thread.run(self._select_picture, exchange, account)
+
     # --- in the sink's thread -----------------------------------------------------------------------------
 
     def _connect(self) -> None:
@@ -350,6 +356,31 @@ class SqliteSink:
             )
             for seq, key, kind, exchange, account, timestamp, source, body in rows
         ]
+
+    def _select_picture(self, exchange: Exchange, account: str) -> list[Event]:
+        connection = self._live()
+        balances = connection.execute(
+            "SELECT asset, free, locked, timestamp FROM balances WHERE exchange = ? AND account = ?"
+            " ORDER BY asset",
+            (exchange.value, account),
+        ).fetchall()
+        orders = connection.execute(
+            "SELECT json FROM orders WHERE exchange = ? AND account = ? ORDER BY id",
+            (exchange.value, account),
+        ).fetchall()
+        picture: list[Event] = [
+            BalanceUpdate(
+                exchange=exchange,
+                account=account,
+                timestamp=timestamp,
+                asset=asset,
+                free=Decimal(free),
+                locked=Decimal(locked),
+            )
+            for asset, free, locked, timestamp in balances
+        ]
+        picture.extend(eventjson.from_json(body) for (body,) in orders)
+        return picture
 
     def _select_last_keys(self, count: int) -> list[str]:
         rows = self._live().execute("SELECT key FROM events ORDER BY seq DESC LIMIT ?", (count,)).fetchall()
