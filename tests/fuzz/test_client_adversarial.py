@@ -1,0 +1,372 @@
+"""The client's connection logic against adversarial Coinlocally servers, scripted by hypothesis.
+
+Each example is a list of connections, each a script the fake exchange plays on one WebSocket: control
+replies in any order, missing, doubled or in any wire form ("connect success" twice, "sub success" gzip,
+JSON-quoted, late or never), unsolicited pongs, server pings, data frames before the sub, garbage text and
+binary, unknown events, then one ending: silence (the client must find the connection dead), a close with
+any code, a TCP abort, the SYSTEM notice, an error reply, or a pause past every timeout followed by a
+late "sub success". A connection may also be refused at the handshake with any status. Timings are short
+(sub 0.3 s, idle 0.3 s, backoff 10-20 ms), so every example ends in a few seconds at most.
+
+What must hold, whatever the script:
+
+- the client never crashes or hangs: within a bounded time it has either reconnected after the last
+  script, or raised a typed error (`AuthenticationError`, after `auth_attempts` consecutive rejections
+  counted exactly as the client's documented rule says: a handshake refused with 401/403, an error reply
+  or a 4004 close; a connection that went live resets the count);
+- it delivers exactly the data the server sent, in order, once: every event sent before a clean ending,
+  and a prefix of what was sent before a TCP abort or after the late pause (the network may lose those);
+- a server ping on a connection left open is answered with its pong;
+- no status or error shows the token, nothing is logged at ERROR, and no task ends with an unhandled
+  exception.
+
+This is a fake *exchange*, not a stand-in for any of our own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from userstream.client import State, StatusEvent, connect
+from userstream.errors import AuthenticationError, UserStreamError
+from userstream.events import BalanceUpdate
+from userstream.protocol.coinlocally import WS_PATH
+
+FUZZ = settings(settings.get_profile("userstream-fuzz-io"))
+ServerLog = Any  # conftest.ServerLog
+
+TOKEN = "adversary-token-SECRET"
+BASE_TIME = 1_700_703_548_000
+AUTH_ATTEMPTS = 2
+CLIENT_OPTIONS: dict[str, Any] = {
+    "sub_timeout": 0.3,
+    "ping_interval": 0.1,
+    "idle_timeout": 0.3,
+    "backoff_base": 0.01,
+    "backoff_cap": 0.02,
+    "close_timeout": 0.3,
+    "request_timeout": 2.0,
+    "auth_attempts": AUTH_ATTEMPTS,
+    "rotate_after": None,
+    "resync": False,
+}
+LATE = 0.6  # past both the sub timeout and the idle timeout, with room for a slow machine
+SCENARIO_LIMIT = 20.0  # the bound on one example; reaching it is a hang, and fails the test
+
+SUB_SUCCESS = ("sub", "sub_gz", "sub_quoted")
+FRAMES: dict[str, str | bytes] = {
+    "connect": "connect success",
+    "connect_gz": gzip.compress(b"connect success"),
+    "connect_quoted": '"connect success"',
+    "sub": "sub success",
+    "sub_gz": gzip.compress(b"sub success"),
+    "sub_quoted": '"sub success"',
+    "pong": '{"pong": 1713338308233}',
+    "unknown_event": gzip.compress(b'{"e":"listStatus","E":1564034571105}'),
+    "not_json": "{this is not json",
+    "empty": "",
+    "error_shaped_wrong": '{"event":"error","code":"x"}',
+    "order_shaped_wrong": gzip.compress(b'{"e":"executionReport","E":1,"s":5}'),
+}
+CLOSE_CODES = (1000, 1001, 1011, 3000, 4000, 4001, 4002, 4003, 4004, 4005)
+
+# --- scripts ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Script:
+    """What the fake exchange does on one connection: refuse it, or play `actions` then `ending`."""
+
+    refuse: int | None = None
+    actions: tuple[Any, ...] = ()
+    ending: Any = "silence"
+
+
+actions = st.one_of(
+    st.sampled_from(sorted(FRAMES)),
+    st.just("data"),
+    st.just("data_text"),
+    st.integers(min_value=0, max_value=2**53).map(lambda n: ("ping", n)),
+    st.binary(min_size=1, max_size=60).map(lambda b: ("garbage", b)),
+    st.text(min_size=1, max_size=60).map(lambda t: ("garbage", t)),
+)
+endings = st.one_of(
+    st.sampled_from(["silence", "abort", "system", "error", "late"]),
+    st.sampled_from(CLOSE_CODES).map(lambda code: ("close", code)),
+)
+scripts = st.lists(
+    st.one_of(
+        st.builds(lambda a, e: Script(actions=tuple(a), ending=e), st.lists(actions, max_size=8), endings),
+        st.sampled_from([401, 403, 404, 429, 500, 503]).map(lambda status: Script(refuse=status)),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def fatal_at(plan: list[Script]) -> int | None:
+    """The connection at which the client must give up, by its documented rule, or None."""
+    rejections = 0
+    for index, script in enumerate(plan):
+        if script.refuse is not None:
+            rejections += script.refuse in (401, 403)
+        else:
+            if any(action in SUB_SUCCESS for action in script.actions):
+                rejections = 0  # the connection went live
+            rejections += script.ending in ("error", ("close", 4004))
+        if rejections >= AUTH_ATTEMPTS:
+            return index
+    return None
+
+
+# --- the fake exchange -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Played:
+    """What the exchange did on one connection: data sent for sure, data that may be lost, pings."""
+
+    certain: list[int] = field(default_factory=list)
+    uncertain: list[int] = field(default_factory=list)
+    pings: list[int] = field(default_factory=list)
+    pongs: list[int] = field(default_factory=list)
+    left_open: bool = False  # the ending was silence: the client must have read everything, pings too
+
+
+class Adversary:
+    def __init__(self, plan: list[Script]) -> None:
+        self.plan = plan
+        self.handshakes = 0
+        self.played: list[Played] = []
+        self.changed = asyncio.Event()
+        self._next_data = 1
+
+    def _data(self, n: int, text: bool) -> str | bytes:
+        message = json.dumps(
+            {
+                "e": "outboundAccountPosition",
+                "E": BASE_TIME + n,
+                "u": 1,
+                "B": [{"a": "USDT", "f": str(n), "l": "0"}],
+            }
+        )
+        return message if text else gzip.compress(message.encode())
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        index = self.handshakes
+        self.handshakes += 1
+        self.changed.set()
+        if index >= len(self.plan):
+            return web.Response(status=503, text="the scripts are over")
+        script = self.plan[index]
+        if script.refuse is not None:
+            return web.Response(status=script.refuse, text='{"event":"error","code":1,"message":"refused"}')
+        played = Played()
+        self.played.append(played)
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+
+        async def read() -> None:
+            async for message in ws:
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    try:
+                        decoded = json.loads(message.data)
+                    except ValueError:
+                        continue
+                    if isinstance(decoded, dict) and "pong" in decoded:
+                        played.pongs.append(decoded["pong"])
+
+        reader = asyncio.create_task(read())
+        try:
+            await self._play(ws, request, script, played)
+            await reader  # until the client leaves (or the test ends and cancels us)
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            pass  # the client left in the middle: what was sent is recorded
+        finally:
+            reader.cancel()
+        return ws
+
+    async def _send(self, ws: web.WebSocketResponse, frame: str | bytes) -> None:
+        if isinstance(frame, str):
+            await ws.send_str(frame)
+        else:
+            await ws.send_bytes(frame)
+
+    async def _play(
+        self, ws: web.WebSocketResponse, request: web.Request, script: Script, played: Played
+    ) -> None:
+        certain = script.ending != "abort"  # an abort may discard what is still in the send buffer
+        for action in script.actions:
+            await self._act(ws, action, played, certain)
+        ending = script.ending
+        if ending == "silence":
+            played.left_open = True
+        elif ending == "abort":
+            assert request.transport is not None
+            request.transport.abort()
+        elif ending == "system":
+            await ws.send_bytes(gzip.compress(b'{"uid":24005174,"channel":"SYSTEM","et":"close"}'))
+        elif ending == "error":
+            await ws.send_str('{"event":"error","code":401002,"message":"sub rejected"}')
+        elif ending == "late":
+            await asyncio.sleep(LATE)
+            await ws.send_str("sub success")
+            await self._act(ws, "data", played, certain=False)
+        else:
+            _, code = ending
+            await ws.close(code=code, message=b"scripted close")
+
+    async def _act(self, ws: web.WebSocketResponse, action: Any, played: Played, certain: bool) -> None:
+        if action in ("data", "data_text"):
+            n = self._next_data
+            self._next_data += 1
+            await self._send(ws, self._data(n, text=action == "data_text"))
+            (played.certain if certain else played.uncertain).append(n)
+        elif isinstance(action, tuple) and action[0] == "ping":
+            await ws.send_str(json.dumps({"ping": action[1]}))
+            played.pings.append(action[1])
+        elif isinstance(action, tuple):
+            await self._send(ws, action[1])
+        else:
+            await self._send(ws, FRAMES[action])
+
+
+@asynccontextmanager
+async def serving(adversary: Adversary) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get(WS_PATH, adversary.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.5, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"ws://127.0.0.1:{port}{WS_PATH}"
+    finally:
+        await runner.cleanup()
+
+
+# --- one example -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    delivered: list[int]
+    error: BaseException | None
+    statuses: list[StatusEvent]
+    handshakes: int
+    played: list[Played]
+    loop_errors: list[str]
+
+
+async def play(plan: list[Script]) -> Outcome:
+    loop_errors: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, context: loop_errors.append(str(context)))
+    adversary = Adversary(plan)
+    statuses: list[StatusEvent] = []
+    delivered: list[int] = []
+    error: BaseException | None = None
+    async with serving(adversary) as url:
+        stream = connect("coinlocally", token=TOKEN, ws_url=url, on_status=statuses.append, **CLIENT_OPTIONS)
+        async with stream:
+
+            async def consume() -> None:
+                async for event in stream:
+                    assert isinstance(event, BalanceUpdate)
+                    delivered.append(event.timestamp - BASE_TIME)
+
+            consumer = asyncio.create_task(consume())
+            async with asyncio.timeout(SCENARIO_LIMIT):
+                while not consumer.done() and adversary.handshakes <= len(plan):
+                    adversary.changed.clear()
+                    changed = asyncio.create_task(adversary.changed.wait())
+                    await asyncio.wait({consumer, changed}, return_when=asyncio.FIRST_COMPLETED)
+                    changed.cancel()
+                # Everything the connections parsed is in the queue: let the consumer take it all.
+                while not consumer.done() and len(delivered) < stream.stats.events_received:  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
+            if consumer.done():
+                error = consumer.exception()
+            else:
+                consumer.cancel()
+                await asyncio.gather(consumer, return_exceptions=True)
+    return Outcome(delivered, error, statuses, adversary.handshakes, adversary.played, loop_errors)
+
+
+def check_delivery(outcome: Outcome) -> None:
+    delivered = outcome.delivered
+    assert delivered == sorted(set(delivered)), delivered  # in order, each once
+    sent = {n for played in outcome.played for n in (*played.certain, *played.uncertain)}
+    assert set(delivered) <= sent  # nothing invented
+    for played in outcome.played:
+        assert set(played.certain) <= set(delivered), (played, delivered)
+        lost = [n for n in played.uncertain if n not in delivered]
+        kept = [n for n in played.uncertain if n in delivered]
+        assert kept == played.uncertain[: len(kept)], played  # what may be lost is lost from the end only
+        assert not lost or lost == played.uncertain[len(kept) :]
+
+
+@FUZZ
+@given(plan=scripts)
+def test_the_client_survives_any_coinlocally_server_script(server_log: ServerLog, plan: list[Script]) -> None:
+    outcome = asyncio.run(play(plan))
+    assert outcome.loop_errors == []
+    assert [r.getMessage() for r in server_log.records if r.levelno >= logging.ERROR] == []
+    expected_fatal = fatal_at(plan)
+    if expected_fatal is None:
+        assert outcome.error is None, outcome.error
+        assert outcome.handshakes == len(plan) + 1  # it reconnected after the last script
+    else:
+        assert isinstance(outcome.error, AuthenticationError), outcome.error
+        assert outcome.handshakes == expected_fatal + 1  # and never tried again
+        assert outcome.statuses[-1].state is State.FATAL
+    if outcome.error is not None:
+        assert isinstance(outcome.error, UserStreamError)
+        assert TOKEN not in str(outcome.error)
+    check_delivery(outcome)
+    for played in outcome.played:
+        if played.left_open:
+            assert played.pongs == played.pings  # answered, in order, before the client left
+    for status in outcome.statuses:
+        assert TOKEN not in status.describe()
+    assert [s.state for s in outcome.statuses].count(State.FATAL) == (expected_fatal is not None)
+
+
+def test_the_oracle_counts_rejections_as_the_client_documents() -> None:
+    live_then_error = Script(actions=("sub",), ending="error")
+    error_before_live = Script(actions=("connect",), ending="error")
+    assert fatal_at([Script(refuse=401), Script(refuse=403)]) == 1
+    assert fatal_at([Script(refuse=401), Script(refuse=500), Script(refuse=401)]) == 2
+    assert fatal_at([error_before_live, live_then_error]) is None  # going live reset the count
+    assert fatal_at([error_before_live, Script(ending=("close", 4004))]) == 1
+    assert fatal_at([Script(refuse=401), Script(actions=("sub",)), Script(refuse=401)]) is None
+
+
+async def test_scripted_examples_that_once_mattered(server_log: ServerLog) -> None:
+    """A few hand-picked scripts, so the important cases run on every run whatever hypothesis draws."""
+    plans = [
+        [Script(actions=("connect", "connect", "data", "sub", "sub_gz", "data"), ending=("close", 1001))],
+        [Script(actions=("data", "pong", ("ping", 7), "data"), ending="late")],
+        [Script(actions=("sub_quoted", ("garbage", b"\x1f\x8b\x00"), "data"), ending="system")],
+        [Script(actions=("sub", "data", "data"), ending="abort"), Script(refuse=503)],
+        [Script(actions=("sub", ("ping", 9)), ending="silence")],
+        [Script(actions=("data",), ending="error"), Script(ending=("close", 4004))],
+    ]
+    for plan in plans:
+        outcome = await play(plan)
+        check_delivery(outcome)
+        assert outcome.loop_errors == []
+        assert (outcome.error is not None) == (fatal_at(plan) is not None)
+    assert [r for r in server_log.records if r.levelno >= logging.ERROR] == []
