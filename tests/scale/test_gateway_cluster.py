@@ -249,6 +249,16 @@ async def test_gateway_instances_share_accounts_by_lease_and_take_over_a_dead_on
             async with cluster.http.get(f"{holder.url}/accounts/{account}/balances") as reply:
                 (usdt,) = (await reply.json())["balances"]
             assert (usdt["asset"], usdt["free"]) == ("USDT", "204")
+
+        # A clean stop (SIGTERM) hands the accounts over at once: its leases are deleted, not left to lapse.
+        leaving, staying = survivors
+        assert await asyncio.to_thread(leaving.stop) == 0
+        for account in ACCOUNTS:
+            lease = await client.get(f"userstream:gateway:lease:{account}")
+            assert lease is None or lease.decode().startswith(f"{staying.name}/")
+        await cluster.within(
+            settled(cluster, [staying], living_nodes, client), "one instance holds all", staying
+        )
     finally:
         await client.aclose()
 
