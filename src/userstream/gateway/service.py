@@ -458,7 +458,12 @@ class Gateway:
     async def _make_leases(self, cluster: ClusterConfig) -> LeaseCoordinator:
         """Check every account as an unsharded start would (credentials, `connect()` arguments), then
         leave them on standby until their lease is taken."""
-        from userstream.gateway.leases import LeaseCoordinator  # noqa: PLC0415 - needs redis-py
+        try:
+            from userstream.gateway.leases import LeaseCoordinator  # noqa: PLC0415 - needs redis-py
+        except ModuleNotFoundError as exc:
+            if exc.name != "redis":
+                raise
+            raise ConfigurationError("[cluster] needs redis-py: pip install 'userstream[redis]'") from None
 
         for runtime in self._accounts.values():
             await self._open_stream(runtime).aclose()  # made and dropped: the checks are the point

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from userstream.errors import TransportError
+from userstream.errors import ConfigurationError, TransportError
 from userstream.events import Event
 from userstream.protocol.close import CloseCode
 from userstream.server.keys import ListenKeyStore
@@ -110,8 +110,12 @@ def make_backend(config: ServerConfig, node: Node) -> Backend:
     if config.redis_url is None:
         return MemoryBackend(config.listen_key_ttl, node)
     # Imported only when asked for: redis-py is an optional dependency (`userstream[redis]`).
-    from userstream.server.redis_backend import RedisBackend  # noqa: PLC0415
-
+    try:
+        from userstream.server.redis_backend import RedisBackend  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if exc.name != "redis":
+            raise
+        raise ConfigurationError("--redis needs redis-py: pip install 'userstream[redis]'") from None
     return RedisBackend(config, node)
 
 
