@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean setup redis-server
+.PHONY: demo test lint typecheck unit bench clean setup redis-server soak
 
 setup: $(STAMP)
 
@@ -33,6 +33,13 @@ unit: $(STAMP) redis-server
 	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+# The chaos test (tests/chaos/test_chaos.py, docs/reliability.md) for as long as asked, its figures printed:
+# make soak SECONDS=600; SEED=<n> replays the fault schedule of a printed seed.
+SECONDS ?= 600
+soak: $(STAMP)
+	USERSTREAM_CHAOS_SECONDS=$(SECONDS) USERSTREAM_CHAOS_SEED=$(SEED) \
+		$(BIN)/python -m pytest -W error -s -q tests/chaos/test_chaos.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/select_libs.py

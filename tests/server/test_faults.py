@@ -19,9 +19,11 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.protocol import State
 
+from userstream.cli import build_parser
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
 from userstream.server import Account, ServerConfig
+from userstream.server.command import build_config
 from userstream.server.config import _FAULT_KINDS
 from userstream.server.faults import (
     DEFAULT_CHAOS_FAULTS,
@@ -386,3 +388,15 @@ def test_the_config_knows_exactly_the_fault_kinds() -> None:
         ServerConfig(accounts=ACCOUNTS, chaos_faults=("explode",))
     with pytest.raises(ConfigurationError, match="chaos rate must be positive"):
         ServerConfig(accounts=ACCOUNTS, chaos_rate=0)
+
+
+def test_serve_flags_turn_on_random_faults() -> None:
+    def parse(*argv: str) -> Any:
+        return build_parser().parse_args(["serve", "--admin-token", "t", *argv])
+
+    config, _ = build_config(parse("--chaos", "0.5", "--chaos-faults", "drop, stall", "--seed", "4"))
+    assert (config.chaos_rate, config.chaos_faults, config.seed) == (0.5, ("drop", "stall"), 4)
+    config, _ = build_config(parse())
+    assert (config.chaos_rate, config.chaos_faults) == (None, ())
+    with pytest.raises(ConfigurationError, match="unknown fault 'explode'"):
+        build_config(parse("--chaos", "1", "--chaos-faults", "explode"))

@@ -87,7 +87,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="RATE",
         help="run a simulated market for every account at about RATE events per second in total",
     )
-    parser.add_argument("--seed", type=int, default=None, help="random seed of the simulated market")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="random seed of the simulated market (and of --chaos)"
+    )
+    parser.add_argument(
+        "--chaos",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="inject random faults at about RATE per second (drops, stalls, key expiry, SYSTEM closes, "
+        "refused handshakes, delayed frames; see docs/server.md)",
+    )
+    parser.add_argument(
+        "--chaos-faults",
+        default=None,
+        metavar="KINDS",
+        help="the fault kinds --chaos draws from, comma-separated (default: all but clear)",
+    )
     parser.add_argument(
         "--redis",
         metavar="URL",
@@ -157,6 +173,8 @@ def build_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
         max_connection_age=args.max_connection_age,
         simulate_rate=args.simulate,
         seed=args.seed,
+        chaos_rate=args.chaos,
+        chaos_faults=tuple(kind.strip() for kind in (args.chaos_faults or "").split(",") if kind.strip()),
         redis_url=args.redis,
         node_id=args.node_id,
         max_connections_per_ip=args.max_connections_per_ip,
