@@ -1,8 +1,10 @@
 """money.py: exact, bounded Decimal arithmetic."""
 
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from userstream.money import checked, exact_add, exact_div, exact_mul, exact_sub, parse_decimal
 
@@ -82,3 +84,53 @@ def test_exact_div_refuses_zero_out_of_bounds_and_bad_digits() -> None:
         exact_div(Decimal("1E+60"), Decimal("1E-60"))
     with pytest.raises(ValueError, match="digits"):
         exact_div(Decimal(1), Decimal(3), 0)
+
+
+def _full_check(value: Decimal) -> str:
+    """The bounds as first written (a digit tuple), to hold `checked`'s fast path to: "ok" or the reason."""
+    if not value.is_finite():
+        return "not finite"
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    if len(digits) > 64 or not -64 <= value.adjusted() <= 64 or exponent < -128:
+        return "out of bounds"
+    return "ok"
+
+
+_EDGES = [
+    f"{sign}{mantissa}E{exponent}"
+    for sign in ("", "-")
+    for mantissa in ("0", "1", "9" * 63, "9" * 64, "9" * 65, "1" + "0" * 63, "1" + "0" * 64)
+    for exponent in (-200, -129, -128, -127, -65, -64, -63, 0, 63, 64, 65, 200)
+] + ["NaN", "-NaN", "sNaN", "Infinity", "-Infinity", "0E+65", "0E-65", "0.0", "-0"]
+
+
+@pytest.mark.parametrize("text", _EDGES)
+def test_checked_fast_path_accepts_exactly_what_the_full_check_accepts(text: str) -> None:
+    value = Decimal(text)
+    if _full_check(value) == "ok":
+        assert checked(value) is value
+    else:
+        with pytest.raises(ValueError, match=r"not a finite number|significant digits|exponent out of range"):
+            checked(value)
+
+
+@given(st.decimals(allow_nan=True, allow_infinity=True, places=None))
+def test_checked_agrees_with_the_full_check_on_any_decimal(value: Decimal) -> None:
+    try:
+        checked(value)
+    except ValueError:
+        assert _full_check(value) != "ok"
+    else:
+        assert _full_check(value) == "ok"
+
+
+@given(st.integers(-(10**70), 10**70), st.integers(-140, 140))
+def test_checked_agrees_with_the_full_check_around_the_bounds(coefficient: int, exponent: int) -> None:
+    value = Decimal(coefficient).scaleb(exponent, Context(prec=200))
+    try:
+        checked(value)
+    except ValueError:
+        assert _full_check(value) != "ok"
+    else:
+        assert _full_check(value) == "ok"
