@@ -193,7 +193,12 @@ class AccountState:
         if ended is not None:
             return not ended.definitive and _order_key(update) > ended.key
         held = self._open.get(update.id)
-        return held is None or (_order_key(update) >= _order_key(held) and update != held)
+        if held is None:
+            return True
+        new, old = _order_key(update), _order_key(held)
+        # Events whose keys differ differ (the key's fields are compared by equality too), so the full
+        # comparison is needed only on a tie, not for every newer update.
+        return new > old or (new == old and update != held)
 
     def _apply_order(self, update: OrderUpdate) -> tuple[bool, bool]:
         if not self._accepts_order(update):
