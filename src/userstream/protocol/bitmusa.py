@@ -468,9 +468,12 @@ class Parser:
         `message` is a frame (text or bytes), or a JSON object already decoded. Decimals are exact from
         the wire text only for frames: a decoded object's floats have already lost it.
         """
-        if not isinstance(message, str | bytes | bytearray | memoryview):
+        if type(message) is str and 0 < len(message) <= self.max_frame:
+            text = message  # the usual frame, in its shortest path: `_frame_text` would return it as is
+        elif not isinstance(message, str | bytes | bytearray | memoryview):
             return self._parse_object(message)
-        text = _frame_text(message, self.max_frame)
+        else:
+            text = _frame_text(message, self.max_frame)
         try:
             frame: _Frame = self._decoder.decode(text)
         except msgspec.ValidationError as exc:

@@ -252,14 +252,15 @@ class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport")
             raw_type=self.order_type,
             status=_STATUSES.get(self.status),
             raw_status=self.status,
-            price=_optional_money(self.price, "$.p"),
+            # `None if ... else` written out: a helper call per field costs more than the check itself
+            price=None if self.price is None else _money(self.price, "$.p"),
             amount=amount,
             filled=filled,
             remaining=exact_sub(amount, filled),
-            cost=_optional_money(self.cost, "$.Z"),
-            last_fill_amount=_optional_money(self.last_fill_amount, "$.l"),
-            last_fill_price=_optional_money(self.last_fill_price, "$.L"),
-            fee=_optional_money(self.fee, "$.n"),
+            cost=None if self.cost is None else _money(self.cost, "$.Z"),
+            last_fill_amount=None if self.last_fill_amount is None else _money(self.last_fill_amount, "$.l"),
+            last_fill_price=None if self.last_fill_price is None else _money(self.last_fill_price, "$.L"),
+            fee=None if self.fee is None else _money(self.fee, "$.n"),
             created_at=self.created_at,
             raw=raw,
         )
@@ -295,10 +296,6 @@ def _money(value: Decimal, field: str) -> Decimal:
         return checked(value)
     except ValueError as exc:
         raise MessageShapeError(f"{field}: {exc}", field=field) from None
-
-
-def _optional_money(value: Decimal | None, field: str) -> Decimal | None:
-    return None if value is None else _money(value, field)
 
 
 def _convert(value: Any, kind: Any, field: str) -> Any:
