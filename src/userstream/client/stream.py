@@ -587,6 +587,21 @@ class UserStream:
 
     async def _deliver(self, connection: Connection, events: Sequence[Event]) -> None:
         """The connections' sink: de-duplicate during a rotation, then queue (waiting if "block")."""
+        if not self._dedupe.active and not self._deliver_lock.locked():
+            # The common case, on every frame: no rotation, nobody else delivering, room in the queue.
+            # Queued without any await, so nothing can come between; what does not fit takes the path
+            # below (de-duplication lets everything through outside a rotation).
+            put = self._queue.put_nowait
+            queued = 0
+            for event in events:
+                if not put(event):
+                    break
+                queued += 1
+            if queued == len(events):
+                if not self._progress.done():
+                    self._progress.set_result(None)
+                return
+            events = events[queued:]
         async with self._deliver_lock:
             for event in events:
                 if self._dedupe.offer(connection.serial, event):
