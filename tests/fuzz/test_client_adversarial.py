@@ -1,4 +1,6 @@
-"""The client's connection logic against adversarial Coinlocally servers, scripted by hypothesis.
+"""The client's connection logic against adversarial exchanges, scripted by hypothesis: Coinlocally (below)
+and Bitmusa (at the end: a listenKey REST API answering 401, 429, 500, garbage, a wrong shape or "not found"
+to any POST, and a stream of data, garbage, protocol pings and every ending, with the key rules of its own).
 
 Each example is a list of connections, each a script the fake exchange plays on one WebSocket: control
 replies in any order, missing, doubled or in any wire form ("connect success" twice, "sub success" gzip,
@@ -370,3 +372,257 @@ async def test_scripted_examples_that_once_mattered(server_log: ServerLog) -> No
         assert outcome.loop_errors == []
         assert (outcome.error is not None) == (fatal_at(plan) is not None)
     assert [r for r in server_log.records if r.levelno >= logging.ERROR] == []
+
+
+# --- Bitmusa: an adversarial listenKey REST API and stream -----------------------------------------------
+
+BITMUSA_CREDENTIALS = {"api_key": "adversary-api-SECRET", "auth_key": "adversary-auth-SECRET"}
+BITMUSA_OPTIONS: dict[str, Any] = {**CLIENT_OPTIONS, "ping_interval": 0.1, "keepalive_interval": 1800.0}
+del BITMUSA_OPTIONS["sub_timeout"]
+#: What a listenKey POST may be answered with; "ok" is a fresh key.
+REST_REPLIES = ("ok", 401, 429, 500, "garbage", "wrong_shape", "not_found")
+BITMUSA_ENDINGS = st.one_of(
+    st.sampled_from(["silence", "abort", "late"]),
+    st.sampled_from((1000, 1001, 1011, 4000, 4001, 4002, 4005)).map(lambda code: ("close", code)),
+)
+BITMUSA_FRAMES: dict[str, str | bytes] = {
+    "unknown_stream": '{"stream":"spot_margin","eventTime":1700703548846,"data":{}}',
+    "wrong_shape": '{"stream":"spot_wallet","eventTime":-1,"data":{"asset":5}}',
+    "control_word": "connect success",
+    "gzip_text": gzip.compress(b'{"stream":"spot_wallet"}'),
+    "not_json": "{oops",
+}
+bitmusa_actions = st.one_of(
+    st.sampled_from(sorted(BITMUSA_FRAMES)),
+    st.just("data"),
+    st.just("protocol_ping"),
+    st.binary(min_size=1, max_size=60).map(lambda b: ("garbage", b)),
+    st.text(min_size=1, max_size=60).map(lambda t: ("garbage", t)),
+)
+bitmusa_plans = st.tuples(
+    st.lists(st.sampled_from(REST_REPLIES), max_size=4),
+    st.lists(
+        st.one_of(
+            st.builds(
+                lambda a, e: Script(actions=tuple(a), ending=e),
+                st.lists(bitmusa_actions, max_size=6),
+                BITMUSA_ENDINGS,
+            ),
+            st.sampled_from([400, 401, 403, 404, 429, 500, 503]).map(lambda status: Script(refuse=status)),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+
+
+def bitmusa_fatal_at(rest: list[Any], plan: list[Script]) -> int | None:
+    """The number of WebSocket handshakes made when the client must give up (rejected credentials, by its
+    documented rule), or None. A key is created (POST) only when none is held; it is forgotten when a
+    handshake is refused with a 4xx other than 429 or a close says it lapsed (4001) or was deleted (4002);
+    a 401 to the POST is a rejection; a connection that goes live (Bitmusa: at the handshake) resets the
+    count."""
+    key, replies, handshakes, rejections = False, iter(rest), 0, 0
+    while True:
+        if not key:
+            reply = next(replies, "ok")
+            if reply == 401:
+                rejections += 1
+                if rejections >= AUTH_ATTEMPTS:
+                    return handshakes
+                continue
+            if reply != "ok":
+                continue
+            key = True
+        if handshakes >= len(plan):
+            return None  # the scripts are over: the test ends at this handshake
+        script = plan[handshakes]
+        handshakes += 1
+        if script.refuse is not None:
+            key = key and not (400 <= script.refuse < 500 and script.refuse != 429)
+            continue
+        rejections = 0
+        key = key and script.ending not in (("close", 4001), ("close", 4002))
+
+
+class BitmusaAdversary(Adversary):
+    """The listenKey REST API answers from `rest` (then "ok"), the stream plays `plan`."""
+
+    def __init__(self, rest: list[Any], plan: list[Script]) -> None:
+        super().__init__(plan)
+        self.rest = list(rest)
+        self.posts = 0
+        self.headers_seen: list[str] = []
+
+    async def listen_key(self, request: web.Request) -> web.Response:
+        self.headers_seen.append(request.headers.get("x-api-key", ""))
+        reply = self.rest[self.posts] if self.posts < len(self.rest) else "ok"
+        self.posts += 1
+        if reply == "ok":
+            body = {"data": {"listenKey": f"key{self.posts}"}, "code": 0, "message": "success"}
+            return web.json_response(body)
+        if reply == 401:
+            return web.json_response({"code": 401001, "message": "invalid api key or auth key"}, status=401)
+        if reply == 429:
+            return web.json_response(
+                {"code": 429001, "message": "slow down"}, status=429, headers={"Retry-After": "1"}
+            )
+        if reply == 500:
+            return web.Response(status=500, text="oops")
+        if reply == "garbage":
+            return web.Response(body=b"\x00\xffnot json")
+        if reply == "wrong_shape":
+            return web.json_response({"data": {"listenKey": 5}, "code": 0})
+        return web.json_response({"code": 404001, "message": "no such key"})
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        index = self.handshakes
+        self.handshakes += 1
+        self.changed.set()
+        if index >= len(self.plan):
+            return web.Response(status=503, text="the scripts are over")
+        script = self.plan[index]
+        if script.refuse is not None:
+            return web.json_response({"code": 1, "message": "refused"}, status=script.refuse)
+        played = Played()
+        self.played.append(played)
+        ws = web.WebSocketResponse(autoping=False)  # silence must be silence: no pongs either
+        await ws.prepare(request)
+        reader = asyncio.create_task(self._drain(ws))
+        try:
+            await self._play_bitmusa(ws, request, script, played)
+            await reader
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            pass
+        finally:
+            reader.cancel()
+        return ws
+
+    @staticmethod
+    async def _drain(ws: web.WebSocketResponse) -> None:
+        async for _ in ws:
+            pass
+
+    def _wallet(self, n: int) -> str:
+        data = {"asset": "USDT", "free": str(n), "locked": "0"}
+        return json.dumps({"data": data, "stream": "spot_wallet", "eventTime": BASE_TIME + n})
+
+    async def _bitmusa_act(
+        self, ws: web.WebSocketResponse, action: Any, played: Played, certain: bool
+    ) -> None:
+        if action == "data":
+            n = self._next_data
+            self._next_data += 1
+            await ws.send_str(self._wallet(n))
+            (played.certain if certain else played.uncertain).append(n)
+        elif action == "protocol_ping":
+            await ws.ping(b"are you there")
+        elif isinstance(action, tuple):
+            await self._send(ws, action[1])
+        else:
+            await self._send(ws, BITMUSA_FRAMES[action])
+
+    async def _play_bitmusa(
+        self, ws: web.WebSocketResponse, request: web.Request, script: Script, played: Played
+    ) -> None:
+        certain = script.ending != "abort"
+        for action in script.actions:
+            await self._bitmusa_act(ws, action, played, certain)
+        if script.ending == "silence":
+            played.left_open = True
+        elif script.ending == "abort":
+            assert request.transport is not None
+            request.transport.abort()
+        elif script.ending == "late":
+            await asyncio.sleep(LATE)
+            await self._bitmusa_act(ws, "data", played, certain=False)
+        else:
+            await ws.close(code=script.ending[1], message=b"scripted close")
+
+
+async def play_bitmusa(rest: list[Any], plan: list[Script]) -> tuple[Outcome, BitmusaAdversary]:
+    loop_errors: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, context: loop_errors.append(str(context)))
+    adversary = BitmusaAdversary(rest, plan)
+    app = web.Application()
+    app.router.add_post("/spot/userDataStream", adversary.listen_key)
+    app.router.add_get("/ws/spot/{key}", adversary.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.5, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    statuses: list[StatusEvent] = []
+    delivered: list[int] = []
+    error: BaseException | None = None
+    try:
+        stream = connect(
+            "bitmusa",
+            rest_url=base,
+            ws_url=base.replace("http", "ws"),
+            on_status=statuses.append,
+            **BITMUSA_CREDENTIALS,
+            **BITMUSA_OPTIONS,
+        )
+        async with stream:
+
+            async def consume() -> None:
+                async for event in stream:
+                    assert isinstance(event, BalanceUpdate)
+                    delivered.append(event.timestamp - BASE_TIME)
+
+            consumer = asyncio.create_task(consume())
+            async with asyncio.timeout(SCENARIO_LIMIT):
+                while not consumer.done() and adversary.handshakes <= len(plan):
+                    adversary.changed.clear()
+                    changed = asyncio.create_task(adversary.changed.wait())
+                    await asyncio.wait({consumer, changed}, return_when=asyncio.FIRST_COMPLETED)
+                    changed.cancel()
+                while not consumer.done() and len(delivered) < stream.stats.events_received:  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
+            if consumer.done():
+                error = consumer.exception()
+            else:
+                consumer.cancel()
+                await asyncio.gather(consumer, return_exceptions=True)
+    finally:
+        await runner.cleanup()
+    outcome = Outcome(delivered, error, statuses, adversary.handshakes, adversary.played, loop_errors)
+    return outcome, adversary
+
+
+@FUZZ
+@given(scenario=bitmusa_plans)
+def test_the_client_survives_any_bitmusa_server_script(
+    server_log: ServerLog, scenario: tuple[list[Any], list[Script]]
+) -> None:
+    rest, plan = scenario
+    outcome, adversary = asyncio.run(play_bitmusa(rest, plan))
+    assert outcome.loop_errors == []
+    assert [r.getMessage() for r in server_log.records if r.levelno >= logging.ERROR] == []
+    expected = bitmusa_fatal_at(rest, plan)
+    if expected is None:
+        assert outcome.error is None, outcome.error
+        assert outcome.handshakes == len(plan) + 1
+    else:
+        assert isinstance(outcome.error, AuthenticationError), outcome.error
+        assert outcome.error.rejected == "listenKey request"
+        assert outcome.handshakes == expected
+    check_delivery(outcome)
+    secrets = tuple(BITMUSA_CREDENTIALS.values())
+    shown = [str(outcome.error or "")] + [status.describe() for status in outcome.statuses]
+    assert not [text for text in shown for secret in secrets if secret in text]
+    assert set(adversary.headers_seen) <= {BITMUSA_CREDENTIALS["api_key"]}
+
+
+def test_the_bitmusa_oracle_follows_the_key_rules() -> None:
+    live = Script(actions=("data",), ending="silence")
+    assert bitmusa_fatal_at([401, 401], [live]) == 0
+    assert bitmusa_fatal_at([401, 500, 401], [live]) == 0  # failures that are not rejections do not reset
+    assert bitmusa_fatal_at([401], [live]) is None
+    # Live resets the count; a 4001 close forgets the key, so the next attempt POSTs again.
+    lapsed = Script(ending=("close", 4001))
+    assert bitmusa_fatal_at(["ok", 401, 401], [lapsed, live]) == 1
+    assert bitmusa_fatal_at(["ok", 401, 401], [Script(ending=("close", 1001)), live]) is None  # key kept
+    assert bitmusa_fatal_at(["ok", 401, 401], [Script(refuse=404), live]) == 1
+    assert bitmusa_fatal_at(["ok", 401, 401], [Script(refuse=429), live]) is None
