@@ -144,6 +144,32 @@ def test_each_lost_event_is_classified_by_where_the_ledger_last_saw_it() -> None
     assert audit.rotations == ()  # `clean` closed while `broken` was live, but `broken` is not younger
 
 
+@pytest.mark.parametrize("successor_breaks", [True, False])
+def test_a_rotation_answers_only_for_what_no_broken_connection_explains(successor_breaks: bool) -> None:
+    ledger = SentLedger()
+    events = [balance("USDT", str(n), timestamp=n) for n in range(1, 4)]
+    old = ledger.open("alice", Exchange.BITMUSA, now=0.0)
+    old.live_changed(True, 0.0)
+    ledger.published("alice", events[:1], now=1.0)
+    old.queued.add(range(1, 2))
+    old.written.add(range(1, 2))
+    new = ledger.open("alice", Exchange.BITMUSA, now=2.0)
+    new.live_changed(True, 2.0)
+    ledger.published("alice", events[1:2], now=2.5)  # the overlap: on both
+    for record in (old, new):
+        record.queued.add(range(2, 3))
+        record.written.add(range(2, 3))
+    ledger.ended(old, Ending.CLIENT_CLOSE, 1000, now=3.0)
+    ledger.published("alice", events[2:], now=3.5)  # after the hand-over: on the successor only
+    new.queued.add(range(3, 4))
+    if successor_breaks:  # a drop right after the hand-over: a gap of its own, for a resync
+        new.faults.append("drop")
+        ledger.ended(new, Ending.ABORTED, None, now=4.0)
+    (rotation,) = ledger.audit("alice", Exchange.BITMUSA, events[:2], now=5.0).rotations
+    assert (rotation.old, rotation.new, rotation.seqs) == (old.serial, new.serial, (1, 2, 3))
+    assert rotation.lost == (() if successor_breaks else (3,))
+
+
 def test_matching_follows_publish_order_and_counts_extra_copies_and_strangers() -> None:
     ledger = SentLedger()
     record = ledger.open("alice", Exchange.COINLOCALLY, now=0.0)

@@ -206,7 +206,8 @@ class RotationAudit:
 
     `seqs` are the events at stake: those published from just before `new` opened until just after `old`
     ended (the last one `old` carried before, the first one `new` carried after). Each must be delivered
-    exactly once."""
+    exactly once. `lost` leaves out those a broken connection explains (a fault that hits the successor
+    right after the hand-over makes a gap of its own, which a resync covers, not the rotation)."""
 
     old: int
     new: int
@@ -339,6 +340,12 @@ class SentLedger:
                 unmatched.append(event)
 
         lost = tuple(self._classify(seq, records) for seq in span if copies[seq] == 0)
+        by_serial = {record.serial: record for record in records}
+        broke = {  # lost events a broken connection explains: gaps, for a resync, not a rotation's doing
+            loss.seq
+            for loss in lost
+            if loss.connection is not None and not _ended_cleanly(by_serial[loss.connection])
+        }
         duplicates = tuple(seq for seq in sorted(copies) for _ in range(copies[seq] - 1))
         return StreamAudit(
             account=account,
@@ -349,21 +356,28 @@ class SentLedger:
             duplicates=duplicates,
             unmatched=tuple(unmatched),
             lost=lost,
-            rotations=tuple(self._rotations(records, published, copies)),
+            rotations=tuple(self._rotations(records, published, copies, broke)),
             connections=len(records),
             longest_outage=_longest_outage(records, now),
             longest_lost_run=_longest_run(loss.seq for loss in lost),
         )
 
     def _classify(self, seq: int, records: Sequence[ConnectionRecord]) -> Loss:
-        for record in records:
-            if seq in record.written:
-                ending = record.ending
-                reason = LossReason.UNEXPLAINED if ending is None or ending.clean else LossReason.IN_FLIGHT
-                return Loss(seq, reason, record.serial, record.describe_ending())
-        for record in records:
-            if seq in record.queued:
-                return Loss(seq, LossReason.DISCARDED, record.serial, record.describe_ending())
+        """Where the ledger last saw a lost event; a connection that broke explains it before one that did
+        not (an event of a rotation's overlap is queued on both connections)."""
+        written = [record for record in records if seq in record.written]
+        queued = [record for record in records if seq in record.queued]
+        # (where it was seen, the reason if a connection there broke, the reason if none did)
+        tiers = (
+            (written, LossReason.IN_FLIGHT, LossReason.UNEXPLAINED),
+            (queued, LossReason.DISCARDED, LossReason.DISCARDED),
+        )
+        for candidates, if_broken, if_clean in tiers:
+            broken = [record for record in candidates if not _ended_cleanly(record)]
+            if broken:
+                return Loss(seq, if_broken, broken[0].serial, broken[0].describe_ending())
+            if candidates:
+                return Loss(seq, if_clean, candidates[0].serial, candidates[0].describe_ending())
         return Loss(seq, LossReason.NO_LIVE_CONNECTION, None, None)
 
     def _rotations(
@@ -371,6 +385,7 @@ class SentLedger:
         records: Sequence[ConnectionRecord],
         published: Sequence[Published],
         copies: Counter[int],
+        broke: set[int],
     ) -> list[RotationAudit]:
         by_serial = {record.serial: record for record in records}
         times = [item.at for item in published]
@@ -398,11 +413,16 @@ class SentLedger:
                     old=old.serial,
                     new=new.serial,
                     seqs=tuple(seqs),
-                    lost=tuple(seq for seq in seqs if copies[seq] == 0),
+                    lost=tuple(seq for seq in seqs if copies[seq] == 0 and seq not in broke),
                     duplicated=tuple(seq for seq in seqs if copies[seq] > 1),
                 )
             )
         return rotations
+
+
+def _ended_cleanly(record: ConnectionRecord) -> bool:
+    """Still open, or ended with a close handshake: it did not break."""
+    return record.ending is None or record.ending.clean
 
 
 def _longest_outage(records: Sequence[ConnectionRecord], now: float) -> float:
