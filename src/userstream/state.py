@@ -129,8 +129,10 @@ class AccountState:
         """The events that turn this picture into `truth`, each stamped `timestamp` and marked `source`.
 
         `truth` must be complete (every non-zero balance, every open order) and `timestamp` the time the
-        snapshot was requested, on the exchange's clock: anything this state learned later than that is newer
-        than the truth and is left alone (the snapshot may already be behind the stream). So every event
+        snapshot was requested, on the exchange's clock, once a connection was live: anything this state
+        holds stamped that millisecond or later came over the live stream and may be newer than the truth, so
+        it is left alone (the snapshot may already be behind the stream; whatever is newer still comes over
+        the same stream). So every event
         returned is one `apply` accepts, and applying them all makes the picture equal the truth where the
         truth is not older. Balances first (by asset), then orders (by id).
 
@@ -148,22 +150,25 @@ class AccountState:
         for asset, balance in sorted(truth.balances.items()):
             held = self._balances.get(asset)
             if held is not None and (
-                held.timestamp > timestamp or (held.free, held.locked) == (balance.free, balance.locked)
+                held.timestamp >= timestamp or (held.free, held.locked) == (balance.free, balance.locked)
             ):
                 continue
             events.append(msgspec.structs.replace(balance, timestamp=timestamp, source=source, raw=""))
         for asset, held in sorted(self._balances.items()):
-            if asset not in truth.balances and held.timestamp <= timestamp and held.total != 0:
+            if asset not in truth.balances and held.timestamp < timestamp and held.total != 0:
                 zero = msgspec.structs.replace(
                     held, free=_ZERO, locked=_ZERO, timestamp=timestamp, source=source, raw=""
                 )
                 events.append(zero)
         for order_id, order in sorted(truth.open_orders.items()):
             candidate = msgspec.structs.replace(order, timestamp=timestamp, source=source, raw="")
-            if self._accepts_order(candidate) and _material(order) != _material(self._open.get(order_id)):
+            held_open = self._open.get(order_id)
+            if held_open is not None and held_open.timestamp >= timestamp:
+                continue
+            if self._accepts_order(candidate) and _material(order) != _material(held_open):
                 events.append(candidate)
         for order_id, held_order in sorted(self._open.items()):
-            if order_id not in truth.open_orders and held_order.timestamp <= timestamp:
+            if order_id not in truth.open_orders and held_order.timestamp < timestamp:
                 gone = msgspec.structs.replace(
                     held_order,
                     timestamp=timestamp,
