@@ -121,3 +121,42 @@ def _order(status: OrderStatus | None, raw_status: str, source: Source = Source.
 )
 def test_is_final(status: OrderStatus | None, raw_status: str, source: Source, final: bool) -> None:
     assert _order(status, raw_status, source).is_final is final
+
+
+def test_the_field_order_the_parsers_build_events_in_is_pinned() -> None:
+    # protocol/bitmusa.py and protocol/coinlocally.py pass these positionally on their hot path: a field
+    # inserted in the middle would shift every value after it, so a new field must go last.
+    assert BalanceUpdate.__struct_fields__ == (
+        "exchange",
+        "account",
+        "timestamp",
+        "asset",
+        "free",
+        "locked",
+        "source",
+        "raw",
+    )
+    assert OrderUpdate.__struct_fields__ == (
+        "exchange",
+        "account",
+        "timestamp",
+        "id",
+        "symbol",
+        "raw_symbol",
+        "side",
+        "type",
+        "raw_type",
+        "status",
+        "raw_status",
+        "price",
+        "amount",
+        "filled",
+        "remaining",
+        "cost",
+        "last_fill_amount",
+        "last_fill_price",
+        "fee",
+        "created_at",
+        "source",
+        "raw",
+    )

@@ -84,8 +84,13 @@ class Source(StrEnum):
     SNAPSHOT = "snapshot"  # a REST snapshot's correction after a reconnect
 
 
-class BalanceUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One asset's balance after a change. `total` is always `free + locked`, computed exactly."""
+class BalanceUpdate(msgspec.Struct, frozen=True, gc=False):
+    """One asset's balance after a change. `total` is always `free + locked`, computed exactly.
+
+    Build it with keywords. The protocol parsers pass its fields positionally, in declaration order, on
+    their hot path (msgspec takes positional arguments ~4x faster than keywords: docs/performance.md), so
+    that order is fixed: a new field goes last, with a default (tests/test_events.py pins it).
+    """
 
     kind: ClassVar[Literal["balance"]] = "balance"
 
@@ -118,12 +123,15 @@ class BalanceUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         )
 
 
-class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+class OrderUpdate(msgspec.Struct, frozen=True, gc=False):
     """One order's state after a change.
 
     `status` is None when the exchange sent a status this version does not know; `raw_status` always keeps
     what the exchange wrote, so such an update is never dropped. Likewise `type` is None for an unknown
     order type. Values the exchange does not send are None, never guessed.
+
+    As with BalanceUpdate, the field order is fixed (the parsers build updates positionally): new fields
+    go last, with a default.
     """
 
     kind: ClassVar[Literal["order"]] = "order"

@@ -32,6 +32,7 @@ from userstream.events import (
     OrderType,
     OrderUpdate,
     Side,
+    Source,
 )
 from userstream.money import checked, exact_sub
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame, gzip_bytes
@@ -202,17 +203,22 @@ class _AccountPosition(_WireEvent, frozen=True, gc=False, tag="outboundAccountPo
     # "u" (last account update time) is not part of the normalized event and is not read.
 
     def normalize(self, parser: Parser, raw: str) -> tuple[Event, ...]:
+        account, timestamp = parser.account, self.event_time
+        # Positional, in BalanceUpdate's field order (a keyword call costs ~4x more; events.py pins it).
         return tuple(
-            BalanceUpdate(
-                exchange=Exchange.COINLOCALLY,
-                account=parser.account,
-                timestamp=self.event_time,
-                asset=balance.asset,
-                free=_money(balance.free, f"$.B[{index}].f"),
-                locked=_money(balance.locked, f"$.B[{index}].l"),
-                raw=raw,
-            )
-            for index, balance in enumerate(self.balances)
+            [
+                BalanceUpdate(
+                    Exchange.COINLOCALLY,  # exchange
+                    account,
+                    timestamp,
+                    balance.asset,
+                    _balance_money(balance.free, index, "f"),  # free
+                    _balance_money(balance.locked, index, "l"),  # locked
+                    Source.STREAM,
+                    raw,
+                )
+                for index, balance in enumerate(self.balances)
+            ]
         )
 
 
@@ -240,29 +246,31 @@ class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport")
             raise MessageShapeError(f"unknown side {self.side[:32]!r}", field="$.S")
         amount = _money(self.amount, "$.q")
         filled = _money(self.filled, "$.z")
+        # Positional, in OrderUpdate's field order (a keyword call costs ~4x more; events.py pins it).
+        # `None if ... else` is written out: a helper call per field costs more than the check itself.
         order = OrderUpdate(
-            exchange=Exchange.COINLOCALLY,
-            account=parser.account,
-            timestamp=self.event_time,
-            id=self.order_id if isinstance(self.order_id, str) else str(self.order_id),
-            symbol=parser.split_symbol(self.symbol),
-            raw_symbol=self.symbol,
-            side=side,
-            type=_TYPES.get(self.order_type),
-            raw_type=self.order_type,
-            status=_STATUSES.get(self.status),
-            raw_status=self.status,
-            # `None if ... else` written out: a helper call per field costs more than the check itself
-            price=None if self.price is None else _money(self.price, "$.p"),
-            amount=amount,
-            filled=filled,
-            remaining=exact_sub(amount, filled),
-            cost=None if self.cost is None else _money(self.cost, "$.Z"),
-            last_fill_amount=None if self.last_fill_amount is None else _money(self.last_fill_amount, "$.l"),
-            last_fill_price=None if self.last_fill_price is None else _money(self.last_fill_price, "$.L"),
-            fee=None if self.fee is None else _money(self.fee, "$.n"),
-            created_at=self.created_at,
-            raw=raw,
+            Exchange.COINLOCALLY,  # exchange
+            parser.account,  # account
+            self.event_time,  # timestamp
+            self.order_id if isinstance(self.order_id, str) else str(self.order_id),  # id
+            parser.split_symbol(self.symbol),  # symbol
+            self.symbol,  # raw_symbol
+            side,
+            _TYPES.get(self.order_type),  # type
+            self.order_type,  # raw_type
+            _STATUSES.get(self.status),  # status
+            self.status,  # raw_status
+            None if self.price is None else _money(self.price, "$.p"),  # price
+            amount,
+            filled,
+            exact_sub(amount, filled),  # remaining
+            None if self.cost is None else _money(self.cost, "$.Z"),  # cost
+            None if self.last_fill_amount is None else _money(self.last_fill_amount, "$.l"),
+            None if self.last_fill_price is None else _money(self.last_fill_price, "$.L"),
+            None if self.fee is None else _money(self.fee, "$.n"),  # fee
+            self.created_at,  # created_at
+            Source.STREAM,
+            raw,
         )
         return (order,)
 
@@ -296,6 +304,14 @@ def _money(value: Decimal, field: str) -> Decimal:
         return checked(value)
     except ValueError as exc:
         raise MessageShapeError(f"{field}: {exc}", field=field) from None
+
+
+def _balance_money(value: Decimal, index: int, key: str) -> Decimal:
+    """`_money` for `B[index].key`, whose path is only formatted when it has to be shown."""
+    try:
+        return checked(value)
+    except ValueError:
+        return _money(value, f"$.B[{index}].{key}")
 
 
 def _convert(value: Any, kind: Any, field: str) -> Any:
