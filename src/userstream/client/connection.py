@@ -91,6 +91,11 @@ class Sink(Protocol):
     def __call__(self, connection: Connection, events: Sequence[Event]) -> Awaitable[None]: ...
 
 
+#: The sink's no-wait door: takes every event of a frame and returns True, or takes none and returns False
+#: (then the reader awaits the `Sink`, with the idle clock suspended). One frame's events at a time.
+SinkNow = Callable[["Connection", Sequence[Event]], bool]
+
+
 #: Called with (receive time in epoch seconds, the raw frame, the connection's serial) for every text or
 #: binary frame, before it is parsed (`userstream record` writes them to a file).
 FrameHook = Callable[[float, bytes | str, int], object]
@@ -128,6 +133,7 @@ class Connection:
         counters: ConnectionCounters,
         on_live: Callable[[Connection], None] | None = None,
         on_frame: FrameHook | None = None,
+        sink_now: SinkNow | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock_ms: Callable[[], int] = _wall_clock_ms,
     ) -> None:
@@ -135,6 +141,7 @@ class Connection:
         self._ws = ws
         self._dialect = dialect
         self._sink = sink
+        self._sink_now = sink_now
         self._clock = clock if clock is not None else asyncio.get_running_loop().time
         self._wall_clock_ms = wall_clock_ms
         self._close_timeout = close_timeout
@@ -196,7 +203,10 @@ class Connection:
             self._go_live()
         while True:
             try:
-                frame = await self._ws.receive()
+                # Frames one socket read brought are taken without an await each; `receive()` waits.
+                frame = self._ws.receive_nowait()
+                if frame is None:
+                    frame = await self._ws.receive()
             except PeerClosedError as closed:
                 return self._ending_after_close(closed)
             except UserStreamError as exc:
@@ -207,8 +217,16 @@ class Connection:
                 continue
             if self._on_frame is not None:
                 self._report_frame(frame)
+            incoming = self._dialect.parse(frame)
+            if type(incoming) is DataEvents and self._sink_now is not None:
+                # The common case, once per frame: the queue has room, so nothing waits and the idle
+                # clock need not be suspended; otherwise `_handle` awaits the sink.
+                events = incoming.events
+                if self._sink_now(self, events):
+                    self._counters.events += len(events)
+                    continue
             try:
-                await self._handle(self._dialect.parse(frame))
+                await self._handle(incoming)
             except UserStreamError as exc:  # a pong could not be sent: see send_failed above
                 send_failed = send_failed or exc
 

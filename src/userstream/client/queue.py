@@ -88,6 +88,13 @@ class EventQueue(Generic[T]):
     def full(self) -> bool:
         return len(self._items) >= self._maxsize
 
+    def has_room(self, count: int) -> bool:
+        """Whether `count` items can be put now without waiting (always, under "drop_oldest" or once
+        closed)."""
+        return (
+            len(self._items) + count <= self._maxsize or self._overflow is not Overflow.BLOCK or self._closed
+        )
+
     async def put(self, item: T) -> None:
         """Add one item; waits while full under "block". Items put after `close` are discarded."""
         while not self.put_nowait(item):
@@ -107,6 +114,16 @@ class EventQueue(Generic[T]):
         self._items.append(item)
         self._readable.set()
         return True
+
+    def get_nowait(self) -> T | None:
+        """The next item if one can be handed out at once (no gap to report first), else None; `get()`
+        does the rest. Items are never None (they are events)."""
+        if not self._items or self._unreported:
+            return None
+        item = self._items.popleft()
+        if len(self._items) < self._maxsize:
+            self._writable.set()
+        return item
 
     async def get(self) -> T:
         """The next item. Once closed and drained: raises the closing error, or `QueueClosed`."""

@@ -338,10 +338,12 @@ class UserStream:
         return self
 
     async def __anext__(self) -> Event:
-        try:
-            event = await self._queue.get()
-        except QueueClosed:
-            raise StopAsyncIteration from None
+        event = self._queue.get_nowait()  # no await when an event is waiting: the usual case under load
+        if event is None:
+            try:
+                event = await self._queue.get()
+            except QueueClosed:
+                raise StopAsyncIteration from None
         self._events_delivered += 1
         self._resync.delivered(event)
         return event
@@ -484,6 +486,7 @@ class UserStream:
             ws=ws,
             dialect=self._session.dialect,
             sink=self._deliver,
+            sink_now=self._deliver_now,
             ping_interval=options.ping_interval,
             idle_timeout=options.idle_timeout,
             close_timeout=options.close_timeout,
@@ -585,23 +588,22 @@ class UserStream:
             self._session.forget_listen_key(str(error))
         self._retry_reason = str(error)
 
+    def _deliver_now(self, connection: Connection, events: Sequence[Event]) -> bool:
+        """The connections' sink when nothing has to wait (the common case, once per frame): no rotation
+        under way (de-duplication lets everything through), nobody else delivering, room in the queue for
+        every event. Queues them all and returns True, or queues none and returns False (`_deliver` then
+        does it, waiting as it must)."""
+        queue = self._queue
+        if self._dedupe.active or self._deliver_lock.locked() or not queue.has_room(len(events)):
+            return False
+        for event in events:
+            queue.put_nowait(event)
+        if not self._progress.done():
+            self._progress.set_result(None)
+        return True
+
     async def _deliver(self, connection: Connection, events: Sequence[Event]) -> None:
         """The connections' sink: de-duplicate during a rotation, then queue (waiting if "block")."""
-        if not self._dedupe.active and not self._deliver_lock.locked():
-            # The common case, on every frame: no rotation, nobody else delivering, room in the queue.
-            # Queued without any await, so nothing can come between; what does not fit takes the path
-            # below (de-duplication lets everything through outside a rotation).
-            put = self._queue.put_nowait
-            queued = 0
-            for event in events:
-                if not put(event):
-                    break
-                queued += 1
-            if queued == len(events):
-                if not self._progress.done():
-                    self._progress.set_result(None)
-                return
-            events = events[queued:]
         async with self._deliver_lock:
             for event in events:
                 if self._dedupe.offer(connection.serial, event):

@@ -560,6 +560,17 @@ class WebSocket:
         """True while the socket is not read because `pending` reached `INBOX_HIGH_WATER` (backpressure)."""
         return self._inbox.paused
 
+    def receive_nowait(self) -> str | bytes | SignOfLife | None:
+        """The next frame if one is waiting, else None (also at the end: `receive()` reports that). A
+        reader drains what one read of the socket brought with no await per frame."""
+        items = self._inbox.items
+        if not items or type(items[0]) is _End:
+            return None
+        item = items.popleft()
+        if self._inbox.paused:
+            self._inbox.resume_if_drained()
+        return item  # type: ignore[return-value]  # not an _End: checked above
+
     async def receive(self) -> str | bytes | SignOfLife:
         """The next frame. Raises `PeerClosedError` when the connection is closed or broken, or a
         `RemoteProtocolError` when the server broke the protocol; and the same again on every later call."""
