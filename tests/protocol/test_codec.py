@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 
 import pytest
 
@@ -118,3 +119,12 @@ def test_decode_frame_routes_by_magic_only() -> None:
 def test_text_frame_with_a_lone_surrogate_is_a_decode_error() -> None:
     with pytest.raises(FrameDecodeError, match="lone surrogate"):
         decode_frame("\ud800{}")
+
+
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 4096, 40_000, 200_000])
+def test_gzip_bytes_sized_to_the_message_inflates_back_with_any_gzip_reader(size: int) -> None:
+    message = bytes((index * 7919 + index // 97) % 251 for index in range(size))  # little repetition
+    frame = gzip_bytes(message)
+    assert gzip.decompress(frame) == message
+    assert zlib.decompress(frame, 31) == message
+    assert decode_frame(frame, max_size=max(size, 1)) == message
