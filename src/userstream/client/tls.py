@@ -17,6 +17,7 @@ It opens no socket and never sees a credential.
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ class TlsPolicy:
 
     verify: bool = True
     ca_file: str | None = None
-    _context: ssl.SSLContext = field(init=False, repr=False, compare=False)
+    _context: ssl.SSLContext | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.verify, bool):
@@ -59,35 +60,52 @@ class TlsPolicy:
                     "ca_file adds trusted certificates, which verify_tls=False would ignore: pass one or the "
                     "other"
                 )
-        object.__setattr__(self, "_context", self._build())
+        # A CA bundle is loaded now, so a bad one is refused before anything connects. The two plain
+        # policies (verify on with the system's store, or off) share one context per process, made at the
+        # first TLS connection: a context holds the whole system trust store (~0.8 MiB and ~0.1 s to load
+        # on the reference machine), too much to build per stream in a process of hundreds of accounts,
+        # and a ws:// stream never needs one (docs/performance.md).
+        object.__setattr__(
+            self, "_context", None if self.ca_file is None else _build(self.verify, self.ca_file)
+        )
 
     def context(self) -> ssl.SSLContext:
         """The SSL context of every TLS connection of the stream (built once, shared)."""
-        return self._context
+        if self._context is not None:
+            return self._context
+        return _shared_context(self.verify)
 
     def before_connect(self, url: str, label: str) -> None:
         """Called before each connection to `url`: with verification off, say so loudly, every time."""
         if not self.verify and uses_tls(url):
             _log.warning(INSECURE_WARNING, label)
 
-    def _build(self) -> ssl.SSLContext:
-        if not self.verify:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            return context
-        context = ssl.create_default_context()
+
+@functools.cache
+def _shared_context(verify: bool) -> ssl.SSLContext:
+    """The context of the policies without a CA bundle, one per process for each `verify` (an SSLContext
+    is meant to be shared by many connections)."""
+    return _build(verify, None)
+
+
+def _build(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    if not verify:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if self.ca_file is not None:
-            try:
-                context.load_verify_locations(cafile=self.ca_file)
-            except FileNotFoundError:
-                raise ConfigurationError(f"ca_file {self.ca_file!r} does not exist") from None
-            except ssl.SSLError:  # an OSError too: caught first
-                raise ConfigurationError(
-                    f"ca_file {self.ca_file!r} holds no PEM certificate that can be loaded"
-                ) from None
-            except OSError as exc:
-                raise ConfigurationError(f"ca_file {self.ca_file!r} cannot be read: {exc.strerror}") from None
         return context
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except FileNotFoundError:
+            raise ConfigurationError(f"ca_file {ca_file!r} does not exist") from None
+        except ssl.SSLError:  # an OSError too: caught first
+            raise ConfigurationError(
+                f"ca_file {ca_file!r} holds no PEM certificate that can be loaded"
+            ) from None
+        except OSError as exc:
+            raise ConfigurationError(f"ca_file {ca_file!r} cannot be read: {exc.strerror}") from None
+    return context

@@ -37,7 +37,7 @@ import aiohttp
 import picows
 from yarl import URL
 
-from userstream.client.tls import TlsPolicy
+from userstream.client.tls import TlsPolicy, uses_tls
 from userstream.errors import (
     ConfigurationError,
     ConnectionLostError,
@@ -228,7 +228,8 @@ class Transport:
                 url,
                 headers=dict(request.headers),
                 data=request.body or None,
-                ssl=self._tls.context(),
+                # The context only for https:// (made at the first TLS connection; http:// needs none).
+                ssl=self._tls.context() if uses_tls(url) else True,
                 allow_redirects=False,
             ) as response:
                 body = bytearray()
@@ -251,7 +252,7 @@ class Transport:
                     transport, _ = await picows.ws_connect(
                         lambda: inbox,
                         url,
-                        ssl_context=self._tls.context(),  # used for wss:// only
+                        ssl_context=self._tls.context() if uses_tls(url) else None,
                         websocket_handshake_timeout=self._timeout,
                         enable_auto_pong=False,  # `_Inbox` answers pings, so each counts as a sign of life
                         max_frame_size=self._max_frame,
