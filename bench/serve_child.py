@@ -44,6 +44,7 @@ def main(pipe: Connection, accounts: int, **overrides: Any) -> None:
         admin_token=ADMIN_TOKEN,
         rate_limit_per_second=1_000_000,  # the documented limits are the server tests' subject
         rate_limit_per_minute=1_000_000_000,
+        max_connections_per_ip=1_000_000,  # every bench connection comes from 127.0.0.1
         **overrides,
     )
 
