@@ -63,6 +63,7 @@ __all__ = [
 
 
 _ABORT_WAIT = 1.0  # seconds an abort waits for a peer that may be stalled
+_READ_BUFFER_INITIAL = 4096  # bytes: a user-stream frame is well under 1 KiB
 
 
 class HandshakeRejectedError(TransportError):
@@ -256,6 +257,9 @@ class Transport:
                         websocket_handshake_timeout=self._timeout,
                         enable_auto_pong=False,  # `_Inbox` answers pings, so each counts as a sign of life
                         max_frame_size=self._max_frame,
+                        # picows' 16 KiB default is held by every idle stream; the buffer doubles itself
+                        # whenever a read fills it, so a flood still gets large reads.
+                        read_buffer_init_size=_READ_BUFFER_INITIAL,
                         extra_headers=dict(headers) or None,
                         max_redirects=0,  # a redirect is a refusal with its status, as with aiohttp
                         logger_name=_PICOWS_LOG,
