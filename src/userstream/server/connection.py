@@ -71,6 +71,46 @@ class Held:
 _Item = str | bytes | Pong | Close | Tracked | Held
 
 
+class _Signal:
+    """asyncio.Event's set, clear, is_set and wait, with the same semantics, minus the deque of waiters an
+    Event allocates up front: 624 bytes each, two per connection, of the ~20 KiB an idle connection may
+    cost (docs/performance.md). The list of waiters exists only while someone waits."""
+
+    __slots__ = ("_is_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    def set(self) -> None:
+        if not self._is_set:
+            self._is_set = True
+            for waiter in self._waiters or ():
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._is_set = False
+
+    async def wait(self) -> bool:
+        if self._is_set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+            return True
+        finally:
+            self._waiters.remove(waiter)
+            if not self._waiters:
+                self._waiters = None
+
+
 class Connection:
     """One accepted WebSocket. `live` is True once events may be pushed (Coinlocally: after the sub)."""
 
@@ -98,14 +138,14 @@ class Connection:
         self.subscribed = False
         self.frames_sent = 0
         self.close_sent: Close | None = None
-        self.finished = asyncio.Event()
+        self.finished = _Signal()
         self.transport: asyncio.Transport | None = None
         self._max_age_deadline = opened_at + max_age
         self._heartbeat_timeout = heartbeat_timeout
         self._heartbeat_deadline = None if heartbeat_timeout is None else opened_at + heartbeat_timeout
         self._max_outbox = max_outbox
         self._outbox: deque[_Item] = deque()
-        self._wakeup = asyncio.Event()
+        self._wakeup = _Signal()
         self._closing: Close | None = None
         self._close_timeout = close_timeout
         self._watchdog: asyncio.TimerHandle | None = None
