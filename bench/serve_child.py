@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -68,9 +69,36 @@ def main(pipe: Connection, accounts: int, **overrides: Any) -> None:
                     await server.wait_for_streams(account, count)
                 return server.streams(account)
 
+            traced: list[Any] = []
+
+            def trace_start() -> None:
+                """Start tracing allocations (for `trace_top`; not used by the timed sections)."""
+                tracemalloc.start(12)
+                traced.append(tracemalloc.take_snapshot())
+
+            def trace_top(per: int, limit: int) -> list[tuple[float, float, str]]:
+                """What was allocated since `trace_start`, per `per` (connections), by the innermost line
+                of userstream or aiohttp that asked for it: (bytes, objects, where)."""
+                snapshot = tracemalloc.take_snapshot()
+                rows = []
+                for stat in snapshot.compare_to(traced[0], "traceback")[:limit]:
+                    frames = [
+                        f for f in stat.traceback if "userstream" in f.filename or "aiohttp" in f.filename
+                    ]
+                    where = frames[-1] if frames else stat.traceback[-1]
+                    name = where.filename.rsplit("site-packages/", 1)[-1].rsplit("src/", 1)[-1]
+                    rows.append((stat.size_diff / per, stat.count_diff / per, f"{name}:{where.lineno}"))
+                return rows
+
             pipe.send({"base_url": server.base_url, "ws_url": server.ws_url})
             await serve_commands_async(
-                pipe, {"drop_and_publish": drop_and_publish, "wait_streams": wait_streams}
+                pipe,
+                {
+                    "drop_and_publish": drop_and_publish,
+                    "wait_streams": wait_streams,
+                    "trace_start": trace_start,
+                    "trace_top": trace_top,
+                },
             )
 
     asyncio.run(run())
