@@ -68,20 +68,7 @@ def decode_frame(frame: bytes | str, max_size: int = DEFAULT_MAX_FRAME) -> bytes
     return DECODERS[name](frame, max_size)
 
 
-#: zlib's hash memory level for `gzip_bytes`: 4 (of 1..9) compresses an exchange message as well as the
-#: default 8, with a sixteenth of the state to allocate and clear per call.
-_GZIP_MEM_LEVEL = 4
-
-
 def gzip_bytes(message: bytes, level: int = 6) -> bytes:
-    """Compress one message as a single gzip member, as Coinlocally's binary frames are.
-
-    The compressor is sized to the message: a window just long enough to reach back over all of it (512 B
-    to zlib's 32 KiB; a reference can never reach farther than the message is long, so the output is what
-    a full window would give and any gzip reader inflates it) and a small hash table. zlib's defaults
-    allocate ~270 KiB per compressor, which made each rendered frame cost ~60 us on the reference machine
-    instead of ~16 us (docs/performance.md); `userstream serve` renders every event this way.
-    """
-    window_bits = min(15, max(9, (len(message) - 1).bit_length()))
-    deflater = zlib.compressobj(level, zlib.DEFLATED, 16 + window_bits, _GZIP_MEM_LEVEL)
+    """Compress one message as a single gzip member, as Coinlocally's binary frames are."""
+    deflater = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
     return deflater.compress(message) + deflater.flush()
