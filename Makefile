@@ -45,8 +45,11 @@ soak: $(STAMP)
 	USERSTREAM_CHAOS_SECONDS=$(SECONDS) USERSTREAM_CHAOS_SEED=$(SEED) \
 		$(BIN)/python -m pytest -W error -s -q tests/chaos/test_chaos.py
 
+# The benchmarks of issue 6 (about 10 minutes on 2 cores; ARGS=--quick for a smoke run). They write
+# bench/results/userstream.json; bench/select_libs.py, the library selection of docs/architecture.md,
+# runs on its own.
 bench: $(STAMP)
-	$(BIN)/python bench/select_libs.py
+	$(BIN)/python bench/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

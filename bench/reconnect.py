@@ -23,9 +23,10 @@ import serve_child
 from common import Child, median
 from fanout import order_event
 from userstream import client
+from userstream.events import Source
 
 
-async def _stream_runs(serve: Child, exchange: str, runs: int, pinned: bool) -> list[float]:
+async def _stream_runs(serve: Child, exchange: str, runs: int, *, pinned: bool, first_id: int) -> list[float]:
     ready = serve.ready  # type: ignore[attr-defined]
     account = 0
     secrets = serve_child.credentials(account)
@@ -53,18 +54,21 @@ async def _stream_runs(serve: Child, exchange: str, runs: int, pinned: bool) -> 
 
     async def consume() -> None:
         async for event in stream:
-            arrivals[getattr(event, "id", "")] = time.monotonic_ns()
-            arrived.set()
+            # Stream events only: a resync after the reconnect may correct older orders (source=snapshot).
+            if event.source is Source.STREAM:
+                arrivals[getattr(event, "id", "")] = time.monotonic_ns()
+                arrived.set()
 
     times: list[float] = []
     async with stream:
         consumer = asyncio.create_task(consume())
         await serve.acall("wait_streams", serve_child.account_name(account), 1)
         for run in range(runs + 1):  # the first run warms up
-            order_id = f"L{run}"
+            event = order_event(first_id + run)  # ids never repeat across calls: "L<sequence>"
+            order_id = event["id"]
             arrived.clear()
             dropped_at = await serve.acall(
-                "drop_and_publish", serve_child.account_name(account), order_event(run), exchange
+                "drop_and_publish", serve_child.account_name(account), event, exchange
             )
             async with asyncio.timeout(30):
                 while order_id not in arrivals:
@@ -81,9 +85,10 @@ def run(runs: int) -> dict[str, Any]:
 
     out: dict[str, Any] = {"runs": runs, "exchanges": {}}
     with child(serve_child.main, accounts=1) as serve:
-        for exchange in ("bitmusa", "coinlocally"):
-            pinned = asyncio.run(_stream_runs(serve, exchange, runs, pinned=True))
-            jitter = asyncio.run(_stream_runs(serve, exchange, runs, pinned=False))
+        for number, exchange in enumerate(("bitmusa", "coinlocally")):
+            first = 2000 * number
+            pinned = asyncio.run(_stream_runs(serve, exchange, runs, pinned=True, first_id=first))
+            jitter = asyncio.run(_stream_runs(serve, exchange, runs, pinned=False, first_id=first + 1000))
             out["exchanges"][exchange] = {
                 "backoff_draw_0_ms": round(median(pinned), 2),
                 "runs_backoff_draw_0_ms": [round(t, 2) for t in pinned],

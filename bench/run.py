@@ -23,6 +23,7 @@ from typing import Any
 import fanout
 import latency
 import memory
+import micro
 import pusher
 import reconnect
 import serve_child
@@ -30,7 +31,7 @@ import throughput
 import wire
 from common import RESULTS_DIR, child, machine, raise_fd_limit
 
-SECTIONS = ("throughput", "latency", "fanout", "memory", "reconnect")
+SECTIONS = ("micro", "throughput", "latency", "fanout", "memory", "reconnect")
 
 #: issue 6's targets, checked in the report
 TARGETS = {
@@ -42,6 +43,7 @@ TARGETS = {
 }
 
 FULL = {
+    "micro_runs": 7,
     "throughput_events": 60_000,
     "throughput_runs": 5,
     "latency_seconds": 4.0,
@@ -60,6 +62,7 @@ FULL = {
     "reconnect_runs": 5,
 }
 QUICK = FULL | {
+    "micro_runs": 3,
     "throughput_events": 5_000,
     "throughput_runs": 3,
     "latency_seconds": 0.5,
@@ -81,6 +84,8 @@ def run_sections(sections: list[str], sizes: dict[str, Any]) -> dict[str, Any]:
     pools = {exchange: wire.pool(exchange) for exchange in ("bitmusa", "coinlocally")}
     results["frames"] = wire.check_pools(pools)
     per_frame = {exchange: described["events_per_frame"] for exchange, described in results["frames"].items()}
+    if "micro" in sections:
+        results["micro"] = _timed(micro.run, sizes["micro_runs"])
     if "throughput" in sections or "latency" in sections:
         with child(pusher.main) as push:
             if "throughput" in sections:
@@ -162,6 +167,29 @@ def markdown(results: dict[str, Any]) -> str:
             )
             + ".\n"
         )
+    mc = results.get("micro")
+    if mc:
+        lines += [
+            "## 0. Hot-path functions, before → after "
+            f"(ns per call, median of {mc['runs']} interleaved passes)",
+            "",
+            "| function | before | after | speed-up |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, f in mc.items():
+            if isinstance(f, dict) and "before_ns" in f:
+                lines.append(
+                    f"| {name} | {f['before_ns']:,.0f} | {f['after_ns']:,.0f} | {f['speedup']:.1f}x |"
+                )
+        ssl_cost = mc["ssl context per stream"]
+        parse = mc["parse one frame, now (ns)"]
+        lines += [
+            "",
+            f"One verifying SSL context (what every stream built before it was shared): "
+            f"{ssl_cost['ms_per_context']} ms. Parsing one frame now: Bitmusa {parse['bitmusa']:,.0f} ns, "
+            f"Coinlocally {parse['coinlocally']:,.0f} ns.",
+            "",
+        ]
     tp = results.get("throughput")
     if tp:
         lines += [
