@@ -221,9 +221,7 @@ async def measure(
             for size in sizes:
                 fleet = Fleet(exchange, base_url, ws_url, size)
                 opened_in = await fleet.open()
-                await _throughput(
-                    ingest, fleet, serve, min(events, 2000), batch, window, concurrency
-                )  # warm-up
+                await _throughput(ingest, fleet, serve, **(flow | {"events": min(events, 2000)}))  # warm-up
                 throughputs, latencies = [], []
                 for _ in range(runs):
                     throughputs.append(await _throughput(ingest, fleet, serve, **flow))

@@ -91,11 +91,12 @@ class Pusher(picows.WSListener):
         elif kind == picows.WSMsgType.PING:
             transport.send_pong(frame.get_payload_as_bytes())
         elif kind == picows.WSMsgType.CLOSE:
-            # The client is done: stop at once. Megabytes of flood may still sit in the socket's buffer;
-            # a graceful close would make the client read them all before it saw our close.
+            # The client is done: stop flooding and answer its close. The close frame goes out after the
+            # flood still buffered here (a client waiting for it reads on and discards; an abort instead
+            # would make the websockets client wait its whole close timeout).
             self.flood = iter(())
             transport.send_close(frame.get_close_code())
-            transport.disconnect(graceful=False)
+            transport.disconnect()
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
         if self.paced is not None:

@@ -45,7 +45,7 @@ TARGETS = {
 FULL = {
     "micro_runs": 7,
     "throughput_events": 60_000,
-    "throughput_runs": 5,
+    "throughput_runs": 7,
     "latency_seconds": 4.0,
     "latency_runs": 3,
     "fanout_sizes": [1, 100, 1000],
