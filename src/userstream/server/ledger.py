@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import msgspec
+
 from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate, Source
 
 __all__ = [
@@ -176,8 +178,11 @@ class ConnectionRecord:
         return how
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
+class Published(msgspec.Struct, frozen=True, gc=False):
+    """One published event, numbered. Untracked by the garbage collector (it holds an int, a float and
+    an event, which are untracked too): up to `max_events` of them per account stay alive, and tracked
+    objects make every full collection longer (a 47 ms pause at 130,000 of them, docs/performance.md)."""
+
     seq: int
     at: float
     event: Event
