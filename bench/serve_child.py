@@ -10,6 +10,7 @@ pipe: the fault `drop_and_publish` (reconnect section), `wait_streams`, and `sto
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import tracemalloc
 from multiprocessing.connection import Connection
@@ -90,6 +91,33 @@ def main(pipe: Connection, accounts: int, **overrides: Any) -> None:
                     rows.append((stat.size_diff / per, stat.count_diff / per, f"{name}:{where.lineno}"))
                 return rows
 
+            pauses: list[tuple[int, float]] = []
+            started: list[float] = []
+
+            def on_gc(phase: str, info: dict[str, int]) -> None:
+                if phase == "start":
+                    started.append(time.perf_counter())
+                elif started:
+                    pauses.append((info["generation"], time.perf_counter() - started.pop()))
+
+            def gc_start() -> None:
+                """Record the collector's pauses from now (for `gc_report`; not used by timed sections)."""
+                pauses.clear()
+                if on_gc not in gc.callbacks:
+                    gc.callbacks.append(on_gc)
+
+            def gc_report() -> dict[str, Any]:
+                """Per generation: how many collections since `gc_start`, and the longest pause (ms)."""
+                report: dict[str, Any] = {"tracked_objects": len(gc.get_objects())}
+                for generation in (0, 1, 2):
+                    times = [seconds for gen, seconds in pauses if gen == generation]
+                    report[f"gen{generation}"] = {
+                        "collections": len(times),
+                        "max_ms": round(max(times, default=0.0) * 1000, 2),
+                        "total_ms": round(sum(times) * 1000, 2),
+                    }
+                return report
+
             pipe.send({"base_url": server.base_url, "ws_url": server.ws_url})
             await serve_commands_async(
                 pipe,
@@ -98,6 +126,8 @@ def main(pipe: Connection, accounts: int, **overrides: Any) -> None:
                     "wait_streams": wait_streams,
                     "trace_start": trace_start,
                     "trace_top": trace_top,
+                    "gc_start": gc_start,
+                    "gc_report": gc_report,
                 },
             )
 
