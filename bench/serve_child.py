@@ -1,7 +1,8 @@
 """`userstream serve` in a child process, for the benchmarks of the server itself and of reconnects.
 
 This module owns the accounts the benchmarks use and the child's entry point. The child runs the real
-application (`userstream.server.running_server`, what the `serve` command runs, minus its stderr logging)
+application (`userstream.server.running_server` and the gc.freeze() after start-up, what the `serve`
+command runs, minus its stderr logging)
 with `accounts` accounts, each with credentials on both exchanges, and answers a few commands over its
 pipe: the fault `drop_and_publish` (reconnect section), `wait_streams`, and `stop`. Everything else
 (ingest, listenKeys, WebSockets) goes through its HTTP port like any client's.
@@ -33,8 +34,9 @@ def credentials(index: int) -> dict[str, str]:
     }
 
 
-def main(pipe: Connection, accounts: int, **overrides: Any) -> None:
-    """Child entry. Ready report: {"base_url", "ws_url", "pid"}."""
+def main(pipe: Connection, accounts: int, *, freeze: bool = True, **overrides: Any) -> None:
+    """Child entry. Ready report: {"base_url", "ws_url"}. `freeze`: gc.freeze() once serving, as the
+    serve command does."""
     from userstream.server import Account, ServerConfig, running_server  # noqa: PLC0415 - in the child
 
     config = ServerConfig(
@@ -118,6 +120,9 @@ def main(pipe: Connection, accounts: int, **overrides: Any) -> None:
                     }
                 return report
 
+            if freeze:
+                gc.collect()
+                gc.freeze()
             pipe.send({"base_url": server.base_url, "ws_url": server.ws_url})
             await serve_commands_async(
                 pipe,
