@@ -88,7 +88,7 @@ class BalanceUpdate(msgspec.Struct, frozen=True, gc=False):
     """One asset's balance after a change. `total` is always `free + locked`, computed exactly.
 
     Build it with keywords. The protocol parsers pass its fields positionally, in declaration order, on
-    their hot path (msgspec takes positional arguments ~4x faster than keywords: docs/performance.md), so
+    their hot path (msgspec takes positional arguments ~2x faster than keywords: docs/performance.md), so
     that order is fixed: a new field goes last, with a default (tests/test_events.py pins it).
     """
 
@@ -241,7 +241,7 @@ def _key(event: Event) -> tuple[object, ...]:
 
 
 def _key_getter(kind: type[Event]) -> operator.attrgetter[tuple[object, ...]]:
-    # One C call that builds the tuple: ~6x faster than a generator of getattr (equality runs for every
+    # One C call that builds the tuple: ~3x faster than a generator of getattr (equality runs for every
     # event an AccountState or a rotation's de-duplication sees).
     return operator.attrgetter(*(name for name in kind.__struct_fields__ if name != "raw"))
 

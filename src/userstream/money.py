@@ -38,17 +38,17 @@ QUOTIENT_DIGITS = 34
 _EXACT = Context(prec=MAX_DIGITS + 2 * MAX_EXPONENT + 8, traps=[Inexact, InvalidOperation])
 
 
-# Counts significant digits without building a digit tuple (`as_tuple()` costs ~4x more): rounding to
-# MAX_DIGITS signals Rounded exactly when the value has more. Its exponent range is far wider than money's,
-# so only the digit count can signal.
+# Counts significant digits without building a digit tuple (`as_tuple()` costs several times more):
+# rounding to MAX_DIGITS signals Rounded exactly when the value has more. Its exponent range is far wider
+# than money's, so only the digit count can signal.
 _DIGIT_COUNT = Context(prec=MAX_DIGITS, Emax=10 * MAX_EXPONENT, Emin=-10 * MAX_EXPONENT, traps=[Rounded])
 
 
 def checked(value: Decimal) -> Decimal:
     """Return `value` if it is a finite Decimal within the bounds, else raise ValueError saying why.
 
-    This runs on every money value of every event, so the common case takes a fast path (~0.15 us
-    instead of ~1 us on the reference machine, docs/performance.md): finite, adjusted exponent within
+    This runs on every money value of every event, so the common case takes a fast path (3-5x faster
+    than the full check on the reference machine, docs/performance.md): finite, adjusted exponent within
     +-MAX_EXPONENT, at most MAX_DIGITS digits. Those three imply the last bound (exponent >= -2 *
     MAX_EXPONENT, since exponent = adjusted - digits + 1 >= -MAX_EXPONENT - MAX_DIGITS + 1), so whatever
     passes them is exactly what the full check below accepts; anything else gets the full check, which
