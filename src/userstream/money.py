@@ -42,6 +42,9 @@ _EXACT = Context(prec=MAX_DIGITS + 2 * MAX_EXPONENT + 8, traps=[Inexact, Invalid
 # rounding to MAX_DIGITS signals Rounded exactly when the value has more. Its exponent range is far wider
 # than money's, so only the digit count can signal.
 _DIGIT_COUNT = Context(prec=MAX_DIGITS, Emax=10 * MAX_EXPONENT, Emin=-10 * MAX_EXPONENT, traps=[Rounded])
+# Bound once: looking the method up on the Context per call cost about as much as the call itself.
+_count_digits = _DIGIT_COUNT.plus
+_LOWEST_ADJUSTED = -MAX_EXPONENT
 
 
 def checked(value: Decimal) -> Decimal:
@@ -54,9 +57,9 @@ def checked(value: Decimal) -> Decimal:
     passes them is exactly what the full check below accepts; anything else gets the full check, which
     names what is wrong.
     """
-    if value.is_finite() and -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+    if value.is_finite() and _LOWEST_ADJUSTED <= value.adjusted() <= MAX_EXPONENT:
         try:
-            _DIGIT_COUNT.plus(value)
+            _count_digits(value)
         except Rounded:
             pass
         else:

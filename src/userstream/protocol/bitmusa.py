@@ -14,7 +14,7 @@ import functools
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Context, Decimal, Rounded
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, unquote
@@ -43,7 +43,7 @@ from userstream.events import (
     Side,
     Source,
 )
-from userstream.money import MAX_DIGITS, MAX_EXPONENT, checked, exact_sub
+from userstream.money import MAX_DIGITS, checked, exact_sub
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame
 from userstream.protocol.messages import DataEvents, Incoming, Unknown
 
@@ -429,19 +429,9 @@ class _OrderFrame(_Frame, frozen=True, gc=False, tag=_ORDER_STREAM):
 STREAMS: dict[str, type[_Frame]] = {_WALLET_STREAM: _WalletFrame, _ORDER_STREAM: _OrderFrame}
 _FRAME_UNION: Any = functools.reduce(operator.or_, STREAMS.values())
 
-# `checked` builds a digit tuple per call; this context only counts digits, which is what the hot path needs.
-_DIGIT_COUNTER = Context(prec=MAX_DIGITS, Emax=10 * MAX_EXPONENT, Emin=-10 * MAX_EXPONENT, traps=[Rounded])
-
 
 def _money(value: Decimal, field: str) -> Decimal:
     """`value` when it is within money's bounds, else MessageShapeError naming the field."""
-    if value.is_finite() and -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
-        try:
-            _DIGIT_COUNTER.plus(value)  # traps Rounded when it has more than MAX_DIGITS digits
-        except Rounded:
-            pass
-        else:
-            return value
     try:
         return checked(value)
     except ValueError as exc:
