@@ -2,6 +2,7 @@
 target by its label and shows nothing else; and the WebSocket half (picows) hands over every frame in order,
 answers pings, reassembles fragments within bounds, keeps backpressure, and closes as RFC 6455 asks.
 
+The express handler (frames taken in picows' callback) is tested here too, with the connection that uses it.
 The WebSocket tests run against a scripted server (asyncio streams and hand-made frames), so every byte
 the client sees, and every byte it sends back, is the test's to choose and check."""
 
@@ -14,12 +15,14 @@ import logging
 import re
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
 
+from userstream.client.bitmusa import BitmusaDialect
+from userstream.client.connection import Connection, ConnectionCounters
 from userstream.client.transport import (
     INBOX_HIGH_WATER,
     SIGN_OF_LIFE,
@@ -30,6 +33,7 @@ from userstream.client.transport import (
     check_url,
 )
 from userstream.errors import ConfigurationError, ConnectionLostError, FrameDecodeError, TransportError
+from userstream.events import Event
 from userstream.protocol import bitmusa
 
 
@@ -419,3 +423,124 @@ async def test_a_refused_websocket_connection_is_a_connection_lost_error() -> No
 async def test_a_closed_transport_opens_no_websocket() -> None:
     with pytest.raises(TransportError, match="not open"):
         await Transport().websocket("ws://127.0.0.1:1/", {}, label="L")
+
+
+# --- the express handler: frames taken in picows' callback, the rest left to receive(), in order ---------
+
+
+async def test_express_is_offered_a_frame_only_when_nothing_is_queued_ahead_of_it() -> None:
+    offered: list[str | bytes] = []
+
+    def express(message: str | bytes) -> bool:
+        offered.append(message)
+        return message != "refused"  # takes everything but this one
+
+    first = (
+        frame(TEXT, "a") + frame(BINARY, b"b") + frame(TEXT, "refused") + frame(TEXT, "c") + frame(PING, b"")
+    )
+    async with scripted() as server, Transport() as transport:
+        ws = await transport.websocket(server.url, {}, label="L")
+        ws.set_express(express)
+        peer = await server.peer()
+        peer.writer.write(first)
+        # "refused" is queued, so "c" (and the ping's sign of life) queue behind it, not offered
+        received = [await ws.receive() for _ in range(3)]
+        peer.writer.write(frame(TEXT, "d") + frame(TEXT, "e"))  # nothing queued now: offered again
+        async with asyncio.timeout(WAIT):
+            while len(offered) < 5:  # noqa: ASYNC110 - the handler is the only signal
+                await asyncio.sleep(0.001)
+        ws.set_express(None)
+        peer.writer.write(frame(TEXT, "f"))
+        last = await ws.receive()
+    assert offered == ["a", b"b", "refused", "d", "e"]
+    assert received == ["refused", "c", SIGN_OF_LIFE]
+    assert last == "f"
+    assert ws.pending == 0
+
+
+async def test_an_express_handler_that_raises_is_switched_off_loudly_and_loses_no_frame(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str | bytes] = []
+
+    def broken(message: str | bytes) -> bool:
+        calls.append(message)
+        raise RuntimeError("a bug")
+
+    async with scripted() as server, Transport() as transport:
+        ws = await transport.websocket(server.url, {}, label="L")
+        ws.set_express(broken)
+        peer = await server.peer()
+        peer.writer.write(frame(TEXT, "a") + frame(TEXT, "b"))
+        received = [await ws.receive() for _ in range(2)]
+        peer.writer.write(frame(TEXT, "c"))  # nothing queued: it would be offered, but the handler is off
+        received.append(await ws.receive())
+    assert calls == ["a"]
+    assert received == ["a", "b", "c"]
+    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert [record.getMessage() for record in errors] == [
+        "L: the express frame handler raised; frames go through receive() now"
+    ]
+    assert errors[0].exc_info is not None
+    assert errors[0].exc_info[0] is RuntimeError
+
+
+def _wallet_frame(event_time: int) -> bytes:
+    data = '{"asset":"BTC","free":"1","locked":"0"}'
+    return frame(TEXT, f'{{"stream":"spot_wallet","eventTime":{event_time},"data":{data}}}')
+
+
+async def test_a_connection_takes_no_frame_by_the_express_path_while_an_earlier_one_is_still_handled() -> (
+    None
+):
+    """client/connection.py's use of the express handler: frame 1 waits for the sink (say, for room in the
+    queue); frames 2 and 3, arriving meanwhile, must reach the sink after it, even when the sink's no-wait
+    door would take them at once."""
+    log: list[tuple[str, int]] = []
+    gate = asyncio.Event()
+
+    def sink_now(connection: Connection, events: Sequence[Event]) -> bool:
+        log.append(("now", events[0].timestamp))
+        return events[0].timestamp != 1
+
+    async def sink(connection: Connection, events: Sequence[Event]) -> None:
+        log.append(("wait", events[0].timestamp))
+        await gate.wait()
+        log.append(("done", events[0].timestamp))
+
+    async with scripted() as server, Transport() as transport:
+        ws = await transport.websocket(server.url, {}, label="L")
+        connection = Connection(
+            serial=1,
+            ws=ws,
+            dialect=BitmusaDialect(bitmusa.Parser("a")),
+            sink=sink,
+            sink_now=sink_now,
+            ping_interval=60.0,
+            idle_timeout=60.0,
+            close_timeout=1.0,
+            counters=ConnectionCounters(),
+        )
+        reader = asyncio.create_task(connection.run())
+        peer = await server.peer()
+        peer.writer.write(_wallet_frame(1))
+        async with asyncio.timeout(WAIT):
+            while ("wait", 1) not in log:  # noqa: ASYNC110 - the sink is the only signal
+                await asyncio.sleep(0.001)
+            peer.writer.write(_wallet_frame(2) + _wallet_frame(3))
+            while ws.pending < 2:  # noqa: ASYNC110 - queued for the reader, not taken by express
+                await asyncio.sleep(0.001)
+        gate.set()
+        async with asyncio.timeout(WAIT):
+            while ("now", 3) not in log:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+            peer.writer.write(_wallet_frame(4))  # nothing is handled or queued now: the express path
+            while ("now", 4) not in log:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+        peer.writer.write(close_frame(1000))
+        async with asyncio.timeout(WAIT):
+            ending = await reader
+    # frame 1: refused by the express path, then by the reader's no-wait door, then the reader waits
+    assert log == [("now", 1), ("now", 1), ("wait", 1), ("done", 1), ("now", 2), ("now", 3), ("now", 4)]
+    assert isinstance(ending, PeerClosedError)
+    assert ending.code == 1000

@@ -159,6 +159,7 @@ class Connection:
         self.live_at: float | None = None
         #: True while the reader waits for room in the queue (the consumer is behind), not for the server.
         self.waiting_for_consumer = False
+        self._handling = False  # the reader is inside `_handle` (which may await)
 
     @property
     def label(self) -> str:
@@ -201,6 +202,34 @@ class Connection:
             send_failed = exc
         if self._dialect.live_on_connect:
             self._go_live()
+        if self._sink_now is not None and self._on_frame is None:
+            self._ws.set_express(self._express)
+        try:
+            return await self._read_frames(send_failed)
+        finally:
+            self._ws.set_express(None)
+
+    def _express(self, frame: str | bytes) -> bool:
+        """The loop below for a data frame whose events the sink takes without waiting, done by the
+        WebSocket in its frame callback when nothing is queued ahead of the frame: the usual case, with no
+        queueing and no task switch per frame. False (nothing done) for anything else, which the loop then
+        receives and handles itself (a control frame or an Unknown is parsed twice: they are rare)."""
+        if self._handling:  # the loop is awaiting in the middle of an earlier frame (say, for the queue)
+            return False
+        incoming = self._dialect.parse(frame)
+        if type(incoming) is not DataEvents:
+            return False
+        events = incoming.events
+        assert self._sink_now is not None  # noqa: S101 - set_express is only called with one
+        if not self._sink_now(self, events):
+            return False
+        self._heartbeat.frame_received(self._clock())
+        counters = self._counters
+        counters.frames += 1
+        counters.events += len(events)
+        return True
+
+    async def _read_frames(self, send_failed: UserStreamError | None) -> UserStreamError | None:
         while True:
             try:
                 # Frames one socket read brought are taken without an await each; `receive()` waits.
@@ -225,10 +254,13 @@ class Connection:
                 if self._sink_now(self, events):
                     self._counters.events += len(events)
                     continue
+            self._handling = True  # while this frame is handled, a later one must not overtake it
             try:
                 await self._handle(incoming)
             except UserStreamError as exc:  # a pong could not be sent: see send_failed above
                 send_failed = send_failed or exc
+            finally:
+                self._handling = False
 
     def _report_frame(self, frame: bytes | str) -> None:
         assert self._on_frame is not None  # noqa: S101 - checked by the caller

@@ -10,7 +10,11 @@ keep reading until the peer answers, so nothing the peer sent before our close i
 
 picows hands each frame to a callback as it parses the socket; `_Inbox` queues them for the one task that
 `receive()`s, and keeps backpressure: past `INBOX_HIGH_WATER` waiting frames it pauses reading the socket
-(the server's side then buffers, as TCP intends) and resumes at `INBOX_LOW_WATER`.
+(the server's side then buffers, as TCP intends) and resumes at `INBOX_LOW_WATER`. A whole text or binary
+frame that arrives while nothing waits in the inbox is first offered to the `express` handler, if the
+receiver set one (`WebSocket.set_express`): the receiver's usual work done in the callback itself, with no
+queueing and no task switch per frame (docs/performance.md). Order is kept: a frame queued ahead of it means
+the handler is not asked.
 
 Every aiohttp, picows, OS and timeout exception is converted here (`_converted` for REST, `_converted_ws`
 for WebSockets) into our error tree (the pattern of httpx's `map_httpcore_exceptions`), so nothing
@@ -28,7 +32,7 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -51,6 +55,7 @@ __all__ = [
     "INBOX_HIGH_WATER",
     "INBOX_LOW_WATER",
     "SIGN_OF_LIFE",
+    "Express",
     "HandshakeRejectedError",
     "HttpReply",
     "PeerClosedError",
@@ -358,6 +363,13 @@ _MESSAGE_TOO_BIG: Final = 1009
 _MAX_REASON_BYTES: Final = 123  # a close frame's payload is at most 125 bytes, 2 of them the code
 
 
+#: Offered a whole text (str) or binary (bytes) frame from picows' callback when nothing is queued ahead of
+#: it; returns True when it took the frame, False to leave it to `receive()`. It must not raise.
+Express = Callable[[str | bytes], bool]
+
+_log = logging.getLogger("userstream.client")
+
+
 class _End:
     """The inbox's last item: the connection is over, and `error` says how."""
 
@@ -381,6 +393,7 @@ class _Inbox(picows.WSListener):
         self.max_frame = max_frame
         self.items: deque[str | bytes | SignOfLife | _End] = deque()
         self.waiter: asyncio.Future[None] | None = None
+        self.express: Express | None = None
         self.transport: picows.WSTransport | None = None
         self.paused = False
         self.ended = False
@@ -408,12 +421,17 @@ class _Inbox(picows.WSListener):
         if frame.fin and self._fragments is None:  # the usual case: one whole message in one frame
             if kind is _TEXT:
                 try:
-                    self.put(frame.get_payload_as_utf8_text())
+                    text = frame.get_payload_as_utf8_text()
                 except UnicodeDecodeError:
                     self._fail(_INVALID_TEXT, FrameDecodeError(f"{self.label}: a text frame is not UTF-8"))
+                    return
+                if self.express is None or self.items or not self._offer(text):
+                    self.put(text)
                 return
             if kind is _BINARY:
-                self.put(frame.get_payload_as_bytes())
+                data = frame.get_payload_as_bytes()
+                if self.express is None or self.items or not self._offer(data):
+                    self.put(data)
                 return
         if kind is _PING:
             if not self.closing:
@@ -444,6 +462,19 @@ class _Inbox(picows.WSListener):
             self.end(PeerClosedError(f"{self.label}: connection lost", code=None))
 
     # -- the inbox
+
+    def _offer(self, message: str | bytes) -> bool:
+        """The express handler's answer. One that raises (a bug) is switched off, loudly, and the frame goes
+        to the inbox as if there had been none: the receiver still gets every frame."""
+        assert self.express is not None  # noqa: S101 - checked by the caller
+        try:
+            return self.express(message)
+        except Exception:
+            _log.exception(
+                "%s: the express frame handler raised; frames go through receive() now", self.label
+            )
+            self.express = None
+            return False
 
     def put(self, item: str | bytes | SignOfLife) -> None:
         items = self.items
@@ -564,6 +595,12 @@ class WebSocket:
     def reading_paused(self) -> bool:
         """True while the socket is not read because `pending` reached `INBOX_HIGH_WATER` (backpressure)."""
         return self._inbox.paused
+
+    def set_express(self, handler: Express | None) -> None:
+        """From now on, offer each whole text or binary frame that finds nothing queued ahead of it to
+        `handler`, in picows' callback, before queueing it for `receive()` (None: stop). For a receiver
+        whose usual work per frame needs no await: it saves a queue round trip and a task switch."""
+        self._inbox.express = handler
 
     def receive_nowait(self) -> str | bytes | SignOfLife | None:
         """The next frame if one is waiting, else None (also at the end: `receive()` reports that). A
