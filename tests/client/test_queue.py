@@ -81,3 +81,33 @@ async def test_close_releases_a_blocked_producer_and_a_waiting_consumer() -> Non
 def test_bad_configuration_is_refused(size: int, policy: str) -> None:
     with pytest.raises(ConfigurationError):
         EventQueue(size, policy)
+
+
+async def test_put_all_nowait_takes_all_or_none_and_a_slot_freed_in_a_full_queue_wakes_the_producer() -> None:
+    queue: EventQueue[int] = EventQueue(3, "block")
+    assert queue.put_all_nowait([1, 2]) is True
+    assert queue.put_all_nowait([3, 4]) is False  # one slot left for two: none is taken
+    assert len(queue) == 2
+    assert queue.put_all_nowait([3]) is True
+    producer = asyncio.create_task(queue.put(4))
+    await asyncio.sleep(0)
+    assert not producer.done()
+    assert queue.get_nowait() == 1  # the queue was full: the producer is let in
+    async with asyncio.timeout(5):
+        await producer
+    assert [queue.get_nowait(), queue.get_nowait(), queue.get_nowait(), queue.get_nowait()] == [2, 3, 4, None]
+
+
+async def test_put_all_nowait_under_drop_oldest_drops_and_counts_and_after_close_discards() -> None:
+    reports: list[int] = []
+    queue: EventQueue[int] = EventQueue(3, Overflow.DROP_OLDEST, report_dropped=reports.append)
+    assert queue.put_all_nowait([1, 2]) is True
+    assert queue.put_all_nowait([3, 4, 5]) is True
+    assert queue.dropped == 2
+    assert [await queue.get(), await queue.get(), await queue.get()] == [3, 4, 5]
+    assert reports == [2]
+    queue.close()
+    assert queue.put_all_nowait([6]) is True
+    assert len(queue) == 0
+    with pytest.raises(QueueClosed):
+        await queue.get()

@@ -17,7 +17,7 @@ each thing means to a running stream:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from userstream.client.session import SessionHooks
 from userstream.client.transport import HandshakeRejectedError, PeerClosedError, Transport, WebSocket
@@ -39,11 +39,9 @@ class CoinlocallyDialect:
     live_on_connect = False
 
     def __init__(self, parser: coinlocally.Parser, credentials: coinlocally.Credentials) -> None:
-        self._parser = parser
+        #: The exchange's parser itself, not a method around it: it runs once per frame.
+        self.parse: Callable[[str | bytes], Incoming] = parser
         self._credentials = credentials
-
-    def parse(self, frame: str | bytes) -> Incoming:
-        return self._parser(frame)
 
     def opening_frames(self) -> Sequence[str]:
         return (coinlocally.sub_frame(self._credentials),)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Generic, TypeVar
 
@@ -88,12 +88,20 @@ class EventQueue(Generic[T]):
     def full(self) -> bool:
         return len(self._items) >= self._maxsize
 
-    def has_room(self, count: int) -> bool:
-        """Whether `count` items can be put now without waiting (always, under "drop_oldest" or once
-        closed)."""
-        return (
-            len(self._items) + count <= self._maxsize or self._overflow is not Overflow.BLOCK or self._closed
-        )
+    def put_all_nowait(self, items: Sequence[T]) -> bool:
+        """Add all of `items` without waiting, or none of them: False only under "block" when they do not all
+        fit in an open queue. One call per frame on the reader's path (a frame may carry several events)."""
+        queued = self._items
+        if len(queued) + len(items) > self._maxsize and not self._closed:
+            if self._overflow is Overflow.BLOCK:
+                return False
+            for item in items:
+                self.put_nowait(item)  # drops the oldest, counted
+            return True
+        if not self._closed:  # after `close`, discarded: nobody will read them
+            queued.extend(items)
+            self._readable.set()
+        return True
 
     async def put(self, item: T) -> None:
         """Add one item; waits while full under "block". Items put after `close` are discarded."""
@@ -121,7 +129,7 @@ class EventQueue(Generic[T]):
         if not self._items or self._unreported:
             return None
         item = self._items.popleft()
-        if len(self._items) < self._maxsize:
+        if len(self._items) + 1 == self._maxsize:  # it was full: a producer may be waiting for room
             self._writable.set()
         return item
 

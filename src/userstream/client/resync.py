@@ -56,6 +56,10 @@ __all__ = [
 _log = logging.getLogger("userstream.client")
 
 
+def _ignore(event: Event) -> None:
+    """What `Resync.delivered` is when resync is off."""
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -351,6 +355,9 @@ class Resync:
         self._symbols = tuple(symbols)
         self._make_backoff = make_backoff
         self._state = None if taker is None or isinstance(taker, str) else AccountState()
+        #: Called with every event the user receives: folds it into the delivered picture (nothing when
+        #: resync is off). Bound once, as it runs once per event.
+        self.delivered: Callable[[Event], object] = _ignore if self._state is None else self._state.apply
         self._task: asyncio.Task[None] | None = None
         self._skip_reported = False
         self.resyncs = 0  # snapshots taken and their corrections queued
@@ -363,11 +370,6 @@ class Resync:
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
-
-    def delivered(self, event: Event) -> None:
-        """The user received `event`: fold it into the delivered picture."""
-        if self._state is not None:
-            self._state.apply(event)
 
     def request(self, tasks: asyncio.TaskGroup) -> None:
         """A gap was closed (a connection is live again): start a resync, replacing one still running."""

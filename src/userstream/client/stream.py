@@ -593,11 +593,8 @@ class UserStream:
         under way (de-duplication lets everything through), nobody else delivering, room in the queue for
         every event. Queues them all and returns True, or queues none and returns False (`_deliver` then
         does it, waiting as it must)."""
-        queue = self._queue
-        if self._dedupe.active or self._deliver_lock.locked() or not queue.has_room(len(events)):
+        if self._dedupe.active or self._deliver_lock.locked() or not self._queue.put_all_nowait(events):
             return False
-        for event in events:
-            queue.put_nowait(event)
         if not self._progress.done():
             self._progress.set_result(None)
         return True

@@ -418,21 +418,30 @@ class _Inbox(picows.WSListener):
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         kind = frame.msg_type
-        if frame.fin and self._fragments is None:  # the usual case: one whole message in one frame
+        if frame.fin and self._fragments is None and (kind is _TEXT or kind is _BINARY):
+            # the usual case: one whole message in one frame
+            message: str | bytes
             if kind is _TEXT:
                 try:
-                    text = frame.get_payload_as_utf8_text()
+                    message = frame.get_payload_as_utf8_text()
                 except UnicodeDecodeError:
                     self._fail(_INVALID_TEXT, FrameDecodeError(f"{self.label}: a text frame is not UTF-8"))
                     return
-                if self.express is None or self.items or not self._offer(text):
-                    self.put(text)
-                return
-            if kind is _BINARY:
-                data = frame.get_payload_as_bytes()
-                if self.express is None or self.items or not self._offer(data):
-                    self.put(data)
-                return
+            else:
+                message = frame.get_payload_as_bytes()
+            express = self.express
+            if express is not None and not self.items:
+                try:
+                    if express(message):
+                        return
+                except Exception:
+                    # A bug: switched off, loudly, and the frame goes to the inbox as if there had been none.
+                    _log.exception(
+                        "%s: the express frame handler raised; frames go through receive() now", self.label
+                    )
+                    self.express = None
+            self.put(message)
+            return
         if kind is _PING:
             if not self.closing:
                 transport.send_pong(frame.get_payload_as_bytes())
@@ -462,19 +471,6 @@ class _Inbox(picows.WSListener):
             self.end(PeerClosedError(f"{self.label}: connection lost", code=None))
 
     # -- the inbox
-
-    def _offer(self, message: str | bytes) -> bool:
-        """The express handler's answer. One that raises (a bug) is switched off, loudly, and the frame goes
-        to the inbox as if there had been none: the receiver still gets every frame."""
-        assert self.express is not None  # noqa: S101 - checked by the caller
-        try:
-            return self.express(message)
-        except Exception:
-            _log.exception(
-                "%s: the express frame handler raised; frames go through receive() now", self.label
-            )
-            self.express = None
-            return False
 
     def put(self, item: str | bytes | SignOfLife) -> None:
         items = self.items
