@@ -9,7 +9,9 @@ rounds (a quotient such as 1/3 has no finite decimal form); it is used only for 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Rounded
+from typing import Final
 
 __all__ = [
     "MAX_DIGITS",
@@ -88,17 +90,13 @@ def parse_decimal(text: str) -> Decimal:
     return checked(value)
 
 
-def exact_add(a: Decimal, b: Decimal) -> Decimal:
-    return _EXACT.add(a, b)
-
-
-def exact_sub(a: Decimal, b: Decimal) -> Decimal:
-    return _EXACT.subtract(a, b)
-
-
-def exact_mul(a: Decimal, b: Decimal) -> Decimal:
-    """The exact product; its scale is the sum of the operands' scales (0.10 * 2.5 == 0.250)."""
-    return _EXACT.multiply(a, b)
+# The context's own methods, bound once (every order update subtracts; a wrapper would cost as much again).
+#: a + b, exactly (InvalidOperation or Inexact is raised rather than a rounded result)
+exact_add: Final[Callable[[Decimal, Decimal], Decimal]] = _EXACT.add
+#: a - b, exactly
+exact_sub: Final[Callable[[Decimal, Decimal], Decimal]] = _EXACT.subtract
+#: a * b, exactly; its scale is the sum of the operands' scales (0.10 * 2.5 == 0.250)
+exact_mul: Final[Callable[[Decimal, Decimal], Decimal]] = _EXACT.multiply
 
 
 def exact_div(a: Decimal, b: Decimal, digits: int = QUOTIENT_DIGITS) -> Decimal:

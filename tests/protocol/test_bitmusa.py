@@ -370,6 +370,12 @@ BAD_FRAMES: list[tuple[str, str | bytes, type[UserStreamError], str | None]] = [
     ("65-digit price", order_frame(price="1" * 65), MessageShapeError, "$.data.price"),
     ("price 1e400", order_frame(price="1e400"), MessageShapeError, "$.data.price"),
     ("tiny value", order_frame(value="1e-400"), MessageShapeError, "$.data.value"),
+    (
+        "the first bad value is named",
+        order_frame(tradedAmount="1e99", value="1e-400"),
+        MessageShapeError,
+        "$.data.tradedAmount",
+    ),
     ("bare NaN", order_frame(price="NaN"), FrameDecodeError, None),
     ("NaN string", wallet_frame(free='"NaN"'), MessageShapeError, "$.data.free"),
     ("Infinity string", wallet_frame(locked='"Infinity"'), MessageShapeError, "$.data.locked"),

@@ -739,6 +739,21 @@ BAD_FRAMES: dict[str, tuple[bytes | str, type[Exception] | None, str]] = {
         MessageShapeError,
         "$.p: exponent out of range",
     ),
+    "65-digit fee": (
+        execution_report_with(n=SIXTY_FIVE_DIGITS),
+        MessageShapeError,
+        "$.n: more than 64 significant digits",
+    ),
+    "the first bad value is named": (
+        execution_report_with(L="Infinity", Z=SIXTY_FIVE_DIGITS),
+        MessageShapeError,
+        "$.Z: more than 64 significant digits",
+    ),
+    "a bad locked, not the first asset": (
+        MULTI_ASSET.replace('"l":2.0E-5', '"l":"sNaN"'),
+        MessageShapeError,
+        "$.B[1].l: not a finite number",
+    ),
     "NaN balance": (
         MULTI_ASSET.replace('"f":2', '"f":"NaN"'),
         MessageShapeError,

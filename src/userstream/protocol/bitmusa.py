@@ -45,7 +45,7 @@ from userstream.events import (
 )
 from userstream.money import MAX_DIGITS, checked, exact_sub
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame
-from userstream.protocol.messages import DataEvents, Incoming, Unknown
+from userstream.protocol.messages import DataEvents, Incoming, Unknown, money_error
 
 __all__ = [
     "ENDPOINTS",
@@ -374,14 +374,18 @@ class _WalletFrame(_Frame, frozen=True, gc=False, tag=_WALLET_STREAM):
 
     def event(self, account: str, raw: str) -> Event:
         data = self.data
+        try:
+            free, locked = checked(data.free), checked(data.locked)
+        except ValueError:
+            raise money_error(("$.data.free", data.free), ("$.data.locked", data.locked)) from None
         # Positional, in BalanceUpdate's field order (a keyword call costs ~2x more; events.py pins it).
         return BalanceUpdate(
             Exchange.BITMUSA,  # exchange
             account,
             self.eventTime,  # timestamp
             data.asset,
-            _money(data.free, "$.data.free"),
-            _money(data.locked, "$.data.locked"),
+            free,
+            locked,
             Source.STREAM,
             raw,
         )
@@ -396,8 +400,18 @@ class _OrderFrame(_Frame, frozen=True, gc=False, tag=_ORDER_STREAM):
         if side is None:
             # An order whose side is unknown cannot be applied safely to balances (docs/events.md).
             raise MessageShapeError(f"unknown direction {_clip(data.direction)!r}", field="$.data.direction")
-        amount = _money(data.amount, "$.data.amount")
-        filled = _money(data.tradedAmount, "$.data.tradedAmount")
+        try:
+            amount = checked(data.amount)
+            filled = checked(data.tradedAmount)
+            price = None if data.price is None else checked(data.price)
+            cost = None if data.value is None else checked(data.value)
+        except ValueError:
+            raise money_error(
+                ("$.data.amount", data.amount),
+                ("$.data.tradedAmount", data.tradedAmount),
+                ("$.data.price", data.price),
+                ("$.data.value", data.value),
+            ) from None
         # Positional, in OrderUpdate's field order (a keyword call costs ~2x more; events.py pins it).
         return OrderUpdate(
             Exchange.BITMUSA,  # exchange
@@ -411,11 +425,11 @@ class _OrderFrame(_Frame, frozen=True, gc=False, tag=_ORDER_STREAM):
             data.type,  # raw_type
             STATUSES.get(data.status),  # status
             data.status,  # raw_status
-            None if data.price is None else _money(data.price, "$.data.price"),  # price
+            price,
             amount,
             filled,
             exact_sub(amount, filled),  # remaining
-            None if data.value is None else _money(data.value, "$.data.value"),  # cost
+            cost,
             None,  # last_fill_amount: Bitmusa reports no single execution
             None,  # last_fill_price
             None,  # fee
@@ -428,14 +442,6 @@ class _OrderFrame(_Frame, frozen=True, gc=False, tag=_ORDER_STREAM):
 #: stream name -> the wire type that parses it (its `event` method builds the normalized event).
 STREAMS: dict[str, type[_Frame]] = {_WALLET_STREAM: _WalletFrame, _ORDER_STREAM: _OrderFrame}
 _FRAME_UNION: Any = functools.reduce(operator.or_, STREAMS.values())
-
-
-def _money(value: Decimal, field: str) -> Decimal:
-    """`value` when it is within money's bounds, else MessageShapeError naming the field."""
-    try:
-        return checked(value)
-    except ValueError as exc:
-        raise MessageShapeError(f"{field}: {exc}", field=field) from None
 
 
 # --- the streams: parsing -------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from userstream.protocol.messages import (
     Pong,
     SystemClose,
     Unknown,
+    money_error,
 )
 from userstream.protocol.symbols import DEFAULT_QUOTES, SymbolSplitter
 
@@ -204,22 +205,31 @@ class _AccountPosition(_WireEvent, frozen=True, gc=False, tag="outboundAccountPo
 
     def normalize(self, parser: Parser, raw: str) -> tuple[Event, ...]:
         account, timestamp = parser.account, self.event_time
-        # Positional, in BalanceUpdate's field order (a keyword call costs ~2x more; events.py pins it).
-        return tuple(
-            [
-                BalanceUpdate(
-                    Exchange.COINLOCALLY,  # exchange
-                    account,
-                    timestamp,
-                    balance.asset,
-                    _balance_money(balance.free, index, "f"),  # free
-                    _balance_money(balance.locked, index, "l"),  # locked
-                    Source.STREAM,
-                    raw,
+        try:
+            # Positional, in BalanceUpdate's field order (a keyword call costs ~2x more; events.py pins it).
+            return tuple(
+                [
+                    BalanceUpdate(
+                        Exchange.COINLOCALLY,  # exchange
+                        account,
+                        timestamp,
+                        balance.asset,
+                        checked(balance.free),
+                        checked(balance.locked),
+                        Source.STREAM,
+                        raw,
+                    )
+                    for balance in self.balances
+                ]
+            )
+        except ValueError:
+            raise money_error(
+                *(
+                    (f"$.B[{index}].{key}", value)
+                    for index, balance in enumerate(self.balances)
+                    for key, value in (("f", balance.free), ("l", balance.locked))
                 )
-                for index, balance in enumerate(self.balances)
-            ]
-        )
+            ) from None
 
 
 class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport"):
@@ -244,8 +254,24 @@ class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport")
         side = _SIDES.get(self.side)
         if side is None:
             raise MessageShapeError(f"unknown side {self.side[:32]!r}", field="$.S")
-        amount = _money(self.amount, "$.q")
-        filled = _money(self.filled, "$.z")
+        try:
+            amount = checked(self.amount)
+            filled = checked(self.filled)
+            price = None if self.price is None else checked(self.price)
+            cost = None if self.cost is None else checked(self.cost)
+            last_fill_amount = None if self.last_fill_amount is None else checked(self.last_fill_amount)
+            last_fill_price = None if self.last_fill_price is None else checked(self.last_fill_price)
+            fee = None if self.fee is None else checked(self.fee)
+        except ValueError:
+            raise money_error(
+                ("$.q", self.amount),
+                ("$.z", self.filled),
+                ("$.p", self.price),
+                ("$.Z", self.cost),
+                ("$.l", self.last_fill_amount),
+                ("$.L", self.last_fill_price),
+                ("$.n", self.fee),
+            ) from None
         # Positional, in OrderUpdate's field order (a keyword call costs ~2x more; events.py pins it).
         # `None if ... else` is written out: a helper call per field costs more than the check itself.
         order = OrderUpdate(
@@ -260,14 +286,14 @@ class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport")
             self.order_type,  # raw_type
             _STATUSES.get(self.status),  # status
             self.status,  # raw_status
-            None if self.price is None else _money(self.price, "$.p"),  # price
+            price,
             amount,
             filled,
             exact_sub(amount, filled),  # remaining
-            None if self.cost is None else _money(self.cost, "$.Z"),  # cost
-            None if self.last_fill_amount is None else _money(self.last_fill_amount, "$.l"),
-            None if self.last_fill_price is None else _money(self.last_fill_price, "$.L"),
-            None if self.fee is None else _money(self.fee, "$.n"),  # fee
+            cost,
+            last_fill_amount,
+            last_fill_price,
+            fee,
             self.created_at,  # created_at
             Source.STREAM,
             raw,
@@ -297,21 +323,6 @@ class _Envelope(msgspec.Struct, frozen=True, gc=False):
     event: Any = None
     code: Any = None
     message: Any = None
-
-
-def _money(value: Decimal, field: str) -> Decimal:
-    try:
-        return checked(value)
-    except ValueError as exc:
-        raise MessageShapeError(f"{field}: {exc}", field=field) from None
-
-
-def _balance_money(value: Decimal, index: int, key: str) -> Decimal:
-    """`_money` for `B[index].key`, whose path is only formatted when it has to be shown."""
-    try:
-        return checked(value)
-    except ValueError:
-        return _money(value, f"$.B[{index}].{key}")
 
 
 def _convert(value: Any, kind: Any, field: str) -> Any:

@@ -6,9 +6,13 @@ runtime dispatches on the type; nothing here knows about sockets or time.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import msgspec
 
+from userstream.errors import MessageShapeError
 from userstream.events import Event
+from userstream.money import checked
 
 __all__ = [
     "ControlReply",
@@ -19,6 +23,7 @@ __all__ = [
     "Pong",
     "SystemClose",
     "Unknown",
+    "money_error",
 ]
 
 
@@ -67,3 +72,17 @@ class Unknown(msgspec.Struct, frozen=True):
 
 
 Incoming = ControlReply | ErrorReply | Ping | Pong | SystemClose | DataEvents | Unknown
+
+
+def money_error(*fields: tuple[str, Decimal | None]) -> MessageShapeError:
+    """The error for the first of `fields` (JSON path, value; None is skipped) that `money.checked` refuses.
+
+    Parsers check a frame's money values in one `try` with `checked` itself, which is what the hot path can
+    afford, and call this only when one failed, to name it."""
+    for path, value in fields:
+        if value is not None:
+            try:
+                checked(value)
+            except ValueError as exc:
+                return MessageShapeError(f"{path}: {exc}", field=path)
+    raise AssertionError("money_error: every value is within bounds")
