@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -17,6 +17,8 @@ import pytest
 from aiohttp import web
 
 from userstream.client import State, UserStream, connect
+from userstream.client.backoff import Backoff
+from userstream.client.resync import Resync, TakenSnapshot
 from userstream.errors import ConfigurationError
 from userstream.events import NOT_IN_SNAPSHOT, BalanceUpdate, Event, Exchange, OrderUpdate, Source
 from userstream.protocol import coinlocally_rest
@@ -605,3 +607,70 @@ async def test_orders_on_symbols_neither_held_nor_configured_are_not_seen(
         ("balance", "BTC", "1", "0"),
         ("balance", "USDT", "100000", "0"),
     ]
+
+
+# --- two gaps in a row: the first snapshot's corrections are not emitted again -------------------------
+
+
+class _QueueingHost:
+    """A stream whose user has not read anything yet: corrections are queued, never taken."""
+
+    def __init__(self) -> None:
+        self.queued: list[Event] = []
+        self.statuses: list[State] = []
+
+    def emit(self, state: State, **_details: object) -> None:
+        self.statuses.append(state)
+
+    async def deliver_corrections(self, events: Sequence[Event], queued: Callable[[Event], object]) -> None:
+        for event in events:
+            self.queued.append(event)
+            queued(event)
+
+
+class _FixedTaker:
+    """Snapshots that always show the same truth; each is stamped with the next of `stamps`."""
+
+    exchange = Exchange.BITMUSA
+
+    def __init__(self, truth: AccountSnapshot, stamps: Iterable[int]) -> None:
+        self._truth = truth
+        self._stamps = iter(stamps)
+
+    def symbol_of(self, order: OrderUpdate) -> str:
+        return order.symbol
+
+    def configured_symbol(self, symbol: str) -> str:
+        return symbol
+
+    async def take(self, symbols: Sequence[str]) -> TakenSnapshot:
+        return TakenSnapshot(self._truth, next(self._stamps))
+
+    def scrub(self, text: str) -> str:
+        return text
+
+
+@pytest.mark.parametrize("second_stamp", [1_000, 1_001], ids=["same millisecond", "a millisecond later"])
+async def test_a_second_gap_before_the_user_read_the_first_corrections_does_not_emit_them_again(
+    second_stamp: int,
+) -> None:
+    truth = AccountSnapshot.of(
+        balances=[
+            BalanceUpdate(Exchange.BITMUSA, "a", 1, "BTC", Decimal("5.00"), Decimal(0), Source.SNAPSHOT),
+        ]
+    )
+    host = _QueueingHost()
+    resync = Resync(
+        _FixedTaker(truth, [1_000, second_stamp]),
+        host=host,
+        make_backoff=lambda: Backoff(base=0.01, cap=0.01, stable_after=1.0),
+    )
+    async with asyncio.TaskGroup() as tasks:
+        resync.request(tasks)
+    async with asyncio.TaskGroup() as tasks:  # the next gap, and nothing was taken from the queue
+        resync.request(tasks)
+    assert [(event.asset, event.free, event.timestamp) for event in host.queued] == [  # type: ignore[union-attr]
+        ("BTC", Decimal("5.00"), 1_000)
+    ]
+    assert host.statuses == [State.RESYNCED, State.RESYNCED]
+    assert resync.resyncs == 2

@@ -108,8 +108,9 @@ class ResyncHost(Protocol):
         corrections: int | None = None,
     ) -> None: ...
 
-    async def deliver_corrections(self, events: Sequence[Event]) -> None:
-        """Queue the snapshot's events for the user (waiting when the queue is full, as stream events do)."""
+    async def deliver_corrections(self, events: Sequence[Event], queued: Callable[[Event], object]) -> None:
+        """Queue the snapshot's events for the user (waiting when the queue is full, as stream events do),
+        calling `queued(event)` as each one enters the queue."""
         ...
 
 
@@ -415,7 +416,10 @@ class Resync:
                 await asyncio.sleep(delay)
                 continue
             corrections = state.diff(taken.truth, timestamp=taken.requested_at)
-            await self._host.deliver_corrections(corrections)
+            # Folded in as each is queued, not only when the user takes it: a resync that follows before the
+            # user has read them (two gaps in a row) must not emit them again. Queued means delivered (or
+            # reported as dropped), and taking it later changes nothing: it is then a duplicate or older.
+            await self._host.deliver_corrections(corrections, state.apply)
             self.resyncs += 1
             truth = taken.truth
             self._host.emit(

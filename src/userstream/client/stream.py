@@ -608,12 +608,13 @@ class UserStream:
             if not self._progress.done():
                 self._progress.set_result(None)
 
-    async def deliver_corrections(self, events: Sequence[Event]) -> None:
+    async def deliver_corrections(self, events: Sequence[Event], queued: Callable[[Event], object]) -> None:
         """The resync's sink: snapshot events go straight to the queue (they belong to no connection, so a
         rotation's de-duplication does not apply), in one piece with respect to the connections' events."""
         async with self._deliver_lock:
             for event in events:
                 await self._queue.put(event)
+                queued(event)
 
     async def _sleep(self, delay: float) -> None:
         await self._wait_any(set(), delay)
