@@ -13,7 +13,7 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
-from decimal import Decimal
+from decimal import Decimal, Rounded
 from typing import Any
 
 import wire
@@ -26,6 +26,27 @@ from userstream.protocol import bitmusa, coinlocally
 def _old_key(event: Any) -> tuple[object, ...]:
     """events._key before: a generator of getattr over the fields."""
     return tuple(getattr(event, name) for name in event.__struct_fields__ if name != "raw")
+
+
+def _checked_looked_up(value: Decimal) -> Decimal:
+    """money.checked before its method was bound once: the Context's `plus` looked up on every call."""
+    if value.is_finite() and -money.MAX_EXPONENT <= value.adjusted() <= money.MAX_EXPONENT:
+        try:
+            money._DIGIT_COUNT.plus(value)
+        except Rounded:
+            pass
+        else:
+            return value
+    return money._checked_slowly(value)
+
+
+def _exact_sub_wrapped(pair: tuple[Decimal, Decimal]) -> Decimal:
+    """money.exact_sub before: a function around the exact context's method."""
+    return money._EXACT.subtract(pair[0], pair[1])
+
+
+def _exact_sub_bound(pair: tuple[Decimal, Decimal]) -> Decimal:
+    return money.exact_sub(pair[0], pair[1])
 
 
 def _order_by_keywords(price: Decimal) -> OrderUpdate:
@@ -118,6 +139,10 @@ def run(runs: int = 7) -> dict[str, Any]:
     out: dict[str, Any] = {
         "runs": runs,
         "money.checked (a bounded Decimal)": _pair(money._checked_slowly, money.checked, decimals, runs),
+        "money.checked: Context method bound once": _pair(_checked_looked_up, money.checked, decimals, runs),
+        "money.exact_sub: the Context's method itself": _pair(
+            _exact_sub_wrapped, _exact_sub_bound, list(zip(decimals, reversed(decimals), strict=True)), runs
+        ),
         "OrderUpdate construction (18 fields given)": _pair(
             _order_by_keywords, _order_by_position, decimals, runs
         ),
