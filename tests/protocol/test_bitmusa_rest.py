@@ -24,7 +24,7 @@ from userstream.errors import (
     RateLimitedError,
     TransportError,
 )
-from userstream.events import BalanceUpdate, Exchange, OrderStatus, OrderType, OrderUpdate, Side, Source
+from userstream.events import BalanceUpdate, Exchange, OrderStatus, OrderUpdate, Side, Source
 from userstream.money import exact_sub
 from userstream.protocol import bitmusa, bitmusa_rest
 from userstream.protocol.bitmusa_rest import (
@@ -36,6 +36,7 @@ from userstream.protocol.bitmusa_rest import (
     render_wallet,
     wallet_request,
 )
+from userstream.protocol.examples import BITMUSA_ORDER_EVENT, BITMUSA_WALLET_EVENT
 
 CREDS = bitmusa.Credentials(api_key="api-SECRET", auth_key="auth-SECRET")
 REQUESTED_AT = 1_745_389_508_000
@@ -71,16 +72,11 @@ ORDERS_REPLY = b"""{
   "message": "success"
 }"""
 
+# The document's wallet and order (protocol/examples.py), as a snapshot of account "alice" reports them.
+_AS_SNAPSHOT = {"account": "alice", "timestamp": REQUESTED_AT, "source": Source.SNAPSHOT}
+
 WALLET_EVENTS = (
-    BalanceUpdate(
-        exchange=Exchange.BITMUSA,
-        account="alice",
-        timestamp=REQUESTED_AT,
-        asset="USDT",
-        free=Decimal("1132800.449"),
-        locked=Decimal("80669.91"),
-        source=Source.SNAPSHOT,
-    ),
+    msgspec.structs.replace(BITMUSA_WALLET_EVENT, **_AS_SNAPSHOT),
     BalanceUpdate(
         exchange=Exchange.BITMUSA,
         account="alice",
@@ -92,26 +88,7 @@ WALLET_EVENTS = (
     ),
 )
 
-ORDER_EVENT = OrderUpdate(
-    exchange=Exchange.BITMUSA,
-    account="alice",
-    timestamp=REQUESTED_AT,
-    id="C171558199502193",
-    symbol="XRP/USDT",
-    raw_symbol="XRP/USDT",
-    side=Side.BUY,
-    type=OrderType.LIMIT,
-    raw_type="LIMIT_PRICE",
-    status=OrderStatus.OPEN,
-    raw_status="TRADING",
-    price=Decimal("0.5155"),
-    amount=Decimal("2"),
-    filled=Decimal("0"),
-    remaining=Decimal("2"),
-    cost=Decimal("0"),
-    created_at=1715581995021,
-    source=Source.SNAPSHOT,
-)
+ORDER_EVENT = msgspec.structs.replace(BITMUSA_ORDER_EVENT, **_AS_SNAPSHOT)
 
 
 def compact(text: bytes) -> bytes:

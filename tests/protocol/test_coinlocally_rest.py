@@ -45,6 +45,7 @@ from userstream.protocol.coinlocally_rest import (
     signed_request,
     verify,
 )
+from userstream.protocol.examples import COINLOCALLY_ORDER_EVENT
 from userstream.protocol.messages import DataEvents
 from userstream.protocol.symbols import SymbolSplitter
 
@@ -225,24 +226,15 @@ BALANCES = (
     ),
 )
 
-ORDER = OrderUpdate(
-    exchange=Exchange.COINLOCALLY,
+# The document's execution report (protocol/examples.py) as a snapshot of account "alice" reports it: an
+# open order carries no execution (l, L, n).
+ORDER = msgspec.structs.replace(
+    COINLOCALLY_ORDER_EVENT,
     account="alice",
     timestamp=REQUESTED_AT,
-    id="2690536306533246156",
-    symbol="BTC/USDT",
-    raw_symbol="BTCUSDT",
-    side=Side.SELL,
-    type=OrderType.LIMIT,
-    raw_type="LIMIT",
-    status=OrderStatus.OPEN,
-    raw_status="PART_FILLED",
-    price=Decimal("13000"),
-    amount=Decimal("1"),
-    filled=Decimal("0.17861112"),
-    remaining=Decimal("0.82138888"),
-    cost=Decimal("2321.94456"),
-    created_at=1745389507000,
+    last_fill_amount=None,
+    last_fill_price=None,
+    fee=None,
     source=Source.SNAPSHOT,
 )
 
