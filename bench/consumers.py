@@ -5,8 +5,6 @@ This module owns the clients, not the measurements:
 
 - `userstream`: the public API, `client.connect(...)` and `async for event in stream`: decode, normalize
   into Decimal events, dedupe, queue, deliver. Default options.
-- `userstream (batches)`: the same stream taken with `async for batch in stream.batches()`, for comparison;
-  the issue's targets are measured on `userstream`.
 - `limit`: the fastest raw loop that can be built here: picows' frame callback, `zlib.decompress(data, 31)`
   for gzip, and a typed msgspec decode of the exchange's shapes with Decimal money (select_libs.py's
   Structs), straight from picows' buffer; no normalization, no queue, no task switch.
@@ -64,9 +62,9 @@ def _sub_frame() -> str:
 # --- userstream ------------------------------------------------------------------------------------------
 
 
-def _userstream(target: Target, **options: Any) -> client.UserStream:
+async def userstream_client(target: Target, on_event: OnEvent, **options: Any) -> None:
     if target.exchange == "bitmusa":
-        return client.connect(
+        stream = client.connect(
             "bitmusa",
             api_key="bench-api-key",
             auth_key="bench-auth-key",
@@ -74,23 +72,12 @@ def _userstream(target: Target, **options: Any) -> client.UserStream:
             ws_url=target.ws_base,
             **options,
         )
-    return client.connect("coinlocally", token=TOKEN, ws_url=target.full_ws_url, **options)
-
-
-async def userstream_client(target: Target, on_event: OnEvent, **options: Any) -> None:
-    async with _userstream(target, **options) as stream:
+    else:
+        stream = client.connect("coinlocally", token=TOKEN, ws_url=target.full_ws_url, **options)
+    async with stream:
         async for event in stream:
             if on_event(event.timestamp):
                 return
-
-
-async def userstream_batches_client(target: Target, on_event: OnEvent) -> None:
-    """The same stream taken with `stream.batches()`: one await per list of queued events."""
-    async with _userstream(target) as stream:
-        async for batch in stream.batches():
-            for event in batch:
-                if on_event(event.timestamp):
-                    return
 
 
 # --- the limit -------------------------------------------------------------------------------------------
@@ -220,5 +207,4 @@ CLIENTS: dict[str, Callable[[Target, OnEvent], Coroutine[Any, Any, None]]] = {
     "userstream": userstream_client,
     "limit": limit_client,
     "hand-written": handwritten_client,
-    "userstream (batches)": userstream_batches_client,
 }

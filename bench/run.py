@@ -212,21 +212,6 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_mark(vs_limit >= limit_target)}) | {f['userstream']['cpu_us_per_event']:.2f} | "
                 f"{f['limit']['cpu_us_per_event']:.2f} | {f['hand-written']['cpu_us_per_event']:.2f} |"
             )
-        batched = {exchange: f for exchange, f in tp["exchanges"].items() if "userstream (batches)" in f}
-        if batched:
-            lines += [
-                "",
-                "The same stream taken with `stream.batches()` (one await per list of queued events):",
-                "",
-                "| exchange | events/s | / hand-written | / limit | CPU µs/event |",
-                "|---|---:|---:|---:|---:|",
-            ]
-            for exchange, f in batched.items():
-                b, r = f["userstream (batches)"], f["ratios"]
-                lines.append(
-                    f"| {exchange} | {b['events_per_s']:,} | {r['userstream (batches)/hand-written']:.2f} | "
-                    f"{r['userstream (batches)/limit']:.2f} | {b['cpu_us_per_event']:.2f} |"
-                )
         lines.append("")
     lat = results.get("latency")
     if lat:

@@ -72,24 +72,14 @@ async def measure(pusher: Child, events: int, runs: int, clients: list[str]) -> 
             "runs_events_per_s": [round(rate) for rate in rates],
         }
     for figures in out["exchanges"].values():
-        if {"limit", "hand-written"} <= figures.keys():
+        if {"userstream", "limit", "hand-written"} <= figures.keys():
             # Ratios within each round (the clients of one round ran back to back), then their median.
+            ours = figures["userstream"]["runs_events_per_s"]
             figures["ratios"] = {
-                f"{ours}/{other}": round(
-                    median(
-                        [
-                            a / b
-                            for a, b in zip(
-                                figures[ours]["runs_events_per_s"],
-                                figures[other]["runs_events_per_s"],
-                                strict=True,
-                            )
-                        ]
-                    ),
+                f"userstream/{other}": round(
+                    median([a / b for a, b in zip(ours, figures[other]["runs_events_per_s"], strict=True)]),
                     2,
                 )
-                for ours in ("userstream", "userstream (batches)")
-                if ours in figures
                 for other in ("hand-written", "limit")
             }
     return out

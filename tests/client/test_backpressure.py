@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from userstream.client import State, connect
-from userstream.errors import ConfigurationError
 
 Env = Any  # conftest.Env
 Lab = Callable[..., AbstractAsyncContextManager[Any]]
@@ -64,56 +63,3 @@ async def test_drop_oldest_keeps_the_newest_and_reports_the_exact_count(
     assert after == [env.expected_balance(99, exchange)]
     assert [(status.dropped, status.reason) for status in dropped] == [(15, "15 events dropped (queue full)")]
     assert stream.stats.dropped == 15
-
-
-@pytest.mark.parametrize("exchange", ["bitmusa", "coinlocally"])
-async def test_batches_hand_out_what_is_queued_in_order_in_lists_of_at_most_max_events(
-    lab: Lab, exchange: str
-) -> None:
-    async with lab() as env, connect(exchange, **env.options(exchange)) as stream:
-        await env.until_streaming()
-        await env.ingest([env.balance(n) for n in range(25)])
-        await env.until(lambda: stream.stats.events_received == 25)  # all 25 are queued
-        batches = stream.batches(max_events=10)
-        sizes, events = [], []
-        while len(events) < 25:
-            async with asyncio.timeout(10):
-                batch = await anext(batches)
-            sizes.append(len(batch))
-            events += batch
-        await env.ingest([env.balance(99)])  # nothing queued: the next list waits for it
-        async with asyncio.timeout(10):
-            after = await anext(batches)
-        await batches.aclose()
-    assert sizes == [10, 10, 5]
-    assert events == [env.expected_balance(n, exchange) for n in range(25)]
-    assert after == [env.expected_balance(99, exchange)]
-    assert stream.stats.events_delivered == 26
-
-
-async def test_after_a_drop_its_status_comes_before_the_list_that_follows_the_gap(
-    lab: Lab, recorder: Recorder
-) -> None:
-    options = {"queue_size": 5, "overflow": "drop_oldest"}
-    async with (
-        lab() as env,
-        connect("bitmusa", **env.options("bitmusa", **options), on_status=recorder) as stream,
-    ):
-        await env.until_streaming()
-        await env.ingest([env.balance(n) for n in range(20)])
-        await env.until(lambda: stream.stats.events_received == 20)
-        assert recorder.of(State.DROPPED) == []  # reported where the gap is: before the next list
-        batches = stream.batches()
-        async with asyncio.timeout(10):
-            batch = await anext(batches)
-        dropped = recorder.of(State.DROPPED)
-        await batches.aclose()
-    assert batch == [env.expected_balance(n, "bitmusa") for n in range(15, 20)]
-    assert [status.dropped for status in dropped] == [15]
-
-
-@pytest.mark.parametrize("max_events", [0, -1, 1.5])
-async def test_batches_refuse_a_max_that_is_not_a_positive_integer(lab: Lab, max_events: Any) -> None:
-    async with lab() as env, connect("bitmusa", **env.options("bitmusa")) as stream:
-        with pytest.raises(ConfigurationError, match="max_events must be a positive integer"):
-            await anext(stream.batches(max_events=max_events))

@@ -348,26 +348,6 @@ class UserStream:
         self._resync.delivered(event)
         return event
 
-    async def batches(self, max_events: int = 1000) -> AsyncIterator[list[Event]]:
-        """The same events as `async for event in stream`, in the same order, in lists: each list is what is
-        queued when it is made, at most `max_events` and at least one (it waits for the first). One await
-        per list instead of one per event, for a consumer that handles many accounts or a flood
-        (docs/performance.md). A drop under "drop_oldest" still gets its status event before the first
-        event after the gap: a list ends at a gap. Ends, or raises, as the event iterator does."""
-        if not (isinstance(max_events, int) and max_events > 0):
-            raise ConfigurationError(f"max_events must be a positive integer, not {max_events!r}")
-        while True:
-            try:
-                batch = [await self.__anext__()]
-            except StopAsyncIteration:
-                return
-            take, fold = self._queue.get_nowait, self._resync.delivered
-            while len(batch) < max_events and (event := take()) is not None:
-                fold(event)
-                batch.append(event)
-            self._events_delivered += len(batch) - 1
-            yield batch
-
     async def statuses(self) -> AsyncIterator[StatusEvent]:
         """Status events as they happen (the latest `STATUS_BACKLOG` are kept for a reader behind)."""
         while True:
