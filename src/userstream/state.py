@@ -22,15 +22,7 @@ from types import MappingProxyType
 
 import msgspec
 
-from userstream.events import (
-    FINAL_STATUSES,
-    NOT_IN_SNAPSHOT,
-    BalanceUpdate,
-    Event,
-    Fill,
-    OrderUpdate,
-    Source,
-)
+from userstream.events import NOT_IN_SNAPSHOT, BalanceUpdate, Event, Fill, OrderUpdate, Source
 
 __all__ = ["AccountSnapshot", "AccountState"]
 
@@ -108,9 +100,9 @@ class AccountState:
 
     def apply(self, event: Event) -> bool:
         """Fold one event in. True when the picture (balances, open orders, recent fills) changed."""
-        if isinstance(event, OrderUpdate):
-            return self._apply_order(event)  # counts itself
-        if isinstance(event, BalanceUpdate):
+        if isinstance(event, OrderUpdate):  # the most common event: tested first
+            accepted, changed = self._apply_order(event)
+        elif isinstance(event, BalanceUpdate):
             accepted, changed = self._apply_balance(event)
         else:
             accepted = changed = self._apply_fill(event)
@@ -213,29 +205,19 @@ class AccountState:
         # comparison is needed only on a tie, not for every newer update.
         return new > old or (new == old and update != held)
 
-    def _apply_order(self, update: OrderUpdate) -> bool:
-        """Fold in one order update and count it; True when the picture changed. The most common event,
-        on every delivered event's path, so `is_final` and the tombstone's key are written out here."""
+    def _apply_order(self, update: OrderUpdate) -> tuple[bool, bool]:
         if not self._accepts_order(update):
-            self._ignored += 1
-            return False
-        self._applied += 1
+            return False, False
         order_id = update.id
-        ended = self._ended
-        if order_id in ended:
-            del ended[order_id]  # only a "gone" verdict can be overruled, by a newer update
-        status = update.status
-        if status is None:
-            final = update.source is Source.SNAPSHOT and update.raw_status == NOT_IN_SNAPSHOT
-        else:
-            final = status in FINAL_STATUSES
-        if not final:
+        if order_id in self._ended:  # only a "gone" verdict can be overruled, by a newer update
+            del self._ended[order_id]
+        if not update.is_final:
             self._open[order_id] = update
-            return True
-        ended[order_id] = _Ended((update.timestamp, update.filled, True), definitive=status is not None)
-        if len(ended) > self._max_ended:
-            ended.popitem(last=False)
-        return self._open.pop(order_id, None) is not None
+            return True, True
+        self._ended[order_id] = _Ended(_order_key(update), definitive=update.status is not None)
+        if len(self._ended) > self._max_ended:
+            self._ended.popitem(last=False)
+        return True, self._open.pop(order_id, None) is not None
 
     def _apply_fill(self, fill: Fill) -> bool:
         key = (fill.exchange.value, fill.account, fill.order_id, fill.order_filled)
