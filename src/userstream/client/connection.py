@@ -216,17 +216,21 @@ class Connection:
         receives and handles itself (a control frame or an Unknown is parsed twice: they are rare)."""
         if self._handling:  # the loop is awaiting in the middle of an earlier frame (say, for the queue)
             return False
-        incoming = self._dialect.parse(frame)
-        if type(incoming) is not DataEvents:
-            return False
-        events = incoming.events
-        assert self._sink_now is not None  # noqa: S101 - set_express is only called with one
-        if not self._sink_now(self, events):
+        if not self._sink_at_once(self._dialect.parse(frame)):
             return False
         self._heartbeat.frame_received(self._clock())
-        counters = self._counters
-        counters.frames += 1
-        counters.events += len(events)
+        self._counters.frames += 1
+        return True
+
+    def _sink_at_once(self, incoming: Incoming) -> bool:
+        """Hand a data frame's events to the sink's no-wait door and count them; False when it is not data
+        or the door refuses (then `_handle` awaits the sink, with the idle clock suspended)."""
+        if type(incoming) is not DataEvents or self._sink_now is None:
+            return False
+        events = incoming.events
+        if not self._sink_now(self, events):
+            return False
+        self._counters.events += len(events)
         return True
 
     async def _read_frames(self, send_failed: UserStreamError | None) -> UserStreamError | None:
@@ -247,13 +251,8 @@ class Connection:
             if self._on_frame is not None:
                 self._report_frame(frame)
             incoming = self._dialect.parse(frame)
-            if type(incoming) is DataEvents and self._sink_now is not None:
-                # The common case, once per frame: the queue has room, so nothing waits and the idle
-                # clock need not be suspended; otherwise `_handle` awaits the sink.
-                events = incoming.events
-                if self._sink_now(self, events):
-                    self._counters.events += len(events)
-                    continue
+            if self._sink_at_once(incoming):  # the common case: the queue has room, nothing waits
+                continue
             self._handling = True  # while this frame is handled, a later one must not overtake it
             try:
                 await self._handle(incoming)

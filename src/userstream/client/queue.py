@@ -91,16 +91,16 @@ class EventQueue(Generic[T]):
     def put_all_nowait(self, items: Sequence[T]) -> bool:
         """Add all of `items` without waiting, or none of them: False only under "block" when they do not all
         fit in an open queue. One call per frame on the reader's path (a frame may carry several events)."""
-        queued = self._items
-        if len(queued) + len(items) > self._maxsize and not self._closed:
+        if self._closed:
+            return True  # discarded: nobody will read them
+        if len(self._items) + len(items) > self._maxsize:
             if self._overflow is Overflow.BLOCK:
                 return False
             for item in items:
                 self.put_nowait(item)  # drops the oldest, counted
             return True
-        if not self._closed:  # after `close`, discarded: nobody will read them
-            queued.extend(items)
-            self._readable.set()
+        self._items.extend(items)
+        self._readable.set()
         return True
 
     async def put(self, item: T) -> None:
