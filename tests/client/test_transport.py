@@ -18,6 +18,7 @@ import struct
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -35,6 +36,7 @@ from userstream.client.transport import (
 from userstream.errors import ConfigurationError, ConnectionLostError, FrameDecodeError, TransportError
 from userstream.events import Event
 from userstream.protocol import bitmusa
+from userstream.protocol.examples import BITMUSA_WALLET_EVENT
 
 
 def free_port() -> int:
@@ -486,8 +488,10 @@ async def test_an_express_handler_that_raises_is_switched_off_loudly_and_loses_n
 
 
 def _wallet_frame(event_time: int) -> bytes:
-    data = '{"asset":"BTC","free":"1","locked":"0"}'
-    return frame(TEXT, f'{{"stream":"spot_wallet","eventTime":{event_time},"data":{data}}}')
+    """The document's wallet frame, stamped `event_time` (what the sink below tells frames apart by)."""
+    return frame(
+        TEXT, bitmusa.render_event(msgspec.structs.replace(BITMUSA_WALLET_EVENT, timestamp=event_time))
+    )
 
 
 async def test_a_connection_takes_no_frame_by_the_express_path_while_an_earlier_one_is_still_handled() -> (
