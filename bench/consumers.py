@@ -29,10 +29,10 @@ import websockets.asyncio.client
 
 from select_libs import BITMUSA_TYPED, COINLOCALLY_TYPED, AccountPosition
 from userstream import client
+from wire import GZIP_WBITS
 
 TOKEN = "bench-token"
 MAX_FRAME = 1 << 20
-GZIP_WBITS = 31
 
 #: on_event(exchange timestamp in ms) -> True to stop
 OnEvent = Callable[[int], bool]

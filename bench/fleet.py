@@ -20,8 +20,7 @@ import msgspec
 import picows
 
 from serve_child import account_name, credentials
-
-GZIP_WBITS = 31
+from wire import GZIP_WBITS
 
 
 class _BitmusaData(msgspec.Struct):

@@ -44,30 +44,27 @@ import picows
 import websockets.asyncio.client
 from aiohttp import web
 
+from wire import (
+    ASSETS,
+    BITMUSA_STATUSES,
+    BITMUSA_SYMBOLS,
+    COINLOCALLY_STATUSES,
+    COINLOCALLY_SYMBOLS,
+    GZIP_WBITS,
+    compact,
+    gzip_member,
+)
+
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "select_libs.json"
 POOL_SIZE = 2048  # distinct messages per kind, so no decoder or socket sees the same bytes in a row
 SEED = 20240521
-GZIP_WBITS = 31  # zlib's gzip-container mode
 MAX_FRAME = 1 << 20
 
 # ----------------------------------------------------------------------------------------------------
 # Realistic frames. Shapes follow the two documents exactly; values vary.
 # ----------------------------------------------------------------------------------------------------
 
-BITMUSA_SYMBOLS = ["XRP/USDT", "BTC/USDT", "ETH/USDT", "SOL/USDT", "DOGE/USDT", "TRX/BTC"]
-BITMUSA_STATUSES = ["TRADING", "COMPLETED", "CANCELED", "OVERTIMED"]
-COINLOCALLY_SYMBOLS = ["BTCUSDT", "ETHUSDT", "XRPUSDT", "SOLUSDC", "ETHBTC", "BNBFDUSD"]
-COINLOCALLY_STATUSES = ["NEW", "PART_FILLED", "FILLED", "CANCELED", "PENDING_CANCEL"]
-ASSETS = ["USDT", "BTC", "ETH", "XRP", "SOL", "USDC", "BNB"]
-
-
-def _compact(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode()
-
-
-def _gzip(message: bytes) -> bytes:
-    deflater = zlib.compressobj(6, zlib.DEFLATED, GZIP_WBITS)
-    return deflater.compress(message) + deflater.flush()
+# The vocabularies and the encoders are bench/wire.py's; the value distributions below are this study's own.
 
 
 def _amount(rng: random.Random, places: int) -> float:
@@ -84,7 +81,7 @@ def bitmusa_order(rng: random.Random, index: int) -> bytes:
     traded = 0 if status == "TRADING" else round(amount * rng.random(), 4)
     price = _amount(rng, 6)
     created = 1715581995021 + index * 137
-    return _compact(
+    return compact(
         {
             "data": {
                 "orderId": f"C{171558199502193 + index * 7919}",
@@ -107,7 +104,7 @@ def bitmusa_order(rng: random.Random, index: int) -> bytes:
 
 
 def bitmusa_wallet(rng: random.Random, index: int) -> bytes:
-    return _compact(
+    return compact(
         {
             "data": {
                 "asset": rng.choice(ASSETS),
@@ -126,7 +123,7 @@ def coinlocally_execution(rng: random.Random, index: int) -> bytes:
     price = _amount(rng, 4)
     last = round(filled * rng.random(), 8)
     event_time = 1745389508472 + index * 173
-    return _compact(
+    return compact(
         {
             "e": "executionReport",
             "E": event_time,
@@ -154,7 +151,7 @@ def coinlocally_execution(rng: random.Random, index: int) -> bytes:
 def coinlocally_position(rng: random.Random, index: int) -> bytes:
     assets = rng.sample(ASSETS, rng.randint(1, 3))
     event_time = 1564034571105 + index * 97
-    return _compact(
+    return compact(
         {
             "e": "outboundAccountPosition",
             "E": event_time,
@@ -187,7 +184,7 @@ def wire_pools() -> dict[str, list[bytes]]:
     rng = random.Random(SEED + 1)
     text = pools["bitmusa spot_order"] + pools["bitmusa spot_wallet"][: POOL_SIZE // 3]
     binary = [
-        _gzip(message)
+        gzip_member(message)
         for message in pools["coinlocally executionReport"]
         + pools["coinlocally outboundAccountPosition"][: POOL_SIZE // 3]
     ]
