@@ -41,7 +41,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from userstream.client import State, StatusEvent, connect
+from userstream.client import State, StatusEvent, UserStream, connect
 from userstream.errors import AuthenticationError, UserStreamError
 from userstream.events import BalanceUpdate
 from userstream.protocol.coinlocally import WS_PATH
@@ -278,33 +278,41 @@ async def play(plan: list[Script]) -> Outcome:
     asyncio.get_running_loop().set_exception_handler(lambda _loop, context: loop_errors.append(str(context)))
     adversary = Adversary(plan)
     statuses: list[StatusEvent] = []
-    delivered: list[int] = []
-    error: BaseException | None = None
     async with serving(adversary) as url:
         stream = connect("coinlocally", token=TOKEN, ws_url=url, on_status=statuses.append, **CLIENT_OPTIONS)
-        async with stream:
-
-            async def consume() -> None:
-                async for event in stream:
-                    assert isinstance(event, BalanceUpdate)
-                    delivered.append(event.timestamp - BASE_TIME)
-
-            consumer = asyncio.create_task(consume())
-            async with asyncio.timeout(SCENARIO_LIMIT):
-                while not consumer.done() and adversary.handshakes <= len(plan):
-                    adversary.changed.clear()
-                    changed = asyncio.create_task(adversary.changed.wait())
-                    await asyncio.wait({consumer, changed}, return_when=asyncio.FIRST_COMPLETED)
-                    changed.cancel()
-                # Everything the connections parsed is in the queue: let the consumer take it all.
-                while not consumer.done() and len(delivered) < stream.stats.events_received:  # noqa: ASYNC110
-                    await asyncio.sleep(0.001)
-            if consumer.done():
-                error = consumer.exception()
-            else:
-                consumer.cancel()
-                await asyncio.gather(consumer, return_exceptions=True)
+        delivered, error = await consume_until_played(stream, adversary, len(plan))
     return Outcome(delivered, error, statuses, adversary.handshakes, adversary.played, loop_errors)
+
+
+async def consume_until_played(
+    stream: UserStream, adversary: Adversary, scripts: int
+) -> tuple[list[int], BaseException | None]:
+    """Consume `stream` until the adversary has played its `scripts` and the client reconnected once more
+    (or the consumer ended), then take what the connections parsed. Returns the delivered event numbers
+    and the consumer's error, if it ended with one."""
+    delivered: list[int] = []
+    async with stream:
+
+        async def consume() -> None:
+            async for event in stream:
+                assert isinstance(event, BalanceUpdate)
+                delivered.append(event.timestamp - BASE_TIME)
+
+        consumer = asyncio.create_task(consume())
+        async with asyncio.timeout(SCENARIO_LIMIT):
+            while not consumer.done() and adversary.handshakes <= scripts:
+                adversary.changed.clear()
+                changed = asyncio.create_task(adversary.changed.wait())
+                await asyncio.wait({consumer, changed}, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+            # Everything the connections parsed is in the queue: let the consumer take it all.
+            while not consumer.done() and len(delivered) < stream.stats.events_received:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+        if consumer.done():
+            return delivered, consumer.exception()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+    return delivered, None
 
 
 def check_delivery(outcome: Outcome) -> None:
@@ -553,8 +561,6 @@ async def play_bitmusa(rest: list[Any], plan: list[Script]) -> tuple[Outcome, Bi
     await site.start()
     base = f"http://127.0.0.1:{runner.addresses[0][1]}"
     statuses: list[StatusEvent] = []
-    delivered: list[int] = []
-    error: BaseException | None = None
     try:
         stream = connect(
             "bitmusa",
@@ -564,27 +570,7 @@ async def play_bitmusa(rest: list[Any], plan: list[Script]) -> tuple[Outcome, Bi
             **BITMUSA_CREDENTIALS,
             **BITMUSA_OPTIONS,
         )
-        async with stream:
-
-            async def consume() -> None:
-                async for event in stream:
-                    assert isinstance(event, BalanceUpdate)
-                    delivered.append(event.timestamp - BASE_TIME)
-
-            consumer = asyncio.create_task(consume())
-            async with asyncio.timeout(SCENARIO_LIMIT):
-                while not consumer.done() and adversary.handshakes <= len(plan):
-                    adversary.changed.clear()
-                    changed = asyncio.create_task(adversary.changed.wait())
-                    await asyncio.wait({consumer, changed}, return_when=asyncio.FIRST_COMPLETED)
-                    changed.cancel()
-                while not consumer.done() and len(delivered) < stream.stats.events_received:  # noqa: ASYNC110
-                    await asyncio.sleep(0.001)
-            if consumer.done():
-                error = consumer.exception()
-            else:
-                consumer.cancel()
-                await asyncio.gather(consumer, return_exceptions=True)
+        delivered, error = await consume_until_played(stream, adversary, len(plan))
     finally:
         await runner.cleanup()
     outcome = Outcome(delivered, error, statuses, adversary.handshakes, adversary.played, loop_errors)
