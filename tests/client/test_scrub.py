@@ -76,5 +76,5 @@ def test_errors_rescrubs_what_is_raised_inside_and_keeps_its_type_and_fields() -
     )
     with pytest.raises(ValueError, match="not ours"), scrubber.errors():  # only errors of ours are touched
         raise ValueError("not ours")
-    with pytest.raises(UserStreamError, match="^plain$"), scrubber.errors():
+    with pytest.raises(UserStreamError, match=r"^plain$"), scrubber.errors():
         raise UserStreamError("plain")

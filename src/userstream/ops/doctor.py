@@ -702,8 +702,8 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Check, in the order a stream needs them, everything between this machine and one account's "
             "user data stream: one line per check with OK, WARN, FAIL or SKIP and the reason. Exit status "
-            "0 when nothing FAILed, 1 when a check FAILed, 130 when interrupted (Ctrl-C). Credentials: as for "
-            "`userstream watch`."
+            "0 when nothing FAILed, 1 when a check FAILed, 130 when interrupted (Ctrl-C). Credentials: as "
+            "for `userstream watch`."
         ),
     )
     add_connection_arguments(parser)
