@@ -68,7 +68,8 @@ class Echoer:
     (JSON-escaped) and then the api key (percent-encoded), for good. Coinlocally: the first WebSocket sends
     an unknown event naming the token and closes echoing it; later ones refuse the sub, echoing it."""
 
-    def __init__(self) -> None:
+    def __init__(self, put_wait: float = 2.0) -> None:
+        self.put_wait = put_wait
         self.posts = 0
         self.bitmusa_sockets = 0
         self.coinlocally_sockets = 0
@@ -106,7 +107,7 @@ class Echoer:
         self.bitmusa_sockets += 1
         if self.bitmusa_sockets == 1:
             try:  # a client with a short keepalive_interval gets its PUT refused first
-                async with asyncio.timeout(2):
+                async with asyncio.timeout(self.put_wait):
                     await self.put_seen.wait()
             except TimeoutError:
                 pass
@@ -133,8 +134,8 @@ class Echoer:
 
 
 @asynccontextmanager
-async def echoer() -> AsyncIterator[tuple[Echoer, str]]:
-    peer = Echoer()
+async def echoer(peer: Echoer | None = None) -> AsyncIterator[tuple[Echoer, str]]:
+    peer = Echoer() if peer is None else peer
     runner = web.AppRunner(peer.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -371,3 +372,31 @@ path = "{tmp_path / "events.jsonl"}"
     assert f"token {HIDDEN} refused" in bodies["/accounts"]
     assert f"no such key {HIDDEN} for {HIDDEN}" in logs
     assert_no_secret(everything)
+
+
+async def test_doctor_shows_no_echoed_secret() -> None:
+    environ = {
+        "USERSTREAM_BITMUSA_API_KEY": API_KEY,
+        "USERSTREAM_BITMUSA_AUTH_KEY": AUTH_KEY,
+        "USERSTREAM_COINLOCALLY_TOKEN": TOKEN,
+    }
+    checks = ("--timeout", "5", "--frame-wait", "2")
+    outputs: list[str] = []
+    async with echoer(Echoer(put_wait=0)) as (_, url):
+        ws = url.replace("http", "ws", 1)
+        _, text = await _run_cli(
+            "doctor", "bitmusa", "--rest-url", url, "--ws-url", ws, *checks, environ=environ
+        )
+        outputs.append(text)
+        # the first frame's reason quotes the listenKey doctor got: hidden
+        assert f"not understood: unknown stream: Invalid value '{HIDDEN}'" in text
+    async with echoer() as (peer, url):
+        ws = url.replace("http", "ws", 1) + COINLOCALLY_PATH
+        _, text = await _run_cli("doctor", "coinlocally", "--ws-url", ws, *checks, environ=environ)
+        outputs.append(text)
+        assert f"closed by the server with code 1011 'bye {HIDDEN}'" in text  # the close reason
+        _, text = await _run_cli("doctor", "coinlocally", "--ws-url", ws, *checks, environ=environ)
+        outputs.append(text)
+        assert f"the sub was refused: error 10002: token {HIDDEN} refused" in text  # the error reply
+        assert peer.coinlocally_sockets == 2
+    assert_no_secret("\n".join(outputs))
