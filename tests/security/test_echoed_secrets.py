@@ -2,8 +2,8 @@
 
 The hostile peer is a small real HTTP and WebSocket server (aiohttp's) that plays Bitmusa and Coinlocally
 and echoes what it was sent through every path a server's words take into the project: REST error
-messages (exact, JSON-escaped, percent-encoded), WebSocket close reasons, Coinlocally's error reply, and
-unknown frames. The library, `userstream watch` and `userstream gateway` (the CLI as subprocesses, at
+messages (exact, JSON-escaped, percent-encoded; the listenKey calls and a resync's snapshot), WebSocket
+close reasons, Coinlocally's error reply, and unknown frames. The library, `userstream watch` and `userstream gateway` (the CLI as subprocesses, at
 DEBUG) run against it until it has refused them for good; then every output is searched for every form
 of every secret: the exception's text, repr and args, every status event (describe(), JSON, repr), the
 stream's stats, the log records, the subprocesses' stdout and stderr, and the gateway's /healthz,
@@ -30,7 +30,7 @@ from aiohttp import web
 from userstream.client import State, StatusEvent, connect
 from userstream.client.scrub import HIDDEN
 from userstream.errors import AuthenticationError
-from userstream.protocol import bitmusa
+from userstream.protocol import bitmusa, bitmusa_rest
 
 # Secrets with the characters that encodings change ('/', '+', '"', '\\'), each long enough to be unique.
 API_KEY = "Api/Key+0123456789abcdef-SECRET"
@@ -74,6 +74,7 @@ class Echoer:
         self.bitmusa_sockets = 0
         self.coinlocally_sockets = 0
         self.put_seen = asyncio.Event()
+        self.wallet_seen = asyncio.Event()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -81,6 +82,7 @@ class Echoer:
         app.router.add_put(bitmusa.LISTEN_KEY_PATH, self.put)
         app.router.add_delete(bitmusa.LISTEN_KEY_PATH, self.put)
         app.router.add_get(bitmusa.WS_PATH_PREFIX + "{key}", self.bitmusa_ws)
+        app.router.add_get(bitmusa_rest.WALLET_PATH, self.wallet)
         app.router.add_get(COINLOCALLY_PATH, self.coinlocally_ws)
         return app
 
@@ -101,6 +103,11 @@ class Echoer:
         body = bitmusa.render_error(500001, f"no such key {LISTEN_KEY} for {API_KEY}")
         return web.Response(body=body, content_type="application/json")
 
+    async def wallet(self, request: web.Request) -> web.Response:
+        self.wallet_seen.set()
+        body = bitmusa.render_error(500001, f"no wallet for {LISTEN_KEY}")
+        return web.Response(body=body, content_type="application/json")
+
     async def bitmusa_ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -115,6 +122,11 @@ class Echoer:
             await ws.send_str(json.dumps({"stream": API_KEY, "data": {}}))
             await ws.close(code=1011, message=f"{LISTEN_KEY} {quote(API_KEY, safe='')}".encode())
         else:
+            try:  # a client that resyncs after the reconnect gets its snapshot refused first
+                async with asyncio.timeout(self.put_wait):
+                    await self.wallet_seen.wait()
+            except TimeoutError:
+                pass
             await ws.close(code=4001, message=f"lapsed: {LISTEN_KEY}".encode())
         return ws
 
@@ -181,7 +193,7 @@ async def test_the_library_shows_no_echoed_bitmusa_secret(caplog: pytest.LogCapt
             ws_url=url.replace("http", "ws", 1),
             keepalive_interval=0.05,
             on_status=statuses.append,
-            **FAST,
+            **{**FAST, "resync": True},
         )
         async with stream:
             with pytest.raises(AuthenticationError) as raised:
@@ -197,6 +209,7 @@ async def test_the_library_shows_no_echoed_bitmusa_secret(caplog: pytest.LogCapt
     disconnects = [status.reason or "" for status in statuses if status.state is State.DISCONNECTED]
     assert f"closed by the server with code 1011 '{HIDDEN} {HIDDEN}'" in disconnects[0]  # the close reason
     assert any(f'busy "{HIDDEN}"' in (status.reason or "") for status in statuses)  # the retried error
+    assert f"no wallet for {HIDDEN}" in reasons[State.RESYNC_FAILED]  # the snapshot's refusal
     assert f"unknown frame ignored: unknown stream: Invalid value '{HIDDEN}'" in caplog.text  # the frames
     assert_no_secret(shown(statuses, error, stream, stats) + caplog.text)
 
