@@ -3,11 +3,12 @@
 The hostile peer is a small real HTTP and WebSocket server (aiohttp's) that plays Bitmusa and Coinlocally
 and echoes what it was sent through every path a server's words take into the project: REST error
 messages (exact, JSON-escaped, percent-encoded; the listenKey calls and a resync's snapshot), WebSocket
-close reasons, Coinlocally's error reply, and unknown frames. The library, `userstream watch` and `userstream gateway` (the CLI as subprocesses, at
-DEBUG) run against it until it has refused them for good; then every output is searched for every form
-of every secret: the exception's text, repr and args, every status event (describe(), JSON, repr), the
-stream's stats, the log records, the subprocesses' stdout and stderr, and the gateway's /healthz,
-/accounts, /accounts/<name> and /metrics. Positive checks prove each path was taken (its `<hidden>`).
+close reasons, Coinlocally's error reply, and unknown frames. The library, `userstream watch`,
+`userstream gateway` and `userstream doctor` (the CLI as subprocesses, at DEBUG) run against it until it
+has refused them for good; then every output is searched for every form of every secret: the exception's
+text, repr and args, every status event (describe(), JSON, repr), the stream's stats, the log records, the
+subprocesses' stdout and stderr, and the gateway's /healthz, /accounts, /accounts/<name> and /metrics.
+Positive checks prove each path was taken (its `<hidden>`).
 """
 
 from __future__ import annotations
