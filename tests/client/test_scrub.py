@@ -7,7 +7,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from userstream.client.scrub import HIDDEN, MIN_ECHO, Scrubber
+from userstream.client.scrub import HIDDEN, MAX_TEXT, MIN_ECHO, Scrubber
 from userstream.errors import AuthenticationError, MessageShapeError, UserStreamError
 
 KEY = 'Api/Key+With=Signs"and\\more-0123456789'
@@ -78,3 +78,11 @@ def test_errors_rescrubs_what_is_raised_inside_and_keeps_its_type_and_fields() -
         raise ValueError("not ours")
     with pytest.raises(UserStreamError, match=r"^plain$"), scrubber.errors():
         raise UserStreamError("plain")
+
+
+def test_a_long_text_is_cut_to_max_text_and_still_scrubbed() -> None:
+    scrubber = Scrubber((KEY,))
+    padding = "x" * (MAX_TEXT - len(KEY) - 4)
+    text = f"{padding} {KEY} {'y' * 2_000_000}"  # a hostile megabyte: cut, and the key in its head hidden
+    assert scrubber(text) == f"{padding} {HIDDEN} yy..."
+    assert scrubber("z" * MAX_TEXT) == "z" * MAX_TEXT

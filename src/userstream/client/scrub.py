@@ -14,8 +14,8 @@ through it where it enters the project (docs/client.md, "What a server's words m
 An echo is found however a careless server writes it: exactly, in any letter case, percent-encoded (as in
 a URL path or query), JSON- or Python-escaped, and in part: any run of `MIN_ECHO` or more characters of
 one of those forms (a message clipped in the middle of a key leaves a prefix; a server that quotes the
-first half of what it refused leaves a half). A secret shorter than `MIN_ECHO` is found whole. No I/O, no
-clock; it never raises.
+first half of what it refused leaves a half). A secret shorter than `MIN_ECHO` is found whole. A text
+longer than `MAX_TEXT` is cut to that length first (with "..."). No I/O, no clock; it never raises.
 """
 
 from __future__ import annotations
@@ -28,13 +28,16 @@ from urllib.parse import quote, quote_plus
 
 from userstream.errors import UserStreamError
 
-__all__ = ["HIDDEN", "MIN_ECHO", "Scrubber"]
+__all__ = ["HIDDEN", "MAX_TEXT", "MIN_ECHO", "Scrubber"]
 
 #: What an echoed secret becomes.
 HIDDEN: Final = "<hidden>"
 #: The shortest run of a secret's characters that counts as an echo of it: 12 characters of a random key
 #: do not occur in a server's prose by chance, and fewer are not enough to guess the rest.
 MIN_ECHO: Final = 12
+#: The most of one text that is kept (and searched): a server's words are shown, never stored, and every
+#: place that shows them clips them far shorter. Bounds the work a hostile 1 MiB error reply can cause.
+MAX_TEXT: Final = 4096
 
 _E = TypeVar("_E", bound=BaseException)
 
@@ -86,6 +89,8 @@ class Scrubber:
         """`text` with every echo of a secret (see the module docstring) replaced by `HIDDEN`."""
         if not self._grams or not text:
             return text
+        if len(text) > MAX_TEXT:
+            return self(text[:MAX_TEXT]) + "..."
         folded = text.lower()
         if len(folded) != len(text):  # a character whose lower case is longer: keep positions aligned
             folded = "".join(char if len(char.lower()) != 1 else char.lower() for char in text)
