@@ -89,17 +89,25 @@ async def serve() -> AsyncIterator[ServerHandle]:
         yield server
 
 
+@dataclass
+class Silent:
+    port: int
+    accepted: asyncio.Event
+
+
 @asynccontextmanager
-async def silent_server() -> AsyncIterator[int]:
+async def silent_server() -> AsyncIterator[Silent]:
     """A TCP server that accepts every connection and never says a word: a client on it is mid-connect."""
     held: list[asyncio.StreamWriter] = []
+    accepted = asyncio.Event()
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         held.append(writer)
+        accepted.set()
 
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
     try:
-        yield server.sockets[0].getsockname()[1]
+        yield Silent(server.sockets[0].getsockname()[1], accepted)
     finally:
         for writer in held:
             writer.close()
@@ -206,9 +214,25 @@ async def test_ctrl_c_while_busy_prints_no_traceback(name: str, tmp_path: Path) 
     assert code == case.exit_code, process.stderr[-2000:]
 
 
+@pytest.mark.parametrize(("name", "exit_code"), [("watch", 0), ("record", 0), ("gateway", 0)])
+async def test_ctrl_c_while_connecting_prints_no_traceback(name: str, exit_code: int, tmp_path: Path) -> None:
+    async with silent_server() as silent:
+        argv = CASES[name].argv(tmp_path, f"http://127.0.0.1:{silent.port}")
+        process = Process(tmp_path, argv, ALICE_BITMUSA)
+        await process.start()
+        try:
+            async with asyncio.timeout(WAIT):  # the listenKey request is sent, and will never be answered
+                await silent.accepted.wait()
+            code = await process.interrupt()
+        finally:
+            await process.kill()
+    assert "Traceback" not in process.stderr
+    assert code == exit_code, process.stderr[-2000:]
+
+
 async def test_ctrl_c_during_doctors_connect_prints_no_traceback(tmp_path: Path) -> None:
-    async with silent_server() as port:
-        url = f"http://127.0.0.1:{port}"
+    async with silent_server() as silent:
+        url = f"http://127.0.0.1:{silent.port}"
         argv = [*CLI, "doctor", "bitmusa", "--rest-url", url, "--ws-url", url.replace("http", "ws", 1)]
         process = Process(tmp_path, [*argv, "--timeout", "60"], ALICE_BITMUSA)
         await process.start()
