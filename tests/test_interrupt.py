@@ -214,7 +214,9 @@ async def test_ctrl_c_while_busy_prints_no_traceback(name: str, tmp_path: Path) 
     assert code == case.exit_code, process.stderr[-2000:]
 
 
-@pytest.mark.parametrize(("name", "exit_code"), [("watch", 0), ("record", 0), ("gateway", 0)])
+@pytest.mark.parametrize(
+    ("name", "exit_code"), [("watch", 0), ("record", 0), ("gateway", 0), ("example", 130)]
+)
 async def test_ctrl_c_while_connecting_prints_no_traceback(name: str, exit_code: int, tmp_path: Path) -> None:
     async with silent_server() as silent:
         argv = CASES[name].argv(tmp_path, f"http://127.0.0.1:{silent.port}")
