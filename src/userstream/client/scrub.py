@@ -60,26 +60,26 @@ def _forms(secret: str) -> set[str]:
 class Scrubber:
     """Every secret of one stream; call it on any text a server supplied before anyone can see it."""
 
-    __slots__ = ("_count", "_grams")
+    __slots__ = ("_grams", "_secrets")
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         #: run length -> every run of that length of every form of every secret (lower-cased)
         self._grams: dict[int, set[str]] = {}
-        self._count = 0
+        self._secrets: set[str] = set()
         self.add(*secrets)
 
     def __repr__(self) -> str:
-        return f"Scrubber({self._count} secrets)"  # never the secrets themselves
+        return f"Scrubber({len(self._secrets)} secrets)"  # never the secrets themselves
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._secrets)
 
     def add(self, *secrets: str | None) -> None:
-        """Hold these secrets too (None and "" are skipped: nothing to hide)."""
+        """Hold these secrets too (None, "" and one already held are skipped)."""
         for secret in secrets:
-            if not secret:
+            if not secret or secret in self._secrets:
                 continue
-            self._count += 1
+            self._secrets.add(secret)
             for form in _forms(secret):
                 size = min(len(form), MIN_ECHO)
                 grams = self._grams.setdefault(size, set())
