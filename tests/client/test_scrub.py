@@ -87,3 +87,14 @@ def test_a_long_text_is_cut_to_max_text_and_still_scrubbed() -> None:
     text = f"{padding} {KEY} {'y' * 2_000_000}"  # a hostile megabyte: cut, and the key in its head hidden
     assert scrubber(text) == f"{padding} {HIDDEN} yy..."
     assert scrubber("z" * MAX_TEXT) == "z" * MAX_TEXT
+
+
+@pytest.mark.parametrize("shift", range(MIN_ECHO))  # every alignment of the echo in the text
+def test_every_run_of_a_secret_at_least_min_echo_long_is_hidden_wherever_it_sits(shift: int) -> None:
+    scrubber = Scrubber((LISTEN_KEY,))
+    prefix = "." * shift + "<"
+    for start in range(len(LISTEN_KEY)):
+        for end in range(start + 1, len(LISTEN_KEY) + 1):
+            run = LISTEN_KEY[start:end]
+            expected = f"{prefix}{HIDDEN}>" if len(run) >= MIN_ECHO else f"{prefix}{run}>"
+            assert scrubber(f"{prefix}{run}>") == expected, (start, end)

@@ -38,6 +38,7 @@ MIN_ECHO: Final = 12
 #: The most of one text that is kept (and searched): a server's words are shown, never stored, and every
 #: place that shows them clips them far shorter. Bounds the work a hostile 1 MiB error reply can cause.
 MAX_TEXT: Final = 4096
+_CHUNK: Final = MIN_ECHO // 2  # see Scrubber._runs
 
 _E = TypeVar("_E", bound=BaseException)
 
@@ -60,12 +61,16 @@ def _forms(secret: str) -> set[str]:
 class Scrubber:
     """Every secret of one stream; call it on any text a server supplied before anyone can see it."""
 
-    __slots__ = ("_grams", "_secrets")
+    __slots__ = ("_chunks", "_grams", "_secrets", "_short")
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        #: run length -> every run of that length of every form of every secret (lower-cased)
-        self._grams: dict[int, set[str]] = {}
         self._secrets: set[str] = set()
+        #: every run of MIN_ECHO characters of every form of every secret (lower-cased)...
+        self._grams: set[str] = set()
+        #: ...and every run of _CHUNK characters of them: the cheap first look (see `_runs`)
+        self._chunks: set[str] = set()
+        #: forms shorter than MIN_ECHO, found whole
+        self._short: set[str] = set()
         self.add(*secrets)
 
     def __repr__(self) -> str:
@@ -81,13 +86,15 @@ class Scrubber:
                 continue
             self._secrets.add(secret)
             for form in _forms(secret):
-                size = min(len(form), MIN_ECHO)
-                grams = self._grams.setdefault(size, set())
-                grams.update(form[start : start + size] for start in range(len(form) - size + 1))
+                if len(form) < MIN_ECHO:
+                    self._short.add(form)
+                    continue
+                self._grams.update(form[at : at + MIN_ECHO] for at in range(len(form) - MIN_ECHO + 1))
+                self._chunks.update(form[at : at + _CHUNK] for at in range(len(form) - _CHUNK + 1))
 
     def __call__(self, text: str) -> str:
         """`text` with every echo of a secret (see the module docstring) replaced by `HIDDEN`."""
-        if not self._grams or not text:
+        if not self._secrets or not text:
             return text
         if len(text) > MAX_TEXT:
             return self(text[:MAX_TEXT]) + "..."
@@ -96,11 +103,9 @@ class Scrubber:
             folded = "".join(char if len(char.lower()) != 1 else char.lower() for char in text)
         hidden = bytearray(len(text))  # 1 where a character belongs to an echo
         found = False
-        for size, grams in self._grams.items():
-            for start in range(len(text) - size + 1):
-                if folded[start : start + size] in grams:
-                    hidden[start : start + size] = b"\x01" * size
-                    found = True
+        for start, end in self._runs(folded):
+            hidden[start:end] = b"\x01" * (end - start)
+            found = True
         if not found:
             return text
         parts: list[str] = []
@@ -116,6 +121,29 @@ class Scrubber:
                 parts.append(text[index:end])
                 index = end
         return "".join(parts)
+
+    def _runs(self, folded: str) -> Iterator[tuple[int, int]]:
+        """(start, end) of every echo in `folded`, overlapping as they may.
+
+        A run of MIN_ECHO characters or more, wherever it starts, wholly covers one of the _CHUNK-long
+        pieces of the text that start at a multiple of _CHUNK (MIN_ECHO >= 2 * _CHUNK). So only those
+        pieces are looked up first, one set lookup per _CHUNK characters, and the MIN_ECHO-long runs are
+        looked for only around a piece that belongs to a secret."""
+        for form in self._short:  # whole, with the C search
+            at = folded.find(form)
+            while at >= 0:
+                yield at, at + len(form)
+                at = folded.find(form, at + 1)
+        if not self._grams:
+            return
+        length = len(folded)
+        chunks, grams = self._chunks, self._grams
+        for piece in range(0, length - _CHUNK + 1, _CHUNK):
+            if folded[piece : piece + _CHUNK] not in chunks:
+                continue
+            for start in range(max(0, piece + _CHUNK - MIN_ECHO), min(piece, length - MIN_ECHO) + 1):
+                if folded[start : start + MIN_ECHO] in grams:
+                    yield start, start + MIN_ECHO
 
     def error(self, exc: _E) -> _E:
         """`exc` itself, with its message (every text argument) and every text attribute scrubbed."""
