@@ -18,23 +18,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from userstream.client.queue import Overflow
 from userstream.client.stream import StreamOptions
 from userstream.client.transport import check_url
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
 from userstream.gateway.cluster import ClusterConfig, parse_cluster
-from userstream.sinks.config import SinkSpec, load_spec
+from userstream.sinks.config import JsonlSpec, SinkSpec, SqliteSpec, load_spec
 
 __all__ = [
     "CREDENTIAL_ENV_KEYS",
+    "DEFAULT_DATA_DIR",
     "STREAM_OPTION_KEYS",
     "AccountConfig",
     "GatewayConfig",
     "load_config",
     "parse_config",
     "resolve_credentials",
+    "sink_in_data_dir",
 ]
+
+#: Where sink files named by a relative path are written (itself relative to the working directory) unless
+#: `[gateway] data_dir` or `--data-dir` says otherwise: one directory to back up or ignore, never the files
+#: scattered over whichever directory the gateway was started in.
+DEFAULT_DATA_DIR = "data"
 
 #: `<credential>_env` key -> the `connect()` argument the named variable's value is passed as.
 CREDENTIAL_ENV_KEYS: dict[str, str] = {
@@ -88,7 +97,9 @@ _ONLY_ON: dict[str, Exchange] = {
 _DEFAULTABLE = STREAM_OPTION_KEYS | _ENDPOINT_KEYS
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_GATEWAY_KEYS = frozenset({"http_host", "http_port", "health_grace", "sse_queue", "shutdown_timeout"})
+_GATEWAY_KEYS = frozenset(
+    {"http_host", "http_port", "health_grace", "sse_queue", "shutdown_timeout", "data_dir"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +129,8 @@ class GatewayConfig:
     free port. `health_grace`: how long an account may be without a live connection (starting, or between
     two connections) before /healthz reports it down; a failed account is down at once. `sse_queue`: events
     buffered per /events subscriber before that subscriber is dropped as too slow. `shutdown_timeout`: how
-    long a stop waits for the sinks to write what they hold.
+    long a stop waits for the sinks to write what they hold. `data_dir`: the directory of the sink files
+    named by a relative path (see `sink_in_data_dir`).
     """
 
     accounts: tuple[AccountConfig, ...]
@@ -129,8 +141,11 @@ class GatewayConfig:
     sse_queue: int = 1000
     shutdown_timeout: float = 10.0
     cluster: ClusterConfig | None = None  # share the accounts with other instances (docs/scaling.md)
+    data_dir: str = DEFAULT_DATA_DIR
 
     def __post_init__(self) -> None:
+        if not isinstance(self.data_dir, str) or not self.data_dir:
+            raise ConfigurationError(f"data_dir must be a directory's path, not {self.data_dir!r}")
         if not self.accounts:
             raise ConfigurationError("at least one account is required")
         names = [account.name for account in self.accounts]
@@ -153,6 +168,13 @@ class GatewayConfig:
             if account.name == name:
                 return account
         return None
+
+
+def sink_in_data_dir(spec: SinkSpec, data_dir: str) -> SinkSpec:
+    """A JSONL or SQLite sink whose path is relative, placed in `data_dir`; any other sink as it is."""
+    if isinstance(spec, JsonlSpec | SqliteSpec) and spec.path != "-" and not Path(spec.path).is_absolute():
+        return msgspec.structs.replace(spec, path=str(Path(data_dir) / spec.path))
+    return spec
 
 
 def load_config(path: str | Path) -> GatewayConfig:

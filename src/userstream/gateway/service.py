@@ -36,7 +36,7 @@ from userstream.client.stream import StreamStats, UserStream, connect
 from userstream.errors import ConfigurationError, UserStreamError
 from userstream.events import Event, Exchange, Source
 from userstream.fills import FillTracker
-from userstream.gateway.config import AccountConfig, GatewayConfig, resolve_credentials
+from userstream.gateway.config import AccountConfig, GatewayConfig, resolve_credentials, sink_in_data_dir
 from userstream.gateway.sse import EventHub
 from userstream.server.logs import log_event
 from userstream.sinks.config import SinkSpec, build_runner
@@ -376,7 +376,10 @@ class Gateway:
                     runtime.stream = self._open_stream(runtime)
             else:
                 self.leases = await self._make_leases(self.config.cluster)
-            for spec in self.config.sinks:
+            for configured in self.config.sinks:
+                spec = sink_in_data_dir(configured, self.config.data_dir)
+                if spec is not configured:  # a file in the data directory: owner-only, like its files
+                    os.makedirs(self.config.data_dir, mode=0o700, exist_ok=True)
                 runner = build_runner(spec)
                 await runner.start()
                 self._sinks.append(SinkHandle(spec, runner))
