@@ -380,6 +380,7 @@ class Gateway:
                 spec = sink_in_data_dir(configured, self.config.data_dir)
                 if spec is not configured:  # a file in the data directory: owner-only, like its files
                     os.makedirs(self.config.data_dir, mode=0o700, exist_ok=True)
+                    os.makedirs(os.path.dirname(getattr(spec, "path", "")), mode=0o700, exist_ok=True)
                 runner = build_runner(spec)
                 await runner.start()
                 self._sinks.append(SinkHandle(spec, runner))
