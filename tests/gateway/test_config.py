@@ -215,8 +215,8 @@ def test_the_example_file_loads() -> None:
         ),
         (
             {"gateway": {"port": 1}, "accounts": [bitmusa()]},
-            "gateway.toml: [gateway]: unknown key 'port' (allowed: health_grace, http_host, http_port, "
-            "shutdown_timeout, sse_queue)",
+            "gateway.toml: [gateway]: unknown key 'port' (allowed: data_dir, health_grace, http_host, "
+            "http_port, shutdown_timeout, sse_queue)",
         ),
         (
             {"gateway": {"http_port": 70000}, "accounts": [bitmusa()]},
