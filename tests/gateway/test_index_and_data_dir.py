@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import signal
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +92,53 @@ def test_a_bad_data_dir_is_refused_naming_it(value: object, message: str) -> Non
     with pytest.raises(ConfigurationError) as caught:
         parse_config(document, source="g.toml")
     assert str(caught.value) == f"g.toml: data_dir must be a directory's path, not {message}"
+
+
+def _toml(document: dict[str, Any]) -> str:
+    """The TOML of a `lab` document (tables, arrays of tables, strings, numbers, booleans, lists)."""
+
+    def value(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, list):
+            return "[" + ", ".join(value(element) for element in item) + "]"
+        return repr(item) if isinstance(item, int | float) else json.dumps(item)
+
+    lines: list[str] = []
+    for name, content in document.items():
+        for table in content if isinstance(content, list) else [content]:
+            lines.append(f"[[{name}]]" if isinstance(content, list) else f"[{name}]")
+            lines += [f"{key} = {value(item)}" for key, item in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+async def test_the_data_dir_flag_overrides_the_config(lab: Any, tmp_path: Path) -> None:
+    async with lab() as env:
+        document = env.document(accounts=("alice",), sinks=[{"type": "sqlite", "path": "events.db"}])
+        document["gateway"]["data_dir"] = "from-config"
+        config = tmp_path / "gateway.toml"
+        config.write_text(_toml(document))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "userstream", "gateway", "--config", str(config), "--data-dir", "from-flag",
+            cwd=tmp_path, env={**os.environ, **env.environ},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert process.stdout is not None
+            async with asyncio.timeout(20):
+                first = (await process.stdout.readline()).decode()
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(20):
+                _, stderr = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert first.startswith("userstream gateway: 2 accounts; HTTP API on http://127.0.0.1:"), stderr
+    assert process.returncode == 0, stderr.decode()
+    assert _names(tmp_path) == ["from-flag", "gateway.toml"]
+    assert _names(tmp_path / "from-flag") == ["events.db"]
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
