@@ -45,8 +45,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "docs/gateway.md has every key.",
             [
                 (
-                    "the example config against `userstream serve --accounts examples/accounts.toml` (the "
-                    "variables it names: README.md, or the comment at its top)",
+                    "against `userstream serve --accounts examples/accounts.toml`, its variables exported",
                     "userstream gateway --config examples/gateway.toml",
                 ),
                 (
@@ -65,10 +64,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--http-port",
         type=int,
         default=None,
+        metavar="PORT",
         help="HTTP port (default: the config's, 8080 if it has none; 0 picks a free one)",
     )
     parser.add_argument(
-        "--http-host", default=None, help="HTTP address (default: the config's, 127.0.0.1 if it has none)"
+        "--http-host",
+        default=None,
+        metavar="ADDRESS",
+        help="HTTP address (default: the config's, 127.0.0.1 if it has none)",
     )
     parser.add_argument(
         "--data-dir",

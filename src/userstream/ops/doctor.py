@@ -708,8 +708,7 @@ def add_parser(subparsers: Any) -> None:
             "\n\n" + credentials_paragraph(ENVIRONMENT),
             [
                 (
-                    "a Bitmusa account in production (credentials from USERSTREAM_BITMUSA_API_KEY and "
-                    "USERSTREAM_BITMUSA_AUTH_KEY)",
+                    "a Bitmusa account in production, its credentials in the environment",
                     "userstream doctor bitmusa",
                 ),
                 (

@@ -63,8 +63,7 @@ def add_parser(subparsers: Any) -> None:
             "\n\n" + credentials_paragraph(ENVIRONMENT),
             [
                 (
-                    "a minute of a Bitmusa account (credentials from USERSTREAM_BITMUSA_API_KEY and "
-                    "USERSTREAM_BITMUSA_AUTH_KEY)",
+                    "a minute of a Bitmusa account, its credentials in the environment",
                     "userstream record bitmusa --out bitmusa.rec --duration 60",
                 ),
                 (
