@@ -97,9 +97,10 @@ _ONLY_ON: dict[str, Exchange] = {
 _DEFAULTABLE = STREAM_OPTION_KEYS | _ENDPOINT_KEYS
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_GATEWAY_KEYS = frozenset(
-    {"http_host", "http_port", "health_grace", "sse_queue", "shutdown_timeout", "data_dir"}
-)
+_GATEWAY_KEYS = frozenset({"http_host", "http_port", "health_grace", "sse_queue", "shutdown_timeout"})
+
+#: [gateway] keys beyond the HTTP service's: where sink files go.
+_STORAGE_KEYS = frozenset({"data_dir"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +130,7 @@ class GatewayConfig:
     free port. `health_grace`: how long an account may be without a live connection (starting, or between
     two connections) before /healthz reports it down; a failed account is down at once. `sse_queue`: events
     buffered per /events subscriber before that subscriber is dropped as too slow. `shutdown_timeout`: how
-    long a stop waits for the sinks to write what they hold. `data_dir`: the directory of the sink files
-    named by a relative path (see `sink_in_data_dir`).
+    long a stop waits for the sinks to write what they hold.
     """
 
     accounts: tuple[AccountConfig, ...]
@@ -141,7 +141,9 @@ class GatewayConfig:
     sse_queue: int = 1000
     shutdown_timeout: float = 10.0
     cluster: ClusterConfig | None = None  # share the accounts with other instances (docs/scaling.md)
-    data_dir: str = DEFAULT_DATA_DIR
+    data_dir: str = (
+        DEFAULT_DATA_DIR  # the directory of sink files named by a relative path (sink_in_data_dir)
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, str) or not self.data_dir:
@@ -204,10 +206,11 @@ def parse_config(document: Mapping[str, Any], *, source: str = "gateway config")
         where = f"{source}: [cluster]"
         cluster = parse_cluster(_table(document["cluster"], where), where)
     service = _table(document.get("gateway", {}), f"{source}: [gateway]")
-    unknown = sorted(set(service) - _GATEWAY_KEYS)
+    allowed = _GATEWAY_KEYS | _STORAGE_KEYS
+    unknown = sorted(set(service) - allowed)
     if unknown:
         raise ConfigurationError(
-            f"{source}: [gateway]: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_GATEWAY_KEYS))})"
+            f"{source}: [gateway]: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
         )
     defaults = _table(document.get("defaults", {}), f"{source}: [defaults]")
     _refuse_plaintext(defaults, f"{source}: [defaults]")
