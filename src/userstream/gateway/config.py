@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from userstream.client.queue import Overflow
 from userstream.client.stream import StreamOptions
 from userstream.client.transport import check_url
@@ -175,7 +173,8 @@ class GatewayConfig:
 def sink_in_data_dir(spec: SinkSpec, data_dir: str) -> SinkSpec:
     """A JSONL or SQLite sink whose path is relative, placed in `data_dir`; any other sink as it is."""
     if isinstance(spec, JsonlSpec | SqliteSpec) and spec.path != "-" and not Path(spec.path).is_absolute():
-        return msgspec.structs.replace(spec, path=str(Path(data_dir) / spec.path))
+        fields = {name: getattr(spec, name) for name in spec.__struct_fields__}
+        return type(spec)(**{**fields, "path": str(Path(data_dir) / spec.path)})
     return spec
 
 
