@@ -17,7 +17,7 @@ databases or Redis; it relies on the `Sink` contract (idempotent `write`, `Trans
 - `health` says whether the sink is keeping up: a batch that has failed `down_after_attempts` times in a
   row, or has been in the writing for `down_after_seconds` while failing or hanging, makes it "down" (still
   retried; "up" again at the next successful write), and so does at once an error the sink marks as
-  `SinkUnwritable` (a read-only file: an operator must act). A runner stopped by a fatal error is "failed".
+  `SinkUnwritableError` (a read-only file: an operator must act). A runner stopped for good is "failed".
 
 The runner owns its writer task: `start`/`close`, or `async with`. No task outlives it.
 """
@@ -36,7 +36,7 @@ from userstream.client.backoff import Backoff
 from userstream.client.queue import Overflow
 from userstream.errors import ConfigurationError, LocalProtocolError, TransportError
 from userstream.events import Event
-from userstream.sinks.base import Sink, SinkUnwritable
+from userstream.sinks.base import Sink, SinkUnwritableError
 
 __all__ = ["DOWN_AFTER_ATTEMPTS", "DOWN_AFTER_SECONDS", "Overflow", "SinkHealth", "SinkRunner"]
 
@@ -94,7 +94,7 @@ class SinkRunner:
         """`on_retry(attempt, error, delay)` is called before each backoff sleep (attempt counts from 1 per
         batch); `rng` feeds the backoff's jitter (pass `lambda: 1.0` for exact delays base, 2*base, ...).
         `batch_size` defaults to 500 or the capacity, whichever is smaller. `down_after_attempts` and
-        `down_after_seconds` are the thresholds of `health` (module docstring); `clock` measures the latter."""
+        `down_after_seconds` are the thresholds of `health` (module docstring); `clock` measures time."""
         if not (isinstance(capacity, int) and capacity > 0):
             raise ConfigurationError(f"sink capacity must be a positive integer, not {capacity!r}")
         if batch_size is None:
@@ -218,7 +218,7 @@ class SinkRunner:
                 0,
             )
         down = (
-            isinstance(error, SinkUnwritable)
+            isinstance(error, SinkUnwritableError)
             or self._attempts >= self._down_after_attempts
             or failing_for >= self._down_after_seconds
         )
@@ -395,6 +395,21 @@ class SinkRunner:
             self._space.set()
             self._progress.set()
 
+    def _report_down_once(self) -> None:
+        """Log an error when the sink turns down (once per failing batch; its recovery is logged too)."""
+        health = self.health
+        if health.up or self._reported_down:
+            return
+        self._reported_down = True
+        logger.error(
+            "sink %s is DOWN (%d failed attempts in %.1fs; %d events wait): %s",
+            self._sink.name,
+            health.attempts,
+            health.failing_for or 0.0,
+            self.pending,
+            health.error,
+        )
+
     async def _write_with_retry(self, batch: tuple[Event, ...]) -> None:
         attempt = 0
         while True:
@@ -414,17 +429,7 @@ class SinkRunner:
                     delay,
                     exc,
                 )
-                health = self.health
-                if not health.up and not self._reported_down:
-                    self._reported_down = True
-                    logger.error(
-                        "sink %s is DOWN (%d failed attempts in %.1fs; %d events wait): %s",
-                        self._sink.name,
-                        attempt,
-                        health.failing_for or 0.0,
-                        self.pending,
-                        health.error,
-                    )
+                self._report_down_once()
                 if self._on_retry is not None:
                     self._on_retry(attempt, exc, delay)
                 await self._sleep(delay)

@@ -19,7 +19,7 @@ SQLite opens read-only (permissions, an immutable file, a read-only file system:
 it back), a directory, a path under a file. Mid-run, before each batch and each read, the database, its
 `-wal` and its `-shm` must be writable (`os.access`, which root passes too except for an immutable file or
 a read-only mount); when one is not, or SQLite fails with a read-only, permission, cannot-open or I/O error,
-the write raises `SinkUnwritable` (the runner reports the sink down at once, and retries). The check on
+the write raises `SinkUnwritableError` (the runner reports the sink down at once, and retries). The check on
 `-shm` is what keeps the process alive: SQLite maps that file into memory, and a store into a page the
 kernel can no longer write (an immutable `-shm`) kills the process with SIGBUS. The database itself is not
 memory-mapped (`mmap_size = 0`, whatever the build's default).
@@ -39,7 +39,7 @@ import msgspec
 from userstream import eventjson
 from userstream.errors import ConfigurationError, LocalProtocolError, TransportError
 from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate
-from userstream.sinks.base import SinkUnwritable, key_of_json
+from userstream.sinks.base import SinkUnwritableError, key_of_json
 from userstream.sinks.thread import WorkerThread
 
 __all__ = ["SCHEMA_VERSION", "SqliteSink", "StoredEvent"]
@@ -267,14 +267,14 @@ class SqliteSink:
                 connection.execute("ROLLBACK")
         try:
             self._check_writable()
-        except SinkUnwritable as exc:
+        except SinkUnwritableError as exc:
             raise ConfigurationError(str(exc)) from None
 
     def _check_writable(self) -> None:
-        """Raise `SinkUnwritable` when the database, its -wal or its -shm (if present) cannot be written."""
+        """`SinkUnwritableError` when the database, its -wal or its -shm (if present) cannot be written."""
         for path in (self._path, self._path.with_name(self._path.name + "-wal"), self._shm):
             if not os.access(path, os.W_OK) and path.exists():
-                raise SinkUnwritable(f"{self.name}: {path} is not writable (read-only or immutable)")
+                raise SinkUnwritableError(f"{self.name}: {path} is not writable (read-only or immutable)")
 
     @property
     def _shm(self) -> Path:
@@ -289,7 +289,7 @@ class SqliteSink:
         if self._connection is None:
             raise LocalProtocolError(f"{self.name} is not open")
         if not os.access(self._shm, os.W_OK) and self._shm.exists():  # mapped: a store into it would SIGBUS
-            raise SinkUnwritable(f"{self.name}: {self._shm} is not writable (read-only or immutable)")
+            raise SinkUnwritableError(f"{self.name}: {self._shm} is not writable (read-only or immutable)")
         return self._connection
 
     def _write_batch(self, batch: tuple[Event, ...]) -> None:
@@ -309,7 +309,7 @@ class SqliteSink:
             # Busy, locked, disk full: the database may work again; the batch is retried. Read-only,
             # permission denied, an I/O error: retried too, but the sink is reported down at once.
             if _errorname(exc).startswith(_UNWRITABLE):
-                raise SinkUnwritable(f"writing to {self.name} failed: {exc}") from None
+                raise SinkUnwritableError(f"writing to {self.name} failed: {exc}") from None
             raise TransportError(f"writing to {self.name} failed: {exc}") from None
         except sqlite3.Error as exc:
             raise ConfigurationError(f"{self.name} cannot store events: {exc}") from None
