@@ -223,8 +223,12 @@ class SqliteSink:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError(f"cannot open sqlite database {self._path}: {exc}") from None
         try:
+            self._check_writable()  # first: SQLite maps the -shm as soon as it reads
             self._prepare(connection)
             self._probe_write(connection)
+        except SinkUnwritableError as exc:
+            connection.close()
+            raise ConfigurationError(str(exc)) from None
         except sqlite3.Error as exc:
             connection.close()
             raise ConfigurationError(f"cannot use sqlite database {self._path}: {exc}") from None
@@ -265,10 +269,6 @@ class SqliteSink:
         finally:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-        try:
-            self._check_writable()
-        except SinkUnwritableError as exc:
-            raise ConfigurationError(str(exc)) from None
 
     def _check_writable(self) -> None:
         """`SinkUnwritableError` when the database, its -wal or its -shm (if present) cannot be written."""
