@@ -1,0 +1,145 @@
+"""A sink that cannot write is never "healthy": /healthz, sink_up and the dashboard say so, and say why.
+
+Real parts: the emulator streams to a real gateway; the Redis sink writes to a real redis-server that the
+test stops and starts again; the SQLite sink's files are made immutable with `chattr +i` (the `immutable`
+fixture, tests/conftest.py: the tests run as root, whom chmod does not stop). Thresholds are shortened in the
+sink's config (`down_after_attempts`, `down_after_seconds`), as an operator may.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio
+
+from userstream.gateway.dashboard import render, snapshot_of
+
+BASE_TIME = 1_700_703_548_000
+WAIT = 10.0
+
+
+def balances(start: int, count: int) -> list[dict[str, Any]]:
+    return [
+        {"kind": "balance", "asset": "USDT", "free": str(n), "locked": "0", "timestamp": BASE_TIME + n}
+        for n in range(start, start + count)
+    ]
+
+
+async def health_until(env: Any, gateway: Any, status: int) -> dict[str, Any]:
+    """Poll /healthz until it answers `status` (bounded by WAIT); its body."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            code, body = await env.get(gateway, "/healthz")
+            if code == status:
+                return dict(body)
+            await asyncio.sleep(0.01)
+
+
+async def sink_up(env: Any, gateway: Any, name: str) -> str:
+    _, text = await env.text(gateway, "/metrics")
+    prefix = f'userstream_gateway_sink_up{{sink="{name}"}} '
+    return next(line.removeprefix(prefix) for line in text.splitlines() if line.startswith(prefix))
+
+
+async def test_a_stopped_redis_turns_healthz_red_naming_the_sink_and_green_again_with_nothing_lost(
+    lab: Any, redis_server: Any
+) -> None:
+    async with lab() as env:
+        sink_table = {"type": "redis", "url": redis_server.url, "down_after_attempts": 3}
+        config = env.config(accounts=("alice",), exchanges=("bitmusa",), sinks=[sink_table])
+        async with env.gateway(config) as gateway:
+            (sink,) = gateway.sinks
+            name = f"redis:{redis_server.url}"
+            assert sink.name == name
+            await env.ingest("alice", balances(0, 2))
+            await env.until(lambda: sink.runner.written == 2)
+            assert (await health_until(env, gateway, 200))["sinks"][name]["state"] == "ok"
+
+            redis_server.stop()
+            try:
+                await env.ingest("alice", balances(2, 3))
+                body = await health_until(env, gateway, 503)
+                metric = await sink_up(env, gateway, name)
+                frame_sinks = snapshot_of(gateway, title="t", rates={}, now_ms=0)
+            finally:
+                redis_server.start()  # empty: persistence is off
+            assert body["status"] == "down"
+            assert body["accounts"]["alice-bitmusa"]["healthy"] is True  # the stream is fine; the sink is not
+            report = body["sinks"][name]
+            port = redis_server.port
+            refused = (
+                f"TransportError: {name}: Error 111 connecting to 127.0.0.1:{port}. "
+                f"Connect call failed ('127.0.0.1', {port})."
+            )
+            assert (report["healthy"], report["state"], report["error"], report["pending"]) == (
+                False,
+                "down",
+                refused,
+                3,
+            )
+            assert report["attempts"] >= 3
+            assert metric == "0"
+            assert frame_sinks.sinks[0].startswith(f"{name} DOWN for ")
+            assert frame_sinks.sinks[0].endswith(" attempts), 3 pending")
+            assert frame_sinks.sink_errors == (f"{name}: {refused}",)
+            assert f"  sink {name}: {refused}" in render(frame_sinks, width=300).splitlines()
+
+            body = await health_until(env, gateway, 200)
+            assert body["sinks"][name] == {
+                "healthy": True,
+                "state": "ok",
+                "pending": 0,
+                "error": None,
+                "failing_seconds": None,
+                "attempts": 0,
+            }
+            assert await sink_up(env, gateway, name) == "1"
+            client = redis.asyncio.Redis.from_url(redis_server.url)
+            try:
+                entries = await client.xrange("userstream:alice-bitmusa:events")
+            finally:
+                await client.aclose()
+    # the events that waited while Redis was down, written in order once it came back
+    assert [json.loads(fields[b"event"])["free"] for _, fields in entries] == ["2", "3", "4"]
+    assert (sink.runner.written, gateway.lost_events) == (5, 0)
+
+
+async def test_an_immutable_sqlite_wal_turns_healthz_red_at_once_and_green_once_released(
+    lab: Any, immutable: Any
+) -> None:
+    async with lab() as env:
+        database = env.tmp_path / "events.db"
+        # thresholds far away: only the unwritable file itself can make it red this fast
+        sink_table = {"type": "sqlite", "path": str(database), "down_after_attempts": 1000}
+        config = env.config(accounts=("alice",), exchanges=("bitmusa",), sinks=[sink_table])
+        async with env.gateway(config) as gateway:
+            (sink,) = gateway.sinks
+            name = f"sqlite:{database}"
+            await env.ingest("alice", balances(0, 1))
+            await env.until(lambda: sink.runner.written == 1)
+            wal = Path(f"{database}-wal")
+            immutable.set(wal)
+            await env.ingest("alice", balances(1, 2))
+            body = await health_until(env, gateway, 503)
+            report = body["sinks"][name]
+            assert (report["state"], report["error"], report["pending"]) == (
+                "down",
+                f"SinkUnwritableError: {name}: {wal} is not writable (read-only or immutable)",
+                2,
+            )
+            assert await sink_up(env, gateway, name) == "0"
+            immutable.clear(wal)
+            body = await health_until(env, gateway, 200)
+            assert body["sinks"][name]["state"] == "ok"
+            assert await sink_up(env, gateway, name) == "1"
+    connection = sqlite3.connect(database)
+    try:
+        rows = connection.execute("SELECT json FROM events ORDER BY seq").fetchall()
+    finally:
+        connection.close()
+    assert [json.loads(body)["free"] for (body,) in rows] == ["0", "1", "2"]
+    assert gateway.lost_events == 0
