@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import redis.asyncio
 
 from userstream.gateway.dashboard import render, snapshot_of
@@ -143,3 +147,162 @@ async def test_an_immutable_sqlite_wal_turns_healthz_red_at_once_and_green_once_
         connection.close()
     assert [json.loads(body)["free"] for (body,) in rows] == ["0", "1", "2"]
     assert gateway.lost_events == 0
+
+
+# --- `userstream gateway` as a subprocess: what only a real process can show -------------------------------
+
+
+def to_toml(document: dict[str, Any]) -> str:
+    """The TOML forms these configs need: tables and arrays of tables of strings, numbers and booleans."""
+
+    def value(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, int | float):
+            return repr(item)
+        return json.dumps(item)  # a JSON string is a TOML basic string
+
+    lines: list[str] = []
+    for name, content in document.items():
+        for table in content if isinstance(content, list) else [content]:
+            lines.append(f"[[{name}]]" if isinstance(content, list) else f"[{name}]")
+            lines.extend(
+                f"{key} = {value(item)}" for key, item in table.items() if not isinstance(item, list)
+            )
+            lines.append("")
+    return "\n".join(lines)
+
+
+async def start_gateway(config: Path, environ: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "userstream",
+        "gateway",
+        "--config",
+        str(config),
+        "--http-port",
+        "0",
+        env={**os.environ, **environ},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def http_get(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return response.status, await response.json()
+
+
+async def written(url: str, count: int) -> bool:
+    """Whether the gateway's (only) sink has written `count` events, by its /metrics."""
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
+        text = await response.text()
+    return any(
+        line.startswith("userstream_gateway_sink_written_total{") and line.endswith(f"}} {count}")
+        for line in text.splitlines()
+    )
+
+
+async def test_an_immutable_shm_mid_run_is_reported_not_a_sigbus_and_the_gateway_recovers(
+    lab: Any, immutable: Any
+) -> None:
+    """SQLite maps `-shm` into memory; a store into it once the file is immutable is a SIGBUS that killed
+    the gateway without a word. Now the sink sees the file is not writable before SQLite touches it: the
+    process lives, /healthz is 503 naming the file, and once it is writable again every event is written."""
+    async with lab() as env:
+        database = env.tmp_path / "events.db"
+        shm = Path(f"{database}-shm")
+        document = env.document(
+            accounts=("alice",), exchanges=("bitmusa",), sinks=[{"type": "sqlite", "path": str(database)}]
+        )
+        config = env.tmp_path / "gateway.toml"
+        config.write_text(to_toml(document))
+        process = await start_gateway(config, env.environ)
+        try:
+            assert process.stdout is not None
+            async with asyncio.timeout(WAIT):
+                first = (await process.stdout.readline()).decode()
+                await env.server.wait_for_streams("alice", 1)
+            url = first.rsplit(" ", 1)[1].strip()
+            await env.ingest("alice", balances(0, 1))
+            async with asyncio.timeout(WAIT):
+                while not await written(url, 1):  # noqa: ASYNC110 - polling another process
+                    await asyncio.sleep(0.01)
+            immutable.set(shm)  # there since the sink opened the database (WAL mode)
+            await env.ingest("alice", balances(1, 2))
+            async with asyncio.timeout(WAIT):
+                while (status := await http_get(f"{url}/healthz"))[0] != 503:
+                    assert process.returncode is None
+                    await asyncio.sleep(0.01)
+            report = status[1]["sinks"][f"sqlite:{database}"]
+            assert (report["state"], report["error"]) == (
+                "down",
+                f"SinkUnwritableError: sqlite:{database}: {shm} is not writable (read-only or immutable)",
+            )
+            immutable.clear(shm)
+            async with asyncio.timeout(WAIT):
+                while (await http_get(f"{url}/healthz"))[0] != 200:  # noqa: ASYNC110 - polling the process
+                    await asyncio.sleep(0.01)
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(WAIT):
+                _, stderr = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    connection = sqlite3.connect(database)
+    try:
+        rows = connection.execute("SELECT json FROM events ORDER BY seq").fetchall()
+    finally:
+        connection.close()
+    assert [json.loads(body)["free"] for (body,) in rows] == ["0", "1", "2"]
+    messages = [json.loads(line)["message"] for line in stderr.decode().splitlines()]
+    assert any(
+        message.startswith(f"sink sqlite:{database} is DOWN (1 failed attempts") for message in messages
+    )
+
+
+async def test_a_read_only_sqlite_database_at_start_exits_2_naming_it(tmp_path: Path, immutable: Any) -> None:
+    database = tmp_path / "events.db"
+    connection = sqlite3.connect(database)
+    connection.execute("CREATE TABLE t (x)")
+    connection.close()
+    immutable.set(database)
+    table = {"name": "alice", "exchange": "coinlocally", "token_env": "USERSTREAM_TEST_TOKEN"}
+    config = tmp_path / "gateway.toml"
+    config.write_text(to_toml({"accounts": [table], "sinks": [{"type": "sqlite", "path": str(database)}]}))
+    process = await start_gateway(config, {"USERSTREAM_TEST_TOKEN": "token-SECRET"})
+    async with asyncio.timeout(WAIT):
+        stdout, stderr = await process.communicate()
+    assert process.returncode == 2
+    assert stdout == b""
+    assert stderr.decode().splitlines()[-1] == (
+        f"userstream gateway: sqlite:{database}: {database} is not writable (read-only or immutable)"
+    )
+
+
+async def test_a_fatal_signal_leaves_a_traceback_on_stderr(lab: Any) -> None:
+    """Should a fatal signal reach the gateway anyway (a SIGBUS from a mapped file, a crash in C), it does
+    not die without a word: faulthandler writes the signal and every thread's stack to stderr."""
+    async with lab() as env:
+        document = env.document(accounts=("alice",), exchanges=("bitmusa",))
+        config = env.tmp_path / "gateway.toml"
+        config.write_text(to_toml(document))
+        process = await start_gateway(config, env.environ)
+        try:
+            assert process.stdout is not None
+            async with asyncio.timeout(WAIT):
+                await process.stdout.readline()  # started
+            process.send_signal(signal.SIGBUS)
+            async with asyncio.timeout(WAIT):
+                _, stderr = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert process.returncode == -signal.SIGBUS
+    text = stderr.decode()
+    assert "Fatal Python error: Bus error" in text
+    assert "most recent call first" in text
