@@ -70,9 +70,7 @@ class DashboardSnapshot:
     accounts: tuple[AccountPanel, ...]
     http_url: str | None = None
     sinks: tuple[str, ...] = ()  # one short description per sink ("sqlite:events.db ok, 0 pending")
-    sink_errors: tuple[
-        str, ...
-    ] = ()  # "name: error" of each sink whose writes fail (shown on lines of their own)
+    sink_errors: tuple[str, ...] = ()  # "name: error" of each sink whose writes fail, a line each
     log_lines: tuple[str, ...] = ()
     footer: str = "Ctrl-C to stop"
 

@@ -12,9 +12,9 @@ marked failed and its task ends; the others go on. A sink's `put` may wait (back
 task then stops reading, its client queue fills, and the stream slows instead of dropping. A sink whose
 writes keep failing (its runner's `health`: past its thresholds, or unwritable) is down, and so is the
 gateway's health, until a write succeeds again. A sink that fails for good is marked failed and every event
-it can no longer take is counted as lost. The HTTP
-server (`http.py`) only reads what this module keeps. Stopping ends the streams, then lets the sinks write
-what they hold (bounded by `shutdown_timeout`), then closes the live subscribers and the HTTP server.
+it can no longer take is counted as lost. The HTTP server (`http.py`) only reads what this module keeps.
+Stopping ends the streams, then lets the sinks write what they hold (bounded by `shutdown_timeout`), then
+closes the live subscribers and the HTTP server.
 
 Sharded (`config.cluster`), the supervisor runs the lease task (leases.py) instead of every account: it
 starts an account's task when this instance takes the account's lease and cancels it when the lease is lost

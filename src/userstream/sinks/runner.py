@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Literal
 
 from userstream.client.backoff import Backoff
 from userstream.client.queue import Overflow
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 
-#: A batch that failed this many times in a row makes the sink down (a Redis that refuses connections: ~3 s).
+#: A batch that failed this many times in a row makes the sink down (a Redis refusing connections: 1-5 s).
 DOWN_AFTER_ATTEMPTS = 8
 #: A batch still unwritten this many seconds after its first attempt, with a failure or a write still
 #: hanging, makes the sink down (a Redis that does not answer, a database locked by another writer).
@@ -61,7 +62,7 @@ class SinkHealth:
     seconds since the failing batch was first tried; `attempts` its failed attempts in a row.
     """
 
-    state: str
+    state: Literal["ok", "retrying", "down", "failed"]
     error: str | None = None
     failing_for: float | None = None
     attempts: int = 0
