@@ -18,11 +18,11 @@ A database it cannot write is found as early as it can be. `open` refuses (`Conf
 SQLite opens read-only (permissions, an immutable file, a read-only file system: it tries a write and rolls
 it back), a directory, a path under a file. Mid-run, before each batch, the database, its `-wal` and its
 `-shm` must be writable (before each read, the `-shm`; `os.access`, which root passes too except for an
-immutable file or a read-only mount); when one is not, or SQLite fails with a read-only, permission, cannot-open or I/O error,
-the write raises `SinkUnwritableError` (the runner reports the sink down at once, and retries). The check on
-`-shm` is what keeps the process alive: SQLite maps that file into memory, and a store into a page the
-kernel can no longer write (an immutable `-shm`) kills the process with SIGBUS. The database itself is not
-memory-mapped (`mmap_size = 0`, whatever the build's default).
+immutable file or a read-only mount); when one is not, or SQLite fails with a read-only, permission,
+cannot-open or I/O error, the write raises `SinkUnwritableError` (the runner reports the sink down at once,
+and retries). The check on `-shm` is what keeps the process alive: SQLite maps that file into memory, and
+a store into a page the kernel can no longer write (an immutable `-shm`) kills the process with SIGBUS. The
+database itself is not memory-mapped (`mmap_size = 0`, whatever the build's default).
 """
 
 from __future__ import annotations
