@@ -94,14 +94,19 @@ async def status(http: aiohttp.ClientSession, url: str) -> int:
         return response.status
 
 
-async def until_status(http: aiohttp.ClientSession, url: str, wanted: int, since: float) -> float:
-    async with asyncio.timeout(WAIT):
-        while await status(http, url) != wanted:  # noqa: ASYNC110 - polling /healthz is the measurement
-            await asyncio.sleep(POLL)
+async def until_status(http: aiohttp.ClientSession, url: str, wanted: int, since: float) -> float | None:
+    """Seconds from `since` until /healthz answers `wanted`; None if it has not after WAIT seconds (as
+    before issue 13, when a sink that could not write never turned /healthz red)."""
+    try:
+        async with asyncio.timeout(WAIT):
+            while await status(http, url) != wanted:  # noqa: ASYNC110 - polling /healthz is the measurement
+                await asyncio.sleep(POLL)
+    except TimeoutError:
+        return None
     return time.monotonic() - since
 
 
-async def one_run(kind: str, workdir: Path) -> tuple[float, float, int]:
+async def one_run(kind: str, workdir: Path) -> tuple[float | None, float | None, int]:
     redis = Redis(workdir) if kind == "redis" else None
     database = workdir / "events.db"
     target = database if kind == "sqlite" else Path(f"{database}-shm")
@@ -170,12 +175,15 @@ async def main() -> None:
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as workdir:
                 to_red, to_green, lost = await one_run(kind, Path(workdir))
+            if to_red is None or to_green is None:
+                print(f"{kind}: /healthz still 200 {WAIT:.0f}s after the failure; lost {lost}")
+                continue
             reds.append(to_red)
             greens.append(to_green)
             print(
                 f"{kind}: non-200 after {to_red:.3f}s; 200 again {to_green:.3f}s after the fix; lost {lost}"
             )
-        if args.runs > 1:
+        if len(reds) > 1:
             print(
                 f"{kind}: to red median {statistics.median(reds):.3f}s (min {min(reds):.3f}, "
                 f"max {max(reds):.3f}); to green median {statistics.median(greens):.3f}s"

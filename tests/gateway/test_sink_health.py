@@ -66,6 +66,8 @@ async def test_a_stopped_redis_turns_healthz_red_naming_the_sink_and_green_again
             redis_server.stop()
             try:
                 await env.ingest("alice", balances(2, 3))
+                await health_until(env, gateway, 503)
+                await env.until(lambda: sink.runner.pending == 3)  # all three reached the sink's buffer
                 body = await health_until(env, gateway, 503)
                 metric = await sink_up(env, gateway, name)
                 frame_sinks = snapshot_of(gateway, title="t", rates={}, now_ms=0)
@@ -128,6 +130,8 @@ async def test_an_immutable_sqlite_wal_turns_healthz_red_at_once_and_green_once_
             wal = Path(f"{database}-wal")
             immutable.set(wal)
             await env.ingest("alice", balances(1, 2))
+            await health_until(env, gateway, 503)
+            await env.until(lambda: sink.runner.pending == 2)  # both reached the sink's buffer
             body = await health_until(env, gateway, 503)
             report = body["sinks"][name]
             assert (report["state"], report["error"], report["pending"]) == (
