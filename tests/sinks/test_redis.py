@@ -267,3 +267,41 @@ def test_a_redis_error_that_quotes_the_urls_credentials_is_scrubbed() -> None:
     assert str(caught.value) == (
         "redis:redis://***@127.0.0.1:1/0: Error connecting to redis://***:***@127.0.0.1:1 (password ***)"
     )
+
+
+async def test_a_redis_that_accepts_but_never_answers_is_down_after_the_time_limit(
+    balance: BalanceFactory,
+) -> None:
+    """A black hole (a scripted peer that accepts connections and never replies): each attempt hangs until
+    the socket timeout, so it is the time limit, counted from the batch's first attempt, that turns the
+    sink down, before the first attempt has even failed."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        await reader.read()  # reads whatever comes, answers nothing, until the client goes
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sink = RedisSink(f"redis://127.0.0.1:{port}/0", socket_timeout=30.0)
+    runner = SinkRunner(sink, capacity=10, down_after_seconds=0.2)
+    await runner.start()
+    try:
+        await runner.put(balance())
+        async with asyncio.timeout(10):
+            while runner.health.up:  # noqa: ASYNC110 - health is computed on demand, as /healthz reads it
+                await asyncio.sleep(0.01)
+        health = runner.health
+        assert (health.state, health.attempts, runner.retries) == ("down", 0, 0)  # no attempt has failed
+        assert health.error is not None
+        assert health.error.startswith("a write has not returned for ")
+        assert len(connections) == 1
+    finally:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await runner.close()  # the write still hangs: close is cut short, what waits is abandoned
+        server.close()
+        for writer in connections:
+            writer.close()
+        await server.wait_closed()
+    assert runner.abandoned == 1
