@@ -10,13 +10,17 @@ import argparse
 import asyncio
 import gzip
 import json
+import os
 import re
+import signal
+import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -458,3 +462,63 @@ def test_every_variant_is_exercised_by_this_module() -> None:
     source = Path(__file__).read_text()
     started = set(re.findall(r'"((?:coinlocally|bitmusa|numbers)-[a-z-]+)(?:=\d+(?:\.\d+)?)?"', source))
     assert set(VARIANTS) <= started
+
+
+# --- the command line -----------------------------------------------------------------------------------
+
+
+async def test_serve_with_variants_says_so_and_answers_that_way() -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "userstream", "serve", "--port", "0", "--admin-token", "x",
+        "--variant", "coinlocally-control-quoted", "--variant", "bitmusa-expired-close=4100",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            banner = [(await process.stdout.readline()).decode() for _ in range(6)]
+        assert banner[5] == "  variants            bitmusa-expired-close=4100 coinlocally-control-quoted\n"
+        base_url = banner[0].rsplit(" ", 1)[1].strip()
+        token = await _demo_token(process)
+        async with aiohttp.ClientSession() as http, http.get(base_url + "/healthz") as reply:
+            assert (await reply.json())["variants"] == [
+                "bitmusa-expired-close=4100",
+                "coinlocally-control-quoted",
+            ]
+        async with connect(
+            base_url.replace("http://", "ws://") + "/spotws_user/userData/ws",
+            additional_headers={"token": token},
+            ping_interval=None,
+        ) as ws:
+            assert await recv(ws) == '"connect success"'
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _demo_token(process: asyncio.subprocess.Process) -> str:
+    """The generated demo account's coinlocally_token, from the accounts-file entry serve prints."""
+    assert process.stdout is not None
+    async with asyncio.timeout(30):
+        while True:
+            line = (await process.stdout.readline()).decode()
+            if line.startswith("coinlocally_token = "):
+                return line.split('"')[1]
+
+
+async def test_an_unknown_variant_exits_2_naming_it() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "userstream", "serve", "--variant", "coinlocally-refusal-json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        out, err = await process.communicate()
+    assert (process.returncode, out) == (2, b"")
+    assert err.decode().startswith(
+        "userstream serve: unknown variant 'coinlocally-refusal-json' (known: bitmusa-"
+    )

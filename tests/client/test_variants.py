@@ -1,0 +1,176 @@
+"""The client's key scenarios against `userstream serve` in every variant (issue 12, section 7).
+
+Each test here is run by conftest.py's `pytest_generate_tests` once per variant set (ours, then each variant
+of `userstream.server.variants.VARIANTS` alone) and per exchange the set concerns, so a client that
+understands only our own shapes cannot pass. `KNOWN_GAPS` lists the combinations today's client does not handle: they are
+xfail(strict=True), so each must fail until the client learns it (then the entry must go).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from userstream.client import State, connect
+from userstream.errors import AuthenticationError
+from userstream.events import BalanceUpdate, Event, Exchange
+
+Env = Any  # conftest.Env
+Lab = Callable[..., AbstractAsyncContextManager[Any]]
+Recorder = Any  # conftest.Recorder
+
+_REFUSED_SUB = (
+    "the client recognizes only our refusal shape ({'event':'error'} or close 4004): this refusal is retried "
+    "forever instead of an AuthenticationError (issue 12 section 2, branch refusals)"
+)
+
+#: (scenario, variant or "ours", exchange) -> why today's client fails it. xfail(strict=True).
+KNOWN_GAPS: dict[tuple[str, str, str], str] = {
+    ("refused credential", "coinlocally-refusal-code-msg", "coinlocally"): _REFUSED_SUB,
+    ("refused credential", "coinlocally-refusal-text", "coinlocally"): _REFUSED_SUB,
+    ("refused credential", "coinlocally-refusal-close", "coinlocally"): _REFUSED_SUB,
+}
+
+# Values that make every number variant show: exponent notation below 0.001 and from 10^7.
+_TINY_BALANCE = {
+    "kind": "balance",
+    "asset": "BTC",
+    "free": "0.00002",
+    "locked": "12345678.9",
+    "timestamp": 1_700_703_548_100,
+}
+
+
+def tiny_balance(exchange: str) -> BalanceUpdate:
+    return BalanceUpdate(
+        exchange=Exchange(exchange),
+        account="alice",
+        timestamp=1_700_703_548_100,
+        asset="BTC",
+        free=Decimal("0.00002"),
+        locked=Decimal("12345678.9"),
+    )
+
+
+async def deliver_after(env: Env, stream: Any, exchange: str, first: int) -> list[Event]:
+    """Ingest a numbered balance, an order and the tiny balance once the stream is live again; return what
+    the client delivered for them."""
+    await env.until_streaming()
+    await env.ingest([env.balance(first), env.order(first + 1), _TINY_BALANCE])
+    return list(await env.take(stream, 3))
+
+
+def expected_after(env: Env, exchange: str, first: int) -> list[Event]:
+    return [
+        env.expected_balance(first, exchange),
+        env.expected_order(first + 1, exchange),
+        tiny_balance(exchange),
+    ]
+
+
+@pytest.mark.variant_scenario("live")
+async def test_live(variant_lab: Lab, exchange: str, recorder: Recorder) -> None:
+    async with variant_lab() as env, connect(exchange, **env.options(exchange), on_status=recorder) as stream:
+        events = await deliver_after(env, stream, exchange, 1)
+        # a few hundred ms more: a server's own pings (if the variant sends them) are answered meanwhile
+        await asyncio.sleep(0.5)
+        await env.ingest([env.balance(9)])
+        events += await env.take(stream, 1)
+    assert events == [*expected_after(env, exchange, 1), env.expected_balance(9, exchange)]
+    assert recorder.of(State.DISCONNECTED) == []
+    expected_states = ["connecting", "connected", "subscribed"] if exchange == "coinlocally" else None
+    assert recorder.states() == (expected_states or ["connecting", "connected"])
+
+
+@pytest.mark.variant_scenario("refused credential")
+async def test_refused_credential(variant_lab: Lab, exchange: str, recorder: Recorder) -> None:
+    wrong = "wrong-credential-SECRET"
+    async with variant_lab() as env:
+        options = (
+            env.options(exchange, token=wrong)
+            if exchange == "coinlocally"
+            else env.options(exchange, auth_key=wrong)
+        )
+        async with connect(exchange, **options, on_status=recorder) as stream:
+            with pytest.raises(AuthenticationError) as raised:
+                async with asyncio.timeout(5):
+                    await anext(stream)
+            assert stream.running is False
+    assert wrong not in str(raised.value)
+    assert recorder.states()[-1] == "fatal"
+    assert len(recorder.of(State.CONNECTING)) == 3  # auth_attempts, then stop
+
+
+@pytest.mark.variant_scenario("expiry", exchanges=("bitmusa",))
+async def test_expiry(variant_lab: Lab, exchange: str, recorder: Recorder) -> None:
+    async with variant_lab() as env, connect(exchange, **env.options(exchange), on_status=recorder) as stream:
+        await env.until_streaming()
+        old_key = env.server.active_listen_key("alice")
+        assert env.server.expire_listen_key("alice") is True
+        await recorder.wait_for(State.CONNECTED, 2)
+        events = await deliver_after(env, stream, exchange, 1)
+        new_key = env.server.active_listen_key("alice")
+    assert events == expected_after(env, exchange, 1)
+    assert new_key is not None
+    assert new_key != old_key
+    assert State.FATAL not in [status.state for status in recorder.statuses]
+
+
+@pytest.mark.variant_scenario("SYSTEM")
+async def test_system_close(variant_lab: Lab, exchange: str, recorder: Recorder) -> None:
+    async with variant_lab() as env, connect(exchange, **env.options(exchange), on_status=recorder) as stream:
+        await env.until_streaming()
+        assert await env.server.system_close("alice") == 1
+        await recorder.wait_for(State.CONNECTED, 2)
+        events = await deliver_after(env, stream, exchange, 1)
+    assert events == expected_after(env, exchange, 1)
+    assert len(recorder.of(State.DISCONNECTED)) == 1
+
+
+@pytest.mark.variant_scenario("stall")
+async def test_stall(variant_lab: Lab, exchange: str, recorder: Recorder) -> None:
+    options = {"ping_interval": 0.1, "idle_timeout": 0.5}
+    async with (
+        variant_lab() as env,
+        connect(exchange, **env.options(exchange, **options), on_status=recorder) as stream,
+    ):
+        await env.until_streaming()
+        assert await env.server.stall("alice") == 1
+        disconnected = await recorder.wait_for(State.DISCONNECTED)
+        await recorder.wait_for(State.CONNECTED, 2)
+        events = await deliver_after(env, stream, exchange, 1)
+    assert disconnected.reason.endswith("no frame for 0.5s; connection presumed dead")
+    assert events == expected_after(env, exchange, 1)
+
+
+@pytest.mark.variant_scenario("rotation")
+async def test_rotation(variant_lab: Lab, exchange: str, recorder: Recorder) -> None:
+    sent: list[int] = []
+    received: list[Event] = []
+    async with (
+        variant_lab() as env,
+        connect(exchange, **env.options(exchange, rotate_after=0.3), on_status=recorder) as stream,
+    ):
+        await env.until_streaming()
+
+        async def consume() -> None:
+            async for event in stream:
+                received.append(event)
+
+        async with asyncio.timeout(20), asyncio.TaskGroup() as tasks:
+            consumer = tasks.create_task(consume())
+            while len(recorder.of(State.ROTATED)) < 2:
+                await env.ingest([env.balance(len(sent))])
+                sent.append(len(sent))
+                await asyncio.sleep(0.005)
+            await env.ingest([env.balance(len(sent))])  # after the last rotation: the new connection alone
+            sent.append(len(sent))
+            await env.until(lambda: len(received) >= len(sent))
+            consumer.cancel()
+    assert received == [env.expected_balance(n, exchange) for n in sent]
+    assert recorder.of(State.DISCONNECTED) == []
