@@ -2,8 +2,8 @@
 
 Each test here is run by conftest.py's `pytest_generate_tests` once per variant set (ours, then each variant
 of `userstream.server.variants.VARIANTS` alone) and per exchange the set concerns, so a client that
-understands only our own shapes cannot pass. `KNOWN_GAPS` lists the combinations today's client does not handle: they are
-xfail(strict=True), so each must fail until the client learns it (then the entry must go).
+understands only our own shapes cannot pass. `KNOWN_GAPS` lists the combinations today's client does not
+handle: they are xfail(strict=True), so each must fail until the client learns it (then the entry must go).
 """
 
 from __future__ import annotations
