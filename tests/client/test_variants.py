@@ -18,7 +18,9 @@ import pytest
 
 from userstream.client import State, connect
 from userstream.errors import AuthenticationError
-from userstream.events import BalanceUpdate, Event, Exchange
+from userstream.events import BalanceUpdate, Event, Exchange, OrderStatus
+from userstream.server import Account
+from userstream.state import AccountSnapshot, AccountState
 
 Env = Any  # conftest.Env
 Lab = Callable[..., AbstractAsyncContextManager[Any]]
@@ -174,3 +176,86 @@ async def test_rotation(variant_lab: Lab, exchange: str, recorder: Recorder) -> 
             consumer.cancel()
     assert received == [env.expected_balance(n, exchange) for n in sent]
     assert recorder.of(State.DISCONNECTED) == []
+
+
+# --- resync: the REST snapshots write their numbers as the stream does --------------------------------------
+
+SIGNED = Account(
+    name="alice",
+    uid=24005174,
+    bitmusa_api_key="alice-bitmusa-api-SECRET",
+    bitmusa_auth_key="alice-bitmusa-auth-SECRET",
+    coinlocally_api_key="alice-coinlocally-api-SECRET",
+    coinlocally_secret_key="alice-coinlocally-secret-key-SECRET",
+)
+
+
+def _order(order_id: str, status: str, price: str, filled: str, cost: str, t: int) -> dict[str, Any]:  # noqa: PLR0917
+    return {
+        "kind": "order",
+        "id": order_id,
+        "symbol": "BTC/USDT",
+        "side": "buy",
+        "status": status,
+        "price": price,
+        "amount": "2",
+        "filled": filled,
+        "cost": cost,
+        "created_at": 1_700_703_548_000,
+        "timestamp": 1_700_703_548_000 + t,
+    }
+
+
+BEFORE = [
+    {**_TINY_BALANCE, "timestamp": 1_700_703_548_001},
+    _order("C1", "open", "0.00012", "0", "0", 2),
+    _order("C2", "open", "13000", "0", "0", 3),
+]
+LOST = [  # while the client is down
+    _order("C1", "open", "0.00012", "0.5", "0.00006", 10),
+    _order("C2", "closed", "13000", "2", "26000", 11),
+    {**_TINY_BALANCE, "free": "0.00003", "timestamp": 1_700_703_548_012},
+]
+
+
+def picture(snapshot: AccountSnapshot) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Balances and open orders by value (Decimal equality: 2.0E-5 is 0.00002)."""
+    balances = {asset: (b.free, b.locked) for asset, b in snapshot.balances.items()}
+    orders = {key: (o.status, o.price, o.amount, o.filled, o.cost) for key, o in snapshot.open_orders.items()}
+    return balances, orders
+
+
+def delivered(events: list[Event]) -> tuple[dict[str, Any], dict[str, Any]]:
+    state = AccountState()
+    for event in events:
+        state.apply(event)
+    return picture(state.snapshot())
+
+
+@pytest.mark.variant_scenario("resync")
+async def test_resync(variant_lab: Lab, exchange: str, recorder: Recorder) -> None:
+    async with variant_lab(accounts=(SIGNED,)) as env:
+        options = env.options(exchange, account=SIGNED, resync=True)
+        if exchange == "coinlocally":
+            options.update(
+                token=None,
+                api_key=SIGNED.coinlocally_api_key,
+                secret_key=SIGNED.coinlocally_secret_key,
+                snapshot_rest_url=env.server.base_url,
+            )
+        async with connect(exchange, **options, on_status=recorder) as stream:
+            await env.until_streaming(account=SIGNED)
+            await env.ingest(BEFORE, account=SIGNED)
+            received = list(await env.take(stream, len(BEFORE)))
+            assert await env.server.drop("alice") == 1
+            await env.ingest(LOST, account=SIGNED)  # nobody receives these
+            resynced = await recorder.wait_for(State.RESYNCED)
+            received += await env.take(stream, resynced.corrections)
+            truth = picture(env.server.server.truth.snapshot("alice"))
+    assert delivered(received) == truth
+    assert truth == (
+        {"BTC": (Decimal("0.00003"), Decimal("12345678.9"))},
+        {"C1": (OrderStatus.OPEN, Decimal("0.00012"), Decimal(2), Decimal("0.5"), Decimal("0.00006"))},
+    )
+    assert resynced.corrections == 3  # the balance, C1 grown, C2 gone
+    assert stream.stats.resync_failures == 0

@@ -522,3 +522,34 @@ async def test_an_unknown_variant_exits_2_naming_it() -> None:
     assert err.decode().startswith(
         "userstream serve: unknown variant 'coinlocally-refusal-json' (known: bitmusa-"
     )
+
+
+@pytest.mark.parametrize(
+    ("names", "wallet", "orders"),
+    [
+        (
+            ("numbers-as-strings",),
+            '{"data":[{"asset":"BTC","free":"0.00002","locked":"12345678.9"}],"code":0,"message":"success"}',
+            '"price":"100","amount":"1","tradedAmount":"0","value":"0"',
+        ),
+        (
+            ("numbers-exponent", "numbers-as-numbers"),
+            '{"data":[{"asset":"BTC","free":2.0E-5,"locked":1.23456789E7}],"code":0,"message":"success"}',
+            '"price":100.0,"amount":1.0,"tradedAmount":0.0,"value":0.0',
+        ),
+    ],
+)
+async def test_rest_snapshots_write_numbers_as_the_streams_do(
+    start: Start, names: tuple[str, ...], wallet: str, orders: str
+) -> None:
+    async with start(**variants(*names)) as kit:
+        assert await kit.ingest("alice", [BALANCE, ORDER]) == (200, {"accepted": 2})
+        base, headers = kit.server.base_url, kit.bitmusa_headers()
+        async with kit.http.get(base + "/spot/wallet", headers=headers) as reply:
+            assert (reply.status, await reply.text()) == (200, wallet)
+        query = "/spot/order/history?status=TRADING&symbol=BTC/USDT"
+        async with kit.http.get(base + query, headers=headers) as reply:
+            assert reply.status == 200
+            assert (
+                '"type":"LIMIT_PRICE",' + orders + ',"status":"TRADING","createdTime":null'
+            ) in await reply.text()

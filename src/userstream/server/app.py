@@ -36,7 +36,7 @@ from userstream.server.faults import add_routes as add_fault_routes
 from userstream.server.ingest import IngestError, parse_batch
 from userstream.server.logs import log_event
 from userstream.server.snapshots import add_routes as add_snapshot_routes
-from userstream.server.variants import Refusal, bitmusa_error_middleware, is_client_pong, refuse_after_upgrade
+from userstream.server.variants import Refusal, is_client_pong, refuse_after_upgrade, variant_middlewares
 
 __all__ = [
     "ADMIN_EVENTS_PATH",
@@ -71,9 +71,7 @@ _REFUSED = "service unavailable: new streams are refused for now (fault injectio
 def create_app(config: ServerConfig) -> web.Application:
     """A ready-to-run application for `config`; its `ExchangeServer` is `app[SERVER_KEY]`."""
     server = ExchangeServer(config)
-    middlewares = (
-        [] if server.variants.bitmusa_errors == "ours" else [bitmusa_error_middleware(server.variants)]
-    )
+    middlewares = variant_middlewares(server.variants)  # none by default (variants.py)
     app = web.Application(client_max_size=config.max_ingest_body, middlewares=middlewares)
     app[SERVER_KEY] = server
     routes = _Routes(server)

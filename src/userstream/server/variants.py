@@ -30,7 +30,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
-from userstream.protocol import bitmusa, bitmusa_rest, coinlocally
+from userstream.protocol import bitmusa, bitmusa_rest, coinlocally, coinlocally_rest
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame, gzip_bytes
 
 __all__ = [
@@ -44,6 +44,8 @@ __all__ = [
     "merge_variants",
     "parse_variants",
     "refuse_after_upgrade",
+    "snapshot_numbers_middleware",
+    "variant_middlewares",
 ]
 
 
@@ -287,11 +289,12 @@ class Variants:
         if exchange is Exchange.COINLOCALLY:
             assert isinstance(frame, bytes)  # noqa: S101 - Coinlocally data frames are gzip binary
             message = decode_frame(frame, DEFAULT_MAX_FRAME)
-            return gzip_bytes(self._rewrite_json(message, _COINLOCALLY_DECIMALS))
+            return gzip_bytes(self.rewrite_json(message, _COINLOCALLY_DECIMALS))
         text = frame.encode() if isinstance(frame, str) else frame
-        return self._rewrite_json(text, _BITMUSA_DECIMALS).decode()
+        return self.rewrite_json(text, _BITMUSA_DECIMALS).decode()
 
-    def _rewrite_json(self, message: bytes, keys: frozenset[str]) -> bytes:
+    def rewrite_json(self, message: bytes, keys: frozenset[str]) -> bytes:
+        """A JSON document with the values of `keys` (at any depth) written as this run's numbers."""
         document = _DECODER.decode(message)
         style = (
             "strings"
@@ -420,6 +423,50 @@ def java_decimal(value: Decimal) -> str:
     if "." not in mantissa:
         mantissa += ".0"
     return f"{mantissa}E{adjusted}"
+
+
+# --- the HTTP side: one middleware per variant that changes replies -----------------------------------------
+
+
+def variant_middlewares(variants: Variants) -> list[Middleware]:
+    """The aiohttp middlewares the run's variants need (none by default): Bitmusa's error bodies, and the
+    numbers of the REST snapshots, written as the stream writes them."""
+    middlewares: list[Middleware] = []
+    if variants.bitmusa_errors != "ours":
+        middlewares.append(bitmusa_error_middleware(variants))
+    if variants.rewrites_numbers:
+        middlewares.append(snapshot_numbers_middleware(variants))
+    return middlewares
+
+
+#: The decimal keys of each snapshot route's reply (protocol.bitmusa_rest, protocol.coinlocally_rest).
+_SNAPSHOT_DECIMALS: Final[Mapping[str, frozenset[str]]] = {
+    bitmusa_rest.WALLET_PATH: frozenset({"free", "locked"}),
+    bitmusa_rest.ORDER_HISTORY_PATH: _BITMUSA_DECIMALS,
+    coinlocally_rest.ACCOUNT_PATH: frozenset({"free", "locked"}),
+    coinlocally_rest.OPEN_ORDERS_PATH: frozenset({"price", "origQty", "executedQty", "cummulativeQuoteQty"}),
+}
+
+
+def snapshot_numbers_middleware(variants: Variants) -> Middleware:
+    """An aiohttp middleware writing the decimals of every successful REST snapshot reply as the run's
+    numbers variants say, as the streams write theirs."""
+
+    @web.middleware
+    async def rewrite_snapshot_numbers(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        keys = _SNAPSHOT_DECIMALS.get(request.path)
+        if (
+            keys is None
+            or not isinstance(response, web.Response)
+            or response.status != 200
+            or not isinstance(response.body, bytes)
+        ):
+            return response
+        response.body = variants.rewrite_json(response.body, keys)
+        return response
+
+    return rewrite_snapshot_numbers
 
 
 # --- Bitmusa error bodies -------------------------------------------------------------------------------
