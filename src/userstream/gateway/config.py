@@ -316,7 +316,7 @@ def _account(table: object, index: int, defaults: Mapping[str, Any], source: str
         raise ConfigurationError(f"{where}: key 'resync' must be true or false")
 
     options = {key: merged[key] for key in STREAM_OPTION_KEYS if key in merged}
-    options = _stream_options(options, name, where, own=frozenset(table))
+    options = _stream_options(options, name, where, inherited=frozenset(options) - set(table))
     return AccountConfig(
         name=name,
         exchange=exchange,
@@ -349,7 +349,9 @@ def _endpoints(merged: Mapping[str, Any], where: str) -> dict[str, str | None]:
     return endpoints
 
 
-def _stream_options(options: dict[str, Any], name: str, where: str, *, own: frozenset[str]) -> dict[str, Any]:
+def _stream_options(
+    options: dict[str, Any], name: str, where: str, *, inherited: frozenset[str]
+) -> dict[str, Any]:
     """Check the options as the client would (`StreamOptions`), and convert the TOML forms to its types.
 
     The timings go through the client's own rules (`client.options.resolve`), with the keys spelled as the
@@ -361,7 +363,7 @@ def _stream_options(options: dict[str, Any], name: str, where: str, *, own: froz
         converted["rotate_after"] = None  # 0 disables rotation, as `userstream watch --rotate-after 0`
 
     def spell(key: str) -> str:
-        return key if key in own else f"[defaults] {key}"
+        return f"[defaults] {key}" if key in inherited else key
 
     timings = {key: value for key, value in converted.items() if key in TIMINGS}
     try:
