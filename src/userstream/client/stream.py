@@ -621,8 +621,6 @@ def connect(
         snapshot_symbols=_symbols(snapshot_symbols),
         initial_snapshot=initial_snapshot,
     )
-    for line in options.derived:
-        _log.info("%s/%s: %s", _exchange(exchange).value, options.account, line)
     transport = Transport(
         tls=options.tls_policy(), request_timeout=options.request_timeout, max_frame=options.max_frame
     )
@@ -648,6 +646,8 @@ def connect(
         snapshot_rest_url=snapshot_rest_url,
         quotes=options.quotes,
     )
+    for line in options.derived:  # once every argument is accepted
+        _log.info("%s/%s: %s", session.exchange.value, options.account, line)
     return UserStream(
         session=session, transport=transport, options=options, on_status=on_status, snapshots=snapshots
     )
