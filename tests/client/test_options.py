@@ -252,3 +252,41 @@ async def test_connect_logs_each_derived_value_at_info(lab: Lab, caplog: pytest.
     assert [record.getMessage() for record in caplog.records if record.name == "userstream.client"] == [
         "bitmusa/alice: ping_interval 20s, derived from idle_timeout (30s): idle_timeout / 1.5, at most 30s"
     ]
+
+
+@pytest.mark.parametrize(
+    ("exchange", "timings", "warnings"),
+    [
+        (
+            "coinlocally",
+            {"ping_interval": 40},
+            [
+                "coinlocally/alice: ping_interval (40s) is not under the 40s after which Coinlocally's "
+                "document says it closes a connection that has not pinged: expect the connection closed "
+                "about every 40s, each close a gap"
+            ],
+        ),
+        ("coinlocally", {"ping_interval": 39.5}, []),
+        ("bitmusa", {"ping_interval": 40}, []),  # Bitmusa documents no ping, so no limit on it
+        (
+            "bitmusa",
+            {"rotate_after": 86400},
+            [
+                "bitmusa/alice: rotate_after (86400s) is not under the exchanges' 24-hour connection limit "
+                "(86400s): every connection will be cut before it is rotated, each cut a gap"
+            ],
+        ),
+        ("coinlocally", {"rotate_after": 86399, "idle_timeout": 120}, []),  # derived ping 30: never warned
+    ],
+)
+async def test_given_timings_the_documents_say_will_fail_are_warned_not_refused(
+    lab: Lab, caplog: pytest.LogCaptureFixture, exchange: str, timings: dict[str, float], warnings: list[str]
+) -> None:
+    async with lab() as env:
+        with caplog.at_level(logging.WARNING, logger="userstream.client"):
+            stream = connect(exchange, **only(env, exchange, **timings))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "userstream.client"] == [
+        ("WARNING", line) for line in warnings
+    ]
+    assert {name: getattr(stream.options, name) for name in timings} == timings
+    await stream.aclose()

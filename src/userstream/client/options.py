@@ -21,10 +21,11 @@ from userstream.client.connection import FrameHook
 from userstream.client.queue import Overflow
 from userstream.client.tls import TlsPolicy
 from userstream.errors import ConfigurationError
-from userstream.protocol import bitmusa
+from userstream.events import Exchange
+from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
 
-__all__ = ["DEFAULTS", "PONG_MARGIN", "TIMINGS", "Resolved", "StreamOptions", "resolve"]
+__all__ = ["DEFAULTS", "PONG_MARGIN", "TIMINGS", "Resolved", "StreamOptions", "resolve", "unlikely_to_work"]
 
 #: The documented defaults of the timings, in seconds (docs/client.md). A default that does not fit a
 #: value the caller gave is replaced by a derived one (`resolve`).
@@ -50,6 +51,8 @@ PONG_MARGIN: Final = 1.5
 
 _POSITIVE: Final = frozenset(TIMINGS) - {"rotate_after", "stable_after"}
 _LISTEN_KEY_VALIDITY: Final = bitmusa.LISTEN_KEY_VALIDITY_MS / 1000
+_CONNECTION_AGE: Final = bitmusa.MAX_CONNECTION_AGE_MS / 1000  # both exchanges cut a connection at 24 h
+_COINLOCALLY_SILENCE: Final = coinlocally.HEARTBEAT_TIMEOUT_MS / 1000
 
 
 def _keyword(name: str) -> str:
@@ -396,3 +399,25 @@ class StreamOptions:
             stable_after=self.stable_after,
             rng=self.rng,
         )
+
+
+def unlikely_to_work(options: StreamOptions, exchange: Exchange) -> tuple[str, ...]:
+    """What the exchange's document says will go wrong with these options, one warning line each.
+
+    Warned (by `connect()`), not refused: the values were given on purpose (a derived or default value never
+    lands here), and the document may be stricter than the exchange, or the peer an emulator of the
+    caller's own. A keepalive past the listenKey's validity is the exception, refused by `resolve`: the
+    stream could never stay up."""
+    lines = []
+    if exchange is Exchange.COINLOCALLY and not options.ping_interval < _COINLOCALLY_SILENCE:
+        lines.append(
+            f"ping_interval ({options.ping_interval:g}s) is not under the {_COINLOCALLY_SILENCE:g}s after "
+            "which Coinlocally's document says it closes a connection that has not pinged: expect the "
+            f"connection closed about every {_COINLOCALLY_SILENCE:g}s, each close a gap"
+        )
+    if options.rotate_after is not None and not options.rotate_after < _CONNECTION_AGE:
+        lines.append(
+            f"rotate_after ({options.rotate_after:g}s) is not under the exchanges' 24-hour connection limit "
+            f"({_CONNECTION_AGE:g}s): every connection will be cut before it is rotated, each cut a gap"
+        )
+    return tuple(lines)

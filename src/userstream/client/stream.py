@@ -42,7 +42,7 @@ from userstream.client.bitmusa import BitmusaSession
 from userstream.client.coinlocally import CoinlocallySession
 from userstream.client.connection import Connection, ConnectionCounters, FrameHook
 from userstream.client.dedupe import OverlapDeduper
-from userstream.client.options import DEFAULTS, StreamOptions
+from userstream.client.options import DEFAULTS, StreamOptions, unlikely_to_work
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
 from userstream.client.resync import Resync, SnapshotTaker, snapshot_taker
 from userstream.client.session import Session
@@ -648,6 +648,8 @@ def connect(
     )
     for line in options.derived:  # once every argument is accepted
         _log.info("%s/%s: %s", session.exchange.value, options.account, line)
+    for line in unlikely_to_work(options, session.exchange):
+        _log.warning("%s/%s: %s", session.exchange.value, options.account, line)
     return UserStream(
         session=session, transport=transport, options=options, on_status=on_status, snapshots=snapshots
     )
