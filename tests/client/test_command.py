@@ -387,3 +387,15 @@ async def test_two_contradicting_flags_exit_2_naming_them() -> None:
         "userstream watch: --idle-timeout (30s) must exceed --ping-interval (30s): the pong of a ping is "
         "what proves a quiet connection alive (give one of the two and the other is derived from it)\n",
     )
+
+
+@pytest.mark.parametrize("size", ["0", "-3", "many"])
+def test_a_queue_size_below_one_is_refused_naming_the_flag(
+    size: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parsed("--queue-size", size)
+    assert raised.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"userstream watch: error: argument --queue-size: must be a positive integer, not {size!r}"
+    )

@@ -5,6 +5,7 @@ streams on both exchanges."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -118,6 +119,15 @@ def test_a_timing_left_out_fits_the_ones_given(
     options = StreamOptions(**given)  # type: ignore[arg-type]
     assert {name: getattr(options, name) for name in DOCUMENTED} == resolved.values
     assert options.derived == resolved.derived
+
+
+def test_replace_takes_every_value_of_the_original_as_given() -> None:
+    options = StreamOptions(idle_timeout=30)
+    smaller = dataclasses.replace(options, queue_size=5)
+    assert (smaller.queue_size, smaller.ping_interval, smaller.idle_timeout) == (5, 20.0, 30)
+    assert smaller.derived == ()
+    with pytest.raises(ConfigurationError, match=r"^idle_timeout \(5s\) must exceed ping_interval \(20s\)"):
+        dataclasses.replace(options, idle_timeout=5)
 
 
 def test_none_means_not_given_and_equality_ignores_how_a_value_came() -> None:

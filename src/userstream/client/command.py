@@ -106,7 +106,9 @@ def add_parser(subparsers: Any) -> None:
         help='status events to stdout as {"kind":"status",...} lines (default: stderr log lines)',
     )
     behaviour = parser.add_argument_group("behaviour")
-    behaviour.add_argument("--queue-size", type=int, default=10_000)
+    behaviour.add_argument(
+        "--queue-size", type=_positive_int, default=10_000, help="events buffered (default %(default)s)"
+    )
     behaviour.add_argument("--overflow", choices=[policy.value for policy in Overflow], default="block")
     behaviour.add_argument(
         "--close-key-on-exit",
@@ -265,6 +267,16 @@ def timing_arguments(args: argparse.Namespace) -> dict[str, Any]:
             timings[_option(flag)] = None if flag == "--rotate-after" and value == 0 else value
     resolve(timings, spell=_flag, rotation_off="0")
     return timings
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
 
 
 def _option(flag: str) -> str:

@@ -274,6 +274,8 @@ class StreamOptions:
     both. The defaults follow the documents: Bitmusa's listenKey lives 60 min (keepalive at 30), Coinlocally
     wants a ping every 30 s and drops a client after 40 s of silence, both exchanges cut connections at 24 h
     (rotation at 23 h 30 min leaves half an hour to overlap safely). `rotate_after=None` disables rotation.
+    `dataclasses.replace()` works and takes every timing of the original as given (each is a number by
+    then); to change one timing and have the others fit it again, build a new `StreamOptions`.
     """
 
     account: str
@@ -305,7 +307,7 @@ class StreamOptions:
     initial_snapshot: bool  # also resync once the first connection is live
     #: how each timing the caller did not give was derived from those given (only where it is not the
     #: default), one line each: `connect()` logs them at INFO
-    derived: tuple[str, ...] = field(repr=False, compare=False)
+    derived: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __init__(
         self,
