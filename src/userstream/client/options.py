@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final
 
 from userstream.client.backoff import Backoff
@@ -29,19 +30,21 @@ __all__ = ["DEFAULTS", "PONG_MARGIN", "TIMINGS", "Resolved", "StreamOptions", "r
 
 #: The documented defaults of the timings, in seconds (docs/client.md). A default that does not fit a
 #: value the caller gave is replaced by a derived one (`resolve`).
-DEFAULTS: Final[Mapping[str, float]] = {
-    "keepalive_interval": 1800.0,  # Bitmusa: half the listenKey's hour
-    "ping_interval": 30.0,  # Coinlocally drops a client that has not pinged for 40 s
-    "idle_timeout": 45.0,  # a ping interval and half of one more for its pong
-    "rotate_after": 84600.0,  # 23 h 30 min: half an hour before both exchanges' 24-hour cut
-    "sub_timeout": 10.0,
-    "backoff_base": 1.0,
-    "backoff_cap": 30.0,
-    "stable_after": 60.0,
-    "overlap_timeout": 5.0,
-    "close_timeout": 5.0,
-    "request_timeout": 10.0,
-}
+DEFAULTS: Final[Mapping[str, float]] = MappingProxyType(
+    {
+        "keepalive_interval": 1800.0,  # Bitmusa: half the listenKey's hour
+        "ping_interval": 30.0,  # Coinlocally drops a client that has not pinged for 40 s
+        "idle_timeout": 45.0,  # a ping interval and half of one more for its pong
+        "rotate_after": 84600.0,  # 23 h 30 min: half an hour before both exchanges' 24-hour cut
+        "sub_timeout": 10.0,
+        "backoff_base": 1.0,
+        "backoff_cap": 30.0,
+        "stable_after": 60.0,
+        "overlap_timeout": 5.0,
+        "close_timeout": 5.0,
+        "request_timeout": 10.0,
+    }
+)
 #: Every timing `resolve` knows, in the order it settles them.
 TIMINGS: Final = tuple(DEFAULTS)
 
@@ -49,7 +52,6 @@ TIMINGS: Final = tuple(DEFAULTS)
 #: at least a third of the idle timeout before a quiet connection would be declared dead.
 PONG_MARGIN: Final = 1.5
 
-_POSITIVE: Final = frozenset(TIMINGS) - {"rotate_after", "stable_after"}
 _LISTEN_KEY_VALIDITY: Final = bitmusa.LISTEN_KEY_VALIDITY_MS / 1000
 _CONNECTION_AGE: Final = bitmusa.MAX_CONNECTION_AGE_MS / 1000  # both exchanges cut a connection at 24 h
 _COINLOCALLY_SILENCE: Final = coinlocally.HEARTBEAT_TIMEOUT_MS / 1000
