@@ -91,7 +91,12 @@ async def test_impossible_values_are_refused_counted_warned_once_and_the_stream_
         after = warnings(caplog)
     # the stream went on: the valid events before and after the four impossible ones, exactly
     assert events == [env.expected_balance(1, exchange), env.expected_order(6, exchange)]
-    assert (stats.unknown_frames, stats.malformed_frames, stats.events_received) == (4, 4, 2)
+    assert (stats.connections, stats.unknown_frames, stats.malformed_frames, stats.events_received) == (
+        1,
+        4,
+        4,
+        2,
+    )
     name = f"{exchange}/alice connection=1"
     first = f"{negative_field}: a balance cannot be negative, got -2.5"
     assert during == [
@@ -119,13 +124,16 @@ async def test_impossible_values_are_refused_counted_warned_once_and_the_stream_
 @asynccontextmanager
 async def coinlocally_peer(frames: list[str | bytes]) -> AsyncIterator[str]:
     """A Coinlocally-like server: "sub success" after the sub, then `frames`, then it keeps the connection
-    open (answering nothing more) until the client leaves. A fake *exchange*, not a stand-in for our code."""
+    open, answering pings (so that no reconnect can happen however slow the machine), until the client leaves.
+    A fake *exchange*, not a stand-in for our code."""
 
     async def handle(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         async for message in ws:
-            if isinstance(message.data, str) and '"sub"' in message.data:
+            if isinstance(message.data, str) and '"ping"' in message.data:
+                await ws.send_str(message.data.replace("ping", "pong"))
+            elif isinstance(message.data, str) and '"sub"' in message.data:
                 await ws.send_str("sub success")
                 for frame in frames:
                     if isinstance(frame, bytes):
@@ -201,7 +209,12 @@ async def test_garbage_is_warned_once_per_kind_then_counted_per_interval_and_the
         lines = warnings(caplog)
     assert isinstance(event, BalanceUpdate)
     assert (event.exchange, event.free) == (Exchange.COINLOCALLY, Decimal("7"))
-    assert (stats.unknown_frames, stats.malformed_frames, stats.events_received) == (10, 7, 1)
+    assert (stats.connections, stats.unknown_frames, stats.malformed_frames, stats.events_received) == (
+        1,
+        10,
+        7,
+        1,
+    )
     name = "coinlocally/default connection=1"
     firsts = [line for line in lines if re.search(r" frame (refused|ignored): ", line)]
     assert firsts == [
