@@ -118,6 +118,36 @@ async def test_impossible_values_are_refused_counted_warned_once_and_the_stream_
     ]
 
 
+@pytest.mark.parametrize("exchange", ["bitmusa", "coinlocally"])
+async def test_the_count_of_impossible_values_is_reported_once_the_interval_passed(
+    lab: Lab, caplog: pytest.LogCaptureFixture, exchange: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="userstream.client")
+    async with lab() as env, connect(exchange, **env.options(exchange, warning_interval=0.3)) as stream:
+        await env.until_streaming()
+        await env.ingest([negative_balance(n) for n in range(1, 7)] + [env.balance(7)])
+        (event,) = await env.take(stream, 1)
+        async with asyncio.timeout(WAIT):
+            # no frame comes after the last one: the connection's heartbeat wakes to report the count
+            while counted(warnings(caplog), "malformed") < 6:  # noqa: ASYNC110 - no signal to await
+                await asyncio.sleep(0.05)
+        lines = warnings(caplog)
+        stats = stream.stats
+    assert event == env.expected_balance(7, exchange)
+    assert (stats.connections, stats.unknown_frames, stats.malformed_frames) == (1, 6, 6)
+    name = f"{exchange}/alice connection=1"
+    assert lines[0].startswith(f"{name}: malformed frame refused: ")
+    assert len(lines) >= 2
+    for line in lines[1:]:
+        assert re.fullmatch(
+            rf"{re.escape(name)}: \d+ more malformed frames? refused in the last [0-9.]+s \(latest: .+\)",
+            line,
+        ), line
+    assert counted(lines, "malformed") == 6
+    assert lines[-1].endswith("a balance cannot be negative, got -6.5)")
+    assert len(details(caplog)) == 6
+
+
 # --- a scripted Coinlocally peer, for the garbage the emulator never sends ------------------------------
 
 
