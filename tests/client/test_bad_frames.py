@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from userstream.client import connect
+from userstream.errors import ConfigurationError
 from userstream.events import BalanceUpdate, Exchange
 
 Env = Any  # conftest.Env
@@ -354,3 +355,10 @@ async def test_watch_reports_an_impossible_value_from_the_emulator_on_stderr(lab
         "userstream watch: WARNING: bitmusa/alice connection=1: malformed frame refused: $.data.free: a "
         "balance cannot be negative, got -2.5 " + FIRST.format(kind="malformed", interval=60)
     ]
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, "60"])
+async def test_the_warning_interval_must_be_a_positive_number(interval: Any) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        connect("coinlocally", token="t", warning_interval=interval)
+    assert str(raised.value) == (f"warning_interval must be a positive number of seconds, not {interval!r}")
