@@ -924,3 +924,10 @@ def test_unknown_kinds_tell_broken_frames_from_news() -> None:
     assert Parser()('{"code":10002,"msg":"token invalid"}').kind is UnknownKind.UNKNOWN  # type: ignore[union-attr]
     unknown_stream = '{"data":{},"stream":"spot_margin","eventTime":1}'
     assert Parser()(unknown_stream).kind is UnknownKind.UNKNOWN  # type: ignore[union-attr]
+
+
+def test_a_message_without_a_stream_is_named_so() -> None:
+    frame = '{"code":10002,"msg":"token invalid"}'
+    assert Parser()(frame) == Unknown(
+        frame, "not a Bitmusa stream message: Object missing required field `stream`", UnknownKind.UNKNOWN
+    )

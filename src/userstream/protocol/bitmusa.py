@@ -570,8 +570,12 @@ def _kind_of(exc: UserStreamError) -> UnknownKind:
 def _shape_error(exc: msgspec.ValidationError) -> MessageShapeError:
     text = str(exc)
     field = _field_of(text)
-    unknown_stream = field == "$.stream" and text.startswith("Invalid value")
-    prefix = "unknown stream" if unknown_stream else "malformed Bitmusa message"
+    if field != "$.stream":
+        prefix = "malformed Bitmusa message"
+    elif text.startswith("Invalid value"):
+        prefix = "unknown stream"
+    else:  # no `stream`, or not a string: a message of some other kind (an error reply, a ping, ...)
+        prefix = "not a Bitmusa stream message"
     return MessageShapeError(f"{prefix}: {_clip(text, _REASON_LIMIT)}", field=field)
 
 
