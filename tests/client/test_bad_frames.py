@@ -124,7 +124,9 @@ async def test_the_count_of_impossible_values_is_reported_once_the_interval_pass
     lab: Lab, caplog: pytest.LogCaptureFixture, exchange: str
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="userstream.client")
-    async with lab() as env, connect(exchange, **env.options(exchange, warning_interval=0.3)) as stream:
+    # Pings every 30 s: the heartbeat task would sleep past WAIT unless the count's deadline wakes it.
+    settings = {"warning_interval": 0.3, "ping_interval": 30.0, "idle_timeout": 60.0}
+    async with lab() as env, connect(exchange, **env.options(exchange, **settings)) as stream:
         await env.until_streaming()
         await env.ingest([negative_balance(n) for n in range(1, 7)] + [env.balance(7)])
         (event,) = await env.take(stream, 1)
