@@ -19,6 +19,7 @@ from typing import Final
 
 from userstream.client.backoff import Backoff
 from userstream.client.connection import FrameHook
+from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL
 from userstream.client.queue import Overflow
 from userstream.client.tls import TlsPolicy
 from userstream.errors import ConfigurationError
@@ -307,6 +308,8 @@ class StreamOptions:
     resync: bool
     snapshot_symbols: tuple[str, ...]  # symbols whose open orders a snapshot lists besides those held
     initial_snapshot: bool  # also resync once the first connection is live
+    #: seconds between two WARNINGs about unusable frames of one kind on a connection (frame_warnings.py)
+    warning_interval: float
     #: how each timing the caller did not give was derived from those given (only where it is not the
     #: default), one line each: `connect()` logs them at INFO
     derived: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -339,6 +342,7 @@ class StreamOptions:
         resync: bool = True,
         snapshot_symbols: tuple[str, ...] = (),
         initial_snapshot: bool = False,
+        warning_interval: float = DEFAULT_WARNING_INTERVAL,
     ) -> None:
         given: dict[str, object] = {
             "keepalive_interval": keepalive_interval,
@@ -374,12 +378,16 @@ class StreamOptions:
             ("resync", resync),
             ("snapshot_symbols", snapshot_symbols),
             ("initial_snapshot", initial_snapshot),
+            ("warning_interval", warning_interval),
         )
         for name, value in others:
             settle(self, name, value)
         self._check_the_rest()
 
     def _check_the_rest(self) -> None:
+        value = self.warning_interval
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigurationError(f"warning_interval must be a positive number of seconds, not {value!r}")
         for name in ("queue_size", "auth_attempts", "max_frame"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -42,6 +42,7 @@ from userstream.client.bitmusa import BitmusaSession
 from userstream.client.coinlocally import CoinlocallySession
 from userstream.client.connection import Connection, ConnectionCounters, FrameHook
 from userstream.client.dedupe import OverlapDeduper
+from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL
 from userstream.client.options import DEFAULTS, StreamOptions, unlikely_to_work
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
 from userstream.client.resync import Resync, SnapshotTaker, snapshot_taker
@@ -77,13 +78,16 @@ class StreamStats:
     events_delivered: int  # events handed to the user
     duplicates_suppressed: int  # copies withheld during rotation overlaps
     dropped: int  # events discarded by overflow="drop_oldest"
-    unknown_frames: int  # frames that were not understood (kept out of the event stream)
+    unknown_frames: int  # frames that were not understood (kept out of the event stream), malformed included
     pings_sent: int
     pings_answered: int  # server pings answered with a pong
     keepalives: int  # successful Bitmusa keepalives
     auth_failures: int  # rejected credentials, in a row
     resyncs: int = 0  # REST snapshots taken after a gap, their corrections queued
     resync_failures: int = 0  # snapshot attempts that failed (each retried or reported)
+    #: the part of unknown_frames refused as broken: undecodable, or malformed (impossible values included);
+    #: unknown_frames - malformed_frames were well-formed but not understood (an unknown event type, say)
+    malformed_frames: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -191,6 +195,7 @@ class UserStream:
             auth_failures=self._auth_failures,
             resyncs=self._resync.resyncs,
             resync_failures=self._resync.failures,
+            malformed_frames=counters.malformed_frames,
         )
 
     # --- the user's side ---------------------------------------------------------------------------
@@ -399,6 +404,8 @@ class UserStream:
             counters=self._counters,
             on_live=self._went_live,
             on_frame=options.on_frame,
+            name=f"{self.exchange.value}/{self.account}",
+            warning_interval=options.warning_interval,
         )
         if self._dedupe.active:
             self._dedupe.add_new(serial)
@@ -581,6 +588,7 @@ def connect(
     snapshot_symbols: Sequence[str] = (),
     initial_snapshot: bool = False,
     resync: bool = True,
+    warning_interval: float = DEFAULT_WARNING_INTERVAL,
 ) -> UserStream:
     """A user data stream for one account; use it with `async with` and `async for`.
 
@@ -621,6 +629,7 @@ def connect(
         resync=resync,
         snapshot_symbols=_symbols(snapshot_symbols),
         initial_snapshot=initial_snapshot,
+        warning_interval=warning_interval,
     )
     # Every credential of the stream (its listenKeys are added as the session gets them): what a server
     # says passes through this before anyone sees it (client/scrub.py).

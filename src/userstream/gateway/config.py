@@ -69,6 +69,7 @@ STREAM_OPTION_KEYS: frozenset[str] = frozenset(
         "close_key_on_exit",
         "max_frame",
         "quotes",
+        "warning_interval",
     }
 )
 
