@@ -5,9 +5,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# `make -C userstream demo` or a make run from another make would print "Entering directory" on stdout.
-MAKEFLAGS += --no-print-directory
-
 .PHONY: demo test lint typecheck unit bench clean setup redis-server soak
 
 setup: $(STAMP)
