@@ -79,6 +79,11 @@ async def test_the_data_directory_is_configurable(lab: Any, tmp_path: Path) -> N
 def test_only_relative_file_paths_move() -> None:
     assert sink_in_data_dir(SqliteSpec(path="a.db"), "/srv/us") == SqliteSpec(path="/srv/us/a.db")
     assert sink_in_data_dir(JsonlSpec(path="x/a.jsonl"), "d") == JsonlSpec(path="d/x/a.jsonl")
+    assert sink_in_data_dir(SqliteSpec(path="a.db"), "~/us") == SqliteSpec(path=str(Path.home() / "us/a.db"))
+    options = SqliteSpec(path="a.db", synchronous="normal", capacity=7, batch_size=3)
+    assert sink_in_data_dir(options, "d") == SqliteSpec(
+        path="d/a.db", synchronous="normal", capacity=7, batch_size=3
+    )
     for unmoved in (SqliteSpec(path="/abs/a.db"), JsonlSpec(path="-"), JsonlSpec(), RedisSpec()):
         assert sink_in_data_dir(unmoved, "d") is unmoved
 

@@ -140,9 +140,8 @@ class GatewayConfig:
     sse_queue: int = 1000
     shutdown_timeout: float = 10.0
     cluster: ClusterConfig | None = None  # share the accounts with other instances (docs/scaling.md)
-    data_dir: str = (
-        DEFAULT_DATA_DIR  # the directory of sink files named by a relative path (sink_in_data_dir)
-    )
+    # The directory of the sink files named by a relative path (sink_in_data_dir).
+    data_dir: str = DEFAULT_DATA_DIR
 
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, str) or not self.data_dir:
@@ -172,10 +171,11 @@ class GatewayConfig:
 
 
 def sink_in_data_dir(spec: SinkSpec, data_dir: str) -> SinkSpec:
-    """A JSONL or SQLite sink whose path is relative, placed in `data_dir`; any other sink as it is."""
+    """A JSONL or SQLite sink whose path is relative, placed in `data_dir` (a leading `~` is the home
+    directory); any other sink as it is."""
     if isinstance(spec, JsonlSpec | SqliteSpec) and spec.path != "-" and not Path(spec.path).is_absolute():
         fields = {name: getattr(spec, name) for name in spec.__struct_fields__}
-        return type(spec)(**{**fields, "path": str(Path(data_dir) / spec.path)})
+        return type(spec)(**{**fields, "path": str(Path(data_dir).expanduser() / spec.path)})
     return spec
 
 

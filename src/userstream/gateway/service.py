@@ -41,7 +41,7 @@ from userstream.fills import FillTracker
 from userstream.gateway.config import AccountConfig, GatewayConfig, resolve_credentials, sink_in_data_dir
 from userstream.gateway.sse import EventHub
 from userstream.server.logs import log_event
-from userstream.sinks.config import SinkSpec, build_runner
+from userstream.sinks.config import JsonlSpec, SinkSpec, SqliteSpec, build_runner
 from userstream.sinks.runner import SinkHealth, SinkRunner
 from userstream.sinks.sqlite import SqliteSink
 from userstream.state import AccountState
@@ -385,9 +385,8 @@ class Gateway:
                 self.leases = await self._make_leases(self.config.cluster)
             for configured in self.config.sinks:
                 spec = sink_in_data_dir(configured, self.config.data_dir)
-                if spec is not configured:  # a file in the data directory: owner-only, like its files
-                    os.makedirs(self.config.data_dir, mode=0o700, exist_ok=True)
-                    os.makedirs(os.path.dirname(getattr(spec, "path", "")), mode=0o700, exist_ok=True)
+                if spec is not configured and isinstance(spec, JsonlSpec | SqliteSpec):
+                    _make_directories(self.config.data_dir, spec.path)
                 runner = build_runner(spec)
                 await runner.start()
                 self._sinks.append(SinkHandle(spec, runner))
@@ -560,3 +559,10 @@ def _resync_arguments(account: AccountConfig, secret_key: str | None) -> dict[st
         if account.exchange is Exchange.BITMUSA or secret_key is not None:
             resync["initial_snapshot"] = True
     return resync
+
+
+def _make_directories(data_dir: str, path: str) -> None:
+    """The data directory and the one a sink's file is in, created owner-only (the files hold balances and
+    orders) when missing."""
+    os.makedirs(os.path.expanduser(data_dir), mode=0o700, exist_ok=True)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
