@@ -26,7 +26,7 @@ from typing import IO, Any, NamedTuple
 
 from userstream.client.queue import Overflow
 from userstream.client.status import StatusEvent
-from userstream.client.stream import UserStream, connect
+from userstream.client.stream import DEFAULT_QUEUE_BYTES, UserStream, connect
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.eventjson import dec, to_json
 from userstream.events import BalanceUpdate, Event, Fill
@@ -91,6 +91,13 @@ def add_parser(subparsers: Any) -> None:
     )
     behaviour = parser.add_argument_group("behaviour")
     behaviour.add_argument("--queue-size", type=int, default=10_000)
+    behaviour.add_argument(
+        "--queue-bytes",
+        type=int,
+        default=DEFAULT_QUEUE_BYTES,
+        metavar="N",
+        help="the queue's bound in bytes besides events (default: %(default)s, 32 MiB)",
+    )
     behaviour.add_argument("--overflow", choices=[policy.value for policy in Overflow], default="block")
     behaviour.add_argument(
         "--close-key-on-exit",
@@ -257,6 +264,7 @@ async def _watch(args: argparse.Namespace, output_format: str) -> int:
             backoff_base=args.backoff_base,
             backoff_cap=args.backoff_cap,
             queue_size=args.queue_size,
+            queue_bytes=args.queue_bytes,
             overflow=args.overflow,
             close_key_on_exit=args.close_key_on_exit,
             on_status=printer.status,

@@ -54,7 +54,7 @@ from userstream.errors import (
     ConnectionLostError,
     UserStreamError,
 )
-from userstream.events import Event, Exchange
+from userstream.events import Event, Exchange, event_size
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
 
@@ -64,6 +64,9 @@ _log = logging.getLogger("userstream.client")
 
 #: How many status events `UserStream.statuses()` keeps for a reader that is behind.
 STATUS_BACKLOG = 1024
+#: The queue's default byte bound (`queue_bytes`, as `events.event_size` counts): 10,000 ordinary events
+#: (~2.8 KB each at most) fit under it, so `queue_size` binds first unless messages are padded.
+DEFAULT_QUEUE_BYTES = 32 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +85,7 @@ class StreamOptions:
     rotate_after: float | None = 84600.0
     sub_timeout: float = 10.0
     queue_size: int = 10_000
+    queue_bytes: int = DEFAULT_QUEUE_BYTES  # the queue's bound in bytes besides events (docs/reliability.md)
     overflow: Overflow = Overflow.BLOCK
     backoff_base: float = 1.0
     backoff_cap: float = 30.0
@@ -136,7 +140,7 @@ class StreamOptions:
             )
         if self.backoff_cap < self.backoff_base:
             raise ConfigurationError("backoff_cap must be at least backoff_base")
-        for name in ("queue_size", "auth_attempts", "max_frame"):
+        for name in ("queue_size", "queue_bytes", "auth_attempts", "max_frame"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
@@ -178,6 +182,8 @@ class StreamStats:
     auth_failures: int  # rejected credentials, in a row
     resyncs: int = 0  # REST snapshots taken after a gap, their corrections queued
     resync_failures: int = 0  # snapshot attempts that failed (each retried or reported)
+    queued: int = 0  # events waiting in the queue for the user now
+    queued_bytes: int = 0  # their weight, as the queue's byte bound counts it (`events.event_size`)
 
 
 @dataclass(slots=True, eq=False)
@@ -219,7 +225,11 @@ class UserStream:
         self._options = options
         self._on_status = on_status
         self._queue: EventQueue[Event] = EventQueue(
-            options.queue_size, options.overflow, report_dropped=self._report_dropped
+            options.queue_size,
+            options.overflow,
+            report_dropped=self._report_dropped,
+            maxbytes=options.queue_bytes,
+            sizeof=event_size,
         )
         self._statuses: EventQueue[StatusEvent] = EventQueue(STATUS_BACKLOG, Overflow.DROP_OLDEST)
         self._dedupe = OverlapDeduper()
@@ -285,6 +295,8 @@ class UserStream:
             auth_failures=self._auth_failures,
             resyncs=self._resync.resyncs,
             resync_failures=self._resync.failures,
+            queued=len(self._queue),
+            queued_bytes=self._queue.bytes,
         )
 
     # --- the user's side ---------------------------------------------------------------------------
@@ -654,6 +666,7 @@ def connect(
     rotate_after: float | None = 84600.0,
     sub_timeout: float = 10.0,
     queue_size: int = 10_000,
+    queue_bytes: int = DEFAULT_QUEUE_BYTES,
     overflow: Overflow | Literal["block", "drop_oldest"] = Overflow.BLOCK,
     backoff_base: float = 1.0,
     backoff_cap: float = 30.0,
@@ -695,6 +708,7 @@ def connect(
         rotate_after=rotate_after,
         sub_timeout=sub_timeout,
         queue_size=queue_size,
+        queue_bytes=queue_bytes,
         overflow=policy,
         backoff_base=backoff_base,
         backoff_cap=backoff_cap,
