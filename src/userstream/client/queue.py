@@ -85,6 +85,7 @@ class EventQueue(Generic[T]):
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
+        self._producer_waits = False  # a `put` waits for room
 
     @property
     def overflow(self) -> Overflow:
@@ -132,8 +133,20 @@ class EventQueue(Generic[T]):
         fit in an open queue. One call per frame on the reader's path (a frame may carry several events)."""
         if self._closed:
             return True  # discarded: nobody will read them
+        if len(items) == 1 and self._maxbytes:  # the usual frame, one event: its own short path
+            item = items[0]
+            size = self._sizeof(item)
+            if len(self._items) < self._maxsize and self._bytes + size <= self._maxbytes:
+                self._items.append(item)
+                self._sizes.append(size)
+                self._bytes += size
+                self._readable.set()
+                return True
+            if self._overflow is Overflow.BLOCK and not self._fits(1, size):
+                return False
+            return self._put(item, size)
         sizes = [self._sizeof(item) for item in items] if self._maxbytes else None
-        weight = sum(sizes) if sizes is not None else 0
+        weight = 0 if sizes is None else sum(sizes)
         if not self._fits(len(items), weight):
             if self._overflow is Overflow.BLOCK:
                 return False
@@ -151,6 +164,7 @@ class EventQueue(Generic[T]):
         """Add one item; waits while full under "block". Items put after `close` are discarded."""
         while not self.put_nowait(item):
             self._writable.clear()
+            self._producer_waits = True
             await self._writable.wait()
 
     def put_nowait(self, item: T) -> bool:
@@ -184,7 +198,8 @@ class EventQueue(Generic[T]):
         item = self._items.popleft()
         if self._maxbytes:
             self._bytes -= self._sizes.popleft()
-        if not self._writable.is_set():  # a producer is waiting for room: let it look again
+        if self._producer_waits:  # let it look again: the room it needs may be there now
+            self._producer_waits = False
             self._writable.set()
         return item
 
@@ -204,7 +219,8 @@ class EventQueue(Generic[T]):
         item = self._items.popleft()
         if self._maxbytes:
             self._bytes -= self._sizes.popleft()
-        if not self._writable.is_set():  # a producer is waiting for room: let it look again
+        if self._producer_waits:  # let it look again: the room it needs may be there now
+            self._producer_waits = False
             self._writable.set()
         return item
 
