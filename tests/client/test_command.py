@@ -199,6 +199,11 @@ async def test_a_rejected_coinlocally_token_flag_exits_2(lab: Lab) -> None:
             "(got token and api_key)",
         ),
         (
+            ["coinlocally", "--token", "a", "--queue-bytes", "0"],
+            {},
+            "userstream watch: queue_bytes must be a positive integer, not 0",
+        ),
+        (
             ["bitmusa", "--ws-url", "http://127.0.0.1:1"],
             {"USERSTREAM_BITMUSA_API_KEY": "x", "USERSTREAM_BITMUSA_AUTH_KEY": "y"},
             "userstream watch: the Bitmusa WebSocket URL must be an absolute wss:// or ws:// URL, "
