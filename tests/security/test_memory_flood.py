@@ -271,3 +271,44 @@ async def test_a_gateway_holding_every_flooded_order_open_stays_bounded(tmp_path
         0,
     )
     assert peak < BOUND, f"peak RSS {peak / MIB:.0f} MiB"
+
+
+async def test_the_recorder_keeps_what_it_records_on_disk_not_in_memory(tmp_path: Path) -> None:
+    count = 3_000  # 3,000 messages of 128 KiB: ~400 MB inflated, had it kept them
+    out = tmp_path / "flood.jsonl"
+    async with flood_peer(PaddedReports(2 * PAD), count) as (peer, url):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "userstream",
+            "record",
+            "coinlocally",
+            "--token",
+            TOKEN,
+            "--ws-url",
+            url,
+            "--out",
+            str(out),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(
+                WAIT
+            ):  # every frame is on disk: the header, the sub reply, the reports
+                while not out.exists() or out.read_bytes().count(b"\n") < count + 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+            peak = peak_rss(process.pid)
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(WAIT):
+                _, stderr = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert process.returncode == 0, stderr.decode()
+    assert peer.sent == count
+    records = [json.loads(line) for line in out.read_bytes().splitlines()[1:]]
+    assert [record["type"] for record in records] == ["text"] + ["binary"] * count
+    assert stderr.decode().splitlines()[-1] == f"userstream record: {count + 1} frames written to {out}"
+    assert peak < BOUND, f"peak RSS {peak / MIB:.0f} MiB"
