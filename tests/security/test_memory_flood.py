@@ -5,11 +5,12 @@ valid execution reports padded with an unknown field, each a ~100-byte gzip fram
 issue's peer sent ~1 KB frames inflating to ~1 MB: the same shape, smaller so the test takes seconds; the
 bench, bench/memory_flood.py, runs the issue's sizes). Each report has its own order id and stays open.
 
-The client and the gateway run as subprocesses (`sys.executable`, this tree's code), and their peak resident
-memory is read from /proc/<pid>/status (VmHWM) once the flood has been taken in. Before raw was clipped,
-the queue bounded in bytes and the state kept without raw, the same floods took the client past 350 MB and
-the gateway past 200 MB, and grew with the flood; now each stays under `BOUND` whatever the flood's length,
-and the counts (taken, queued, dropped) are exactly what the queue's byte bound allows.
+The client, the gateway and the recorder run as subprocesses (`sys.executable`, this tree's code), and their
+peak resident memory is read from /proc/<pid>/status (VmHWM) once the flood has been taken in. Before raw was
+clipped, the queue bounded in bytes and the state kept without raw, the same floods took main's client and
+gateway to ~430 MiB each (and more the longer the flood); now each stays under `BOUND` (measured 73, 73, 56
+and 53 MiB on the development machine), and the counts (taken, queued, dropped) are exactly what the queue's
+byte bound allows.
 """
 
 from __future__ import annotations
