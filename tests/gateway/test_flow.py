@@ -454,6 +454,7 @@ async def test_metrics_count_the_flow_exactly(lab: Any) -> None:
         'userstream_gateway_keepalive_failures_total{account="alice-bitmusa",exchange="bitmusa"} 0',
         'userstream_gateway_snapshot_resyncs_total{account="alice-bitmusa",exchange="bitmusa"} 0',
         'userstream_gateway_stream_queue_depth{account="bob-bitmusa",exchange="bitmusa"} 0',
+        'userstream_gateway_stream_queue_bytes{account="bob-bitmusa",exchange="bitmusa"} 0',
         f"userstream_gateway_sink_up{{{sink}}} 1",
         f"userstream_gateway_sink_written_total{{{sink}}} {TOTAL}",
         f"userstream_gateway_sink_queue_depth{{{sink}}} 0",
