@@ -389,13 +389,14 @@ async def test_two_contradicting_flags_exit_2_naming_them() -> None:
     )
 
 
+@pytest.mark.parametrize("flag", ["--queue-size", "--queue-bytes"])
 @pytest.mark.parametrize("size", ["0", "-3", "many"])
 def test_a_queue_size_below_one_is_refused_naming_the_flag(
-    size: str, capsys: pytest.CaptureFixture[str]
+    flag: str, size: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as raised:
-        parsed("--queue-size", size)
+        parsed(flag, size)
     assert raised.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"userstream watch: error: argument --queue-size: must be a positive integer, not {size!r}"
+        f"userstream watch: error: argument {flag}: must be a positive integer, not {size!r}"
     )

@@ -43,7 +43,7 @@ from userstream.client.coinlocally import CoinlocallySession
 from userstream.client.connection import Connection, ConnectionCounters, FrameHook
 from userstream.client.dedupe import OverlapDeduper
 from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL
-from userstream.client.options import DEFAULTS, StreamOptions, unlikely_to_work
+from userstream.client.options import DEFAULT_QUEUE_BYTES, DEFAULTS, StreamOptions, unlikely_to_work
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
 from userstream.client.resync import Resync, SnapshotTaker, snapshot_taker
 from userstream.client.scrub import Scrubber
@@ -56,7 +56,7 @@ from userstream.errors import (
     ConnectionLostError,
     UserStreamError,
 )
-from userstream.events import Event, Exchange
+from userstream.events import Event, Exchange, event_size
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
 
@@ -88,6 +88,8 @@ class StreamStats:
     #: the part of unknown_frames refused as broken: undecodable, or malformed (impossible values included);
     #: unknown_frames - malformed_frames were well-formed but not understood (an unknown event type, say)
     malformed_frames: int = 0
+    queued: int = 0  # events waiting in the queue for the user now
+    queued_bytes: int = 0  # their weight, as the queue's byte bound counts it (`events.event_size`)
 
 
 @dataclass(slots=True, eq=False)
@@ -129,7 +131,11 @@ class UserStream:
         self._options = options
         self._on_status = on_status
         self._queue: EventQueue[Event] = EventQueue(
-            options.queue_size, options.overflow, report_dropped=self._report_dropped
+            options.queue_size,
+            options.overflow,
+            report_dropped=self._report_dropped,
+            maxbytes=options.queue_bytes,
+            sizeof=event_size,
         )
         self._statuses: EventQueue[StatusEvent] = EventQueue(STATUS_BACKLOG, Overflow.DROP_OLDEST)
         self._dedupe = OverlapDeduper()
@@ -196,6 +202,8 @@ class UserStream:
             resyncs=self._resync.resyncs,
             resync_failures=self._resync.failures,
             malformed_frames=counters.malformed_frames,
+            queued=len(self._queue),
+            queued_bytes=self._queue.bytes,
         )
 
     # --- the user's side ---------------------------------------------------------------------------
@@ -567,6 +575,7 @@ def connect(
     rotate_after: float | None = DEFAULTS["rotate_after"],
     sub_timeout: float | None = None,
     queue_size: int = 10_000,
+    queue_bytes: int = DEFAULT_QUEUE_BYTES,
     overflow: Overflow | Literal["block", "drop_oldest"] = Overflow.BLOCK,
     backoff_base: float | None = None,
     backoff_cap: float | None = None,
@@ -611,6 +620,7 @@ def connect(
         rotate_after=rotate_after,
         sub_timeout=sub_timeout,
         queue_size=queue_size,
+        queue_bytes=queue_bytes,
         overflow=policy,
         backoff_base=backoff_base,
         backoff_cap=backoff_cap,

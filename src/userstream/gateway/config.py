@@ -56,6 +56,7 @@ STREAM_OPTION_KEYS: frozenset[str] = frozenset(
         "rotate_after",
         "sub_timeout",
         "queue_size",
+        "queue_bytes",
         "overflow",
         "backoff_base",
         "backoff_cap",

@@ -145,6 +145,12 @@ def render_metrics(gateway: Gateway) -> str:
         per_account(lambda account: account.backlog),
     )
     out.family(
+        "stream_queue_bytes",
+        "gauge",
+        "What the events in the client's queue weigh, as its queue_bytes bound counts them.",
+        per_account(stat("queued_bytes")),
+    )
+    out.family(
         "stream_dropped_total",
         "counter",
         "Events the client's queue discarded (overflow drop_oldest).",

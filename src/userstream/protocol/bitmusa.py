@@ -42,6 +42,7 @@ from userstream.events import (
     OrderUpdate,
     Side,
     Source,
+    clip_raw,
 )
 from userstream.money import MAX_DIGITS, checked, exact_sub
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame
@@ -518,7 +519,7 @@ class Parser:
         except RecursionError:
             # msgspec looks ahead for the `stream` tag and recurses into any nesting it meets.
             raise FrameDecodeError("Bitmusa frame is nested too deeply") from None
-        return DataEvents((frame.event(self.account, text),))
+        return DataEvents((frame.event(self.account, clip_raw(text)),))
 
     def _parse_object(self, message: Mapping[str, Any]) -> DataEvents:
         if not isinstance(message, Mapping):
@@ -531,7 +532,7 @@ class Parser:
             raise _shape_error(exc) from None
         except (TypeError, ValueError, RecursionError) as exc:  # msgspec.EncodeError is a ValueError
             raise MessageShapeError(f"not a JSON object: {exc}", field="$") from None
-        return DataEvents((frame.event(self.account, raw),))
+        return DataEvents((frame.event(self.account, clip_raw(raw)),))
 
 
 def parse_message(

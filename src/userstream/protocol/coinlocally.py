@@ -33,6 +33,7 @@ from userstream.events import (
     OrderUpdate,
     Side,
     Source,
+    clip_raw,
 )
 from userstream.money import checked, exact_sub
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame, gzip_bytes
@@ -460,7 +461,7 @@ class Parser:
             raise FrameDecodeError(f"frame is not JSON: {exc}") from None
         except RecursionError:  # msgspec's answer to absurd nesting (found by tests/fuzz)
             raise FrameDecodeError("frame is nested too deeply") from None
-        return DataEvents(wire.normalize(self, text))
+        return DataEvents(wire.normalize(self, clip_raw(text)))
 
     @staticmethod
     def _control_text(stripped: str, text: str) -> Incoming:
