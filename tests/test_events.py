@@ -257,10 +257,11 @@ SHAPES: dict[str, Callable[[int], bytes]] = {
 def test_event_size_is_never_less_than_what_an_event_holds(shape: str, fills: bool) -> None:
     frames = [SHAPES[shape](n) for n in range(40)]
     held = _held_per_event(frames, fills)
-    (counted,) = {event_size(event) for event in _events(frames, fills)}
-    assert counted >= held, f"{shape}: counted {counted} bytes, holds {held:.0f}"
+    # a fill's fee_asset is None or an asset, so the counts of one shape differ by that string at most
+    counted = {event_size(event) for event in _events(frames, fills)}
+    assert min(counted) >= held, f"{shape}: counted {sorted(counted)} bytes, holds {held:.0f}"
     if shape == "ordinary":
-        assert counted <= 2.5 * held  # cheap, and not wildly above the truth
+        assert max(counted) <= 2.5 * held  # cheap, and not wildly above the truth
 
 
 def test_event_size_of_an_event_without_raw_measures_its_texts() -> None:
