@@ -13,6 +13,7 @@ import math
 import re
 import secrets
 import tomllib
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,8 +237,9 @@ _HEX_UPPER = frozenset("0123456789ABCDEF")
 def token_bits(token: str) -> float:
     """A generous estimate of a token's entropy in bits: its length times log2 of the alphabet its
     characters suggest (16 for hex; else digits 10, lowercase 26, uppercase 26, other printable ASCII 33 and
-    anything else 64, added up for the classes it uses). A token of fewer than 8 distinct characters
-    estimates at most 3 bits a character, so a repeated word or character is not taken for randomness."""
+    anything else 64, added up for the classes it uses). A token of fewer than 8 distinct characters counts
+    log2(distinct) bits a character instead, and no token counts more than 8 bits per byte of its zlib
+    compression (less the format's 6 bytes), so a repeated word is not taken for randomness either."""
     if not token:
         return 0.0
     chars = set(token)
@@ -252,8 +254,9 @@ def token_bits(token: str) -> float:
         alphabet += 64 if any(not c.isascii() for c in chars) else 0
     per_char = math.log2(max(alphabet, 2))
     if len(chars) < 8:
-        per_char = min(per_char, 3.0)
-    return len(token) * per_char
+        per_char = min(per_char, math.log2(len(chars)))
+    compressed = 8.0 * max(0, len(zlib.compress(token.encode(), 9)) - 6)
+    return min(len(token) * per_char, compressed)
 
 
 def _check_admin_token(token: str, host: str) -> None:

@@ -27,17 +27,21 @@ class MaskScanner:
     """Follows frame boundaries in a client's byte stream; `feed` says where the first unmasked frame
     starts. Frames are read one after another, whatever their opcode or size."""
 
-    __slots__ = ("_header", "_skip", "violated")
+    __slots__ = ("_fed", "_header", "_skip", "violated", "violation_at")
 
     def __init__(self) -> None:
         self._header = bytearray()  # the bytes of an unfinished frame header
         self._skip = 0  # payload bytes (and mask key) of the current frame still to pass
+        self._fed = 0  # bytes taken before the current `feed`
         self.violated = False
+        self.violation_at: int | None = None  # where the unmasked frame starts, from the stream's start
 
     def feed(self, data: bytes) -> int | None:
-        """Take the next bytes; return the offset in `data` where an unmasked frame starts, or None."""
+        """Take the next bytes; return the offset in `data` where an unmasked frame starts (0 when it
+        started in earlier bytes), or None."""
         if self.violated:
             return 0
+        fed, self._fed = self._fed, self._fed + len(data)
         position, size = 0, len(data)
         while position < size:
             if self._skip:
@@ -52,6 +56,7 @@ class MaskScanner:
                 return None
             if consumed < 0:
                 self.violated = True
+                self.violation_at = fed + start
                 return max(0, start)
             position = start + consumed
         return None
