@@ -109,6 +109,9 @@ class HttpServer:
             access_log=None,
             handle_signals=False,
             keepalive_timeout=self._gateway.config.http_idle_timeout,
+            # A reader that leaves /events ends its handler (and frees its place under the cap) at once,
+            # not at the next write.
+            handler_cancellation=True,
         )
         await runner.setup()
         self._runner = runner
