@@ -37,6 +37,7 @@ from userstream.events import BalanceUpdate
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.messages import ControlReply, DataEvents
 from userstream.server import Account, running_server
+from userstream.server import limits as limits_module
 from userstream.server.command import build_config
 from userstream.server.config import token_bits
 from userstream.server.limits import AuthThrottle, connection_limits, websocket_limit
@@ -375,6 +376,17 @@ def test_the_throttle_counts_failures_in_a_bucket_refilled_at_its_rate() -> None
     now[0] += 10
     assert throttle._tokens("192.0.2.7", now[0]) == 3.0  # never more than the burst
     assert throttle.failures == 4
+
+
+def test_the_throttle_keeps_a_bounded_number_of_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits_module, "_MAX_TRACKED_ADDRESSES", 3)
+    now = [0.0]
+    throttle = AuthThrottle(rate=1.0, burst=1, clock=lambda: now[0])
+    for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1", "192.0.2.4"):
+        throttle.failed(address)
+    # .2 was charged longest ago: forgotten (a full bucket again); the others are still empty.
+    waits = [throttle.wait(f"192.0.2.{n}") for n in (1, 2, 3, 4)]
+    assert waits == [1.0, 0.0, 1.0, 1.0]
 
 
 async def test_failed_authentications_beyond_the_burst_are_answered_429_before_any_credential_is_read(

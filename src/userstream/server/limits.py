@@ -57,7 +57,7 @@ COINLOCALLY_ERR_AUTH_THROTTLED: Final = 429003
 _log = logging.getLogger("userstream.server.limits")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNTHROTTLED_PATHS = frozenset({"/healthz"})
-_MAX_TRACKED_ADDRESSES = 100_000  # buckets kept at once; full ones are forgotten first
+_MAX_TRACKED_ADDRESSES = 100_000  # buckets kept at once (about 10 MB at most)
 
 
 def websocket_limit(config: ServerConfig, peer: str) -> int | None:
@@ -105,8 +105,11 @@ class AuthThrottle:
         now = self._clock()
         self.failures += 1
         tokens = self._tokens(address, now)
-        if len(self._buckets) >= _MAX_TRACKED_ADDRESSES and address not in self._buckets:
-            self._forget_full(now)
+        # Buckets are kept in the order they were last charged: when too many addresses fail at once, the
+        # one charged longest ago (the fullest, most likely) is forgotten. O(1) per failure.
+        self._buckets.pop(address, None)
+        if len(self._buckets) >= _MAX_TRACKED_ADDRESSES:
+            del self._buckets[next(iter(self._buckets))]
         self._buckets[address] = (max(0.0, tokens - 1), now)
 
     def _tokens(self, address: str, now: float) -> float:
@@ -115,12 +118,6 @@ class AuthThrottle:
             return float(self.burst)
         tokens, since = held
         return min(float(self.burst), tokens + (now - since) * self.rate)
-
-    def _forget_full(self, now: float) -> None:
-        for address in [a for a in self._buckets if self._tokens(a, now) >= self.burst]:
-            del self._buckets[address]
-        if len(self._buckets) >= _MAX_TRACKED_ADDRESSES:  # every one of them failing right now
-            del self._buckets[next(iter(self._buckets))]
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
