@@ -27,10 +27,13 @@ request's content; refusals are logged at most once a minute per kind, with a co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
 import logging
 import resource
+import socket
+import struct
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
@@ -48,6 +51,7 @@ __all__ = [
     "is_loopback_address",
     "limit_accept_error_log",
     "raise_descriptor_limit",
+    "reset_connection",
 ]
 
 _log = logging.getLogger("userstream.netguard")
@@ -68,6 +72,18 @@ def is_loopback_address(address: str) -> bool:
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
         return parsed.ipv4_mapped.is_loopback
     return parsed.is_loopback
+
+
+def reset_connection(transport: asyncio.BaseTransport) -> None:
+    """Close a connection at once, with a TCP reset: what it has not sent is discarded by the kernel too.
+
+    A plain close (or asyncio's abort) of a socket whose peer does not read leaves the kernel holding the
+    unsent bytes (megabytes per socket) and retrying for minutes; SO_LINGER 0 drops them now."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def raise_descriptor_limit() -> tuple[int, int]:
@@ -399,14 +415,14 @@ class _Guarded(asyncio.Protocol):
             self.shut()
 
     def shut(self) -> None:
-        """Close an idle connection now: gently when nothing is left to send, else aborted (a peer that
+        """Close an idle connection now: gently when nothing is left to send, else reset (a peer that
         does not read would otherwise keep it open forever). Its place is free at once."""
         self._uncount()
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         if transport.get_write_buffer_size():
-            transport.abort()
+            reset_connection(transport)
         else:
             transport.close()
 

@@ -40,6 +40,17 @@ def stalled_reader(url: str, path: str) -> socket.socket:
     return sock
 
 
+def api_side_sockets(port: int) -> int:
+    """TCP sockets of this machine whose local port is `port`, the listener left out (Linux)."""
+    with open("/proc/net/tcp") as table:
+        next(table)
+        return sum(
+            1
+            for line in table
+            if int(line.split()[1].split(":")[1], 16) == port and line.split()[3] != "0A"  # 0A: LISTEN
+        )
+
+
 async def until(condition: Any) -> None:
     async with asyncio.timeout(WAIT):
         while not condition():  # noqa: ASYNC110 - counters without a signal
@@ -68,6 +79,9 @@ async def test_a_stalled_events_reader_is_dropped_then_disconnected_and_everythi
                 assert (hub.dropped_subscribers, hub.stalled_subscribers, hub.subscribers) == (1, 1, 0)
                 assert hub.buffered == 0
                 await until(lambda: guard.open_connections == 0)  # its descriptor is gone too
+                # ...and so is the kernel's socket with its megabytes of unsent bytes (reset, not closed).
+                port = int(gateway.http_url.rsplit(":", 1)[1])
+                await until(lambda: api_side_sockets(port) == 0)
                 _, metrics = await env.text(gateway, "/metrics")
                 assert "userstream_gateway_sse_stalled_subscribers_total 1\n" in metrics
                 assert "userstream_gateway_sse_dropped_subscribers_total 1\n" in metrics

@@ -39,6 +39,7 @@ from userstream.netguard import (
     ConnectionLimits,
     descriptor_budget,
     limit_accept_error_log,
+    reset_connection,
 )
 
 __all__ = ["SSE_KEEPALIVE", "HttpServer", "create_app"]
@@ -276,7 +277,7 @@ class _Routes:
                 hub.stalled_subscribers,
             )
             if request.transport is not None:
-                request.transport.abort()  # its unsent bytes and its descriptor go at once
+                reset_connection(request.transport)  # its unsent bytes and its descriptor go at once
         finally:
             hub.unsubscribe(subscription)
         return response
