@@ -74,7 +74,7 @@ def is_loopback_address(address: str) -> bool:
     return parsed.is_loopback
 
 
-def reset_connection(transport: asyncio.BaseTransport) -> None:
+def reset_connection(transport: asyncio.Transport) -> None:
     """Close a connection at once, with a TCP reset: what it has not sent is discarded by the kernel too.
 
     A plain close (or asyncio's abort) of a socket whose peer does not read leaves the kernel holding the

@@ -148,7 +148,9 @@ class BitmusaSession:
                 return self._key
             request = bitmusa.create_listen_key_request(self._credentials)
             reply = await self._transport.request(self._rest_url, request, label=self._rest_label("POST"))
-            key = bitmusa.parse_listen_key_response(reply.status, reply.body)
+            with self._transport.scrubber.errors():  # a refusal may quote the server's words: scrubbed
+                key = bitmusa.parse_listen_key_response(reply.status, reply.body)
+            self._transport.scrubber.add(key)  # from now on, an echo of this key is hidden too
             self._key = key
             self._key_extended_at = self._clock()
             self._key_changed.set()
@@ -206,7 +208,8 @@ class BitmusaSession:
     async def _keepalive(self) -> None:
         request = bitmusa.keepalive_request(self._credentials)
         reply = await self._transport.request(self._rest_url, request, label=self._rest_label("PUT"))
-        bitmusa.parse_ack_response(reply.status, reply.body)
+        with self._transport.scrubber.errors():
+            bitmusa.parse_ack_response(reply.status, reply.body)
         self._key_extended_at = self._clock()
         self.keepalives += 1
 
@@ -224,7 +227,8 @@ class BitmusaSession:
         request = bitmusa.close_listen_key_request(self._credentials)
         try:
             reply = await self._transport.request(self._rest_url, request, label=self._rest_label("DELETE"))
-            bitmusa.parse_ack_response(reply.status, reply.body)
+            with self._transport.scrubber.errors():
+                bitmusa.parse_ack_response(reply.status, reply.body)
         except UserStreamError as exc:
             _log.warning("the listenKey could not be closed on exit: %s", exc)
         else:

@@ -9,7 +9,7 @@ each thing means to a running stream:
 - the sub frame is sent right after the handshake, and the connection is live only once "sub success"
   arrives (the supervisor enforces `sub_timeout`); "connect success" is accepted and changes nothing;
 - an error reply or a close with SUB_REJECTED means the sub's token was refused: fatal, and the server's
-  message is shown with our credential scrubbed out of it, in case it echoes what it refused;
+  message is shown (scrubbed of every secret by the connection before it gets here: client/scrub.py);
 - {"ping": now_ms} is sent every `ping_interval`; a server's own {"ping": n} is answered {"pong": n};
 - the SYSTEM close notice ends the connection (after reading what the server still sends), and the
   supervisor reconnects.
@@ -56,7 +56,7 @@ class CoinlocallyDialect:
         return coinlocally.pong_frame(timestamp)
 
     def error_for_reply(self, reply: ErrorReply) -> UserStreamError:
-        message = _scrub(reply.message, self._credentials.secret)[:_SHOWN_REPLY_CHARS]
+        message = reply.message[:_SHOWN_REPLY_CHARS]  # scrubbed already, where it entered (connection.py)
         detail = f": {message}" if message else ""
         return AuthenticationError(
             f"Coinlocally refused the sub frame's token (error code {reply.code}){detail}",
@@ -70,10 +70,6 @@ class CoinlocallyDialect:
                 rejected="sub token",
             )
         return closed
-
-
-def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "<hidden>") if secret else text
 
 
 class CoinlocallySession:
