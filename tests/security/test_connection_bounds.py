@@ -440,6 +440,23 @@ async def test_guessed_listen_keys_count_as_failed_authentications(sec: Setup) -
         assert json.loads(refused.value.response.body)["code"] == 429001
 
 
+async def test_a_credential_refused_after_the_upgrade_counts_too(sec: Setup) -> None:
+    """With a variant where Coinlocally upgrades an unknown token and refuses it at the sub, no 401 is sent:
+    the refusal is still a failed authentication."""
+    config = sec.config(
+        auth_failure_burst=2, auth_failures_per_second=0.1, variants=("coinlocally-refusal-close",)
+    )
+    async with running_server(config) as server:
+        url = server.ws_url + sec.coinlocally_path
+        for _ in range(2):
+            ws = await connect(url, additional_headers={"token": "guess"}, ping_interval=None)
+            await ws.close()
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url, additional_headers={"token": "guess"}, ping_interval=None)
+        assert refused.value.response.status_code == 429
+        assert json.loads(refused.value.response.body)["code"] == 429003
+
+
 # --- the admin token beyond loopback --------------------------------------------------------------------
 
 

@@ -237,6 +237,7 @@ class _Routes:
             log_event(
                 _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
             )
+            request.app[AUTH_THROTTLE_KEY].failed(request.remote or "")  # no 401 here: counted by hand
             return await refuse_after_upgrade(request, ws, variants, wait=self.config.heartbeat_timeout)
         if creds is None:
             return _coinlocally_error(
