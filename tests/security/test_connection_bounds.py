@@ -20,6 +20,7 @@ import json
 import os
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -143,6 +144,21 @@ async def test_connections_sending_nothing_half_a_request_line_or_a_trickle_are_
         await asyncio.sleep(0.7)  # past both deadlines
         await receives_an_event(server, sec, ws, 1)
         await ws.close()
+
+
+async def test_a_tls_handshake_that_never_comes_is_cut_at_the_header_deadline(
+    sec: Setup, certificate: Any
+) -> None:
+    config = sec.config(header_timeout=0.3, tls_cert=str(certificate.cert), tls_key=str(certificate.key))
+    async with running_server(config) as server, peers_of(server.port) as peers:
+        silent = [await peers.open() for _ in range(3)]
+        _, writer = silent[0]
+        writer.write(b"\x16\x03\x01\x00")  # the start of a ClientHello, and nothing more
+        assert [await until_closed(reader) for reader, _ in silent] == [b""] * 3
+        async with aiohttp.ClientSession() as http:
+            ssl_context = ssl.create_default_context(cafile=str(certificate.cert))
+            async with http.get(server.base_url + "/healthz", ssl=ssl_context) as reply:
+                assert reply.status == 200
 
 
 async def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(sec: Setup) -> None:
