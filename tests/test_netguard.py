@@ -262,3 +262,43 @@ def test_the_soft_descriptor_limit_is_raised_to_the_hard_one() -> None:
         preexec_fn=limit,
     )
     assert done.stdout == "(256, 4096) (4096, 4096) 3840\n"  # 4096 - 4096/16 spare descriptors
+
+
+async def test_an_address_at_its_limit_replaces_its_own_oldest_idle_connection() -> None:
+    limits = ConnectionLimits(max_per_address=2, exempt_loopback=False, header_timeout=30)
+    async with guarded(limits) as app:
+        peers = []
+        for count in range(1, 4):
+            peers.append(await app.connect())
+            await app.until(lambda count=count: app.guard.stats.accepted == count)
+        assert await closed(peers[0][0]) == b""
+        assert (app.guard.stats.evicted, app.guard.connections_from("127.0.0.1")) == (1, 2)
+        reader, writer = peers[2]
+        writer.write(HEALTH)
+        assert (await reader.readline()) == b"HTTP/1.1 200 OK\r\n"
+
+
+async def test_idle_reserve_places_make_room_for_the_next_health_check() -> None:
+    limits = ConnectionLimits(max_connections=1, reserve=1, header_timeout=30)
+    async with guarded(limits) as app:
+        _, busy = await app.connect()
+        busy.write(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        await app.until(lambda: app.slow_started == 1)
+        idle_reader, _ = await app.connect()  # takes the reserve place and sends nothing
+        await app.until(lambda: app.guard.stats.reserve_accepted == 1)
+        reader, writer = await app.connect()  # the idle reserve connection makes room
+        assert await closed(idle_reader) == b""
+        writer.write(HEALTH)
+        reply = await closed(reader)  # answered, then closed: a reserve place serves one check
+        assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"Connection: close\r\n" in reply
+        assert (app.guard.stats.reserve_accepted, app.guard.stats.evicted) == (2, 1)
+
+
+async def test_pipelined_requests_are_all_answered_then_the_idle_deadline_applies() -> None:
+    async with guarded(ConnectionLimits(header_timeout=5, idle_timeout=0.3)) as app:
+        reader, writer = await app.connect()
+        writer.write(HEALTH * 3)
+        reply = await closed(reader)
+        assert reply.count(b"HTTP/1.1 200 OK\r\n") == 3
+        assert (app.guard.stats.timed_out, app.guard.open_connections) == (1, 0)
