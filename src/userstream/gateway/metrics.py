@@ -229,6 +229,18 @@ def render_metrics(gateway: Gateway) -> str:
         "/events subscribers cut off for falling too far behind.",
         [({}, hub.dropped_subscribers)],
     )
+    out.family(
+        "sse_stalled_subscribers_total",
+        "counter",
+        "/events readers disconnected because a write to them timed out (they read nothing).",
+        [({}, hub.stalled_subscribers)],
+    )
+    out.family(
+        "sse_refused_subscribers_total",
+        "counter",
+        "/events readers refused (503) beyond sse_max_subscribers.",
+        [({}, hub.refused_subscribers)],
+    )
     out.family("healthy", "gauge", "1 when /healthz answers 200.", [({}, int(gateway.healthy))])
     return out.text()
 
