@@ -162,7 +162,10 @@ async def test_a_failed_keepalive_is_retried_with_backoff_before_the_key_lapses(
         assert env.server.active_listen_key("alice") == key
     failed = recorder.of(State.KEEPALIVE_FAILED)
     assert failed
-    assert {status.reason for status in failed} == {"Bitmusa answered HTTP 429"}
+    assert {status.reason for status in failed} == {
+        f"PUT {env.server.base_url}/spot/userDataStream: Bitmusa answered HTTP 429: too many requests: "
+        "at most 3 per second and 1000000 per minute per account"
+    }
     assert all(status.delay is not None and 0 <= status.delay <= 0.05 for status in failed)
     assert events == [env.expected_balance(1, BITMUSA)]
     assert recorder.of(State.DISCONNECTED) == []
@@ -217,7 +220,8 @@ async def test_rejected_credentials_stop_after_three_attempts(lab: Lab, recorder
     assert (attempts, refused) == (3, 3)
     assert raised.value.rejected == "listenKey request"
     assert raised.value.status == 401
-    assert str(raised.value) == "Bitmusa answered HTTP 401"
+    shown = f"POST {env.server.base_url}/spot/userDataStream: Bitmusa answered HTTP 401: invalid api key or auth key"
+    assert str(raised.value) == shown  # issue 12: method, URL and status named, the server's words quoted
     assert recorder.states() == [
         "connecting",
         "reconnecting",
@@ -227,7 +231,7 @@ async def test_rejected_credentials_stop_after_three_attempts(lab: Lab, recorder
         "fatal",
     ]
     assert [status.attempt for status in recorder.of(State.CONNECTING)] == [1, 2, 3]
-    assert recorder.statuses[-1].reason == "Bitmusa answered HTTP 401"
+    assert recorder.statuses[-1].reason == shown
     assert stream.stats.auth_failures == 3
 
 
