@@ -47,7 +47,7 @@ from userstream.events import (
 from userstream.money import MAX_DIGITS, checked, exact_sub
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame
 from userstream.protocol.messages import DataEvents, Incoming, Unknown, money_error
-from userstream.protocol.refusal import read_refusal, scrub
+from userstream.protocol.refusal import read_refusal, reply_text, scrub
 
 __all__ = [
     "ENDPOINTS",
@@ -323,14 +323,17 @@ def _judge_reply(
     try:
         reply: dict[str, Any] | None = _REPLY_DECODER.decode(body)
         shape_error = None
-    except msgspec.ValidationError:
-        reply, shape_error = None, "not a JSON object"
+    except (
+        msgspec.ValidationError
+    ):  # JSON of another type, or text that starts like a number ("404: Not Found")
+        reply, shape_error = None, ("not a JSON object" if _is_json(body) else None)
     except msgspec.DecodeError:
         reply, shape_error = None, None
     except RecursionError:
         raise FrameDecodeError(f"{where}Bitmusa reply (HTTP {status}) is nested too deeply") from None
     refusal = read_refusal(reply) if reply is not None else None
-    said = f": {_clip(scrub(refusal.message, secrets))}" if refusal and refusal.message and secrets else ""
+    text = reply_text(reply) if reply is not None and secrets else ""  # quoted only when it can be scrubbed
+    said = f": {_clip(scrub(text, secrets))}" if text else ""
     by_status = _ERRORS_BY_STATUS.get(status)
     if by_status is not None:
         raise by_status(f"{where}Bitmusa answered HTTP {status}{said}", status)
@@ -372,6 +375,14 @@ def _judge_reply(
             raise TransportError(f"{where}Bitmusa answered HTTP {status} without a reply code")
         raise ExchangeError(f"{where}Bitmusa answered HTTP {status} with code {code}", code=0, status=status)
     return reply
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return True
 
 
 def _secrets_of(request: HttpRequest | None) -> tuple[str, ...]:

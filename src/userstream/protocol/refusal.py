@@ -9,6 +9,7 @@ so that a refusal in a shape we did not invent is still recognized as one (docs/
   answer carries the code and the most telling text, and whether the refusal is transient (a rate limit, a
   server that is busy or restarting: codes 429, 503, 1011, 1013, or words such as "too many", "try again");
 - `read_text_refusal(text)`: the same for a plain-text reply (a refusal or transient word in it);
+- `reply_text(obj)`: the text of a reply worth quoting, refusal or not;
 - `scrub(text, secrets)`: a server's text with our credentials replaced by `<hidden>` and clipped, for
   quoting in errors and status reasons (a careless server echoes what it refused).
 
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["HIDDEN", "Refusal", "read_refusal", "read_text_refusal", "scrub"]
+__all__ = ["HIDDEN", "Refusal", "read_refusal", "read_text_refusal", "reply_text", "scrub"]
 
 HIDDEN: Final = "<hidden>"
 #: How much of a server's text is quoted: enough to act on, bounded against a server that sends a novel.
@@ -65,6 +66,13 @@ _REFUSAL_WORDS: Final = (
     "illegal",
     "wrong",
     "incorrect",
+    "disabled",
+    "suspend",
+    "banned",
+    "blocked",
+    "not exist",
+    "no such",
+    "mismatch",
 )
 #: Codes and words that make a refusal transient: worth retrying with the same credential.
 _TRANSIENT_CODES: Final = frozenset({429, 502, 503, 504, 1011, 1012, 1013})
@@ -120,8 +128,20 @@ def read_refusal(obj: Mapping[str, Any]) -> Refusal | None:
         code = code if code is not None else nested_code
     if not refused:
         return None
-    message = _best_text(obj) or (_best_text(nested) if nested is not None else "")
+    message = reply_text(obj)
     return Refusal(code, message, _is_transient(code, message, texts))
+
+
+def reply_text(obj: Mapping[str, Any]) -> str:
+    """The most telling text of a reply (`msg`, `message`, `error`..., a nested error's), refusal or not."""
+    text = _best_text(obj)
+    if text:
+        return text
+    for key in _ERROR_KEYS:
+        value = obj.get(key)
+        if isinstance(value, Mapping):
+            return _best_text(value)
+    return ""
 
 
 def read_text_refusal(text: str) -> Refusal | None:
