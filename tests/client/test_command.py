@@ -161,7 +161,8 @@ async def test_rejected_credentials_exit_2_with_a_clear_message(lab: Lab) -> Non
     # issue 12: the method, URL and status, and the server's own words (scrubbed)
     assert stderr.decode().splitlines()[-1] == (
         "userstream watch: authentication failed (listenKey request rejected): "
-        f"POST {env.server.base_url}/spot/userDataStream: Bitmusa answered HTTP 401: invalid api key or auth key"
+        f"POST {env.server.base_url}/spot/userDataStream: "
+        "Bitmusa answered HTTP 401: invalid api key or auth key"
     )
     assert_no_secret(stdout, stderr)
 

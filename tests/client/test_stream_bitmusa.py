@@ -220,7 +220,10 @@ async def test_rejected_credentials_stop_after_three_attempts(lab: Lab, recorder
     assert (attempts, refused) == (3, 3)
     assert raised.value.rejected == "listenKey request"
     assert raised.value.status == 401
-    shown = f"POST {env.server.base_url}/spot/userDataStream: Bitmusa answered HTTP 401: invalid api key or auth key"
+    shown = (
+        f"POST {env.server.base_url}/spot/userDataStream: "
+        "Bitmusa answered HTTP 401: invalid api key or auth key"
+    )
     assert str(raised.value) == shown  # issue 12: method, URL and status named, the server's words quoted
     assert recorder.states() == [
         "connecting",
