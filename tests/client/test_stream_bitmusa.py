@@ -74,11 +74,13 @@ async def test_a_deleted_key_is_renewed_and_nothing_after_the_new_connection_is_
     assert new_key is not None
     assert new_key != old_key
     assert renewed.listen_key == mask_listen_key(new_key)
-    assert renewed.reason == "the listenKey was deleted (close code 4002)"
+    # issue 12: the reason names the URL (the key masked)
+    deleted = (
+        f"{env.server.ws_url}/ws/spot/{mask_listen_key(old_key)}: the listenKey was deleted (close code 4002)"
+    )
+    assert renewed.reason == deleted
     disconnected = recorder.of(State.DISCONNECTED)
-    assert [(status.connection, status.reason) for status in disconnected] == [
-        (1, "the listenKey was deleted (close code 4002)")
-    ]
+    assert [(status.connection, status.reason) for status in disconnected] == [(1, deleted)]
     assert recorder.states() == [
         "connecting",
         "connected",
@@ -99,8 +101,10 @@ async def test_a_key_that_expires_is_replaced(lab: Lab, recorder: Recorder) -> N
     ):
         renewed = await recorder.wait_for(State.KEY_RENEWED)
         await recorder.wait_for(State.CONNECTED, 2)
-    assert renewed.reason == "the listenKey expired (close code 4001)"
-    assert recorder.of(State.DISCONNECTED)[0].reason == "the listenKey expired (close code 4001)"
+    first_key = recorder.of(State.CONNECTED)[0].listen_key  # masked
+    expired = f"{env.server.ws_url}/ws/spot/{first_key}: the listenKey expired (close code 4001)"
+    assert renewed.reason == expired  # issue 12: the reason names the URL (the key masked)
+    assert recorder.of(State.DISCONNECTED)[0].reason == expired
     assert recorder.states()[:7] == [
         "connecting",
         "connected",

@@ -87,7 +87,8 @@ class BitmusaDialect:
     def error_for_close(self, closed: PeerClosedError) -> UserStreamError:
         if needs_new_listen_key(closed.code):
             what = "expired" if closed.code == CloseCode.LISTEN_KEY_EXPIRED else "was deleted"
-            return ListenKeyInvalidError(f"the listenKey {what} (close code {closed.code})")
+            where = f"{closed.label}: " if closed.label else ""
+            return ListenKeyInvalidError(f"{where}the listenKey {what} (close code {closed.code})")
         code = closed.code
         unknown = code is not None and 4000 <= code <= 4999 and code not in _PLAIN_CLOSES
         if unknown and self._unknown_close is not None:
