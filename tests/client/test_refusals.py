@@ -511,6 +511,29 @@ async def test_a_ws_handshake_404_on_a_stream_never_live_is_a_configuration_erro
     ] * 2
 
 
+async def test_a_bitmusa_handshake_404_after_the_stream_was_live_stays_retryable(recorder: Recorder) -> None:
+    async def ws(n: int, request: web.Request) -> web.StreamResponse:
+        if n == 1:  # live, one event, then the exchange goes away and answers 404 for a while
+            return await bitmusa_ws(request, [WALLET], 1001)
+        if n < 8:
+            raise web.HTTPNotFound()
+        return await bitmusa_ws(request, [WALLET], 0)
+
+    async with running(Exchange()) as exchange:
+        exchange.route("POST", LISTEN_KEY_PATH, rest(200, listen_key_reply()))
+        exchange.route("GET", "/ws/spot/{key}", ws)
+        async with connect("bitmusa", **bitmusa_options(exchange), on_status=recorder) as stream:
+            async with asyncio.timeout(WAIT):
+                events = [await anext(stream), await anext(stream)]
+    assert [type(event) for event in events] == [BalanceUpdate, BalanceUpdate]
+    assert exchange.counts["/ws/spot/{key}"] == 8
+    assert exchange.counts[LISTEN_KEY_PATH] == 7  # each 404 also asked for a fresh key
+    assert [status.reason for status in recorder.of(State.RECONNECTING)][1:] == [
+        f"ws://{exchange.base}/ws/spot/pqia91...: WebSocket handshake refused with HTTP 404 "
+        "(an unknown listenKey, or no Bitmusa stream at this URL)"
+    ] * 6
+
+
 # --- URLs written either way, against the real emulator -----------------------------------------------------
 
 

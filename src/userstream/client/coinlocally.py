@@ -71,7 +71,7 @@ class CoinlocallyDialect:
     def error_for_reply(self, reply: ErrorReply) -> UserStreamError:
         message = self._scrub(reply.message)
         detail = f": {message}" if message else ""
-        code = "" if reply.code is None else f" (error code {reply.code})"
+        code = "" if reply.code is None else f" (error code {self._scrub(str(reply.code))})"
         if reply.transient:
             return ConnectionLostError(
                 f"{self._prefix}Coinlocally answered the sub with a transient refusal{code}{detail}"
