@@ -24,4 +24,7 @@ async def main(base_url: str) -> None:
             print(to_json(event).decode(), flush=True)  # the docs/events.md JSON form
 
 
-asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8765"))
+try:
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8765"))
+except KeyboardInterrupt:  # Ctrl-C: the stream is closed on the way out; no traceback
+    sys.exit(130)

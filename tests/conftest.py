@@ -5,6 +5,10 @@ a fake. `redis_server` starts `redis-server` in a temporary directory with persi
 answers PING, and stops it at the end; a test may stop and restart it (on the same port) to cut Redis
 away. It FAILS (never skips) when redis-server is missing, because a skipped Redis test is code nobody
 tested: `scripts/ensure-redis.sh` (run by `make test`) installs it.
+
+`immutable` makes a file or directory truly unwritable for the duration of a test, root included (the tests
+run as root, whom `chmod` does not stop): `chattr +i`, undone at the end. It fails, never skips, where the
+file system or the machine cannot do it.
 """
 
 from __future__ import annotations
@@ -111,3 +115,39 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+class Immutable:
+    """`chattr +i` / `-i` on paths, every one released at the end of the test."""
+
+    def __init__(self) -> None:
+        self.held: set[Path] = set()
+
+    def set(self, path: Path) -> None:
+        self._chattr("+i", path)
+        self.held.add(path)
+
+    def clear(self, path: Path) -> None:
+        self._chattr("-i", path)
+        self.held.discard(path)
+
+    @staticmethod
+    def _chattr(flag: str, path: Path) -> None:
+        executable = shutil.which("chattr")
+        if executable is None:
+            pytest.fail("chattr is not on PATH (e2fsprogs): it makes a file unwritable even for root")
+        result = subprocess.run(  # noqa: S603 - a fixed argument list, no shell
+            [executable, flag, str(path)], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            pytest.fail(f"chattr {flag} {path} failed (a file system without attributes?): {result.stderr}")
+
+
+@pytest.fixture
+def immutable() -> Iterator[Immutable]:
+    holder = Immutable()
+    try:
+        yield holder
+    finally:
+        for path in list(holder.held):
+            holder.clear(path)

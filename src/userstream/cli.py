@@ -3,6 +3,8 @@
 Thin on purpose. Each subcommand lives beside the code it drives (`userstream.server.command` for `serve`,
 `userstream.client.command` for `watch`) and exposes `add_parser(subparsers)` and `run(args) -> int`;
 this file only wires them together, so adding a command never means editing another command's code.
+Ctrl-C that reaches it (a command without a graceful stop of its own, or during start-up) exits 130 with
+one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "EXIT_INTERRUPTED", "main"]
 
 #: subcommand -> module that implements it (`add_parser(subparsers)` and `run(args) -> int`).
 COMMANDS: dict[str, str] = {
@@ -42,11 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit status of a command cut short by Ctrl-C (SIGINT) where it has no graceful stop of its own: the
+#: shell's 128 + 2. Commands that stop on a signal by design (serve, watch, gateway, record) exit 0.
+EXIT_INTERRUPTED = 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    module = importlib.import_module(COMMANDS[args.command])
-    code: int = module.run(args)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        module = importlib.import_module(COMMANDS[args.command])
+        code: int = module.run(args)
+    except KeyboardInterrupt:  # Ctrl-C anywhere a command does not handle it: a word, not a traceback
+        print("userstream: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return code
 
 

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from userstream.client.bitmusa import BitmusaDialect
 from userstream.client.connection import Connection, ConnectionCounters
+from userstream.client.scrub import Scrubber
 from userstream.client.transport import (
     INBOX_HIGH_WATER,
     SIGN_OF_LIFE,
@@ -258,6 +259,18 @@ async def test_frames_arrive_in_order_pings_are_answered_and_a_close_frame_ends_
     assert answers == [(PONG, b"p"), (PONG, b"q"), (CLOSE, struct.pack("!H", 4001))]  # the code echoed
     assert b"\r\ntoken: t-SECRET\r\n" in peer.head
     assert ws.closed
+
+
+async def test_a_close_reason_that_echoes_a_secret_is_scrubbed_where_it_is_read() -> None:
+    secret = "t-SECRET-0123456789"
+    script = close_frame(4004, f"bad token {secret}")
+    async with scripted(script) as server, Transport(scrubber=Scrubber((secret,))) as transport:
+        ws = await transport.websocket(server.url, {"token": secret}, label="L")
+        with pytest.raises(PeerClosedError) as closed:
+            await ws.receive()
+        assert ws.scrub(f"an error reply quoting {secret}") == "an error reply quoting <hidden>"
+    assert (closed.value.code, closed.value.reason) == (4004, "bad token <hidden>")
+    assert str(closed.value) == "L: closed by the server with code 4004 'bad token <hidden>'"
 
 
 async def test_a_close_that_comes_with_the_upgrade_is_reported_by_receive_not_as_a_failed_handshake() -> None:

@@ -188,3 +188,26 @@ def test_log_tail_keeps_the_last_lines() -> None:
     finally:
         logger.removeHandler(tail)
     assert [line.split(" ", 1)[1] for line in tail.lines] == ["warning message 1", "warning message 2"]
+
+
+def test_a_sink_that_cannot_write_is_shown_down_with_its_error_on_a_line_of_its_own() -> None:
+    error = "TransportError: redis:redis://***@cache:6379/0: Error 111 connecting to cache:6379. Refused."
+    down = DashboardSnapshot(
+        title="userstream demo",
+        now_ms=T,
+        sinks=(
+            "sqlite:events.db ok, 0 pending",
+            "redis:redis://***@cache:6379/0 DOWN for 4.6s (8 attempts), 41 pending",
+        ),
+        sink_errors=(f"redis:redis://***@cache:6379/0: {error}",),
+        accounts=SNAPSHOT.accounts[:1],
+    )
+    assert render(down, width=200, height=40).splitlines()[:6] == [
+        "userstream demo  2023-11-23 01:39:08 UTC  10.2 events/s",
+        "sink sqlite:events.db ok, 0 pending  "
+        "sink redis:redis://***@cache:6379/0 DOWN for 4.6s (8 attempts), 41 pending",
+        "",
+        "ACCOUNT           EXCHANGE     STATE           EVENTS    EV/S  RECONNECTS  RESYNCS  LAST EVENT",
+        "demo-bitmusa      bitmusa      live               120    10.2           1        2  0.0s ago",
+        f"  sink redis:redis://***@cache:6379/0: {error}",
+    ]

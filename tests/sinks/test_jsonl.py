@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from userstream import eventjson
 from userstream.errors import ConfigurationError, LocalProtocolError, TransportError
 from userstream.events import BalanceUpdate, Exchange, Fill, Side, Source
-from userstream.sinks import JsonlSink, Sink, SinkRunner, event_key, key_of_json
+from userstream.sinks import JsonlSink, Sink, SinkRunner, SinkUnwritableError, event_key, key_of_json
 
 BalanceFactory = Callable[..., BalanceUpdate]
 
@@ -168,8 +170,9 @@ async def test_a_full_disk_is_transport_trouble_and_the_runner_would_retry(balan
     await sink.open()
     with pytest.raises(TransportError, match=r"^writing to jsonl:/dev/full failed: No space left on device$"):
         await sink.write([balance()])
-    with pytest.raises(TransportError, match="No space left on device"):
+    with pytest.raises(TransportError, match="No space left on device") as caught:
         await sink.write([balance()])  # still failing, still retryable
+    assert not isinstance(caught.value, SinkUnwritableError)  # space may be freed: the thresholds decide
     await sink.close()
 
 
@@ -181,8 +184,34 @@ class BrokenPipe(io.BytesIO):
 async def test_a_broken_stdout_pipe_is_transport_trouble(balance: BalanceFactory) -> None:
     sink = JsonlSink(stream=BrokenPipe())
     await sink.open()
-    with pytest.raises(TransportError, match=r"^writing to jsonl:- failed: Broken pipe$"):
-        await sink.write([balance()])
+    with pytest.raises(SinkUnwritableError, match=r"^writing to jsonl:- failed: Broken pipe$"):
+        await sink.write([balance()])  # the reader went away: retried, but down at once
+
+
+async def test_a_file_made_immutable_mid_run_is_down_at_once_and_written_once_released(
+    tmp_path: Path, same_length: list[BalanceUpdate], immutable: Any
+) -> None:
+    """`chattr +i` (the tests run as root, whom chmod does not stop): every append fails with EPERM."""
+    path = tmp_path / "events.jsonl"
+    failed = asyncio.Event()
+    runner = SinkRunner(JsonlSink(path), retry_base=0.01, retry_cap=0.02, on_retry=lambda *_: failed.set())
+    async with runner:
+        await runner.put(same_length[0])
+        await runner.flush()
+        immutable.set(path)
+        await runner.put(same_length[1])
+        async with asyncio.timeout(10):
+            await failed.wait()
+        health = runner.health
+        assert (health.state, health.error) == (
+            "down",
+            f"SinkUnwritableError: writing to jsonl:{path} failed: Operation not permitted",
+        )
+        immutable.clear(path)
+        async with asyncio.timeout(10):
+            await runner.flush()
+        assert runner.health.state == "ok"
+    assert path.read_bytes() == line_of(same_length[0]) + line_of(same_length[1])
 
 
 async def test_behind_a_runner_every_event_reaches_the_file(

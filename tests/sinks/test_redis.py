@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+import redis.exceptions
 
 from userstream import eventjson
 from userstream.errors import RemoteProtocolError, TransportError
 from userstream.events import BalanceUpdate, Event, OrderUpdate
 from userstream.sinks import Sink, SinkRunner, event_key
-from userstream.sinks.redis import RedisSink
+from userstream.sinks.redis import RedisSink, _translate
 
 BalanceFactory = Callable[..., BalanceUpdate]
 OrderFactory = Callable[..., OrderUpdate]
@@ -204,3 +205,103 @@ def test_without_redis_server_the_redis_tests_fail_and_say_how_to_install_it(tmp
     assert "redis-server is not on PATH" in result.stdout
     assert "Run scripts/ensure-redis.sh" in result.stdout
     assert "skipped" not in result.stdout
+
+
+async def test_a_stopped_redis_makes_the_sink_down_after_its_attempts_and_up_again_with_nothing_lost(
+    redis_server: Any, client: redis.asyncio.Redis, balance: BalanceFactory
+) -> None:
+    """A real redis-server stopped mid-run: the runner's health turns down after `down_after_attempts`
+    failures (connection refused), names the sink and the error; the server started again (empty:
+    persistence is off), every waiting event is written, in order, and the health is ok again."""
+    events = [balance("USDT", str(index), timestamp=T0 + index) for index in range(6)]
+    healths: list[Any] = []
+    down = asyncio.Event()
+    sink = RedisSink(redis_server.url)
+    runner: SinkRunner
+
+    def on_retry(attempt: int, error: TransportError, delay: float) -> None:
+        healths.append(runner.health)
+        if not runner.health.up:
+            down.set()
+
+    runner = SinkRunner(
+        sink, capacity=10, retry_base=0.01, retry_cap=0.05, down_after_attempts=3, on_retry=on_retry
+    )
+    async with runner:
+        await runner.put(events[0])
+        await runner.flush()
+        redis_server.stop()
+        for event in events[1:]:
+            await runner.put(event)
+        try:
+            async with asyncio.timeout(10):
+                await down.wait()
+        finally:
+            redis_server.start()  # before any assertion, so that a failure cannot leave close() retrying
+        async with asyncio.timeout(10):
+            await runner.flush()
+        assert runner.health.state == "ok"
+    port = redis_server.port
+    refused = (
+        f"TransportError: {sink.name}: Error 111 connecting to 127.0.0.1:{port}. "
+        f"Connect call failed ('127.0.0.1', {port})."
+    )
+    assert [(h.state, h.error, h.attempts) for h in healths[:3]] == [
+        ("retrying", refused, 1),
+        ("retrying", refused, 2),
+        ("down", refused, 3),
+    ]
+    assert await entries(client, "userstream:alice:events") == [entry(event) for event in events[1:]]
+    assert (runner.written, runner.abandoned) == (6, 0)
+
+
+def test_a_redis_error_that_quotes_the_urls_credentials_is_scrubbed() -> None:
+    """redis-py's messages do not quote the URL's user or password today; one that did (a future version,
+    a proxy's reply) must still not carry them into a log, /healthz or the dashboard."""
+    sink = RedisSink("redis://reader:hunt%21er2@127.0.0.1:1/0")
+    error = redis.exceptions.ConnectionError(
+        "Error connecting to redis://reader:hunt%21er2@127.0.0.1:1 (password hunt!er2)"
+    )
+    with pytest.raises(TransportError) as caught:
+        _translate(error, sink.name, sink._secrets)
+    assert str(caught.value) == (
+        "redis:redis://***@127.0.0.1:1/0: Error connecting to redis://***:***@127.0.0.1:1 (password ***)"
+    )
+
+
+async def test_a_redis_that_accepts_but_never_answers_is_down_after_the_time_limit(
+    balance: BalanceFactory,
+) -> None:
+    """A black hole (a scripted peer that accepts connections and never replies): each attempt hangs until
+    the socket timeout, so it is the time limit, counted from the batch's first attempt, that turns the
+    sink down, before the first attempt has even failed."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        await reader.read()  # reads whatever comes, answers nothing, until the client goes
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sink = RedisSink(f"redis://127.0.0.1:{port}/0", socket_timeout=30.0)
+    runner = SinkRunner(sink, capacity=10, down_after_seconds=0.2)
+    await runner.start()
+    try:
+        await runner.put(balance())
+        async with asyncio.timeout(10):
+            while runner.health.up:  # noqa: ASYNC110 - health is computed on demand, as /healthz reads it
+                await asyncio.sleep(0.01)
+        health = runner.health
+        assert (health.state, health.attempts, runner.retries) == ("down", 0, 0)  # no attempt has failed
+        assert health.error is not None
+        assert health.error.startswith("a write has not returned for ")
+        assert len(connections) == 1
+    finally:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await runner.close()  # the write still hangs: close is cut short, what waits is abandoned
+        server.close()
+        for writer in connections:
+            writer.close()
+        await server.wait_closed()
+    assert runner.abandoned == 1

@@ -200,9 +200,11 @@ class BitmusaSession:
                 return self._key
             request = bitmusa.create_listen_key_request(self._credentials)
             reply = await self._transport.request(self._rest_url, request, label=self._rest_label("POST"))
-            key = bitmusa.parse_listen_key_response(
-                reply.status, reply.body, request=request, url=self._rest_shown
-            )
+            with self._transport.scrubber.errors():  # a refusal may quote the server's words: scrubbed
+                key = bitmusa.parse_listen_key_response(
+                    reply.status, reply.body, request=request, url=self._rest_shown
+                )
+            self._transport.scrubber.add(key)  # from now on, an echo of this key is hidden too
             self._key = key
             self._key_renewed_for_close = key if self._renewing_for_close else None
             self._renewing_for_close = False
@@ -262,7 +264,8 @@ class BitmusaSession:
     async def _keepalive(self) -> None:
         request = bitmusa.keepalive_request(self._credentials)
         reply = await self._transport.request(self._rest_url, request, label=self._rest_label("PUT"))
-        bitmusa.parse_ack_response(reply.status, reply.body, request=request, url=self._rest_shown)
+        with self._transport.scrubber.errors():
+            bitmusa.parse_ack_response(reply.status, reply.body, request=request, url=self._rest_shown)
         self._key_extended_at = self._clock()
         self.keepalives += 1
 
@@ -280,7 +283,8 @@ class BitmusaSession:
         request = bitmusa.close_listen_key_request(self._credentials)
         try:
             reply = await self._transport.request(self._rest_url, request, label=self._rest_label("DELETE"))
-            bitmusa.parse_ack_response(reply.status, reply.body, request=request, url=self._rest_shown)
+            with self._transport.scrubber.errors():
+                bitmusa.parse_ack_response(reply.status, reply.body, request=request, url=self._rest_shown)
         except UserStreamError as exc:
             _log.warning("the listenKey could not be closed on exit: %s", exc)
         else:

@@ -11,8 +11,8 @@ classification of every incoming frame, a refusal in any shape: `protocol.refusa
 - the sub frame is sent right after the handshake, and the connection is live only once "sub success"
   arrives (the supervisor enforces `sub_timeout`); "connect success" is accepted and changes nothing;
 - a reply that refuses (any shape: a non-zero code, an error text, a plain-text refusal) is a refused sub:
-  an `AuthenticationError` quoting the server's text with our credential scrubbed out of it; a transient
-  one (rate limit, busy server) is retried instead;
+  an `AuthenticationError` quoting the server's text (scrubbed of every secret where it entered:
+  client/scrub.py); a transient one (rate limit, busy server) is retried instead;
 - a close before the connection went live with a 4000-4999 code or 1008 (or a refusal word in its reason)
   is a refused sub too (`ended_before_live`); a close with no code or a transient one (1011, 1013...) is
   retried; after live, only our emulator's SUB_REJECTED close is a refusal;
@@ -37,7 +37,7 @@ from userstream.events import Exchange
 from userstream.protocol import coinlocally, endpoints
 from userstream.protocol.close import is_fatal
 from userstream.protocol.messages import ControlReply, ErrorReply, Incoming
-from userstream.protocol.refusal import read_text_refusal, scrub
+from userstream.protocol.refusal import clip, read_text_refusal
 
 __all__ = ["CoinlocallyDialect", "CoinlocallySession"]
 
@@ -69,9 +69,9 @@ class CoinlocallyDialect:
         return coinlocally.pong_frame(timestamp)
 
     def error_for_reply(self, reply: ErrorReply) -> UserStreamError:
-        message = self._scrub(reply.message)
+        message = self._shown(reply.message)
         detail = f": {message}" if message else ""
-        code = "" if reply.code is None else f" (error code {self._scrub(str(reply.code))})"
+        code = "" if reply.code is None else f" (error code {self._shown(str(reply.code))})"
         if reply.transient:
             return ConnectionLostError(
                 f"{self._prefix}Coinlocally answered the sub with a transient refusal{code}{detail}"
@@ -99,15 +99,18 @@ class CoinlocallyDialect:
         return ending
 
     def _refused_by_close(self, closed: PeerClosedError) -> AuthenticationError:
-        reason = self._scrub(closed.reason)
+        reason = self._shown(closed.reason)
         detail = f": {reason}" if reason else ""
         return AuthenticationError(
             f"{self._prefix}Coinlocally refused the sub frame's token (close code {closed.code}){detail}",
             rejected="sub token",
         )
 
-    def _scrub(self, text: str) -> str:
-        return scrub(text, (self._credentials.secret,))
+    @staticmethod
+    def _shown(text: str) -> str:
+        """Clipped for showing. The server's words were scrubbed of every secret where they entered (the
+        connection for a reply, the transport for a close reason: client/scrub.py)."""
+        return clip(text)
 
 
 #: RFC 6455 close codes that say "later", not "no": going away, abnormal, internal error, restart, try again.

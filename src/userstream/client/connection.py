@@ -290,7 +290,10 @@ class Connection:
                 self._go_live()
         elif isinstance(incoming, ErrorReply):
             if self._ending is None:
-                self._ending = self._dialect.error_for_reply(incoming)
+                # The server's words reach the error scrubbed (it may echo the token it refused).
+                code = self._ws.scrub(incoming.code) if isinstance(incoming.code, str) else incoming.code
+                scrubbed = ErrorReply(code, self._ws.scrub(incoming.message), incoming.transient)
+                self._ending = self._dialect.error_for_reply(scrubbed)
             await self._ws.abort()
         elif isinstance(incoming, SystemClose):
             if self._ending is None:
@@ -300,9 +303,10 @@ class Connection:
             # Keep reading until the server closes, so nothing it sends before its close is lost.
             await self._begin_close()
         elif isinstance(incoming, Unknown):
+            reason = self._ws.scrub(incoming.reason)  # may quote the frame, which may echo a secret
             self._counters.unknown_frames += 1
-            self._counters.last_unknown_reason = incoming.reason
-            _log.debug("%s: unknown frame ignored: %s", self.label, incoming.reason)
+            self._counters.last_unknown_reason = reason
+            _log.debug("%s: unknown frame ignored: %s", self.label, reason)
 
     @property
     def is_live(self) -> bool:

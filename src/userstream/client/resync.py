@@ -91,7 +91,7 @@ class SnapshotTaker(Protocol):
         ...
 
     def scrub(self, text: str) -> str:
-        """`text` with every credential this taker holds replaced, in case a server echoed one."""
+        """`text` with every secret of the stream hidden, in case a server echoed one (client/scrub.py)."""
         ...
 
 
@@ -147,12 +147,6 @@ def _truth(balances: Iterable[BalanceUpdate], orders: Iterable[OrderUpdate]) -> 
         raise MessageShapeError(f"the snapshot is inconsistent: {exc}") from None
 
 
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "<hidden>")
-    return text
-
-
 class BitmusaSnapshots:
     """Bitmusa's snapshot: the wallet, then the open orders per symbol, with the listenKey calls' headers."""
 
@@ -183,7 +177,7 @@ class BitmusaSnapshots:
         return symbol  # Bitmusa writes the unified "BASE/QUOTE" itself
 
     def scrub(self, text: str) -> str:
-        return _scrub(text, (self._credentials.api_key, self._credentials.auth_key))
+        return self._transport.scrubber(text)  # the stream's: its credentials and its listenKeys
 
     async def take(self, symbols: Sequence[str]) -> TakenSnapshot:
         requested_at = self._clock_ms()
@@ -241,7 +235,7 @@ class CoinlocallySnapshots:
         return symbol.replace("/", "")  # "BTC/USDT" is written "BTCUSDT"
 
     def scrub(self, text: str) -> str:
-        return _scrub(text, (self._credentials.api_key, self._credentials.secret_key))
+        return self._transport.scrubber(text)  # the stream's: its credentials, the secret key among them
 
     async def take(self, symbols: Sequence[str]) -> TakenSnapshot:
         requested_at = self._clock_ms()

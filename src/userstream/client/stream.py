@@ -48,6 +48,7 @@ from userstream.client.connection import Connection, ConnectionCounters, FrameHo
 from userstream.client.dedupe import OverlapDeduper
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
 from userstream.client.resync import Resync, SnapshotTaker, snapshot_taker
+from userstream.client.scrub import Scrubber
 from userstream.client.session import Session
 from userstream.client.status import State, StatusEvent
 from userstream.client.tls import TlsPolicy
@@ -743,7 +744,12 @@ def connect(
         snapshot_symbols=_symbols(snapshot_symbols),
         initial_snapshot=initial_snapshot,
     )
-    transport = Transport(tls=options.tls_policy(), request_timeout=request_timeout, max_frame=max_frame)
+    # Every credential of the stream (its listenKeys are added as the session gets them): what a server
+    # says passes through this before anyone sees it (client/scrub.py).
+    scrubber = Scrubber((api_key, auth_key, token, secret_key))
+    transport = Transport(
+        tls=options.tls_policy(), request_timeout=request_timeout, max_frame=max_frame, scrubber=scrubber
+    )
     session = _make_session(
         _exchange(exchange),
         transport=transport,

@@ -41,6 +41,7 @@ import aiohttp
 import picows
 from yarl import URL
 
+from userstream.client.scrub import Scrubber
 from userstream.client.tls import TlsPolicy, uses_tls
 from userstream.errors import (
     ConfigurationError,
@@ -181,8 +182,11 @@ class Transport:
         request_timeout: float = 10.0,
         max_frame: int = 1 << 20,
         tls: TlsPolicy | None = None,
+        scrubber: Scrubber | None = None,
     ) -> None:
         # `tls` (a CA bundle, say) wins; `verify_tls` alone is the short form of TlsPolicy(verify=...).
+        #: The stream's secrets: a close reason is scrubbed here, and the sessions scrub REST errors with it.
+        self.scrubber = scrubber if scrubber is not None else Scrubber()
         self._tls = tls if tls is not None else TlsPolicy(verify=verify_tls)
         self._warned_rest = False
         self._timeout = request_timeout
@@ -252,7 +256,7 @@ class Transport:
         a sign of life and a graceful close can drain."""
         self._require_open()
         self._tls.before_connect(url, label)
-        inbox = _Inbox(label, self._max_frame)
+        inbox = _Inbox(label, self._max_frame, self.scrubber)
         try:
             with _converted_ws(label):
                 async with asyncio.timeout(self._timeout):
@@ -389,9 +393,10 @@ class _Inbox(picows.WSListener):
     the connection an `_End` carrying the error `receive()` raises. It never raises into picows.
     """
 
-    def __init__(self, label: str, max_frame: int) -> None:
+    def __init__(self, label: str, max_frame: int, scrubber: Scrubber) -> None:
         self.label = label
         self.max_frame = max_frame
+        self.scrubber = scrubber
         self.items: deque[str | bytes | SignOfLife | _End] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.express: Express | None = None
@@ -515,6 +520,7 @@ class _Inbox(picows.WSListener):
             reason = frame.get_close_reason() or ""
         except UnicodeDecodeError:  # picows refuses such a frame first; kept as a guard
             reason = ""
+        reason = self.scrubber(reason)  # the server's words: they may echo a secret
         if not transport.is_close_frame_sent:
             # Echo the code, as RFC 6455 asks (an empty close is answered with 1000).
             transport.send_close(frame.get_close_code() if code is not None else picows.WSCloseCode.OK)
@@ -585,6 +591,11 @@ class WebSocket:
     @property
     def closed(self) -> bool:
         return self._inbox.ended or self._transport.is_disconnected
+
+    def scrub(self, text: str) -> str:
+        """`text` (the server's words: an error reply, an unknown frame) with every secret of the stream
+        that opened this WebSocket hidden (see `client.scrub`)."""
+        return self._inbox.scrubber(text)
 
     @property
     def pending(self) -> int:

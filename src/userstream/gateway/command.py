@@ -4,7 +4,11 @@ Thin: it reads the config (the flags `--http-port` and `--http-host` override it
 JSON logging on stderr, starts a `Gateway`, prints one line saying where its HTTP API listens, and waits for
 a signal; then the gateway stops its streams and flushes its sinks. Exit codes: 0 after a signal once every
 event was written; 1 if a sink lost events or the HTTP port could not be bound; 2 for a bad config or a
-missing credential variable (the message names the account and the key or variable, never a value).
+missing credential variable (the message names the account and the key or variable, never a value), or
+a sink that cannot be used (a read-only SQLite database, a directory where its file should be).
+
+A fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGILL) never ends the process silently: `faulthandler`
+writes the Python traceback of every thread to stderr first (docs/reliability.md, "Sinks that cannot write").
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import faulthandler
 import logging
 import signal
 import sys
@@ -79,6 +84,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
+    faulthandler.enable(all_threads=True)
     try:
         config = load_config(args.config)
         overrides: dict[str, Any] = {}

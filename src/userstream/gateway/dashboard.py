@@ -1,8 +1,9 @@
 """A terminal dashboard of a running gateway: a pure render of a snapshot, and the loop that redraws it.
 
 This module owns what the dashboard shows and how it is laid out: per account its connection state,
-events, events per second, reconnects and resyncs; every balance; the open orders; the most recent fills;
-the latest log lines. `render(snapshot, width, height)` is a pure function (no clock, no terminal), so its
+events, events per second, reconnects and resyncs; each sink's health (ok, retrying, DOWN or FAILED, for
+how long, and the error on a line of its own); every balance; the open orders; the most recent fills; the
+latest log lines. `render(snapshot, width, height)` is a pure function (no clock, no terminal), so its
 exact text is tested; `snapshot_of(gateway, ...)` reads a running gateway into a `DashboardSnapshot`;
 `RateMeter` turns event totals into rates; `run_dashboard` redraws with plain ANSI escapes (alternate
 screen, cursor home, erase) about four times a second, with no curses dependency.
@@ -22,7 +23,7 @@ from typing import TextIO
 
 from userstream.eventjson import dec
 from userstream.events import BalanceUpdate, Fill, OrderUpdate
-from userstream.gateway.service import Gateway
+from userstream.gateway.service import Gateway, SinkHandle
 
 __all__ = [
     "AccountPanel",
@@ -69,6 +70,7 @@ class DashboardSnapshot:
     accounts: tuple[AccountPanel, ...]
     http_url: str | None = None
     sinks: tuple[str, ...] = ()  # one short description per sink ("sqlite:events.db ok, 0 pending")
+    sink_errors: tuple[str, ...] = ()  # "name: error" of each sink whose writes fail, a line each
     log_lines: tuple[str, ...] = ()
     footer: str = "Ctrl-C to stop"
 
@@ -105,6 +107,7 @@ def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> s
     for account in snapshot.accounts:
         if account.error is not None:
             header.append(f"  {account.name}: {account.error}")
+    header.extend(f"  sink {error}" for error in snapshot.sink_errors)
 
     balances = ["", f"{'BALANCES':<18}{'ASSET':<8}{'FREE':>22}{'LOCKED':>22}{'TOTAL':>22}"]
     for account in snapshot.accounts:
@@ -243,9 +246,9 @@ def snapshot_of(
                 recent_fills=picture.recent_fills[-20:],
             )
         )
-    sinks = tuple(
-        f"{sink.name} {'ok' if sink.healthy else 'FAILED'}, {sink.runner.pending} pending"
-        for sink in gateway.sinks
+    sinks = tuple(_sink_line(sink) for sink in gateway.sinks)
+    sink_errors = tuple(
+        f"{sink.name}: {sink.health.error}" for sink in gateway.sinks if sink.health.error is not None
     )
     return DashboardSnapshot(
         title=title,
@@ -253,9 +256,20 @@ def snapshot_of(
         accounts=tuple(panels),
         http_url=gateway.http_url,
         sinks=sinks,
+        sink_errors=sink_errors,
         log_lines=tuple(log_lines),
         footer=footer,
     )
+
+
+def _sink_line(sink: SinkHandle) -> str:
+    """`sqlite:events.db ok, 0 pending`, or how it fails: `redis:... DOWN for 12.0s (9 attempts), 4 pending`
+    (the error goes on a line of its own)."""
+    health = sink.health
+    line = f"{sink.name} {health.state if health.up else health.state.upper()}"
+    if health.failing_for is not None:
+        line += f" for {health.failing_for:.1f}s ({health.attempts} attempts)"
+    return f"{line}, {sink.runner.pending} pending"
 
 
 async def run_dashboard(

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from userstream.eventjson import to_dict
 from userstream.gateway.metrics import CONTENT_TYPE, render_metrics
-from userstream.gateway.service import AccountRuntime, Gateway
+from userstream.gateway.service import AccountRuntime, Gateway, SinkHandle
 
 __all__ = ["SSE_KEEPALIVE", "HttpServer", "create_app"]
 
@@ -111,16 +111,7 @@ class _Routes:
                 }
                 for account in gateway.accounts
             },
-            "sinks": {
-                sink.name: {
-                    "healthy": sink.healthy,
-                    "pending": sink.runner.pending,
-                    "error": None
-                    if sink.failure is None
-                    else f"{type(sink.failure).__name__}: {sink.failure}",
-                }
-                for sink in gateway.sinks
-            },
+            "sinks": {sink.name: _sink_health(sink) for sink in gateway.sinks},
         }
         if gateway.leases is not None:  # sharded: this instance's leases (docs/scaling.md)
             body["cluster"] = gateway.leases.describe()
@@ -241,6 +232,18 @@ class _Routes:
             "open_orders": len(picture.open_orders),
             "fills": picture.fill_count,
         }
+
+
+def _sink_health(sink: SinkHandle) -> dict[str, Any]:
+    health = sink.health
+    return {
+        "healthy": health.up,
+        "state": health.state,
+        "pending": sink.runner.pending,
+        "error": health.error,
+        "failing_seconds": health.failing_for,
+        "attempts": health.attempts,
+    }
 
 
 def _json(body: Any, status: int = 200) -> web.Response:

@@ -168,7 +168,18 @@ def render_metrics(gateway: Gateway) -> str:
     def per_sink(kind: str, name: str, help_text: str, value: Callable[[SinkHandle], float | int]) -> None:
         out.family(name, kind, help_text, (({"sink": sink.name}, value(sink)) for sink in sinks))
 
-    per_sink("gauge", "sink_up", "1 while the sink accepts events.", lambda sink: int(sink.healthy))
+    per_sink(
+        "gauge",
+        "sink_up",
+        "1 while the sink writes (or retries under its thresholds); 0 when down or failed.",
+        lambda sink: int(sink.healthy),
+    )
+    per_sink(
+        "gauge",
+        "sink_failing_seconds",
+        "Seconds the batch being retried has been failing (0 while writes succeed).",
+        lambda sink: sink.health.failing_for or 0.0,
+    )
     per_sink("gauge", "sink_queue_depth", "Events accepted and not yet written.", lambda s: s.runner.pending)
     per_sink("gauge", "sink_capacity", "The sink's buffer size in events.", lambda s: s.runner.capacity)
     per_sink("counter", "sink_written_total", "Events the sink confirmed.", lambda s: s.runner.written)

@@ -9,10 +9,12 @@ stream and runs the pipeline for every event:
 
 An account whose stream stops with an error (rejected credentials, after the client's bounded attempts) is
 marked failed and its task ends; the others go on. A sink's `put` may wait (backpressure): the account's
-task then stops reading, its client queue fills, and the stream slows instead of dropping. A sink that
-fails for good is marked failed and every event it can no longer take is counted as lost. The HTTP
-server (`http.py`) only reads what this module keeps. Stopping ends the streams, then lets the sinks write
-what they hold (bounded by `shutdown_timeout`), then closes the live subscribers and the HTTP server.
+task then stops reading, its client queue fills, and the stream slows instead of dropping. A sink whose
+writes keep failing (its runner's `health`: past its thresholds, or unwritable) is down, and so is the
+gateway's health, until a write succeeds again. A sink that fails for good is marked failed and every event
+it can no longer take is counted as lost. The HTTP server (`http.py`) only reads what this module keeps.
+Stopping ends the streams, then lets the sinks write what they hold (bounded by `shutdown_timeout`), then
+closes the live subscribers and the HTTP server.
 
 Sharded (`config.cluster`), the supervisor runs the lease task (leases.py) instead of every account: it
 starts an account's task when this instance takes the account's lease and cancels it when the lease is lost
@@ -40,7 +42,7 @@ from userstream.gateway.config import AccountConfig, GatewayConfig, resolve_cred
 from userstream.gateway.sse import EventHub
 from userstream.server.logs import log_event
 from userstream.sinks.config import SinkSpec, build_runner
-from userstream.sinks.runner import SinkRunner
+from userstream.sinks.runner import SinkHealth, SinkRunner
 from userstream.sinks.sqlite import SqliteSink
 from userstream.state import AccountState
 
@@ -249,8 +251,13 @@ class SinkHandle:
         return self.runner.failure
 
     @property
+    def health(self) -> SinkHealth:
+        """Up, retrying, down (failing past its thresholds, or unwritable) or failed for good."""
+        return self.runner.health
+
+    @property
     def healthy(self) -> bool:
-        return self.runner.failure is None
+        return self.runner.health.up
 
     async def put(self, event: Event) -> None:
         """Hand one event to the runner (waits while it is full: backpressure); count it if it cannot."""

@@ -38,6 +38,7 @@ from typing import Any, Final
 from yarl import URL
 
 from userstream.client.command import add_connection_arguments, read_credentials, tls_arguments
+from userstream.client.scrub import Scrubber
 from userstream.client.status import mask_listen_key
 from userstream.client.tls import TlsPolicy
 from userstream.client.transport import (
@@ -64,6 +65,7 @@ from userstream.protocol.messages import (
 )
 
 __all__ = [
+    "EXIT_INTERRUPTED",
     "SKEW_FAIL",
     "SKEW_WARN",
     "SLOW_ROUND_TRIP",
@@ -83,6 +85,9 @@ SKEW_WARN: Final = 1.0
 SKEW_FAIL: Final = 30.0
 #: A ping answered slower than this is a WARN: the heartbeat still works, the path is poor.
 SLOW_ROUND_TRIP: Final = 1.0
+
+#: The exit status after Ctrl-C (SIGINT): the shell's 128 + 2, since the diagnosis was cut short.
+EXIT_INTERRUPTED: Final = 130
 
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _SHOWN_REPLY_CHARS: Final = 200
@@ -215,12 +220,6 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "<hidden>")
-    return text
-
-
 # --- the checks --------------------------------------------------------------------------------------------
 
 
@@ -275,10 +274,12 @@ class _Doctor:
         self._report = report
         self._loop = asyncio.get_running_loop()
         self.results: list[Check] = []
-        self._secrets = tuple(value for value in (options.api_key, options.auth_key, options.token) if value)
+        # The credentials, and the listenKey once there is one: every detail passes through it, since
+        # details quote what servers say (client/scrub.py).
+        self._scrubber = Scrubber((options.api_key, options.auth_key, options.token))
 
     def _add(self, name: str, verdict: Verdict, detail: str) -> Check:
-        return self._add_check(Check(name, verdict, _scrub(detail, self._secrets)))
+        return self._add_check(Check(name, verdict, self._scrubber(detail)))
 
     def _add_check(self, check: Check) -> Check:
         self.results.append(check)
@@ -290,7 +291,7 @@ class _Doctor:
     async def _transport(self) -> AsyncIterator[Transport]:
         options = self._options
         tls = TlsPolicy(verify=options.verify_tls, ca_file=options.ca_file)
-        async with Transport(tls=tls, request_timeout=options.timeout) as transport:
+        async with Transport(tls=tls, request_timeout=options.timeout, scrubber=self._scrubber) as transport:
             yield transport
 
     # --- Bitmusa ---
@@ -344,6 +345,7 @@ class _Doctor:
         try:
             reply = await transport.request(rest, request, label=label)
             key = bitmusa.parse_listen_key_response(reply.status, reply.body)
+            self._scrubber.add(key)
         except AuthenticationError as exc:
             self._add("credentials", Verdict.FAIL, f"rejected: {exc} (check the api key and the auth key)")
             return None
@@ -524,7 +526,7 @@ class _Doctor:
                 early_binary = item
             incoming = parser(item)
             if isinstance(incoming, ErrorReply):
-                message = _scrub(incoming.message, self._secrets)[:_SHOWN_REPLY_CHARS]
+                message = self._scrubber(incoming.message)[:_SHOWN_REPLY_CHARS]
                 self._add(name, Verdict.FAIL, f"the sub was refused: error {incoming.code}: {message}")
                 return False, early_binary
             if not isinstance(incoming, ControlReply):
@@ -704,7 +706,8 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Check, in the order a stream needs them, everything between this machine and one account's "
             "user data stream: one line per check with OK, WARN, FAIL or SKIP and the reason. Exit status "
-            "0 when nothing FAILed. Credentials: as for `userstream watch`."
+            "0 when nothing FAILed, 1 when a check FAILed, 130 when interrupted (Ctrl-C). Credentials: as "
+            "for `userstream watch`."
         ),
     )
     add_connection_arguments(parser)
@@ -742,6 +745,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"userstream doctor: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C in the middle of a check: the checks so far are printed
+        print("userstream doctor: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     counts = {verdict: sum(1 for check in results if check.verdict is verdict) for verdict in Verdict}
     summary = ", ".join(f"{count} {verdict.value}" for verdict, count in counts.items())
     print(f"{len(results)} checks: {summary}", flush=True)

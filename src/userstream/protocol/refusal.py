@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["HIDDEN", "Refusal", "read_refusal", "read_text_refusal", "reply_text", "scrub"]
+__all__ = ["HIDDEN", "Refusal", "clip", "read_refusal", "read_text_refusal", "reply_text", "scrub"]
 
 HIDDEN: Final = "<hidden>"
 #: How much of a server's text is quoted: enough to act on, bounded against a server that sends a novel.
@@ -154,13 +154,17 @@ def read_text_refusal(text: str) -> Refusal | None:
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """`text` with every secret replaced by `<hidden>`, clipped to `SHOWN_CHARS` (after the replacement,
-    so a clip can never leave half a secret showing)."""
+    so a clip can never leave half a secret showing). The protocol layer's own, for the credentials of the
+    request it judges; the client's stream-wide boundary (every secret, every form) is client/scrub.py."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, HIDDEN)
-    if len(text) > SHOWN_CHARS:
-        text = text[:SHOWN_CHARS] + "..."
-    return text
+    return clip(text)
+
+
+def clip(text: str) -> str:
+    """`text` cut to `SHOWN_CHARS` (with "..."): a server's words are quoted, never a novel of them."""
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
 
 
 def _read_code(obj: Mapping[str, Any]) -> tuple[int | str | None, bool]:

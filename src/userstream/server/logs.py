@@ -2,7 +2,8 @@
 
 `log_event(logger, level, message, **fields)` attaches fields to a standard `logging` record; `JsonFormatter`
 writes the record as one JSON line. `RedactingAccessLogger` replaces aiohttp's access log, whose request
-line would otherwise carry Bitmusa listenKeys (they are part of the WebSocket path) in full.
+line would otherwise carry Bitmusa listenKeys (they are part of the WebSocket path) in full: `safe_path`
+cuts every path segment long enough to hold a listenKey, on any route or none (a 404).
 `quiet_bad_requests()` turns aiohttp's ERROR-with-traceback for a malformed request (which also quotes the
 offending bytes, possibly a credential header) into one INFO line naming the peer and the kind of fault.
 Credentials and tokens are never passed to a log call; listenKeys only through `keys.redact`.
@@ -23,6 +24,7 @@ from userstream.protocol import bitmusa
 from userstream.server.keys import redact
 
 __all__ = [
+    "MAX_SHOWN_SEGMENT",
     "BadRequestFilter",
     "JsonFormatter",
     "RedactingAccessLogger",
@@ -73,12 +75,25 @@ def configure_logging(level: str | int = "INFO") -> None:
     root.setLevel(level)
 
 
+#: The longest path segment an access log shows in full. Every segment of serve's own routes is shorter;
+#: a listenKey (43 characters) is longer, and so is any segment that contains one.
+MAX_SHOWN_SEGMENT = 16
+
+
 def safe_path(path: str) -> str:
-    """A request path fit for a log: a listenKey in a Bitmusa WebSocket path is cut to its prefix."""
+    """A request path fit for a log: a listenKey in it, wherever it is, is cut to its prefix.
+
+    The listenKey of a Bitmusa WebSocket path is always cut (`keys.redact`). Any other segment longer than
+    `MAX_SHOWN_SEGMENT` is cut the same way, whatever the route: a client that writes `//ws/spot/KEY`,
+    `/WS/spot/KEY` or `/spot/userDataStream/KEY` (answered 404) still sent a live key, and a log must not
+    keep it. Short segments (route words, symbols) stay readable."""
     prefix = bitmusa.WS_PATH_PREFIX
     if path.startswith(prefix):
-        return prefix + redact(path[len(prefix) :])
-    return path
+        path = prefix + redact(path[len(prefix) :])
+    segments = path.split("/")
+    if all(len(segment) <= MAX_SHOWN_SEGMENT for segment in segments):
+        return path
+    return "/".join(redact(segment) if len(segment) > MAX_SHOWN_SEGMENT else segment for segment in segments)
 
 
 class RedactingAccessLogger(AbstractAccessLogger):

@@ -6,7 +6,7 @@ imported from `userstream.sinks.redis` directly: it needs the optional `redis` p
 the guarantees and the schemas.
 """
 
-from userstream.sinks.base import Sink, event_key, key_of_json
+from userstream.sinks.base import Sink, SinkUnwritableError, event_key, key_of_json
 from userstream.sinks.config import (
     JsonlSpec,
     RedisSpec,
@@ -18,7 +18,7 @@ from userstream.sinks.config import (
     parse_sink,
 )
 from userstream.sinks.jsonl import JsonlSink
-from userstream.sinks.runner import Overflow, SinkRunner
+from userstream.sinks.runner import Overflow, SinkHealth, SinkRunner
 from userstream.sinks.sqlite import SqliteSink, StoredEvent
 
 __all__ = [
@@ -27,8 +27,10 @@ __all__ = [
     "Overflow",
     "RedisSpec",
     "Sink",
+    "SinkHealth",
     "SinkRunner",
     "SinkSpec",
+    "SinkUnwritableError",
     "SqliteSink",
     "SqliteSpec",
     "StoredEvent",

@@ -14,9 +14,10 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from userstream import eventjson
+from userstream.errors import TransportError
 from userstream.events import Event
 
-__all__ = ["KEY_LENGTH", "Sink", "event_key", "key_of_json", "redacted_url"]
+__all__ = ["KEY_LENGTH", "Sink", "SinkUnwritableError", "event_key", "key_of_json", "redacted_url"]
 
 KEY_LENGTH = 32  # hex characters: 128 bits, far beyond any collision risk for a stream of events
 
@@ -36,6 +37,12 @@ def event_key(event: Event) -> str:
     return key_of_json(eventjson.to_json(event))
 
 
+class SinkUnwritableError(TransportError):
+    """A write failed for a reason that will not pass by itself: a read-only file or file system, permission
+    denied, a path of the wrong kind, an I/O error. The runner still retries it (an operator may fix the
+    cause, and then nothing is lost), but reports the sink down at once instead of after its thresholds."""
+
+
 @runtime_checkable
 class Sink(Protocol):
     """A destination for events.
@@ -43,7 +50,8 @@ class Sink(Protocol):
     `open` does local set-up only (files, clients); a remote peer that is down must not fail it, so it is
     found by `write` and retried. `write` stores a whole batch or raises: `TransportError` for trouble that
     may pass (the runner retries the same batch), anything else for trouble that cannot (the runner stops).
-    It must be idempotent per `event_key`: a batch written twice, in part or whole, is stored once.
+    `SinkUnwritableError` (a `TransportError`) marks trouble that needs an operator: retried, but reported
+    at once. It must be idempotent per `event_key`: a batch written twice, in part or whole, is stored once.
     `close` releases everything; it is called once, after the last `write`.
     """
 

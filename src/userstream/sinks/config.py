@@ -6,7 +6,8 @@ it imports the Redis client only when a Redis sink is asked for, so the other si
 
 Flag forms (docs/sinks.md): `jsonl` or `jsonl:-` (stdout), `jsonl:PATH?max_bytes=N&backups=N&fsync=1`,
 `sqlite:PATH?synchronous=normal`, `redis://HOST:PORT/DB?prefix=P&maxlen=N&dedupe_window=N`. Every form also
-takes the runner's `capacity`, `batch_size` and `overflow` (block | drop_oldest) in its query.
+takes the runner's `capacity`, `batch_size`, `overflow` (block | drop_oldest), and the health thresholds
+`down_after_attempts` and `down_after_seconds` in its query.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from userstream.errors import ConfigurationError, TransportError
 from userstream.events import Event
 from userstream.sinks.base import Sink, redacted_url
 from userstream.sinks.jsonl import JsonlSink
-from userstream.sinks.runner import SinkRunner
+from userstream.sinks.runner import DOWN_AFTER_ATTEMPTS, DOWN_AFTER_SECONDS, SinkRunner
 from userstream.sinks.sqlite import SqliteSink
 
 __all__ = [
@@ -38,12 +39,15 @@ __all__ = [
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class _RunnerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     capacity: Positive = 10_000
     batch_size: Positive | None = None  # 500 or the capacity, whichever is smaller
     overflow: Overflow = Overflow.BLOCK
+    down_after_attempts: Positive = DOWN_AFTER_ATTEMPTS  # failed writes in a row: the sink is down
+    down_after_seconds: PositiveSeconds = DOWN_AFTER_SECONDS  # a batch failing or hanging that long: down
 
 
 class JsonlSpec(_RunnerOptions, frozen=True, tag_field="type", tag="jsonl"):
@@ -68,7 +72,8 @@ class RedisSpec(_RunnerOptions, frozen=True, tag_field="type", tag="redis"):
         return (
             f"RedisSpec(url={redacted_url(self.url)!r}, prefix={self.prefix!r}, maxlen={self.maxlen}, "
             f"dedupe_window={self.dedupe_window}, capacity={self.capacity}, batch_size={self.batch_size}, "
-            f"overflow={self.overflow.value!r})"
+            f"overflow={self.overflow.value!r}, down_after_attempts={self.down_after_attempts}, "
+            f"down_after_seconds={self.down_after_seconds})"
         )
 
 
@@ -138,6 +143,8 @@ def build_runner(
         capacity=spec.capacity,
         batch_size=spec.batch_size,
         overflow=spec.overflow,
+        down_after_attempts=spec.down_after_attempts,
+        down_after_seconds=spec.down_after_seconds,
         on_drop=on_drop,
         on_retry=on_retry,
     )
@@ -145,7 +152,9 @@ def build_runner(
 
 # --- internals --------------------------------------------------------------------------------------------
 
-_RUNNER_OPTIONS = frozenset({"capacity", "batch_size", "overflow"})
+_RUNNER_OPTIONS = frozenset(
+    {"capacity", "batch_size", "overflow", "down_after_attempts", "down_after_seconds"}
+)
 _REDIS_OPTIONS = frozenset({"prefix", "maxlen", "dedupe_window"})
 _FILE_OPTIONS = {
     "jsonl": frozenset({"max_bytes", "backups", "fsync"}),

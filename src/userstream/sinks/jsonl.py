@@ -17,6 +17,7 @@ never blocks the event loop.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections import OrderedDict
@@ -28,7 +29,7 @@ from typing import BinaryIO
 from userstream import eventjson
 from userstream.errors import ConfigurationError, LocalProtocolError, TransportError
 from userstream.events import Event
-from userstream.sinks.base import key_of_json
+from userstream.sinks.base import SinkUnwritableError, key_of_json
 from userstream.sinks.thread import WorkerThread
 
 __all__ = ["JsonlSink"]
@@ -134,7 +135,7 @@ class JsonlSink:
             stream.flush()
         except OSError as exc:
             # A pipe cannot be cut back: its reader may see part of this batch twice (at least once).
-            raise TransportError(f"writing to {self.name} failed: {exc.strerror or exc}") from None
+            raise _write_error(f"writing to {self.name} failed: {exc.strerror or exc}", exc) from None
         for key, _ in lines:
             self._remember(key)
 
@@ -154,7 +155,7 @@ class JsonlSink:
                 chunk_bytes += len(line)
             self._write_chunk(chunk)
         except OSError as exc:
-            raise TransportError(f"writing to {self.name} failed: {exc.strerror or exc}") from None
+            raise _write_error(f"writing to {self.name} failed: {exc.strerror or exc}", exc) from None
 
     def _open_file(self) -> None:
         file = FileIO(self._file_path, "ab")
@@ -229,3 +230,15 @@ class JsonlSink:
         self._recent[key] = None
         if len(self._recent) > self._dedupe_window:
             self._recent.popitem(last=False)
+
+
+# Errors that need an operator (a read-only or immutable file or file system, a path of the wrong kind, a
+# reader that went away, a failing disk): still retried, but the sink is reported down at once. A full disk
+# (ENOSPC) may pass as files are removed: it counts against the runner's thresholds instead.
+_UNWRITABLE = frozenset(
+    {errno.EROFS, errno.EPERM, errno.EACCES, errno.EISDIR, errno.ENOTDIR, errno.EPIPE, errno.EIO}
+)
+
+
+def _write_error(message: str, exc: OSError) -> TransportError:
+    return SinkUnwritableError(message) if exc.errno in _UNWRITABLE else TransportError(message)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import NoReturn
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio
 import redis.exceptions
@@ -94,6 +95,7 @@ class RedisSink:
         if not prefix:
             raise ConfigurationError("the redis key prefix must not be empty")
         self._url = url
+        self._secrets = _secrets_of(url)
         self._prefix = prefix
         self._maxlen = maxlen
         self._dedupe_window = dedupe_window
@@ -157,7 +159,7 @@ class RedisSink:
                         await self._queue(pipe, account, entries[start : start + self._chunk_size])
                 replies = await pipe.execute()
         except redis.exceptions.RedisError as exc:
-            _translate(exc, self.name)
+            _translate(exc, self.name, self._secrets)
         # The script answers how many it added; a plain XADD always adds.
         added = sum(int(reply) for reply in replies) if self._dedupe_window else len(replies)
         self._added += added
@@ -184,9 +186,13 @@ class RedisSink:
         await self._script(keys=[stream, self.dedupe_key(account)], args=args, client=pipe)
 
 
-def _translate(exc: redis.exceptions.RedisError, sink: str) -> NoReturn:
-    """redis-py's exceptions become ours here, and nowhere else."""
+def _translate(exc: redis.exceptions.RedisError, sink: str, secrets: Sequence[str] = ()) -> NoReturn:
+    """redis-py's exceptions become ours here, and nowhere else, without the URL's user and password
+    (redis-py's messages do not quote them today; a message that did would still not reach a log or
+    /healthz: they become `***`)."""
     reply = _reply_of(exc)
+    for secret in secrets:
+        reply = reply.replace(secret, "***")
     if isinstance(exc, _REFUSED_CREDENTIALS):
         raise ConfigurationError(f"{sink}: Redis refused our credentials: {reply}") from None
     if isinstance(exc, _TRANSIENT) or reply.startswith(_TRANSIENT_REPLIES):
@@ -207,6 +213,18 @@ _TRANSIENT = (
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,
 )
+
+
+def _secrets_of(url: str) -> tuple[str, ...]:
+    """The URL's user and password, as written and decoded, longest first (so a part of one that is the
+    other is replaced whole)."""
+    try:
+        parts = urlsplit(url)
+        found = {parts.username, parts.password}
+    except ValueError:
+        return ()
+    found |= {unquote(value) for value in found if value}
+    return tuple(sorted((value for value in found if value), key=len, reverse=True))
 
 
 def _reply_of(exc: redis.exceptions.RedisError) -> str:

@@ -14,6 +14,10 @@ databases or Redis; it relies on the `Sink` contract (idempotent `write`, `Trans
   is already being written, the new one); each drop is counted in `dropped`, passed to `on_drop`, and
   logged once per burst with its size.
 - `flush` waits until everything accepted before it was written; `close` drains, then closes the sink.
+- `health` says whether the sink is keeping up: a batch that has failed `down_after_attempts` times in a
+  row, or has been in the writing for `down_after_seconds` while failing or hanging, makes it "down" (still
+  retried; "up" again at the next successful write), and so does at once an error the sink marks as
+  `SinkUnwritableError` (a read-only file: an operator must act). A runner stopped for good is "failed".
 
 The runner owns its writer task: `start`/`close`, or `async with`. No task outlives it.
 """
@@ -22,21 +26,50 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Literal
 
 from userstream.client.backoff import Backoff
 from userstream.client.queue import Overflow
 from userstream.errors import ConfigurationError, LocalProtocolError, TransportError
 from userstream.events import Event
-from userstream.sinks.base import Sink
+from userstream.sinks.base import Sink, SinkUnwritableError
 
-__all__ = ["Overflow", "SinkRunner"]
+__all__ = ["DOWN_AFTER_ATTEMPTS", "DOWN_AFTER_SECONDS", "Overflow", "SinkHealth", "SinkRunner"]
 
 logger = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+
+#: A batch that failed this many times in a row makes the sink down (a Redis refusing connections: 1-5 s).
+DOWN_AFTER_ATTEMPTS = 8
+#: A batch still unwritten this many seconds after its first attempt, with a failure or a write still
+#: hanging, makes the sink down (a Redis that does not answer, a database locked by another writer).
+DOWN_AFTER_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class SinkHealth:
+    """Whether a sink keeps up, and if not, since when and why (for /healthz, metrics and the dashboard).
+
+    `state` is "ok" (writing), "retrying" (a batch failed, under the thresholds: still up), "down" (failed
+    past a threshold, or unwritable: retried still) or "failed" (stopped by a fatal error: never again).
+    `error` is the last error, as `Type: message` (a sink's messages hold no secret). `failing_for` is the
+    seconds since the failing batch was first tried; `attempts` its failed attempts in a row.
+    """
+
+    state: Literal["ok", "retrying", "down", "failed"]
+    error: str | None = None
+    failing_for: float | None = None
+    attempts: int = 0
+
+    @property
+    def up(self) -> bool:
+        return self.state in ("ok", "retrying")
 
 
 class SinkRunner:
@@ -53,12 +86,16 @@ class SinkRunner:
         on_retry: Callable[[int, TransportError, float], None] | None = None,
         retry_base: float = 0.05,
         retry_cap: float = 5.0,
+        down_after_attempts: int = DOWN_AFTER_ATTEMPTS,
+        down_after_seconds: float = DOWN_AFTER_SECONDS,
         rng: Callable[[], float] | None = None,
         sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`on_retry(attempt, error, delay)` is called before each backoff sleep (attempt counts from 1 per
         batch); `rng` feeds the backoff's jitter (pass `lambda: 1.0` for exact delays base, 2*base, ...).
-        `batch_size` defaults to 500 or the capacity, whichever is smaller."""
+        `batch_size` defaults to 500 or the capacity, whichever is smaller. `down_after_attempts` and
+        `down_after_seconds` are the thresholds of `health` (module docstring); `clock` measures time."""
         if not (isinstance(capacity, int) and capacity > 0):
             raise ConfigurationError(f"sink capacity must be a positive integer, not {capacity!r}")
         if batch_size is None:
@@ -72,6 +109,14 @@ class SinkRunner:
         except ValueError:
             choices = ", ".join(policy.value for policy in Overflow)
             raise ConfigurationError(f"sink overflow must be one of {choices}, not {overflow!r}") from None
+        if not (isinstance(down_after_attempts, int) and down_after_attempts > 0):
+            raise ConfigurationError(
+                f"sink down_after_attempts must be a positive integer, not {down_after_attempts!r}"
+            )
+        if not (isinstance(down_after_seconds, int | float) and down_after_seconds > 0):
+            raise ConfigurationError(
+                f"sink down_after_seconds must be a positive number, not {down_after_seconds!r}"
+            )
         self._sink = sink
         self._capacity = capacity
         self._batch_size = batch_size
@@ -81,6 +126,9 @@ class SinkRunner:
         # successful write instead, so the period plays no part here.
         self._backoff = Backoff(base=retry_base, cap=retry_cap, stable_after=0.0, rng=rng)
         self._sleep = sleep
+        self._clock = clock
+        self._down_after_attempts = down_after_attempts
+        self._down_after_seconds = float(down_after_seconds)
 
         self._waiting: deque[tuple[int, Event]] = deque()  # accepted, not yet handed to the sink
         self._in_flight: tuple[Event, ...] = ()
@@ -91,6 +139,11 @@ class SinkRunner:
         self._retries = 0
         self._abandoned = 0
         self._drop_burst = 0
+        # the batch being written: when its first attempt began, its failures in a row, the last one
+        self._batch_since: float | None = None
+        self._attempts = 0
+        self._last_error: TransportError | None = None
+        self._reported_down = False
 
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -145,6 +198,34 @@ class SinkRunner:
     def failure(self) -> BaseException | None:
         """The error that stopped the runner, if one did."""
         return self._failure
+
+    @property
+    def health(self) -> SinkHealth:
+        """Whether the sink keeps up now (see `SinkHealth`; the thresholds are in the module docstring)."""
+        if self._failure is not None:
+            return SinkHealth("failed", _describe(self._failure))
+        since = self._batch_since
+        if since is None:
+            return SinkHealth("ok")
+        failing_for = self._clock() - since
+        error = self._last_error
+        if error is None:  # the first attempt is still under way: only a hang past the time limit counts
+            if failing_for < self._down_after_seconds:
+                return SinkHealth("ok")
+            return SinkHealth(
+                "down",
+                f"a write has not returned for {failing_for:.1f}s",
+                round(failing_for, 3),
+                0,
+            )
+        down = (
+            isinstance(error, SinkUnwritableError)
+            or self._attempts >= self._down_after_attempts
+            or failing_for >= self._down_after_seconds
+        )
+        return SinkHealth(
+            "down" if down else "retrying", _describe(error), round(failing_for, 3), self._attempts
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -302,9 +383,11 @@ class SinkRunner:
                 count = min(self._batch_size, len(self._waiting))
                 self._in_flight_first_seq = self._waiting[0][0]
                 self._in_flight = tuple(self._waiting.popleft()[1] for _ in range(count))
+                self._batch_since = self._clock()
                 await self._write_with_retry(self._in_flight)
                 self._written += len(self._in_flight)
                 self._in_flight = ()
+                self._batch_since = None
                 self._space.set()
                 self._progress.set()
         except Exception as exc:  # the sink cannot go on: keep the error for put, flush and close
@@ -312,6 +395,21 @@ class SinkRunner:
             self._abandon(f"stopped by {type(exc).__name__}: {exc}")
             self._space.set()
             self._progress.set()
+
+    def _report_down_once(self) -> None:
+        """Log an error when the sink turns down (once per failing batch; its recovery is logged too)."""
+        health = self.health
+        if health.up or self._reported_down:
+            return
+        self._reported_down = True
+        logger.error(
+            "sink %s is DOWN (%d failed attempts in %.1fs; %d events wait): %s",
+            self._sink.name,
+            health.attempts,
+            health.failing_for or 0.0,
+            self.pending,
+            health.error,
+        )
 
     async def _write_with_retry(self, batch: tuple[Event, ...]) -> None:
         attempt = 0
@@ -321,6 +419,8 @@ class SinkRunner:
             except TransportError as exc:
                 attempt += 1
                 self._retries += 1
+                self._attempts = attempt
+                self._last_error = exc
                 delay = self._backoff.next_delay()
                 logger.warning(
                     "sink %s: writing %d events failed (attempt %d), retrying in %.3fs: %s",
@@ -330,9 +430,24 @@ class SinkRunner:
                     delay,
                     exc,
                 )
+                self._report_down_once()
                 if self._on_retry is not None:
                     self._on_retry(attempt, exc, delay)
                 await self._sleep(delay)
             else:
                 self._backoff.reset()
+                if attempt:
+                    log = logger.warning if self._reported_down else logger.info
+                    log(
+                        "sink %s recovered: the batch was written after %d failed attempts",
+                        self._sink.name,
+                        attempt,
+                    )
+                self._attempts = 0
+                self._last_error = None
+                self._reported_down = False
                 return
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -13,6 +13,16 @@ snapshot's "not open any more") and is kept in `finished_orders`, so a late, old
 back. Fills are stored in `events` only. Decimals are stored as TEXT exactly as
 the JSON contract writes them. WAL mode lets readers (dashboards, `sqlite3` in a shell) read while the
 sink writes; `synchronous=FULL` by default makes a batch durable before `write` returns.
+
+A database it cannot write is found as early as it can be. `open` refuses (`ConfigurationError`) a file
+SQLite opens read-only (permissions, an immutable file, a read-only file system: it tries a write and rolls
+it back), a directory, a path under a file. Mid-run, before each batch, the database, its `-wal` and its
+`-shm` must be writable (before each read, the `-shm`; `os.access`, which root passes too except for an
+immutable file or a read-only mount); when one is not, or SQLite fails with a read-only, permission,
+cannot-open or I/O error, the write raises `SinkUnwritableError` (the runner reports the sink down at once,
+and retries). The check on `-shm` is what keeps the process alive: SQLite maps that file into memory, and
+a store into a page the kernel can no longer write (an immutable `-shm`) kills the process with SIGBUS. The
+database itself is not memory-mapped (`mmap_size = 0`, whatever the build's default).
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import msgspec
 from userstream import eventjson
 from userstream.errors import ConfigurationError, LocalProtocolError, TransportError
 from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate
-from userstream.sinks.base import key_of_json
+from userstream.sinks.base import SinkUnwritableError, key_of_json
 from userstream.sinks.thread import WorkerThread
 
 __all__ = ["SCHEMA_VERSION", "SqliteSink", "StoredEvent"]
@@ -213,7 +223,12 @@ class SqliteSink:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError(f"cannot open sqlite database {self._path}: {exc}") from None
         try:
+            self._check_writable()  # first: SQLite maps the -shm as soon as it reads
             self._prepare(connection)
+            self._probe_write(connection)
+        except SinkUnwritableError as exc:
+            connection.close()
+            raise ConfigurationError(str(exc)) from None
         except sqlite3.Error as exc:
             connection.close()
             raise ConfigurationError(f"cannot use sqlite database {self._path}: {exc}") from None
@@ -225,6 +240,7 @@ class SqliteSink:
     def _prepare(self, connection: sqlite3.Connection) -> None:
         """Pragmas, then the schema (created once; a database from another schema version is refused)."""
         connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        connection.execute("PRAGMA mmap_size = 0")  # no memory-mapped database: an I/O error stays an error
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
             raise ConfigurationError(f"sqlite database {self._path} refused WAL mode (got {mode!r})")
@@ -238,6 +254,32 @@ class SqliteSink:
         if version == 0:  # a new file: create the schema (the only step that needs the write lock)
             connection.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
+    def _probe_write(self, connection: sqlite3.Connection) -> None:
+        """Refuse a database SQLite opened read-only (it falls back silently): write one page, roll back."""
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.OperationalError as exc:
+            if _errorname(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                return  # another writer holds the lock now: writes will wait for it (and be retried)
+            raise ConfigurationError(
+                f"sqlite database {self._path} cannot be written ({exc}): is it read-only, or on a "
+                "read-only file system?"
+            ) from None
+        finally:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+
+    def _check_writable(self) -> None:
+        """`SinkUnwritableError` when the database, its -wal or its -shm (if present) cannot be written."""
+        for path in (self._path, self._path.with_name(self._path.name + "-wal"), self._shm):
+            if not os.access(path, os.W_OK) and path.exists():
+                raise SinkUnwritableError(f"{self.name}: {path} is not writable (read-only or immutable)")
+
+    @property
+    def _shm(self) -> Path:
+        return self._path.with_name(self._path.name + "-shm")
+
     def _disconnect(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -246,10 +288,13 @@ class SqliteSink:
     def _live(self) -> sqlite3.Connection:
         if self._connection is None:
             raise LocalProtocolError(f"{self.name} is not open")
+        if not os.access(self._shm, os.W_OK) and self._shm.exists():  # mapped: a store into it would SIGBUS
+            raise SinkUnwritableError(f"{self.name}: {self._shm} is not writable (read-only or immutable)")
         return self._connection
 
     def _write_batch(self, batch: tuple[Event, ...]) -> None:
         connection = self._live()
+        self._check_writable()
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
@@ -261,7 +306,10 @@ class SqliteSink:
                     connection.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as exc:
-            # Busy, locked, I/O error, disk full: the database may work again; the batch is retried.
+            # Busy, locked, disk full: the database may work again; the batch is retried. Read-only,
+            # permission denied, an I/O error: retried too, but the sink is reported down at once.
+            if _errorname(exc).startswith(_UNWRITABLE):
+                raise SinkUnwritableError(f"writing to {self.name} failed: {exc}") from None
             raise TransportError(f"writing to {self.name} failed: {exc}") from None
         except sqlite3.Error as exc:
             raise ConfigurationError(f"{self.name} cannot store events: {exc}") from None
@@ -385,3 +433,11 @@ class SqliteSink:
     def _select_last_keys(self, count: int) -> list[str]:
         rows = self._live().execute("SELECT key FROM events ORDER BY seq DESC LIMIT ?", (count,)).fetchall()
         return [key for (key,) in reversed(rows)]
+
+
+# SQLite's result codes (with their extended forms) that need an operator rather than time.
+_UNWRITABLE = ("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_AUTH")
+
+
+def _errorname(exc: sqlite3.Error) -> str:
+    return str(getattr(exc, "sqlite_errorname", ""))
