@@ -323,9 +323,8 @@ def _judge_reply(
     try:
         reply: dict[str, Any] | None = _REPLY_DECODER.decode(body)
         shape_error = None
-    except (
-        msgspec.ValidationError
-    ):  # JSON of another type, or text that starts like a number ("404: Not Found")
+    except msgspec.ValidationError:
+        # JSON of another type, or text that only starts like a number ("404: Not Found")
         reply, shape_error = None, ("not a JSON object" if _is_json(body) else None)
     except msgspec.DecodeError:
         reply, shape_error = None, None
@@ -342,16 +341,7 @@ def _judge_reply(
     if reply is None:
         if shape_error is not None:
             raise MessageShapeError(f"{where}Bitmusa reply is not a JSON object", field="$")
-        kind = _body_kind(body)
-        if not_found:
-            raise EndpointNotFoundError(
-                f"{where}HTTP 404 with {kind}: no Bitmusa endpoint at this URL",
-                url=url,
-                expected=expected,
-            )
-        if status >= 500:
-            raise TransportError(f"{where}Bitmusa answered HTTP {status} without a JSON body ({kind})")
-        raise FrameDecodeError(f"{where}Bitmusa reply (HTTP {status}) is not JSON ({kind})")
+        raise _not_json(status, body, where, url=url if not_found else "", expected=expected)
     code = reply.get("code")
     if code is not None and type(code) is not int and not isinstance(code, str):  # bool, float, object
         raise MessageShapeError(f"{where}Bitmusa reply has no integer or text `code`", field="$.code")
@@ -373,8 +363,21 @@ def _judge_reply(
     if not 200 <= status < 300:
         if code is None and status >= 500:
             raise TransportError(f"{where}Bitmusa answered HTTP {status} without a reply code")
-        raise ExchangeError(f"{where}Bitmusa answered HTTP {status} with code {code}", code=0, status=status)
+        with_code = "without a reply code" if code is None else f"with code {code}"
+        raise ExchangeError(f"{where}Bitmusa answered HTTP {status} {with_code}", code=0, status=status)
     return reply
+
+
+def _not_json(status: int, body: bytes, where: str, *, url: str, expected: str) -> UserStreamError:
+    """The error for a reply whose body is not JSON: it says the status and what the body looks like."""
+    kind = _body_kind(body)
+    if url:  # a 404 of a known request
+        return EndpointNotFoundError(
+            f"{where}HTTP 404 with {kind}: no Bitmusa endpoint at this URL", url=url, expected=expected
+        )
+    if status >= 500:
+        return TransportError(f"{where}Bitmusa answered HTTP {status} without a JSON body ({kind})")
+    return FrameDecodeError(f"{where}Bitmusa reply (HTTP {status}) is not JSON ({kind})")
 
 
 def _is_json(body: bytes) -> bool:
