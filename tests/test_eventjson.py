@@ -82,7 +82,7 @@ def test_fill_json_form_is_the_documented_one() -> None:
         b'{"kind":"fill","exchange":"coinlocally","account":"default","timestamp":1745389508472,'
         b'"source":"stream","order_id":"2690536306533246156","symbol":"BTC/USDT","side":"sell",'
         b'"amount":"0.1000000000000000","price":"13000.0000000000000000",'
-        b'"cost":"1300.00000000000000000000000000000000","fee":"7.8000000000000000",'
+        b'"cost":"1300.00000000000000000000000000000000","fee":"7.8000000000000000","fee_asset":"USDT",'
         b'"order_filled":"0.17861112","derived":false}'
     )
 
@@ -91,7 +91,7 @@ def test_derived_snapshot_fill_json_form_is_the_documented_one() -> None:
     assert to_json(DERIVED_FILL) == (
         b'{"kind":"fill","exchange":"bitmusa","account":"default","timestamp":1700703549000,'
         b'"source":"snapshot","order_id":"C171558199502193","symbol":"XRP/USDT","side":"buy",'
-        b'"amount":"1.5","price":"0.5155","cost":"0.77325","fee":null,"order_filled":"2","derived":true}'
+        b'"amount":"1.5","price":"0.5155","cost":"0.77325","fee":null,"fee_asset":null,"order_filled":"2","derived":true}'
     )
 
 
@@ -111,7 +111,7 @@ def test_source_is_always_written_and_snapshot_is_kept() -> None:
         FILL,
         DERIVED_FILL,
         msgspec.structs.replace(ORDER, source=Source.SNAPSHOT),
-        msgspec.structs.replace(FILL, price=None, cost=None, fee=None),
+        msgspec.structs.replace(FILL, price=None, cost=None, fee=None, fee_asset=None),
     ],
 )
 def test_round_trip(event: Event) -> None:
@@ -245,3 +245,15 @@ def test_the_documented_examples_are_exactly_what_to_json_writes() -> None:
     assert len(examples) == 5
     for example in examples:
         assert to_json(from_json(example)).decode() == example
+
+
+def test_a_fill_fee_asset_needs_its_fee() -> None:
+    base = {"kind": "fill", "order_id": "1", "symbol": "BTC/USDT", "side": "buy", "amount": "1"}
+    base |= {"price": "2", "cost": "2", "order_filled": "1", "timestamp": 1}
+    with_asset = from_dict(base | {"fee": "0.001", "fee_asset": "BTC"})
+    assert isinstance(with_asset, Fill)
+    assert (with_asset.fee, with_asset.fee_asset) == (Decimal("0.001"), "BTC")
+    assert to_dict(with_asset)["fee_asset"] == "BTC"
+    with pytest.raises(MessageShapeError, match=r"^fee_asset needs a fee") as caught:
+        from_dict(base | {"fee_asset": "BTC"})
+    assert caught.value.field == "$.fee_asset"

@@ -120,7 +120,7 @@ def test_bitmusa_derived_json_is_the_documented_one() -> None:
     assert to_json(fill) == (
         b'{"kind":"fill","exchange":"bitmusa","account":"default","timestamp":1700703549000,'
         b'"source":"stream","order_id":"C171558199502193","symbol":"XRP/USDT","side":"buy",'
-        b'"amount":"1.5","price":"0.5155","cost":"0.77325","fee":null,"order_filled":"2","derived":true}'
+        b'"amount":"1.5","price":"0.5155","cost":"0.77325","fee":null,"fee_asset":null,"order_filled":"2","derived":true}'
     )
 
 
@@ -247,6 +247,7 @@ def btc_fill(
         price=None if price is None else Decimal(price),
         cost=None if cost is None else Decimal(cost),
         fee=None if fee is None else Decimal(fee),
+        fee_asset=None if fee is None else "USDT",  # a sell pays in the quote asset
         order_filled=Decimal(order_filled),
         derived=derived,
     )
@@ -262,12 +263,13 @@ def test_coinlocally_document_report_first_seen_gives_the_unexplained_part_then_
         b'{"kind":"fill","exchange":"coinlocally","account":"default","timestamp":1745389508472,'
         b'"source":"stream","order_id":"2690536306533246156","symbol":"BTC/USDT","side":"sell",'
         b'"amount":"0.0786111200000000","price":"13000.0000000000000000",'
-        b'"cost":"1021.94456000000000000000000000000000","fee":null,"order_filled":"0.0786111200000000",'
+        b'"cost":"1021.94456000000000000000000000000000","fee":null,"fee_asset":null,'
+        b'"order_filled":"0.0786111200000000",'
         b'"derived":true}',
         b'{"kind":"fill","exchange":"coinlocally","account":"default","timestamp":1745389508472,'
         b'"source":"stream","order_id":"2690536306533246156","symbol":"BTC/USDT","side":"sell",'
         b'"amount":"0.1000000000000000","price":"13000.0000000000000000",'
-        b'"cost":"1300.00000000000000000000000000000000","fee":"7.8000000000000000",'
+        b'"cost":"1300.00000000000000000000000000000000","fee":"7.8000000000000000","fee_asset":"USDT",'
         b'"order_filled":"0.17861112","derived":false}',
     ]
     assert sum((fill.amount for fill in fills), Decimal(0)) == Decimal("0.17861112")
@@ -447,3 +449,13 @@ def test_fills_add_up_to_the_order_whatever_the_arrival_order(
         assert [(fill.amount, fill.derived) for fill in fills] == [
             (u.last_fill_amount, False) for u in updates
         ]
+
+
+def test_the_fee_asset_is_the_base_for_a_buy_the_quote_for_a_sell_and_none_without_a_pair() -> None:
+    sell = coinlocally_report(last="0.1", filled="0.1", last_price="13000", value="1300", fee="7.8")
+    buy = msgspec.structs.replace(sell, id="2", side=Side.BUY, fee=Decimal("0.0001"))
+    unsplit = msgspec.structs.replace(sell, id="3", symbol="BTCXYZ")
+    tracker = FillTracker()
+    assert [(fill.fee, fill.fee_asset) for fill in tracker.feed(sell)] == [(Decimal("7.8"), "USDT")]
+    assert [(fill.fee, fill.fee_asset) for fill in tracker.feed(buy)] == [(Decimal("0.0001"), "BTC")]
+    assert [(fill.fee, fill.fee_asset) for fill in tracker.feed(unsplit)] == [(Decimal("7.8"), None)]

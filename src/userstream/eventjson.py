@@ -62,6 +62,7 @@ def to_dict(event: Event) -> dict[str, Any]:
             price=dec(event.price),
             cost=dec(event.cost),
             fee=dec(event.fee),
+            fee_asset=event.fee_asset,
             order_filled=dec(event.order_filled),
             derived=event.derived,
         )
@@ -141,6 +142,7 @@ class _FillIn(msgspec.Struct, tag_field="kind", tag="fill", forbid_unknown_field
     cost: Decimal | None
     order_filled: Decimal
     fee: Decimal | None = None
+    fee_asset: str | None = None
     derived: bool = False
     timestamp: Any = None
     exchange: Exchange | None = None
@@ -173,7 +175,7 @@ def from_dict(
 
     Leniency (documented in docs/events.md): `total` and `remaining` may be omitted (they are computed; when
     given they must agree), `raw_*` default to the normalized values, `type` defaults to "limit", `source`
-    to "stream", a fill's `fee` to null and `derived` to false.
+    to "stream", a fill's `fee` and `fee_asset` to null and `derived` to false.
     """
     try:
         parsed = msgspec.convert(obj, _IN, strict=False)
@@ -217,6 +219,7 @@ def from_dict(
             price=_opt_money(parsed.price, "$.price"),
             cost=_opt_money(parsed.cost, "$.cost"),
             fee=_opt_money(parsed.fee, "$.fee"),
+            fee_asset=_fee_asset(parsed.fee, parsed.fee_asset),
             order_filled=_money(parsed.order_filled, "$.order_filled"),
             derived=parsed.derived,
             source=parsed.source,
@@ -250,6 +253,17 @@ def from_dict(
         created_at=_millis(parsed.created_at, "$.created_at"),
         source=parsed.source,
     )
+
+
+def _fee_asset(fee: Decimal | None, asset: str | None) -> str | None:
+    """A fill's fee asset, which only a fee can have (events.md: null whenever `fee` is null)."""
+    if asset is not None and fee is None:
+        raise MessageShapeError(
+            "fee_asset needs a fee: it names the asset the fee is paid in", field="$.fee_asset"
+        )
+    if asset is not None and not asset:
+        raise MessageShapeError("fee_asset must be a non-empty asset name or null", field="$.fee_asset")
+    return asset
 
 
 def _raw_default(raw: str | None, value: OrderType | OrderStatus | None) -> str:

@@ -190,8 +190,9 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     when it was computed from the growth of the order's cumulative filled amount and value between two
     updates (Bitmusa, or executions the stream did not report one by one); a derived fill's `price` is the
     average price of that growth. `price` and `cost` are None only when the exchange did not send what they
-    need; `fee` is None when the exchange does not report one. `order_filled` is the order's cumulative
-    filled amount after this fill: with `order_id` it identifies the fill.
+    need; `fee` is None when the exchange does not report one, and `fee_asset` (the asset the fee is paid
+    in) is None whenever `fee` is, or when the symbol does not split into base and quote. `order_filled` is
+    the order's cumulative filled amount after this fill: with `order_id` it identifies the fill.
     """
 
     kind: ClassVar[Literal["fill"]] = "fill"
@@ -206,6 +207,9 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     price: Decimal | None
     cost: Decimal | None  # quote value of this fill
     fee: Decimal | None = None
+    fee_asset: str | None = (
+        None  # the asset `fee` is paid in; None when unknown (fills.py says how it is known)
+    )
     order_filled: Decimal
     derived: bool = False
     source: Source = Source.STREAM

@@ -10,12 +10,16 @@ a status change). An update that raises it yields fills for exactly the growth:
 
 - When the update reports its own execution (Coinlocally's `l`, `L`, `n` as `last_fill_amount`,
   `last_fill_price`, `fee`) and that execution fits in the growth, one exact fill: amount `l`, price `L`,
-  cost `l * L` (exact), fee `n`, `derived` false. Growth the execution does not explain (the order was
-  already partly filled when first seen, or an earlier report was lost) comes first as one derived fill.
+  cost `l * L` (exact), fee `n`, `derived` false. Its `fee_asset` is the base asset for a buy and the quote
+  asset for a sell: Binance's rule (Coinlocally's executionReport copies Binance's shape) and
+  `userstream serve`'s; the document's own report agrees (a fee of 7.8 on selling 0.1 BTC at 13000 cannot be
+  BTC). The document shows no commission-asset field (Binance's `N`), so none is read. Growth the execution
+  does not explain (the order was already partly filled when first seen, or an earlier report was lost)
+  comes first as one derived fill.
 - Otherwise (Bitmusa, which sends only cumulative `tradedAmount` and `value`; or a snapshot correction) one
   derived fill: amount = growth of filled, cost = growth of cost, price = cost / amount (`exact_div`, the
-  one rounded value), fee unknown (None). The first update of an order that is already partly filled yields
-  one fill for what it shows.
+  one rounded value), fee and fee asset unknown (None). The first update of an order that is already partly
+  filled yields one fill for what it shows.
 
 Keeping only a high-water mark is what makes duplicates and reordering harmless: an update older than the
 mark can never fill again, and its quantity is already inside an earlier fill (as a derived one, if the
@@ -32,10 +36,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from decimal import Decimal
 
-from userstream.events import Event, Fill, OrderUpdate
+from userstream.events import Event, Fill, OrderUpdate, Side
 from userstream.money import exact_div, exact_mul, exact_sub
 
-__all__ = ["FillTracker"]
+__all__ = ["FillTracker", "fee_asset"]
 
 _ZERO = Decimal(0)
 
@@ -139,6 +143,7 @@ def _fills(update: OrderUpdate, progress: _Progress) -> list[Fill]:
             price=update.last_fill_price,
             cost=exact_cost,
             fee=update.fee,
+            fee_asset=None if update.fee is None else fee_asset(update.symbol, update.side),
             order_filled=update.filled,
             derived=False,
             source=update.source,
@@ -146,6 +151,15 @@ def _fills(update: OrderUpdate, progress: _Progress) -> list[Fill]:
         )
     )
     return fills
+
+
+def fee_asset(symbol: str, side: Side) -> str | None:
+    """The asset an execution's commission is paid in: a buy pays in the base asset it receives, a sell in the
+    quote asset; None when `symbol` is not a unified "BASE/QUOTE"."""
+    base, slash, quote = symbol.partition("/")
+    if not slash or not base or not quote:
+        return None
+    return base if side is Side.BUY else quote
 
 
 def _growth(now: Decimal | None, before: Decimal | None) -> Decimal | None:

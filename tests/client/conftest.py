@@ -21,6 +21,7 @@ import pytest
 from userstream.client import State, StatusEvent, UserStream
 from userstream.events import BalanceUpdate, Event, Exchange, OrderStatus, OrderType, OrderUpdate, Side
 from userstream.server import Account, ServerConfig, ServerHandle, running_server
+from userstream.server.variants import VARIANTS
 
 ALICE = Account(
     name="alice",
@@ -264,6 +265,66 @@ def lab(access_log: AccessLog) -> Callable[..., AbstractAsyncContextManager[Env]
     async def starter(**overrides: Any) -> AsyncIterator[Env]:
         async with running_server(server_config(**overrides)) as handle:
             yield Env(handle, access_log)
+
+    return starter
+
+
+#: Test-friendly values for the variants that take one (a server ping every 0.2 s is seen within a test).
+_VARIANT_SPECS = {"coinlocally-server-ping": "coinlocally-server-ping=0.2"}
+
+#: Every variant set the client's key scenarios run against: ours (no variant), then each variant alone.
+VARIANT_SETS: tuple[tuple[str, ...], ...] = ((), *((_VARIANT_SPECS.get(name, name),) for name in VARIANTS))
+
+
+def variant_exchanges(variant_set: tuple[str, ...]) -> tuple[str, ...]:
+    """The exchanges a variant set concerns: both for ours and the numbers variants."""
+    concerned = {VARIANTS[spec.partition("=")[0]].exchange for spec in variant_set}
+    if not concerned or None in concerned:
+        return ("bitmusa", "coinlocally")
+    return tuple(sorted(exchange.value for exchange in concerned if exchange is not None))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "variant_scenario(name, exchanges=...): run the test against serve in every variant set (ours and "
+        "each variant alone) on each exchange the set concerns, with `variant_lab` and `exchange`",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize a `variant_scenario` test with (variant set, exchange). The module's `KNOWN_GAPS`
+    ({(scenario, variant name or "ours", exchange): reason}) marks the combinations the client does not
+    handle yet as xfail(strict=True): they must fail, so a fix is noticed and the mark removed."""
+    marker = metafunc.definition.get_closest_marker("variant_scenario")
+    if marker is None:
+        return
+    scenario: str = marker.args[0]
+    allowed: tuple[str, ...] = marker.kwargs.get("exchanges", ("bitmusa", "coinlocally"))
+    gaps: dict[tuple[str, str, str], str] = getattr(metafunc.module, "KNOWN_GAPS", {})
+    params = []
+    for variant_set in VARIANT_SETS:
+        label = "+".join(variant_set) or "ours"
+        for exchange in variant_exchanges(variant_set):
+            if exchange not in allowed:
+                continue
+            reason = gaps.get((scenario, label.partition("=")[0], exchange))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            params.append(pytest.param(variant_set, exchange, id=f"{label}-{exchange}", marks=marks))
+    metafunc.parametrize(("variant_lab", "exchange"), params, indirect=["variant_lab"])
+
+
+@pytest.fixture
+def variant_lab(
+    request: pytest.FixtureRequest, lab: Callable[..., AbstractAsyncContextManager[Env]]
+) -> Callable[..., AbstractAsyncContextManager[Env]]:
+    """`async with variant_lab(**overrides) as env`: `lab` running serve with a variant set. Parametrize it
+    indirectly with the set (a tuple of `NAME[=VALUE]`; none: ours), e.g.
+    `@pytest.mark.parametrize("variant_lab", [(), ("numbers-as-strings",)], indirect=True)`."""
+    variant_set: tuple[str, ...] = getattr(request, "param", ())
+
+    def starter(**overrides: Any) -> AbstractAsyncContextManager[Env]:
+        return lab(variants=variant_set, **overrides)
 
     return starter
 

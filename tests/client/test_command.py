@@ -16,7 +16,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from userstream.client.command import format_pretty
+from userstream.cli import build_parser
+from userstream.client.command import format_pretty, timing_arguments
+from userstream.errors import ConfigurationError
 from userstream.eventjson import to_json
 from userstream.events import Exchange, Fill, Side
 from userstream.protocol.examples import BITMUSA_WALLET_EVENT, COINLOCALLY_ORDER_EVENT
@@ -244,4 +246,159 @@ def test_pretty_lines_are_readable() -> None:
     )
     assert format_pretty(fill) == (
         "01:39:08.846  bitmusa/alice  fill     XRP/USDT   buy  2 @ 0.5155  order C1 filled 2  (derived)"
+    )
+
+
+# --- timings: a flag left out fits the flags given; only flags that contradict each other are refused ------
+
+
+def endpoints(env: Env, exchange: str) -> tuple[list[str], dict[str, str]]:
+    """The endpoint flags and the credentials (in the environment) of alice on this server."""
+    if exchange == "bitmusa":
+        return ["--rest-url", env.server.base_url, "--ws-url", env.server.ws_url], bitmusa_env(env)
+    return ["--ws-url", env.coinlocally_url], environment(
+        USERSTREAM_COINLOCALLY_TOKEN=env.alice.coinlocally_token
+    )
+
+
+@pytest.mark.parametrize("idle_timeout", ["5", "10", "30"])
+@pytest.mark.parametrize("exchange", ["bitmusa", "coinlocally"])
+async def test_an_idle_timeout_alone_streams_on_both_exchanges(
+    lab: Lab, exchange: str, idle_timeout: str
+) -> None:
+    # The issue's report: `watch bitmusa --idle-timeout 30` refused to start ("idle_timeout (30s) must exceed
+    # ping_interval (30s)") though no ping interval was given. Every other timing is left at its default.
+    async with lab() as env:
+        urls, credentials = endpoints(env, exchange)
+        process = await watch(exchange, *urls, "--idle-timeout", idle_timeout, env=credentials)
+        try:
+            await env.until_streaming()
+            await env.ingest([env.balance(1)])
+            printed = await lines(process, 1)
+            key = env.server.active_listen_key("alice") if exchange == "bitmusa" else None
+        finally:
+            process.send_signal(signal.SIGTERM)
+        code, rest, stderr = await finish(process)
+    assert printed == [to_json(env.expected_balance(1, exchange, account="default"))]
+    assert (code, rest) == (0, b"")
+    head = f"userstream watch: {exchange}/default"
+    if exchange == "bitmusa":
+        assert key is not None
+        live = [f"{head} connected connection=1 listen_key={key[:6]}..."]
+    else:
+        live = [f"{head} connected connection=1", f"{head} subscribed connection=1"]
+    assert stderr.decode().splitlines() == [f"{head} connecting connection=1 attempt=1", *live]
+    assert_no_secret(rest, stderr)
+
+
+async def test_the_derived_ping_interval_is_logged_at_info(lab: Lab) -> None:
+    async with lab() as env:
+        urls, credentials = endpoints(env, "coinlocally")
+        args = [*urls, "--idle-timeout", "30", "--log-level", "INFO"]
+        process = await watch("coinlocally", *args, env=credentials)
+        try:
+            await env.until_streaming()
+        finally:
+            process.send_signal(signal.SIGTERM)
+        code, _, stderr = await finish(process)
+    assert code == 0
+    assert stderr.decode().splitlines()[0] == (
+        "userstream watch: INFO: coinlocally/default: ping_interval 20s, derived from idle_timeout (30s): "
+        "idle_timeout / 1.5, at most 30s"
+    )
+
+
+def parsed(*flags: str) -> Any:
+    return build_parser().parse_args(["watch", "bitmusa", *flags])
+
+
+@pytest.mark.parametrize(
+    ("flags", "timings"),
+    [
+        ([], {}),  # nothing given: nothing passed, the library's defaults apply
+        (["--idle-timeout", "30"], {"idle_timeout": 30.0}),
+        (["--rotate-after", "0"], {"rotate_after": None}),
+        (
+            ["--ping-interval", "2", "--backoff-cap", "9", "--sub-timeout", "3", "--stable-after", "0"],
+            {"ping_interval": 2.0, "backoff_cap": 9.0, "sub_timeout": 3.0, "stable_after": 0.0},
+        ),
+        (
+            ["--keepalive-interval", "60", "--overlap-timeout", "1", "--close-timeout", "2"],
+            {"keepalive_interval": 60.0, "overlap_timeout": 1.0, "close_timeout": 2.0},
+        ),
+        (["--request-timeout", "4", "--backoff-base", "0.5"], {"request_timeout": 4.0, "backoff_base": 0.5}),
+    ],
+)
+def test_only_the_timing_flags_given_are_passed_on(flags: list[str], timings: dict[str, Any]) -> None:
+    assert timing_arguments(parsed(*flags)) == timings
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--idle-timeout", "30", "--ping-interval", "30"],
+            "--idle-timeout (30s) must exceed --ping-interval (30s): the pong of a ping is what proves a "
+            "quiet connection alive (give one of the two and the other is derived from it)",
+        ),
+        (
+            ["--keepalive-interval", "3600"],
+            "--keepalive-interval (3600s) must be shorter than the listenKey's validity (3600s)",
+        ),
+        (
+            ["--backoff-base", "5", "--backoff-cap", "2"],
+            "--backoff-cap (2s) must be at least --backoff-base (5s)",
+        ),
+        (
+            ["--rotate-after", "10", "--overlap-timeout", "10"],
+            "--overlap-timeout (10s) must be shorter than --rotate-after (10s): a rotation's hand-over would "
+            "last until the next rotation is due",
+        ),
+        (
+            ["--overlap-timeout", "90000"],
+            "--overlap-timeout (90000s) must be shorter than --rotate-after (84600s by default): a "
+            "rotation's hand-over would last until the next rotation is due",
+        ),
+        (
+            ["--rotate-after", "60", "--stable-after", "60"],
+            "--stable-after (60s) must be shorter than --rotate-after (60s): every connection would be "
+            "rotated before it counted as stable, so the reconnect backoff would never start over",
+        ),
+        (["--idle-timeout", "0"], "--idle-timeout must be a positive number of seconds, not 0.0"),
+        (
+            ["--rotate-after", "-5"],
+            "--rotate-after must be a positive number of seconds (0 turns rotation off), not -5.0",
+        ),
+        (["--stable-after", "-1"], "--stable-after must be a number of seconds, 0 or more, not -1.0"),
+    ],
+)
+def test_contradicting_timing_flags_are_refused_naming_the_flags(flags: list[str], message: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        timing_arguments(parsed(*flags))
+    assert str(raised.value) == message
+
+
+async def test_two_contradicting_flags_exit_2_naming_them() -> None:
+    credentials = {"USERSTREAM_BITMUSA_API_KEY": "x", "USERSTREAM_BITMUSA_AUTH_KEY": "y"}
+    process = await watch(
+        "bitmusa", "--ping-interval", "30", "--idle-timeout", "30", env=environment(**credentials)
+    )
+    code, stdout, stderr = await finish(process)
+    assert (code, stdout, stderr.decode()) == (
+        2,
+        b"",
+        "userstream watch: --idle-timeout (30s) must exceed --ping-interval (30s): the pong of a ping is "
+        "what proves a quiet connection alive (give one of the two and the other is derived from it)\n",
+    )
+
+
+@pytest.mark.parametrize("size", ["0", "-3", "many"])
+def test_a_queue_size_below_one_is_refused_naming_the_flag(
+    size: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parsed("--queue-size", size)
+    assert raised.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"userstream watch: error: argument --queue-size: must be a positive integer, not {size!r}"
     )

@@ -674,3 +674,27 @@ async def test_a_second_gap_before_the_user_read_the_first_corrections_does_not_
     ]
     assert host.statuses == [State.RESYNCED, State.RESYNCED]
     assert resync.resyncs == 2
+
+
+@EXCHANGES
+async def test_a_snapshot_with_an_impossible_value_is_refused_whole_and_nothing_of_it_applied(
+    lab: Lab, recorder: Recorder, exchange: str
+) -> None:
+    async with lab(accounts=(ALICE,)) as env:
+        # Only the REST API knows these: BTC is fine, USDT's free is negative (docs/events.md).
+        await env.ingest([balance("BTC", "1", "0", 1), balance("USDT", "-5", "0", 2)], account=ALICE)
+        settings = options(env, exchange, initial_snapshot=True, snapshot_symbols=[])
+        async with connect(exchange, **settings, on_status=recorder) as stream:
+            failed = await recorder.wait_for(State.RESYNC_FAILED, 2)  # refused, and refused again
+            await env.until_streaming(account=ALICE)
+            await env.ingest([balance("ETH", "2", "0", 3)], account=ALICE)
+            (event,) = await env.take(stream, 1)
+            stats = stream.stats
+    # the stream went on; the next event is the stream's own, no correction from the refused snapshot
+    assert (event.source, event.asset) == (Source.STREAM, "ETH")  # type: ignore[union-attr]
+    assert recorder.of(State.RESYNCED) == []
+    assert stats.resyncs == 0
+    assert stats.resync_failures >= 2
+    where = "item 1: $.data.free" if exchange == "bitmusa" else "$.balances[1].free: $.free"
+    assert failed.reason == f"snapshot failed: {where}: a balance cannot be negative, got -5"
+    assert failed.delay is not None  # retried: the exchange may correct itself

@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from userstream.errors import UserStreamError
-from userstream.events import BalanceUpdate, Event, OrderUpdate
+from userstream.events import BalanceUpdate, Event, OrderType, OrderUpdate
 from userstream.protocol import bitmusa, bitmusa_rest, coinlocally, coinlocally_rest, examples
 from userstream.protocol.codec import decode_frame, gunzip
 from userstream.protocol.messages import (
@@ -161,6 +161,31 @@ def check_event(event: Event) -> None:
             assert isinstance(value, Decimal)
             assert value.is_finite()
             assert len(value.as_tuple().digits) <= 64
+    check_possible(event)
+
+
+def check_possible(event: Event) -> None:
+    """No impossible value gets through (docs/events.md, "Impossible values")."""
+    if isinstance(event, BalanceUpdate):
+        assert event.free >= 0
+        assert event.locked >= 0
+        return
+    assert isinstance(event, OrderUpdate)
+    for value in (
+        event.amount,
+        event.filled,
+        event.price,
+        event.cost,
+        event.last_fill_amount,
+        event.last_fill_price,
+    ):
+        assert value is None or value >= 0
+    if event.type is OrderType.LIMIT:
+        assert event.filled <= event.amount
+        assert event.price is None or event.price > 0
+    if event.last_fill_amount:
+        assert event.last_fill_amount <= event.filled
+        assert event.last_fill_price is None or event.last_fill_price > 0
 
 
 # --- the frame codec -------------------------------------------------------------------------------------

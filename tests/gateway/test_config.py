@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from userstream.client import StreamOptions
 from userstream.client.queue import Overflow
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
@@ -278,3 +279,86 @@ async def test_a_gateway_with_a_missing_variable_refuses_to_start_and_leaves_not
     assert str(caught.value) == "account 'bob': environment variable BOB_TOKEN (token_env) is not set"
     assert gateway.http_url is None
     assert all(account.stream is None or not account.stream.running for account in gateway.accounts)
+
+
+# --- timings: a key left out fits the keys set; only keys that contradict each other are refused ----------
+
+
+def test_a_timing_the_file_leaves_out_is_derived_by_the_client_not_refused() -> None:
+    # The gateway keeps what the file says; the client derives the rest exactly as connect() does.
+    config = parse_config(
+        {
+            "defaults": {"idle_timeout": 30},
+            "accounts": [bitmusa(backoff_cap=0.5), coinlocally(rotate_after=60, ping_interval=2)],
+        }
+    )
+    alice, bob = config.accounts
+    assert alice.options == {"idle_timeout": 30, "backoff_cap": 0.5}
+    assert bob.options == {"idle_timeout": 30, "rotate_after": 60, "ping_interval": 2}
+    derived = StreamOptions(**alice.options)
+    assert (derived.ping_interval, derived.backoff_base, derived.sub_timeout) == (20.0, 0.5, 10.0)
+    derived = StreamOptions(**bob.options)
+    assert (derived.ping_interval, derived.overlap_timeout, derived.stable_after) == (2, 5.0, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            {"defaults": {"ping_interval": 30}, "accounts": [bitmusa(idle_timeout=20)]},
+            "gateway.toml: account 'alice': idle_timeout (20s) must exceed [defaults] ping_interval (30s): "
+            "the pong of a ping is what proves a quiet connection alive (give one of the two and the other "
+            "is derived from it)",
+        ),
+        (
+            {"defaults": {"backoff_base": 5}, "accounts": [coinlocally(backoff_cap=2)]},
+            "gateway.toml: account 'bob': backoff_cap (2s) must be at least [defaults] backoff_base (5s)",
+        ),
+        (
+            {"accounts": [bitmusa(keepalive_interval=3600)]},
+            "gateway.toml: account 'alice': keepalive_interval (3600s) must be shorter than the listenKey's "
+            "validity (3600s)",
+        ),
+        (
+            {"accounts": [coinlocally(rotate_after=10, overlap_timeout=10)]},
+            "gateway.toml: account 'bob': overlap_timeout (10s) must be shorter than rotate_after (10s): a "
+            "rotation's hand-over would last until the next rotation is due",
+        ),
+        (
+            {"defaults": {"stable_after": 90000}, "accounts": [bitmusa()]},
+            "gateway.toml: account 'alice': [defaults] stable_after (90000s) must be shorter than "
+            "rotate_after (84600s by default): every connection would be rotated before it counted as "
+            "stable, so the reconnect backoff would never start over",
+        ),
+        (
+            {"accounts": [bitmusa(rotate_after=-1)]},
+            "gateway.toml: account 'alice': rotate_after must be a positive number of seconds (0 turns "
+            "rotation off), not -1",
+        ),
+        (
+            {"defaults": {"idle_timeout": "5s"}, "accounts": [bitmusa()]},
+            "gateway.toml: account 'alice': [defaults] idle_timeout must be a positive number of seconds, "
+            "not '5s'",
+        ),
+    ],
+)
+def test_contradicting_timing_keys_are_refused_naming_the_keys(
+    document: dict[str, Any], message: str
+) -> None:
+    assert refused(document) == message
+
+
+async def test_a_gateway_with_only_an_idle_timeout_streams_both_exchanges(lab: Any) -> None:
+    async with lab() as env:
+        document = env.document(accounts=("alice",))
+        document["defaults"] = {"idle_timeout": 5, "resync": False}  # every other timing at its default
+        async with env.gateway(parse_config(document, source="test")) as gateway:
+            assert [runtime.stream.options.ping_interval for runtime in gateway.accounts] == [10 / 3, 10 / 3]
+            await env.ingest("alice", [{"kind": "balance", "asset": "USDT", "free": "1.5", "locked": "0"}])
+            await env.until(lambda: all(runtime.state.snapshot().balances for runtime in gateway.accounts))
+            for runtime in gateway.accounts:
+                status, body = await env.get(gateway, f"/accounts/{runtime.name}/balances")
+                assert status == 200
+                assert [(b["asset"], b["free"], b["locked"]) for b in body["balances"]] == [
+                    ("USDT", "1.5", "0")
+                ]

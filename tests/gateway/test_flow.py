@@ -132,6 +132,7 @@ def expected_alice(exchange: str) -> list[Event]:
         price=Decimal("13000"),
         cost=Decimal("5200.0") if coinlocally else Decimal("5200"),
         fee=Decimal("0.0004") if coinlocally else None,
+        fee_asset="BTC" if coinlocally else None,  # a buy pays its fee in the base asset
         order_filled=Decimal("0.4"),
         derived=not coinlocally,
     )

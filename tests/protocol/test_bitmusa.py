@@ -45,7 +45,7 @@ from userstream.protocol.examples import (
     BITMUSA_WALLET,
     BITMUSA_WALLET_EVENT,
 )
-from userstream.protocol.messages import DataEvents, Unknown
+from userstream.protocol.messages import DataEvents, Unknown, UnknownKind
 
 
 def exact_fields(event: BalanceUpdate | OrderUpdate) -> dict[str, object]:
@@ -233,7 +233,9 @@ def test_unknown_type_is_kept_raw() -> None:
 
 def test_unknown_direction_is_unknown_not_an_order() -> None:
     frame = order_frame(direction='"HOLD"')
-    assert Parser()(frame) == Unknown(raw=frame[:512], reason="unknown direction 'HOLD'")
+    assert Parser()(frame) == Unknown(
+        raw=frame[:512], reason="unknown direction 'HOLD'", kind=UnknownKind.MALFORMED
+    )
 
 
 # --- rendering: words, end times, decimals ------------------------------------------------------------
@@ -525,13 +527,23 @@ TYPE_PAIRS = st.one_of(
 )
 
 
+# Quantities, prices and balances are never negative (docs/events.md, "Impossible values"): a copy_abs
+# keeps every digit (abs() would round to the context's 28 digits).
+POSSIBLE_DECIMALS = EXACT_DECIMALS.map(Decimal.copy_abs)
+
+
 @st.composite
 def bitmusa_orders(draw: st.DrawFn) -> OrderUpdate:
+    """Possible orders: a limit order's filled is at most its amount and its price is positive."""
     status, raw_status = draw(STATUS_PAIRS)
     order_type, raw_type = draw(TYPE_PAIRS)
     symbol = draw(_TEXT)
-    amount = draw(EXACT_DECIMALS)
-    filled = draw(EXACT_DECIMALS)
+    amount = draw(POSSIBLE_DECIMALS)
+    filled = draw(POSSIBLE_DECIMALS)
+    limit = order_type is OrderType.LIMIT
+    if limit and filled > amount:
+        amount, filled = filled, amount
+    prices = POSSIBLE_DECIMALS.filter(bool) if limit else POSSIBLE_DECIMALS
     return OrderUpdate(
         exchange=Exchange.BITMUSA,
         account=draw(_TEXT),
@@ -544,11 +556,11 @@ def bitmusa_orders(draw: st.DrawFn) -> OrderUpdate:
         raw_type=raw_type,
         status=status,
         raw_status=raw_status,
-        price=draw(st.none() | EXACT_DECIMALS),
+        price=draw(st.none() | prices),
         amount=amount,
         filled=filled,
         remaining=exact_sub(amount, filled),
-        cost=draw(st.none() | EXACT_DECIMALS),
+        cost=draw(st.none() | POSSIBLE_DECIMALS),
         created_at=draw(st.none() | _MILLIS),
     )
 
@@ -559,8 +571,8 @@ BALANCES = st.builds(
     account=_TEXT,
     timestamp=_MILLIS,
     asset=_TEXT,
-    free=EXACT_DECIMALS,
-    locked=EXACT_DECIMALS,
+    free=POSSIBLE_DECIMALS,
+    locked=POSSIBLE_DECIMALS,
 )
 
 
@@ -587,7 +599,8 @@ def test_order_quantities_keep_their_exact_text_through_a_round_trip(event: Orde
 @given(st.builds(_decimal_from, st.integers(0, 1), st.integers(0, 10**70), st.integers(-200, 200)))
 def test_money_bounds_on_the_wire_are_exactly_moneys_bounds(value: Decimal) -> None:
     result = Parser()(order_frame(price=str(value)))
-    assert isinstance(result, DataEvents) == _within_bounds(value)
+    # The document's order is a limit order: its price must also be positive (docs/events.md).
+    assert isinstance(result, DataEvents) == (_within_bounds(value) and value > 0)
 
 
 # --- REST: requests -----------------------------------------------------------------------------------
@@ -837,3 +850,88 @@ def test_credentials_from_headers_missing_or_malformed(headers: dict[str, str]) 
 def test_request_headers_read_back_as_the_same_credentials() -> None:
     request = bitmusa.keepalive_request(CREDS)
     assert bitmusa.credentials_from_headers(request.headers) == CREDS
+
+
+# --- impossible values (docs/events.md, "Impossible values") -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "field", "message"),
+    [
+        (wallet_frame(free='"-1"'), "$.data.free", "$.data.free: a balance cannot be negative, got -1"),
+        (
+            wallet_frame(locked="-0.5"),
+            "$.data.locked",
+            "$.data.locked: a balance cannot be negative, got -0.5",
+        ),
+        (order_frame(amount="-2"), "$.data.amount", "$.data.amount: cannot be negative, got -2"),
+        (
+            order_frame(tradedAmount="-1"),
+            "$.data.tradedAmount",
+            "$.data.tradedAmount: cannot be negative, got -1",
+        ),
+        (order_frame(price="-0.5155"), "$.data.price", "$.data.price: cannot be negative, got -0.5155"),
+        (order_frame(value="-1.031"), "$.data.value", "$.data.value: cannot be negative, got -1.031"),
+        (
+            order_frame(type='"MARKET_PRICE"', price="-1"),
+            "$.data.price",
+            "$.data.price: cannot be negative, got -1",
+        ),
+        (
+            order_frame(price="0"),
+            "$.data.price",
+            "$.data.price: a limit order's price must be positive, got 0",
+        ),
+        (
+            order_frame(tradedAmount="2.5"),
+            "$.data.tradedAmount",
+            "$.data.tradedAmount: the filled quantity 2.5 exceeds the limit order's amount 2",
+        ),
+    ],
+)
+def test_an_impossible_value_is_a_malformed_frame_naming_the_field(
+    frame: str, field: str, message: str
+) -> None:
+    with pytest.raises(MessageShapeError) as caught:
+        Parser().parse_message(frame)
+    assert (caught.value.field, str(caught.value)) == (field, message)
+    assert Parser()(frame) == Unknown(frame, message, UnknownKind.MALFORMED)
+
+
+@pytest.mark.parametrize(
+    ("frame", "name", "value"),
+    [
+        (wallet_frame(free='"-0"'), "free", Decimal("0")),  # a negative zero is a zero
+        (order_frame(price="null"), "price", None),  # not sent: null, never guessed
+        # A market order's amount may be in the quote asset (a MARKET_PRICE buy spends `amount` USDT) and its
+        # price 0: neither is judged.
+        (order_frame(type='"MARKET_PRICE"', price="0", tradedAmount="3"), "remaining", Decimal("-1")),
+        (order_frame(amount="0", tradedAmount="0"), "amount", Decimal("0")),
+        (order_frame(tradedAmount="2", value="1.031"), "filled", Decimal("2")),  # filled == amount
+    ],
+)
+def test_possible_edge_values_are_accepted(frame: str, name: str, value: Decimal | None) -> None:
+    assert getattr(only_event(frame), name) == value
+
+
+def test_the_first_impossible_value_is_named_in_the_documented_order() -> None:
+    frame = order_frame(amount="-2", tradedAmount="-1", price="0")
+    with pytest.raises(MessageShapeError) as caught:
+        Parser().parse_message(frame)
+    assert caught.value.field == "$.data.amount"
+
+
+def test_unknown_kinds_tell_broken_frames_from_news() -> None:
+    assert Parser()("not json").kind is UnknownKind.UNDECODABLE  # type: ignore[union-attr]
+    assert Parser()(b"\xff\xfe").kind is UnknownKind.UNDECODABLE  # type: ignore[union-attr]
+    assert Parser()(order_frame(amount='"two"')).kind is UnknownKind.MALFORMED  # type: ignore[union-attr]
+    assert Parser()('{"code":10002,"msg":"token invalid"}').kind is UnknownKind.UNKNOWN  # type: ignore[union-attr]
+    unknown_stream = '{"data":{},"stream":"spot_margin","eventTime":1}'
+    assert Parser()(unknown_stream).kind is UnknownKind.UNKNOWN  # type: ignore[union-attr]
+
+
+def test_a_message_without_a_stream_is_named_so() -> None:
+    frame = '{"code":10002,"msg":"token invalid"}'
+    assert Parser()(frame) == Unknown(
+        frame, "not a Bitmusa stream message: Object missing required field `stream`", UnknownKind.UNKNOWN
+    )

@@ -287,9 +287,13 @@ millis = st.integers(0, 2**63 - 1)
 
 @st.composite
 def open_orders(draw: st.DrawFn) -> OrderUpdate:
-    amount = draw(decimals)
-    filled = draw(decimals)
     raw_type = draw(st.sampled_from(["LIMIT_PRICE", "MARKET_PRICE"]))
+    # Possible orders (docs/events.md): a limit order's filled within its amount, its price positive.
+    limit = raw_type == "LIMIT_PRICE"
+    amount, filled = draw(decimals), draw(decimals)
+    if limit and filled > amount:
+        amount, filled = filled, amount
+    prices = decimals.filter(bool) if limit else decimals
     return OrderUpdate(
         exchange=Exchange.BITMUSA,
         account="alice",
@@ -302,7 +306,7 @@ def open_orders(draw: st.DrawFn) -> OrderUpdate:
         raw_type=raw_type,
         status=OrderStatus.OPEN,
         raw_status="TRADING",
-        price=draw(st.none() | decimals),
+        price=draw(st.none() | prices),
         amount=amount,
         filled=filled,
         remaining=exact_sub(amount, filled),
@@ -344,3 +348,40 @@ def test_the_module_exports_what_it_documents() -> None:
     assert bitmusa_rest.WALLET_PATH == "/spot/wallet"
     assert bitmusa_rest.ORDER_HISTORY_PATH == "/spot/order/history"
     assert bitmusa_rest.OPEN_ORDER_STATUS == "TRADING"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (WALLET_REPLY.replace(b'"free": "0"', b'"free": "-0.5"'), "$.data[1].free"),
+        (WALLET_REPLY.replace(b'"locked": "80669.91"', b'"locked": "-80669.91"'), "$.data[0].locked"),
+    ],
+)
+def test_a_negative_balance_refuses_the_wallet_naming_the_item(body: bytes, field: str) -> None:
+    with pytest.raises(MessageShapeError) as caught:
+        parse_wallet_response(200, body, account="a", timestamp=1)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("replace", "field", "message"),
+    [
+        ((b'"amount": 2', b'"amount": -2'), "$.data[0].amount", "$.data.amount: cannot be negative, got -2"),
+        (
+            (b'"tradedAmount": 0', b'"tradedAmount": 3'),
+            "$.data[0].tradedAmount",
+            "$.data.tradedAmount: the filled quantity 3 exceeds the limit order's amount 2",
+        ),
+        (
+            (b'"price": 0.5155', b'"price": 0'),
+            "$.data[0].price",
+            "$.data.price: a limit order's price must be positive, got 0",
+        ),
+    ],
+)
+def test_an_impossible_order_refuses_the_snapshot_naming_the_item(
+    replace: tuple[bytes, bytes], field: str, message: str
+) -> None:
+    with pytest.raises(MessageShapeError) as caught:
+        parse_open_orders_response(200, ORDERS_REPLY.replace(*replace), account="a", timestamp=1)
+    assert (caught.value.field, str(caught.value)) == (field, f"item 0: {message}")

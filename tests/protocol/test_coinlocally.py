@@ -67,6 +67,7 @@ from userstream.protocol.messages import (
     Pong,
     SystemClose,
     Unknown,
+    UnknownKind,
 )
 from userstream.protocol.symbols import SymbolSplitter
 
@@ -258,8 +259,11 @@ def test_forty_one_digit_decimals_are_kept_exactly() -> None:
     # money.checked allows up to 64 significant digits, so 41 digits is valid input, kept digit for digit.
     amount = "1234567890123456789012345678901.0123456789"  # 41 digits
     filled = "0.0000000000000000000000000000000000000001"
-    frame = COINLOCALLY_EXECUTION_REPORT.replace('"q": "1"', f'"q": "{amount}"').replace(
-        '"z": "0.17861112"', f'"z": {filled}'
+    # The last execution (`l`) cannot exceed the cumulative filled (`z`): it is the whole of it here.
+    frame = (
+        COINLOCALLY_EXECUTION_REPORT.replace('"q": "1"', f'"q": "{amount}"')
+        .replace('"z": "0.17861112"', f'"z": {filled}')
+        .replace('"l": "0.1000000000000000"', f'"l": "{filled}"')
     )
     order = single_event(Parser()(frame))
     assert isinstance(order, OrderUpdate)
@@ -360,7 +364,7 @@ def test_sides(raw_side: str, side: Side) -> None:
 
 def test_unknown_side_is_unknown_naming_the_field() -> None:
     frame = execution_report_with(S="HOLD")
-    assert Parser()(frame) == Unknown(frame, "unknown side 'HOLD'")
+    assert Parser()(frame) == Unknown(frame, "unknown side 'HOLD'", UnknownKind.MALFORMED)
     with pytest.raises(MessageShapeError) as caught:
         Parser().parse(frame)
     assert caught.value.field == "$.S"
@@ -593,13 +597,26 @@ raw_statuses = st.one_of(st.sampled_from(sorted(STATUS_TABLE)), st.text(max_size
 raw_types = st.one_of(st.sampled_from(sorted(TYPE_TABLE)), st.text(max_size=20))
 
 
+# Quantities, prices and balances are never negative (docs/events.md, "Impossible values"); a fee may be
+# (a rebate).
+possible_decimals = decimals.map(Decimal.copy_abs)
+
+
 @st.composite
 def orders(draw: st.DrawFn) -> OrderUpdate:
+    """Possible orders: the last execution within the cumulative filled, at a positive price when there is
+    one; a limit order's filled within its amount and its price positive."""
     raw_symbol = draw(raw_symbols)
     raw_status = draw(raw_statuses)
     raw_type = draw(raw_types)
-    amount = draw(decimals)
-    filled = draw(decimals)
+    limit = TYPE_TABLE.get(raw_type) is OrderType.LIMIT
+    if limit:
+        last_fill_amount, filled, amount = sorted(draw(st.lists(possible_decimals, min_size=3, max_size=3)))
+    else:
+        last_fill_amount, filled = sorted(draw(st.lists(possible_decimals, min_size=2, max_size=2)))
+        amount = draw(possible_decimals)
+    price = draw(possible_decimals.filter(bool) if limit else possible_decimals)
+    last_fill_price = draw(possible_decimals.filter(bool) if last_fill_amount else possible_decimals)
     return OrderUpdate(
         exchange=Exchange.COINLOCALLY,
         account="default",
@@ -612,13 +629,13 @@ def orders(draw: st.DrawFn) -> OrderUpdate:
         raw_type=raw_type,
         status=STATUS_TABLE.get(raw_status),
         raw_status=raw_status,
-        price=draw(decimals),
+        price=price,
         amount=amount,
         filled=filled,
         remaining=exact_sub(amount, filled),
-        cost=draw(decimals),
-        last_fill_amount=draw(decimals),
-        last_fill_price=draw(decimals),
+        cost=draw(possible_decimals),
+        last_fill_amount=last_fill_amount,
+        last_fill_price=last_fill_price,
         fee=draw(decimals),
         created_at=draw(st.none() | millis),
     )
@@ -630,8 +647,8 @@ balances = st.builds(
     account=st.just("default"),
     timestamp=millis,
     asset=st.text(max_size=12),
-    free=decimals,
-    locked=decimals,
+    free=possible_decimals,
+    locked=possible_decimals,
 )
 
 FORTY_DIGIT_ORDER = OrderUpdate(
@@ -823,9 +840,11 @@ def test_the_gzip_bomb_is_about_a_kibibyte() -> None:
 def test_unknown_keeps_a_readable_truncated_preview() -> None:
     big = "{" * 10_000_000
     incoming = Parser()(big)
-    assert incoming == Unknown("{" * 512, "frame of 10000000 characters exceeds the 1048576 limit")
+    assert incoming == Unknown(
+        "{" * 512, "frame of 10000000 characters exceeds the 1048576 limit", UnknownKind.UNDECODABLE
+    )
     assert Parser(max_frame=8)(b'{"ping": 12345}') == Unknown(
-        '{"ping": 12345}', "frame of 15 bytes exceeds the 8-byte limit"
+        '{"ping": 12345}', "frame of 15 bytes exceeds the 8-byte limit", UnknownKind.UNDECODABLE
     )
 
 
@@ -923,3 +942,89 @@ def test_bad_client_frames_never_show_a_token() -> None:
 @given(st.one_of(st.binary(max_size=300), st.text(max_size=300)))
 def test_arbitrary_client_input_never_raises(frame: bytes | str) -> None:
     assert isinstance(parse_client_frame(frame), SubRequest | PingRequest | Unknown)
+
+
+# --- impossible values (docs/events.md, "Impossible values") ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "field", "message"),
+    [
+        (
+            MULTI_ASSET.replace('"f":0.5155', '"f":-0.5155'),
+            "$.B[1].f",
+            "$.B[1].f: a balance cannot be negative, got -0.5155",
+        ),
+        (
+            MULTI_ASSET.replace('"l":"1234.5678"', '"l":"-1234.5678"'),
+            "$.B[2].l",
+            "$.B[2].l: a balance cannot be negative, got -1234.5678",
+        ),
+        (execution_report_with(q="-1"), "$.q", "$.q: cannot be negative, got -1"),
+        (execution_report_with(z="-0.17861112"), "$.z", "$.z: cannot be negative, got -0.17861112"),
+        (execution_report_with(p="-13000"), "$.p", "$.p: cannot be negative, got -13000"),
+        (execution_report_with(Z="-2321.94456"), "$.Z", "$.Z: cannot be negative, got -2321.94456"),
+        (execution_report_with(l="-0.1"), "$.l", "$.l: cannot be negative, got -0.1"),
+        (execution_report_with(L="-13000"), "$.L", "$.L: cannot be negative, got -13000"),
+        (
+            execution_report_with(o="MARKET", p="-1"),
+            "$.p",
+            "$.p: cannot be negative, got -1",
+        ),
+        (execution_report_with(p="0"), "$.p", "$.p: a limit order's price must be positive, got 0"),
+        (
+            execution_report_with(z="1.5"),
+            "$.z",
+            "$.z: the filled quantity 1.5 exceeds the limit order's amount 1",
+        ),
+        (
+            execution_report_with(l="0.2"),
+            "$.l",
+            "$.l: the execution's quantity 0.2 exceeds the order's filled quantity 0.17861112",
+        ),
+        (
+            execution_report_with(L="0"),
+            "$.L",
+            "$.L: an execution of 0.1000000000000000 at a price of 0",
+        ),
+    ],
+)
+def test_an_impossible_value_is_a_malformed_frame_naming_the_field(
+    frame: str, field: str, message: str
+) -> None:
+    with pytest.raises(MessageShapeError) as caught:
+        Parser().parse(frame)
+    assert (caught.value.field, str(caught.value)) == (field, message)
+    assert Parser()(frame) == Unknown(frame, message, UnknownKind.MALFORMED)
+    assert Parser()(as_gzip_binary(frame)) == Unknown(frame, message, UnknownKind.MALFORMED)
+
+
+@pytest.mark.parametrize(
+    ("frame", "name", "value"),
+    [
+        (execution_report_with(n="-7.8"), "fee", Decimal("-7.8")),  # a negative commission is a rebate
+        (execution_report_with(l="0", L="0"), "last_fill_price", Decimal("0")),  # no execution, no price
+        (execution_report_with(l="0.17861112"), "last_fill_amount", Decimal("0.17861112")),  # l == z
+        (execution_report_with(z="1", l="0.1"), "remaining", Decimal("0")),  # filled == amount
+        # A quote-quantity market order (Binance's quoteOrderQty) reports q 0 and a price of 0.
+        (execution_report_with(o="MARKET", q="0", p="0"), "remaining", Decimal("-0.17861112")),
+    ],
+)
+def test_possible_edge_values_are_accepted(frame: str, name: str, value: Decimal) -> None:
+    assert getattr(single_event(Parser()(frame)), name) == value
+
+
+def test_a_negative_zero_balance_is_a_zero() -> None:
+    frame = MULTI_ASSET.replace('"l":"0.000000"', '"l":"-0.000000"')
+    first = Parser()(frame).events[0]  # type: ignore[union-attr]
+    assert isinstance(first, BalanceUpdate)
+    assert first.locked == 0
+
+
+def test_unknown_kinds_tell_broken_frames_from_news() -> None:
+    assert Parser()(b"\x1f\x8b\x08\x00broken").kind is UnknownKind.UNDECODABLE  # type: ignore[union-attr]
+    assert Parser()("{not json").kind is UnknownKind.UNDECODABLE  # type: ignore[union-attr]
+    assert Parser()(execution_report_with(q="one")).kind is UnknownKind.MALFORMED  # type: ignore[union-attr]
+    assert Parser()('{"ping":"soon"}').kind is UnknownKind.MALFORMED  # type: ignore[union-attr]
+    assert Parser()('{"e":"listStatus","E":1}').kind is UnknownKind.UNKNOWN  # type: ignore[union-attr]
+    assert Parser()("hello").kind is UnknownKind.UNKNOWN  # type: ignore[union-attr]

@@ -480,11 +480,15 @@ millis = st.integers(0, 2**63 - 1)
 
 @st.composite
 def open_orders(draw: st.DrawFn) -> OrderUpdate:
-    amount = draw(decimals)
-    filled = draw(decimals)
     raw_symbol = draw(st.sampled_from(["BTCUSDT", "ETHBTC", "XRPUSDT"]))
     raw_status = draw(st.sampled_from(sorted(STATUS_WORDS)))
     raw_type = draw(st.sampled_from(["LIMIT", "MARKET"]))
+    # Possible orders (docs/events.md): a limit order's filled within its amount, its price positive.
+    limit = raw_type == "LIMIT"
+    amount, filled = draw(decimals), draw(decimals)
+    if limit and filled > amount:
+        amount, filled = filled, amount
+    prices = decimals.filter(bool) if limit else decimals
     return OrderUpdate(
         exchange=Exchange.COINLOCALLY,
         account="alice",
@@ -497,7 +501,7 @@ def open_orders(draw: st.DrawFn) -> OrderUpdate:
         raw_type=raw_type,
         status=STATUS_WORDS[raw_status],
         raw_status=raw_status,
-        price=draw(decimals),
+        price=draw(prices),
         amount=amount,
         filled=filled,
         remaining=exact_sub(amount, filled),
@@ -529,3 +533,39 @@ def test_render_then_parse_gives_the_open_orders_back(orders: list[OrderUpdate])
 def test_render_then_parse_gives_the_balances_back(events: list[BalanceUpdate]) -> None:
     rendered = render_account(events)
     assert parse_account_response(200, rendered, account="alice", timestamp=REQUESTED_AT) == tuple(events)
+
+
+@pytest.mark.parametrize(
+    ("replace", "field"),
+    [
+        ((b'"free": "0.10000000"', b'"free": "-0.1"'), "$.balances[0].free"),
+        ((b'"locked": "13000"', b'"locked": "-13000"'), "$.balances[1].locked"),
+    ],
+)
+def test_a_negative_balance_refuses_the_account_naming_the_item(
+    replace: tuple[bytes, bytes], field: str
+) -> None:
+    with pytest.raises(MessageShapeError) as caught:
+        parse_account_response(200, ACCOUNT_REPLY.replace(*replace), account="a", timestamp=1)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("replace", "field"),
+    [
+        ((b'"origQty": "1"', b'"origQty": "-1"'), "$[0].origQty"),
+        ((b'"executedQty": "0.17861112"', b'"executedQty": "1.5"'), "$[0].executedQty"),
+        ((b'"executedQty": "0.17861112"', b'"executedQty": "-0.1"'), "$[0].executedQty"),
+        ((b'"price": "13000"', b'"price": "0"'), "$[0].price"),
+        (
+            (b'"cummulativeQuoteQty": "2321.94456"', b'"cummulativeQuoteQty": "-1"'),
+            "$[0].cummulativeQuoteQty",
+        ),
+    ],
+)
+def test_an_impossible_order_refuses_the_snapshot_naming_the_item(
+    replace: tuple[bytes, bytes], field: str
+) -> None:
+    with pytest.raises(MessageShapeError) as caught:
+        parse_open_orders_response(200, ORDERS_REPLY.replace(*replace), account="a", timestamp=1)
+    assert caught.value.field == field

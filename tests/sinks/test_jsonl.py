@@ -37,6 +37,7 @@ FILL = Fill(
     price=Decimal("0.5"),
     cost=Decimal("0.75"),
     fee=Decimal("0.001"),
+    fee_asset="USDT",
     order_filled=Decimal("1.5"),
 )
 BALANCE_LINE = (
@@ -46,7 +47,7 @@ BALANCE_LINE = (
 FILL_LINE = (
     b'{"kind":"fill","exchange":"coinlocally","account":"alice","timestamp":1700703548001,"source":"stream",'
     b'"order_id":"77","symbol":"XRP/USDT","side":"sell","amount":"1.5","price":"0.5","cost":"0.75",'
-    b'"fee":"0.001","order_filled":"1.5","derived":false}\n'
+    b'"fee":"0.001","fee_asset":"USDT","order_filled":"1.5","derived":false}\n'
 )
 
 

@@ -24,6 +24,7 @@ import signal
 import sys
 from typing import IO, Any, NamedTuple
 
+from userstream.client.options import resolve
 from userstream.client.queue import Overflow
 from userstream.client.status import StatusEvent
 from userstream.client.stream import UserStream, connect
@@ -40,6 +41,7 @@ __all__ = [
     "format_pretty",
     "read_credentials",
     "run",
+    "timing_arguments",
     "tls_arguments",
 ]
 
@@ -49,6 +51,21 @@ ENVIRONMENT: dict[str, str] = {
     "bitmusa_auth_key": "USERSTREAM_BITMUSA_AUTH_KEY",
     "coinlocally_api_key": "USERSTREAM_COINLOCALLY_API_KEY",
     "coinlocally_token": "USERSTREAM_COINLOCALLY_TOKEN",
+}
+#: The timing flags of `watch`: flag -> help. Each is `connect()`'s keyword of the same name; left out, it
+#: is not passed, so the library derives it (client/options.py).
+_TIMING_FLAGS: dict[str, str] = {
+    "--keepalive-interval": "Bitmusa: PUT the listenKey this often (default 1800; under its 3600 s validity)",
+    "--ping-interval": "send a ping this often (default 30, or --idle-timeout / 1.5 when that is lower)",
+    "--idle-timeout": "no frame at all this long: dead (default 45, or 1.5 * --ping-interval)",
+    "--sub-timeout": "Coinlocally: 'sub success' must come this soon (default 10, at most --idle-timeout)",
+    "--rotate-after": "open a successor this long after a connection went live (default 84600); 0: never",
+    "--overlap-timeout": "rotation: keep a quiet old connection this long (default 5, <= --rotate-after / 2)",
+    "--backoff-base": "first reconnect delay bound (default 1, at most --backoff-cap)",
+    "--backoff-cap": "largest reconnect delay bound (default 30, at least --backoff-base)",
+    "--stable-after": "a connection live this long resets the backoff (default 60, <= --rotate-after / 2)",
+    "--close-timeout": "how long a graceful close waits for the server's answer (default 5)",
+    "--request-timeout": "each REST call and WebSocket handshake (default 10)",
 }
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -69,15 +86,14 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     add_connection_arguments(parser)
-    timing = parser.add_argument_group("timings (seconds)")
-    timing.add_argument("--keepalive-interval", type=float, default=1800.0, help="Bitmusa listenKey PUT")
-    timing.add_argument("--ping-interval", type=float, default=30.0)
-    timing.add_argument(
-        "--idle-timeout", type=float, default=45.0, help="no frame at all this long: reconnect"
+    timing = parser.add_argument_group(
+        "timings (seconds)",
+        "A timing left out takes its default, or a value fitted to the timings given (--idle-timeout 30 "
+        "alone pings every 20 s); only a contradiction between timings you give is refused. The rules: "
+        "docs/client.md.",
     )
-    timing.add_argument("--rotate-after", type=float, default=84600.0, help="planned rotation; 0 disables it")
-    timing.add_argument("--backoff-base", type=float, default=1.0)
-    timing.add_argument("--backoff-cap", type=float, default=30.0)
+    for flag, help_text in _TIMING_FLAGS.items():
+        timing.add_argument(flag, type=float, metavar="SECONDS", help=help_text)
     output = parser.add_argument_group("output")
     output.add_argument(
         "--format",
@@ -90,7 +106,9 @@ def add_parser(subparsers: Any) -> None:
         help='status events to stdout as {"kind":"status",...} lines (default: stderr log lines)',
     )
     behaviour = parser.add_argument_group("behaviour")
-    behaviour.add_argument("--queue-size", type=int, default=10_000)
+    behaviour.add_argument(
+        "--queue-size", type=_positive_int, default=10_000, help="events buffered (default %(default)s)"
+    )
     behaviour.add_argument("--overflow", choices=[policy.value for policy in Overflow], default="block")
     behaviour.add_argument(
         "--close-key-on-exit",
@@ -238,10 +256,42 @@ class _Printer:
             self.closed.set()
 
 
+def timing_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """connect()'s timing arguments from the timing flags given (none for a flag left out, so the library
+    derives it; `--rotate-after 0` is rotate_after=None), checked as the library checks them but with the
+    flags named: a contradiction between two flags given is a ConfigurationError naming both."""
+    timings: dict[str, float | None] = {}
+    for flag in _TIMING_FLAGS:
+        value = getattr(args, _option(flag))
+        if value is not None:
+            timings[_option(flag)] = None if flag == "--rotate-after" and value == 0 else value
+    resolve(timings, spell=_flag, rotation_off="0")
+    return timings
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def _option(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
 async def _watch(args: argparse.Namespace, output_format: str) -> int:
     printer = _Printer(output_format, args.status)
     try:
         credentials = read_credentials(args)
+        timings = timing_arguments(args)
         stream = connect(
             args.exchange,
             api_key=credentials.api_key,
@@ -250,16 +300,11 @@ async def _watch(args: argparse.Namespace, output_format: str) -> int:
             account=args.account,
             rest_url=args.rest_url,
             ws_url=args.ws_url,
-            keepalive_interval=args.keepalive_interval,
-            ping_interval=args.ping_interval,
-            idle_timeout=args.idle_timeout,
-            rotate_after=args.rotate_after or None,
-            backoff_base=args.backoff_base,
-            backoff_cap=args.backoff_cap,
             queue_size=args.queue_size,
             overflow=args.overflow,
             close_key_on_exit=args.close_key_on_exit,
             on_status=printer.status,
+            **timings,
             **tls_arguments(args),
         )
     except ConfigurationError as exc:

@@ -11,6 +11,10 @@ ourselves), never by raising: the supervisor decides what an ending means. It ow
 - the heartbeat: sends the dialect's ping every `ping_interval` and declares the connection dead when no
   frame at all arrived for `idle_timeout` (`protocol.heartbeat` does the arithmetic). The idle clock is
   suspended while the reader waits for the consumer, so backpressure is never mistaken for a dead peer.
+  It also wakes when a count of unusable frames is due to be reported (`frame_warnings`).
+
+A frame the parser cannot use (undecodable, malformed or unknown) is counted, never fatal, and reported:
+at DEBUG each time, at WARNING rate-limited per kind (`client.frame_warnings.FrameWarnings`).
 
 Closing is graceful where it can be: on a SYSTEM notice, and when the supervisor retires a connection after
 a rotation, the connection sends its close frame and keeps reading until the server answers (bounded by
@@ -28,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL, FrameWarnings
 from userstream.client.transport import PeerClosedError, SignOfLife, WebSocket
 from userstream.errors import ConnectionLostError, TransportError, UserStreamError
 from userstream.events import Event, Exchange
@@ -41,6 +46,7 @@ from userstream.protocol.messages import (
     Pong,
     SystemClose,
     Unknown,
+    UnknownKind,
 )
 
 __all__ = ["Connection", "ConnectionCounters", "Dialect", "FrameHook", "Sink"]
@@ -107,7 +113,8 @@ class ConnectionCounters:
 
     frames: int = 0
     events: int = 0
-    unknown_frames: int = 0
+    unknown_frames: int = 0  # every frame the parser returned as Unknown, whatever its kind
+    malformed_frames: int = 0  # those refused as broken: undecodable or malformed (impossible values too)
     pings_sent: int = 0
     pings_answered: int = 0
     last_unknown_reason: str | None = field(default=None)
@@ -136,7 +143,11 @@ class Connection:
         sink_now: SinkNow | None = None,
         clock: Callable[[], float] | None = None,
         wall_clock_ms: Callable[[], int] = _wall_clock_ms,
+        name: str | None = None,
+        warning_interval: float = DEFAULT_WARNING_INTERVAL,
     ) -> None:
+        """`name` starts this connection's warnings ("bitmusa/alice"; the WebSocket's label if None);
+        `warning_interval` is the seconds between two WARNINGs about unusable frames of one kind."""
         self.serial = serial
         self._ws = ws
         self._dialect = dialect
@@ -150,6 +161,9 @@ class Connection:
         self._on_live = on_live
         self._on_frame = on_frame
         self._heartbeat = Heartbeat(ping_interval=ping_interval, idle_timeout=idle_timeout, now=self._clock())
+        self._warnings = FrameWarnings(
+            f"{name if name is not None else ws.label} connection={serial}", warning_interval
+        )
         self._ending: UserStreamError | None = None
         self._closing = False
         self._close_deadline = math.inf
@@ -175,6 +189,7 @@ class Connection:
                 finally:
                     beat.cancel()
         finally:
+            self._warnings.close(self._clock())
             await self._ws.abort()
         return ending
 
@@ -304,9 +319,15 @@ class Connection:
             await self._begin_close()
         elif isinstance(incoming, Unknown):
             reason = self._ws.scrub(incoming.reason)  # may quote the frame, which may echo a secret
-            self._counters.unknown_frames += 1
-            self._counters.last_unknown_reason = reason
-            _log.debug("%s: unknown frame ignored: %s", self.label, reason)
+            if reason != incoming.reason:
+                incoming = Unknown(raw="", reason=reason, kind=incoming.kind)
+            counters = self._counters
+            counters.unknown_frames += 1
+            if incoming.kind is not UnknownKind.UNKNOWN:
+                counters.malformed_frames += 1
+            counters.last_unknown_reason = reason
+            if self._warnings.frame(incoming, self._clock()):
+                self._wake.set()  # a count is due before the heartbeat's next deadline
 
     @property
     def is_live(self) -> bool:
@@ -331,6 +352,7 @@ class Connection:
     async def _beat(self) -> None:
         while True:
             now = self._clock()
+            self._warnings.poll(now)
             if now >= self._close_deadline:
                 _log.debug("%s: no answer to our close; aborting", self.label)
                 # Not a clean end: whatever the server still had for us on this connection is lost.
@@ -352,6 +374,7 @@ class Connection:
                 await self._send_ping()
                 self._heartbeat.ping_sent(now)
             deadline = self._close_deadline if self._closing else self._heartbeat.next_deadline
+            deadline = min(deadline, self._warnings.next_report_at)
             self._wake.clear()
             wait = None if math.isinf(deadline) else max(0.0, deadline - self._clock())
             with contextlib.suppress(TimeoutError):

@@ -37,21 +37,22 @@ import inspect
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
-from userstream.client.backoff import Action, Backoff, classify
+from userstream.client.backoff import Action, classify
 from userstream.client.bitmusa import BitmusaSession
 from userstream.client.coinlocally import CoinlocallySession
 from userstream.client.connection import Connection, ConnectionCounters, FrameHook
 from userstream.client.dedupe import OverlapDeduper
+from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL
+from userstream.client.options import DEFAULTS, StreamOptions, unlikely_to_work
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
 from userstream.client.resync import Resync, SnapshotTaker, snapshot_taker
 from userstream.client.scrub import Scrubber
 from userstream.client.session import Session
 from userstream.client.status import State, StatusEvent
-from userstream.client.tls import TlsPolicy
 from userstream.client.transport import Transport, check_url
 from userstream.errors import (
     AuthenticationError,
@@ -72,101 +73,6 @@ _log = logging.getLogger("userstream.client")
 STATUS_BACKLOG = 1024
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamOptions:
-    """Every timing and limit of a stream, in seconds where a duration. Validated once, immutable.
-
-    The defaults follow the documents: Bitmusa's listenKey lives 60 min (keepalive at 30), Coinlocally wants
-    a ping every 30 s and drops a client after 40 s of silence, both exchanges cut connections at 24 h
-    (rotation at 23 h 30 min leaves half an hour to overlap safely). `rotate_after=None` disables rotation.
-    """
-
-    account: str = "default"
-    keepalive_interval: float = 1800.0
-    ping_interval: float = 30.0
-    idle_timeout: float = 45.0
-    rotate_after: float | None = 84600.0
-    sub_timeout: float = 10.0
-    queue_size: int = 10_000
-    overflow: Overflow = Overflow.BLOCK
-    backoff_base: float = 1.0
-    backoff_cap: float = 30.0
-    stable_after: float = 60.0
-    auth_attempts: int = 3
-    overlap_timeout: float = 5.0
-    close_timeout: float = 5.0
-    request_timeout: float = 10.0
-    verify_tls: bool = True
-    ca_file: str | None = None  # a PEM bundle of CA certificates trusted besides the system's (client/tls.py)
-    close_key_on_exit: bool = False
-    max_frame: int = DEFAULT_MAX_FRAME
-    quotes: tuple[str, ...] | None = None
-    rng: Callable[[], float] | None = field(default=None, repr=False, compare=False)
-    #: called with (receive time, raw frame, connection serial) for every frame, before parsing
-    on_frame: FrameHook | None = field(default=None, repr=False, compare=False)
-    #: after an unplanned reconnect, correct the delivered picture from a REST snapshot (client/resync.py)
-    resync: bool = True
-    snapshot_symbols: tuple[str, ...] = ()  # symbols whose open orders a snapshot lists besides those held
-    initial_snapshot: bool = False  # also resync once the first connection is live
-
-    def __post_init__(self) -> None:
-        positive = (
-            "keepalive_interval",
-            "ping_interval",
-            "idle_timeout",
-            "sub_timeout",
-            "backoff_base",
-            "backoff_cap",
-            "overlap_timeout",
-            "close_timeout",
-            "request_timeout",
-        )
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
-        if self.rotate_after is not None and not self.rotate_after > 0:
-            raise ConfigurationError(f"rotate_after must be positive or None, not {self.rotate_after}")
-        if not self.stable_after >= 0:
-            raise ConfigurationError(f"stable_after must not be negative, not {self.stable_after}")
-        if self.idle_timeout <= self.ping_interval:
-            raise ConfigurationError(
-                f"idle_timeout ({self.idle_timeout:g}s) must exceed ping_interval "
-                f"({self.ping_interval:g}s): the pong of a ping is what proves a quiet connection alive"
-            )
-        validity = bitmusa.LISTEN_KEY_VALIDITY_MS / 1000
-        if self.keepalive_interval >= validity:
-            raise ConfigurationError(
-                f"keepalive_interval ({self.keepalive_interval:g}s) must be shorter than the "
-                f"listenKey's validity ({validity:g}s)"
-            )
-        if self.backoff_cap < self.backoff_base:
-            raise ConfigurationError("backoff_cap must be at least backoff_base")
-        for name in ("queue_size", "auth_attempts", "max_frame"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
-        symbols: object = self.snapshot_symbols  # typed a tuple, but a caller may pass anything
-        if not isinstance(symbols, tuple) or not all(
-            isinstance(symbol, str) and symbol and symbol.isprintable() for symbol in symbols
-        ):
-            raise ConfigurationError("snapshot_symbols must be a sequence of symbols such as ['BTC/USDT']")
-        if not isinstance(self.account, str) or not self.account:
-            raise ConfigurationError("account must be a non-empty label")
-        self.tls_policy()  # a CA bundle that cannot be read is refused here, before anything connects
-
-    def tls_policy(self) -> TlsPolicy:
-        return TlsPolicy(verify=self.verify_tls, ca_file=self.ca_file)
-
-    def make_backoff(self) -> Backoff:
-        return Backoff(
-            base=self.backoff_base,
-            cap=self.backoff_cap,
-            stable_after=self.stable_after,
-            rng=self.rng,
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class StreamStats:
     """Counters of one stream, as a snapshot (`UserStream.stats`)."""
@@ -177,13 +83,16 @@ class StreamStats:
     events_delivered: int  # events handed to the user
     duplicates_suppressed: int  # copies withheld during rotation overlaps
     dropped: int  # events discarded by overflow="drop_oldest"
-    unknown_frames: int  # frames that were not understood (kept out of the event stream)
+    unknown_frames: int  # frames that were not understood (kept out of the event stream), malformed included
     pings_sent: int
     pings_answered: int  # server pings answered with a pong
     keepalives: int  # successful Bitmusa keepalives
     auth_failures: int  # rejected credentials, in a row
     resyncs: int = 0  # REST snapshots taken after a gap, their corrections queued
     resync_failures: int = 0  # snapshot attempts that failed (each retried or reported)
+    #: the part of unknown_frames refused as broken: undecodable, or malformed (impossible values included);
+    #: unknown_frames - malformed_frames were well-formed but not understood (an unknown event type, say)
+    malformed_frames: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -293,6 +202,7 @@ class UserStream:
             auth_failures=self._auth_failures,
             resyncs=self._resync.resyncs,
             resync_failures=self._resync.failures,
+            malformed_frames=counters.malformed_frames,
         )
 
     # --- the user's side ---------------------------------------------------------------------------
@@ -503,6 +413,8 @@ class UserStream:
             counters=self._counters,
             on_live=self._went_live,
             on_frame=options.on_frame,
+            name=f"{self.exchange.value}/{self.account}",
+            warning_interval=options.warning_interval,
         )
         if self._dedupe.active:
             self._dedupe.add_new(serial)
@@ -677,20 +589,20 @@ def connect(
     account: str = "default",
     rest_url: str | None = None,
     ws_url: str | None = None,
-    keepalive_interval: float = 1800.0,
-    ping_interval: float = 30.0,
-    idle_timeout: float = 45.0,
-    rotate_after: float | None = 84600.0,
-    sub_timeout: float = 10.0,
+    keepalive_interval: float | None = None,
+    ping_interval: float | None = None,
+    idle_timeout: float | None = None,
+    rotate_after: float | None = DEFAULTS["rotate_after"],
+    sub_timeout: float | None = None,
     queue_size: int = 10_000,
     overflow: Overflow | Literal["block", "drop_oldest"] = Overflow.BLOCK,
-    backoff_base: float = 1.0,
-    backoff_cap: float = 30.0,
-    stable_after: float = 60.0,
+    backoff_base: float | None = None,
+    backoff_cap: float | None = None,
+    stable_after: float | None = None,
     auth_attempts: int = 3,
-    overlap_timeout: float = 5.0,
-    close_timeout: float = 5.0,
-    request_timeout: float = 10.0,
+    overlap_timeout: float | None = None,
+    close_timeout: float | None = None,
+    request_timeout: float | None = None,
     verify_tls: bool = True,
     ca_file: str | None = None,
     close_key_on_exit: bool = False,
@@ -704,6 +616,7 @@ def connect(
     snapshot_symbols: Sequence[str] = (),
     initial_snapshot: bool = False,
     resync: bool = True,
+    warning_interval: float = DEFAULT_WARNING_INTERVAL,
 ) -> UserStream:
     """A user data stream for one account; use it with `async with` and `async for`.
 
@@ -711,7 +624,9 @@ def connect(
     `rest_url`/`ws_url` default to the documented production endpoints; either may be written as a base
     (`wss://host:port`) or as the full URL of the documented path (`.../ws/spot`, `.../spot/userDataStream`,
     `.../spotws_user/userData/ws`), with or without a trailing slash (`protocol.endpoints`). Must be called
-    inside a running event loop. Every other argument is documented in docs/client.md.
+    inside a running event loop. Every other argument is documented in docs/client.md. A timing left as None
+    takes its default, or a value fitted to the timings given (`idle_timeout=30` alone pings every 20 s);
+    each value so derived is logged at INFO, and only a contradiction between given timings is refused.
     """
     try:
         policy = Overflow(overflow)
@@ -743,12 +658,16 @@ def connect(
         resync=resync,
         snapshot_symbols=_symbols(snapshot_symbols),
         initial_snapshot=initial_snapshot,
+        warning_interval=warning_interval,
     )
     # Every credential of the stream (its listenKeys are added as the session gets them): what a server
     # says passes through this before anyone sees it (client/scrub.py).
     scrubber = Scrubber((api_key, auth_key, token, secret_key))
     transport = Transport(
-        tls=options.tls_policy(), request_timeout=request_timeout, max_frame=max_frame, scrubber=scrubber
+        tls=options.tls_policy(),
+        request_timeout=options.request_timeout,
+        max_frame=options.max_frame,
+        scrubber=scrubber,
     )
     session = _make_session(
         _exchange(exchange),
@@ -772,6 +691,10 @@ def connect(
         snapshot_rest_url=snapshot_rest_url,
         quotes=options.quotes,
     )
+    for line in options.derived:  # once every argument is accepted
+        _log.info("%s/%s: %s", session.exchange.value, options.account, line)
+    for line in unlikely_to_work(options, session.exchange):
+        _log.warning("%s/%s: %s", session.exchange.value, options.account, line)
     return UserStream(
         session=session, transport=transport, options=options, on_status=on_status, snapshots=snapshots
     )

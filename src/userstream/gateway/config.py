@@ -4,9 +4,9 @@ This module owns the file's shape and every rule about it: which keys an account
 that credentials are *named* (the environment variables holding them) and never written in the file, the
 `[defaults]` table merged under every account, and the checks that refuse a bad file before anything starts,
 with a message naming the account and the key. It reads files and, in `resolve_credentials`, an environment
-mapping; it opens no connection. Stream timings are validated by building the client's own
-`StreamOptions`, so the gateway can never accept a value `connect()` would refuse. docs/gateway.md is the
-reference of every key.
+mapping; it opens no connection. Stream timings are validated by the client's own rules (`resolve`, then
+`StreamOptions`), so the gateway can never accept a value `connect()` would refuse, and a timing the file
+leaves out adapts to those it sets, as in `connect()`. docs/gateway.md is the reference of every key.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from userstream.client.options import TIMINGS, StreamOptions, resolve
 from userstream.client.queue import Overflow
-from userstream.client.stream import StreamOptions
 from userstream.client.transport import check_url
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
@@ -69,6 +69,7 @@ STREAM_OPTION_KEYS: frozenset[str] = frozenset(
         "close_key_on_exit",
         "max_frame",
         "quotes",
+        "warning_interval",
     }
 )
 
@@ -316,7 +317,7 @@ def _account(table: object, index: int, defaults: Mapping[str, Any], source: str
         raise ConfigurationError(f"{where}: key 'resync' must be true or false")
 
     options = {key: merged[key] for key in STREAM_OPTION_KEYS if key in merged}
-    options = _stream_options(options, name, where)
+    options = _stream_options(options, name, where, inherited=frozenset(options) - set(table))
     return AccountConfig(
         name=name,
         exchange=exchange,
@@ -349,11 +350,27 @@ def _endpoints(merged: Mapping[str, Any], where: str) -> dict[str, str | None]:
     return endpoints
 
 
-def _stream_options(options: dict[str, Any], name: str, where: str) -> dict[str, Any]:
-    """Check the timings as the client would (`StreamOptions`), and convert the TOML forms to its types."""
+def _stream_options(
+    options: dict[str, Any], name: str, where: str, *, inherited: frozenset[str]
+) -> dict[str, Any]:
+    """Check the options as the client would (`StreamOptions`), and convert the TOML forms to its types.
+
+    The timings go through the client's own rules (`client.options.resolve`), with the keys spelled as the
+    file has them: a timing the account (or `[defaults]`) leaves out is derived by the client, and only a
+    contradiction between keys the file sets is refused, naming them (`[defaults] ping_interval` for one
+    the account inherits, as the account's own keys are named bare)."""
     converted = dict(options)
     if "rotate_after" in converted and converted["rotate_after"] == 0:
         converted["rotate_after"] = None  # 0 disables rotation, as `userstream watch --rotate-after 0`
+
+    def spell(key: str) -> str:
+        return f"[defaults] {key}" if key in inherited else key
+
+    timings = {key: value for key, value in converted.items() if key in TIMINGS}
+    try:
+        resolve(timings, spell=spell, rotation_off="0")
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
     if "overflow" in converted:
         try:
             converted["overflow"] = Overflow(converted["overflow"])

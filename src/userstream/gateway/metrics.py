@@ -159,8 +159,14 @@ def render_metrics(gateway: Gateway) -> str:
     out.family(
         "unknown_frames_total",
         "counter",
-        "Frames that were not understood.",
+        "Frames that were not understood (malformed ones included).",
         per_account(stat("unknown_frames")),
+    )
+    out.family(
+        "malformed_frames_total",
+        "counter",
+        "Frames refused as broken: undecodable, or malformed (impossible values included).",
+        per_account(stat("malformed_frames")),
     )
 
     sinks = gateway.sinks

@@ -46,7 +46,15 @@ from userstream.events import (
 )
 from userstream.money import MAX_DIGITS, checked, exact_sub
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame
-from userstream.protocol.messages import DataEvents, Incoming, Unknown, money_error
+from userstream.protocol.messages import (
+    DataEvents,
+    Incoming,
+    Unknown,
+    UnknownKind,
+    impossible_balance,
+    impossible_order,
+    money_error,
+)
 from userstream.protocol.refusal import read_refusal, reply_text, scrub
 
 __all__ = [
@@ -452,6 +460,10 @@ class _WalletFrame(_Frame, frozen=True, gc=False, tag=_WALLET_STREAM):
             free, locked = checked(data.free), checked(data.locked)
         except ValueError:
             raise money_error(("$.data.free", data.free), ("$.data.locked", data.locked)) from None
+        if free.is_signed() or locked.is_signed():  # the cheap guard; -0 is signed and possible
+            error = impossible_balance(("$.data.free", free), ("$.data.locked", locked))
+            if error is not None:
+                raise error
         # Positional, in BalanceUpdate's field order (a keyword call costs ~2x more; events.py pins it).
         return BalanceUpdate(
             Exchange.BITMUSA,  # exchange
@@ -486,6 +498,25 @@ class _OrderFrame(_Frame, frozen=True, gc=False, tag=_ORDER_STREAM):
                 ("$.data.price", data.price),
                 ("$.data.value", data.value),
             ) from None
+        order_type = ORDER_TYPES.get(data.type)
+        limit = order_type is OrderType.LIMIT
+        # The cheap guard for impossible values (docs/events.md); the slow path names the field.
+        if (
+            amount.is_signed()
+            or filled.is_signed()
+            or (price is not None and (price.is_signed() or (limit and not price)))
+            or (cost is not None and cost.is_signed())
+            or (limit and filled > amount)
+        ):
+            error = impossible_order(
+                limit=limit,
+                amount=("$.data.amount", amount),
+                filled=("$.data.tradedAmount", filled),
+                price=("$.data.price", price),
+                cost=("$.data.value", cost),
+            )
+            if error is not None:
+                raise error
         # Positional, in OrderUpdate's field order (a keyword call costs ~2x more; events.py pins it).
         return OrderUpdate(
             Exchange.BITMUSA,  # exchange
@@ -495,7 +526,7 @@ class _OrderFrame(_Frame, frozen=True, gc=False, tag=_ORDER_STREAM):
             data.symbol,  # symbol: Bitmusa already writes the unified "BASE/QUOTE"
             data.symbol,  # raw_symbol
             side,
-            ORDER_TYPES.get(data.type),  # type
+            order_type,  # type
             data.type,  # raw_type
             STATUSES.get(data.status),  # status
             data.status,  # raw_status
@@ -538,7 +569,7 @@ class Parser:
         try:
             return self.parse_message(frame)
         except UserStreamError as exc:
-            return Unknown(raw=_preview(frame), reason=_clip(str(exc), _REASON_LIMIT))
+            return Unknown(_preview(frame), _clip(str(exc), _REASON_LIMIT), _kind_of(exc))
 
     def parse_message(self, message: bytes | str | Mapping[str, Any]) -> DataEvents:
         """Like calling the parser, but raise FrameDecodeError or MessageShapeError instead of Unknown.
@@ -600,11 +631,25 @@ def _frame_text(frame: bytes | str, max_frame: int) -> str:
         raise FrameDecodeError(f"Bitmusa frame is not UTF-8: {exc}") from None
 
 
+def _kind_of(exc: UserStreamError) -> UnknownKind:
+    """A frame without a stream of ours (`$.stream` missing, of another type or another name) is news to us;
+    a broken one of our streams is malformed; bytes that do not decode are undecodable."""
+    if isinstance(exc, MessageShapeError):
+        return UnknownKind.UNKNOWN if exc.field == "$.stream" else UnknownKind.MALFORMED
+    if isinstance(exc, FrameDecodeError):
+        return UnknownKind.UNDECODABLE
+    return UnknownKind.MALFORMED
+
+
 def _shape_error(exc: msgspec.ValidationError) -> MessageShapeError:
     text = str(exc)
     field = _field_of(text)
-    unknown_stream = field == "$.stream" and text.startswith("Invalid value")
-    prefix = "unknown stream" if unknown_stream else "malformed Bitmusa message"
+    if field != "$.stream":
+        prefix = "malformed Bitmusa message"
+    elif text.startswith("Invalid value"):
+        prefix = "unknown stream"
+    else:  # no `stream`, or not a string: a message of some other kind (an error reply, a ping, ...)
+        prefix = "not a Bitmusa stream message"
     return MessageShapeError(f"{prefix}: {_clip(text, _REASON_LIMIT)}", field=field)
 
 

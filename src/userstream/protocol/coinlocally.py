@@ -45,6 +45,9 @@ from userstream.protocol.messages import (
     Pong,
     SystemClose,
     Unknown,
+    UnknownKind,
+    impossible_balance,
+    impossible_order,
     money_error,
 )
 from userstream.protocol.refusal import read_refusal, read_text_refusal
@@ -208,7 +211,7 @@ class _AccountPosition(_WireEvent, frozen=True, gc=False, tag="outboundAccountPo
         account, timestamp = parser.account, self.event_time
         try:
             # Positional, in BalanceUpdate's field order (a keyword call costs ~2x more; events.py pins it).
-            return tuple(
+            events = tuple(
                 [
                     BalanceUpdate(
                         Exchange.COINLOCALLY,  # exchange
@@ -231,6 +234,12 @@ class _AccountPosition(_WireEvent, frozen=True, gc=False, tag="outboundAccountPo
                     for key, value in (("f", balance.free), ("l", balance.locked))
                 )
             ) from None
+        for index, event in enumerate(events):
+            if event.free.is_signed() or event.locked.is_signed():  # the cheap guard; -0 is possible
+                error = impossible_balance((f"$.B[{index}].f", event.free), (f"$.B[{index}].l", event.locked))
+                if error is not None:
+                    raise error
+        return events
 
 
 class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport"):
@@ -273,6 +282,41 @@ class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport")
                 ("$.L", self.last_fill_price),
                 ("$.n", self.fee),
             ) from None
+        order_type = _TYPES.get(self.order_type)
+        limit = order_type is OrderType.LIMIT
+        # The cheap guard for impossible values (docs/events.md); the slow path names the field. The fee is
+        # not judged: a negative commission is a rebate.
+        if (
+            amount.is_signed()
+            or filled.is_signed()
+            or (price is not None and (price.is_signed() or (limit and not price)))
+            or (cost is not None and cost.is_signed())
+            or (limit and filled > amount)
+            or (
+                last_fill_amount is not None
+                and (
+                    last_fill_amount.is_signed()
+                    or (
+                        last_fill_amount
+                        and (
+                            last_fill_amount > filled or (last_fill_price is not None and not last_fill_price)
+                        )
+                    )
+                )
+            )
+            or (last_fill_price is not None and last_fill_price.is_signed())
+        ):
+            error = impossible_order(
+                limit=limit,
+                amount=("$.q", amount),
+                filled=("$.z", filled),
+                price=("$.p", price),
+                cost=("$.Z", cost),
+                last_fill_amount=("$.l", last_fill_amount),
+                last_fill_price=("$.L", last_fill_price),
+            )
+            if error is not None:
+                raise error
         # Positional, in OrderUpdate's field order (a keyword call costs ~2x more; events.py pins it).
         # `None if ... else` is written out: a helper call per field costs more than the check itself.
         order = OrderUpdate(
@@ -283,7 +327,7 @@ class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport")
             parser.split_symbol(self.symbol),  # symbol
             self.symbol,  # raw_symbol
             side,
-            _TYPES.get(self.order_type),  # type
+            order_type,  # type
             self.order_type,  # raw_type
             _STATUSES.get(self.status),  # status
             self.status,  # raw_status
@@ -387,11 +431,13 @@ class Parser:
             message = decode_frame(frame, self._max_frame)
             text = _utf8(message)
         except FrameDecodeError as exc:
-            return Unknown(_preview(frame), str(exc))
+            return Unknown(_preview(frame), str(exc), UnknownKind.UNDECODABLE)
         try:
             return self._classify(message, text)
-        except RemoteProtocolError as exc:
-            return Unknown(text[:_PREVIEW_CHARS], str(exc))
+        except FrameDecodeError as exc:
+            return Unknown(text[:_PREVIEW_CHARS], str(exc), UnknownKind.UNDECODABLE)
+        except RemoteProtocolError as exc:  # a MessageShapeError: a message of ours, broken
+            return Unknown(text[:_PREVIEW_CHARS], str(exc), UnknownKind.MALFORMED)
         except Exception as exc:  # the contract is "never raises": a bug must not end the stream
             return Unknown(text[:_PREVIEW_CHARS], f"internal error: {type(exc).__name__}: {exc}")
 

@@ -55,6 +55,7 @@ from userstream.protocol.coinlocally import (  # the stream's own rules: one tru
     _wire_symbol,
     _wire_type,
 )
+from userstream.protocol.messages import impossible_balance
 from userstream.protocol.symbols import DEFAULT_QUOTES
 
 __all__ = [
@@ -276,8 +277,8 @@ def parse_account_response(
                     account=account,
                     timestamp=timestamp,
                     asset=entry.asset,
-                    free=_money(entry.free, "free"),
-                    locked=_money(entry.locked, "locked"),
+                    free=_balance(entry.free, "free"),
+                    locked=_balance(entry.locked, "locked"),
                     source=Source.SNAPSHOT,
                 )
             )
@@ -399,6 +400,14 @@ def _money(value: Decimal, field: str) -> Decimal:
         return checked(value)
     except ValueError as exc:
         raise MessageShapeError(f"{field}: {exc}", field=f"$.{field}") from None
+
+
+def _balance(value: Decimal, field: str) -> Decimal:
+    """A balance's money value, refused when negative as the stream refuses it (docs/events.md)."""
+    error = impossible_balance((f"$.{field}", _money(value, field)))
+    if error is not None:
+        raise error
+    return value
 
 
 @contextmanager

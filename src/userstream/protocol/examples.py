@@ -221,6 +221,7 @@ COINLOCALLY_EXECUTION_FILL: Final = Fill(
     price=Decimal("13000.0000000000000000"),
     cost=Decimal("1300.00000000000000000000000000000000"),
     fee=Decimal("7.8000000000000000"),
+    fee_asset="USDT",  # a sell pays its fee in the quote asset (fills.py)
     order_filled=Decimal("0.17861112"),
 )
 

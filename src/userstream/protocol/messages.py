@@ -7,6 +7,7 @@ runtime dispatches on the type; nothing here knows about sockets or time.
 from __future__ import annotations
 
 from decimal import Decimal
+from enum import StrEnum
 
 import msgspec
 
@@ -23,6 +24,9 @@ __all__ = [
     "Pong",
     "SystemClose",
     "Unknown",
+    "UnknownKind",
+    "impossible_balance",
+    "impossible_order",
     "money_error",
 ]
 
@@ -67,11 +71,25 @@ class DataEvents(msgspec.Struct, frozen=True):
     events: tuple[Event, ...]
 
 
+class UnknownKind(StrEnum):
+    """Why a frame is `Unknown`: what the client counts and warns about separately (docs/client.md)."""
+
+    #: bytes that do not decode: corrupt gzip, not UTF-8, not JSON, too large, empty (a FrameDecodeError)
+    UNDECODABLE = "undecodable"
+    #: a message of a known type with a wrong shape, type, range or an impossible value (a MessageShapeError)
+    MALFORMED = "malformed"
+    #: well-formed, but not a message this version knows (an unknown event type, stream or text)
+    UNKNOWN = "unknown"
+
+
 class Unknown(msgspec.Struct, frozen=True):
-    """A frame that is not understood: kept raw (truncated for safety), with the reason, never a crash."""
+    """A frame that is not understood: kept raw (truncated for safety), with the reason, never a crash.
+
+    `kind` says whether it was broken (`undecodable`, `malformed`: refused) or just news to us (`unknown`)."""
 
     raw: str
     reason: str
+    kind: UnknownKind = UnknownKind.UNKNOWN
 
 
 Incoming = ControlReply | ErrorReply | Ping | Pong | SystemClose | DataEvents | Unknown
@@ -89,3 +107,67 @@ def money_error(*fields: tuple[str, Decimal | None]) -> MessageShapeError:
             except ValueError as exc:
                 return MessageShapeError(f"{path}: {exc}", field=path)
     raise AssertionError("money_error: every value is within bounds")
+
+
+# --- impossible values ----------------------------------------------------------------------------------
+# A value that is well-formed money but cannot be true (docs/events.md, "Impossible values") makes the whole
+# frame malformed. Parsers test for it with a cheap guard on the Decimals they already hold (`is_signed()`,
+# one comparison) and call these only when the guard trips, to name the field; they return None when the
+# guard was cautious (a -0 is signed, and possible).
+
+
+def impossible_balance(*fields: tuple[str, Decimal]) -> MessageShapeError | None:
+    """The error for the first negative balance among `fields` (JSON path, value), or None."""
+    for path, value in fields:
+        if value < 0:
+            return MessageShapeError(f"{path}: a balance cannot be negative, got {value}", field=path)
+    return None
+
+
+_NO_FIELD: tuple[str, Decimal | None] = ("", None)
+
+
+def impossible_order(
+    *,
+    limit: bool,
+    amount: tuple[str, Decimal],
+    filled: tuple[str, Decimal],
+    price: tuple[str, Decimal | None],
+    cost: tuple[str, Decimal | None],
+    last_fill_amount: tuple[str, Decimal | None] = _NO_FIELD,
+    last_fill_price: tuple[str, Decimal | None] = _NO_FIELD,
+) -> MessageShapeError | None:
+    """The error for the first impossible value of an order update (each a (JSON path, value) pair, None
+    when not sent), in the order docs/events.md lists the rules; None when every value is possible.
+
+    `limit`: the order is a limit order, whose amount is in the base asset and whose price is its limit.
+    A market order's amount may be in the quote asset (Bitmusa's MARKET_PRICE buy, a Binance-style
+    quote-quantity order reports `q` 0), so neither `filled > amount` nor a zero price is refused on one.
+    A fee is never judged: a negative commission is a rebate."""
+    for path, value in (amount, filled, price, cost, last_fill_amount, last_fill_price):
+        if value is not None and value < 0:
+            return MessageShapeError(f"{path}: cannot be negative, got {value}", field=path)
+    price_path, price_value = price
+    if limit and price_value is not None and price_value == 0:
+        return MessageShapeError(
+            f"{price_path}: a limit order's price must be positive, got {price_value}", field=price_path
+        )
+    if limit and filled[1] > amount[1]:
+        return MessageShapeError(
+            f"{filled[0]}: the filled quantity {filled[1]} exceeds the limit order's amount {amount[1]}",
+            field=filled[0],
+        )
+    fill_path, fill_value = last_fill_amount
+    if fill_value is not None and fill_value > filled[1]:
+        return MessageShapeError(
+            f"{fill_path}: the execution's quantity {fill_value} exceeds the order's filled quantity "
+            f"{filled[1]}",
+            field=fill_path,
+        )
+    fill_price_path, fill_price = last_fill_price
+    if fill_value and fill_price is not None and fill_price == 0:
+        return MessageShapeError(
+            f"{fill_price_path}: an execution of {fill_value} at a price of {fill_price}",
+            field=fill_price_path,
+        )
+    return None

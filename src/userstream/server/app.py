@@ -36,6 +36,7 @@ from userstream.server.faults import add_routes as add_fault_routes
 from userstream.server.ingest import IngestError, parse_batch
 from userstream.server.logs import log_event
 from userstream.server.snapshots import add_routes as add_snapshot_routes
+from userstream.server.variants import Refusal, is_client_pong, refuse_after_upgrade, variant_middlewares
 
 __all__ = [
     "ADMIN_EVENTS_PATH",
@@ -70,7 +71,8 @@ _REFUSED = "service unavailable: new streams are refused for now (fault injectio
 def create_app(config: ServerConfig) -> web.Application:
     """A ready-to-run application for `config`; its `ExchangeServer` is `app[SERVER_KEY]`."""
     server = ExchangeServer(config)
-    app = web.Application(client_max_size=config.max_ingest_body)
+    middlewares = variant_middlewares(server.variants)  # none by default (variants.py)
+    app = web.Application(client_max_size=config.max_ingest_body, middlewares=middlewares)
     app[SERVER_KEY] = server
     routes = _Routes(server)
     app.router.add_post(bitmusa.LISTEN_KEY_PATH, routes.create_listen_key)
@@ -222,6 +224,14 @@ class _Routes:
         if problem is not None:
             return _coinlocally_error(503, COINLOCALLY_ERR_UNAVAILABLE, f"service unavailable: {problem}")
         creds = coinlocally.credentials_from_headers(request.headers)
+        variants = self.server.variants
+        if variants.refuses_after_upgrade and (
+            creds is None or self.server.coinlocally_account(creds) is None
+        ):
+            log_event(
+                _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
+            )
+            return await refuse_after_upgrade(request, ws, variants, wait=self.config.heartbeat_timeout)
         if creds is None:
             return _coinlocally_error(
                 401,
@@ -240,7 +250,7 @@ class _Routes:
         connection = self.server.new_connection(
             account, Exchange.COINLOCALLY, listen_key=None, peer=request.remote or ""
         )
-        connection.send(coinlocally.CONNECT_SUCCESS)
+        connection.send(self.server.variants.control(coinlocally.CONNECT_SUCCESS))
         on_frame = _CoinlocallyFrames(self.server, connection, creds.secret)
         await self.server.serve(request, ws, connection, on_frame)
         return ws
@@ -341,24 +351,28 @@ class _CoinlocallyFrames:
 
     def __call__(self, data: str | bytes) -> None:
         connection = self._connection
+        variants = self._server.variants
         request = coinlocally.parse_client_frame(data)
         if isinstance(request, coinlocally.PingRequest):
             connection.heard_ping(time.monotonic())
-            connection.send(coinlocally.render_pong(now_ms()))
+            connection.send(variants.pong(now_ms()))
         elif isinstance(request, coinlocally.SubRequest):
             if hmac.compare_digest(request.token.encode(), self._secret):
-                connection.send(coinlocally.SUB_SUCCESS)
+                connection.send(variants.control(coinlocally.SUB_SUCCESS))
                 if not connection.subscribed and not connection.closing:
                     connection.subscribed = connection.live = True  # events queue behind "sub success"
                     self._server.hub.notify()
             else:
-                connection.send(
-                    coinlocally.render_error(
-                        COINLOCALLY_ERR_SUB_REJECTED,
-                        "sub rejected: the token does not match this connection's credential",
-                    )
+                ours = coinlocally.render_error(
+                    COINLOCALLY_ERR_SUB_REJECTED,
+                    "sub rejected: the token does not match this connection's credential",
                 )
-                connection.request_close(CloseCode.SUB_REJECTED, "sub rejected", notify=False)
+                refusal = variants.sub_refusal(Refusal(ours, CloseCode.SUB_REJECTED, "sub rejected"))
+                if refusal.reply is not None:
+                    connection.send(refusal.reply)
+                connection.request_close(refusal.code, refusal.reason, notify=False)
+        elif variants.server_ping_interval is not None and is_client_pong(data):
+            connection.heard_ping(time.monotonic())  # the answer to the server's own ping is a heartbeat too
         else:
             log_event(
                 _log,

@@ -26,10 +26,11 @@ from userstream.server.config import (
     demo_account,
     generate_secret,
     is_loopback,
-    load_accounts,
+    load_accounts_file,
 )
 from userstream.server.logs import configure_logging, log_event
 from userstream.server.run import ServerHandle, running_server
+from userstream.server.variants import merge_variants
 
 __all__ = ["ADMIN_TOKEN_ENV", "add_parser", "build_config", "run"]
 
@@ -126,6 +127,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="WebSockets open at once from one address; more are refused with HTTP 429 "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="answer an open point of the documents another plausible way (repeatable; also "
+        "`variants = [...]` in the accounts file, which a flag of the same group overrides); "
+        "see docs/server.md, Variants",
+    )
     parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS/WSS with this certificate (chain)")
     parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     parser.add_argument(
@@ -145,8 +155,9 @@ def build_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
     if args.redis and not args.accounts:
         # a generated demo account would differ on every node: the nodes must serve the same accounts
         raise ConfigurationError("--redis needs --accounts: every node must serve the same accounts file")
+    file_variants: tuple[str, ...] = ()
     if args.accounts:
-        accounts = load_accounts(args.accounts)
+        accounts, file_variants = load_accounts_file(args.accounts)
     else:
         demo = demo_account()
         accounts = (demo,)
@@ -181,6 +192,7 @@ def build_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
         max_connections_per_ip=args.max_connections_per_ip,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        variants=merge_variants(file_variants, args.variant),
     )
     return config, notices
 
@@ -224,6 +236,7 @@ async def _serve(config: ServerConfig, notices: list[str]) -> int:
                 url=handle.base_url,
                 accounts=[account.name for account in config.accounts],
                 simulate=config.simulate_rate,
+                variants=list(config.variants),
             )
             await stop.wait()
             log_event(_log, logging.INFO, "shutting down")
@@ -241,6 +254,11 @@ def _announce(handle: ServerHandle, notices: list[str]) -> None:
         f"  Bitmusa stream      {handle.ws_url}{bitmusa.WS_PATH_PREFIX}<listenKey>",
         f"  Coinlocally stream  {handle.ws_url}{coinlocally.WS_PATH}",
         f"  ingest              POST {handle.base_url}{ADMIN_EVENTS_PATH}",
+        *(
+            [f"  variants            {' '.join(handle.server.variants.names)}"]
+            if handle.server.variants
+            else []
+        ),
         *notices,
     ]
     print("\n".join(lines), flush=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from userstream.errors import ConfigurationError
+from userstream.server.variants import parse_variants
 
 __all__ = [
     "CREDENTIAL_KEYS",
@@ -27,6 +28,7 @@ __all__ = [
     "generate_secret",
     "is_loopback",
     "load_accounts",
+    "load_accounts_file",
     "parse_accounts",
 ]
 
@@ -123,7 +125,8 @@ class ServerConfig:
     HTTP 429 at the handshake). `tls_cert` and `tls_key` (PEM files, both or neither) serve HTTPS and WSS.
     `ledger_events` is how many published events per account the ledger of what was sent keeps (ledger.py).
     `chaos_rate` fires random faults (faults.py) at about that many per second, of the kinds `chaos_faults`
-    names (empty: every kind but `clear`), seeded from `seed`.
+    names (empty: every kind but `clear`), seeded from `seed`. `variants` (`NAME` or `NAME=VALUE`, see
+    variants.py and docs/server.md) make the run answer what the documents leave open another plausible way.
     """
 
     accounts: tuple[Account, ...]
@@ -152,9 +155,11 @@ class ServerConfig:
     ledger_events: int = 10_000
     chaos_rate: float | None = None
     chaos_faults: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_accounts(self.accounts)
+        parse_variants(self.variants)  # ConfigurationError naming the variant at fault
         for name in ("listen_key_ttl", "heartbeat_timeout", "max_connection_age", "close_timeout"):
             value = getattr(self, name)
             if not value > 0:
@@ -226,6 +231,11 @@ def _check_cluster(config: ServerConfig) -> None:
 
 def load_accounts(path: str | Path) -> tuple[Account, ...]:
     """Read an accounts file (TOML, one `[[accounts]]` table per account); ConfigurationError if it is bad."""
+    return load_accounts_file(path)[0]
+
+
+def load_accounts_file(path: str | Path) -> tuple[tuple[Account, ...], tuple[str, ...]]:
+    """The accounts of an accounts file and its top-level `variants` list (docs/server.md, "Variants")."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -234,15 +244,26 @@ def load_accounts(path: str | Path) -> tuple[Account, ...]:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"accounts file {str(path)!r} is not valid TOML: {exc}") from None
-    return parse_accounts(document, source=str(path))
+    return parse_accounts(document, source=str(path)), _variants_of(document, source=str(path))
+
+
+def _variants_of(document: Mapping[str, Any], *, source: str) -> tuple[str, ...]:
+    variants = document.get("variants", [])
+    if not isinstance(variants, list) or not all(isinstance(spec, str) for spec in variants):
+        raise ConfigurationError(f"{source}: 'variants' must be a list of strings (variant names)")
+    try:
+        parse_variants(variants)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{source}: {exc}") from None
+    return tuple(variants)
 
 
 def parse_accounts(document: Mapping[str, Any], *, source: str = "accounts") -> tuple[Account, ...]:
     """Build accounts from a decoded accounts document, refusing anything doubtful with a precise message."""
-    unknown_top = sorted(set(document) - {"accounts"})
+    unknown_top = sorted(set(document) - {"accounts", "variants"})
     if unknown_top:
         raise ConfigurationError(
-            f"{source}: unknown top-level key {unknown_top[0]!r} (expected [[accounts]] tables)"
+            f"{source}: unknown top-level key {unknown_top[0]!r} (expected [[accounts]] tables and variants)"
         )
     tables = document.get("accounts")
     if not isinstance(tables, list) or not tables:

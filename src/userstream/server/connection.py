@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,7 @@ _MAX_REASON_BYTES = 123  # RFC 6455: a close reason fits in a control frame with
 class Close:
     """A close request queued behind the frames sent before it."""
 
-    code: CloseCode
+    code: int  # a CloseCode, or a variant's own code (variants.py)
     reason: str
     notify: bool  # Coinlocally: send the SYSTEM notice first
 
@@ -152,6 +153,9 @@ class Connection:
         self._reader_done = False
         self._frame_delay = 0.0  # the delay fault: hold each item this long ...
         self._delay_until = 0.0  # ... when it is queued before this (monotonic)
+        self._ping_deadline: float | None = None  # the coinlocally-server-ping variant (ping_every)
+        self._ping_interval = 0.0
+        self._ping_frame: Callable[[int], str | bytes] = coinlocally.ping_frame
 
     def __repr__(self) -> str:
         return (
@@ -209,7 +213,7 @@ class Connection:
         self._outbox.clear()  # the client is this far behind: what it has not read is lost anyway
         self.request_close(CloseCode.SLOW_CONSUMER, "send buffer full: the client is not reading")
 
-    def request_close(self, code: CloseCode, reason: str, *, notify: bool = True) -> bool:
+    def request_close(self, code: int, reason: str, *, notify: bool = True) -> bool:
         """Queue a close after what is already queued. The first request wins; a stalled one is ignored."""
         if self._closing is not None or self.stalled:
             return False
@@ -223,6 +227,12 @@ class Connection:
         loop = asyncio.get_running_loop()
         self._watchdog = loop.call_later(self._close_timeout, self._abort)
         return True
+
+    def ping_every(self, interval: float, frame: Callable[[int], str | bytes], since: float) -> None:
+        """Send `frame(now_ms)` every `interval` seconds from `since` (coinlocally-server-ping variant)."""
+        self._ping_interval = interval
+        self._ping_frame = frame
+        self._ping_deadline = since + interval
 
     def heard_ping(self, now: float) -> None:
         """A Coinlocally {"ping": n} arrived: the heartbeat deadline moves."""
@@ -329,11 +339,17 @@ class Connection:
         return self.stalled or self._reader_done
 
     def _next_deadline(self) -> float:
-        if self._heartbeat_deadline is None:
-            return self._max_age_deadline
-        return min(self._max_age_deadline, self._heartbeat_deadline)
+        deadline = self._max_age_deadline
+        if self._heartbeat_deadline is not None:
+            deadline = min(deadline, self._heartbeat_deadline)
+        if self._ping_deadline is not None:
+            deadline = min(deadline, self._ping_deadline)
+        return deadline
 
     def _on_deadline(self, now: float) -> None:
+        if self._ping_deadline is not None and now >= self._ping_deadline:
+            self._ping_deadline = now + self._ping_interval
+            self.send(self._ping_frame(time.time_ns() // 1_000_000))
         if self._heartbeat_deadline is not None and now >= self._heartbeat_deadline:
             timeout = self._heartbeat_timeout
             self.request_close(CloseCode.HEARTBEAT_TIMEOUT, f"no ping within {timeout:g} s")

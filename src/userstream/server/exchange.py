@@ -37,6 +37,7 @@ from userstream.server.logs import log_event
 from userstream.server.ratelimit import RateLimiter, Window
 from userstream.server.simulator import Simulator
 from userstream.server.snapshots import TrueStates
+from userstream.server.variants import Variants, parse_variants
 
 __all__ = ["ExchangeServer", "FrameHandler", "now_ms"]
 
@@ -56,6 +57,7 @@ class ExchangeServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self.variants: Variants = parse_variants(config.variants)
         self.hub = Hub()
         self.backend: Backend = make_backend(config, self)
         self.limiter = RateLimiter(
@@ -129,6 +131,8 @@ class ExchangeServer:
         key, created = await self.backend.create_listen_key(account.name)
         if created:
             log_event(_log, logging.INFO, "listenKey created", account=account.name, key=redact(key))
+        elif self.variants.post_extends:  # the bitmusa-post-extends variant: POST is a keep-alive too
+            await self.keepalive_listen_key(account)
         return key
 
     async def keepalive_listen_key(self, account: Account) -> bool:
@@ -158,9 +162,10 @@ class ExchangeServer:
     def listen_key_closed(self, account: str, key: str, code: CloseCode) -> int:
         """The backend says `key` was deleted or lapsed: close this node's streams that use it."""
         what = "deleted" if code is CloseCode.LISTEN_KEY_DELETED else "expired"
+        sent = self.variants.expired_close_code(code) if code is CloseCode.LISTEN_KEY_EXPIRED else code
         closed = 0
         for connection in self.hub.connections(account, Exchange.BITMUSA):
-            if connection.listen_key == key and connection.request_close(code, f"listenKey {what}"):
+            if connection.listen_key == key and connection.request_close(sent, f"listenKey {what}"):
                 closed += 1
         log_event(_log, logging.INFO, f"listenKey {what}", account=account, key=redact(key), closed=closed)
         return closed
@@ -207,6 +212,8 @@ class ExchangeServer:
         """A published batch reaches this node: fold it into the true state, queue it on the live streams."""
         self.truth.apply(account, events)
         first_seq = self.sent.published(account, events, time.monotonic())
+        if self.variants.rewrites_numbers:
+            batch = _with_variant_numbers(batch, self.variants)
         return self.hub.deliver(account, batch, first_seq)
 
     # --- connections ----------------------------------------------------------------------------------------
@@ -230,6 +237,10 @@ class ExchangeServer:
             listen_key=listen_key,
             peer=peer,
         )
+        if exchange is Exchange.COINLOCALLY and self.variants.server_ping_interval is not None:
+            connection.ping_every(
+                self.variants.server_ping_interval, self.variants.ping, connection.opened_at
+            )
         connection.record = self.sent.open(account.name, exchange, connection.opened_at)
         self.faults.apply_delay(connection)  # a delay window covers new connections too
         return connection
@@ -272,7 +283,7 @@ class ExchangeServer:
                 logging.INFO,
                 "stream closed",
                 **fields,
-                code=close.code.value if close is not None else ws.close_code,
+                code=int(close.code) if close is not None else ws.close_code,
                 by="server" if close is not None else "client",
                 frames=connection.frames_sent,
                 seconds=round(time.monotonic() - connection.opened_at, 3),
@@ -379,6 +390,7 @@ class ExchangeServer:
             },
             "listen_keys": self.backend.listen_key_count(),
             "simulating": self.simulator is not None,
+            **({"variants": self.variants.names} if self.variants else {}),
             "uptime_seconds": round(time.monotonic() - self.started_at, 3),
         }
 
@@ -393,6 +405,15 @@ def _ending(connection: Connection, ws: web.WebSocketResponse) -> tuple[Ending, 
     if connection.stalled:  # the drop or stall fault (or a last-resort abort at shutdown)
         return Ending.ABORTED, None
     return (Ending.CLIENT_CLOSE if answered else Ending.LOST), code
+
+
+def _with_variant_numbers(batch: RenderedBatch, variants: Variants) -> RenderedBatch:
+    """The batch with its decimals written as the run's numbers variants say (variants.py)."""
+    frames = {
+        exchange: tuple(variants.rewrite_frame(exchange, frame) for frame in frames)
+        for exchange, frames in batch.frames.items()
+    }
+    return RenderedBatch(events=batch.events, frames=frames, spans=batch.spans)
 
 
 def _render(account_name: str, events: Sequence[Event]) -> RenderedBatch:

@@ -2,7 +2,10 @@
 
 Each account trades a few symbols with limit orders. Placing an order locks funds (the quote asset for a buy,
 the base asset for a sell); a fill, partial or full, at the order's price releases the locked funds it used
-and credits the other asset less a 0.1 % fee; a cancel releases what is still locked. Every change is
+and credits the other asset less a 0.1 % fee (so a buy pays its fee in the base asset, a sell in the quote);
+a cancel releases what is still locked. The order update of a fill reports that one execution: its amount,
+price and fee (Coinlocally's `l`, `L`, `n`: the commission of this execution, as Binance reads it), so the
+fees of the fills a client derives add up to what `Market.fees_charged` says was charged. Every change is
 published as the order update followed by the balance updates of that same moment, through the same path as
 the admin ingest. The `Ledger` is the truth those events describe (balances and open orders per account), so
 later tests can compare what a client reconstructed against it. Invariants, checked by the tests: no balance
@@ -91,7 +94,6 @@ class _Order:
     created_at: int
     filled: Decimal = _ZERO
     cost: Decimal = _ZERO
-    fee: Decimal = _ZERO
 
     @property
     def remaining(self) -> Decimal:
@@ -135,6 +137,8 @@ class Market:
         self._orders: dict[str, _Order] = {}
         self._latest: dict[str, OrderUpdate] = {}
         self._next_id = first_order_id
+        # asset -> every fee charged so far: what the fills a client derives from the stream must add up to
+        self._fees: dict[str, Decimal] = {}
 
     def opening_balances(self, now_ms: int) -> list[Event]:
         """Every asset's balance as it stands: what a stream sees first."""
@@ -146,6 +150,10 @@ class Market:
         Folding these into any state gives the ledger, so a stream that joined late can catch up.
         """
         return [*self.opening_balances(now_ms), *self._latest.values()]
+
+    def fees_charged(self) -> dict[str, Decimal]:
+        """asset -> the total of the fees charged so far (a buy pays in its base asset, a sell in quote)."""
+        return dict(sorted(self._fees.items()))
 
     def ledger(self) -> Ledger:
         return Ledger(
@@ -206,15 +214,15 @@ class Market:
         base, quote = order.instrument.base, order.instrument.quote
         if order.side is Side.BUY:
             self._locked[quote] = exact_sub(self._locked[quote], value)
-            fee = _fee(quantity)
+            fee, fee_asset = _fee(quantity), base
             self._free[base] = exact_add(self._free[base], exact_sub(quantity, fee))
         else:
             self._locked[base] = exact_sub(self._locked[base], quantity)
-            fee = _fee(value)
+            fee, fee_asset = _fee(value), quote
             self._free[quote] = exact_add(self._free[quote], exact_sub(value, fee))
+        self._fees[fee_asset] = exact_add(self._fees.get(fee_asset, _ZERO), fee)
         order.filled = exact_add(order.filled, quantity)
         order.cost = exact_add(order.cost, value)
-        order.fee = exact_add(order.fee, fee)
         closed = order.remaining == 0
         if closed:
             del self._orders[order.id]
@@ -222,7 +230,7 @@ class Market:
             order,
             OrderStatus.CLOSED if closed else OrderStatus.OPEN,
             now_ms,
-            last_fill=(quantity, order.price),
+            last_fill=(quantity, order.price, fee),
         )
         return [update, self._balance(base, now_ms), self._balance(quote, now_ms)]
 
@@ -264,8 +272,10 @@ class Market:
         status: OrderStatus,
         now_ms: int,
         *,
-        last_fill: tuple[Decimal, Decimal] | None = None,
+        last_fill: tuple[Decimal, Decimal, Decimal] | None = None,
     ) -> OrderUpdate:
+        """The order's update; `last_fill` is the (amount, price, fee) of the execution it reports, if any.
+        `fee` is that execution's commission (Binance's `n`), never the order's running total."""
         update = OrderUpdate(
             exchange=Exchange.BITMUSA,
             account=self.account,
@@ -285,7 +295,7 @@ class Market:
             cost=order.cost,
             last_fill_amount=None if last_fill is None else last_fill[0],
             last_fill_price=None if last_fill is None else last_fill[1],
-            fee=order.fee,
+            fee=None if last_fill is None else last_fill[2],
             created_at=order.created_at,
         )
         if status is OrderStatus.OPEN:

@@ -1,0 +1,435 @@
+"""Every option of a stream, and which value each takes: the one the caller gave, else one that fits it.
+
+This module owns `StreamOptions` and `resolve()`, the one place where the rules *between* options live
+(docs/client.md, "How the options fit together"). The principle: a value the caller did not give never
+contradicts one they gave. It keeps its documented default when that fits what was given, and is derived
+from what was given when the default would not (`idle_timeout=30` alone gives a 20 s ping interval, not a
+refusal). Only a contradiction between values the caller gave explicitly is refused, and the refusal names
+what they typed: `resolve()` spells option names through a function, so `connect()` names its keyword
+arguments, `userstream watch` its flags and the gateway its TOML keys, from the same rules. Pure: no I/O,
+no clock, no asyncio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+from userstream.client.backoff import Backoff
+from userstream.client.connection import FrameHook
+from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL
+from userstream.client.queue import Overflow
+from userstream.client.tls import TlsPolicy
+from userstream.errors import ConfigurationError
+from userstream.events import Exchange
+from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol.codec import DEFAULT_MAX_FRAME
+
+__all__ = ["DEFAULTS", "PONG_MARGIN", "TIMINGS", "Resolved", "StreamOptions", "resolve", "unlikely_to_work"]
+
+#: The documented defaults of the timings, in seconds (docs/client.md). A default that does not fit a
+#: value the caller gave is replaced by a derived one (`resolve`).
+DEFAULTS: Final[Mapping[str, float]] = MappingProxyType(
+    {
+        "keepalive_interval": 1800.0,  # Bitmusa: half the listenKey's hour
+        "ping_interval": 30.0,  # Coinlocally drops a client that has not pinged for 40 s
+        "idle_timeout": 45.0,  # a ping interval and half of one more for its pong
+        "rotate_after": 84600.0,  # 23 h 30 min: half an hour before both exchanges' 24-hour cut
+        "sub_timeout": 10.0,
+        "backoff_base": 1.0,
+        "backoff_cap": 30.0,
+        "stable_after": 60.0,
+        "overlap_timeout": 5.0,
+        "close_timeout": 5.0,
+        "request_timeout": 10.0,
+    }
+)
+#: Every timing `resolve` knows, in the order it settles them.
+TIMINGS: Final = tuple(DEFAULTS)
+
+#: idle_timeout / ping_interval when one of them is derived from the other: each ping (and its pong) comes
+#: at least a third of the idle timeout before a quiet connection would be declared dead.
+PONG_MARGIN: Final = 1.5
+
+_LISTEN_KEY_VALIDITY: Final = bitmusa.LISTEN_KEY_VALIDITY_MS / 1000
+_CONNECTION_AGE: Final = bitmusa.MAX_CONNECTION_AGE_MS / 1000  # both exchanges cut a connection at 24 h
+_COINLOCALLY_SILENCE: Final = coinlocally.HEARTBEAT_TIMEOUT_MS / 1000
+
+
+def _keyword(name: str) -> str:
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """What `resolve` settled: every timing's value, and a line for each one derived from a given value."""
+
+    values: Mapping[str, float | None]
+    derived: tuple[str, ...] = ()
+
+
+def resolve(
+    given: Mapping[str, object],
+    *,
+    spell: Callable[[str], str] = _keyword,
+    rotation_off: str = "None",
+) -> Resolved:
+    """Every timing of a stream from the ones the caller gave (`given`: name -> value; a name left out, or
+    given as None, was not given, except `rotate_after`, where None turns rotation off).
+
+    Raises ConfigurationError for a value of the wrong kind and for a contradiction between given values,
+    naming each option as `spell(name)` (`--idle-timeout` for `watch`, say) and how rotation is turned off
+    as `rotation_off`. The rules, and why each default is derived as it is, are docs/client.md's table.
+    """
+    unknown = sorted(set(given) - set(TIMINGS))
+    if unknown:  # a caller's bug, not a user's
+        raise TypeError(f"resolve() got an unknown timing {unknown[0]!r}")
+    explicit: dict[str, float | None] = {}
+    for name in TIMINGS:
+        if name not in given or (given[name] is None and name != "rotate_after"):
+            continue
+        explicit[name] = _checked(name, given[name], spell, rotation_off)
+    return _Settler(explicit, spell).settle()
+
+
+def _checked(name: str, value: object, spell: Callable[[str], str], rotation_off: str) -> float | None:
+    """`value` if `name` can take it (a number of seconds), else a ConfigurationError naming `spell(name)`."""
+    number = None if isinstance(value, bool) or not isinstance(value, int | float) else value
+    if name == "rotate_after":
+        if value is None or (number is not None and number > 0):
+            return number
+        raise ConfigurationError(
+            f"{spell(name)} must be a positive number of seconds ({rotation_off} turns rotation off), "
+            f"not {value!r}"
+        )
+    if name == "stable_after":
+        if number is not None and number >= 0:
+            return number
+        raise ConfigurationError(f"{spell(name)} must be a number of seconds, 0 or more, not {value!r}")
+    if number is not None and number > 0:
+        return number
+    raise ConfigurationError(f"{spell(name)} must be a positive number of seconds, not {value!r}")
+
+
+class _Settler:
+    """One `resolve` call: the given values, and the rules applied to them in order."""
+
+    def __init__(self, explicit: dict[str, float | None], spell: Callable[[str], str]) -> None:
+        self.explicit = explicit
+        self.spell = spell
+        self.values: dict[str, float | None] = {}
+        self.derived: list[str] = []
+
+    def settle(self) -> Resolved:
+        self._heartbeat()
+        self._sub_timeout()
+        self._keepalive()
+        self._backoff()
+        self._rotation()
+        for name in ("close_timeout", "request_timeout"):  # no rule ties these to anything else
+            self.values[name] = self._given(name)
+        return Resolved(values={name: self.values[name] for name in TIMINGS}, derived=tuple(self.derived))
+
+    # --- the rules: both of a pair given -> checked; one given -> the other fits it; none -> defaults ----
+
+    def _heartbeat(self) -> None:
+        ping, idle = self.explicit.get("ping_interval"), self.explicit.get("idle_timeout")
+        if ping is not None and idle is not None and not idle > ping:
+            raise ConfigurationError(
+                f"{self._shown('idle_timeout', idle)} must exceed {self._shown('ping_interval', ping)}: "
+                "the pong of a ping is what proves a quiet connection alive (give one of the two and the "
+                "other is derived from it)"
+            )
+        if ping is None and idle is not None:
+            ping = self._derive(
+                "ping_interval",
+                min(DEFAULTS["ping_interval"], idle / PONG_MARGIN),
+                "idle_timeout",
+                f"{self.spell('idle_timeout')} / {PONG_MARGIN:g}, at most {DEFAULTS['ping_interval']:g}s",
+            )
+        elif idle is None and ping is not None:
+            idle = self._derive(
+                "idle_timeout",
+                max(DEFAULTS["idle_timeout"], ping * PONG_MARGIN),
+                "ping_interval",
+                f"{self.spell('ping_interval')} * {PONG_MARGIN:g}, at least {DEFAULTS['idle_timeout']:g}s",
+            )
+        self.values["ping_interval"] = ping if ping is not None else DEFAULTS["ping_interval"]
+        self.values["idle_timeout"] = idle if idle is not None else DEFAULTS["idle_timeout"]
+
+    def _sub_timeout(self) -> None:
+        # Never a contradiction (the sub wait and the idle clock run side by side, and whichever ends first
+        # names itself in the reason); the default just never waits for a sub longer than for silence.
+        if "sub_timeout" in self.explicit:
+            self.values["sub_timeout"] = self.explicit["sub_timeout"]
+        else:
+            self.values["sub_timeout"] = self._derive(
+                "sub_timeout",
+                min(DEFAULTS["sub_timeout"], self._value("idle_timeout")),
+                "idle_timeout",
+                f"never longer than {self.spell('idle_timeout')}",
+            )
+
+    def _keepalive(self) -> None:
+        # The other side of this rule is the exchange's, not an option: nothing to derive, only to check.
+        keepalive = self._given("keepalive_interval")
+        if not keepalive < _LISTEN_KEY_VALIDITY:
+            raise ConfigurationError(
+                f"{self._shown('keepalive_interval', keepalive)} must be shorter than the listenKey's "
+                f"validity ({_LISTEN_KEY_VALIDITY:g}s)"
+            )
+        self.values["keepalive_interval"] = keepalive
+
+    def _backoff(self) -> None:
+        base, cap = self.explicit.get("backoff_base"), self.explicit.get("backoff_cap")
+        if base is not None and cap is not None and not cap >= base:
+            raise ConfigurationError(
+                f"{self._shown('backoff_cap', cap)} must be at least {self._shown('backoff_base', base)}"
+            )
+        if cap is None and base is not None:
+            cap = self._derive(
+                "backoff_cap",
+                max(DEFAULTS["backoff_cap"], base),
+                "backoff_base",
+                f"never below {self.spell('backoff_base')}",
+            )
+        elif base is None and cap is not None:
+            base = self._derive(
+                "backoff_base",
+                min(DEFAULTS["backoff_base"], cap),
+                "backoff_cap",
+                f"never above {self.spell('backoff_cap')}",
+            )
+        self.values["backoff_base"] = base if base is not None else DEFAULTS["backoff_base"]
+        self.values["backoff_cap"] = cap if cap is not None else DEFAULTS["backoff_cap"]
+
+    def _rotation(self) -> None:
+        # rotate_after is never derived: its default is set by the exchanges' 24-hour cut, and a later
+        # rotation would come after the cut. What depends on it fits under it.
+        rotate = (
+            self.explicit["rotate_after"] if "rotate_after" in self.explicit else DEFAULTS["rotate_after"]
+        )
+        self.values["rotate_after"] = rotate
+        for name, why in (
+            ("overlap_timeout", "a rotation's hand-over would last until the next rotation is due"),
+            (
+                "stable_after",
+                "every connection would be rotated before it counted as stable, so the reconnect backoff "
+                "would never start over",
+            ),
+        ):
+            value = self.explicit.get(name)
+            if value is not None and rotate is not None and not value < rotate:
+                raise ConfigurationError(
+                    f"{self._shown(name, value)} must be shorter than {self._shown('rotate_after', rotate)}: "
+                    f"{why}"
+                )
+            if value is None and rotate is not None:
+                value = self._derive(
+                    name,
+                    min(DEFAULTS[name], rotate / 2),
+                    "rotate_after",
+                    f"at most half of {self.spell('rotate_after')}",
+                )
+            self.values[name] = value if value is not None else DEFAULTS[name]
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    def _given(self, name: str) -> float:
+        """The given value of an option that is never derived, else its default."""
+        value = self.explicit.get(name)
+        return value if value is not None else DEFAULTS[name]
+
+    def _value(self, name: str) -> float:
+        """The settled value of an option settled earlier (never None)."""
+        value = self.values[name]
+        assert value is not None  # noqa: S101 - only rotate_after can be None, and it is never asked
+        return value
+
+    def _shown(self, name: str, value: float) -> str:
+        """`--idle-timeout (30s)` for a given value, `--rotate-after (84600s by default)` for another."""
+        if name in self.explicit:
+            return f"{self.spell(name)} ({value:g}s)"
+        return f"{self.spell(name)} ({value:g}s by default)"
+
+    def _derive(self, name: str, value: float, source: str, rule: str) -> float:
+        """`value` for the option `name` the caller did not give, fitted to `source`; noted when it is not
+        the default."""
+        if value != DEFAULTS[name]:
+            settled = self.values[source] if source in self.values else self.explicit[source]
+            assert settled is not None  # noqa: S101 - nothing is derived from a rotation turned off
+            self.derived.append(
+                f"{self.spell(name)} {value:g}s, derived from {self._shown(source, settled)}: {rule}"
+            )
+        return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, init=False)
+class StreamOptions:
+    """Every timing and limit of a stream, in seconds where a duration. Validated once, immutable.
+
+    A timing left out (or given as None) takes its documented default when that fits the timings given,
+    and otherwise a value derived from them (`resolve`, docs/client.md): `StreamOptions(idle_timeout=30)`
+    pings every 20 s. After construction every timing is a number; `derived` says, one line each, which
+    were derived from given values. A contradiction between given values is a ConfigurationError naming
+    both. The defaults follow the documents: Bitmusa's listenKey lives 60 min (keepalive at 30), Coinlocally
+    wants a ping every 30 s and drops a client after 40 s of silence, both exchanges cut connections at 24 h
+    (rotation at 23 h 30 min leaves half an hour to overlap safely). `rotate_after=None` disables rotation.
+    `dataclasses.replace()` works and takes every timing of the original as given (each is a number by
+    then); to change one timing and have the others fit it again, build a new `StreamOptions`.
+    """
+
+    account: str
+    keepalive_interval: float
+    ping_interval: float
+    idle_timeout: float
+    rotate_after: float | None
+    sub_timeout: float
+    queue_size: int
+    overflow: Overflow
+    backoff_base: float
+    backoff_cap: float
+    stable_after: float
+    auth_attempts: int
+    overlap_timeout: float
+    close_timeout: float
+    request_timeout: float
+    verify_tls: bool
+    ca_file: str | None  # a PEM bundle of CA certificates trusted besides the system's (client/tls.py)
+    close_key_on_exit: bool
+    max_frame: int
+    quotes: tuple[str, ...] | None
+    rng: Callable[[], float] | None = field(repr=False, compare=False)
+    #: called with (receive time, raw frame, connection serial) for every frame, before parsing
+    on_frame: FrameHook | None = field(repr=False, compare=False)
+    #: after an unplanned reconnect, correct the delivered picture from a REST snapshot (client/resync.py)
+    resync: bool
+    snapshot_symbols: tuple[str, ...]  # symbols whose open orders a snapshot lists besides those held
+    initial_snapshot: bool  # also resync once the first connection is live
+    #: seconds between two WARNINGs about unusable frames of one kind on a connection (frame_warnings.py)
+    warning_interval: float
+    #: how each timing the caller did not give was derived from those given (only where it is not the
+    #: default), one line each: `connect()` logs them at INFO
+    derived: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __init__(
+        self,
+        *,
+        account: str = "default",
+        keepalive_interval: float | None = None,
+        ping_interval: float | None = None,
+        idle_timeout: float | None = None,
+        rotate_after: float | None = DEFAULTS["rotate_after"],
+        sub_timeout: float | None = None,
+        queue_size: int = 10_000,
+        overflow: Overflow = Overflow.BLOCK,
+        backoff_base: float | None = None,
+        backoff_cap: float | None = None,
+        stable_after: float | None = None,
+        auth_attempts: int = 3,
+        overlap_timeout: float | None = None,
+        close_timeout: float | None = None,
+        request_timeout: float | None = None,
+        verify_tls: bool = True,
+        ca_file: str | None = None,
+        close_key_on_exit: bool = False,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        quotes: tuple[str, ...] | None = None,
+        rng: Callable[[], float] | None = None,
+        on_frame: FrameHook | None = None,
+        resync: bool = True,
+        snapshot_symbols: tuple[str, ...] = (),
+        initial_snapshot: bool = False,
+        warning_interval: float = DEFAULT_WARNING_INTERVAL,
+    ) -> None:
+        given: dict[str, object] = {
+            "keepalive_interval": keepalive_interval,
+            "ping_interval": ping_interval,
+            "idle_timeout": idle_timeout,
+            "sub_timeout": sub_timeout,
+            "backoff_base": backoff_base,
+            "backoff_cap": backoff_cap,
+            "stable_after": stable_after,
+            "overlap_timeout": overlap_timeout,
+            "close_timeout": close_timeout,
+            "request_timeout": request_timeout,
+        }
+        if rotate_after is None or rotate_after != DEFAULTS["rotate_after"]:
+            given["rotate_after"] = rotate_after  # the default itself reads "84600s by default" in refusals
+        resolved = resolve(given)
+        settle = object.__setattr__  # frozen: the one place the fields are written
+        for name, timing in resolved.values.items():
+            settle(self, name, timing)
+        settle(self, "derived", resolved.derived)
+        others: tuple[tuple[str, object], ...] = (
+            ("account", account),
+            ("queue_size", queue_size),
+            ("overflow", overflow),
+            ("auth_attempts", auth_attempts),
+            ("verify_tls", verify_tls),
+            ("ca_file", ca_file),
+            ("close_key_on_exit", close_key_on_exit),
+            ("max_frame", max_frame),
+            ("quotes", quotes),
+            ("rng", rng),
+            ("on_frame", on_frame),
+            ("resync", resync),
+            ("snapshot_symbols", snapshot_symbols),
+            ("initial_snapshot", initial_snapshot),
+            ("warning_interval", warning_interval),
+        )
+        for name, value in others:
+            settle(self, name, value)
+        self._check_the_rest()
+
+    def _check_the_rest(self) -> None:
+        value = self.warning_interval
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigurationError(f"warning_interval must be a positive number of seconds, not {value!r}")
+        for name in ("queue_size", "auth_attempts", "max_frame"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
+        symbols: object = self.snapshot_symbols  # typed a tuple, but a caller may pass anything
+        if not isinstance(symbols, tuple) or not all(
+            isinstance(symbol, str) and symbol and symbol.isprintable() for symbol in symbols
+        ):
+            raise ConfigurationError("snapshot_symbols must be a sequence of symbols such as ['BTC/USDT']")
+        if not isinstance(self.account, str) or not self.account:
+            raise ConfigurationError("account must be a non-empty label")
+        self.tls_policy()  # a CA bundle that cannot be read is refused here, before anything connects
+
+    def tls_policy(self) -> TlsPolicy:
+        return TlsPolicy(verify=self.verify_tls, ca_file=self.ca_file)
+
+    def make_backoff(self) -> Backoff:
+        return Backoff(
+            base=self.backoff_base,
+            cap=self.backoff_cap,
+            stable_after=self.stable_after,
+            rng=self.rng,
+        )
+
+
+def unlikely_to_work(options: StreamOptions, exchange: Exchange) -> tuple[str, ...]:
+    """What the exchange's document says will go wrong with these options, one warning line each.
+
+    Warned (by `connect()`), not refused: the values were given on purpose (a derived or default value never
+    lands here), and the document may be stricter than the exchange, or the peer an emulator of the
+    caller's own. A keepalive past the listenKey's validity is the exception, refused by `resolve`: the
+    stream could never stay up."""
+    lines = []
+    if exchange is Exchange.COINLOCALLY and not options.ping_interval < _COINLOCALLY_SILENCE:
+        lines.append(
+            f"ping_interval ({options.ping_interval:g}s) is not under the {_COINLOCALLY_SILENCE:g}s after "
+            "which Coinlocally's document says it closes a connection that has not pinged: expect the "
+            f"connection closed about every {_COINLOCALLY_SILENCE:g}s, each close a gap"
+        )
+    if options.rotate_after is not None and not options.rotate_after < _CONNECTION_AGE:
+        lines.append(
+            f"rotate_after ({options.rotate_after:g}s) is not under the exchanges' 24-hour connection limit "
+            f"({_CONNECTION_AGE:g}s): every connection will be cut before it is rotated, each cut a gap"
+        )
+    return tuple(lines)
