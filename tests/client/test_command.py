@@ -160,8 +160,11 @@ async def test_rejected_credentials_exit_2_with_a_clear_message(lab: Lab) -> Non
     assert code == 2
     assert stdout == b""
     assert attempts == 3
+    # issue 12: the method, URL and status, and the server's own words (scrubbed)
     assert stderr.decode().splitlines()[-1] == (
-        "userstream watch: authentication failed (listenKey request rejected): Bitmusa answered HTTP 401"
+        "userstream watch: authentication failed (listenKey request rejected): "
+        f"POST {env.server.base_url}/spot/userDataStream: "
+        "Bitmusa answered HTTP 401: invalid api key or auth key"
     )
     assert_no_secret(stdout, stderr)
 
@@ -174,7 +177,7 @@ async def test_a_rejected_coinlocally_token_flag_exits_2(lab: Lab) -> None:
     assert code == 2
     assert stderr.decode().splitlines()[-1] == (
         "userstream watch: authentication failed (token header rejected): "
-        "Coinlocally refused the 'token' header (HTTP 401)"
+        f"{env.coinlocally_url}: Coinlocally refused the 'token' header (HTTP 401)"
     )
     assert_no_secret(stdout, stderr)
 

@@ -543,7 +543,9 @@ async def test_healthz_is_200_while_streaming_and_503_once_an_account_is_rejecte
             "seconds_in_state": health["accounts"]["carol-coinlocally"]["seconds_in_state"],
             "error": carol.error,
         }
-        assert carol.error == "Coinlocally refused the 'token' header (HTTP 401)"
+        assert carol.error == (  # issue 12: the URL tried is named
+            f"{exchange.ws_url}/spotws_user/userData/ws: Coinlocally refused the 'token' header (HTTP 401)"
+        )
         assert [entry["state"] for entry in health["accounts"].values()] == ["live", "live", "failed"]
 
         # alice keeps streaming.

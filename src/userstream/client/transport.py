@@ -88,12 +88,13 @@ class HandshakeRejectedError(TransportError):
 
 class PeerClosedError(ConnectionLostError):
     """The WebSocket was closed. `code` and `reason` are the peer's close frame, when it sent one;
-    `code` is None when the connection simply broke."""
+    `code` is None when the connection simply broke. `label` is the connection's (a URL safe to show)."""
 
-    def __init__(self, message: str, *, code: int | None, reason: str = "") -> None:
+    def __init__(self, message: str, *, code: int | None, reason: str = "", label: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
+        self.label = label
 
 
 class SignOfLife:
@@ -547,7 +548,10 @@ class _Inbox(picows.WSListener):
         shown = f" {reason!r}" if reason else ""
         self.end(
             PeerClosedError(
-                f"{self.label}: closed by the server with code {code}{shown}", code=code, reason=reason
+                f"{self.label}: closed by the server with code {code}{shown}",
+                code=code,
+                reason=reason,
+                label=self.label,
             )
         )
 
