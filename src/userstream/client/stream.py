@@ -84,6 +84,7 @@ class StreamStats:
     auth_failures: int  # rejected credentials, in a row
     resyncs: int = 0  # REST snapshots taken after a gap, their corrections queued
     resync_failures: int = 0  # snapshot attempts that failed (each retried or reported)
+    queued: int = 0  # events waiting in the queue for the user: stream events and snapshot corrections
 
 
 @dataclass(slots=True, eq=False)
@@ -191,6 +192,7 @@ class UserStream:
             auth_failures=self._auth_failures,
             resyncs=self._resync.resyncs,
             resync_failures=self._resync.failures,
+            queued=len(self._queue),
         )
 
     # --- the user's side ---------------------------------------------------------------------------
