@@ -250,6 +250,28 @@ async def test_an_initial_snapshot_brings_what_happened_before_the_stream(
 
 
 @EXCHANGES
+async def test_queued_counts_the_snapshot_corrections_waiting_with_the_stream_events(
+    lab: Lab, recorder: Recorder, exchange: str
+) -> None:
+    """`stats.queued` is the queue's depth, corrections included: they are delivered but were never
+    received over a connection, so `events_received - events_delivered` would hide as many waiting events
+    (a gateway's `stream_queue_depth` read 0 with events waiting)."""
+    async with lab(accounts=(ALICE,)) as env:
+        await env.ingest(BEFORE + LOST, account=ALICE)
+        settings = options(env, exchange, initial_snapshot=True, snapshot_symbols=["BTC/USDT", "ETH/USDT"])
+        async with connect(exchange, **settings, on_status=recorder) as stream:
+            resynced = await recorder.wait_for(State.RESYNCED)
+            assert (resynced.corrections, stream.stats.queued) == (6, 6)
+            await env.until_streaming(account=ALICE)
+            await env.ingest([balance("USDT", "1", "0", 20), balance("BTC", "2", "0", 20)], account=ALICE)
+            await env.until(lambda: stream.stats.events_received == 2)
+            assert stream.stats.queued == 8
+            await env.take(stream, 7)
+            stats = stream.stats
+    assert (stats.events_received, stats.events_delivered, stats.queued) == (2, 7, 1)
+
+
+@EXCHANGES
 async def test_without_initial_snapshot_a_fresh_stream_takes_none(
     lab: Lab, recorder: Recorder, exchange: str
 ) -> None:

@@ -93,7 +93,7 @@ class StreamStats:
     #: the part of unknown_frames refused as broken: undecodable, or malformed (impossible values included);
     #: unknown_frames - malformed_frames were well-formed but not understood (an unknown event type, say)
     malformed_frames: int = 0
-    queued: int = 0  # events waiting in the queue for the user now
+    queued: int = 0  # events waiting in the queue for the user: stream events and snapshot corrections
     queued_bytes: int = 0  # their weight, as the queue's byte bound counts it (`events.event_size`)
 
 

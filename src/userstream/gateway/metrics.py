@@ -141,7 +141,7 @@ def render_metrics(gateway: Gateway) -> str:
     out.family(
         "stream_queue_depth",
         "gauge",
-        "Events the client received and the gateway has not taken yet.",
+        "Events waiting in the client's queue for the gateway, snapshot corrections included.",
         per_account(lambda account: account.backlog),
     )
     out.family(

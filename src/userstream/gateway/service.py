@@ -129,12 +129,11 @@ class AccountRuntime:
 
     @property
     def backlog(self) -> int:
-        """Events the client received and has not handed to the gateway yet (its queue depth)."""
+        """Events the client queued and has not handed to the gateway yet (its queue depth), snapshot
+        corrections included: they were never among the stream's received events, so a difference of
+        those counters would hide as many waiting events as a resync had corrected."""
         stats = self.stats
-        if stats is None:
-            return 0
-        waiting = stats.events_received - stats.duplicates_suppressed - stats.dropped - stats.events_delivered
-        return max(0, waiting)
+        return 0 if stats is None else stats.queued
 
     @property
     def seconds_since_last_event(self) -> float | None:
