@@ -74,6 +74,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "jsonl; 0: never)",
     )
     parser.add_argument(
+        "--notice-seconds",
+        type=float,
+        default=8.0,
+        metavar="SECONDS",
+        help="how long the dashboard's header keeps the latest fault or reconnect (default 8)",
+    )
+    parser.add_argument(
         "--http-port", type=int, default=0, help="the gateway's HTTP port (default: a free one)"
     )
     parser.add_argument(
@@ -228,6 +235,7 @@ async def _dashboard(
             wall_ms=lambda: time.time_ns() // 1_000_000,
             log_tail=tail,
             footer="Ctrl-C to stop. Try: curl " + (gateway.http_url or "") + "/metrics",
+            notice_seconds=args.notice_seconds,
         )
         for helper in helpers:
             helper.cancel()
@@ -253,7 +261,9 @@ async def _faults(server: ServerHandle, every: float) -> None:
         await asyncio.sleep(every)
         for account in server.config.accounts:
             cut = await server.drop(account.name)
-            _log.info("fault: cut %d connections of %s (watch the reconnects and resyncs)", cut, account.name)
+            _log.warning(
+                "fault: cut %d connections of %s (watch the reconnects and resyncs)", cut, account.name
+            )
 
 
 def _configure_logging(dashboard: bool) -> None:

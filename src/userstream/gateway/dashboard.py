@@ -12,6 +12,7 @@ screen, cursor home, erase) about four times a second, with no curses dependency
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import shutil
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TextIO
 
-from userstream.eventjson import dec
 from userstream.events import BalanceUpdate, Fill, OrderUpdate
 from userstream.gateway.service import Gateway, SinkHandle
 
@@ -29,6 +29,7 @@ __all__ = [
     "AccountPanel",
     "DashboardSnapshot",
     "LogTail",
+    "Notices",
     "RateMeter",
     "render",
     "run_dashboard",
@@ -73,6 +74,7 @@ class DashboardSnapshot:
     sink_errors: tuple[str, ...] = ()  # "name: error" of each sink whose writes fail, a line each
     log_lines: tuple[str, ...] = ()
     footer: str = "Ctrl-C to stop"
+    notices: tuple[str, ...] = ()  # the latest faults and reconnects, newest first (see `Notices`)
 
     @property
     def events_per_second(self) -> float:
@@ -80,85 +82,323 @@ class DashboardSnapshot:
 
 
 def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> str:
-    """The frame for `snapshot`, at most `width` columns and `height` lines (never fewer than 10 lines)."""
+    """The frame for `snapshot`, at most `width` columns and `height` lines (never fewer than 10 lines).
+
+    What a frame shows is chosen by priority, so a small terminal loses the least useful lines first: the
+    header (title, clock, events per second), each sink that is down and each failed account with its
+    error, the held notices and the account table are always drawn; then every balance, a few open orders,
+    the latest fill and the last log line; then the room left grows the open orders, the fills and the log
+    in turn; then the footer; then blank lines between the sections. A section that is cut says so in its
+    title (`OPEN ORDERS 3 of 12`), never with a row of its own."""
+    width = max(width, 20)
     height = max(height, 10)
+    header = _header(snapshot, width)
+    table = _account_table(snapshot.accounts, width)
+    faults = [f"  {account.name}: {account.error}" for account in snapshot.accounts if account.error]
+    faults.extend(f"  sink {error}" for error in snapshot.sink_errors)
+    accounts = _Section(table[:1], [*table[1:], *faults], least=_ALL)
+    notices = _Section([], [f"! {notice}" for notice in snapshot.notices], least=1, blank=False)
+    balances = _Section(*_balances(snapshot.accounts, width), least=_ALL)
+    orders = _orders(snapshot.accounts, width)
+    fills = _fills(snapshot.accounts, width)
+    logs = _Section(["LOG"], [f"  {line}" for line in snapshot.log_lines], least=1, tail=True)
+    footer = _Section([], [snapshot.footer], least=1)
+    _allocate(
+        height - len(header),
+        first=[notices, accounts, balances, orders, fills, logs, footer],
+        grow=[orders, fills, logs, notices],
+    )
+    lines = [
+        *header,
+        *notices.lines(),
+        *accounts.lines(),
+        *balances.lines(),
+        *orders.lines(),
+        *fills.lines(),
+        *logs.lines(),
+        *footer.lines(),
+    ][:height]
+    return "\n".join(_cut(line.rstrip(), width) for line in lines)
+
+
+_ALL = 1 << 30  # a section's `least`: every row before anything grows
+
+
+class _Section:
+    """Some rows under a title; the allocation decides how many of its rows a frame shows."""
+
+    def __init__(
+        self,
+        head: list[str],
+        rows: list[str],
+        *,
+        least: int,
+        blank: bool = True,
+        tail: bool = False,
+        title: Callable[[int], list[str]] | None = None,
+    ) -> None:
+        self.head = head
+        self.rows = rows
+        self.least = least
+        self.blank = blank  # preceded by a blank line when there is room for one
+        self.tail = tail  # cut from the top: the last rows are the ones to keep (a log)
+        self.title = title  # the head for `shown` rows, when it says how many are hidden
+        self.shown = 0
+        self.on = False
+        self.spaced = False
+
+    def lines(self) -> list[str]:
+        if not self.on:
+            return []
+        head = self.head if self.title is None else self.title(self.shown)
+        rows = self.rows[len(self.rows) - self.shown :] if self.tail else self.rows[: self.shown]
+        return [*([""] if self.spaced else []), *head, *rows]
+
+
+def _allocate(room: int, *, first: list[_Section], grow: list[_Section]) -> None:
+    """Share `room` lines: each of `first` in turn gets its head and up to `least` rows; then the sections
+    of `grow` get a row each in turn while they have more; then blank lines go between the sections."""
+    for section in first:
+        opening = (
+            len(section.head) + (1 if section.rows else 0) if section.head else min(1, len(section.rows))
+        )
+        if opening == 0 or opening > room:
+            continue
+        section.on = True
+        room -= len(section.head)
+        take = min(section.least, len(section.rows), room)
+        section.shown = take
+        room -= take
+    growing = True
+    while room > 0 and growing:
+        growing = False
+        for section in grow:
+            if room > 0 and section.on and section.shown < len(section.rows):
+                section.shown += 1
+                room -= 1
+                growing = True
+    for section in first:
+        if room > 0 and section.on and section.blank:
+            section.spaced = True
+            room -= 1
+
+
+def _header(snapshot: DashboardSnapshot, width: int) -> list[str]:
+    """The title (cut before the clock and the rate are), then where the gateway serves and writes: the
+    sinks that are down first, each on a line of its own when they do not share one."""
     when = datetime.datetime.fromtimestamp(snapshot.now_ms / 1000, datetime.UTC)
-    header = [f"{snapshot.title}  {when:%Y-%m-%d %H:%M:%S} UTC  {snapshot.events_per_second:.1f} events/s"]
+    stats = f"  {when:%Y-%m-%d %H:%M:%S} UTC  {snapshot.events_per_second:.1f} events/s"
+    if len(snapshot.title) + len(stats) > width:
+        stats = f"  {when:%H:%M:%S} UTC  {snapshot.events_per_second:.1f} ev/s"
+    lines = [_cut(snapshot.title, max(1, width - len(stats))) + stats]
     where = ([f"HTTP {snapshot.http_url}"] if snapshot.http_url else []) + [
         f"sink {sink}" for sink in snapshot.sinks
     ]
-    if where:
-        header.append("  ".join(where))
-    header.append("")
-    header.append(
-        f"{'ACCOUNT':<18}{'EXCHANGE':<13}{'STATE':<14}{'EVENTS':>8}{'EV/S':>8}{'RECONNECTS':>12}"
-        f"{'RESYNCS':>9}  LAST EVENT"
-    )
-    for account in snapshot.accounts:
-        last = (
+    joined = "  ".join(where)
+    if where and len(joined) <= width:
+        lines.append(joined)
+    elif where:
+        lines.extend(where)
+    return lines
+
+
+def _account_table(accounts: Sequence[AccountPanel], width: int) -> list[str]:
+    rows = [
+        (
+            account.name,
+            account.exchange,
+            account.state,
+            str(account.events),
+            f"{account.events_per_second:.1f}",
+            str(account.reconnects),
+            str(account.resyncs),
             "-"
             if account.seconds_since_last_event is None
-            else f"{account.seconds_since_last_event:.1f}s ago"
+            else f"{account.seconds_since_last_event:.1f}s ago",
         )
-        header.append(
-            f"{account.name:<18}{account.exchange:<13}{account.state:<14}{account.events:>8}"
-            f"{account.events_per_second:>8.1f}{account.reconnects:>12}{account.resyncs:>9}  {last}"
-        )
-    for account in snapshot.accounts:
-        if account.error is not None:
-            header.append(f"  {account.name}: {account.error}")
-    header.extend(f"  sink {error}" for error in snapshot.sink_errors)
-
-    balances = ["", f"{'BALANCES':<18}{'ASSET':<8}{'FREE':>22}{'LOCKED':>22}{'TOTAL':>22}"]
-    for account in snapshot.accounts:
-        for index, balance in enumerate(account.balances):
-            owner = account.name if index == 0 else ""
-            balances.append(
-                f"{owner:<18}{balance.asset:<8}{dec(balance.free):>22}{dec(balance.locked):>22}"
-                f"{dec(balance.total):>22}"
-            )
-
-    orders_total = sum(len(account.open_orders) for account in snapshot.accounts)
-    order_rows = [
-        f"{account.name:<18}{order.id:<12}{order.symbol:<11}{order.side.value:<5}{_price(order.price):>14}"
-        f"{dec(order.amount):>12}{dec(order.filled):>12}  {order.raw_status}"
-        for account in snapshot.accounts
-        for order in account.open_orders
+        for account in accounts
     ]
-    fills = sorted(
-        ((fill, account.name) for account in snapshot.accounts for fill in account.recent_fills),
-        key=lambda item: item[0].timestamp,
+    return _table(
+        [
+            _Column("ACCOUNT"),
+            _Column("EXCHANGE"),
+            _Column("STATE", minimum=12),  # `reconnecting` fits: the columns do not jump at a cut
+            _Column("EVENTS", right=True, gap=1, drop=2),
+            _Column("EV/S", right=True, gap=1, minimum=5),
+            _Column("RECONNECTS", right=True, gap=1),
+            _Column("RESYNCS", right=True, gap=1),
+            _Column("LAST EVENT", right=True, drop=3),
+        ],
+        rows,
+        width,
     )
-    fill_rows = [
-        f"{_clock(fill.timestamp):<14}{owner:<18}{fill.symbol:<11}{fill.side.value:<5}{dec(fill.amount):>12}"
-        f" @ {_price(fill.price):<14}"
-        + ("" if fill.fee is None else f"fee {dec(fill.fee)}")
-        + ("  (derived)" if fill.derived else "")
-        for fill, owner in reversed(fills)  # newest first
-    ]
-    logs = ["", "LOG", *(f"  {line}" for line in snapshot.log_lines)] if snapshot.log_lines else []
-    footer = ["", snapshot.footer]
 
-    fixed = len(header) + len(balances) + len(logs) + len(footer) + 4  # 4: two titles, two blank lines
-    room = max(2, height - fixed)
-    orders_room = max(1, min(len(order_rows), room // 2) if fill_rows else room)
-    fills_room = max(1, room - min(len(order_rows), orders_room))
-    lines = [
-        *header,
-        *balances,
-        "",
-        f"{f'OPEN ORDERS ({orders_total})':<18}{'ID':<12}{'SYMBOL':<11}{'SIDE':<5}{'PRICE':>14}{'AMOUNT':>12}"
-        f"{'FILLED':>12}  STATUS",
-        *_fit(order_rows, orders_room),
-        "",
-        f"{'RECENT FILLS':<14}{'ACCOUNT':<18}{'SYMBOL':<11}{'SIDE':<5}{'AMOUNT':>12}   PRICE",
-        *_fit(fill_rows, fills_room),
-        *logs,
-        *footer,
+
+def _balances(accounts: Sequence[AccountPanel], width: int) -> tuple[list[str], list[str]]:
+    """Balances as one row per asset and a `free / locked` column per account when that fits the width
+    (the demo's two accounts at 80 columns), else one row per account and asset."""
+    holders = [account for account in accounts if account.balances]
+    if not holders:
+        return ["BALANCES  none yet"], []
+    assets = sorted({balance.asset for account in holders for balance in account.balances})
+    columns = [_Column("BALANCES")]
+    cells: list[list[str]] = [[asset] for asset in assets]
+    for account in holders:
+        held = {balance.asset: balance for balance in account.balances}
+        free = max(len(_num(balance.free)) for balance in account.balances)
+        locked = max(len(_num(balance.locked)) for balance in account.balances)
+        columns.append(_Column(f"{account.name} free / locked"))
+        for row, asset in zip(cells, assets, strict=True):
+            balance = held.get(asset)
+            row.append(
+                "-".rjust(free)
+                if balance is None
+                else f"{_num(balance.free):>{free}} / {_num(balance.locked):<{locked}}"
+            )
+    matrix = _table(columns, [tuple(row) for row in cells], width, cut=False)
+    if matrix:
+        return matrix[:1], matrix[1:]
+    table = _table(
+        [
+            _Column("BALANCES"),
+            _Column("ASSET"),
+            _Column("FREE", right=True),
+            _Column("LOCKED", right=True),
+            _Column("TOTAL", right=True, drop=1),
+        ],
+        [
+            (account.name if index == 0 else "", b.asset, _num(b.free), _num(b.locked), _num(b.total))
+            for account in holders
+            for index, b in enumerate(account.balances)
+        ],
+        width,
+    )
+    return table[:1], table[1:]
+
+
+def _orders(accounts: Sequence[AccountPanel], width: int) -> _Section:
+    """The open orders, newest first; the title counts them, and says how many are shown when cut."""
+    orders = sorted(
+        ((order, account.name) for account in accounts for order in account.open_orders),
+        key=lambda item: (item[0].created_at or 0, item[0].id),
+        reverse=True,
+    )
+    rows = [
+        (
+            owner,
+            order.id,
+            order.symbol,
+            order.side.value,
+            _price(order.price),
+            _num(order.amount),
+            _num(order.filled),
+            order.raw_status,
+        )
+        for order, owner in orders
     ]
-    if len(lines) > height:  # a small terminal: cut the middle short, keep the footer
-        lines = [*lines[: height - 1], snapshot.footer]
-    return "\n".join(_cut(line.rstrip(), width) for line in lines)
+    columns = [
+        _Column("ACCOUNT"),
+        _Column("ID", drop=2),
+        _Column("SYMBOL"),
+        _Column("SIDE"),
+        _Column("PRICE", right=True),
+        _Column("AMOUNT", right=True),
+        _Column("FILLED", right=True, drop=3),
+        _Column("STATUS", drop=1),
+    ]
+    table = _table(columns, rows, width)
+    if not rows:
+        return _Section(["OPEN ORDERS  none"], [], least=0)
+
+    def title(shown: int) -> list[str]:
+        count = f"{len(rows)}" if shown >= len(rows) else f"{shown} of {len(rows)}, newest"
+        return [f"OPEN ORDERS ({count})", table[0]]
+
+    return _Section(["OPEN ORDERS", table[0]], table[1:], least=3, title=title)
+
+
+def _fills(accounts: Sequence[AccountPanel], width: int) -> _Section:
+    """The most recent fills, newest first."""
+    fills = sorted(
+        ((fill, account.name) for account in accounts for fill in account.recent_fills),
+        key=lambda item: item[0].timestamp,
+        reverse=True,
+    )
+    if not fills:
+        return _Section(["RECENT FILLS  none yet"], [], least=0)
+    rows = [
+        (
+            _clock(fill.timestamp),
+            owner,
+            fill.symbol,
+            fill.side.value,
+            _num(fill.amount),
+            _price(fill.price),
+            "-" if fill.fee is None else _num(fill.fee),
+            "derived" if fill.derived else "",
+        )
+        for fill, owner in fills
+    ]
+    table = _table(
+        [
+            _Column("TIME"),
+            _Column("ACCOUNT"),
+            _Column("SYMBOL"),
+            _Column("SIDE"),
+            _Column("AMOUNT", right=True),
+            _Column("PRICE", right=True),
+            _Column("FEE", right=True, drop=2),
+            _Column("", drop=1),
+        ],
+        rows,
+        width,
+    )
+
+    def title(shown: int) -> list[str]:
+        count = "" if shown >= len(rows) else f" ({shown} of {len(rows)}, newest)"
+        return [f"RECENT FILLS{count}", table[0]]
+
+    return _Section(["RECENT FILLS", table[0]], table[1:], least=1, title=title)
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    header: str
+    right: bool = False  # right-aligned (numbers)
+    gap: int = 2  # spaces before the column
+    minimum: int = 0
+    drop: int = 0  # 0: always shown; else dropped when the table is too wide, 1 first
+
+
+def _table(
+    columns: Sequence[_Column], rows: Sequence[tuple[str, ...]], width: int, *, cut: bool = True
+) -> list[str]:
+    """A header line and a line per row, each column as wide as its widest cell; when that is wider than
+    `width`, the droppable columns go (`drop` 1 first) until it fits. [] when it cannot fit and not `cut`."""
+    widths = [
+        max(column.minimum, len(column.header), *(len(row[index]) for row in rows))
+        for index, column in enumerate(columns)
+    ]
+    shown = list(range(len(columns)))
+
+    def total() -> int:
+        return sum(widths[i] + (columns[i].gap if n else 0) for n, i in enumerate(shown))
+
+    for rank in sorted({column.drop for column in columns if column.drop}):
+        if total() <= width:
+            break
+        shown = [i for i in shown if columns[i].drop != rank]
+    if total() > width and not cut:
+        return []
+
+    def line(cells: Sequence[str]) -> str:
+        parts = []
+        for n, i in enumerate(shown):
+            cell = cells[i].rjust(widths[i]) if columns[i].right else cells[i].ljust(widths[i])
+            parts.append((" " * columns[i].gap if n else "") + cell)
+        return "".join(parts).rstrip()
+
+    return [line([column.header for column in columns]), *(line(row) for row in rows)]
 
 
 def _cut(line: str, width: int) -> str:
@@ -166,10 +406,9 @@ def _cut(line: str, width: int) -> str:
     return line if len(line) <= width else line[: width - 1] + "\u2026"
 
 
-def _fit(rows: list[str], room: int) -> list[str]:
-    if len(rows) <= room:
-        return rows
-    return [*rows[: room - 1], f"  ... and {len(rows) - room + 1} more"]
+def _num(value: Decimal) -> str:
+    """Exact, in plain notation, trailing zeros kept: the wire's text."""
+    return format(value, "f")
 
 
 def _price(value: Decimal | None) -> str:
@@ -204,15 +443,86 @@ class RateMeter:
 
 
 class LogTail(logging.Handler):
-    """Keeps the last few log messages for the dashboard (logs written to the terminal would tear it)."""
+    """Keeps the last few log messages for the dashboard (logs written to the terminal would tear it), and
+    counts the warnings and errors among them, so the dashboard can hold the latest in its header."""
 
     def __init__(self, size: int = 5) -> None:
         super().__init__(logging.INFO)
         self.lines: deque[str] = deque(maxlen=size)
+        self.warnings = 0  # records at WARNING or above so far
+        self.last_warning: str | None = None  # the latest of them, as a line
 
     def emit(self, record: logging.LogRecord) -> None:
         when = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
-        self.lines.append(f"{when:%H:%M:%S} {record.levelname.lower():<7} {record.getMessage()}")
+        line = f"{when:%H:%M:%S} {record.levelname.lower():<7} {record.getMessage()}"
+        self.lines.append(line)
+        if record.levelno >= logging.WARNING:
+            self.warnings += 1
+            self.last_warning = line
+
+
+class Notices:
+    """The latest fault and reconnect of each account (and the latest warning of the log), each held for
+    `hold` seconds: a cut connection is back within a fraction of a second, so its log lines scroll out of
+    the log at once; the header keeps them in view long enough to be read.
+
+    `observe` compares each frame's accounts with the previous frame's: an account that left `live` says
+    so (`demo-bitmusa reconnecting`), and one that is live again says after how long and which reconnect
+    it was; a reconnect quicker than a frame shows as its count going up. Times are `now` seconds (any
+    monotonic clock) and `wall_ms` for the clock shown."""
+
+    def __init__(self, hold: float = 8.0) -> None:
+        self.hold = hold
+        self._held: dict[str, tuple[float, str]] = {}  # subject -> (since, line)
+        self._states: dict[str, tuple[str, int]] = {}  # account -> (state, reconnects) last frame
+        self._down_since: dict[str, float] = {}
+        self._warnings = 0
+
+    def note(self, subject: str, text: str, *, now: float, wall_ms: int) -> None:
+        """Hold `text` about `subject` (an account, or `log`), replacing what was held about it."""
+        self._held[subject] = (now, f"{_clock(wall_ms)[:8]} {text}")
+
+    def observe(
+        self,
+        accounts: Sequence[AccountPanel],
+        *,
+        now: float,
+        wall_ms: int,
+        log: LogTail | None = None,
+    ) -> None:
+        for account in accounts:
+            before = self._states.get(account.name)
+            self._states[account.name] = (account.state, account.reconnects)
+            if before is None:
+                continue
+            state, reconnects = before
+            if state == "live" and account.state != "live":
+                self._down_since[account.name] = now
+                self.note(account.name, f"{account.name} {account.state}", now=now, wall_ms=wall_ms)
+            elif account.state == "live" and (state == "reconnecting" or account.reconnects > reconnects):
+                since = self._down_since.pop(account.name, None)
+                after = "" if since is None else f" after {now - since:.1f}s"
+                self.note(
+                    account.name,
+                    f"{account.name} live again{after} (reconnect {account.reconnects}, "
+                    f"resync {account.resyncs})",
+                    now=now,
+                    wall_ms=wall_ms,
+                )
+            elif account.error is not None and account.state != state:
+                self.note(
+                    account.name, f"{account.name} {account.state}: {account.error}", now=now, wall_ms=wall_ms
+                )
+        if log is not None and log.warnings != self._warnings and log.last_warning is not None:
+            self._warnings = log.warnings
+            self._held["log"] = (now, log.last_warning)
+
+    def current(self, now: float) -> tuple[str, ...]:
+        """What is held at `now`, newest first."""
+        for subject, (since, _) in list(self._held.items()):
+            if now - since > self.hold:
+                del self._held[subject]
+        return tuple(line for _, line in sorted(self._held.values(), key=lambda item: -item[0]))
 
 
 def snapshot_of(
@@ -223,6 +533,7 @@ def snapshot_of(
     now_ms: int,
     log_lines: Sequence[str] = (),
     footer: str = "Ctrl-C to stop",
+    notices: Sequence[str] = (),
 ) -> DashboardSnapshot:
     """A running gateway as one frame's worth of values."""
     panels = []
@@ -259,6 +570,7 @@ def snapshot_of(
         sink_errors=sink_errors,
         log_lines=tuple(log_lines),
         footer=footer,
+        notices=tuple(notices),
     )
 
 
@@ -282,23 +594,31 @@ async def run_dashboard(
     wall_ms: Callable[[], int],
     log_tail: LogTail | None = None,
     footer: str = "Ctrl-C to stop",
+    notice_seconds: float = 8.0,
 ) -> None:
-    """Redraw the dashboard on `out` (a terminal) until `stop` is set, then give the screen back."""
+    """Redraw the dashboard on `out` (a terminal) until `stop` is set, then give the screen back. Each
+    frame fits the terminal's size at that moment; faults and reconnects stay in the header for
+    `notice_seconds`."""
     meter = RateMeter()
+    notices = Notices(notice_seconds)
     out.write(_ENTER)
     try:
         while not stop.is_set():
             totals = {account.name: sum(account.events.values()) for account in gateway.accounts}
+            now, now_ms = clock(), wall_ms()
             snapshot = snapshot_of(
                 gateway,
                 title=title,
-                rates=meter.update(clock(), totals),
-                now_ms=wall_ms(),
+                rates=meter.update(now, totals),
+                now_ms=now_ms,
                 log_lines=() if log_tail is None else tuple(log_tail.lines),
                 footer=footer,
             )
+            notices.observe(snapshot.accounts, now=now, wall_ms=now_ms, log=log_tail)
+            snapshot = dataclasses.replace(snapshot, notices=notices.current(now))
             size = shutil.get_terminal_size()
-            frame = render(snapshot, width=size.columns, height=size.lines - 1)
+            # Every line of the terminal: the frame ends without a newline, so the screen never scrolls.
+            frame = render(snapshot, width=size.columns, height=size.lines)
             out.write(_HOME + frame.replace("\n", _ERASE_LINE + "\n") + _ERASE_LINE + _ERASE_BELOW)
             out.flush()
             try:
