@@ -101,20 +101,24 @@ def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> s
     balances = _Section(*_balances(snapshot.accounts, width), least=_ALL)
     orders = _orders(snapshot.accounts, width)
     fills = _fills(snapshot.accounts, width)
-    logs = _Section(["LOG"], [f"  {line}" for line in snapshot.log_lines], least=1, tail=True)
+    trades = [orders, fills]
+    pair = _side_by_side(orders, fills, width)  # a wide terminal: the two tables share the lines
+    if pair is not None:
+        trades = [pair]
+    log_rows = [f"  {line}" for line in snapshot.log_lines]
+    logs = _Section(["LOG"] if log_rows else [], log_rows, least=1, tail=True)
     footer = _Section([], [snapshot.footer], least=1)
     _allocate(
         height - len(header),
-        first=[notices, accounts, balances, orders, fills, logs, footer],
-        grow=[orders, fills, logs, notices],
+        first=[notices, accounts, balances, *trades, logs, footer],
+        grow=[*trades, logs, notices],
     )
     lines = [
         *header,
         *notices.lines(),
         *accounts.lines(),
         *balances.lines(),
-        *orders.lines(),
-        *fills.lines(),
+        *(line for section in trades for line in section.lines()),
         *logs.lines(),
         *footer.lines(),
     ][:height]
@@ -147,10 +151,14 @@ class _Section:
         self.on = False
         self.spaced = False
 
+    def heading(self, shown: int) -> list[str]:
+        """The head when `shown` rows are shown."""
+        return self.head if self.title is None else self.title(shown)
+
     def lines(self) -> list[str]:
         if not self.on:
             return []
-        head = self.head if self.title is None else self.title(self.shown)
+        head = self.heading(self.shown)
         rows = self.rows[len(self.rows) - self.shown :] if self.tail else self.rows[: self.shown]
         return [*([""] if self.spaced else []), *head, *rows]
 
@@ -359,6 +367,32 @@ def _fills(accounts: Sequence[AccountPanel], width: int) -> _Section:
         return [f"RECENT FILLS{count}", table[0]]
 
     return _Section(["RECENT FILLS", table[0]], table[1:], least=1, title=title)
+
+
+_SEPARATOR = " \u2502 "  # between two sections side by side
+
+
+def _side_by_side(left: _Section, right: _Section, width: int) -> _Section | None:
+    """`left` and `right` as one section, a row of each on every line, when both fit the width whole."""
+    left_width = max(len(line) for line in [*left.head, *left.rows, *left.heading(0)])
+    right_width = max(len(line) for line in [*right.head, *right.rows, *right.heading(0)])
+    if left_width + len(_SEPARATOR) + right_width > width:
+        return None
+
+    def join(one: list[str], other: list[str]) -> list[str]:
+        size = max(len(one), len(other))
+        one, other = one + [""] * (size - len(one)), other + [""] * (size - len(other))
+        return [f"{a:<{left_width}}{_SEPARATOR}{b}" for a, b in zip(one, other, strict=True)]
+
+    def heading(shown: int) -> list[str]:
+        return join(left.heading(min(shown, len(left.rows))), right.heading(min(shown, len(right.rows))))
+
+    return _Section(
+        join(left.head, right.head),
+        join(left.rows, right.rows),
+        least=max(left.least, right.least),
+        title=heading,
+    )
 
 
 @dataclass(frozen=True, slots=True)
