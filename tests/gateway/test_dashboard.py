@@ -7,7 +7,14 @@ import logging
 from decimal import Decimal
 
 from userstream.events import BalanceUpdate, Exchange, Fill, OrderStatus, OrderType, OrderUpdate, Side
-from userstream.gateway.dashboard import AccountPanel, DashboardSnapshot, LogTail, RateMeter, render
+from userstream.gateway.dashboard import (
+    AccountPanel,
+    DashboardSnapshot,
+    LogTail,
+    Notices,
+    RateMeter,
+    render,
+)
 
 T = 1_700_703_548_000  # 2023-11-23 01:39:08 UTC
 
@@ -298,10 +305,7 @@ def test_a_standard_terminal_shows_state_balances_orders_the_latest_fill_and_the
 def test_a_large_terminal_shows_more_of_each_section() -> None:
     frame = render(BUSY, width=160, height=50).splitlines()
     assert len(frame) == 50
-    assert (
-        frame[0]
-        == "userstream demo: serve --simulate 20 on http://127.0.0.1:40000  2023-11-23 01:39:08 UTC  42.8 events/s"
-    )
+    assert frame[0] == f"{BUSY.title}  2023-11-23 01:39:08 UTC  42.8 events/s"  # the title whole
     assert frame[3:6] == [  # the events column comes back
         "ACCOUNT           EXCHANGE     STATE        EVENTS  EV/S RECONNECTS RESYNCS  LAST EVENT",
         "demo-bitmusa      bitmusa      live           4210  21.4          3       4    0.1s ago",
@@ -358,3 +362,62 @@ def test_balances_of_many_accounts_fall_back_to_a_row_per_account_and_asset() ->
         "account-1  BTC             0.9126      0.0431           0.9557",
     ]
     assert "BALANCES   ASSET             FREE      LOCKED" in render(many, width=60, height=60).splitlines()
+
+
+def test_notices_hold_the_latest_fault_and_reconnect_of_each_account_for_a_while() -> None:
+    def seen(
+        state: str, reconnects: int = 0, resyncs: int = 0, error: str | None = None
+    ) -> list[AccountPanel]:
+        panel = SNAPSHOT.accounts[0]
+        return [dataclasses.replace(panel, state=state, reconnects=reconnects, resyncs=resyncs, error=error)]
+
+    notices = Notices(hold=5.0)
+    notices.observe(seen("starting"), now=100.0, wall_ms=T)
+    notices.observe(seen("live"), now=100.25, wall_ms=T + 250)
+    assert notices.current(100.25) == ()  # the first connection is no news
+    notices.observe(seen("reconnecting", reconnects=1), now=101.0, wall_ms=T + 1000)
+    assert notices.current(101.0) == ("01:39:09 demo-bitmusa reconnecting",)
+    notices.observe(seen("live", reconnects=1, resyncs=3), now=101.5, wall_ms=T + 1500)
+    assert notices.current(101.5) == ("01:39:09 demo-bitmusa live again after 0.5s (reconnect 1, resync 3)",)
+    # A reconnect quicker than a frame: both frames see `live`, the count went up.
+    notices.observe(seen("live", reconnects=2, resyncs=4), now=103.0, wall_ms=T + 3000)
+    held = ("01:39:11 demo-bitmusa live again (reconnect 2, resync 4)",)
+    assert notices.current(107.5) == held
+    assert notices.current(108.0) == held  # held for `hold` seconds...
+    assert notices.current(108.01) == ()  # ...and no longer
+    notices.observe(seen("live", reconnects=2, resyncs=4), now=109.0, wall_ms=T + 9000)
+    assert notices.current(109.0) == ()  # nothing happened
+    notices.observe(
+        seen("failed", reconnects=2, error="Bitmusa refused the api key"), now=110.0, wall_ms=T + 10000
+    )
+    assert notices.current(110.0) == ("01:39:18 demo-bitmusa failed: Bitmusa refused the api key",)
+
+
+def test_notices_hold_the_latest_warning_of_the_log_beside_the_accounts_newest_first() -> None:
+    tail = LogTail(size=2)
+    logger = logging.getLogger("test.dashboard.notices")
+    logger.addHandler(tail)
+    logger.setLevel(logging.INFO)
+    notices = Notices(hold=5.0)
+    try:
+        notices.observe(SNAPSHOT.accounts, now=100.0, wall_ms=T, log=tail)
+        logger.warning("fault: cut %d connections of %s", 2, "demo")
+        logger.info("a routine line")  # info is no fault: it only goes to the log
+        notices.observe(SNAPSHOT.accounts, now=100.5, wall_ms=T + 500, log=tail)
+        changed = [dataclasses.replace(SNAPSHOT.accounts[0], state="reconnecting"), SNAPSHOT.accounts[1]]
+        notices.observe(changed, now=101.0, wall_ms=T + 1000, log=tail)
+        logger.info("another routine line")
+        logger.info("and one more, so the warning has left the 2-line log")
+        notices.observe(changed, now=102.0, wall_ms=T + 2000, log=tail)
+    finally:
+        logger.removeHandler(tail)
+    assert tail.warnings == 1
+    assert [line.split(" ", 1)[1] for line in tail.lines] == [
+        "info    another routine line",
+        "info    and one more, so the warning has left the 2-line log",
+    ]
+    held = notices.current(102.0)
+    assert held[0] == "01:39:09 demo-bitmusa reconnecting"
+    assert held[1].split(" ", 1)[1] == "warning fault: cut 2 connections of demo"
+    assert len(held) == 2
+    assert notices.current(105.6) == ("01:39:09 demo-bitmusa reconnecting",)  # the warning's 5 s are over

@@ -530,23 +530,16 @@ class Notices:
             if before is None:
                 continue
             state, reconnects = before
-            if state == "live" and account.state != "live":
-                self._down_since[account.name] = now
-                self.note(account.name, f"{account.name} {account.state}", now=now, wall_ms=wall_ms)
-            elif account.state == "live" and (state == "reconnecting" or account.reconnects > reconnects):
+            if account.state == "live" and (state == "reconnecting" or account.reconnects > reconnects):
                 since = self._down_since.pop(account.name, None)
                 after = "" if since is None else f" after {now - since:.1f}s"
-                self.note(
-                    account.name,
-                    f"{account.name} live again{after} (reconnect {account.reconnects}, "
-                    f"resync {account.resyncs})",
-                    now=now,
-                    wall_ms=wall_ms,
-                )
-            elif account.error is not None and account.state != state:
-                self.note(
-                    account.name, f"{account.name} {account.state}: {account.error}", now=now, wall_ms=wall_ms
-                )
+                text = f"live again{after} (reconnect {account.reconnects}, resync {account.resyncs})"
+                self.note(account.name, f"{account.name} {text}", now=now, wall_ms=wall_ms)
+            elif account.state != state and account.state in ("reconnecting", "failed"):
+                if state == "live":
+                    self._down_since[account.name] = now
+                why = f": {account.error}" if account.state == "failed" and account.error else ""
+                self.note(account.name, f"{account.name} {account.state}{why}", now=now, wall_ms=wall_ms)
         if log is not None and log.warnings != self._warnings and log.last_warning is not None:
             self._warnings = log.warnings
             self._held["log"] = (now, log.last_warning)
