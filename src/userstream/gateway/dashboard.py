@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import os
 import shutil
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -102,7 +103,9 @@ def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> s
     orders = _orders(snapshot.accounts, width)
     fills = _fills(snapshot.accounts, width)
     trades = [orders, fills]
-    pair = _side_by_side(orders, fills, width)  # a wide terminal: the two tables share the lines
+    # A wide terminal: the open orders whole, and beside them the fills in the columns that fit.
+    beside = _fills(snapshot.accounts, width - len(_SEPARATOR) - _width_of(orders))
+    pair = _side_by_side(orders, beside, width)
     if pair is not None:
         trades = [pair]
     log_rows = [f"  {line}" for line in snapshot.log_lines]
@@ -372,10 +375,13 @@ def _fills(accounts: Sequence[AccountPanel], width: int) -> _Section:
 _SEPARATOR = " \u2502 "  # between two sections side by side
 
 
+def _width_of(section: _Section) -> int:
+    return max(len(line) for line in [*section.head, *section.rows, *section.heading(0)])
+
+
 def _side_by_side(left: _Section, right: _Section, width: int) -> _Section | None:
     """`left` and `right` as one section, a row of each on every line, when both fit the width whole."""
-    left_width = max(len(line) for line in [*left.head, *left.rows, *left.heading(0)])
-    right_width = max(len(line) for line in [*right.head, *right.rows, *right.heading(0)])
+    left_width, right_width = _width_of(left), _width_of(right)
     if left_width + len(_SEPARATOR) + right_width > width:
         return None
 
@@ -611,6 +617,16 @@ def _sink_line(sink: SinkHandle) -> str:
     return f"{line}, {sink.runner.pending} pending"
 
 
+def _terminal_size(out: TextIO) -> os.terminal_size:
+    """The size of the terminal `out` writes to, read from it (a resize shows at the next frame): not
+    from $COLUMNS and $LINES first, which a shell exports once and a resize leaves stale. Not a terminal:
+    those variables, else 80x24."""
+    try:
+        return os.get_terminal_size(out.fileno())
+    except (OSError, ValueError):  # io.UnsupportedOperation (a StringIO) is both
+        return shutil.get_terminal_size()
+
+
 async def run_dashboard(
     gateway: Gateway,
     stop: asyncio.Event,
@@ -643,7 +659,7 @@ async def run_dashboard(
             )
             notices.observe(snapshot.accounts, now=now, wall_ms=now_ms, log=log_tail)
             snapshot = dataclasses.replace(snapshot, notices=notices.current(now))
-            size = shutil.get_terminal_size()
+            size = _terminal_size(out)
             # Every line of the terminal: the frame ends without a newline, so the screen never scrolls.
             frame = render(snapshot, width=size.columns, height=size.lines)
             out.write(_HOME + frame.replace("\n", _ERASE_LINE + "\n") + _ERASE_LINE + _ERASE_BELOW)
