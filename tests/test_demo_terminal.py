@@ -49,6 +49,7 @@ class Terminal:
         self.config = workdir / "tmux.conf"
         self.config.write_text("set -g status off\nset -g remain-on-exit on\n")
         self.stderr = workdir / "demo.stderr"
+        self.socket_path: Path | None = None
 
     def run(self, *args: str) -> str:
         done = subprocess.run(  # noqa: S603 - tmux from PATH, arguments of this test
@@ -64,6 +65,7 @@ class Terminal:
     def start(self, width: int, height: int, command: list[str]) -> None:
         line = f"{shlex.join(command)} 2>{shlex.quote(str(self.stderr))}"
         self.run("new-session", "-d", "-s", "demo", "-x", str(width), "-y", str(height), line)
+        self.socket_path = Path(self.run("display-message", "-p", "#{socket_path}").strip())
         assert self.run("display-message", "-p", "-t", "demo", "#{pane_width}x#{pane_height}").strip() == (
             f"{width}x{height}"
         )
@@ -85,9 +87,12 @@ class Terminal:
         return screen
 
     def close(self) -> None:
+        """Kill the server (and the demo with it); tmux leaves its socket file behind, so remove it."""
         subprocess.run(  # noqa: S603 - as in `run`
             [self.tmux, "-L", self.socket, "kill-server"], capture_output=True, timeout=30, check=False
         )
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)
 
 
 _SOCKETS = itertools.count()
