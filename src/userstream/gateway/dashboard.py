@@ -2,11 +2,16 @@
 
 This module owns what the dashboard shows and how it is laid out: per account its connection state,
 events, events per second, reconnects and resyncs; each sink's health (ok, retrying, DOWN or FAILED, for
-how long, and the error on a line of its own); every balance; the open orders; the most recent fills; the
-latest log lines. `render(snapshot, width, height)` is a pure function (no clock, no terminal), so its
-exact text is tested; `snapshot_of(gateway, ...)` reads a running gateway into a `DashboardSnapshot`;
-`RateMeter` turns event totals into rates; `run_dashboard` redraws with plain ANSI escapes (alternate
-screen, cursor home, erase) about four times a second, with no curses dependency.
+how long, and the error on a line of its own); the latest faults and reconnects, held a few seconds; every
+balance; the open orders; the most recent fills; the latest log lines. The frame is laid out by priority to
+fit the terminal (docs/gateway.md, "The dashboard"): a short one gives up the log, then fills and orders,
+never the accounts or a balance, and a cut section counts what it hides in its title.
+
+`render(snapshot, width, height)` is a pure function (no clock, no terminal), so its exact text is tested;
+`snapshot_of(gateway, ...)` reads a running gateway into a `DashboardSnapshot`; `RateMeter` turns event
+totals into rates; `Notices` holds each account's latest fault or reconnect for `hold` seconds;
+`run_dashboard` redraws with plain ANSI escapes (alternate screen, cursor home, erase) about four times a
+second at the terminal's current size, with no curses dependency.
 """
 
 from __future__ import annotations
@@ -195,8 +200,8 @@ def _allocate(room: int, *, first: list[_Section], grow: list[_Section]) -> None
 
 
 def _header(snapshot: DashboardSnapshot, width: int) -> list[str]:
-    """The title (cut before the clock and the rate are), then where the gateway serves and writes: the
-    sinks that are down first, each on a line of its own when they do not share one."""
+    """The title (cut before the clock and the rate are), then where the gateway serves and writes: on one
+    line, or a line each when they do not fit on one (a sink that is down is never cut from the frame)."""
     when = datetime.datetime.fromtimestamp(snapshot.now_ms / 1000, datetime.UTC)
     stats = f"  {when:%Y-%m-%d %H:%M:%S} UTC  {snapshot.events_per_second:.1f} events/s"
     if len(snapshot.title) + len(stats) > width:
