@@ -421,3 +421,16 @@ def test_notices_hold_the_latest_warning_of_the_log_beside_the_accounts_newest_f
     assert held[1].split(" ", 1)[1] == "warning fault: cut 2 connections of demo"
     assert len(held) == 2
     assert notices.current(105.6) == ("01:39:09 demo-bitmusa reconnecting",)  # the warning's 5 s are over
+
+
+def test_a_very_short_terminal_cuts_the_balances_last_and_says_how_many_rows_it_shows() -> None:
+    frame = render(BUSY, width=100, height=10).splitlines()
+    assert frame[3:] == [
+        "ACCOUNT           EXCHANGE     STATE        EVENTS  EV/S RECONNECTS RESYNCS  LAST EVENT",
+        "demo-bitmusa      bitmusa      live           4210  21.4          3       4    0.1s ago",
+        "demo-coinlocally  coinlocally  reconnecting   4210  21.4          3       4    0.1s ago",
+        "BALANCES  demo-bitmusa free / locked    demo-coinlocally free / locked  (3 of 4 rows)",
+        "BTC                0.9126 / 0.0431               0.9126 / 0.0431",
+        "ETH            8.62697300 / 0.096            8.62697300 / 0.096",
+        "USDT      107582.59299787 / 766.040800  107582.59299787 / 766.040800",
+    ]

@@ -5,7 +5,7 @@ events, events per second, reconnects and resyncs; each sink's health (ok, retry
 how long, and the error on a line of its own); the latest faults and reconnects, held a few seconds; every
 balance; the open orders; the most recent fills; the latest log lines. The frame is laid out by priority to
 fit the terminal (docs/gateway.md, "The dashboard"): a short one gives up the log, then fills and orders,
-never the accounts or a balance, and a cut section counts what it hides in its title.
+the balances only last, and a cut section counts what it hides in its title.
 
 `render(snapshot, width, height)` is a pure function (no clock, no terminal), so its exact text is tested;
 `snapshot_of(gateway, ...)` reads a running gateway into a `DashboardSnapshot`; `RateMeter` turns event
@@ -104,7 +104,17 @@ def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> s
     faults.extend(f"  sink {error}" for error in snapshot.sink_errors)
     accounts = _Section(table[:1], [*table[1:], *faults], least=_ALL)
     notices = _Section([], [f"! {notice}" for notice in snapshot.notices], least=1, blank=False)
-    balances = _Section(*_balances(snapshot.accounts, width), least=_ALL)
+    balance_head, balance_rows = _balances(snapshot.accounts, width)
+    balances = _Section(
+        balance_head,
+        balance_rows,
+        least=_ALL,
+        # Only a very short terminal cuts balances: the head says how many rows it hides.
+        title=lambda shown: [
+            balance_head[0]
+            + ("" if shown >= len(balance_rows) else f"  ({shown} of {len(balance_rows)} rows)")
+        ],
+    )
     orders = _orders(snapshot.accounts, width)
     fills = _fills(snapshot.accounts, width)
     trades = [orders, fills]
