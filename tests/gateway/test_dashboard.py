@@ -434,3 +434,16 @@ def test_a_very_short_terminal_cuts_the_balances_last_and_says_how_many_rows_it_
         "ETH            8.62697300 / 0.096            8.62697300 / 0.096",
         "USDT      107582.59299787 / 766.040800  107582.59299787 / 766.040800",
     ]
+
+
+def test_more_accounts_than_lines_are_cut_with_a_count_in_the_table_head() -> None:
+    crowd = dataclasses.replace(
+        BUSY, notices=(), accounts=tuple(busy_panel(f"account-{n:02d}", "bitmusa", "live") for n in range(30))
+    )
+    frame = render(crowd, width=100, height=24).splitlines()
+    assert len(frame) == 24
+    assert frame[2] == (
+        "ACCOUNT     EXCHANGE  STATE        EVENTS  EV/S RECONNECTS RESYNCS  LAST EVENT  (21 of 30 rows)"
+    )
+    assert frame[3].startswith("account-00  ")
+    assert frame[-1].startswith("account-20  ")

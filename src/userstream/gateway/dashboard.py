@@ -90,30 +90,26 @@ class DashboardSnapshot:
 def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> str:
     """The frame for `snapshot`, at most `width` columns and `height` lines (never fewer than 10 lines).
 
-    What a frame shows is chosen by priority, so a small terminal loses the least useful lines first: the
-    header (title, clock, events per second), each sink that is down and each failed account with its
-    error, the held notices and the account table are always drawn; then every balance, a few open orders,
-    the latest fill and the last log line; then the room left grows the open orders, the fills and the log
-    in turn; then the footer; then blank lines between the sections. A section that is cut says so in its
-    title (`OPEN ORDERS 3 of 12`), never with a row of its own."""
+    What a frame shows is chosen by priority, so a short terminal loses the least useful lines first: the
+    header (title, clock, events per second, HTTP address, each sink's health), the newest held notice,
+    the account table with each failed account's and each failing sink's error, every balance, three open
+    orders, the latest fill, the newest log line and the footer, in that order, each while it fits; then
+    the room left grows the open orders, the fills, the log and the notices a row each in turn; then blank
+    lines go between the sections. A section that is cut says so in its title (`OPEN ORDERS (3 of 12,
+    newest)`), never with a row of its own; a narrow terminal drops the least useful columns first, and a
+    wide one puts the open orders and the fills side by side."""
     width = max(width, 20)
     height = max(height, 10)
     header = _header(snapshot, width)
     table = _account_table(snapshot.accounts, width)
     faults = [f"  {account.name}: {account.error}" for account in snapshot.accounts if account.error]
     faults.extend(f"  sink {error}" for error in snapshot.sink_errors)
-    accounts = _Section(table[:1], [*table[1:], *faults], least=_ALL)
+    account_rows = [*table[1:], *faults]
+    accounts = _Section(table[:1], account_rows, least=_ALL, title=_counted(table[0], len(account_rows)))
     notices = _Section([], [f"! {notice}" for notice in snapshot.notices], least=1, blank=False)
     balance_head, balance_rows = _balances(snapshot.accounts, width)
     balances = _Section(
-        balance_head,
-        balance_rows,
-        least=_ALL,
-        # Only a very short terminal cuts balances: the head says how many rows it hides.
-        title=lambda shown: [
-            balance_head[0]
-            + ("" if shown >= len(balance_rows) else f"  ({shown} of {len(balance_rows)} rows)")
-        ],
+        balance_head, balance_rows, least=_ALL, title=_counted(balance_head[0], len(balance_rows))
     )
     orders = _orders(snapshot.accounts, width)
     fills = _fills(snapshot.accounts, width)
@@ -144,6 +140,16 @@ def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> s
 
 
 _ALL = 1 << 30  # a section's `least`: every row before anything grows
+
+
+def _counted(head: str, total: int) -> Callable[[int], list[str]]:
+    """The title of a section shown whole but on a very short terminal: there, it says how many rows of
+    `total` it shows, since nothing disappears unsaid."""
+
+    def title(shown: int) -> list[str]:
+        return [head if shown >= total else f"{head}  ({shown} of {total} rows)"]
+
+    return title
 
 
 class _Section:
