@@ -91,6 +91,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also write every event to this sink (e.g. sqlite:demo.db; see docs/sinks.md); repeatable",
     )
     args = parser.parse_args(argv)
+    if args.notice_seconds < 0:
+        parser.error("--notice-seconds must be 0 or more")
     if args.duration is None and args.format == "jsonl":
         args.duration = 5.0  # a pipe or CI: a bounded run, never a hang
     if args.drop_every is None:
@@ -261,9 +263,7 @@ async def _faults(server: ServerHandle, every: float) -> None:
         await asyncio.sleep(every)
         for account in server.config.accounts:
             cut = await server.drop(account.name)
-            _log.warning(
-                "fault: cut %d connections of %s (watch the reconnects and resyncs)", cut, account.name
-            )
+            _log.info("fault: cut %d connections of %s (watch the reconnects and resyncs)", cut, account.name)
 
 
 def _configure_logging(dashboard: bool) -> None:
