@@ -144,16 +144,17 @@ def test_render_fits_a_small_terminal() -> None:
         "userstream demo  01:39:08 UTC  10.2 ev/s",  # the title gives way to the clock and the rate
         "HTTP http://127.0.0.1:8080",
         "sink sqlite:events.db ok, 0 pending",
-        "ACCOUNT           EXCHANGE     STATE   \u2026",
+        "ACCOUNT           EXCHANGE     STATE   \u2026",  # cut lines say so: no half number passes for whole
         "demo-bitmusa      bitmusa      live    \u2026",
         "demo-coinlocally  coinlocally  failed  \u2026",
-        "  demo-coinlocally: Coinlocally refused\u2026",  # cut lines say so: no half number passes for whole
+        # An error wraps rather than being cut: it is why the account is down.
+        "  demo-coinlocally: Coinlocally refused",
+        "    the 'token' header (HTTP 401)",
         "BALANCES  demo-bitmusa free / locked",
         "BTC                0.9126 / 0.0431",
         "USDT      107582.59299787 / 0.000000",
-        # No room for an order (its title, column names and a row): the log line still fits.
-        "LOG",
-        "  01:39:07 info    bitmusa/demo-bitmusa\u2026",
+        # No room for an order (its title, column names and a row): the footer still fits.
+        "Ctrl-C to stop",
     ]
 
 
@@ -447,3 +448,32 @@ def test_more_accounts_than_lines_are_cut_with_a_count_in_the_table_head() -> No
     )
     assert frame[3].startswith("account-00  ")
     assert frame[-1].startswith("account-20  ")
+
+
+def test_a_sink_that_is_down_keeps_its_line_and_its_whole_error_at_80x24() -> None:
+    error = "TransportError: redis:redis://***@cache:6379/0: Error 111 connecting to cache:6379. Refused."
+    down = dataclasses.replace(
+        BUSY,
+        sinks=(
+            "sqlite:events.db ok, 0 pending",
+            "redis:redis://***@cache:6379/0 DOWN for 4.6s (8 attempts), 41 pending",
+        ),
+        sink_errors=(f"redis:redis://***@cache:6379/0: {error}",),
+    )
+    frame = render(down, width=80, height=24).splitlines()
+    assert frame[1:10] == [
+        "HTTP http://127.0.0.1:8080",  # too long for one line together: a line each
+        "sink sqlite:events.db ok, 0 pending",
+        "sink redis:redis://***@cache:6379/0 DOWN for 4.6s (8 attempts), 41 pending",
+        "! 01:39:06 demo-bitmusa live again after 0.3s (reconnect 3, resync 4)",
+        "ACCOUNT           EXCHANGE     STATE         EV/S RECONNECTS RESYNCS  LAST EVENT",
+        "demo-bitmusa      bitmusa      live          21.4          3       4    0.1s ago",
+        "demo-coinlocally  coinlocally  reconnecting  21.4          3       4    0.1s ago",
+        "  sink redis:redis://***@cache:6379/0: TransportError:",
+        "    redis:redis://***@cache:6379/0: Error 111 connecting to cache:6379. Refused.",
+    ]
+    # What gives way is the footer and an order row: still every balance, orders and the latest fill.
+    assert frame[10:15] == render(BUSY, width=80, height=24).splitlines()[6:11]
+    assert "OPEN ORDERS (3 of 12, newest)" in frame
+    assert "RECENT FILLS (1 of 40, newest)" in frame
+    assert len(frame) == 24

@@ -22,6 +22,7 @@ import datetime
 import logging
 import os
 import shutil
+import textwrap
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -102,8 +103,12 @@ def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> s
     height = max(height, 10)
     header = _header(snapshot, width)
     table = _account_table(snapshot.accounts, width)
-    faults = [f"  {account.name}: {account.error}" for account in snapshot.accounts if account.error]
-    faults.extend(f"  sink {error}" for error in snapshot.sink_errors)
+    faults = [
+        *(f"  {account.name}: {account.error}" for account in snapshot.accounts if account.error),
+        *(f"  sink {error}" for error in snapshot.sink_errors),
+    ]
+    # An error is why something is down: wrapped, not cut, where it is wider than the terminal.
+    faults = [part for fault in faults for part in _wrap(fault, width)]
     account_rows = [*table[1:], *faults]
     accounts = _Section(table[:1], account_rows, least=_ALL, title=_counted(table[0], len(account_rows)))
     notices = _Section([], [f"! {notice}" for notice in snapshot.notices], least=1, blank=False)
@@ -460,6 +465,17 @@ def _table(
         return "".join(parts).rstrip()
 
     return [line([column.header for column in columns]), *(line(row) for row in rows)]
+
+
+_WRAP_LINES = 3  # lines an error may take; a longer one is cut on the last
+
+
+def _wrap(line: str, width: int) -> list[str]:
+    """`line` on up to _WRAP_LINES lines of `width`, the next ones indented under its text."""
+    parts = textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False) or [line]
+    if len(parts) > _WRAP_LINES:
+        parts = [*parts[: _WRAP_LINES - 1], _cut(" ".join(parts[_WRAP_LINES - 1 :]), width)]
+    return parts
 
 
 def _cut(line: str, width: int) -> str:
