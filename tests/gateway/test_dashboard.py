@@ -307,27 +307,32 @@ def test_a_large_terminal_shows_more_of_each_section() -> None:
     frame = render(BUSY, width=160, height=50).splitlines()
     assert len(frame) == 50
     assert frame[0] == f"{BUSY.title}  2023-11-23 01:39:08 UTC  42.8 events/s"  # the title whole
-    assert frame[3:6] == [  # the events column comes back
+    assert frame[2:7] == [  # a tall terminal: blank lines between the sections; the events column is back
+        "! 01:39:06 demo-bitmusa live again after 0.3s (reconnect 3, resync 4)",
+        "",
         "ACCOUNT           EXCHANGE     STATE        EVENTS  EV/S RECONNECTS RESYNCS  LAST EVENT",
         "demo-bitmusa      bitmusa      live           4210  21.4          3       4    0.1s ago",
         "demo-coinlocally  coinlocally  reconnecting   4210  21.4          3       4    0.1s ago",
     ]
-    # Wide enough for the open orders and the fills side by side: every order, and 30 fills.
+    # Wide enough for the open orders and the fills side by side: every order, and 25 fills.
     bar = "\u2502"
-    assert frame[11:14] == [
-        f"OPEN ORDERS (12){' ' * 60}{bar} RECENT FILLS (30 of 40, newest)",
+    assert frame[13:17] == [
+        "",
+        f"OPEN ORDERS (12){' ' * 60}{bar} RECENT FILLS (25 of 40, newest)",
         f"ACCOUNT           ID       SYMBOL    SIDE    PRICE  AMOUNT  FILLED  STATUS  {bar} "
         "TIME          ACCOUNT           SYMBOL    SIDE  AMOUNT    PRICE     FEE",
         f"demo-bitmusa      1000015  ETH/USDT  sell  3472.48   0.756   0.716  TRADING {bar} "
         "01:39:09.900  demo-bitmusa      ETH/USDT  sell   0.056  3472.48  0.0001",
     ]
     assert (
-        frame[42]
-        == f"{' ' * 76}{bar} 01:39:08.500  demo-coinlocally  ETH/USDT  sell   0.056  3472.48  0.0001"
+        frame[40]
+        == f"{' ' * 76}{bar} 01:39:08.700  demo-bitmusa      ETH/USDT  sell   0.056  3472.48  0.0001"
     )
-    assert frame[-7:] == [
+    assert frame[-9:] == [
+        "",
         "LOG",
         *(f"  01:39:0{n} info    bitmusa/demo-bitmusa connected connection={n}" for n in range(5)),
+        "",
         "Ctrl-C to stop. Try: curl http://127.0.0.1:8080/metrics",
     ]
 

@@ -194,7 +194,8 @@ class _Section:
 
 def _allocate(room: int, *, first: list[_Section], grow: list[_Section]) -> None:
     """Share `room` lines: each of `first` in turn gets its head and up to `least` rows; then the sections
-    of `grow` get a row each in turn while they have more; then blank lines go between the sections."""
+    of `grow` get a row each in turn while they have more; blank lines go between the sections before that
+    growth when the room left is at least twice what they take (a tall terminal), else after it."""
     for section in first:
         opening = (
             len(section.head) + (1 if section.rows else 0) if section.head else min(1, len(section.rows))
@@ -206,6 +207,11 @@ def _allocate(room: int, *, first: list[_Section], grow: list[_Section]) -> None
         take = min(section.least, len(section.rows), room)
         section.shown = take
         room -= take
+    spaced = [section for section in first if section.on and section.blank]
+    if room >= 2 * len(spaced):
+        for section in spaced:
+            section.spaced = True
+        room -= len(spaced)
     growing = True
     while room > 0 and growing:
         growing = False
@@ -214,8 +220,8 @@ def _allocate(room: int, *, first: list[_Section], grow: list[_Section]) -> None
                 section.shown += 1
                 room -= 1
                 growing = True
-    for section in first:
-        if room > 0 and section.on and section.blank:
+    for section in spaced:
+        if room > 0 and not section.spaced:
             section.spaced = True
             room -= 1
 
