@@ -95,10 +95,11 @@ def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> s
     header (title, clock, events per second, HTTP address, each sink's health), the newest held notice,
     the account table with each failed account's and each failing sink's error, every balance, three open
     orders, the latest fill, the newest log line and the footer, in that order, each while it fits; then
-    the room left grows the open orders, the fills, the log and the notices a row each in turn. Blank lines
-    go between the sections before that growth on a tall terminal, after it on a short one. A section that is cut says so in its title (`OPEN ORDERS (3 of 12,
-    newest)`), never with a row of its own; a narrow terminal drops the least useful columns first, and a
-    wide one puts the open orders and the fills side by side."""
+    the room left grows the open orders, the fills, the log and the notices a row each in turn. Blank
+    lines go between the sections before that growth on a tall terminal, after it on a short one. A
+    section that is cut says so in its title (`OPEN ORDERS (3 of 12, newest)`), never with a row of its
+    own; a narrow terminal drops the least useful columns first, and a wide one puts the open orders and
+    the fills side by side."""
     width = max(width, 20)
     height = max(height, 10)
     header = _header(snapshot, width)
