@@ -563,7 +563,8 @@ class Notices:
         self._warnings = 0
 
     def note(self, subject: str, text: str, *, now: float, wall_ms: int) -> None:
-        """Hold `text` about `subject` (an account, or `log`), replacing what was held about it."""
+        """Hold `text` about `subject` (any key: an account's is `account <name>`), replacing what was
+        held about it, with the time of `wall_ms` in front."""
         self._held[subject] = (now, f"{_clock(wall_ms)[:8]} {text}")
 
     def observe(
@@ -584,15 +585,20 @@ class Notices:
                 since = self._down_since.pop(account.name, None)
                 after = "" if since is None else f" after {now - since:.1f}s"
                 text = f"live again{after} (reconnect {account.reconnects}, resync {account.resyncs})"
-                self.note(account.name, f"{account.name} {text}", now=now, wall_ms=wall_ms)
+                self.note(f"account {account.name}", f"{account.name} {text}", now=now, wall_ms=wall_ms)
             elif account.state != state and account.state in ("reconnecting", "failed"):
                 if state == "live":
                     self._down_since[account.name] = now
                 why = f": {account.error}" if account.state == "failed" and account.error else ""
-                self.note(account.name, f"{account.name} {account.state}{why}", now=now, wall_ms=wall_ms)
+                self.note(
+                    f"account {account.name}",
+                    f"{account.name} {account.state}{why}",
+                    now=now,
+                    wall_ms=wall_ms,
+                )
         if log is not None and log.warnings != self._warnings and log.last_warning is not None:
             self._warnings = log.warnings
-            self._held["log"] = (now, log.last_warning)
+            self._held["log"] = (now, log.last_warning)  # stamped already, by the record's time
 
     def current(self, now: float) -> tuple[str, ...]:
         """What is held at `now`, newest first."""
