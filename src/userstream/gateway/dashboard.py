@@ -117,12 +117,14 @@ def render(snapshot: DashboardSnapshot, width: int = 100, height: int = 40) -> s
     balances = _Section(
         balance_head, balance_rows, least=_ALL, title=_counted(balance_head[0], len(balance_rows))
     )
-    orders = _orders(snapshot.accounts, width)
-    fills = _fills(snapshot.accounts, width)
+    # No section shows more rows than the terminal has lines: only those are formatted.
+    orders = _orders(snapshot.accounts, width, limit=height)
+    fills = _fills(snapshot.accounts, width, limit=height)
     trades = [orders, fills]
     # A wide terminal: the open orders whole, and beside them the fills in the columns that fit.
-    beside = _fills(snapshot.accounts, width - len(_SEPARATOR) - _width_of(orders))
-    pair = _side_by_side(orders, beside, width)
+    pair = None
+    if (room := width - len(_SEPARATOR) - _width_of(orders)) >= _NARROWEST_FILLS:
+        pair = _side_by_side(orders, _fills(snapshot.accounts, room, limit=height), width)
     if pair is not None:
         trades = [pair]
     log_rows = [f"  {line}" for line in snapshot.log_lines]
@@ -320,7 +322,7 @@ def _balances(accounts: Sequence[AccountPanel], width: int) -> tuple[list[str], 
     return table[:1], table[1:]
 
 
-def _orders(accounts: Sequence[AccountPanel], width: int) -> _Section:
+def _orders(accounts: Sequence[AccountPanel], width: int, *, limit: int) -> _Section:
     """The open orders, newest first; the title counts them, and says how many are shown when cut."""
     orders = sorted(
         ((order, account.name) for account in accounts for order in account.open_orders),
@@ -338,7 +340,7 @@ def _orders(accounts: Sequence[AccountPanel], width: int) -> _Section:
             _num(order.filled),
             order.raw_status,
         )
-        for order, owner in orders
+        for order, owner in orders[:limit]
     ]
     columns = [
         _Column("ACCOUNT"),
@@ -355,13 +357,18 @@ def _orders(accounts: Sequence[AccountPanel], width: int) -> _Section:
         return _Section(["OPEN ORDERS  none"], [], least=0)
 
     def title(shown: int) -> list[str]:
-        count = f"{len(rows)}" if shown >= len(rows) else f"{shown} of {len(rows)}, newest"
+        count = f"{len(orders)}" if shown >= len(orders) else f"{shown} of {len(orders)}, newest"
         return [f"OPEN ORDERS ({count})", table[0]]
 
     return _Section(["OPEN ORDERS", table[0]], table[1:], least=3, title=title)
 
 
-def _fills(accounts: Sequence[AccountPanel], width: int) -> _Section:
+_NARROWEST_FILLS = (
+    40  # the fills' table needs more columns than this: narrower, it is not tried beside the orders
+)
+
+
+def _fills(accounts: Sequence[AccountPanel], width: int, *, limit: int) -> _Section:
     """The most recent fills, newest first."""
     fills = sorted(
         ((fill, account.name) for account in accounts for fill in account.recent_fills),
@@ -381,7 +388,7 @@ def _fills(accounts: Sequence[AccountPanel], width: int) -> _Section:
             "-" if fill.fee is None else _num(fill.fee),
             "derived" if fill.derived else "",
         )
-        for fill, owner in fills
+        for fill, owner in fills[:limit]
     ]
     table = _table(
         [
@@ -399,7 +406,7 @@ def _fills(accounts: Sequence[AccountPanel], width: int) -> _Section:
     )
 
     def title(shown: int) -> list[str]:
-        count = "" if shown >= len(rows) else f" ({shown} of {len(rows)}, newest)"
+        count = "" if shown >= len(fills) else f" ({shown} of {len(fills)}, newest)"
         return [f"RECENT FILLS{count}", table[0]]
 
     return _Section(["RECENT FILLS", table[0]], table[1:], least=1, title=title)
