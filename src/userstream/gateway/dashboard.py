@@ -363,9 +363,8 @@ def _orders(accounts: Sequence[AccountPanel], width: int, *, limit: int) -> _Sec
     return _Section(["OPEN ORDERS", table[0]], table[1:], least=3, title=title)
 
 
-_NARROWEST_FILLS = (
-    40  # the fills' table needs more columns than this: narrower, it is not tried beside the orders
-)
+# The fills' table needs more columns than this: in less room, it is not tried beside the orders.
+_NARROWEST_FILLS = 40
 
 
 def _fills(accounts: Sequence[AccountPanel], width: int, *, limit: int) -> _Section:
