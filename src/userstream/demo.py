@@ -74,6 +74,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "jsonl; 0: never)",
     )
     parser.add_argument(
+        "--notice-seconds",
+        type=float,
+        default=8.0,
+        metavar="SECONDS",
+        help="how long the dashboard's header keeps the latest fault or reconnect (default 8)",
+    )
+    parser.add_argument(
         "--http-port", type=int, default=0, help="the gateway's HTTP port (default: a free one)"
     )
     parser.add_argument(
@@ -84,6 +91,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also write every event to this sink (e.g. sqlite:demo.db; see docs/sinks.md); repeatable",
     )
     args = parser.parse_args(argv)
+    if args.notice_seconds < 0:
+        parser.error("--notice-seconds must be 0 or more")
     if args.duration is None and args.format == "jsonl":
         args.duration = 5.0  # a pipe or CI: a bounded run, never a hang
     if args.drop_every is None:
@@ -228,6 +237,7 @@ async def _dashboard(
             wall_ms=lambda: time.time_ns() // 1_000_000,
             log_tail=tail,
             footer="Ctrl-C to stop. Try: curl " + (gateway.http_url or "") + "/metrics",
+            notice_seconds=args.notice_seconds,
         )
         for helper in helpers:
             helper.cancel()
