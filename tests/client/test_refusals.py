@@ -8,7 +8,6 @@ import asyncio
 import gzip
 import json
 import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from support.processes import finish, userstream
 from userstream.client import State, connect
 from userstream.errors import AuthenticationError, ConfigurationError
 from userstream.events import BalanceUpdate
@@ -589,23 +589,9 @@ async def test_a_wrong_bitmusa_rest_url_against_serve_is_a_configuration_error(l
 async def watch(*args: str, **credentials: str) -> tuple[int, bytes, bytes]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("USERSTREAM_")}
     env.update(credentials)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "userstream",
-        "watch",
-        *args,
-        "--backoff-base",
-        "0.01",
-        "--backoff-cap",
-        "0.02",
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(20):
-        stdout, stderr = await process.communicate()
+    fast = ("--backoff-base", "0.01", "--backoff-cap", "0.02")
+    process = await userstream("watch", *args, *fast, env=env, stdin=asyncio.subprocess.DEVNULL)
+    stdout, stderr = await finish(process, 20)
     assert process.returncode is not None
     return process.returncode, stdout, stderr
 
