@@ -11,10 +11,11 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 Process = asyncio.subprocess.Process
 
@@ -111,3 +112,61 @@ def to_toml(document: Mapping[str, Any]) -> str:
             lines.extend(f"{key} = {value(item)}" for key, item in table.items())
             lines.append("")
     return "\n".join(lines)
+
+
+#: How a test runs this tree's `userstream` command: `[*USERSTREAM, "watch", ...]`.
+USERSTREAM: tuple[str, ...] = (sys.executable, "-m", "userstream")
+
+
+class LoggedProcess:
+    """A subprocess whose stdout and stderr go to files (`[name.]stdout`, `[name.]stderr` in `directory`),
+    read at any time while it runs and searched at the end. Its environment: the test's, with `environ`."""
+
+    def __init__(
+        self, directory: Path, argv: Sequence[str], environ: Environ | None = None, *, name: str = ""
+    ) -> None:
+        self.argv = list(argv)
+        self.environ = {**os.environ, **(environ or {})}
+        prefix = f"{name}." if name else ""
+        self.stdout_path = directory / f"{prefix}stdout"
+        self.stderr_path = directory / f"{prefix}stderr"
+        self.process: Process | None = None
+
+    async def start(self) -> Self:
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv, env=self.environ, stdout=out, stderr=err
+            )
+        return self
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    async def until(self, condition: Callable[[], bool], what: str, within: float = WAIT) -> None:
+        """Poll `condition` (over `stdout`, `stderr`, ...) until it holds; the process must still run."""
+        deadline = time.monotonic() + within
+        while not condition():
+            assert self.process is not None
+            assert self.process.returncode is None, (
+                f"exited {self.process.returncode} before {what}: {self.stderr[-2000:]}"
+            )
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.stderr[-2000:]}"
+            await asyncio.sleep(0.02)
+
+    async def stop(self, how: int = signal.SIGTERM, within: float = WAIT) -> int:
+        """Send the signal `how` (unless it has ended already) and wait; its exit status."""
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(how)
+        async with asyncio.timeout(within):
+            return await self.process.wait()
+
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
