@@ -32,6 +32,15 @@ def balances(start: int, count: int) -> list[dict[str, Any]]:
     ]
 
 
+def stored(database: Path) -> list[tuple[str]]:
+    """The JSON of every event the SQLite sink wrote, in order."""
+    connection = sqlite3.connect(database)
+    try:
+        return connection.execute("SELECT json FROM events ORDER BY seq").fetchall()
+    finally:
+        connection.close()
+
+
 async def health_until(env: Any, gateway: Any, status: int) -> dict[str, Any]:
     """Poll /healthz until it answers `status` (bounded by WAIT); its body."""
     async with asyncio.timeout(WAIT):
@@ -143,11 +152,7 @@ async def test_an_immutable_sqlite_wal_turns_healthz_red_at_once_and_green_once_
             body = await health_until(env, gateway, 200)
             assert body["sinks"][name]["state"] == "ok"
             assert await sink_up(env, gateway, name) == "1"
-    connection = sqlite3.connect(database)
-    try:
-        rows = connection.execute("SELECT json FROM events ORDER BY seq").fetchall()
-    finally:
-        connection.close()
+    rows = stored(database)
     assert [json.loads(body)["free"] for (body,) in rows] == ["0", "1", "2"]
     assert gateway.lost_events == 0
 
@@ -209,11 +214,7 @@ async def test_an_immutable_shm_mid_run_is_reported_not_a_sigbus_and_the_gateway
                     await asyncio.sleep(0.01)
             _, stderr = await stop(process, within=WAIT)
     assert process.returncode == 0, stderr.decode()[-2000:]
-    connection = sqlite3.connect(database)
-    try:
-        rows = connection.execute("SELECT json FROM events ORDER BY seq").fetchall()
-    finally:
-        connection.close()
+    rows = stored(database)
     assert [json.loads(body)["free"] for (body,) in rows] == ["0", "1", "2"]
     messages = [json.loads(line)["message"] for line in stderr.decode().splitlines()]
     assert any(
