@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from support.peers import served
 from support.processes import finish, userstream
 from userstream.client import connect
 from userstream.errors import ConfigurationError
@@ -177,14 +178,8 @@ async def coinlocally_peer(frames: list[str | bytes]) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get(WS_PATH, handle)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"ws://127.0.0.1:{runner.addresses[0][1]}{WS_PATH}"
-    finally:
-        await runner.cleanup()
+    async with served(app, shutdown_timeout=1.0) as address:
+        yield f"ws://{address}{WS_PATH}"
 
 
 def balance_frame(free: str, event_time: int = 1_564_034_571_105) -> bytes:

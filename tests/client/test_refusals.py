@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from support.peers import served
 from support.processes import finish, userstream
 from userstream.client import State, connect
 from userstream.errors import AuthenticationError, ConfigurationError
@@ -65,15 +66,9 @@ class Exchange:
 
 @asynccontextmanager
 async def running(exchange: Exchange) -> AsyncIterator[Exchange]:
-    runner = web.AppRunner(exchange.app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    exchange.base = f"127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with served(exchange.app, shutdown_timeout=1.0) as address:
+        exchange.base = address
         yield exchange
-    finally:
-        await runner.cleanup()
 
 
 async def coinlocally_ws(

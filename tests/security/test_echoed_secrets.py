@@ -26,6 +26,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from support.peers import served
 from support.processes import finish, gateway, userstream
 from userstream.client import State, StatusEvent, connect
 from userstream.client.scrub import HIDDEN
@@ -148,15 +149,8 @@ class Echoer:
 @asynccontextmanager
 async def echoer(peer: Echoer | None = None) -> AsyncIterator[tuple[Echoer, str]]:
     peer = Echoer() if peer is None else peer
-    runner = web.AppRunner(peer.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield peer, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with served(peer.app(), access_log=None) as address:
+        yield peer, f"http://{address}"
 
 
 FAST: dict[str, Any] = {

@@ -27,6 +27,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from support.peers import served
 from support.processes import api_url, finish, first_line, gateway, python, reaped, stop, userstream
 from userstream.client.options import DEFAULT_QUEUE_BYTES
 from userstream.events import RAW_LIMIT, event_size
@@ -122,14 +123,8 @@ async def flood_peer(frames: Callable[[int], bytes], count: int) -> AsyncIterato
     peer = FloodPeer(frames, count)
     app = web.Application()
     app.router.add_get(WS_PATH, peer.handle)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield peer, f"ws://127.0.0.1:{runner.addresses[0][1]}{WS_PATH}"
-    finally:
-        await runner.cleanup()
+    async with served(app, shutdown_timeout=1.0) as address:
+        yield peer, f"ws://{address}{WS_PATH}"
 
 
 def peak_rss(pid: int) -> int:
