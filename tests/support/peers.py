@@ -1,8 +1,10 @@
-"""Scripted peers: an aiohttp app of the test's own, served on a free loopback port for one block."""
+"""Scripted peers: an aiohttp app of the test's own served on a free loopback port for one block; reading a
+raw connection to its end; polling state that has no signal to await."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,3 +23,21 @@ async def served(app: web.Application, **runner_options: Any) -> AsyncIterator[s
         yield f"127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+async def until_closed(reader: asyncio.StreamReader, within: float) -> bytes:
+    """What the peer sends until it closes the connection (a reset counts as closed); TimeoutError after
+    `within` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            return await reader.read()
+    except ConnectionResetError:
+        return b""
+
+
+async def until(condition: Callable[[], object], within: float, interval: float = 0.005) -> None:
+    """Poll `condition` (counters, a picture: state with no signal to await) until it holds; TimeoutError
+    after `within` seconds."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - counters without a signal
+            await asyncio.sleep(interval)
