@@ -14,12 +14,14 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from support.peers import until, until_closed
 from userstream.netguard import (
     ConnectionGuard,
     ConnectionLimits,
@@ -45,9 +47,7 @@ class App:
         return reader, writer
 
     async def until(self, condition: Any) -> None:
-        async with asyncio.timeout(WAIT):
-            while not condition():  # noqa: ASYNC110 - counters without a signal
-                await asyncio.sleep(0.005)
+        await until(condition, WAIT)
 
 
 @asynccontextmanager
@@ -80,13 +80,8 @@ async def guarded(limits: ConnectionLimits) -> AsyncIterator[App]:
         await runner.cleanup()
 
 
-async def closed(reader: asyncio.StreamReader) -> bytes:
-    """Everything the peer sends until it closes (a reset counts as closed)."""
-    try:
-        async with asyncio.timeout(WAIT):
-            return await reader.read()
-    except ConnectionResetError:
-        return b""
+#: Everything the peer sends until it closes (a reset counts as closed).
+closed = partial(until_closed, within=WAIT)
 
 
 async def test_silent_half_sent_and_trickling_connections_are_closed_at_the_header_deadline() -> None:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
@@ -16,6 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from support import processes
 from userstream.cli import build_parser
 from userstream.client.command import format_pretty, timing_arguments
 from userstream.errors import ConfigurationError
@@ -38,17 +38,7 @@ def environment(**credentials: str) -> dict[str, str]:
 
 
 async def watch(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "userstream",
-        "watch",
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await processes.userstream("watch", *args, env=env, stdin=asyncio.subprocess.DEVNULL)
 
 
 async def lines(process: asyncio.subprocess.Process, count: int) -> list[bytes]:
@@ -58,8 +48,7 @@ async def lines(process: asyncio.subprocess.Process, count: int) -> list[bytes]:
 
 
 async def finish(process: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:
-    async with asyncio.timeout(WAIT):
-        stdout, stderr = await process.communicate()
+    stdout, stderr = await processes.finish(process, WAIT)
     assert process.returncode is not None
     return process.returncode, stdout, stderr
 

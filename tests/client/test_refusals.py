@@ -8,7 +8,6 @@ import asyncio
 import gzip
 import json
 import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from support.peers import served
+from support.processes import finish, userstream
 from userstream.client import State, connect
 from userstream.errors import AuthenticationError, ConfigurationError
 from userstream.events import BalanceUpdate
@@ -65,15 +66,9 @@ class Exchange:
 
 @asynccontextmanager
 async def running(exchange: Exchange) -> AsyncIterator[Exchange]:
-    runner = web.AppRunner(exchange.app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    exchange.base = f"127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with served(exchange.app, shutdown_timeout=1.0) as address:
+        exchange.base = address
         yield exchange
-    finally:
-        await runner.cleanup()
 
 
 async def coinlocally_ws(
@@ -589,23 +584,9 @@ async def test_a_wrong_bitmusa_rest_url_against_serve_is_a_configuration_error(l
 async def watch(*args: str, **credentials: str) -> tuple[int, bytes, bytes]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("USERSTREAM_")}
     env.update(credentials)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "userstream",
-        "watch",
-        *args,
-        "--backoff-base",
-        "0.01",
-        "--backoff-cap",
-        "0.02",
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(20):
-        stdout, stderr = await process.communicate()
+    fast = ("--backoff-base", "0.01", "--backoff-cap", "0.02")
+    process = await userstream("watch", *args, *fast, env=env, stdin=asyncio.subprocess.DEVNULL)
+    stdout, stderr = await finish(process, 20)
     assert process.returncode is not None
     return process.returncode, stdout, stderr
 

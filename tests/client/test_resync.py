@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from support.peers import served
 from userstream.client import State, UserStream, connect
 from userstream.client.backoff import Backoff
 from userstream.client.resync import Resync, TakenSnapshot
@@ -434,15 +435,8 @@ async def flaky_coinlocally_rest(failures: int, limited: int = 0) -> AsyncIterat
     app = web.Application()
     app.router.add_get(coinlocally_rest.ACCOUNT_PATH, account)
     app.router.add_get(coinlocally_rest.OPEN_ORDERS_PATH, open_orders)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with served(app, handle_signals=False) as address:
+        yield f"http://{address}", seen
 
 
 async def test_a_failed_snapshot_is_retried_with_backoff_until_it_succeeds(

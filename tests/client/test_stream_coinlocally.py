@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from support.peers import served
 from userstream.client import State, connect
 from userstream.errors import AuthenticationError, ConfigurationError
 
@@ -182,15 +183,8 @@ async def scripted(script: Callable[..., Any]) -> AsyncIterator[tuple[ScriptedPe
     peer = ScriptedPeer(script)
     app = web.Application()
     app.router.add_get(WS_PATH, peer.handle)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield peer, f"ws://127.0.0.1:{port}{WS_PATH}"
-    finally:
-        await runner.cleanup()
+    async with served(app, shutdown_timeout=1.0) as address:
+        yield peer, f"ws://{address}{WS_PATH}"
 
 
 def gz(text: str) -> bytes:

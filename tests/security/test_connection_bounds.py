@@ -24,6 +24,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from support import peers
 from userstream.cli import build_parser
 from userstream.errors import ConfigurationError
 from userstream.events import BalanceUpdate
@@ -76,19 +78,9 @@ async def peers_of(port: int, host: str = "127.0.0.1") -> AsyncIterator[Peers]:
         peers.close()
 
 
-async def until_closed(reader: asyncio.StreamReader) -> bytes:
-    """What the server sends until it closes the connection (a reset counts as closed)."""
-    try:
-        async with asyncio.timeout(WAIT):
-            return await reader.read()
-    except ConnectionResetError:
-        return b""
-
-
-async def until(condition: Any) -> None:
-    async with asyncio.timeout(WAIT):
-        while not condition():  # noqa: ASYNC110 - counters without a signal
-            await asyncio.sleep(0.005)
+#: What a peer sends until it closes the connection; a condition polled until it holds (support/peers.py).
+until_closed = partial(peers.until_closed, within=WAIT)
+until = partial(peers.until, within=WAIT)
 
 
 async def coinlocally_stream(server: Any, sec: Setup, **kwargs: Any) -> ClientConnection:

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
 import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +27,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from support.peers import served
+from support.processes import api_url, finish, first_line, gateway, python, reaped, stop, userstream
 from userstream.client.options import DEFAULT_QUEUE_BYTES
 from userstream.events import RAW_LIMIT, event_size
 from userstream.protocol import coinlocally
@@ -124,14 +123,8 @@ async def flood_peer(frames: Callable[[int], bytes], count: int) -> AsyncIterato
     peer = FloodPeer(frames, count)
     app = web.Application()
     app.router.add_get(WS_PATH, peer.handle)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield peer, f"ws://127.0.0.1:{runner.addresses[0][1]}{WS_PATH}"
-    finally:
-        await runner.cleanup()
+    async with served(app, shutdown_timeout=1.0) as address:
+        yield peer, f"ws://{address}{WS_PATH}"
 
 
 def peak_rss(pid: int) -> int:
@@ -164,30 +157,13 @@ async def test_a_client_whose_consumer_is_stalled_stays_bounded(overflow: str) -
     count = capacity + 500
     expect = count if overflow == "drop_oldest" else capacity + 1  # block: the reader holds one, waiting
     async with flood_peer(frames, count) as (peer, url):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            CLIENT,
-            url,
-            overflow,
-            str(expect),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            assert process.stdout is not None
+        client = await python("-c", CLIENT, url, overflow, str(expect), stdin=asyncio.subprocess.PIPE)
+        async with reaped(client) as process:
             assert process.stdin is not None
-            async with asyncio.timeout(WAIT):
-                stats = json.loads(await process.stdout.readline() or b"null")
+            stats = json.loads(await first_line(process, WAIT) or "null")
             peak = peak_rss(process.pid)
             process.stdin.write(b"\n")
-            async with asyncio.timeout(WAIT):
-                _, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            _, stderr = await finish(process, WAIT)
     assert process.returncode == 0, stderr.decode()
     assert stats is not None
     if overflow == "drop_oldest":
@@ -235,35 +211,16 @@ async def test_a_gateway_holding_every_flooded_order_open_stays_bounded(tmp_path
     config = tmp_path / "gateway.toml"
     async with flood_peer(PaddedReports(2 * PAD), count) as (peer, url):
         _gateway_config(config, url)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "userstream",
-            "gateway",
-            "--config",
-            str(config),
-            env={**os.environ, "FLOOD_TOKEN": TOKEN},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            assert process.stdout is not None
-            async with asyncio.timeout(WAIT):
-                first = (await process.stdout.readline()).decode()
+        async with reaped(await gateway(config, environ={"FLOOD_TOKEN": TOKEN}, http_port=None)) as process:
+            first = await first_line(process, WAIT)
             assert first.startswith("userstream gateway: 1 accounts; HTTP API on http://127.0.0.1:"), first
-            api = first.rsplit(" ", 1)[1].strip()
+            api = api_url(first)
             async with asyncio.timeout(WAIT):
                 while (await _account(api))["events"]["order"] < count:  # noqa: ASYNC110 - another process
                     await asyncio.sleep(0.1)
             peak = peak_rss(process.pid)
             account = await _account(api)
-            process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(WAIT):
-                _, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            _, stderr = await stop(process, within=WAIT)
     assert process.returncode == 0, stderr.decode()
     assert peer.sent == count
     assert (account["events"], account["open_orders"], account["fills"]) == (
@@ -278,35 +235,17 @@ async def test_the_recorder_keeps_what_it_records_on_disk_not_in_memory(tmp_path
     count = 3_000  # 3,000 messages of 128 KiB: ~400 MB inflated, had it kept them
     out = tmp_path / "flood.jsonl"
     async with flood_peer(PaddedReports(2 * PAD), count) as (peer, url):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "userstream",
-            "record",
-            "coinlocally",
-            "--token",
-            TOKEN,
-            "--ws-url",
-            url,
-            "--out",
-            str(out),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        recorder = await userstream(
+            "record", "coinlocally", "--token", TOKEN, "--ws-url", url, "--out", str(out)
         )
-        try:
+        async with reaped(recorder) as process:
             async with asyncio.timeout(
                 WAIT
             ):  # every frame is on disk: the header, the sub reply, the reports
                 while not out.exists() or out.read_bytes().count(b"\n") < count + 2:  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
             peak = peak_rss(process.pid)
-            process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(WAIT):
-                _, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            _, stderr = await stop(process, within=WAIT)
     assert process.returncode == 0, stderr.decode()
     assert peer.sent == count
     records = [json.loads(line) for line in out.read_bytes().splitlines()[1:]]

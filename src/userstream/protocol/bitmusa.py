@@ -55,6 +55,7 @@ from userstream.protocol.messages import (
     impossible_balance,
     impossible_order,
     money_error,
+    suspect_order,
 )
 from userstream.protocol.refusal import read_refusal, reply_text, scrub
 
@@ -502,13 +503,7 @@ class _OrderFrame(_Frame, frozen=True, gc=False, tag=_ORDER_STREAM):
         order_type = ORDER_TYPES.get(data.type)
         limit = order_type is OrderType.LIMIT
         # The cheap guard for impossible values (docs/events.md); the slow path names the field.
-        if (
-            amount.is_signed()
-            or filled.is_signed()
-            or (price is not None and (price.is_signed() or (limit and not price)))
-            or (cost is not None and cost.is_signed())
-            or (limit and filled > amount)
-        ):
+        if suspect_order(limit, amount, filled, price, cost):
             error = impossible_order(
                 limit=limit,
                 amount=("$.data.amount", amount),

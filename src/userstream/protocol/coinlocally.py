@@ -50,6 +50,7 @@ from userstream.protocol.messages import (
     impossible_balance,
     impossible_order,
     money_error,
+    suspect_order,
 )
 from userstream.protocol.refusal import read_refusal, read_text_refusal
 from userstream.protocol.symbols import DEFAULT_QUOTES, SymbolSplitter
@@ -288,11 +289,7 @@ class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport")
         # The cheap guard for impossible values (docs/events.md); the slow path names the field. The fee is
         # not judged: a negative commission is a rebate.
         if (
-            amount.is_signed()
-            or filled.is_signed()
-            or (price is not None and (price.is_signed() or (limit and not price)))
-            or (cost is not None and cost.is_signed())
-            or (limit and filled > amount)
+            suspect_order(limit, amount, filled, price, cost)
             or (
                 last_fill_amount is not None
                 and (

@@ -124,6 +124,21 @@ def impossible_balance(*fields: tuple[str, Decimal]) -> MessageShapeError | None
     return None
 
 
+def suspect_order(
+    limit: bool, amount: Decimal, filled: Decimal, price: Decimal | None, cost: Decimal | None
+) -> bool:
+    """The cheap guard on an order update's values: True when one of them may be impossible (a -0 trips it
+    too), and only then does the parser call `impossible_order` to name it. Positional, for the hot path.
+    An execution's own values (Coinlocally's `l` and `L`) are guarded by its parser."""
+    return (
+        amount.is_signed()
+        or filled.is_signed()
+        or (price is not None and (price.is_signed() or (limit and not price)))
+        or (cost is not None and cost.is_signed())
+        or (limit and filled > amount)
+    )
+
+
 _NO_FIELD: tuple[str, Decimal | None] = ("", None)
 
 
