@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean setup redis-server soak
+.PHONY: demo test lint typecheck unit bench clean setup redis-server tmux soak
 
 setup: $(STAMP)
 
@@ -30,13 +30,17 @@ typecheck: $(STAMP)
 
 # The Redis sink's tests run against a real redis-server; install it when the machine lacks one.
 redis-server:
-	bash scripts/ensure-redis.sh
+	bash scripts/ensure-package.sh redis-server redis-server
+
+# The demo's dashboard is tested in a real terminal (tests/test_demo_terminal.py); install tmux when missing.
+tmux:
+	bash scripts/ensure-package.sh tmux tmux
 
 # The chaos test's fault schedule is seeded: `make test` (and so CI) uses a fixed seed so a run is
 # reproducible; `make soak` draws a fresh one each time and prints it. Override: make test CHAOS_SEED=<n>.
 CHAOS_SEED ?= 20261121
 
-unit: $(STAMP) redis-server
+unit: $(STAMP) redis-server tmux
 	USERSTREAM_CHAOS_SEED=$(CHAOS_SEED) $(BIN)/python -m pytest -W error $(PYTEST_ARGS)
 
 test: lint typecheck unit

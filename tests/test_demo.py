@@ -53,6 +53,19 @@ def test_demo_help_runs() -> None:
     assert "--drop-every" in done.stdout
 
 
+def test_demo_refuses_a_negative_notice_time() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "userstream.demo", "--notice-seconds", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    # (the program's name before it is another part of issue 15's)
+    assert done.stderr.splitlines()[-1].endswith(": error: --notice-seconds must be 0 or more")
+
+
 async def test_the_dashboard_draws_frames_of_the_running_gateway_and_gives_the_screen_back() -> None:
     account = demo_account()
     config = ServerConfig(accounts=(account,), port=0, simulate_rate=50.0, seed=1)

@@ -125,9 +125,10 @@ def test_bitmusa_derived_json_is_the_documented_one() -> None:
 
 
 def test_a_derived_average_that_does_not_terminate_is_rounded_to_34_digits() -> None:
-    (fill,) = FillTracker().feed(bitmusa_order("3", "1"))
+    # 0.3 of the order's 2 filled (3 would be refused: more than the limit order's amount)
+    (fill,) = FillTracker().feed(bitmusa_order("0.3", "0.1"))
     assert str(fill.price) == "0.3333333333333333333333333333333333"
-    assert fill.cost == Decimal(1)
+    assert fill.cost == Decimal("0.1")
 
 
 def test_unknown_value_gives_a_fill_with_unknown_price_and_cost() -> None:

@@ -13,7 +13,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from support.processes import LoggedProcess
 from userstream.events import Exchange
 from userstream.ops.recording import FrameRecord, header_for
 from userstream.protocol.examples import BITMUSA_WALLET
@@ -34,50 +34,6 @@ ALICE_BITMUSA = {
     "USERSTREAM_BITMUSA_API_KEY": "alice-bitmusa-api-key-example",
     "USERSTREAM_BITMUSA_AUTH_KEY": "alice-bitmusa-auth-key-example",
 }
-
-
-class Process:
-    """A subprocess whose stdout and stderr go to files, read at any time."""
-
-    def __init__(self, directory: Path, argv: list[str], environ: dict[str, str] | None = None) -> None:
-        self.argv = argv
-        self.environ = {**os.environ, **(environ or {})}
-        self.stdout_path = directory / "stdout"
-        self.stderr_path = directory / "stderr"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv, env=self.environ, stdout=out, stderr=err
-            )
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    async def until(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + WAIT
-        while not condition():
-            assert self.process is not None
-            assert self.process.returncode is None, f"exited before {what}: {self.stderr[-2000:]}"
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.stderr[-2000:]}"
-            await asyncio.sleep(0.02)
-
-    async def interrupt(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
-        async with asyncio.timeout(WAIT):
-            return await self.process.wait()
-
-    async def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
 
 
 @asynccontextmanager
@@ -128,7 +84,7 @@ class Case:
     #: how to start it, given the work directory and the server's base URL
     argv: Callable[[Path, str], list[str]]
     #: when it is busy: awaited with the process and the server
-    busy: Callable[[Process, ServerHandle], Awaitable[None]]
+    busy: Callable[[LoggedProcess, ServerHandle], Awaitable[None]]
     exit_code: int
     environ: dict[str, str] | None = None
 
@@ -166,11 +122,11 @@ path = "{tmp / "events.jsonl"}"
     return [*CLI, "gateway", "--config", str(config)]
 
 
-async def _stream_busy(process: Process, server: ServerHandle) -> None:
+async def _stream_busy(process: LoggedProcess, server: ServerHandle) -> None:
     await streaming(server)
 
 
-async def _printed(process: Process, text: str, where: str = "stdout") -> None:
+async def _printed(process: LoggedProcess, text: str, where: str = "stdout") -> None:
     await process.until(lambda: text in getattr(process, where), repr(text))
 
 
@@ -203,11 +159,11 @@ CASES = {
 async def test_ctrl_c_while_busy_prints_no_traceback(name: str, tmp_path: Path) -> None:
     case = CASES[name]
     async with serve() as server:
-        process = Process(tmp_path, case.argv(tmp_path, server.base_url), case.environ)
+        process = LoggedProcess(tmp_path, case.argv(tmp_path, server.base_url), case.environ)
         await process.start()
         try:
             await case.busy(process, server)
-            code = await process.interrupt()
+            code = await process.stop(signal.SIGINT)
         finally:
             await process.kill()
     assert "Traceback" not in process.stderr
@@ -220,12 +176,12 @@ async def test_ctrl_c_while_busy_prints_no_traceback(name: str, tmp_path: Path) 
 async def test_ctrl_c_while_connecting_prints_no_traceback(name: str, exit_code: int, tmp_path: Path) -> None:
     async with silent_server() as silent:
         argv = CASES[name].argv(tmp_path, f"http://127.0.0.1:{silent.port}")
-        process = Process(tmp_path, argv, ALICE_BITMUSA)
+        process = LoggedProcess(tmp_path, argv, ALICE_BITMUSA)
         await process.start()
         try:
             async with asyncio.timeout(WAIT):  # the listenKey request is sent, and will never be answered
                 await silent.accepted.wait()
-            code = await process.interrupt()
+            code = await process.stop(signal.SIGINT)
         finally:
             await process.kill()
     assert "Traceback" not in process.stderr
@@ -236,12 +192,12 @@ async def test_ctrl_c_during_doctors_connect_prints_no_traceback(tmp_path: Path)
     async with silent_server() as silent:
         url = f"http://127.0.0.1:{silent.port}"
         argv = [*CLI, "doctor", "bitmusa", "--rest-url", url, "--ws-url", url.replace("http", "ws", 1)]
-        process = Process(tmp_path, [*argv, "--timeout", "60"], ALICE_BITMUSA)
+        process = LoggedProcess(tmp_path, [*argv, "--timeout", "60"], ALICE_BITMUSA)
         await process.start()
         try:
             # Reachability is checked; the clock check's request now waits on a server that never answers.
             await _printed(process, "ws reachable")
-            code = await process.interrupt()
+            code = await process.stop(signal.SIGINT)
         finally:
             await process.kill()
     assert "Traceback" not in process.stderr
@@ -252,7 +208,7 @@ async def test_ctrl_c_during_doctors_connect_prints_no_traceback(tmp_path: Path)
 async def test_ctrl_c_during_replay_of_a_recording_still_written_prints_no_traceback(tmp_path: Path) -> None:
     fifo = tmp_path / "recording.jsonl"
     os.mkfifo(fifo)
-    process = Process(tmp_path, [*CLI, "replay", str(fifo), "--format", "jsonl"])
+    process = LoggedProcess(tmp_path, [*CLI, "replay", str(fifo), "--format", "jsonl"])
     await process.start()
     try:
         loop = asyncio.get_running_loop()
@@ -263,7 +219,7 @@ async def test_ctrl_c_during_replay_of_a_recording_still_written_prints_no_trace
             writer.write(msgspec.json.encode(header) + b"\n" + msgspec.json.encode(frame) + b"\n")
             writer.flush()
             await _printed(process, '"kind":"balance"')  # replayed; now it waits for the next line
-            code = await process.interrupt()
+            code = await process.stop(signal.SIGINT)
     finally:
         await process.kill()
     assert "Traceback" not in process.stderr

@@ -108,6 +108,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "jsonl; 0: never)",
     )
     parser.add_argument(
+        "--notice-seconds",
+        type=float,
+        action=_NonNegative,
+        default=8.0,
+        metavar="SECONDS",
+        help="how long the dashboard's header keeps the latest fault or reconnect (default 8)",
+    )
+    parser.add_argument(
         "--http-port", type=int, default=0, help="the gateway's HTTP port (default: 0, a free one)"
     )
     parser.add_argument(
@@ -125,6 +133,21 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory of the --sink files given by a relative path (default: %(default)s, created "
         "when needed)",
     )
+
+
+class _NonNegative(argparse.Action):
+    """Stores a number of seconds, refusing a negative one with a usage error (exit 2)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if values < 0:
+            parser.error(f"{option_string} must be 0 or more")
+        setattr(namespace, self.dest, values)
 
 
 def _settle(args: argparse.Namespace) -> argparse.Namespace:
@@ -277,6 +300,7 @@ async def _dashboard(
             wall_ms=lambda: time.time_ns() // 1_000_000,
             log_tail=tail,
             footer="Ctrl-C to stop. Try: curl " + (gateway.http_url or "") + "/metrics",
+            notice_seconds=args.notice_seconds,
         )
         for helper in helpers:
             helper.cancel()

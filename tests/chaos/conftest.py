@@ -10,16 +10,16 @@ and the seed of a run (`make soak SECONDS=600`); the seed is random unless given
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.processes import to_toml
 from userstream.server import Account, ServerConfig, ServerHandle
 from userstream.server.simulator import INSTRUMENTS, Ledger
 from userstream.state import AccountSnapshot
@@ -155,27 +155,6 @@ def table_picture(rows_balances: list[tuple[str, str, str]], rows_orders: list[t
         for order_id, symbol, side, status, price, amount, filled, remaining in rows_orders
     }
     return balances, orders
-
-
-def to_toml(document: Mapping[str, Any]) -> str:
-    """The few TOML forms a gateway config needs (tables, arrays of tables, strings, numbers, lists)."""
-
-    def value(item: Any) -> str:
-        if isinstance(item, bool):
-            return "true" if item else "false"
-        if isinstance(item, int | float):
-            return repr(item)
-        if isinstance(item, list):
-            return "[" + ", ".join(value(element) for element in item) + "]"
-        return json.dumps(item)
-
-    lines: list[str] = []
-    for name, content in document.items():
-        for table in content if isinstance(content, list) else [content]:
-            lines.append(f"[[{name}]]" if isinstance(content, list) else f"[{name}]")
-            lines.extend(f"{key} = {value(item)}" for key, item in table.items())
-            lines.append("")
-    return "\n".join(lines)
 
 
 async def until(condition: Callable[[], bool], within: float) -> None:

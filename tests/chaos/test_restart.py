@@ -19,10 +19,8 @@ database. What must hold, and how it is checked:
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +30,7 @@ from typing import Any
 
 import aiohttp
 
+from support.processes import api_url, first_line, gateway, reaped, stop
 from userstream.eventjson import from_json
 from userstream.events import BalanceUpdate, Event, Exchange, Fill, OrderUpdate
 from userstream.server import running_server
@@ -45,29 +44,10 @@ WAIT = 20.0
 @asynccontextmanager
 async def gateway_process(config: Path, environ: dict[str, str]) -> AsyncIterator[tuple[Any, str]]:
     """`userstream gateway` as a subprocess: (process, its HTTP API's URL). Killed if still running."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "userstream",
-        "gateway",
-        "--config",
-        str(config),
-        "--http-port",
-        "0",
-        env={**os.environ, **environ},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        async with asyncio.timeout(WAIT):
-            first = (await process.stdout.readline()).decode()
+    async with reaped(await gateway(config, environ=environ)) as process:
+        first = await first_line(process, WAIT)
         assert first.startswith("userstream gateway: 6 accounts; HTTP API on http://127.0.0.1:"), first
-        yield process, first.rsplit(" ", 1)[1].strip()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        yield process, api_url(first)
 
 
 async def watch(url: str, into: list[Event]) -> None:
@@ -205,9 +185,7 @@ async def test_a_gateway_killed_mid_stream_resumes_on_the_same_database(chaos: C
 
             await poll(converged)
             converged_after = time.monotonic() - paused_at
-            second.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(WAIT):
-                _, stderr = await second.communicate()
+            _, stderr = await stop(second, within=WAIT)
         assert second.returncode == 0, stderr.decode()[-2000:]
 
         rows = rows_of(database)

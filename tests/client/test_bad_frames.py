@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from decimal import Decimal
@@ -21,6 +20,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from support.peers import served
+from support.processes import finish, userstream
 from userstream.client import connect
 from userstream.errors import ConfigurationError
 from userstream.events import BalanceUpdate, Exchange
@@ -177,14 +178,8 @@ async def coinlocally_peer(frames: list[str | bytes]) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get(WS_PATH, handle)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"ws://127.0.0.1:{runner.addresses[0][1]}{WS_PATH}"
-    finally:
-        await runner.cleanup()
+    async with served(app, shutdown_timeout=1.0) as address:
+        yield f"ws://{address}{WS_PATH}"
 
 
 def balance_frame(free: str, event_time: int = 1_564_034_571_105) -> bytes:
@@ -287,17 +282,7 @@ async def watch_until_one_line(
 ) -> tuple[bytes, str]:
     """Run `userstream watch` at its default log level, do `until()`, read one line of stdout, stop it with
     SIGTERM; (the line, stderr). The exit status must be 0."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "userstream",
-        "watch",
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await userstream("watch", *args, env=env, stdin=asyncio.subprocess.DEVNULL)
     try:
         await until()
         assert process.stdout is not None
@@ -305,8 +290,7 @@ async def watch_until_one_line(
             line = (await process.stdout.readline()).rstrip(b"\n")
     finally:
         process.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(2 * WAIT):
-        _, stderr = await process.communicate()
+    _, stderr = await finish(process, 2 * WAIT)
     assert process.returncode == 0
     return line, stderr.decode()
 

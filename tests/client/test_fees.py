@@ -30,6 +30,20 @@ def fees_by_asset(fills: list[Fill]) -> dict[str, Decimal]:
     return dict(sorted(totals.items()))
 
 
+async def client_fills(lab: Lab, exchange: str, market: Market, steps: int) -> list[Fill]:
+    """The fills a client on `exchange` makes of what `market` does in `steps` steps, published by serve."""
+    published = 0
+    async with lab() as env, connect(exchange, **env.options(exchange)) as stream:
+        await env.until_streaming()
+        for step in range(steps):
+            events = market.step(START_MS + step)
+            if events:
+                published += await env.server.ingest("alice", events)
+        received: list[Event] = await env.take(stream, published)
+    tracker = FillTracker()
+    return [fill for event in received for fill in tracker.feed(event)]
+
+
 def test_the_simulators_own_events_carry_per_execution_fees() -> None:
     market = Market("alice", random.Random(11))
     tracker = FillTracker()
@@ -45,16 +59,7 @@ def test_the_simulators_own_events_carry_per_execution_fees() -> None:
 
 async def test_a_simulated_session_charges_exactly_the_fees_the_coinlocally_client_reports(lab: Lab) -> None:
     market = Market("alice", random.Random(5))
-    published = 0
-    async with lab() as env, connect("coinlocally", **env.options("coinlocally")) as stream:
-        await env.until_streaming()
-        for step in range(STEPS):
-            events = market.step(START_MS + step)
-            if events:
-                published += await env.server.ingest("alice", events)
-        received: list[Event] = await env.take(stream, published)
-    tracker = FillTracker()
-    fills = [fill for event in received for fill in tracker.feed(event)]
+    fills = await client_fills(lab, "coinlocally", market, STEPS)
     assert len(fills) > 50
     assert all(not fill.derived for fill in fills)
     # The server charged; the client read n per execution: the same total, exactly, in each asset.
@@ -63,15 +68,6 @@ async def test_a_simulated_session_charges_exactly_the_fees_the_coinlocally_clie
 
 async def test_bitmusa_reports_no_fee_so_its_fills_say_none(lab: Lab) -> None:
     market = Market("alice", random.Random(5))
-    published = 0
-    async with lab() as env, connect("bitmusa", **env.options("bitmusa")) as stream:
-        await env.until_streaming()
-        for step in range(60):
-            events = market.step(START_MS + step)
-            if events:
-                published += await env.server.ingest("alice", events)
-        received: list[Event] = await env.take(stream, published)
-    tracker = FillTracker()
-    fills = [fill for event in received for fill in tracker.feed(event)]
+    fills = await client_fills(lab, "bitmusa", market, 60)
     assert fills
     assert {(fill.fee, fill.fee_asset, fill.derived) for fill in fills} == {(None, None, True)}

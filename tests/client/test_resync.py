@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from support.peers import served
 from userstream.client import State, UserStream, connect
 from userstream.client.backoff import Backoff
 from userstream.client.resync import Resync, TakenSnapshot
@@ -250,6 +251,28 @@ async def test_an_initial_snapshot_brings_what_happened_before_the_stream(
 
 
 @EXCHANGES
+async def test_queued_counts_the_snapshot_corrections_waiting_with_the_stream_events(
+    lab: Lab, recorder: Recorder, exchange: str
+) -> None:
+    """`stats.queued` is the queue's depth, corrections included: they are delivered but were never
+    received over a connection, so `events_received - events_delivered` would hide as many waiting events
+    (a gateway's `stream_queue_depth` read 0 with events waiting)."""
+    async with lab(accounts=(ALICE,)) as env:
+        await env.ingest(BEFORE + LOST, account=ALICE)
+        settings = options(env, exchange, initial_snapshot=True, snapshot_symbols=["BTC/USDT", "ETH/USDT"])
+        async with connect(exchange, **settings, on_status=recorder) as stream:
+            resynced = await recorder.wait_for(State.RESYNCED)
+            assert (resynced.corrections, stream.stats.queued) == (6, 6)
+            await env.until_streaming(account=ALICE)
+            await env.ingest([balance("USDT", "1", "0", 20), balance("BTC", "2", "0", 20)], account=ALICE)
+            await env.until(lambda: stream.stats.events_received == 2)
+            assert stream.stats.queued == 8
+            await env.take(stream, 7)
+            stats = stream.stats
+    assert (stats.events_received, stats.events_delivered, stats.queued) == (2, 7, 1)
+
+
+@EXCHANGES
 async def test_without_initial_snapshot_a_fresh_stream_takes_none(
     lab: Lab, recorder: Recorder, exchange: str
 ) -> None:
@@ -412,15 +435,8 @@ async def flaky_coinlocally_rest(failures: int, limited: int = 0) -> AsyncIterat
     app = web.Application()
     app.router.add_get(coinlocally_rest.ACCOUNT_PATH, account)
     app.router.add_get(coinlocally_rest.OPEN_ORDERS_PATH, open_orders)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with served(app, handle_signals=False) as address:
+        yield f"http://{address}", seen
 
 
 async def test_a_failed_snapshot_is_retried_with_backoff_until_it_succeeds(

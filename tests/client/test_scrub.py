@@ -43,6 +43,14 @@ def test_a_secret_shorter_than_an_echo_is_hidden_whole_and_none_is_skipped() -> 
     assert scrubber("token tok-1 refused; tok-2 fine") == f"token {HIDDEN} refused; tok-2 fine"
 
 
+def test_a_short_secret_inside_a_longer_word_is_that_word_not_the_secret() -> None:
+    # a one-letter test credential once made "listenKey request rejected" read "listenKe<hidden> request"
+    scrubber = Scrubber(("y", "x"))
+    assert scrubber("listenKey request rejected: x") == f"listenKey request rejected: {HIDDEN}"
+    assert scrubber('{"key":"y","box":"y1"}') == f'{{"key":"{HIDDEN}","box":"y1"}}'
+    assert scrubber("y") == HIDDEN
+
+
 def test_a_secret_added_later_is_hidden_from_then_on() -> None:
     scrubber = Scrubber((KEY,))
     assert scrubber(f"closed: {LISTEN_KEY}") == f"closed: {LISTEN_KEY}"

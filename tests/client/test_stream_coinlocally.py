@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from support.peers import served
 from userstream.client import State, connect
 from userstream.errors import AuthenticationError, ConfigurationError
 
@@ -124,7 +125,8 @@ async def test_a_rejected_credential_stops_after_three_attempts(
             refused = env.access.count("GET", WS_PATH, 401)
     assert (handshakes, refused) == (3, 3)
     header = rejected.removesuffix(" header")
-    assert str(raised.value) == f"Coinlocally refused the {header!r} header (HTTP 401)"
+    # issue 12: the reason names the URL tried (host and path) besides the HTTP status
+    assert str(raised.value) == f"{env.coinlocally_url}: Coinlocally refused the {header!r} header (HTTP 401)"
     assert raised.value.rejected == rejected
     assert recorder.states()[-1] == "fatal"
     assert len(recorder.of(State.CONNECTING)) == 3
@@ -181,15 +183,8 @@ async def scripted(script: Callable[..., Any]) -> AsyncIterator[tuple[ScriptedPe
     peer = ScriptedPeer(script)
     app = web.Application()
     app.router.add_get(WS_PATH, peer.handle)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield peer, f"ws://127.0.0.1:{port}{WS_PATH}"
-    finally:
-        await runner.cleanup()
+    async with served(app, shutdown_timeout=1.0) as address:
+        yield peer, f"ws://{address}{WS_PATH}"
 
 
 def gz(text: str) -> bytes:
@@ -247,7 +242,7 @@ async def test_a_refused_sub_is_fatal_after_three_attempts_and_the_secret_is_scr
     assert peer.connections == 3
     assert raised.value.rejected == "sub token"
     assert str(raised.value) == (
-        "Coinlocally refused the sub frame's token (error code 401002): bad token <hidden>"
+        f"{url}: Coinlocally refused the sub frame's token (error code 401002): bad token <hidden>"
     )
     assert all("tok-SECRET" not in (status.reason or "") for status in recorder.statuses)
 

@@ -8,24 +8,18 @@ from typing import Any
 from userstream.gateway import parse_config
 
 
+def balance(n: int, free: str | None = None) -> dict[str, Any]:
+    return {
+        "kind": "balance",
+        "asset": "USDT",
+        "free": f"{n}" if free is None else free,
+        "locked": "0",
+        "timestamp": 1_700_703_548_000 + n,
+    }
+
+
 def negative_balance(n: int) -> dict[str, Any]:
-    return {
-        "kind": "balance",
-        "asset": "USDT",
-        "free": f"-{n}",
-        "locked": "0",
-        "timestamp": 1_700_703_548_000 + n,
-    }
-
-
-def balance(n: int) -> dict[str, Any]:
-    return {
-        "kind": "balance",
-        "asset": "USDT",
-        "free": f"{n}",
-        "locked": "0",
-        "timestamp": 1_700_703_548_000 + n,
-    }
+    return balance(n, f"-{n}")
 
 
 async def test_metrics_count_malformed_frames_per_account(lab: Any) -> None:

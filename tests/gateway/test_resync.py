@@ -162,6 +162,11 @@ async def test_a_gateway_restarted_on_its_database_corrects_what_changed_while_i
         config = parse_config(document)
         first_run = [usdt("100", 1), order("A1", "open", "0", "0", 2), order("A2", "open", "0.4", "5600", 3)]
         async with env.gateway(config) as gateway:
+            # The initial snapshot (of an empty account) first: the first run's events must come over the
+            # stream. Ingested while that snapshot is under way, they may reach it before the stream (then
+            # they are stored as `source: snapshot`, the 0.4 fill among them), or only some of them may:
+            # stamped in 2023, before the snapshot's request time, the others are then "corrected" by it.
+            await env.until(lambda: all(a.resyncs == 1 for a in gateway.accounts))
             await env.ingest("alice", first_run)
             await env.until(lambda: all(sum(a.events.values()) >= 4 for a in gateway.accounts))
         # while no gateway runs: A1 is canceled, A2 fills further, USDT moves
@@ -171,6 +176,10 @@ async def test_a_gateway_restarted_on_its_database_corrects_what_changed_while_i
         await env.ingest("alice", [usdt("50", 12)])
         async with env.gateway(config) as gateway:
             await env.until(lambda: all(a.resyncs == 1 for a in gateway.accounts))
+            # `resyncs` counts a snapshot once its corrections are queued in the client, not once the gateway
+            # has taken them: wait until each account absorbed them (USDT, the end of A1, A2's new filled
+            # amount, and the fill it implies), so the sinks have them too before `pending` is read.
+            await env.until(lambda: all(a.snapshot_events == 4 for a in gateway.accounts))
             await env.until(lambda: all(sink.runner.pending == 0 for sink in gateway.sinks))
             pictures = {a.name: sorted(a.state.snapshot().open_orders) for a in gateway.accounts}
         connection = sqlite3.connect(database)
@@ -199,3 +208,42 @@ async def test_a_gateway_restarted_on_its_database_corrects_what_changed_while_i
         for name in names
         for amount, source in ((Decimal("0.4"), Source.STREAM), (Decimal("0.2"), Source.SNAPSHOT))
     ]
+
+
+async def test_the_stream_queue_depth_counts_the_snapshot_corrections_still_waiting(
+    lab: Any, redis_server: Any
+) -> None:
+    """A Redis sink that is down, with room for one event, holds the account's task: of the initial
+    snapshot's three corrections, one is in the sink, one in the task's hands, one still in the client's
+    queue, where two stream events join it. `stream_queue_depth` says 3 (it said 0: the corrections were
+    delivered but never received, and the difference of those counters hid as many waiting events)."""
+
+    def usdt(free: str, t: int) -> dict[str, Any]:
+        return {"kind": "balance", "asset": "USDT", "free": free, "locked": "0", "timestamp": BASE_TIME + t}
+
+    async with lab() as env:
+        await env.ingest(
+            "alice",
+            [
+                usdt("1", 1),
+                {"kind": "balance", "asset": "BTC", "free": "2", "locked": "0", "timestamp": BASE_TIME + 1},
+                {"kind": "balance", "asset": "ETH", "free": "3", "locked": "0", "timestamp": BASE_TIME + 1},
+            ],
+        )
+        redis_server.stop()
+        sink = {"type": "redis", "url": redis_server.url, "capacity": 1}
+        config = parse_config(
+            env.document(accounts=("alice",), exchanges=("bitmusa",), resync=True, sinks=[sink])
+        )
+        async with env.gateway(config) as gateway:
+            (account,) = gateway.accounts
+            await env.until(lambda: account.resyncs == 1 and account.events["balance"] == 2)
+            await env.ingest("alice", [usdt("4", 2), usdt("5", 3)])
+            await env.until(lambda: account.stats is not None and account.stats.events_received == 2)
+            _, metrics = await env.text(gateway, "/metrics")
+            depth = account.backlog
+            redis_server.start()
+            await env.until(lambda: gateway.sinks[0].runner.written == 5)
+    line = 'userstream_gateway_stream_queue_depth{account="alice-bitmusa",exchange="bitmusa"} '
+    assert depth == 3
+    assert [row.removeprefix(line) for row in metrics.splitlines() if row.startswith(line)] == ["3"]

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import redis.asyncio
 
+from support.processes import api_url, finish, first_line, gateway, reaped, stop, to_toml
 from userstream.gateway.dashboard import render, snapshot_of
 
 BASE_TIME = 1_700_703_548_000
@@ -31,6 +30,15 @@ def balances(start: int, count: int) -> list[dict[str, Any]]:
         {"kind": "balance", "asset": "USDT", "free": str(n), "locked": "0", "timestamp": BASE_TIME + n}
         for n in range(start, start + count)
     ]
+
+
+def stored(database: Path) -> list[tuple[str]]:
+    """The JSON of every event the SQLite sink wrote, in order."""
+    connection = sqlite3.connect(database)
+    try:
+        return connection.execute("SELECT json FROM events ORDER BY seq").fetchall()
+    finally:
+        connection.close()
 
 
 async def health_until(env: Any, gateway: Any, status: int) -> dict[str, Any]:
@@ -144,53 +152,12 @@ async def test_an_immutable_sqlite_wal_turns_healthz_red_at_once_and_green_once_
             body = await health_until(env, gateway, 200)
             assert body["sinks"][name]["state"] == "ok"
             assert await sink_up(env, gateway, name) == "1"
-    connection = sqlite3.connect(database)
-    try:
-        rows = connection.execute("SELECT json FROM events ORDER BY seq").fetchall()
-    finally:
-        connection.close()
+    rows = stored(database)
     assert [json.loads(body)["free"] for (body,) in rows] == ["0", "1", "2"]
     assert gateway.lost_events == 0
 
 
 # --- `userstream gateway` as a subprocess: what only a real process can show -------------------------------
-
-
-def to_toml(document: dict[str, Any]) -> str:
-    """The TOML forms these configs need: tables and arrays of tables of strings, numbers and booleans."""
-
-    def value(item: Any) -> str:
-        if isinstance(item, bool):
-            return "true" if item else "false"
-        if isinstance(item, int | float):
-            return repr(item)
-        return json.dumps(item)  # a JSON string is a TOML basic string
-
-    lines: list[str] = []
-    for name, content in document.items():
-        for table in content if isinstance(content, list) else [content]:
-            lines.append(f"[[{name}]]" if isinstance(content, list) else f"[{name}]")
-            lines.extend(
-                f"{key} = {value(item)}" for key, item in table.items() if not isinstance(item, list)
-            )
-            lines.append("")
-    return "\n".join(lines)
-
-
-async def start_gateway(config: Path, environ: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "userstream",
-        "gateway",
-        "--config",
-        str(config),
-        "--http-port",
-        "0",
-        env={**os.environ, **environ},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
 
 
 async def http_get(url: str) -> tuple[int, dict[str, Any]]:
@@ -222,13 +189,10 @@ async def test_an_immutable_shm_mid_run_is_reported_not_a_sigbus_and_the_gateway
         )
         config = env.tmp_path / "gateway.toml"
         config.write_text(to_toml(document))
-        process = await start_gateway(config, env.environ)
-        try:
-            assert process.stdout is not None
+        async with reaped(await gateway(config, environ=env.environ)) as process:
+            url = api_url(await first_line(process, WAIT))
             async with asyncio.timeout(WAIT):
-                first = (await process.stdout.readline()).decode()
                 await env.server.wait_for_streams("alice", 1)
-            url = first.rsplit(" ", 1)[1].strip()
             await env.ingest("alice", balances(0, 1))
             async with asyncio.timeout(WAIT):
                 while not await written(url, 1):  # noqa: ASYNC110 - polling another process
@@ -248,19 +212,9 @@ async def test_an_immutable_shm_mid_run_is_reported_not_a_sigbus_and_the_gateway
             async with asyncio.timeout(WAIT):
                 while (await http_get(f"{url}/healthz"))[0] != 200:  # noqa: ASYNC110 - polling the process
                     await asyncio.sleep(0.01)
-            process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(WAIT):
-                _, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            _, stderr = await stop(process, within=WAIT)
     assert process.returncode == 0, stderr.decode()[-2000:]
-    connection = sqlite3.connect(database)
-    try:
-        rows = connection.execute("SELECT json FROM events ORDER BY seq").fetchall()
-    finally:
-        connection.close()
+    rows = stored(database)
     assert [json.loads(body)["free"] for (body,) in rows] == ["0", "1", "2"]
     messages = [json.loads(line)["message"] for line in stderr.decode().splitlines()]
     assert any(
@@ -277,9 +231,8 @@ async def test_a_read_only_sqlite_database_at_start_exits_2_naming_it(tmp_path: 
     table = {"name": "alice", "exchange": "coinlocally", "token_env": "USERSTREAM_TEST_TOKEN"}
     config = tmp_path / "gateway.toml"
     config.write_text(to_toml({"accounts": [table], "sinks": [{"type": "sqlite", "path": str(database)}]}))
-    process = await start_gateway(config, {"USERSTREAM_TEST_TOKEN": "token-SECRET"})
-    async with asyncio.timeout(WAIT):
-        stdout, stderr = await process.communicate()
+    process = await gateway(config, environ={"USERSTREAM_TEST_TOKEN": "token-SECRET"})
+    stdout, stderr = await finish(process, WAIT)
     assert process.returncode == 2
     assert stdout == b""
     assert stderr.decode().splitlines()[-1] == (
@@ -294,18 +247,9 @@ async def test_a_fatal_signal_leaves_a_traceback_on_stderr(lab: Any) -> None:
         document = env.document(accounts=("alice",), exchanges=("bitmusa",))
         config = env.tmp_path / "gateway.toml"
         config.write_text(to_toml(document))
-        process = await start_gateway(config, env.environ)
-        try:
-            assert process.stdout is not None
-            async with asyncio.timeout(WAIT):
-                await process.stdout.readline()  # started
-            process.send_signal(signal.SIGBUS)
-            async with asyncio.timeout(WAIT):
-                _, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+        async with reaped(await gateway(config, environ=env.environ)) as process:
+            await first_line(process, WAIT)  # started
+            _, stderr = await stop(process, signal.SIGBUS, WAIT)
     assert process.returncode == -signal.SIGBUS
     text = stderr.decode()
     assert "Fatal Python error: Bus error" in text

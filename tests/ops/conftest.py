@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from support.processes import finish, userstream
 from userstream.events import BalanceUpdate, Event, Exchange, OrderStatus, OrderType, OrderUpdate, Side
 from userstream.server import Account, ServerConfig, ServerHandle, running_server
 
@@ -67,21 +67,11 @@ class Lab:
 
     @staticmethod
     async def start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "userstream",
-            *args,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        return await userstream(*args, env=env, stdin=asyncio.subprocess.DEVNULL)
 
     @staticmethod
     async def finish(process: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:
-        async with asyncio.timeout(WAIT):
-            stdout, stderr = await process.communicate()
+        stdout, stderr = await finish(process, WAIT)
         assert process.returncode is not None
         return process.returncode, stdout, stderr
 

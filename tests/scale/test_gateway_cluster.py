@@ -20,6 +20,8 @@ from typing import Any
 
 import redis.asyncio
 
+from userstream.gateway.cluster import preferred_member
+
 LEASE_TTL = 2.0
 LEASE_RENEW = 0.5
 PEOPLE = ("alice", "bob", "carol")
@@ -114,7 +116,14 @@ async def settled(
 ) -> dict[str, str]:
     """Wait until every account is live on exactly one of `gateways`, the one its Redis lease names, on
     standby on the others, and the nodes hold exactly one live stream per account; return account ->
-    instance."""
+    instance.
+
+    Settled means nothing will move any more: every instance sees exactly `gateways` as the live members,
+    and every account is held by the member the rendezvous hash gives it among them. Without that, an
+    instance that has joined (its /healthz 200, every account on standby) but that the holders have not
+    seen yet passes for settled, and the holders hand it its accounts a round later: in the middle of the
+    events ingested next, which a hand-over does not stream (the new holder's snapshot corrects the
+    state; docs/scaling.md)."""
     while True:
         owners = await _owners(cluster, gateways, nodes, client)
         if owners is not None:
@@ -126,10 +135,12 @@ async def _owners(
     cluster: Any, gateways: list[Any], nodes: list[Any], client: redis.asyncio.Redis
 ) -> dict[str, str] | None:
     live: dict[str, list[str]] = {account: [] for account in ACCOUNTS}
+    members: dict[str, str] = {}  # member (instance/random) -> instance
     for gateway in gateways:
         status, health = await cluster.health(gateway)
-        if status != 200:
-            return None
+        if status != 200 or health["cluster"]["members"] != len(gateways):
+            return None  # down, or it does not see exactly these instances live yet
+        members[health["cluster"]["member"]] = gateway.name
         held = set(health["cluster"]["held"])
         async with cluster.http.get(gateway.url + "/accounts") as reply:
             summaries = (await reply.json())["accounts"]
@@ -142,6 +153,8 @@ async def _owners(
     if any(len(holders) != 1 for holders in live.values()):
         return None
     owners = {account: holders[0] for account, holders in live.items()}
+    if owners != {account: members.get(preferred_member(account, members) or "") for account in owners}:
+        return None  # a holder has yet to hand an account over to the instance the hash gives it
     for account, instance in owners.items():
         lease = await client.get(f"userstream:gateway:lease:{account}")
         if lease is None or lease.decode().split("/")[0] != instance:

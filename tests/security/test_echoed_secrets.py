@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +26,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from support.peers import served
+from support.processes import finish, gateway, userstream
 from userstream.client import State, StatusEvent, connect
 from userstream.client.scrub import HIDDEN
 from userstream.errors import AuthenticationError
@@ -149,15 +149,8 @@ class Echoer:
 @asynccontextmanager
 async def echoer(peer: Echoer | None = None) -> AsyncIterator[tuple[Echoer, str]]:
     peer = Echoer() if peer is None else peer
-    runner = web.AppRunner(peer.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield peer, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with served(peer.app(), access_log=None) as address:
+        yield peer, f"http://{address}"
 
 
 FAST: dict[str, Any] = {
@@ -204,7 +197,11 @@ async def test_the_library_shows_no_echoed_bitmusa_secret(caplog: pytest.LogCapt
     assert (peer.posts, peer.bitmusa_sockets) == (4, 2)  # two refusals: auth_attempts=2
     error = raised.value
     # The message is clipped (80 characters) in the middle of the listenKey: the clipped run is hidden too.
-    assert str(error) == f"Bitmusa refused the request (HTTP 200, code 401001): bad key {HIDDEN} {HIDDEN}..."
+    # issue 12: the method and URL come first
+    assert str(error) == (
+        f"POST {url}/spot/userDataStream: "
+        f"Bitmusa refused the request (HTTP 200, code 401001): bad key {HIDDEN} {HIDDEN}..."
+    )
     reasons = {status.state: status.reason or "" for status in statuses}
     assert f"no such key {HIDDEN} for {HIDDEN}" in reasons[State.KEEPALIVE_FAILED]  # the PUT's refusal
     disconnects = [status.reason or "" for status in statuses if status.state is State.DISCONNECTED]
@@ -232,7 +229,10 @@ async def test_the_library_shows_no_echoed_coinlocally_token(caplog: pytest.LogC
                     await anext(stream)
     assert peer.coinlocally_sockets == 3
     error = raised.value
-    expected = f"Coinlocally refused the sub frame's token (error code 10002): token {HIDDEN} refused"
+    expected = (  # issue 12: the URL comes first
+        f"{url.replace('http', 'ws', 1)}{COINLOCALLY_PATH}: "
+        f"Coinlocally refused the sub frame's token (error code 10002): token {HIDDEN} refused"
+    )
     assert str(error) == expected  # the error reply
     retries = [status.reason or "" for status in statuses if status.state is State.RECONNECTING]
     assert f"closed by the server with code 1011 'bye {HIDDEN}'" in retries[0]  # the close reason
@@ -241,17 +241,8 @@ async def test_the_library_shows_no_echoed_coinlocally_token(caplog: pytest.LogC
 
 
 async def _run_cli(*arguments: str, environ: dict[str, str]) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "userstream",
-        *arguments,
-        env={**os.environ, **environ},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
+    process = await userstream(*arguments, environ=environ)
+    out, err = await finish(process, 60)
     assert process.returncode is not None
     return process.returncode, out.decode(errors="replace") + err.decode(errors="replace")
 
@@ -335,19 +326,8 @@ type = "jsonl"
 path = "{tmp_path / "events.jsonl"}"
 """
         )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "userstream",
-            "gateway",
-            "--config",
-            str(config),
-            "--log-level",
-            "DEBUG",
-            env={**os.environ, "ECHO_API_KEY": API_KEY, "ECHO_AUTH_KEY": AUTH_KEY, "ECHO_TOKEN": TOKEN},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        environ = {"ECHO_API_KEY": API_KEY, "ECHO_AUTH_KEY": AUTH_KEY, "ECHO_TOKEN": TOKEN}
+        process = await gateway(config, "--log-level", "DEBUG", environ=environ, http_port=None)
         assert process.stdout is not None
         assert process.stderr is not None
         stderr = asyncio.ensure_future(process.stderr.read())

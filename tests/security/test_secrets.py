@@ -13,11 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +21,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
+from support.processes import USERSTREAM, LoggedProcess
 from userstream.events import Exchange
 from userstream.protocol import bitmusa
 from userstream.server import running_server
@@ -37,53 +33,6 @@ LogCatcher = Any  # conftest.LogCatcher
 WRONG = "wrong-credential-SECRET"
 MALLORY_TOKEN = "mallory-token-SECRET"  # a credential the exchange refuses (the gateway's failing account)
 FAST = ("--ping-interval", "1", "--idle-timeout", "5", "--backoff-base", "0.01", "--backoff-cap", "0.05")
-
-
-class Process:
-    """A CLI subprocess whose stdout and stderr go to files (read at any time, searched at the end)."""
-
-    def __init__(self, directory: Path, name: str) -> None:
-        self.stdout_path = directory / f"{name}.stdout"
-        self.stderr_path = directory / f"{name}.stderr"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self, arguments: list[str], environ: dict[str, str]) -> Process:
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "userstream",
-                *arguments,
-                env={**os.environ, **environ},
-                stdout=out,
-                stderr=err,
-            )
-        return self
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    async def wait_for(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + 20
-        while not condition():
-            assert self.process is not None
-            assert self.process.returncode is None, (
-                f"exited {self.process.returncode} before {what}: {self.stderr}"
-            )
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.stderr[-2000:]}"
-            await asyncio.sleep(0.02)
-
-    async def stop(self) -> int:
-        assert self.process is not None
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            return await self.process.wait()
 
 
 def watch_environment(sec: Setup) -> dict[str, str]:
@@ -195,29 +144,37 @@ async def test_watch_and_the_gateway_show_no_secret_at_debug_through_errors_and_
 
         # --- userstream watch, both exchanges, at DEBUG ------------------------------------------------
         common = ["--log-level", "DEBUG", "--format", "jsonl", *FAST]
-        watch_bitmusa = await Process(tmp_path, "watch-bitmusa").start(
-            ["watch", "bitmusa", "--rest-url", server.base_url, "--ws-url", server.ws_url, *common],
+        watch_bitmusa_argv = [*USERSTREAM, "watch", "bitmusa", "--rest-url", server.base_url]
+        watch_bitmusa_argv += ["--ws-url", server.ws_url, *common]
+        watch_bitmusa = await LoggedProcess(
+            tmp_path,
+            watch_bitmusa_argv,
             watch_environment(sec),
-        )
-        watch_coinlocally = await Process(tmp_path, "watch-coinlocally").start(
-            ["watch", "coinlocally", "--ws-url", server.ws_url + sec.coinlocally_path, *common],
+            name="watch-bitmusa",
+        ).start()
+        watch_coinlocally = await LoggedProcess(
+            tmp_path,
+            [*USERSTREAM, "watch", "coinlocally", "--ws-url", server.ws_url + sec.coinlocally_path, *common],
             watch_environment(sec),
-        )
+            name="watch-coinlocally",
+        ).start()
         await streams(Exchange.BITMUSA, 1)
         await streams(Exchange.COINLOCALLY, 1)
         await server.ingest("alice", [sec.balance(1)])
         await faults((1, 1))
         await server.ingest("alice", [sec.balance(2), order(3)])
         for watcher in (watch_bitmusa, watch_coinlocally):
-            await watcher.wait_for(lambda w=watcher: w.stdout.count("\n") >= 3, "three events")  # type: ignore[misc]
-            assert await watcher.stop() == 0
+            await watcher.until(lambda w=watcher: w.stdout.count("\n") >= 3, "three events")  # type: ignore[misc]
+            assert await watcher.stop(within=30) == 0
         assert "key_renewed" in watch_bitmusa.stderr  # the faults really happened, and were reported
         assert "SYSTEM notice" in watch_coinlocally.stderr
         # Rejected credentials: three attempts, then exit 2 with a message naming what, never the value.
-        rejected = await Process(tmp_path, "watch-rejected").start(
-            ["watch", "bitmusa", "--rest-url", server.base_url, "--ws-url", server.ws_url, *common],
+        rejected = await LoggedProcess(
+            tmp_path,
+            watch_bitmusa_argv,
             {**watch_environment(sec), "USERSTREAM_BITMUSA_AUTH_KEY": WRONG},
-        )
+            name="watch-rejected",
+        ).start()
         async with asyncio.timeout(30):
             assert rejected.process is not None
             assert await rejected.process.wait() == 2
@@ -227,8 +184,9 @@ async def test_watch_and_the_gateway_show_no_secret_at_debug_through_errors_and_
         # --- userstream gateway, at DEBUG --------------------------------------------------------------
         config_path = tmp_path / "gateway.toml"
         config_path.write_text(gateway_toml(server, tmp_path, sec.coinlocally_path))
-        gateway = await Process(tmp_path, "gateway").start(
-            ["gateway", "--config", str(config_path), "--log-level", "DEBUG"],
+        gateway = await LoggedProcess(
+            tmp_path,
+            [*USERSTREAM, "gateway", "--config", str(config_path), "--log-level", "DEBUG"],
             {
                 "ALICE_BITMUSA_API_KEY": str(alice.bitmusa_api_key),
                 "ALICE_BITMUSA_AUTH_KEY": str(alice.bitmusa_auth_key),
@@ -236,8 +194,9 @@ async def test_watch_and_the_gateway_show_no_secret_at_debug_through_errors_and_
                 "ALICE_COINLOCALLY_SECRET_KEY": str(alice.coinlocally_secret_key),
                 "MALLORY_COINLOCALLY_TOKEN": MALLORY_TOKEN,
             },
-        )
-        await gateway.wait_for(lambda: "HTTP API on " in gateway.stdout, "the HTTP API")
+            name="gateway",
+        ).start()
+        await gateway.until(lambda: "HTTP API on " in gateway.stdout, "the HTTP API")
         api = gateway.stdout.split("HTTP API on ", 1)[1].split()[0]
         await streams(Exchange.BITMUSA, 1)
         await streams(Exchange.COINLOCALLY, 1)
@@ -257,7 +216,7 @@ async def test_watch_and_the_gateway_show_no_secret_at_debug_through_errors_and_
                     while seen.count(b"event: balance") < 4:  # 2 accounts x 2 balance events, at least
                         seen += await sse.content.readany()
                 bodies.append(seen.decode())
-            await gateway.wait_for(
+            await gateway.until(
                 lambda: "mallory-coinlocally" in gateway.stderr and "fatal" in gateway.stderr,
                 "the rejected account",
             )
@@ -268,7 +227,7 @@ async def test_watch_and_the_gateway_show_no_secret_at_debug_through_errors_and_
                     bodies.append(await get(f"/accounts/{name}{suffix}"))
         assert json.loads(bodies[1])["accounts"]["mallory-coinlocally"]["state"] == "failed"
         assert 'userstream_gateway_reconnects_total{account="alice-bitmusa"' in bodies[2]
-        assert await gateway.stop() == 0
+        assert await gateway.stop(within=30) == 0
         outputs += [gateway.stdout, gateway.stderr, *bodies]
         assert "resynced" in gateway.stderr
 

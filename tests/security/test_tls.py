@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.processes import userstream
 from userstream.client import State, StatusEvent, connect
 from userstream.client.tls import TlsPolicy
 from userstream.errors import ConfigurationError
@@ -131,22 +130,11 @@ async def test_connect_checks_the_ca_bundle_itself(tmp_path: Path) -> None:
 
 
 async def _watch(sec: Setup, server: Any, *flags: str) -> asyncio.subprocess.Process:
-    environment = {**os.environ, "USERSTREAM_COINLOCALLY_TOKEN": str(sec.alice.coinlocally_token)}
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "userstream",
-        "watch",
-        "coinlocally",
-        "--ws-url",
-        server.ws_url + sec.coinlocally_path,
-        "--format",
-        "jsonl",
-        *flags,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    url = server.ws_url + sec.coinlocally_path
+    return await userstream(
+        "watch", "coinlocally", "--ws-url", url, "--format", "jsonl", *flags,
+        environ={"USERSTREAM_COINLOCALLY_TOKEN": str(sec.alice.coinlocally_token)},
+    )  # fmt: skip
 
 
 async def test_watch_refuses_by_default_and_works_with_ca_file_or_loudly_without_verification(

@@ -6,15 +6,14 @@ import argparse
 import asyncio
 import gzip
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 from websockets.asyncio.client import connect
 
+from support.processes import finish, reaped, userstream
 from userstream.cli import build_parser
 from userstream.server.command import build_config
 
@@ -66,12 +65,8 @@ def test_without_a_token_one_is_generated_and_printed(monkeypatch: pytest.Monkey
 async def test_a_bad_accounts_file_exits_2_naming_account_and_key(tmp_path: Path) -> None:
     bad = tmp_path / "accounts.toml"
     bad.write_text('[[accounts]]\nname = "alice"\nuid = "x"\ncoinlocally_token = "t"\n')
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "userstream", "serve", "--accounts", str(bad),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    async with asyncio.timeout(30):
-        out, err = await process.communicate()
+    process = await userstream("serve", "--accounts", str(bad))
+    out, err = await finish(process, 30)
     assert process.returncode == 2
     assert out == b""
     assert err.decode() == (
@@ -80,15 +75,13 @@ async def test_a_bad_accounts_file_exits_2_naming_account_and_key(tmp_path: Path
 
 
 async def test_serve_starts_answers_and_exits_0_on_sigterm_after_closing_streams() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "userstream", "serve", "--port", "0", "--accounts", str(EXAMPLE),
-        "--admin-token", ADMIN, "--log-level", "debug",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    serve = await userstream(
+        "serve", "--port", "0", "--accounts", str(EXAMPLE), "--admin-token", ADMIN, "--log-level", "debug",
+        environ={"PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    assert process.stdout is not None
-    assert process.stderr is not None
-    try:
+    async with reaped(serve) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
         async with asyncio.timeout(30):
             first = (await process.stdout.readline()).decode()
         assert first.startswith("userstream serve: listening on http://127.0.0.1:")
@@ -123,10 +116,6 @@ async def test_serve_starts_answers_and_exits_0_on_sigterm_after_closing_streams
         async with asyncio.timeout(30):
             rest_of_stdout, stderr = await asyncio.gather(process.stdout.read(), process.stderr.read())
             assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     assert b"generated" not in rest_of_stdout  # nothing needed generating: no secret printed
     logs = [json.loads(line) for line in stderr.decode().splitlines()]
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in logs)

@@ -10,10 +10,8 @@ import argparse
 import asyncio
 import gzip
 import json
-import os
 import re
 import signal
-import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
@@ -25,6 +23,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from support.processes import finish, reaped, userstream
 from userstream.errors import ConfigurationError
 from userstream.server import Account, ServerConfig
 from userstream.server.command import add_parser, build_config
@@ -468,14 +467,13 @@ def test_every_variant_is_exercised_by_this_module() -> None:
 
 
 async def test_serve_with_variants_says_so_and_answers_that_way() -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "userstream", "serve", "--port", "0", "--admin-token", "x",
+    serve = await userstream(
+        "serve", "--port", "0", "--admin-token", "x",
         "--variant", "coinlocally-control-quoted", "--variant", "bitmusa-expired-close=4100",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        environ={"PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    assert process.stdout is not None
-    try:
+    async with reaped(serve) as process:
+        assert process.stdout is not None
         async with asyncio.timeout(30):
             banner = [(await process.stdout.readline()).decode() for _ in range(6)]
         assert banner[5] == "  variants            bitmusa-expired-close=4100 coinlocally-control-quoted\n"
@@ -495,10 +493,6 @@ async def test_serve_with_variants_says_so_and_answers_that_way() -> None:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def _demo_token(process: asyncio.subprocess.Process) -> str:
@@ -512,12 +506,8 @@ async def _demo_token(process: asyncio.subprocess.Process) -> str:
 
 
 async def test_an_unknown_variant_exits_2_naming_it() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "userstream", "serve", "--variant", "coinlocally-refusal-json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    async with asyncio.timeout(30):
-        out, err = await process.communicate()
+    process = await userstream("serve", "--variant", "coinlocally-refusal-json")
+    out, err = await finish(process, 30)
     assert (process.returncode, out) == (2, b"")
     assert err.decode().startswith(
         "userstream serve: unknown variant 'coinlocally-refusal-json' (known: bitmusa-"

@@ -14,8 +14,10 @@ through it where it enters the project (docs/client.md, "What a server's words m
 An echo is found however a careless server writes it: exactly, in any letter case, percent-encoded (as in
 a URL path or query), JSON- or Python-escaped, and in part: any run of `MIN_ECHO` or more characters of
 one of those forms (a message clipped in the middle of a key leaves a prefix; a server that quotes the
-first half of what it refused leaves a half). A secret shorter than `MIN_ECHO` is found whole. A text
-longer than `MAX_TEXT` is cut to that length first (with "..."). No I/O, no clock; it never raises.
+first half of what it refused leaves a half). A secret shorter than `MIN_ECHO` is found whole, where it
+stands alone (not inside a longer word: a one-letter test credential must not hide the "y" of
+"listenKey"). A text longer than `MAX_TEXT` is cut to that length first (with "..."). No I/O, no clock; it
+never raises.
 """
 
 from __future__ import annotations
@@ -56,6 +58,14 @@ def _forms(secret: str) -> set[str]:
         repr(secret)[1:-1],
     }
     return {form.lower() for form in forms if form}
+
+
+def _stands_alone(text: str, start: int, end: int) -> bool:
+    """True when text[start:end] is not the inside of a longer word: a short secret ("y", "tok") is a
+    secret where it stands alone, and a piece of our own words ("listenKe-y") where it does not."""
+    if start > 0 and text[start - 1].isalnum() and text[start].isalnum():
+        return False
+    return not (end < len(text) and text[end].isalnum() and text[end - 1].isalnum())
 
 
 class Scrubber:
@@ -129,10 +139,11 @@ class Scrubber:
         pieces of the text that start at a multiple of _CHUNK (MIN_ECHO >= 2 * _CHUNK). So only those
         pieces are looked up first, one set lookup per _CHUNK characters, and the MIN_ECHO-long runs are
         looked for only around a piece that belongs to a secret."""
-        for form in self._short:  # whole, with the C search
+        for form in self._short:  # whole, with the C search, and never inside a longer word
             at = folded.find(form)
             while at >= 0:
-                yield at, at + len(form)
+                if _stands_alone(folded, at, at + len(form)):
+                    yield at, at + len(form)
                 at = folded.find(form, at + 1)
         if not self._grams:
             return

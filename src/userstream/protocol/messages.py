@@ -38,10 +38,13 @@ class ControlReply(msgspec.Struct, frozen=True):
 
 
 class ErrorReply(msgspec.Struct, frozen=True):
-    """The server refused something (a sub with a wrong token, say) and will close. Not retryable as is."""
+    """The server refused something (a sub with a wrong token, say) and will close. Not retryable as is,
+    unless `transient` (a rate limit, a busy server: protocol.refusal). `code` is the server's own (a
+    number, a word such as "INVALID_TOKEN", or None when it gave none)."""
 
-    code: int
+    code: int | str | None
     message: str
+    transient: bool = False
 
 
 class Ping(msgspec.Struct, frozen=True):
@@ -119,6 +122,21 @@ def impossible_balance(*fields: tuple[str, Decimal]) -> MessageShapeError | None
         if value < 0:
             return MessageShapeError(f"{path}: a balance cannot be negative, got {value}", field=path)
     return None
+
+
+def suspect_order(
+    limit: bool, amount: Decimal, filled: Decimal, price: Decimal | None, cost: Decimal | None
+) -> bool:
+    """The cheap guard on an order update's values: True when one of them may be impossible (a -0 trips it
+    too), and only then does the parser call `impossible_order` to name it. Positional, for the hot path.
+    An execution's own values (Coinlocally's `l` and `L`) are guarded by its parser."""
+    return (
+        amount.is_signed()
+        or filled.is_signed()
+        or (price is not None and (price.is_signed() or (limit and not price)))
+        or (cost is not None and cost.is_signed())
+        or (limit and filled > amount)
+    )
 
 
 _NO_FIELD: tuple[str, Decimal | None] = ("", None)
