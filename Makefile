@@ -9,14 +9,17 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
+# The set-up's commands (traced by `set -x`) and their output go to stderr, so that a first `make demo | jq`
+# gets nothing but the demo's JSON lines on stdout.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	touch $(STAMP)
+	@set -x; $(PYTHON) -m venv $(VENV) >&2
+	@set -x; $(BIN)/python -m pip install --quiet --upgrade pip >&2
+	@set -x; $(BIN)/python -m pip install --quiet -e '.[dev,bench]' >&2
+	@touch $(STAMP)
 
+# Silent (`@`): piped, stdout carries only the events, one JSON line each (docs/events.md).
 demo: $(STAMP)
-	$(BIN)/python -m userstream.demo $(ARGS)
+	@$(BIN)/userstream demo $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench examples

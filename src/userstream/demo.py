@@ -29,7 +29,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from userstream.gateway.config import GatewayConfig, parse_config
+from userstream.clihelp import parser_texts
+from userstream.gateway.config import DEFAULT_DATA_DIR, GatewayConfig, parse_config
 from userstream.gateway.dashboard import LogTail, run_dashboard
 from userstream.gateway.service import Gateway
 from userstream.gateway.sse import Subscription
@@ -39,7 +40,7 @@ from userstream.server.run import ServerHandle, running_server
 from userstream.server.simulator import INSTRUMENTS
 from userstream.sinks.config import parse_sink
 
-__all__ = ["demo_gateway_config", "main"]
+__all__ = ["add_parser", "demo_gateway_config", "main", "run"]
 
 _log = logging.getLogger("userstream.demo")
 _PROG = "userstream demo"
@@ -48,23 +49,56 @@ _PRINTER_CAPACITY = (
 )
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    terminal = sys.stdout.isatty()
-    parser = argparse.ArgumentParser(prog="userstream-demo", description=__doc__.split("\n\n")[0])
+def add_parser(subparsers: Any) -> None:
+    """`userstream demo` (`python -m userstream.demo` is the same command)."""
+    _add_arguments(
+        subparsers.add_parser("demo", help="the emulator and a gateway on both exchanges, live", **_texts())
+    )
+
+
+def _texts() -> dict[str, Any]:
+    return parser_texts(
+        "Run the exchange emulator's simulated market (`userstream serve --simulate`) and a gateway "
+        "streaming its demo account on Bitmusa and Coinlocally, in one process. On a terminal: a live "
+        "dashboard until Ctrl-C. Piped: every event as one docs/events.md JSON line on stdout (status lines "
+        "on stderr) for --duration seconds. `make demo` runs it.",
+        [
+            ("the dashboard, until Ctrl-C", "userstream demo"),
+            (
+                "30 s of events at 200 per second, as JSON lines",
+                "userstream demo --duration 30 --rate 200 > events.jsonl",
+            ),
+            (
+                "also keep every event in SQLite (written to data/demo.db)",
+                "userstream demo --sink sqlite:demo.db",
+            ),
+        ],
+    )
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         choices=["dashboard", "jsonl"],
-        default="dashboard" if terminal else "jsonl",
-        help="dashboard (default on a terminal) or jsonl (default otherwise)",
+        default=None,
+        help="dashboard or jsonl (default: dashboard on a terminal, jsonl otherwise)",
     )
     parser.add_argument(
         "--duration",
         type=float,
         default=None,
+        metavar="SECONDS",
         help="stop after this many seconds (default: at Ctrl-C on a terminal, 5 otherwise)",
     )
-    parser.add_argument("--rate", type=float, default=20.0, help="simulated events per second (default 20)")
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed (replayable runs)")
+    parser.add_argument(
+        "--rate", type=float, default=20.0, help="simulated events per second (default %(default)g)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        help="simulator seed: the same seed, the same market (default %(default)s)",
+    )
     parser.add_argument(
         "--drop-every",
         type=float,
@@ -76,23 +110,50 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--notice-seconds",
         type=float,
+        action=_NonNegative,
         default=8.0,
         metavar="SECONDS",
         help="how long the dashboard's header keeps the latest fault or reconnect (default 8)",
     )
     parser.add_argument(
-        "--http-port", type=int, default=0, help="the gateway's HTTP port (default: a free one)"
+        "--http-port", type=int, default=0, help="the gateway's HTTP port (default: 0, a free one)"
     )
     parser.add_argument(
         "--sink",
         action="append",
         default=[],
         metavar="SPEC",
-        help="also write every event to this sink (e.g. sqlite:demo.db; see docs/sinks.md); repeatable",
+        help="also write every event to this sink (e.g. sqlite:demo.db; see docs/sinks.md); repeatable; "
+        "relative paths are in --data-dir",
     )
-    args = parser.parse_args(argv)
-    if args.notice_seconds < 0:
-        parser.error("--notice-seconds must be 0 or more")
+    parser.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        metavar="DIR",
+        help="directory of the --sink files given by a relative path (default: %(default)s, created "
+        "when needed)",
+    )
+
+
+class _NonNegative(argparse.Action):
+    """Stores a number of seconds, refusing a negative one with a usage error (exit 2)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if values < 0:
+            parser.error(f"{option_string} must be 0 or more")
+        setattr(namespace, self.dest, values)
+
+
+def _settle(args: argparse.Namespace) -> argparse.Namespace:
+    """The defaults that depend on where the output goes."""
+    if args.format is None:
+        args.format = "dashboard" if sys.stdout.isatty() else "jsonl"
     if args.duration is None and args.format == "jsonl":
         args.duration = 5.0  # a pipe or CI: a bounded run, never a hang
     if args.drop_every is None:
@@ -165,7 +226,9 @@ async def demo(args: argparse.Namespace) -> int:
     try:
         async with running_server(server_config) as server:
             config, environ = demo_gateway_config(server, account, http_port=args.http_port)
-            config = dataclasses.replace(config, sinks=tuple(parse_sink(flag) for flag in args.sink))
+            config = dataclasses.replace(
+                config, sinks=tuple(parse_sink(flag) for flag in args.sink), data_dir=args.data_dir
+            )
             gateway = Gateway(config, environ=environ)
             _log.info(
                 "emulator on %s simulating %g events/s; gateway on both exchanges", server.base_url, args.rate
@@ -275,13 +338,21 @@ def _configure_logging(dashboard: bool) -> None:
         logging.getLogger().addHandler(handler)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
+def run(args: argparse.Namespace) -> int:
+    """`userstream demo`'s entry (cli.py): the flags parsed."""
+    args = _settle(args)
     _configure_logging(args.format == "dashboard")
     try:
         return asyncio.run(demo(args))
     except KeyboardInterrupt:
         return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m userstream.demo`: the same command as `userstream demo`."""
+    parser = argparse.ArgumentParser(prog=_PROG, **_texts())
+    _add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -220,9 +220,10 @@ def test_the_example_file_loads() -> None:
         ),
         (
             {"gateway": {"port": 1}, "accounts": [bitmusa()]},
-            "gateway.toml: [gateway]: unknown key 'port' (allowed: health_grace, http_header_timeout, "
-            "http_host, http_idle_timeout, http_max_connections, http_max_connections_per_ip, http_port, "
-            "shutdown_timeout, sse_max_subscribers, sse_queue, sse_write_timeout)",
+            "gateway.toml: [gateway]: unknown key 'port' (allowed: data_dir, health_grace, "
+            "http_header_timeout, http_host, http_idle_timeout, http_max_connections, "
+            "http_max_connections_per_ip, http_port, shutdown_timeout, sse_max_subscribers, sse_queue, "
+            "sse_write_timeout)",
         ),
         (
             {"gateway": {"http_port": 70000}, "accounts": [bitmusa()]},

@@ -134,11 +134,20 @@ def add_parser(subparsers: Any) -> None:
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The exchange, credential and endpoint flags of every command that connects to an account (`watch`,
     `record`, `doctor`); `read_credentials(args)` reads them back."""
-    parser.add_argument("exchange", choices=["bitmusa", "coinlocally"])
+    parser.add_argument(
+        "exchange", choices=["bitmusa", "coinlocally"], help="the exchange of the account: %(choices)s"
+    )
     creds = parser.add_argument_group("credentials")
-    creds.add_argument("--api-key", help="API key (Bitmusa, or Coinlocally's api-key credential)")
-    creds.add_argument("--auth-key", help="Bitmusa auth key (sent as 'Authorization: Bearer')")
-    creds.add_argument("--token", help="Coinlocally login token")
+    creds.add_argument(
+        "--api-key",
+        help="API key: Bitmusa's (default: $USERSTREAM_BITMUSA_API_KEY) or Coinlocally's api-key credential "
+        "(default: $USERSTREAM_COINLOCALLY_API_KEY, when $USERSTREAM_COINLOCALLY_TOKEN is unset)",
+    )
+    creds.add_argument(
+        "--auth-key",
+        help="Bitmusa auth key, sent as 'Authorization: Bearer' (default: $USERSTREAM_BITMUSA_AUTH_KEY)",
+    )
+    creds.add_argument("--token", help="Coinlocally login token (default: $USERSTREAM_COINLOCALLY_TOKEN)")
     where = parser.add_argument_group("endpoints")
     where.add_argument(
         "--rest-url",

@@ -22,9 +22,10 @@ import signal
 import sys
 from typing import Any
 
+from userstream.clihelp import parser_texts
 from userstream.errors import ConfigurationError
 from userstream.gateway.cluster import ClusterConfig
-from userstream.gateway.config import GatewayConfig, load_config
+from userstream.gateway.config import DEFAULT_DATA_DIR, GatewayConfig, load_config
 from userstream.gateway.service import Gateway
 from userstream.netguard import raise_descriptor_limit
 from userstream.server.logs import configure_logging, log_event
@@ -42,17 +43,49 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "gateway",
         help="stream many accounts on both exchanges into sinks, with an HTTP API (docs/gateway.md)",
-        description=(
+        **parser_texts(
             "Run every account of a config file in one process: each event goes to the configured sinks "
-            "and to /events subscribers, and /healthz, /metrics and /accounts answer over HTTP. "
-            "Credentials are read from the environment variables the config names."
+            "and to /events subscribers, and /healthz, /metrics and /accounts answer over HTTP (GET / "
+            "lists the endpoints). Credentials are read from the environment variables the config names "
+            "(its *_env keys), never from the file; examples/gateway.toml is a complete example, "
+            "docs/gateway.md has every key.",
+            [
+                (
+                    "against `userstream serve --accounts examples/accounts.toml`, its variables exported",
+                    "userstream gateway --config examples/gateway.toml",
+                ),
+                (
+                    "another port and data directory than the config's",
+                    "userstream gateway --config gateway.toml --http-port 9100 --data-dir /srv/userstream",
+                ),
+                (
+                    "two instances sharing the accounts through Redis",
+                    "userstream gateway --config gateway.toml --redis redis://127.0.0.1:6379/0 --instance a",
+                ),
+            ],
         ),
     )
     parser.add_argument("--config", required=True, metavar="FILE", help="gateway config (TOML)")
     parser.add_argument(
-        "--http-port", type=int, default=None, help="HTTP port (overrides the config; 0 picks a free one)"
+        "--http-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="HTTP port (default: the config's, 8080 if it has none; 0 picks a free one)",
     )
-    parser.add_argument("--http-host", default=None, help="HTTP address (overrides the config)")
+    parser.add_argument(
+        "--http-host",
+        default=None,
+        metavar="ADDRESS",
+        help="HTTP address (default: the config's, 127.0.0.1 if it has none)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help=f"directory of the sink files the config names by a relative path (default: the config's "
+        f"data_dir, {DEFAULT_DATA_DIR!r} if it has none; created when needed)",
+    )
     parser.add_argument(
         "--redis",
         metavar="URL",
@@ -93,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
             overrides["http_port"] = args.http_port
         if args.http_host is not None:
             overrides["http_host"] = args.http_host
+        if args.data_dir is not None:
+            overrides["data_dir"] = args.data_dir
         cluster = _cluster(config.cluster, args)
         if cluster is not None:
             overrides["cluster"] = cluster

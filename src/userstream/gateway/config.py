@@ -24,17 +24,24 @@ from userstream.client.transport import check_url
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
 from userstream.gateway.cluster import ClusterConfig, parse_cluster
-from userstream.sinks.config import SinkSpec, load_spec
+from userstream.sinks.config import JsonlSpec, SinkSpec, SqliteSpec, load_spec
 
 __all__ = [
     "CREDENTIAL_ENV_KEYS",
+    "DEFAULT_DATA_DIR",
     "STREAM_OPTION_KEYS",
     "AccountConfig",
     "GatewayConfig",
     "load_config",
     "parse_config",
     "resolve_credentials",
+    "sink_in_data_dir",
 ]
+
+#: Where sink files named by a relative path are written (itself relative to the working directory) unless
+#: `[gateway] data_dir` or `--data-dir` says otherwise: one directory to back up or ignore, never the files
+#: scattered over whichever directory the gateway was started in.
+DEFAULT_DATA_DIR = "data"
 
 #: `<credential>_env` key -> the `connect()` argument the named variable's value is passed as.
 CREDENTIAL_ENV_KEYS: dict[str, str] = {
@@ -107,6 +114,9 @@ _GATEWAY_KEYS = frozenset(
     }
 )
 
+#: [gateway] keys beyond the HTTP service's: where sink files go.
+_STORAGE_KEYS = frozenset({"data_dir"})
+
 
 @dataclass(frozen=True, slots=True)
 class AccountConfig:
@@ -157,8 +167,12 @@ class GatewayConfig:
     sse_max_subscribers: int = 100
     sse_write_timeout: float = 10.0
     cluster: ClusterConfig | None = None  # share the accounts with other instances (docs/scaling.md)
+    # The directory of the sink files named by a relative path (sink_in_data_dir).
+    data_dir: str = DEFAULT_DATA_DIR
 
     def __post_init__(self) -> None:
+        if not isinstance(self.data_dir, str) or not self.data_dir:
+            raise ConfigurationError(f"data_dir must be a directory's path, not {self.data_dir!r}")
         if not self.accounts:
             raise ConfigurationError("at least one account is required")
         names = [account.name for account in self.accounts]
@@ -195,6 +209,15 @@ class GatewayConfig:
         return None
 
 
+def sink_in_data_dir(spec: SinkSpec, data_dir: str) -> SinkSpec:
+    """A JSONL or SQLite sink whose path is relative, placed in `data_dir` (a leading `~` is the home
+    directory); any other sink as it is."""
+    if isinstance(spec, JsonlSpec | SqliteSpec) and spec.path != "-" and not Path(spec.path).is_absolute():
+        fields = {name: getattr(spec, name) for name in spec.__struct_fields__}
+        return type(spec)(**{**fields, "path": str(Path(data_dir).expanduser() / spec.path)})
+    return spec
+
+
 def load_config(path: str | Path) -> GatewayConfig:
     """Read and check a gateway config file; ConfigurationError naming the file, account and key if bad."""
     source = str(path)
@@ -222,10 +245,11 @@ def parse_config(document: Mapping[str, Any], *, source: str = "gateway config")
         where = f"{source}: [cluster]"
         cluster = parse_cluster(_table(document["cluster"], where), where)
     service = _table(document.get("gateway", {}), f"{source}: [gateway]")
-    unknown = sorted(set(service) - _GATEWAY_KEYS)
+    allowed = _GATEWAY_KEYS | _STORAGE_KEYS
+    unknown = sorted(set(service) - allowed)
     if unknown:
         raise ConfigurationError(
-            f"{source}: [gateway]: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_GATEWAY_KEYS))})"
+            f"{source}: [gateway]: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
         )
     defaults = _table(document.get("defaults", {}), f"{source}: [defaults]")
     _refuse_plaintext(defaults, f"{source}: [defaults]")

@@ -2,6 +2,7 @@
 
 This module owns the routes and the JSON shapes of their answers (docs/gateway.md is their contract):
 
+    GET /                               an index: these endpoints, and the accounts' names
     GET /healthz                        200 when every account and sink is healthy, else 503
     GET /metrics                        Prometheus text format (metrics.py)
     GET /accounts                       every account's connection state and counters
@@ -42,7 +43,7 @@ from userstream.netguard import (
     reset_connection,
 )
 
-__all__ = ["SSE_KEEPALIVE", "HttpServer", "create_app"]
+__all__ = ["ENDPOINTS", "SSE_KEEPALIVE", "HttpServer", "create_app"]
 
 _log = logging.getLogger("userstream.gateway")
 _ENCODER = msgspec.json.Encoder()
@@ -59,6 +60,7 @@ def create_app(gateway: Gateway, *, sse_keepalive: float = SSE_KEEPALIVE) -> web
     app = web.Application()
     app[_GATEWAY] = gateway
     routes = _Routes(gateway, sse_keepalive)
+    app.router.add_get("/", routes.index)
     app.router.add_get("/healthz", routes.healthz)
     app.router.add_get("/metrics", routes.metrics)
     app.router.add_get("/accounts", routes.accounts)
@@ -314,6 +316,16 @@ class _Routes:
             "fills": picture.fill_count,
         }
 
+    async def index(self, request: web.Request) -> web.Response:
+        return _json(
+            {
+                "service": "userstream gateway",
+                "docs": "docs/gateway.md",
+                "endpoints": ENDPOINTS,
+                "accounts": [account.name for account in self._gateway.accounts],
+            }
+        )
+
 
 def _sink_health(sink: SinkHandle) -> dict[str, Any]:
     health = sink.health
@@ -343,3 +355,17 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+#: What `GET /` lists: every route of `create_app`, with what it answers (a test holds the two together).
+ENDPOINTS: dict[str, str] = {
+    "/": "this index",
+    "/healthz": "200 when every account and sink is healthy, else 503",
+    "/metrics": "Prometheus text format",
+    "/accounts": "every account's connection state and counters",
+    "/accounts/{name}": "one account's connection state and counters",
+    "/accounts/{name}/balances": "the account's balances (docs/events.md balance objects)",
+    "/accounts/{name}/orders": "its open orders (order objects)",
+    "/accounts/{name}/fills": "its most recent fills, oldest first (fill objects)",
+    "/events": "every event as Server-Sent Events; ?account=NAME for one account's",
+}

@@ -40,10 +40,10 @@ from userstream.client.stream import StreamStats, UserStream, connect
 from userstream.errors import ConfigurationError, UserStreamError
 from userstream.events import Event, Exchange, Source
 from userstream.fills import FillTracker
-from userstream.gateway.config import AccountConfig, GatewayConfig, resolve_credentials
+from userstream.gateway.config import AccountConfig, GatewayConfig, resolve_credentials, sink_in_data_dir
 from userstream.gateway.sse import EventHub
 from userstream.server.logs import log_event
-from userstream.sinks.config import SinkSpec, build_runner
+from userstream.sinks.config import JsonlSpec, SinkSpec, SqliteSpec, build_runner
 from userstream.sinks.runner import SinkHealth, SinkRunner
 from userstream.sinks.sqlite import SqliteSink
 from userstream.state import AccountState
@@ -389,7 +389,10 @@ class Gateway:
                     runtime.stream = self._open_stream(runtime)
             else:
                 self.leases = await self._make_leases(self.config.cluster)
-            for spec in self.config.sinks:
+            for configured in self.config.sinks:
+                spec = sink_in_data_dir(configured, self.config.data_dir)
+                if spec is not configured and isinstance(spec, JsonlSpec | SqliteSpec):
+                    _make_directories(self.config.data_dir, spec.path)
                 runner = build_runner(spec)
                 await runner.start()
                 self._sinks.append(SinkHandle(spec, runner))
@@ -562,3 +565,10 @@ def _resync_arguments(account: AccountConfig, secret_key: str | None) -> dict[st
         if account.exchange is Exchange.BITMUSA or secret_key is not None:
             resync["initial_snapshot"] = True
     return resync
+
+
+def _make_directories(data_dir: str, path: str) -> None:
+    """The data directory and the one a sink's file is in, created owner-only (the files hold balances and
+    orders) when missing."""
+    os.makedirs(os.path.expanduser(data_dir), mode=0o700, exist_ok=True)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)

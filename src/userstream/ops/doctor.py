@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from yarl import URL
 
-from userstream.client.command import add_connection_arguments, read_credentials, tls_arguments
+from userstream.client.command import ENVIRONMENT, add_connection_arguments, read_credentials, tls_arguments
 from userstream.client.scrub import Scrubber
 from userstream.client.status import mask_listen_key
 from userstream.client.tls import TlsPolicy
@@ -49,6 +49,7 @@ from userstream.client.transport import (
     WebSocket,
     check_url,
 )
+from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import AuthenticationError, ConfigurationError, FrameDecodeError, UserStreamError
 from userstream.events import Exchange
 from userstream.protocol import bitmusa, coinlocally, endpoints
@@ -703,23 +704,44 @@ def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "doctor",
         help="check reachability, clock, credentials and the stream handshake, one line per check",
-        description=(
+        **parser_texts(
             "Check, in the order a stream needs them, everything between this machine and one account's "
             "user data stream: one line per check with OK, WARN, FAIL or SKIP and the reason. Exit status "
-            "0 when nothing FAILed, 1 when a check FAILed, 130 when interrupted (Ctrl-C). Credentials: as "
-            "for `userstream watch`."
+            "0 when nothing FAILed, 1 when a check FAILed, 2 for missing credentials, 130 when "
+            "interrupted (Ctrl-C). Nothing it prints shows a credential."
+            "\n\n" + credentials_paragraph(ENVIRONMENT),
+            [
+                (
+                    "a Bitmusa account in production, its credentials in the environment",
+                    "userstream doctor bitmusa",
+                ),
+                (
+                    "alice on the emulator's Coinlocally",
+                    "USERSTREAM_COINLOCALLY_TOKEN=alice-coinlocally-token-example userstream doctor "
+                    "coinlocally --ws-url ws://127.0.0.1:8765/spotws_user/userData/ws",
+                ),
+                (
+                    "a slow network: more time per step and for the first frame",
+                    "userstream doctor coinlocally --timeout 15 --frame-wait 10",
+                ),
+            ],
         ),
     )
     add_connection_arguments(parser)
     checks = parser.add_argument_group("checks")
     checks.add_argument(
-        "--timeout", type=_positive_seconds, default=5.0, help="seconds each step may take (default 5)"
+        "--timeout",
+        type=_positive_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long each step may take (default 5)",
     )
     checks.add_argument(
         "--frame-wait",
         type=_positive_seconds,
         default=3.0,
-        help="seconds to wait for the first data frame (default 3)",
+        metavar="SECONDS",
+        help="how long to wait for the first data frame (default 3)",
     )
 
 

@@ -23,9 +23,10 @@ import time
 from typing import Any
 
 from userstream import __version__
-from userstream.client.command import add_connection_arguments, read_credentials, tls_arguments
+from userstream.client.command import ENVIRONMENT, add_connection_arguments, read_credentials, tls_arguments
 from userstream.client.status import StatusEvent
 from userstream.client.stream import UserStream, connect
+from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.events import Exchange
 from userstream.ops.recording import RecordingWriter, header_for
@@ -54,16 +55,35 @@ def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "record",
         help="write one account's raw frames, with receive times, to a file",
-        description=(
+        **parser_texts(
             "Record every frame of one account's user data stream, as received, with its receive time, "
             "to a JSON Lines file that `userstream replay` reads back (docs/operations.md). The file holds "
             "no credential; it does hold the account's balances and orders, so it is created readable by "
-            "its owner only. Credentials: as for `userstream watch`."
+            "its owner only. It connects, reconnects and rotates as `userstream watch` does."
+            "\n\n" + credentials_paragraph(ENVIRONMENT),
+            [
+                (
+                    "a minute of a Bitmusa account, its credentials in the environment",
+                    "userstream record bitmusa --out bitmusa.rec --duration 60",
+                ),
+                (
+                    "alice on the emulator's Coinlocally, until Ctrl-C",
+                    "USERSTREAM_COINLOCALLY_TOKEN=alice-coinlocally-token-example userstream record "
+                    "coinlocally --ws-url ws://127.0.0.1:8765/spotws_user/userData/ws --account alice "
+                    "--out alice.rec",
+                ),
+                ("then read it back", "userstream replay alice.rec --format pretty"),
+            ],
         ),
     )
     add_connection_arguments(parser)
     output = parser.add_argument_group("recording")
-    output.add_argument("--out", required=True, metavar="FILE", help="the recording to write (replaced)")
+    output.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="the recording to write (required; an existing file is replaced)",
+    )
     output.add_argument(
         "--duration",
         type=_positive_seconds,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from userstream.client.command import format_pretty
+from userstream.clihelp import parser_texts
 from userstream.errors import ConfigurationError
 from userstream.eventjson import to_json
 from userstream.events import Event, Exchange
@@ -99,17 +100,28 @@ def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "replay",
         help="print the normalized events of a recording (how to report a parsing bug)",
-        description=(
+        **parser_texts(
             "Feed a recording made by `userstream record` through the client's own parsers and print the "
             "normalized events. Frames that are not understood are reported on stderr with their line "
-            "number; the exit status is 1 if there was any."
+            "number; the exit status is 1 if there was any. It connects to nothing and reads no credential.",
+            [
+                (
+                    "the events of a recording, one docs/events.md JSON line each",
+                    "userstream replay alice.rec",
+                ),
+                ("readable, on a terminal", "userstream replay alice.rec --format pretty"),
+                (
+                    "only the order events (the JSON lines are the gateway's and `watch`'s)",
+                    'userstream replay alice.rec --format jsonl | grep \'"kind":"order"\'',
+                ),
+            ],
         ),
     )
     parser.add_argument("file", metavar="FILE", help="a recording (`userstream record --out FILE`)")
     parser.add_argument(
         "--format",
         choices=["jsonl", "pretty"],
-        help="jsonl (docs/events.md; the default when stdout is not a terminal) or pretty",
+        help="jsonl (docs/events.md) or pretty (default: pretty on a terminal, jsonl otherwise)",
     )
 
 
