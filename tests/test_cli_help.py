@@ -18,10 +18,7 @@ from userstream.clihelp import HelpFormatter
 
 #: Commands whose flags other work was changing while this test was written (issue 15), with what they
 #: still lacked then. strict: once their help is complete the test passes, and each mark must go.
-_PENDING = {
-    "watch": "--overflow has no help; no examples epilog (watch's flags belong to other work)",
-    "serve": "no examples epilog (serve's flags belong to other work)",
-}
+_PENDING: dict[str, str] = {}
 #: Commands that read one account's credentials: their help spells every variable out.
 _READS_CREDENTIALS = {"watch", "record", "doctor"}
 _SHELL_OPERATORS = {">", ">>", "|", "<", "&&", ";"}

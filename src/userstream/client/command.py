@@ -28,6 +28,7 @@ from userstream.client.options import DEFAULT_QUEUE_BYTES, resolve
 from userstream.client.queue import Overflow
 from userstream.client.status import StatusEvent
 from userstream.client.stream import UserStream, connect
+from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.eventjson import dec, to_json
 from userstream.events import BalanceUpdate, Event, Fill
@@ -78,11 +79,27 @@ def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "watch",
         help="stream one account's balance and order events to stdout",
-        description=(
-            "Stream one account's user data events to stdout, reconnecting, renewing and rotating as "
-            "needed. Credentials come from the flags or, safer (flags show in `ps`), the environment: "
-            + ", ".join(ENVIRONMENT.values())
-            + "."
+        **parser_texts(
+            "Stream one account's user data events to stdout, one docs/events.md JSON line each (or "
+            "--format pretty), reconnecting, renewing and rotating as needed; status lines go to stderr. "
+            "Exit 2 when a credential or the URL is refused (the message says which)."
+            "\n\n" + credentials_paragraph(ENVIRONMENT),
+            [
+                (
+                    "a Bitmusa account, its credentials in the environment",
+                    "userstream watch bitmusa --account alice",
+                ),
+                (
+                    "alice on the emulator's Coinlocally (userstream serve), a base or a full URL alike",
+                    "USERSTREAM_COINLOCALLY_TOKEN=alice-coinlocally-token-example userstream watch "
+                    "coinlocally --ws-url ws://127.0.0.1:8765 --account alice",
+                ),
+                (
+                    "only a 10 s dead-socket timeout: the ping interval is fitted to it",
+                    "userstream watch bitmusa --idle-timeout 10 --rest-url http://127.0.0.1:8765 "
+                    "--ws-url ws://127.0.0.1:8765",
+                ),
+            ],
         ),
     )
     add_connection_arguments(parser)
@@ -116,7 +133,13 @@ def add_parser(subparsers: Any) -> None:
         metavar="N",
         help="the queue's bound in bytes besides events (default: %(default)s, 32 MiB)",
     )
-    behaviour.add_argument("--overflow", choices=[policy.value for policy in Overflow], default="block")
+    behaviour.add_argument(
+        "--overflow",
+        choices=[policy.value for policy in Overflow],
+        default="block",
+        help="when the queue is full: block (the socket waits, nothing lost) or drop_oldest (dropped "
+        "events are counted and reported) (default: %(default)s)",
+    )
     behaviour.add_argument(
         "--close-key-on-exit",
         action="store_true",

@@ -17,6 +17,7 @@ import signal
 import sys
 from typing import Any
 
+from userstream.clihelp import parser_texts
 from userstream.errors import ConfigurationError
 from userstream.netguard import raise_descriptor_limit
 from userstream.protocol import bitmusa, coinlocally
@@ -44,9 +45,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "serve",
         help="run the Bitmusa and Coinlocally user-data-stream services locally (an exchange emulator)",
-        description=(
+        **parser_texts(
             "Serve both exchanges' documented user data streams on one port: Bitmusa's listenKey REST API "
-            "and WebSocket, Coinlocally's WebSocket, an admin ingest route and /healthz. See docs/server.md."
+            "and WebSocket, Coinlocally's WebSocket, an admin ingest route and /healthz. See docs/server.md.",
+            [
+                (
+                    "the example accounts, a simulated market of 20 events/s",
+                    "userstream serve --accounts examples/accounts.toml --simulate 20",
+                ),
+                (
+                    "Coinlocally answering a bad token its other plausible way (docs/server.md, Variants)",
+                    "userstream serve --accounts examples/accounts.toml "
+                    "--variant coinlocally-refusal-code-msg",
+                ),
+                (
+                    "a free port, printed on stdout",
+                    "userstream serve --accounts examples/accounts.toml --port 0",
+                ),
+            ],
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
