@@ -361,6 +361,8 @@ def test_start_refuses_bad_settings_and_leaves_no_thread() -> None:
         UserstreamExchange.start(listen_key_ttl=0)
     with pytest.raises(ValueError, match="distinct"):
         UserstreamExchange.start(accounts=["a", "a"])
+    with pytest.raises(TypeError, match="a list of names, not the string 'alice'"):
+        UserstreamExchange.start(accounts="alice")
     assert {thread for thread in threading.enumerate() if thread.name == "userstream-exchange"} == before
 
 

@@ -283,6 +283,8 @@ class UserstreamExchange:
         the settings are refused."""
         from userstream.server.config import ServerConfig, demo_account  # noqa: PLC0415 - lazy: serve's imports
 
+        if isinstance(accounts, str):
+            raise TypeError(f"accounts is a list of names, not the string {accounts!r}")
         names = list(accounts)
         if not names:
             raise ValueError("at least one account is needed")
@@ -357,7 +359,8 @@ class UserstreamExchange:
         """Fire one fault now, exactly as `POST /admin/faults` does (docs/server.md, "Fault injection"),
         on `account` (None: every account) and `exchange` (None: both); `seconds` for refuse and delay,
         `delay_ms` for delay. Returns what it did (`connections` acted on, `keys` ended). FaultError if
-        it cannot be fired (unknown kind or account, a missing duration, a listenKey fault on Coinlocally).
+        it cannot be fired (unknown kind, a missing duration, a listenKey fault on Coinlocally); KeyError
+        for an unknown account, as everywhere in this handle.
         It returns at once: the bot sees the fault when its own loop runs."""
         from userstream.server.faults import FaultKind  # noqa: PLC0415 - lazy, as everything of serve
 
