@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import pytest
 
 import userstream
@@ -254,6 +255,38 @@ async def test_fault_expire_key_renews_the_listen_key(ex: UserstreamExchange) ->
     assert (first.faults, first.close_code) == (("expire_key",), 4001)
 
 
+async def test_fault_delete_key_closes_with_4002_and_a_new_key_is_taken(ex: UserstreamExchange) -> None:
+    statuses = Statuses()
+    async with client(ex, "bitmusa", on_status=statuses) as stream:
+        report = ex.fault("delete_key", account="alice")
+        assert (report.connections, report.keys) == (1, 1)
+        await statuses.wait_for(State.KEY_RENEWED)
+        await ex.wait_for_streams(exchange="bitmusa")
+        ex.push(balance("ETH", "3", timestamp=T0))
+        (event,) = await take(stream, 1)
+    assert isinstance(event, BalanceUpdate)
+    assert (event.asset, event.free) == ("ETH", Decimal("3"))
+    await until(lambda: ex.sent()[0].ending is not None)
+    first, second = ex.sent()
+    assert (first.faults, first.close_code, first.events) == (("delete_key",), 4002, ())
+    assert [e.asset for e in second.events if isinstance(e, BalanceUpdate)] == ["ETH"]
+
+
+async def test_fault_delay_holds_frames_but_loses_none(ex: UserstreamExchange) -> None:
+    async with client(ex, "coinlocally") as stream:
+        report = ex.fault("delay", exchange="coinlocally", seconds=30, delay_ms=50)
+        assert (report.connections, report.seconds_left) == (1, 30)
+        ex.push(balance("USDT", "1", timestamp=T0), balance("USDT", "2", timestamp=T0 + 1))
+        got = await take(stream, 2)
+        assert ex.fault("clear").connections == 1
+    assert [(e.timestamp, e.free) for e in got if isinstance(e, BalanceUpdate)] == [
+        (T0, Decimal("1")), (T0 + 1, Decimal("2")),
+    ]  # fmt: skip
+    (sent,) = ex.sent()
+    assert sent.faults == ("delay",)  # clear ends the window; it is not a fault on the connection
+    assert [m["B"][0]["f"] for m in sent.messages()] == ["1", "2"]
+
+
 async def test_fault_refuse_and_clear_are_timed_windows(ex: UserstreamExchange) -> None:
     report = ex.fault("refuse", account="alice", exchange="coinlocally", seconds=30)
     assert (report.connections, report.seconds_left) == (0, 30)
@@ -341,6 +374,17 @@ def test_settings_give_the_urls_and_every_credential(ex: UserstreamExchange) -> 
     shown = repr(ex) + repr(alice) + repr(ex.bitmusa) + repr(ex.coinlocally) + repr(ex.accounts)
     assert "alice" in shown
     assert not [secret for secret in secrets if secret in shown]
+
+
+async def test_admin_token_opens_the_admin_routes(ex: UserstreamExchange) -> None:
+    async with aiohttp.ClientSession() as session:
+        body = {"account": "bob", "events": [balance("USDT", "9", timestamp=T0)]}
+        async with session.post(
+            ex.base_url + "/admin/events", json=body, headers={"Authorization": f"Bearer {ex.admin_token}"}
+        ) as reply:
+            assert (reply.status, await reply.json()) == (200, {"accepted": 1})
+        async with session.post(ex.base_url + "/admin/events", json=body) as refused:
+            assert refused.status == 401
 
 
 async def test_coinlocally_token_credential_streams_too(ex: UserstreamExchange) -> None:
