@@ -426,7 +426,7 @@ async def test_close_stops_the_server_and_its_thread_and_is_idempotent() -> None
     port = int(ex.base_url.rsplit(":", 1)[1])
     statuses = Statuses()
     async with client(ex, "coinlocally", on_status=statuses):
-        await asyncio.to_thread(ex.close)  # the bot's loop keeps running while serve shuts down
+        await ex.aclose()  # the bot's loop keeps running while serve shuts down
         disconnected = await statuses.wait_for(State.DISCONNECTED)
     assert disconnected.reason is not None
     assert "SYSTEM notice" in disconnected.reason  # shutdown closes as the exchange does

@@ -39,6 +39,7 @@ import msgspec
 from userstream.events import Event, Exchange
 
 if TYPE_CHECKING:
+    from userstream.server.config import Account, ServerConfig
     from userstream.server.faults import FaultReport
     from userstream.server.run import ServerHandle
 
@@ -303,6 +304,11 @@ class UserstreamExchange:
         """Shut the emulator down (SYSTEM notices, close frames) and end its thread. Idempotent."""
         self._stop()
 
+    async def aclose(self) -> None:
+        """`close()` from the bot's event loop without blocking it: a bot still connected answers the
+        server's close frames while the emulator shuts down (else each waits `close_timeout`, 5 s)."""
+        await asyncio.to_thread(self.close)
+
     def __enter__(self) -> Self:
         return self
 
@@ -448,7 +454,7 @@ class UserstreamExchange:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(CALL_TIMEOUT)
 
 
-def _settings(account: Any, base_url: str, ws_url: str) -> ExchangeAccount:
+def _settings(account: Account, base_url: str, ws_url: str) -> ExchangeAccount:
     return ExchangeAccount(
         name=account.name,
         uid=account.uid,
@@ -456,24 +462,30 @@ def _settings(account: Any, base_url: str, ws_url: str) -> ExchangeAccount:
             account=account.name,
             rest_url=base_url,
             ws_url=ws_url,
-            api_key=account.bitmusa_api_key,
-            auth_key=account.bitmusa_auth_key,
+            api_key=_generated(account.bitmusa_api_key),
+            auth_key=_generated(account.bitmusa_auth_key),
         ),
         coinlocally=CoinlocallySettings(
             account=account.name,
             rest_url=base_url,
             ws_url=ws_url + COINLOCALLY_PATH,
-            api_key=account.coinlocally_api_key,
-            secret_key=account.coinlocally_secret_key,
-            token=account.coinlocally_token,
+            api_key=_generated(account.coinlocally_api_key),
+            secret_key=_generated(account.coinlocally_secret_key),
+            token=_generated(account.coinlocally_token),
         ),
     )
+
+
+def _generated(credential: str | None) -> str:
+    if credential is None:  # start() generates every credential of every account
+        raise AssertionError("a generated account lacks a credential")
+    return credential
 
 
 class _ServerThread:
     """The emulator's own thread and event loop: `running_server` entered and left there, nowhere else."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: ServerConfig) -> None:
         self._config = config
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="userstream-exchange", daemon=True)
