@@ -114,7 +114,8 @@ def test_loading_it_twice_is_harmless(tmp_path: Path) -> None:
     assert "6 passed" in result.stdout
 
 
-def test_without_the_entry_point_p_loads_it(tmp_path: Path) -> None:
+def test_p_loads_it_without_the_probe_entry_point(tmp_path: Path) -> None:
+    """As before pyproject's entry point is installed (`pip install -e .` refreshes it): `-p` alone."""
     result = run_pytest(tmp_path, FIXTURE_TESTS, "-p", MODULE)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 passed" in result.stdout
