@@ -272,3 +272,16 @@ async def test_the_ledger_keeps_only_the_latest_events(start: Any) -> None:
         kept = kit.server.sent.events("alice")
         assert [(item.seq, item.event.asset) for item in kept] == [(2, "B"), (3, "C")]
         assert kit.server.sent.published_count("alice") == 3
+
+
+def test_frames_are_kept_only_when_asked_and_in_write_order() -> None:
+    ledger = SentLedger()
+    plain = ledger.open("alice", Exchange.BITMUSA, 0.0)
+    plain.wrote('{"a":1}', range(1, 2))
+    assert (plain.frames, plain.written.runs()) == (None, [(1, 1)])
+    ledger.record_frames = True
+    kept = ledger.open("alice", Exchange.COINLOCALLY, 0.0)
+    kept.wrote(b"\x1f\x8bone", range(1, 3))
+    kept.wrote(b"\x1f\x8btwo", range(3, 4))
+    assert (kept.frames, kept.written.runs()) == ([b"\x1f\x8bone", b"\x1f\x8btwo"], [(1, 3)])
+    assert "frames" not in repr(kept)  # the repr stays a summary

@@ -319,7 +319,7 @@ class Connection:
                     )
                     self.frames_sent += 1
                     if self.record is not None:
-                        self.record.written.add(item.seqs)
+                        self.record.wrote(item.frame, item.seqs)
                 elif isinstance(item, Pong):
                     await ws.pong(item.payload)
                 else:

@@ -150,6 +150,13 @@ class ConnectionRecord:
     ending: Ending | None = None
     close_code: int | None = None
     live_peers_at_end: tuple[int, ...] = ()  # serials of the same stream's connections live when it ended
+    frames: list[str | bytes] | None = field(default=None, repr=False)  # the data frames written, if recorded
+
+    def wrote(self, frame: str | bytes, seqs: range) -> None:
+        """The data frame carrying `seqs` was written to the socket."""
+        self.written.add(seqs)
+        if self.frames is not None:
+            self.frames.append(frame)
 
     def __repr__(self) -> str:
         return (
@@ -258,6 +265,9 @@ class SentLedger:
         self._next_seq: dict[str, int] = {}
         self._records: dict[str, deque[ConnectionRecord]] = {}
         self._serials = 0
+        # Keep each connection's data frames too (userstream.testing turns it on: a test reads back the exact
+        # frames; serve itself keeps sequence numbers only, whose runs cost nothing per event).
+        self.record_frames = False
 
     def __repr__(self) -> str:
         return f"SentLedger(accounts={sorted(self._events)!r}, max_events={self.max_events})"
@@ -278,6 +288,8 @@ class SentLedger:
     def open(self, account: str, exchange: Exchange, now: float) -> ConnectionRecord:
         self._serials += 1
         record = ConnectionRecord(self._serials, account, exchange, now)
+        if self.record_frames:
+            record.frames = []
         records = self._records.get(account)
         if records is None:
             records = self._records[account] = deque(maxlen=self.max_connections)
