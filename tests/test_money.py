@@ -134,3 +134,18 @@ def test_checked_agrees_with_the_full_check_around_the_bounds(coefficient: int, 
         assert _full_check(value) != "ok"
     else:
         assert _full_check(value) == "ok"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("5200", "0.4", "13000"),
+        ("7800", "0.6", "13000"),
+        ("5200.0", "0.400", "13000"),
+        ("1E+10", "1", "10000000000"),
+    ],
+)
+def test_exact_div_writes_a_whole_quotient_as_a_price_is_written(a: str, b: str, expected: str) -> None:
+    # a derived fill price of 13000 once printed as 1.300E+4 (same value, not how anyone writes a price)
+    quotient = exact_div(Decimal(a), Decimal(b))
+    assert (str(quotient), quotient == Decimal(expected)) == (expected, True)

@@ -110,4 +110,14 @@ def exact_div(a: Decimal, b: Decimal, digits: int = QUOTIENT_DIGITS) -> Decimal:
     if not b:
         raise ZeroDivisionError("exact_div by zero")
     context = Context(prec=digits, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero])
-    return checked(context.divide(a, b))
+    quotient = context.divide(a, b)
+    _, digits_of, exponent = quotient.as_tuple()
+    if isinstance(exponent, int) and exponent > 0 and len(digits_of) + exponent <= MAX_DIGITS:
+        # 5200 / 0.4 is Decimal('1.300E+4'): the same number, written as a price is (13000), exactly
+        quotient = quotient.quantize(_ONE, context=_PLAIN)
+    return checked(quotient)
+
+
+_ONE: Final = Decimal(1)
+#: Room for an integer of MAX_DIGITS digits: writing one without an exponent never rounds it.
+_PLAIN: Final = Context(prec=MAX_DIGITS, traps=[InvalidOperation])
