@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import os
 import re
 import socket
 import struct
@@ -408,6 +409,44 @@ async def test_a_cancelled_connect_leaves_no_socket_open_even_if_the_upgrade_is_
         hold.set()  # now the server says yes
         peer = await server.peer()
         await peer.closed_by_client()  # and the client, which gave up, closes the socket
+
+
+async def test_a_connect_cancelled_while_the_upgrade_goes_unanswered_closes_its_socket_at_once() -> None:
+    """picows keeps the socket of a handshake whose wait is cancelled until its handshake timeout (here a
+    minute), or for good if the event loop ends first: a stream closed mid-connect (or a bot reconnecting
+    forever against a server that accepts and never answers) would leave a descriptor behind each time."""
+    requests: asyncio.Queue[bytes] = asyncio.Queue()
+    ends: asyncio.Queue[bytes] = asyncio.Queue()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        requests.put_nowait(await reader.readuntil(b"\r\n\r\n"))
+        ends.put_nowait(await reader.read(1 << 16))  # b"": the client closed its side
+
+    listener = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{listener.sockets[0].getsockname()[1]}/ws/spot/KEY-SECRET"
+    descriptors = len(os.listdir("/proc/self/fd"))
+    try:
+        async with Transport(request_timeout=60.0) as transport:
+            for _ in range(3):
+                connecting = asyncio.create_task(transport.websocket(url, {}, label="L"))
+                async with asyncio.timeout(WAIT):
+                    head = await requests.get()  # the upgrade request is at the server, unanswered
+                assert head.startswith(b"GET /ws/spot/KEY-SECRET HTTP/1.1\r\n")
+                connecting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await connecting
+                async with asyncio.timeout(WAIT):  # long before picows' own handshake timeout
+                    assert await ends.get() == b""
+            for writer in writers:  # the server's ends of the three connections
+                writer.close()
+                await writer.wait_closed()
+            await asyncio.sleep(0.05)  # the transports' own close callbacks
+            assert len(os.listdir("/proc/self/fd")) == descriptors
+    finally:
+        listener.close()
+        await listener.wait_closed()
 
 
 @pytest.mark.parametrize("status", [401, 403, 429, 503])

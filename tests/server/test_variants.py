@@ -10,10 +10,11 @@ import argparse
 import asyncio
 import gzip
 import json
+import os
 import re
 import signal
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -543,3 +544,29 @@ async def test_rest_snapshots_write_numbers_as_the_streams_do(
             assert (
                 '"type":"LIMIT_PRICE",' + orders + ',"status":"TRADING","createdTime":null'
             ) in await reply.text()
+
+
+@pytest.mark.parametrize("variant", ["coinlocally-refusal-close", "coinlocally-refusal-text"])
+async def test_shutdown_closes_a_refused_connection_that_waits_for_its_sub(
+    start: Start, variant: str
+) -> None:
+    """A connection upgraded only to be refused at the sub belongs to no account, so no stream closes it at
+    shutdown: serve's own shutdown must (aiohttp's, after `close_timeout`), or each one stays open, on
+    both ends, past the server's life."""
+    descriptors = len(os.listdir("/proc/self/fd"))
+    async with coinlocally_after(start, variant) as ws:
+        async with asyncio.timeout(WAIT):
+            await ws.wait_closed()  # the server closed it: nothing was sent by the client meanwhile
+    assert len(os.listdir("/proc/self/fd")) == descriptors
+
+
+@asynccontextmanager
+async def coinlocally_after(start: Start, variant: str) -> AsyncIterator[Any]:
+    """A refused Coinlocally connection (upgraded, "connect success" read), once serve has stopped."""
+    async with start(close_timeout=0.5, **variants(variant)) as kit:
+        ws = await coinlocally(kit, {"token": "unknown-token"})
+        assert await recv(ws) == "connect success"
+    try:
+        yield ws
+    finally:
+        await ws.close()
