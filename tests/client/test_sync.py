@@ -8,6 +8,7 @@ script in a subprocess, as a user's script runs.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import signal
@@ -125,8 +126,6 @@ def test_bad_arguments_raise_the_same_configuration_error_when_the_stream_starts
 
 
 def test_connect_takes_exactly_the_arguments_of_the_async_connect() -> None:
-    import inspect
-
     ours = inspect.signature(sync.connect)
     theirs = inspect.signature(userstream.connect)
     assert list(ours.parameters.values()) == list(theirs.parameters.values())
