@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import random
+import signal
+import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
@@ -155,3 +160,29 @@ def _fees(events: list[Event]) -> dict[str, Decimal]:
             assert event.fee_asset is not None
             totals[event.fee_asset] = totals.get(event.fee_asset, Decimal(0)) + event.fee
     return dict(sorted(totals.items()))
+
+
+async def test_watch_fills_prints_each_fill_after_its_update(lab: Lab) -> None:
+    async with lab() as env:
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("USERSTREAM_")}
+        environment["USERSTREAM_COINLOCALLY_TOKEN"] = env.alice.coinlocally_token
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "userstream", "watch", "coinlocally", "--ws-url", env.coinlocally_url, "--fills"),
+            *("--backoff-base", "0.01", "--ping-interval", "1", "--idle-timeout", "5"),
+            env=environment,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        async with asyncio.timeout(10):
+            await env.until_streaming()
+            await env.ingest(partly_filled(env, "coinlocally"))
+            lines = [json.loads(await process.stdout.readline()) for _ in range(5)]
+            process.send_signal(signal.SIGINT)
+            _, stderr = await process.communicate()
+    assert [line["kind"] for line in lines] == ["order", "order", "fill", "order", "fill"]
+    described = [(line["amount"], line["price"], line["fee"], line["fee_asset"]) for line in lines[2::2]]
+    assert described == [("0.4", "13000", "0.0004", "BTC"), ("0.6", "13000", "0.0006", "BTC")]
+    assert process.returncode == 0, stderr

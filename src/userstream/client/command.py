@@ -111,6 +111,11 @@ def add_parser(subparsers: Any) -> None:
     )
     behaviour.add_argument("--overflow", choices=[policy.value for policy in Overflow], default="block")
     behaviour.add_argument(
+        "--fills",
+        action="store_true",
+        help="also print the fills each order update reveals, right after it (default: off)",
+    )
+    behaviour.add_argument(
         "--close-key-on-exit",
         action="store_true",
         help="Bitmusa: DELETE the listenKey on exit (cuts off every other client of the account)",
@@ -303,6 +308,7 @@ async def _watch(args: argparse.Namespace, output_format: str) -> int:
             queue_size=args.queue_size,
             overflow=args.overflow,
             close_key_on_exit=args.close_key_on_exit,
+            fills=args.fills,
             on_status=printer.status,
             **timings,
             **tls_arguments(args),
