@@ -248,3 +248,51 @@ async def test_a_stream_never_closed_is_closed_at_interpreter_shutdown(lab: Lab)
             stdout, stderr = await process.communicate()
             await until_no_streams(env)
     assert (process.returncode, stdout, stderr) == (0, b"order\nat exit True []\n", b"")
+
+
+async def test_run_at_the_top_level_is_the_callback_form(lab: Lab) -> None:
+    received: list[Event] = []
+    async with lab() as env:
+        task = asyncio.create_task(
+            userstream.run("coinlocally", on_event=received.append, **env.options("coinlocally"))
+        )
+        await env.until_streaming()
+        await env.ingest([env.balance(1), env.order(2)])
+        await env.until(lambda: len(received) == 2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert received == [env.expected_balance(1, "coinlocally"), env.expected_order(2, "coinlocally")]
+
+
+class Enough(Exception):  # noqa: N818 - the test's own way out of the callback
+    pass
+
+
+async def test_the_sync_callback_form_stops_when_the_callback_raises(lab: Lab) -> None:
+    loop = asyncio.get_running_loop()
+    received: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        received.append(event)
+        if len(received) == 2:
+            raise Enough
+
+    async with lab() as env:
+
+        def body() -> None:
+            def ingest_when_streaming() -> None:
+                on_test_loop(loop, env.until_streaming())
+                on_test_loop(loop, env.ingest([env.balance(1), env.order(2), env.order(3)]))
+
+            feeder = threading.Thread(target=ingest_when_streaming)
+            feeder.start()
+            try:
+                with pytest.raises(Enough):
+                    sync.run("coinlocally", on_event=on_event, **env.options("coinlocally"))
+            finally:
+                feeder.join()
+
+        await asyncio.to_thread(body)
+    assert received == [env.expected_balance(1, "coinlocally"), env.expected_order(2, "coinlocally")]
+    assert sync_threads() == []
