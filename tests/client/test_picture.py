@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from userstream import OrderStatus, Source, connect
+from userstream import ConfigurationError, OrderStatus, Source, connect
 from userstream.events import BalanceUpdate, Exchange
 from userstream.server import Account
 
@@ -86,3 +86,14 @@ async def test_with_an_initial_snapshot_the_picture_is_complete_once_its_correct
     assert list(orders) == ["C3"]
     assert orders["C3"] == order
     assert (order.source, order.amount, order.price) == (Source.SNAPSHOT, Decimal(1), Decimal(13000))
+
+
+async def test_picture_false_keeps_none_and_says_so(lab: Lab) -> None:
+    async with lab() as env, connect("coinlocally", **env.options("coinlocally"), picture=False) as stream:
+        await env.until_streaming()
+        await env.ingest([env.balance(1)])
+        assert await env.take(stream, 1) == [env.expected_balance(1, "coinlocally")]
+        for accessor in (stream.balances, stream.open_orders):
+            with pytest.raises(ConfigurationError) as info:
+                accessor()
+            assert str(info.value) == "this stream keeps no picture (picture=False): connect without it"

@@ -310,6 +310,8 @@ class StreamOptions:
     initial_snapshot: bool  # also resync once the first connection is live
     #: also yield the `Fill`s each order update reveals, right after it (client/delivered.py)
     fills: bool
+    #: fold every event taken into the delivered picture (`UserStream.balances()`, `open_orders()`)
+    picture: bool
     #: seconds between two WARNINGs about unusable frames of one kind on a connection (frame_warnings.py)
     warning_interval: float
     #: how each timing the caller did not give was derived from those given (only where it is not the
@@ -346,6 +348,7 @@ class StreamOptions:
         initial_snapshot: bool = False,
         warning_interval: float = DEFAULT_WARNING_INTERVAL,
         fills: bool = False,
+        picture: bool = True,
     ) -> None:
         given: dict[str, object] = {
             "keepalive_interval": keepalive_interval,
@@ -383,6 +386,7 @@ class StreamOptions:
             ("initial_snapshot", initial_snapshot),
             ("warning_interval", warning_interval),
             ("fills", fills),
+            ("picture", picture),
         )
         for name, value in others:
             settle(self, name, value)

@@ -157,7 +157,9 @@ class UserStream:
             make_backoff=options.make_backoff,
         )
         self._gap = options.initial_snapshot  # events may be missing: resync once a connection is live
-        self._delivered = Delivered(fills=options.fills)  # the user's side: fills, the picture
+        self._delivered = Delivered(
+            fills=options.fills, picture=options.picture
+        )  # the user's side: fills, the picture
 
     def __repr__(self) -> str:
         return (
@@ -615,6 +617,7 @@ def connect(
     resync: bool = True,
     warning_interval: float = DEFAULT_WARNING_INTERVAL,
     fills: bool = False,
+    picture: bool = True,
 ) -> UserStream:
     """A user data stream for one account; use it with `async with` and `async for`.
 
@@ -658,6 +661,7 @@ def connect(
         initial_snapshot=initial_snapshot,
         warning_interval=warning_interval,
         fills=fills,
+        picture=picture,
     )
     # Every credential of the stream (its listenKeys are added as the session gets them): what a server
     # says passes through this before anyone sees it (client/scrub.py).
