@@ -1,5 +1,11 @@
 """events.py: immutable, typed, raw kept but not compared, secrets-free reprs."""
 
+import gc
+import json
+import pickle
+import sys
+import tracemalloc
+from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
@@ -7,17 +13,26 @@ import pytest
 
 from userstream.events import (
     NOT_IN_SNAPSHOT,
+    RAW_LIMIT,
     BalanceUpdate,
+    ClippedRaw,
+    Event,
     Fill,
     OrderStatus,
     OrderUpdate,
     Source,
+    clip_raw,
+    event_size,
 )
+from userstream.fills import FillTracker
+from userstream.protocol import coinlocally
 from userstream.protocol.examples import (
     BITMUSA_ORDER_EVENT,
     COINLOCALLY_BALANCE_EVENT,
     COINLOCALLY_EXECUTION_FILL,
+    COINLOCALLY_EXECUTION_REPORT,
 )
+from userstream.protocol.messages import DataEvents
 
 
 def _balance(raw: str) -> BalanceUpdate:
@@ -175,3 +190,102 @@ def test_the_field_order_the_parsers_build_events_in_is_pinned() -> None:
         "source",
         "raw",
     )
+
+
+# --- raw is bounded (events.clip_raw), and what an event holds is counted (events.event_size) ---------
+
+
+def test_clip_raw_keeps_a_message_up_to_the_limit_as_is_and_a_longer_one_as_a_prefix() -> None:
+    whole = "x" * RAW_LIMIT
+    assert clip_raw(whole) is whole
+    clipped = clip_raw(whole + "yz")
+    assert type(clipped) is ClippedRaw
+    assert clipped == whole
+    assert isinstance(clipped, ClippedRaw)
+    assert clipped.size == RAW_LIMIT + 2
+    restored = pickle.loads(pickle.dumps(clipped))  # noqa: S301 - our own bytes
+    assert (type(restored), restored, restored.size) == (ClippedRaw, whole, RAW_LIMIT + 2)
+
+
+def test_raw_clipped_is_true_only_for_a_clipped_raw_on_every_kind() -> None:
+    long = "m" * (RAW_LIMIT * 3)
+    for event in (_balance(""), _fill(""), BITMUSA_ORDER_EVENT):
+        assert event.raw_clipped is False
+        assert msgspec.structs.replace(event, raw=long[:RAW_LIMIT]).raw_clipped is False
+        assert msgspec.structs.replace(event, raw=clip_raw(long)).raw_clipped is True
+
+
+def _message(length: int, *, order_id: str = "1", symbol: str = "BTCUSDT", pad: str = "x") -> bytes:
+    """A Coinlocally execution report of about `length` characters: an unknown field "pad" first."""
+    fields = json.loads(COINLOCALLY_EXECUTION_REPORT)
+    fields.update(i=order_id, s=symbol)
+    bare = len(json.dumps({"pad": "", **fields}, ensure_ascii=False))
+    padding = pad * max(0, (length - bare) // len(pad))
+    return json.dumps({"pad": padding, **fields}, ensure_ascii=False).encode()
+
+
+def _events(frames: list[bytes], fills: bool) -> list[Event]:
+    """The events a Coinlocally parser gives for `frames`, or the fills a FillTracker makes of them."""
+    parser, tracker = coinlocally.Parser(), FillTracker()
+    events: list[Event] = []
+    for frame in frames:
+        incoming = parser(frame)
+        assert isinstance(incoming, DataEvents), incoming
+        for event in incoming.events:
+            events.extend(tracker.feed(event) if fills else [event])
+    return events
+
+
+def _held_per_event(frames: list[bytes], fills: bool) -> float:
+    """Bytes each event made of `frames` keeps alive (tracemalloc), the frames themselves excluded."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        kept = _events(frames, fills)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return held / len(kept)
+
+
+SHAPES: dict[str, Callable[[int], bytes]] = {
+    # the document's report, as sent
+    "ordinary": lambda n: COINLOCALLY_EXECUTION_REPORT.replace("2690536306533246156", f"{n:019d}").encode(),
+    # issue 13's flood: valid reports padded to ~1 MB
+    "padded, ascii": lambda n: _message(1_000_000, order_id=f"{n:019d}"),
+    "padded, four bytes a character": lambda n: _message(
+        200_000, order_id=f"{n:019d}", pad="\N{GRINNING FACE}"
+    ),
+    # under the limit, all in the event's own texts, four bytes a character
+    "whole, texts fill it": lambda n: _message(
+        0, order_id=f"{n:06d}" + "\N{GRINNING FACE}" * 1800, symbol="\N{GRINNING FACE}" * 1800 + "USDT"
+    ),
+    # clipped, and the order id is far past the prefix
+    "clipped, a 200,000-character id": lambda n: _message(
+        RAW_LIMIT, order_id=f"{n:06d}" + "7" * 200_000, symbol="\N{GRINNING FACE}" * 3000 + "USDT"
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("fills", [False, True], ids=["order", "fill"])
+def test_event_size_is_never_less_than_what_an_event_holds(shape: str, fills: bool) -> None:
+    frames = [SHAPES[shape](n) for n in range(40)]
+    held = _held_per_event(frames, fills)
+    # a fill's fee_asset is None or an asset, so the counts of one shape differ by that string at most
+    counted = {event_size(event) for event in _events(frames, fills)}
+    assert min(counted) >= held, f"{shape}: counted {sorted(counted)} bytes, holds {held:.0f}"
+    if shape == "ordinary":
+        assert max(counted) <= 2.5 * held  # cheap, and not wildly above the truth
+
+
+def test_event_size_of_an_event_without_raw_measures_its_texts() -> None:
+    bare = msgspec.structs.replace(BITMUSA_ORDER_EVENT, raw="")
+    heavy = msgspec.structs.replace(bare, id="9" * 100_000, symbol="S" * 50_000)
+    grown = (
+        sys.getsizeof(heavy.id)
+        - sys.getsizeof(bare.id)
+        + sys.getsizeof(heavy.symbol)
+        - sys.getsizeof(bare.symbol)
+    )
+    assert event_size(heavy) - event_size(bare) == grown

@@ -8,6 +8,7 @@ The tree::
     ├── TransportError                 retryable: the connection or the peer is (temporarily) unusable
     │   ├── RateLimitedError           retryable after `retry_after` seconds when the peer said so
     │   ├── ListenKeyInvalidError      retryable: the listenKey lapsed or was deleted; get a new one
+    │   ├── EndpointNotFoundError      retryable once live; on a never-live stream a wrong URL (HTTP 404)
     │   └── ConnectionLostError        retryable: closed, dead (idle), or a SYSTEM close notice
     └── ProtocolError                  a broken promise of the wire protocol
         ├── RemoteProtocolError        the peer sent something we cannot accept (retryable by policy)
@@ -26,6 +27,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigurationError",
     "ConnectionLostError",
+    "EndpointNotFoundError",
     "ExchangeError",
     "FrameDecodeError",
     "ListenKeyInvalidError",
@@ -73,6 +75,21 @@ class RateLimitedError(TransportError):
 
 class ListenKeyInvalidError(TransportError):
     """The listenKey is unknown, expired or deleted: create a new one and reconnect."""
+
+
+class EndpointNotFoundError(TransportError):
+    """The server answered HTTP 404 where an endpoint was expected (a REST call or a WebSocket handshake).
+
+    `url` is where the request went (scheme, host, port and path: no query string, no listenKey) and
+    `expected` the path the client expected to find there. A stream that was live before treats it as
+    transient (exchanges redeploy); one that never was stops after `auth_attempts` in a row with a
+    ConfigurationError naming both.
+    """
+
+    def __init__(self, message: str, *, url: str, expected: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.expected = expected
 
 
 class ConnectionLostError(TransportError):

@@ -11,16 +11,23 @@ REST snapshot after a reconnect (`userstream.state.AccountState.diff`).
 
 Events are frozen msgspec Structs: immutable like frozen dataclasses, and several times cheaper to build,
 which matters at hundreds of thousands of events per second. `raw` keeps the decoded wire message for
-debugging; it takes no part in equality, so a rendered-then-parsed event equals the original. `source`
-does take part: a snapshot correction is a different event from the stream update it resembles.
+debugging, at most its first `RAW_LIMIT` characters (`clip_raw`): a peer that pads valid messages to a
+mebibyte must not make every event a mebibyte (docs/reliability.md, "Memory"). A clipped `raw` is a
+`ClippedRaw`, a `str` that also knows the whole message's length, and the event's `raw_clipped` says so.
+`raw` takes no part in equality, so a rendered-then-parsed event equals the original. `source` does take
+part: a snapshot correction is a different event from the stream update it resembles.
+
+`event_size` is what the client's queue counts an event as, in bytes: cheap on the reader's path, and never
+less than what the event holds.
 """
 
 from __future__ import annotations
 
 import operator
+import sys
 from decimal import Decimal
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 import msgspec
 
@@ -29,7 +36,9 @@ from userstream.money import exact_add
 __all__ = [
     "FINAL_STATUSES",
     "NOT_IN_SNAPSHOT",
+    "RAW_LIMIT",
     "BalanceUpdate",
+    "ClippedRaw",
     "Event",
     "Exchange",
     "Fill",
@@ -38,6 +47,8 @@ __all__ = [
     "OrderUpdate",
     "Side",
     "Source",
+    "clip_raw",
+    "event_size",
 ]
 
 
@@ -77,6 +88,36 @@ FINAL_STATUSES = frozenset(
 NOT_IN_SNAPSHOT = "NOT_IN_SNAPSHOT"
 
 
+#: The most characters of a wire message an event keeps in `raw`. Documented messages are 150-400
+#: characters; a Coinlocally account position listing many assets can be longer and is clipped too.
+RAW_LIMIT = 4096
+
+
+class ClippedRaw(str):
+    """The first `RAW_LIMIT` characters of a longer wire message; `size` is the whole message's length."""
+
+    size: int
+
+    def __new__(cls, message: str) -> ClippedRaw:
+        clipped = super().__new__(cls, message[:RAW_LIMIT])
+        clipped.size = len(message)
+        return clipped
+
+    def __reduce__(self) -> tuple[object, ...]:  # pickle: the prefix and the length, not the message
+        return (_clipped_raw, (str(self), self.size))
+
+
+def _clipped_raw(prefix: str, size: int) -> ClippedRaw:
+    clipped = str.__new__(ClippedRaw, prefix)
+    clipped.size = size
+    return clipped
+
+
+def clip_raw(message: str) -> str:
+    """What an event keeps of its wire message: the message itself, or a `ClippedRaw` prefix of it."""
+    return message if len(message) <= RAW_LIMIT else ClippedRaw(message)
+
+
 class Source(StrEnum):
     """Where an event's knowledge came from."""
 
@@ -106,6 +147,11 @@ class BalanceUpdate(msgspec.Struct, frozen=True, gc=False):
     @property
     def total(self) -> Decimal:
         return exact_add(self.free, self.locked)
+
+    @property
+    def raw_clipped(self) -> bool:
+        """True when `raw` is only the first `RAW_LIMIT` characters of the message (a `ClippedRaw`)."""
+        return type(self.raw) is ClippedRaw
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BalanceUpdate):
@@ -165,6 +211,11 @@ class OrderUpdate(msgspec.Struct, frozen=True, gc=False):
         if self.status is None:
             return self.source is Source.SNAPSHOT and self.raw_status == NOT_IN_SNAPSHOT
         return self.status in FINAL_STATUSES
+
+    @property
+    def raw_clipped(self) -> bool:
+        """True when `raw` is only the first `RAW_LIMIT` characters of the message (a `ClippedRaw`)."""
+        return type(self.raw) is ClippedRaw
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, OrderUpdate):
@@ -228,6 +279,11 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     source: Source = Source.STREAM
     raw: str = msgspec.field(default="")  # the raw message of the order update it came from
 
+    @property
+    def raw_clipped(self) -> bool:
+        """True when `raw` is only the first `RAW_LIMIT` characters of the message (a `ClippedRaw`)."""
+        return type(self.raw) is ClippedRaw
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Fill):
             return NotImplemented
@@ -272,3 +328,60 @@ _KEY_GETTERS: dict[type, operator.attrgetter[tuple[object, ...]]] = {
 def _source_note(source: Source) -> str:
     """A repr suffix only for the unusual source, so the common repr stays short."""
     return "" if source is Source.STREAM else f", source={source.value!r}"
+
+
+# --- what an event holds, for the queue's byte bound ----------------------------------------------------
+
+#: An event's own memory, without its text: the struct, its integers, and every Decimal at the widest
+#: money bounds allow (64 digits; measured with tracemalloc on CPython 3.11, rounded up).
+_FIXED_BYTES: dict[type, int] = {OrderUpdate: 1_300, BalanceUpdate: 400, Fill: 800}
+_FIXED_DEFAULT = 1_300  # a subclass
+
+
+def _text_fields(kind: type[Event]) -> tuple[str, ...]:
+    """The fields of `kind` that hold text of their own (`account`, one per stream, is not counted)."""
+    return tuple(
+        field.name
+        for field in msgspec.structs.fields(kind)
+        if field.name not in ("raw", "account") and (field.type is str or str in get_args(field.type))
+    )
+
+
+def _sizes(kind: type[Event]) -> tuple[int, operator.attrgetter[tuple[object, ...]]]:
+    """(the fast path's fixed count, a getter of every text field and `raw`) for `kind`, found once."""
+    fields = _text_fields(kind)
+    fixed = _FIXED_BYTES.get(kind, _FIXED_DEFAULT) + _STR_HEADER * len(fields)
+    return fixed, operator.attrgetter(*fields, "raw")
+
+
+_STR_HEADER = sys.getsizeof("")
+_SIZES: dict[type, tuple[int, operator.attrgetter[tuple[object, ...]]]] = {
+    kind: _sizes(kind) for kind in (BalanceUpdate, OrderUpdate, Fill)
+}
+
+
+def event_size(event: Event) -> int:
+    """Bytes `event` holds, as the client's queue counts it (`queue_bytes`): never less than the truth.
+
+    The usual event keeps its whole message in `raw` (at most RAW_LIMIT characters), and each of its own
+    texts (id, symbol, asset...) is a piece of that message, or (the unified symbol) the length of one plus
+    a slash. So its text is at most three times the message's: counted so, from its length when it is
+    ASCII (two cheap calls), else with `sys.getsizeof` (six times dearer). An event whose `raw` is clipped
+    or empty (a snapshot's correction, one built by hand) has texts the message does not bound, and they
+    are measured one by one. `account` is shared by every event of a stream and not counted.
+    """
+    raw = event.raw
+    fixed = _FAST_FIXED.get(type(event))
+    if fixed is not None and type(raw) is str and raw:
+        # An ASCII str takes its header plus one byte a character: `len` costs a sixth of `getsizeof`.
+        return fixed + 3 * (_STR_HEADER + len(raw) if raw.isascii() else _getsizeof(raw))
+    sizes = _SIZES.get(type(event))
+    if sizes is None:  # a subclass: its own fields, found once
+        sizes = _SIZES[type(event)] = _sizes(type(event))
+    # + the attribute dict a ClippedRaw carries (`size`), counted for an empty raw too: it is the rare path
+    return _FIXED_BYTES.get(type(event), _FIXED_DEFAULT) + 256 + sum(map(_getsizeof, sizes[1](event)))
+
+
+_getsizeof = sys.getsizeof
+#: The fast path's fixed count per exact type (a subclass takes the measured path).
+_FAST_FIXED: dict[type, int] = {kind: sizes[0] for kind, sizes in _SIZES.items()}

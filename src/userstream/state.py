@@ -10,6 +10,9 @@ compared by (timestamp, filled, ends the order): at the same millisecond the one
 and at the same filled the one that ends the order is. An older update is ignored, never applied over newer
 state; an equal one is a duplicate and changes nothing. Two different updates with the same ordering key are
 indistinguishable by their content, so the later arrival wins: the stream's own order is the best evidence.
+
+Memory. What the state holds is kept without its `raw` text (`raw=""`): a balance or an open order can be
+held for days, and its wire message is there for debugging the moment it arrives, not for the picture.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
+from typing import TypeVar
 
 import msgspec
 
@@ -27,6 +31,7 @@ from userstream.events import NOT_IN_SNAPSHOT, BalanceUpdate, Event, Fill, Order
 __all__ = ["AccountSnapshot", "AccountState"]
 
 _ZERO = Decimal(0)
+_Held = TypeVar("_Held", BalanceUpdate, OrderUpdate, Fill)
 
 # (exchange, account, order id, order's filled after the fill): one piece of one order's execution
 _FillKey = tuple[str, str, str, Decimal]
@@ -189,7 +194,7 @@ class AccountState:
         held = self._balances.get(update.asset)
         if held is not None and (update.timestamp < held.timestamp or update == held):
             return False, False
-        self._balances[update.asset] = update
+        self._balances[update.asset] = _bare(update)
         return True, True
 
     def _accepts_order(self, update: OrderUpdate) -> bool:
@@ -212,7 +217,7 @@ class AccountState:
         if order_id in self._ended:  # only a "gone" verdict can be overruled, by a newer update
             del self._ended[order_id]
         if not update.is_final:
-            self._open[order_id] = update
+            self._open[order_id] = _bare(update)
             return True, True
         self._ended[order_id] = _Ended(_order_key(update), definitive=update.status is not None)
         if len(self._ended) > self._max_ended:
@@ -223,11 +228,16 @@ class AccountState:
         key = (fill.exchange.value, fill.account, fill.order_id, fill.order_filled)
         if key in self._recent_fills:
             return False
-        self._recent_fills[key] = fill
+        self._recent_fills[key] = _bare(fill)
         if len(self._recent_fills) > self._max_recent_fills:
             self._recent_fills.popitem(last=False)
         self._fill_count += 1
         return True
+
+
+def _bare(event: _Held) -> _Held:
+    """`event` as the state keeps it: without its wire text (see "Memory" above)."""
+    return msgspec.structs.replace(event, raw="") if event.raw else event
 
 
 def _order_key(update: OrderUpdate) -> tuple[int, Decimal, bool]:

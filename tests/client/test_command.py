@@ -160,8 +160,11 @@ async def test_rejected_credentials_exit_2_with_a_clear_message(lab: Lab) -> Non
     assert code == 2
     assert stdout == b""
     assert attempts == 3
+    # issue 12: the method, URL and status, and the server's own words (scrubbed)
     assert stderr.decode().splitlines()[-1] == (
-        "userstream watch: authentication failed (listenKey request rejected): Bitmusa answered HTTP 401"
+        "userstream watch: authentication failed (listenKey request rejected): "
+        f"POST {env.server.base_url}/spot/userDataStream: "
+        "Bitmusa answered HTTP 401: invalid api key or auth key"
     )
     assert_no_secret(stdout, stderr)
 
@@ -174,7 +177,7 @@ async def test_a_rejected_coinlocally_token_flag_exits_2(lab: Lab) -> None:
     assert code == 2
     assert stderr.decode().splitlines()[-1] == (
         "userstream watch: authentication failed (token header rejected): "
-        "Coinlocally refused the 'token' header (HTTP 401)"
+        f"{env.coinlocally_url}: Coinlocally refused the 'token' header (HTTP 401)"
     )
     assert_no_secret(stdout, stderr)
 
@@ -389,13 +392,14 @@ async def test_two_contradicting_flags_exit_2_naming_them() -> None:
     )
 
 
+@pytest.mark.parametrize("flag", ["--queue-size", "--queue-bytes"])
 @pytest.mark.parametrize("size", ["0", "-3", "many"])
 def test_a_queue_size_below_one_is_refused_naming_the_flag(
-    size: str, capsys: pytest.CaptureFixture[str]
+    flag: str, size: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as raised:
-        parsed("--queue-size", size)
+        parsed(flag, size)
     assert raised.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"userstream watch: error: argument --queue-size: must be a positive integer, not {size!r}"
+        f"userstream watch: error: argument {flag}: must be a positive integer, not {size!r}"
     )

@@ -74,11 +74,13 @@ async def test_a_deleted_key_is_renewed_and_nothing_after_the_new_connection_is_
     assert new_key is not None
     assert new_key != old_key
     assert renewed.listen_key == mask_listen_key(new_key)
-    assert renewed.reason == "the listenKey was deleted (close code 4002)"
+    # issue 12: the reason names the URL (the key masked)
+    deleted = (
+        f"{env.server.ws_url}/ws/spot/{mask_listen_key(old_key)}: the listenKey was deleted (close code 4002)"
+    )
+    assert renewed.reason == deleted
     disconnected = recorder.of(State.DISCONNECTED)
-    assert [(status.connection, status.reason) for status in disconnected] == [
-        (1, "the listenKey was deleted (close code 4002)")
-    ]
+    assert [(status.connection, status.reason) for status in disconnected] == [(1, deleted)]
     assert recorder.states() == [
         "connecting",
         "connected",
@@ -99,8 +101,10 @@ async def test_a_key_that_expires_is_replaced(lab: Lab, recorder: Recorder) -> N
     ):
         renewed = await recorder.wait_for(State.KEY_RENEWED)
         await recorder.wait_for(State.CONNECTED, 2)
-    assert renewed.reason == "the listenKey expired (close code 4001)"
-    assert recorder.of(State.DISCONNECTED)[0].reason == "the listenKey expired (close code 4001)"
+    first_key = recorder.of(State.CONNECTED)[0].listen_key  # masked
+    expired = f"{env.server.ws_url}/ws/spot/{first_key}: the listenKey expired (close code 4001)"
+    assert renewed.reason == expired  # issue 12: the reason names the URL (the key masked)
+    assert recorder.of(State.DISCONNECTED)[0].reason == expired
     assert recorder.states()[:7] == [
         "connecting",
         "connected",
@@ -162,7 +166,10 @@ async def test_a_failed_keepalive_is_retried_with_backoff_before_the_key_lapses(
         assert env.server.active_listen_key("alice") == key
     failed = recorder.of(State.KEEPALIVE_FAILED)
     assert failed
-    assert {status.reason for status in failed} == {"Bitmusa answered HTTP 429"}
+    assert {status.reason for status in failed} == {
+        f"PUT {env.server.base_url}/spot/userDataStream: Bitmusa answered HTTP 429: too many requests: "
+        "at most 3 per second and 1000000 per minute per account"
+    }
     assert all(status.delay is not None and 0 <= status.delay <= 0.05 for status in failed)
     assert events == [env.expected_balance(1, BITMUSA)]
     assert recorder.of(State.DISCONNECTED) == []
@@ -217,7 +224,11 @@ async def test_rejected_credentials_stop_after_three_attempts(lab: Lab, recorder
     assert (attempts, refused) == (3, 3)
     assert raised.value.rejected == "listenKey request"
     assert raised.value.status == 401
-    assert str(raised.value) == "Bitmusa answered HTTP 401"
+    shown = (
+        f"POST {env.server.base_url}/spot/userDataStream: "
+        "Bitmusa answered HTTP 401: invalid api key or auth key"
+    )
+    assert str(raised.value) == shown  # issue 12: method, URL and status named, the server's words quoted
     assert recorder.states() == [
         "connecting",
         "reconnecting",
@@ -227,7 +238,7 @@ async def test_rejected_credentials_stop_after_three_attempts(lab: Lab, recorder
         "fatal",
     ]
     assert [status.attempt for status in recorder.of(State.CONNECTING)] == [1, 2, 3]
-    assert recorder.statuses[-1].reason == "Bitmusa answered HTTP 401"
+    assert recorder.statuses[-1].reason == shown
     assert stream.stats.auth_failures == 3
 
 

@@ -124,7 +124,8 @@ async def test_a_rejected_credential_stops_after_three_attempts(
             refused = env.access.count("GET", WS_PATH, 401)
     assert (handshakes, refused) == (3, 3)
     header = rejected.removesuffix(" header")
-    assert str(raised.value) == f"Coinlocally refused the {header!r} header (HTTP 401)"
+    # issue 12: the reason names the URL tried (host and path) besides the HTTP status
+    assert str(raised.value) == f"{env.coinlocally_url}: Coinlocally refused the {header!r} header (HTTP 401)"
     assert raised.value.rejected == rejected
     assert recorder.states()[-1] == "fatal"
     assert len(recorder.of(State.CONNECTING)) == 3
@@ -247,7 +248,7 @@ async def test_a_refused_sub_is_fatal_after_three_attempts_and_the_secret_is_scr
     assert peer.connections == 3
     assert raised.value.rejected == "sub token"
     assert str(raised.value) == (
-        "Coinlocally refused the sub frame's token (error code 401002): bad token <hidden>"
+        f"{url}: Coinlocally refused the sub frame's token (error code 401002): bad token <hidden>"
     )
     assert all("tok-SECRET" not in (status.reason or "") for status in recorder.statuses)
 

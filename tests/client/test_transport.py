@@ -27,6 +27,7 @@ from userstream.client.connection import Connection, ConnectionCounters
 from userstream.client.scrub import Scrubber
 from userstream.client.transport import (
     INBOX_HIGH_WATER,
+    INBOX_HIGH_WATER_BYTES,
     SIGN_OF_LIFE,
     HandshakeRejectedError,
     HttpReply,
@@ -340,6 +341,22 @@ async def test_a_reader_that_stops_reading_pauses_the_socket_and_then_gets_every
         assert ws.reading_paused
         held = ws.pending
         assert INBOX_HIGH_WATER <= held < 1000  # the high-water mark plus at most one read's frames
+        received = [await ws.receive() for _ in frames]
+        assert not ws.reading_paused
+    assert received == frames
+
+
+async def test_large_frames_pause_the_socket_at_the_byte_mark_long_before_the_frame_mark() -> None:
+    # 100,000-character frames: 256 of them waiting would be 25 MB; the byte mark stops reading at 4 MiB.
+    frames = [f"{index:06d}:" + "x" * 100_000 for index in range(300)]  # ~30 MB: more than the kernel holds
+    async with scripted(b"".join(frame(TEXT, text) for text in frames)) as server, Transport() as transport:
+        ws = await transport.websocket(server.url, {}, label="L")
+        async with asyncio.timeout(WAIT):  # the client reads until the mark, then stops
+            while not ws.reading_paused:  # noqa: ASYNC110 - no signal for it
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # nothing more arrives once paused
+        held = ws.pending * len(frames[0])
+        assert INBOX_HIGH_WATER_BYTES <= held < INBOX_HIGH_WATER_BYTES + (1 << 20)  # + at most one read
         received = [await ws.receive() for _ in frames]
         assert not ws.reading_paused
     assert received == frames

@@ -26,22 +26,10 @@ Env = Any  # conftest.Env
 Lab = Callable[..., AbstractAsyncContextManager[Any]]
 Recorder = Any  # conftest.Recorder
 
-_REFUSED_SUB = (
-    "the client recognizes only our refusal shape ({'event':'error'} or close 4004): this refusal is retried "
-    "forever instead of an AuthenticationError (issue 12 section 2, branch refusals)"
-)
-
-#: (scenario, variant or "ours", exchange) -> why today's client fails it. xfail(strict=True).
-KNOWN_GAPS: dict[tuple[str, str, str], str] = {
-    ("refused credential", "coinlocally-refusal-code-msg", "coinlocally"): _REFUSED_SUB,
-    ("refused credential", "coinlocally-refusal-text", "coinlocally"): _REFUSED_SUB,
-    ("refused credential", "coinlocally-refusal-close", "coinlocally"): _REFUSED_SUB,
-    ("expiry", "bitmusa-expired-close", "bitmusa"): (
-        "a close with a 4xxx code the client does not know is retried with the same listenKey (HTTP 404) "
-        "before the key is renewed; issue 12 section 2 asks for one reconnect with a fresh key "
-        "(branch refusals)"
-    ),
-}
+#: (scenario, variant or "ours", exchange) -> why today's client fails it. xfail(strict=True). Empty since
+#: branch refusals (issue 12 section 2): the Coinlocally refusal shapes and Bitmusa's own expiry close code
+#: are understood.
+KNOWN_GAPS: dict[tuple[str, str, str], str] = {}
 
 # Values that make every number variant show: exponent notation below 0.001 and from 10^7.
 _TINY_BALANCE = {

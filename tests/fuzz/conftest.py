@@ -148,6 +148,10 @@ class Fuzz:
             "max_ingest_body": 256 * 1024,
             "rate_limit_per_second": 1_000_000,
             "rate_limit_per_minute": 1_000_000,
+            # Failed credentials are what fuzzing sends, as fast as it can (deep runs far beyond the
+            # documented throttle); the throttle itself is tested in tests/security/test_connection_bounds.py.
+            "auth_failure_burst": 1_000_000,
+            "auth_failures_per_second": 1_000_000.0,
         }
         settings_.update(overrides)
         return ServerConfig(**settings_)

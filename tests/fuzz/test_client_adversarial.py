@@ -15,7 +15,9 @@ What must hold, whatever the script:
 - the client never crashes or hangs: within a bounded time it has either reconnected after the last
   script, or raised a typed error (`AuthenticationError`, after `auth_attempts` consecutive rejections
   counted exactly as the client's documented rule says: a handshake refused with 401/403, an error reply
-  or a 4004 close; a connection that went live resets the count);
+  in any shape (ours, an exchange's own JSON, plain text), a 4004 close, or before the connection went live
+  any 4000-4999 close (docs/client.md, "Refusals in any shape"); a connection that went live resets the
+  count);
 - it delivers exactly the data the server sent, in order, once: every event sent before a clean ending,
   and a prefix of what was sent before a TCP abort or after the late pause (the network may lose those);
 - a server ping on a connection left open is answered with its pong;
@@ -42,7 +44,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from userstream.client import State, StatusEvent, UserStream, connect
-from userstream.errors import AuthenticationError, UserStreamError
+from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.events import BalanceUpdate
 from userstream.protocol.coinlocally import WS_PATH
 
@@ -79,10 +81,15 @@ FRAMES: dict[str, str | bytes] = {
     "unknown_event": gzip.compress(b'{"e":"listStatus","E":1564034571105}'),
     "not_json": "{this is not json",
     "empty": "",
-    "error_shaped_wrong": '{"event":"error","code":"x"}',
     "order_shaped_wrong": gzip.compress(b'{"e":"executionReport","E":1,"s":5}'),
 }
-CLOSE_CODES = (1000, 1001, 1011, 3000, 4000, 4001, 4002, 4003, 4004, 4005)
+CLOSE_CODES = (1000, 1001, 1011, 3000, 4000, 4001, 4002, 4003, 4004, 4005, 4321)
+#: Refusals in shapes other than ours (issue 12), played as an ending like "error".
+OTHER_REFUSALS: dict[str, str] = {
+    "error_text_code": '{"event":"error","code":"x"}',
+    "error_exchange_shape": '{"code":"10002","msg":"token invalid"}',
+    "error_plain_text": "token invalid",
+}
 
 # --- scripts ---------------------------------------------------------------------------------------------
 
@@ -105,7 +112,7 @@ actions = st.one_of(
     st.text(min_size=1, max_size=60).map(lambda t: ("garbage", t)),
 )
 endings = st.one_of(
-    st.sampled_from(["silence", "abort", "system", "error", "late"]),
+    st.sampled_from(["silence", "abort", "system", "error", "late", *OTHER_REFUSALS]),
     st.sampled_from(CLOSE_CODES).map(lambda code: ("close", code)),
 )
 scripts = st.lists(
@@ -118,19 +125,40 @@ scripts = st.lists(
 )
 
 
-def fatal_at(plan: list[Script]) -> int | None:
-    """The connection at which the client must give up, by its documented rule, or None."""
-    rejections = 0
+def fatal(plan: list[Script]) -> tuple[int, type[UserStreamError]] | None:
+    """The connection at which the client must give up, by its documented rule, and the error it raises;
+    or None. Rejections: see the module docstring. A wrong URL: on a stream never live, a handshake refused
+    with 404 `AUTH_ATTEMPTS` times in a row (any other ending in between starts the count again)."""
+    rejections = not_found = 0
+    ever_live = False
     for index, script in enumerate(plan):
+        if script.refuse == 404 and not ever_live:
+            not_found += 1
+            if not_found >= AUTH_ATTEMPTS:
+                return index, ConfigurationError
+            continue
+        not_found = 0
         if script.refuse is not None:
             rejections += script.refuse in (401, 403)
         else:
-            if any(action in SUB_SUCCESS for action in script.actions):
+            live = any(action in SUB_SUCCESS for action in script.actions)
+            if live:
                 rejections = 0  # the connection went live
-            rejections += script.ending in ("error", ("close", 4004))
+                ever_live = True
+            ending = script.ending
+            refused_by_close = isinstance(ending, tuple) and (
+                ending[1] == 4004 or (not live and 4000 <= ending[1] <= 4999)
+            )
+            rejections += ending == "error" or ending in OTHER_REFUSALS or refused_by_close
         if rejections >= AUTH_ATTEMPTS:
-            return index
+            return index, AuthenticationError
     return None
+
+
+def fatal_at(plan: list[Script]) -> int | None:
+    """The connection at which the client must give up, or None."""
+    found = fatal(plan)
+    return None if found is None else found[0]
 
 
 # --- the fake exchange -----------------------------------------------------------------------------------
@@ -222,6 +250,8 @@ class Adversary:
             await ws.send_bytes(gzip.compress(b'{"uid":24005174,"channel":"SYSTEM","et":"close"}'))
         elif ending == "error":
             await ws.send_str('{"event":"error","code":401002,"message":"sub rejected"}')
+        elif ending in OTHER_REFUSALS:
+            await ws.send_str(OTHER_REFUSALS[ending])
         elif ending == "late":
             await asyncio.sleep(LATE)
             await ws.send_str("sub success")
@@ -334,12 +364,13 @@ def test_the_client_survives_any_coinlocally_server_script(server_log: ServerLog
     outcome = asyncio.run(play(plan))
     assert outcome.loop_errors == []
     assert [r.getMessage() for r in server_log.records if r.levelno >= logging.ERROR] == []
-    expected_fatal = fatal_at(plan)
-    if expected_fatal is None:
+    expected = fatal(plan)
+    expected_fatal = None if expected is None else expected[0]
+    if expected is None:
         assert outcome.error is None, outcome.error
         assert outcome.handshakes == len(plan) + 1  # it reconnected after the last script
     else:
-        assert isinstance(outcome.error, AuthenticationError), outcome.error
+        assert isinstance(outcome.error, expected[1]), outcome.error
         assert outcome.handshakes == expected_fatal + 1  # and never tried again
         assert outcome.statuses[-1].state is State.FATAL
     if outcome.error is not None:
@@ -362,6 +393,14 @@ def test_the_oracle_counts_rejections_as_the_client_documents() -> None:
     assert fatal_at([error_before_live, live_then_error]) is None  # going live reset the count
     assert fatal_at([error_before_live, Script(ending=("close", 4004))]) == 1
     assert fatal_at([Script(refuse=401), Script(actions=("sub",)), Script(refuse=401)]) is None
+    # issue 12: a 4xxx close before live is a refusal, after live only 4004 is; other shapes count too
+    assert fatal_at([Script(refuse=401), Script(ending=("close", 4000))]) == 1
+    assert fatal_at([Script(refuse=401), Script(actions=("sub",), ending=("close", 4000))]) is None
+    assert fatal_at([Script(ending="error_plain_text"), Script(ending="error_exchange_shape")]) == 1
+    # issue 12: the same 404 twice in a row on a stream never live is a wrong URL
+    assert fatal([Script(refuse=404), Script(refuse=404)]) == (1, ConfigurationError)
+    assert fatal([Script(refuse=404), Script(refuse=500), Script(refuse=404)]) is None
+    assert fatal([Script(actions=("sub",)), Script(refuse=404), Script(refuse=404)]) is None
 
 
 async def test_scripted_examples_that_once_mattered(server_log: ServerLog) -> None:
@@ -391,7 +430,7 @@ del BITMUSA_OPTIONS["sub_timeout"]
 REST_REPLIES = ("ok", 401, 429, 500, "garbage", "wrong_shape", "not_found")
 BITMUSA_ENDINGS = st.one_of(
     st.sampled_from(["silence", "abort", "late"]),
-    st.sampled_from((1000, 1001, 1011, 4000, 4001, 4002, 4005)).map(lambda code: ("close", code)),
+    st.sampled_from((1000, 1001, 1011, 4000, 4001, 4002, 4005, 4321)).map(lambda code: ("close", code)),
 )
 BITMUSA_FRAMES: dict[str, str | bytes] = {
     "unknown_stream": '{"stream":"spot_margin","eventTime":1700703548846,"data":{}}',
@@ -430,27 +469,56 @@ def bitmusa_fatal_at(rest: list[Any], plan: list[Script]) -> int | None:
     handshake is refused with a 4xx other than 429 or a close says it lapsed (4001) or was deleted (4002);
     a 401 to the POST is a rejection; a connection that goes live (Bitmusa: at the handshake) resets the
     count."""
+    found = bitmusa_fatal(rest, plan)
+    return None if found is None else found[0]
+
+
+def bitmusa_fatal(rest: list[Any], plan: list[Script]) -> tuple[int, type[UserStreamError]] | None:
+    """`bitmusa_fatal_at` and the error raised. Besides rejections (issue 12): on a stream never live, a
+    handshake refused with 404 `AUTH_ATTEMPTS` times in a row is a wrong URL (`ConfigurationError`; any other
+    failure in between, a POST's too, starts the count again); a close with a 4xxx code that is not ours
+    gets one fresh key (a POST), and the same close on that key again keeps it."""
     key, replies, handshakes, rejections = False, iter(rest), 0, 0
+    not_found, ever_live, renewing_for_close, key_renewed_for_close = 0, False, False, False
     while True:
         if not key:
             reply = next(replies, "ok")
+            if reply != "ok":
+                not_found = 0
             if reply == 401:
                 rejections += 1
                 if rejections >= AUTH_ATTEMPTS:
-                    return handshakes
+                    return handshakes, AuthenticationError
                 continue
             if reply != "ok":
                 continue
             key = True
+            key_renewed_for_close, renewing_for_close = renewing_for_close, False
         if handshakes >= len(plan):
             return None  # the scripts are over: the test ends at this handshake
         script = plan[handshakes]
         handshakes += 1
         if script.refuse is not None:
             key = key and not (400 <= script.refuse < 500 and script.refuse != 429)
+            if script.refuse == 404 and not ever_live:
+                not_found += 1
+                if not_found >= AUTH_ATTEMPTS:
+                    return handshakes, ConfigurationError
+            else:
+                not_found = 0
             continue
-        rejections = 0
-        key = key and script.ending not in (("close", 4001), ("close", 4002))
+        rejections = not_found = 0
+        ever_live = True
+        ending = script.ending
+        if ending in (("close", 4001), ("close", 4002)):
+            key = False
+        elif (
+            isinstance(ending, tuple)
+            and 4000 <= ending[1] <= 4999
+            and ending[1] not in (4000, 4005)
+            and not key_renewed_for_close
+        ):
+            key, renewing_for_close = False, True
 
 
 class BitmusaAdversary(Adversary):
@@ -586,13 +654,15 @@ def test_the_client_survives_any_bitmusa_server_script(
     outcome, adversary = asyncio.run(play_bitmusa(rest, plan))
     assert outcome.loop_errors == []
     assert [r.getMessage() for r in server_log.records if r.levelno >= logging.ERROR] == []
-    expected = bitmusa_fatal_at(rest, plan)
-    if expected is None:
+    found = bitmusa_fatal(rest, plan)
+    if found is None:
         assert outcome.error is None, outcome.error
         assert outcome.handshakes == len(plan) + 1
     else:
-        assert isinstance(outcome.error, AuthenticationError), outcome.error
-        assert outcome.error.rejected == "listenKey request"
+        expected, error = found
+        assert isinstance(outcome.error, error), outcome.error
+        if isinstance(outcome.error, AuthenticationError):
+            assert outcome.error.rejected == "listenKey request"
         assert outcome.handshakes == expected
     check_delivery(outcome)
     secrets = tuple(BITMUSA_CREDENTIALS.values())
@@ -612,3 +682,10 @@ def test_the_bitmusa_oracle_follows_the_key_rules() -> None:
     assert bitmusa_fatal_at(["ok", 401, 401], [Script(ending=("close", 1001)), live]) is None  # key kept
     assert bitmusa_fatal_at(["ok", 401, 401], [Script(refuse=404), live]) == 1
     assert bitmusa_fatal_at(["ok", 401, 401], [Script(refuse=429), live]) is None
+    # issue 12: an unknown 4xxx close gets one fresh key; the same close on that key keeps it
+    unknown_close = Script(ending=("close", 4321))
+    assert bitmusa_fatal_at(["ok", "ok", 401, 401], [unknown_close, unknown_close, live]) is None
+    assert bitmusa_fatal_at(["ok", 401, 401], [unknown_close, live]) == 1
+    # ... and two 404 handshakes in a row on a stream never live are a wrong URL
+    assert bitmusa_fatal([], [Script(refuse=404), Script(refuse=404)]) == (2, ConfigurationError)
+    assert bitmusa_fatal(["ok", 500], [Script(refuse=404), Script(refuse=404), live]) is None

@@ -198,6 +198,10 @@ def test_the_example_file_loads() -> None:
             "gateway.toml: account 'alice': queue_size must be a positive integer, not 0",
         ),
         (
+            {"defaults": {"queue_bytes": 0}, "accounts": [bitmusa()]},
+            "gateway.toml: account 'alice': queue_bytes must be a positive integer, not 0",
+        ),
+        (
             {"accounts": [coinlocally(overflow="newest")]},
             "gateway.toml: account 'bob': key 'overflow' must be 'block' or 'drop_oldest', not 'newest'",
         ),
@@ -216,8 +220,9 @@ def test_the_example_file_loads() -> None:
         ),
         (
             {"gateway": {"port": 1}, "accounts": [bitmusa()]},
-            "gateway.toml: [gateway]: unknown key 'port' (allowed: health_grace, http_host, http_port, "
-            "shutdown_timeout, sse_queue)",
+            "gateway.toml: [gateway]: unknown key 'port' (allowed: health_grace, http_header_timeout, "
+            "http_host, http_idle_timeout, http_max_connections, http_max_connections_per_ip, http_port, "
+            "shutdown_timeout, sse_max_subscribers, sse_queue, sse_write_timeout)",
         ),
         (
             {"gateway": {"http_port": 70000}, "accounts": [bitmusa()]},
@@ -362,3 +367,10 @@ async def test_a_gateway_with_only_an_idle_timeout_streams_both_exchanges(lab: A
                 assert [(b["asset"], b["free"], b["locked"]) for b in body["balances"]] == [
                     ("USDT", "1.5", "0")
                 ]
+
+
+def test_queue_bytes_is_a_stream_option_of_either_exchange() -> None:
+    config = parse_config(
+        {"defaults": {"queue_bytes": 8 << 20}, "accounts": [bitmusa(), coinlocally(queue_bytes=1 << 20)]}
+    )
+    assert [account.options["queue_bytes"] for account in config.accounts] == [8 << 20, 1 << 20]

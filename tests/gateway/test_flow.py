@@ -16,7 +16,9 @@ from typing import Any
 
 from userstream.eventjson import from_json, to_dict, to_json
 from userstream.events import BalanceUpdate, Event, Exchange, Fill, OrderStatus, OrderType, OrderUpdate, Side
-from userstream.gateway import ConnectionState, Gateway, parse_config
+from userstream.gateway import AccountRuntime, ConnectionState, Gateway, parse_config
+from userstream.protocol import coinlocally
+from userstream.protocol.examples import COINLOCALLY_EXECUTION_REPORT
 from userstream.server import Account, ServerConfig, running_server
 
 BASE_TIME = 1_700_703_548_000
@@ -453,6 +455,7 @@ async def test_metrics_count_the_flow_exactly(lab: Any) -> None:
         'userstream_gateway_keepalive_failures_total{account="alice-bitmusa",exchange="bitmusa"} 0',
         'userstream_gateway_snapshot_resyncs_total{account="alice-bitmusa",exchange="bitmusa"} 0',
         'userstream_gateway_stream_queue_depth{account="bob-bitmusa",exchange="bitmusa"} 0',
+        'userstream_gateway_stream_queue_bytes{account="bob-bitmusa",exchange="bitmusa"} 0',
         f"userstream_gateway_sink_up{{{sink}}} 1",
         f"userstream_gateway_sink_written_total{{{sink}}} {TOTAL}",
         f"userstream_gateway_sink_queue_depth{{{sink}}} 0",
@@ -540,7 +543,9 @@ async def test_healthz_is_200_while_streaming_and_503_once_an_account_is_rejecte
             "seconds_in_state": health["accounts"]["carol-coinlocally"]["seconds_in_state"],
             "error": carol.error,
         }
-        assert carol.error == "Coinlocally refused the 'token' header (HTTP 401)"
+        assert carol.error == (  # issue 12: the URL tried is named
+            f"{exchange.ws_url}/spotws_user/userData/ws: Coinlocally refused the 'token' header (HTTP 401)"
+        )
         assert [entry["state"] for entry in health["accounts"].values()] == ["live", "live", "failed"]
 
         # alice keeps streaming.
@@ -580,3 +585,17 @@ async def test_stop_flushes_what_the_sinks_hold(lab: Any) -> None:
         assert gateway.lost_events == 0
     lines = path.read_bytes().splitlines()
     assert sorted(lines) == sorted(to_json(e) for events in EXPECTED.values() for e in events)
+
+
+async def test_the_gateway_takes_events_without_their_raw_text(lab: Any) -> None:
+    # Nothing the gateway holds (state, fill tracker, every sink's buffer) keeps a wire message, which a
+    # hostile peer pads to a mebibyte (issue 13): `absorb`, the pipeline's first step, drops it.
+    async with lab() as env:
+        config = env.config(accounts=("alice",), exchanges=("coinlocally",))
+    runtime = AccountRuntime(config.accounts[0])
+    (report,) = coinlocally.Parser(account="alice-coinlocally")(COINLOCALLY_EXECUTION_REPORT).events  # type: ignore[union-attr]
+    assert report.raw == COINLOCALLY_EXECUTION_REPORT
+    produced = runtime.absorb(report, wall_ms=report.timestamp)
+    assert [(item.kind, item.raw) for item in produced] == [("order", ""), ("fill", ""), ("fill", "")]
+    assert produced[0] == report
+    assert [order.raw for order in runtime.state.snapshot().open_orders.values()] == [""]

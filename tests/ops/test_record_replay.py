@@ -201,7 +201,10 @@ async def test_record_with_rejected_credentials_exits_2_and_names_what_was_refus
     code, stdout, stderr = await lab.run(*args, env=env)
     assert (code, stdout) == (2, b"")
     assert stderr.decode().splitlines()[-2:] == [
-        "userstream record: authentication failed (listenKey request rejected): Bitmusa answered HTTP 401",
+        # issue 12: the method, URL and status, and the server's words
+        "userstream record: authentication failed (listenKey request rejected): "
+        f"POST {lab.server.base_url}/spot/userDataStream: Bitmusa answered HTTP 401: "
+        "invalid api key or auth key",
         f"userstream record: 0 frames written to {out}",
     ]
     assert len(out.read_bytes().splitlines()) == 1  # the header only

@@ -204,7 +204,11 @@ async def test_the_library_shows_no_echoed_bitmusa_secret(caplog: pytest.LogCapt
     assert (peer.posts, peer.bitmusa_sockets) == (4, 2)  # two refusals: auth_attempts=2
     error = raised.value
     # The message is clipped (80 characters) in the middle of the listenKey: the clipped run is hidden too.
-    assert str(error) == f"Bitmusa refused the request (HTTP 200, code 401001): bad key {HIDDEN} {HIDDEN}..."
+    # issue 12: the method and URL come first
+    assert str(error) == (
+        f"POST {url}/spot/userDataStream: "
+        f"Bitmusa refused the request (HTTP 200, code 401001): bad key {HIDDEN} {HIDDEN}..."
+    )
     reasons = {status.state: status.reason or "" for status in statuses}
     assert f"no such key {HIDDEN} for {HIDDEN}" in reasons[State.KEEPALIVE_FAILED]  # the PUT's refusal
     disconnects = [status.reason or "" for status in statuses if status.state is State.DISCONNECTED]
@@ -232,7 +236,10 @@ async def test_the_library_shows_no_echoed_coinlocally_token(caplog: pytest.LogC
                     await anext(stream)
     assert peer.coinlocally_sockets == 3
     error = raised.value
-    expected = f"Coinlocally refused the sub frame's token (error code 10002): token {HIDDEN} refused"
+    expected = (  # issue 12: the URL comes first
+        f"{url.replace('http', 'ws', 1)}{COINLOCALLY_PATH}: "
+        f"Coinlocally refused the sub frame's token (error code 10002): token {HIDDEN} refused"
+    )
     assert str(error) == expected  # the error reply
     retries = [status.reason or "" for status in statuses if status.state is State.RECONNECTING]
     assert f"closed by the server with code 1011 'bye {HIDDEN}'" in retries[0]  # the close reason

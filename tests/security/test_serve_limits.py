@@ -74,12 +74,14 @@ def test_an_explicit_admin_token_allows_any_host_and_a_generated_one_stays_on_lo
 ) -> None:
     monkeypatch.delenv("USERSTREAM_ADMIN_TOKEN", raising=False)
     parser = build_parser()
-    config, notices = build_config(parser.parse_args(["serve", "--host", "0.0.0.0", "--admin-token", "tok"]))  # noqa: S104
-    assert (config.host, config.admin_token) == ("0.0.0.0", "tok")  # noqa: S104
+    # Beyond loopback the token must be strong (issue 13: at least 128 bits), so these are random-looking.
+    token, from_env = "3f9c1a7be20d48c6a51f0e9d7b2c4a86", "Zq8_xR2-mT5vN1kLp4Hs7Wd0Yc3Fb6Ju9Ae"
+    config, notices = build_config(parser.parse_args(["serve", "--host", "0.0.0.0", "--admin-token", token]))  # noqa: S104
+    assert (config.host, config.admin_token) == ("0.0.0.0", token)  # noqa: S104
     assert not any("generated admin token" in line for line in notices)
-    monkeypatch.setenv("USERSTREAM_ADMIN_TOKEN", "from-env")
+    monkeypatch.setenv("USERSTREAM_ADMIN_TOKEN", from_env)
     config, _ = build_config(parser.parse_args(["serve", "--host", "0.0.0.0"]))  # noqa: S104
-    assert config.admin_token == "from-env"
+    assert config.admin_token == from_env
     monkeypatch.delenv("USERSTREAM_ADMIN_TOKEN")
     config, notices = build_config(parser.parse_args(["serve", "--host", "127.0.0.1"]))
     assert any(line.startswith("no --admin-token or $USERSTREAM_ADMIN_TOKEN: generated") for line in notices)

@@ -9,8 +9,15 @@ performs those requests at the right times:
 - a keepalive (PUT) is sent every `keepalive_interval` after the key was created or last extended; a failed
   keepalive is retried with backoff (the key stays valid for 60 minutes, so there are many chances before it
   can lapse); a keepalive that says the key is gone drops every connection so they reconnect with a new key;
-- a key reported invalid (by a reply, a refused handshake, or a close with LISTEN_KEY_EXPIRED/DELETED) is
-  forgotten, the next connection creates a new one, and a `key_renewed` status reports it;
+- a key reported invalid (by a reply, a handshake refused with a 4xx other than 429, or a close with
+  LISTEN_KEY_EXPIRED/DELETED) is forgotten, the next connection creates a new one, and a `key_renewed`
+  status reports it; a handshake 404 is also an `EndpointNotFoundError` (a wrong URL on a stream never live);
+- a close with a 4000-4999 code that is not ours gets one reconnect with a fresh key (it may be the
+  exchange's own word for an expired key); the same close on that key again is a plain failure, retried
+  with backoff on the same key;
+- REST replies are judged by `protocol.bitmusa` with the request and its URL, so every error names the
+  method, the URL (no query string) and the HTTP status, and quotes the server with our credentials
+  scrubbed out;
 - on shutdown the key is DELETEd only with `close_key_on_exit=True`: DELETE would cut off every other
   client of the account that shares the key.
 
@@ -31,13 +38,14 @@ from userstream.client.status import State, mask_listen_key
 from userstream.client.transport import HandshakeRejectedError, PeerClosedError, Transport, WebSocket
 from userstream.errors import (
     AuthenticationError,
+    EndpointNotFoundError,
     ListenKeyInvalidError,
     RateLimitedError,
     RemoteProtocolError,
     UserStreamError,
 )
 from userstream.events import Exchange
-from userstream.protocol import bitmusa
+from userstream.protocol import bitmusa, endpoints
 from userstream.protocol.close import CloseCode, needs_new_listen_key
 from userstream.protocol.messages import ControlReply, ErrorReply, Incoming
 
@@ -52,9 +60,14 @@ class BitmusaDialect:
     exchange = Exchange.BITMUSA
     live_on_connect = True
 
-    def __init__(self, parser: bitmusa.Parser) -> None:
+    def __init__(
+        self,
+        parser: bitmusa.Parser,
+        unknown_close: Callable[[PeerClosedError], UserStreamError] | None = None,
+    ) -> None:
         #: The exchange's parser itself, not a method around it: it runs once per frame.
         self.parse: Callable[[str | bytes], Incoming] = parser
+        self._unknown_close = unknown_close
 
     def opening_frames(self) -> Sequence[str]:
         return ()
@@ -74,8 +87,22 @@ class BitmusaDialect:
     def error_for_close(self, closed: PeerClosedError) -> UserStreamError:
         if needs_new_listen_key(closed.code):
             what = "expired" if closed.code == CloseCode.LISTEN_KEY_EXPIRED else "was deleted"
-            return ListenKeyInvalidError(f"the listenKey {what} (close code {closed.code})")
+            where = f"{closed.label}: " if closed.label else ""
+            return ListenKeyInvalidError(f"{where}the listenKey {what} (close code {closed.code})")
+        code = closed.code
+        unknown = code is not None and 4000 <= code <= 4999 and code not in _PLAIN_CLOSES
+        if unknown and self._unknown_close is not None:
+            return self._unknown_close(closed)
         return closed
+
+
+#: Our own 4xxx closes that a reconnect with the same key answers (docs/server.md).
+_PLAIN_CLOSES = frozenset({CloseCode.MAX_AGE, CloseCode.SLOW_CONSUMER})
+
+
+class _KeyOrEndpointNotFoundError(ListenKeyInvalidError, EndpointNotFoundError):
+    """A handshake refused with 404: the listenKey is unknown there (get a new one), or, if it never
+    worked, the URL is wrong (the supervisor counts it as an EndpointNotFoundError)."""
 
 
 class BitmusaSession:
@@ -100,14 +127,21 @@ class BitmusaSession:
     ) -> None:
         self._transport = transport
         self._credentials = credentials
-        self._rest_url = rest_url.rstrip("/")
-        self._ws_url = ws_url.rstrip("/")
+        self._rest_url = endpoints.bitmusa_rest_base(rest_url)
+        self._ws_url = endpoints.bitmusa_ws_base(ws_url)
+        #: where the listenKey calls go, as errors and status reasons may show it
+        self._rest_shown = endpoints.shown(self._rest_url) + bitmusa.LISTEN_KEY_PATH
+        self._ws_shown = endpoints.shown(self._ws_url) + bitmusa.WS_PATH_PREFIX
         self._keepalive_interval = keepalive_interval
         self._close_key_on_exit = close_key_on_exit
         self._auth_attempts = auth_attempts
         self._make_backoff = make_backoff
         self._clock = clock
-        self.dialect = BitmusaDialect(bitmusa.Parser(account=account, max_frame=max_frame))
+        self.dialect = BitmusaDialect(
+            bitmusa.Parser(account=account, max_frame=max_frame), unknown_close=self._unknown_close
+        )
+        self._renewing_for_close = False  # the next key is fetched because of an unknown 4xxx close
+        self._key_renewed_for_close: str | None = None  # ... and this is that key
         self._key: str | None = None
         self._key_extended_at = 0.0
         self._forgotten_because: str | None = None
@@ -121,20 +155,38 @@ class BitmusaSession:
         return None if self._key is None else mask_listen_key(self._key)
 
     def _rest_label(self, method: str) -> str:
-        return f"{method} {self._rest_url}{bitmusa.LISTEN_KEY_PATH}"
+        return f"{method} {self._rest_shown}"
 
     async def open_websocket(self) -> WebSocket:
         key = await self._listen_key()
-        label = f"{self._ws_url}{bitmusa.WS_PATH_PREFIX}{mask_listen_key(key)}"
+        label = f"{self._ws_shown}{mask_listen_key(key)}"
+        url = endpoints.join(self._ws_url, bitmusa.ws_path(key))
         try:
-            return await self._transport.websocket(bitmusa.ws_url(key, self._ws_url), {}, label=label)
+            return await self._transport.websocket(url, {}, label=label)
         except HandshakeRejectedError as exc:
             # The server refuses an unknown or expired key at the handshake; 5xx and 429 are transient.
+            if exc.status == 404:
+                raise _KeyOrEndpointNotFoundError(
+                    f"{label}: WebSocket handshake refused with HTTP 404 (an unknown listenKey, or no "
+                    "Bitmusa stream at this URL)",
+                    url=f"{self._ws_shown}<listenKey>",
+                    expected=f"{bitmusa.WS_PATH_PREFIX}<listenKey>",
+                ) from None
             if 400 <= exc.status < 500 and exc.status != 429:
                 raise ListenKeyInvalidError(
                     f"{label}: the server refused the listenKey (HTTP {exc.status})"
                 ) from None
             raise
+
+    def ended_before_live(self, ending: UserStreamError) -> UserStreamError:
+        return ending  # a Bitmusa connection is live at its handshake
+
+    def _unknown_close(self, closed: PeerClosedError) -> UserStreamError:
+        """A 4xxx close code that is not ours: one reconnect with a fresh key, then a plain failure."""
+        if self._key is not None and self._key == self._key_renewed_for_close:
+            return closed
+        self._renewing_for_close = True
+        return ListenKeyInvalidError(f"{closed} (an unknown close code: trying once with a fresh listenKey)")
 
     def forget_listen_key(self, reason: str) -> None:
         if self._key is not None:
@@ -149,9 +201,13 @@ class BitmusaSession:
             request = bitmusa.create_listen_key_request(self._credentials)
             reply = await self._transport.request(self._rest_url, request, label=self._rest_label("POST"))
             with self._transport.scrubber.errors():  # a refusal may quote the server's words: scrubbed
-                key = bitmusa.parse_listen_key_response(reply.status, reply.body)
+                key = bitmusa.parse_listen_key_response(
+                    reply.status, reply.body, request=request, url=self._rest_shown
+                )
             self._transport.scrubber.add(key)  # from now on, an echo of this key is hidden too
             self._key = key
+            self._key_renewed_for_close = key if self._renewing_for_close else None
+            self._renewing_for_close = False
             self._key_extended_at = self._clock()
             self._key_changed.set()
             if self._forgotten_because is not None and self._hooks is not None:
@@ -209,7 +265,7 @@ class BitmusaSession:
         request = bitmusa.keepalive_request(self._credentials)
         reply = await self._transport.request(self._rest_url, request, label=self._rest_label("PUT"))
         with self._transport.scrubber.errors():
-            bitmusa.parse_ack_response(reply.status, reply.body)
+            bitmusa.parse_ack_response(reply.status, reply.body, request=request, url=self._rest_shown)
         self._key_extended_at = self._clock()
         self.keepalives += 1
 
@@ -228,7 +284,7 @@ class BitmusaSession:
         try:
             reply = await self._transport.request(self._rest_url, request, label=self._rest_label("DELETE"))
             with self._transport.scrubber.errors():
-                bitmusa.parse_ack_response(reply.status, reply.body)
+                bitmusa.parse_ack_response(reply.status, reply.body, request=request, url=self._rest_shown)
         except UserStreamError as exc:
             _log.warning("the listenKey could not be closed on exit: %s", exc)
         else:

@@ -24,7 +24,7 @@ import signal
 import sys
 from typing import IO, Any, NamedTuple
 
-from userstream.client.options import resolve
+from userstream.client.options import DEFAULT_QUEUE_BYTES, resolve
 from userstream.client.queue import Overflow
 from userstream.client.status import StatusEvent
 from userstream.client.stream import UserStream, connect
@@ -108,6 +108,13 @@ def add_parser(subparsers: Any) -> None:
     behaviour = parser.add_argument_group("behaviour")
     behaviour.add_argument(
         "--queue-size", type=_positive_int, default=10_000, help="events buffered (default %(default)s)"
+    )
+    behaviour.add_argument(
+        "--queue-bytes",
+        type=_positive_int,
+        default=DEFAULT_QUEUE_BYTES,
+        metavar="N",
+        help="the queue's bound in bytes besides events (default: %(default)s, 32 MiB)",
     )
     behaviour.add_argument("--overflow", choices=[policy.value for policy in Overflow], default="block")
     behaviour.add_argument(
@@ -306,6 +313,7 @@ async def _watch(args: argparse.Namespace, output_format: str) -> int:
             rest_url=args.rest_url,
             ws_url=args.ws_url,
             queue_size=args.queue_size,
+            queue_bytes=args.queue_bytes,
             overflow=args.overflow,
             close_key_on_exit=args.close_key_on_exit,
             fills=args.fills,

@@ -306,7 +306,8 @@ class Connection:
         elif isinstance(incoming, ErrorReply):
             if self._ending is None:
                 # The server's words reach the error scrubbed (it may echo the token it refused).
-                scrubbed = ErrorReply(incoming.code, self._ws.scrub(incoming.message))
+                code = self._ws.scrub(incoming.code) if isinstance(incoming.code, str) else incoming.code
+                scrubbed = ErrorReply(code, self._ws.scrub(incoming.message), incoming.transient)
                 self._ending = self._dialect.error_for_reply(scrubbed)
             await self._ws.abort()
         elif isinstance(incoming, SystemClose):

@@ -29,6 +29,10 @@ from userstream.protocol.codec import DEFAULT_MAX_FRAME
 
 __all__ = ["DEFAULTS", "PONG_MARGIN", "TIMINGS", "Resolved", "StreamOptions", "resolve", "unlikely_to_work"]
 
+#: The queue's default byte bound (`queue_bytes`, as `events.event_size` counts): 10,000 ordinary events
+#: (~2.8 KB each at most) fit under it, so `queue_size` binds first unless messages are padded.
+DEFAULT_QUEUE_BYTES = 32 << 20
+
 #: The documented defaults of the timings, in seconds (docs/client.md). A default that does not fit a
 #: value the caller gave is replaced by a derived one (`resolve`).
 DEFAULTS: Final[Mapping[str, float]] = MappingProxyType(
@@ -288,6 +292,7 @@ class StreamOptions:
     rotate_after: float | None
     sub_timeout: float
     queue_size: int
+    queue_bytes: int  # the queue's bound in bytes besides events (docs/reliability.md, "Memory")
     overflow: Overflow
     backoff_base: float
     backoff_cap: float
@@ -328,6 +333,7 @@ class StreamOptions:
         rotate_after: float | None = DEFAULTS["rotate_after"],
         sub_timeout: float | None = None,
         queue_size: int = 10_000,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
         overflow: Overflow = Overflow.BLOCK,
         backoff_base: float | None = None,
         backoff_cap: float | None = None,
@@ -372,6 +378,7 @@ class StreamOptions:
         others: tuple[tuple[str, object], ...] = (
             ("account", account),
             ("queue_size", queue_size),
+            ("queue_bytes", queue_bytes),
             ("overflow", overflow),
             ("auth_attempts", auth_attempts),
             ("verify_tls", verify_tls),
@@ -396,7 +403,7 @@ class StreamOptions:
         value = self.warning_interval
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise ConfigurationError(f"warning_interval must be a positive number of seconds, not {value!r}")
-        for name in ("queue_size", "auth_attempts", "max_frame"):
+        for name in ("queue_size", "queue_bytes", "auth_attempts", "max_frame"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")

@@ -3,6 +3,12 @@
 This module owns `EventQueue`: capacity, the two overflow policies, and the stream's end (a clean close, or
 a fatal error delivered after the events already queued). It knows nothing about sockets or exchanges.
 
+Capacity is counted in items (`maxsize`) and, when the queue is given `maxbytes` and a `sizeof`, in bytes
+too: an item fits when both counts stay within their bounds. A peer that pads its messages fills the byte
+bound long before the item bound, so memory stays bounded whatever an item weighs (docs/reliability.md,
+"Memory"). One item heavier than `maxbytes` still fits in an empty queue: nothing could ever make room for
+it, and refusing it would stall the stream for good.
+
 - "block" (the default): a full queue makes the reader wait. Nothing is lost; the exchange's side of the
   connection buffers instead, and the reader's idle clock is suspended while it waits (the supervisor does
   that, around `put`), so a slow consumer is never mistaken for a dead server.
@@ -10,7 +16,9 @@ a fatal error delivered after the events already queued). It knows nothing about
   reported once, to `report_dropped`, just before the first event after the gap is handed out, so the user
   learns exactly how many events are missing and where. The running total is `dropped`.
 
-Either way `put` never raises for a full queue: an overflow never kills the reader.
+Either way `put` never raises for a full queue: an overflow never kills the reader. The byte bound
+follows the same policy with the same exact counts: "block" waits until the item fits, "drop_oldest"
+discards as many of the oldest items as it takes, each one counted.
 """
 
 from __future__ import annotations
@@ -46,9 +54,17 @@ class EventQueue(Generic[T]):
         overflow: Overflow | str = Overflow.BLOCK,
         *,
         report_dropped: Callable[[int], None] | None = None,
+        maxbytes: int | None = None,
+        sizeof: Callable[[T], int] | None = None,
     ) -> None:
         if not (isinstance(maxsize, int) and maxsize > 0):
             raise ConfigurationError(f"queue_size must be a positive integer, not {maxsize!r}")
+        if maxbytes is not None and (
+            isinstance(maxbytes, bool) or not isinstance(maxbytes, int) or maxbytes < 1
+        ):
+            raise ConfigurationError(f"queue_bytes must be a positive integer, not {maxbytes!r}")
+        if maxbytes is not None and sizeof is None:
+            raise ConfigurationError("a queue bounded in bytes needs a sizeof")
         try:
             self._overflow = Overflow(overflow)
         except ValueError:
@@ -56,6 +72,11 @@ class EventQueue(Generic[T]):
             raise ConfigurationError(f"overflow must be one of {choices}, not {overflow!r}") from None
         self._maxsize = maxsize
         self._items: deque[T] = deque()
+        # Without a byte bound, every item weighs 0 and the byte count stays 0 (one code path for both).
+        self._maxbytes = maxbytes if maxbytes is not None else 0
+        self._sizeof: Callable[[T], int] = sizeof if maxbytes is not None and sizeof else _weightless
+        self._sizes: deque[int] = deque()  # each item's weight, in the items' order
+        self._bytes = 0
         self._report_dropped = report_dropped
         self._dropped = 0
         self._unreported = 0
@@ -64,6 +85,7 @@ class EventQueue(Generic[T]):
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
+        self._producer_waits = False  # a `put` waits for room
 
     @property
     def overflow(self) -> Overflow:
@@ -72,6 +94,15 @@ class EventQueue(Generic[T]):
     @property
     def maxsize(self) -> int:
         return self._maxsize
+
+    @property
+    def maxbytes(self) -> int | None:
+        return self._maxbytes or None
+
+    @property
+    def bytes(self) -> int:
+        """The weight of the queued items, as `sizeof` counts them (0 without a byte bound)."""
+        return self._bytes
 
     @property
     def dropped(self) -> int:
@@ -86,20 +117,46 @@ class EventQueue(Generic[T]):
         return len(self._items)
 
     def full(self) -> bool:
-        return len(self._items) >= self._maxsize
+        """No item fits: the item bound is reached, or the byte bound is."""
+        return len(self._items) >= self._maxsize or (self._maxbytes > 0 and self._bytes >= self._maxbytes)
+
+    def _fits(self, count: int, weight: int) -> bool:
+        """Whether `count` more items weighing `weight` fit. One item of any weight fits an empty queue."""
+        if len(self._items) + count > self._maxsize:
+            return False
+        if not self._maxbytes or self._bytes + weight <= self._maxbytes:
+            return True
+        return count == 1 and not self._items
 
     def put_all_nowait(self, items: Sequence[T]) -> bool:
         """Add all of `items` without waiting, or none of them: False only under "block" when they do not all
         fit in an open queue. One call per frame on the reader's path (a frame may carry several events)."""
         if self._closed:
             return True  # discarded: nobody will read them
-        if len(self._items) + len(items) > self._maxsize:
+        if len(items) == 1 and self._maxbytes:  # the usual frame, one event: its own short path
+            item = items[0]
+            size = self._sizeof(item)
+            if len(self._items) < self._maxsize and self._bytes + size <= self._maxbytes:
+                self._items.append(item)
+                self._sizes.append(size)
+                self._bytes += size
+                self._readable.set()
+                return True
+            if self._overflow is Overflow.BLOCK and not self._fits(1, size):
+                return False
+            return self._put(item, size)
+        sizes = [self._sizeof(item) for item in items] if self._maxbytes else None
+        weight = 0 if sizes is None else sum(sizes)
+        if not self._fits(len(items), weight):
             if self._overflow is Overflow.BLOCK:
                 return False
-            for item in items:
-                self.put_nowait(item)  # drops the oldest, counted
+            for index, item in enumerate(items):
+                self._put(item, 0 if sizes is None else sizes[index])  # drops the oldest, counted
             return True
         self._items.extend(items)
+        if sizes is not None:
+            self._sizes.extend(sizes)
+            self._bytes += weight
         self._readable.set()
         return True
 
@@ -107,19 +164,29 @@ class EventQueue(Generic[T]):
         """Add one item; waits while full under "block". Items put after `close` are discarded."""
         while not self.put_nowait(item):
             self._writable.clear()
+            self._producer_waits = True
             await self._writable.wait()
 
     def put_nowait(self, item: T) -> bool:
         """Add one item without waiting; False only under "block" with a full, open queue."""
         if self._closed:
             return True  # discarded: nobody will read it
-        if self.full():
+        return self._put(item, self._sizeof(item) if self._maxbytes else 0)
+
+    def _put(self, item: T, size: int) -> bool:
+        if not self._fits(1, size):
             if self._overflow is Overflow.BLOCK:
                 return False
-            self._items.popleft()
-            self._dropped += 1
-            self._unreported += 1
+            while self._items and not self._fits(1, size):  # as many of the oldest as it takes
+                self._items.popleft()
+                if self._maxbytes:
+                    self._bytes -= self._sizes.popleft()
+                self._dropped += 1
+                self._unreported += 1
         self._items.append(item)
+        if self._maxbytes:
+            self._sizes.append(size)
+            self._bytes += size
         self._readable.set()
         return True
 
@@ -129,7 +196,10 @@ class EventQueue(Generic[T]):
         if not self._items or self._unreported:
             return None
         item = self._items.popleft()
-        if len(self._items) + 1 == self._maxsize:  # it was full: a producer may be waiting for room
+        if self._maxbytes:
+            self._bytes -= self._sizes.popleft()
+        if self._producer_waits:  # let it look again: the room it needs may be there now
+            self._producer_waits = False
             self._writable.set()
         return item
 
@@ -147,7 +217,10 @@ class EventQueue(Generic[T]):
             if self._report_dropped is not None:
                 self._report_dropped(gap)
         item = self._items.popleft()
-        if not self.full():
+        if self._maxbytes:
+            self._bytes -= self._sizes.popleft()
+        if self._producer_waits:  # let it look again: the room it needs may be there now
+            self._producer_waits = False
             self._writable.set()
         return item
 
@@ -162,3 +235,7 @@ class EventQueue(Generic[T]):
             self._error = error
         self._readable.set()
         self._writable.set()
+
+
+def _weightless(item: object) -> int:
+    return 0

@@ -63,6 +63,11 @@ class Session(Protocol):
         """Open one WebSocket (not yet live). Raises errors of ours only."""
         ...
 
+    def ended_before_live(self, ending: UserStreamError) -> UserStreamError:
+        """What a connection that ended before it went live means (Coinlocally: a close with a 4xxx code
+        refused the sub); the supervisor asks before it classifies the ending."""
+        ...
+
     def forget_listen_key(self, reason: str) -> None:
         """The listenKey was reported invalid: the next `open_websocket` must get a new one."""
         ...

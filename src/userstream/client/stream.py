@@ -12,8 +12,12 @@ What a stream does after each kind of ending (`backoff.classify`):
 
 - retryable (closed, dead, SYSTEM notice, broken frames, server errors): reconnect after a backoff delay;
 - listenKey invalid (Bitmusa): forget the key, reconnect with a new one (`key_renewed`);
-- rejected credentials: retried at most `auth_attempts` times in a row (a server hiccup is not worth a
-  dead bot), then the iterator raises `AuthenticationError`; never a retry storm;
+- rejected credentials (a refused handshake, REST call or sub, in any shape: docs/client.md "Refusals"):
+  retried at most `auth_attempts` times in a row with no live connection between (a server hiccup is not
+  worth a dead bot), then the iterator raises `AuthenticationError`; never a retry storm;
+- HTTP 404 (`EndpointNotFoundError`) on a stream that has never been live: the same 404 `auth_attempts`
+  times in a row is a wrong URL, and the iterator raises `ConfigurationError` naming the URL tried and the
+  path expected; once a stream has been live, a 404 is retried (exchanges redeploy);
 - anything else fatal (configuration, our own bug): the iterator raises it at once.
 
 Rotation: `rotate_after` seconds after a connection went live, a new one is opened while the old keeps
@@ -44,7 +48,7 @@ from userstream.client.connection import Connection, ConnectionCounters, FrameHo
 from userstream.client.dedupe import OverlapDeduper
 from userstream.client.delivered import Delivered
 from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL
-from userstream.client.options import DEFAULTS, StreamOptions, unlikely_to_work
+from userstream.client.options import DEFAULT_QUEUE_BYTES, DEFAULTS, StreamOptions, unlikely_to_work
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
 from userstream.client.resync import Resync, SnapshotTaker, snapshot_taker
 from userstream.client.scrub import Scrubber
@@ -55,10 +59,11 @@ from userstream.errors import (
     AuthenticationError,
     ConfigurationError,
     ConnectionLostError,
+    EndpointNotFoundError,
     UserStreamError,
 )
-from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate
-from userstream.protocol import bitmusa, coinlocally
+from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate, event_size
+from userstream.protocol import bitmusa, coinlocally, endpoints
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
 
 __all__ = ["StreamOptions", "StreamStats", "UserStream", "connect", "run"]
@@ -89,6 +94,8 @@ class StreamStats:
     #: the part of unknown_frames refused as broken: undecodable, or malformed (impossible values included);
     #: unknown_frames - malformed_frames were well-formed but not understood (an unknown event type, say)
     malformed_frames: int = 0
+    queued: int = 0  # events waiting in the queue for the user now
+    queued_bytes: int = 0  # their weight, as the queue's byte bound counts it (`events.event_size`)
 
 
 @dataclass(slots=True, eq=False)
@@ -130,7 +137,11 @@ class UserStream:
         self._options = options
         self._on_status = on_status
         self._queue: EventQueue[Event] = EventQueue(
-            options.queue_size, options.overflow, report_dropped=self._report_dropped
+            options.queue_size,
+            options.overflow,
+            report_dropped=self._report_dropped,
+            maxbytes=options.queue_bytes,
+            sizeof=event_size,
         )
         self._statuses: EventQueue[StatusEvent] = EventQueue(STATUS_BACKLOG, Overflow.DROP_OLDEST)
         self._dedupe = OverlapDeduper()
@@ -143,6 +154,8 @@ class UserStream:
         self._events_delivered = 0
         self._auth_failures = 0
         self._attempts_since_live = 0
+        self._ever_live = False
+        self._not_found: tuple[str, int] | None = None  # (URL, how many 404s in a row) while never live
         self._retry_reason: str | None = None
         self._live: dict[int, _Live] = {}
         self._tasks: asyncio.TaskGroup | None = None
@@ -200,6 +213,8 @@ class UserStream:
             resyncs=self._resync.resyncs,
             resync_failures=self._resync.failures,
             malformed_frames=counters.malformed_frames,
+            queued=len(self._queue),
+            queued_bytes=self._queue.bytes,
         )
 
     # --- the user's side ---------------------------------------------------------------------------
@@ -406,6 +421,8 @@ class UserStream:
             self._retry_reason = None
             self._auth_failures = 0
             self._attempts_since_live = 0
+            self._ever_live = True
+            self._not_found = None
             if self._gap:  # a connection ended unplanned (or the stream starts with a snapshot)
                 self._gap = False
                 assert self._tasks is not None  # noqa: S101 - set before the first attempt
@@ -452,7 +469,9 @@ class UserStream:
                 )
             ending = await live.task
             del self._live[serial]
-            raise ending or ConnectionLostError(f"{connection.label}: closed before it was live")
+            raise self._session.ended_before_live(
+                ending or ConnectionLostError(f"{connection.label}: closed before it was live")
+            )
         return live
 
     def _went_live(self, connection: Connection) -> None:
@@ -517,6 +536,7 @@ class UserStream:
     def _failed(self, error: UserStreamError) -> None:
         """Classify an error; raise `_Stop` when it is fatal, else remember it as the retry reason."""
         action = classify(error)
+        self._count_not_found(error)
         if isinstance(error, AuthenticationError):
             self._auth_failures += 1
             if self._auth_failures >= self._options.auth_attempts:
@@ -526,6 +546,22 @@ class UserStream:
         elif action is Action.NEW_LISTEN_KEY:
             self._session.forget_listen_key(str(error))
         self._retry_reason = str(error)
+
+    def _count_not_found(self, error: UserStreamError) -> None:
+        """Raise `_Stop` with a ConfigurationError when a never-live stream met the same 404 `auth_attempts`
+        times in a row: a wrong URL, which no retry fixes."""
+        if self._ever_live or not isinstance(error, EndpointNotFoundError):
+            self._not_found = None
+            return
+        count = self._not_found[1] + 1 if self._not_found and self._not_found[0] == error.url else 1
+        self._not_found = (error.url, count)
+        if count >= self._options.auth_attempts:
+            raise _Stop(
+                ConfigurationError(
+                    f"{error.url} answered HTTP 404 {count} times in a row and the stream has never been "
+                    f"live: check the URL (the path expected there is {error.expected})"
+                )
+            )
 
     def _deliver_now(self, connection: Connection, events: Sequence[Event]) -> bool:
         """The connections' sink when nothing has to wait (the common case, once per frame): no rotation
@@ -594,6 +630,7 @@ def connect(
     rotate_after: float | None = DEFAULTS["rotate_after"],
     sub_timeout: float | None = None,
     queue_size: int = 10_000,
+    queue_bytes: int = DEFAULT_QUEUE_BYTES,
     overflow: Overflow | Literal["block", "drop_oldest"] = Overflow.BLOCK,
     backoff_base: float | None = None,
     backoff_cap: float | None = None,
@@ -622,11 +659,12 @@ def connect(
     """A user data stream for one account; use it with `async with` and `async for`.
 
     Bitmusa needs `api_key` and `auth_key`; Coinlocally needs `token` or `api_key` (exactly one).
-    `rest_url`/`ws_url` default to the documented production endpoints (Bitmusa: base URLs to which the
-    documented paths are appended; Coinlocally: the full WebSocket URL). Must be called inside a running
-    event loop. Every other argument is documented in docs/client.md. A timing left as None takes its
-    default, or a value fitted to the timings given (`idle_timeout=30` alone pings every 20 s); each value
-    so derived is logged at INFO, and only a contradiction between given timings is refused.
+    `rest_url`/`ws_url` default to the documented production endpoints; either may be written as a base
+    (`wss://host:port`) or as the full URL of the documented path (`.../ws/spot`, `.../spot/userDataStream`,
+    `.../spotws_user/userData/ws`), with or without a trailing slash (`protocol.endpoints`). Must be called
+    inside a running event loop. Every other argument is documented in docs/client.md. A timing left as None
+    takes its default, or a value fitted to the timings given (`idle_timeout=30` alone pings every 20 s);
+    each value so derived is logged at INFO, and only a contradiction between given timings is refused.
     """
     _require_running_loop()
     try:
@@ -641,6 +679,7 @@ def connect(
         rotate_after=rotate_after,
         sub_timeout=sub_timeout,
         queue_size=queue_size,
+        queue_bytes=queue_bytes,
         overflow=policy,
         backoff_base=backoff_base,
         backoff_cap=backoff_cap,
@@ -690,7 +729,7 @@ def connect(
         auth_key=auth_key,
         token=token,
         secret_key=secret_key,
-        rest_url=(rest_url if rest_url is not None else bitmusa.REST_BASE),
+        rest_url=endpoints.bitmusa_rest_base(rest_url if rest_url is not None else bitmusa.REST_BASE),
         snapshot_rest_url=snapshot_rest_url,
         quotes=options.quotes,
     )

@@ -54,7 +54,9 @@ from userstream.errors import (
 
 __all__ = [
     "INBOX_HIGH_WATER",
+    "INBOX_HIGH_WATER_BYTES",
     "INBOX_LOW_WATER",
+    "INBOX_LOW_WATER_BYTES",
     "SIGN_OF_LIFE",
     "Express",
     "HandshakeRejectedError",
@@ -86,12 +88,13 @@ class HandshakeRejectedError(TransportError):
 
 class PeerClosedError(ConnectionLostError):
     """The WebSocket was closed. `code` and `reason` are the peer's close frame, when it sent one;
-    `code` is None when the connection simply broke."""
+    `code` is None when the connection simply broke. `label` is the connection's (a URL safe to show)."""
 
-    def __init__(self, message: str, *, code: int | None, reason: str = "") -> None:
+    def __init__(self, message: str, *, code: int | None, reason: str = "", label: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
+        self.label = label
 
 
 class SignOfLife:
@@ -292,6 +295,11 @@ class Transport:
 #: frames of the read in progress still arrive after the pause: at most one read buffer more.
 INBOX_HIGH_WATER: Final = 256
 INBOX_LOW_WATER: Final = 64
+#: The same marks in bytes (characters for text), so that 256 frames of `max_frame` each (a peer sending
+#: incompressible megabyte frames to a stalled reader) cannot make 256 MiB wait: reading pauses at either
+#: mark and resumes once both are met (docs/reliability.md, "Memory").
+INBOX_HIGH_WATER_BYTES: Final = 4 << 20
+INBOX_LOW_WATER_BYTES: Final = 1 << 20
 
 if TYPE_CHECKING:
     _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
@@ -401,6 +409,7 @@ class _Inbox(picows.WSListener):
         self.express: Express | None = None
         self.transport: picows.WSTransport | None = None
         self.paused = False
+        self.bytes = 0  # the length of the waiting frames (characters for text)
         self.ended = False
         self.closing = False  # our close frame is sent (or being sent): no more pongs or texts
         self._abandoned = False
@@ -445,7 +454,7 @@ class _Inbox(picows.WSListener):
                         "%s: the express frame handler raised; frames go through receive() now", self.label
                     )
                     self.express = None
-            self.put(message)
+            self.put(message, len(message))
             return
         if kind is _PING:
             if not self.closing:
@@ -477,18 +486,30 @@ class _Inbox(picows.WSListener):
 
     # -- the inbox
 
-    def put(self, item: str | bytes | SignOfLife) -> None:
+    def put(self, item: str | bytes | SignOfLife, size: int = 0) -> None:
         items = self.items
         items.append(item)
+        self.bytes += size
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if len(items) >= INBOX_HIGH_WATER and not self.paused and self.transport is not None:
+        if (
+            (len(items) >= INBOX_HIGH_WATER or self.bytes >= INBOX_HIGH_WATER_BYTES)
+            and not self.paused
+            and self.transport is not None
+        ):
             self.paused = True
             self.transport.underlying_transport.pause_reading()
 
+    def taken(self, item: str | bytes | SignOfLife) -> None:
+        """`item` left the inbox: uncount it, and resume reading if the inbox is drained enough."""
+        if type(item) is not SignOfLife:
+            self.bytes -= len(item)  # type: ignore[arg-type]  # str or bytes
+        if self.paused:
+            self.resume_if_drained()
+
     def resume_if_drained(self) -> None:
-        if len(self.items) <= INBOX_LOW_WATER:
+        if len(self.items) <= INBOX_LOW_WATER and self.bytes <= INBOX_LOW_WATER_BYTES:
             self.paused = False
             transport = self.transport
             if transport is not None and not transport.is_disconnected:
@@ -527,7 +548,10 @@ class _Inbox(picows.WSListener):
         shown = f" {reason!r}" if reason else ""
         self.end(
             PeerClosedError(
-                f"{self.label}: closed by the server with code {code}{shown}", code=code, reason=reason
+                f"{self.label}: closed by the server with code {code}{shown}",
+                code=code,
+                reason=reason,
+                label=self.label,
             )
         )
 
@@ -561,10 +585,11 @@ class _Inbox(picows.WSListener):
         message = b"".join(self._fragments)
         self._fragments = None
         if not self._fragments_are_text:
-            self.put(message)
+            self.put(message, len(message))
             return
         try:
-            self.put(message.decode())
+            text = message.decode()
+            self.put(text, len(text))
         except UnicodeDecodeError:
             self._fail(_INVALID_TEXT, FrameDecodeError(f"{self.label}: a text message is not UTF-8"))
 
@@ -616,8 +641,7 @@ class WebSocket:
         if not items or type(items[0]) is _End:
             return None
         item = items.popleft()
-        if self._inbox.paused:
-            self._inbox.resume_if_drained()
+        self._inbox.taken(item)  # type: ignore[arg-type]  # not an _End: checked above
         return item  # type: ignore[return-value]  # not an _End: checked above
 
     async def receive(self) -> str | bytes | SignOfLife:
@@ -638,8 +662,7 @@ class WebSocket:
                 await self._settle()
             raise item.error
         items.popleft()
-        if inbox.paused:
-            inbox.resume_if_drained()
+        inbox.taken(item)  # type: ignore[arg-type]  # not an _End: checked above
         return item  # type: ignore[return-value]  # not an _End: checked above
 
     async def send_text(self, text: str) -> None:

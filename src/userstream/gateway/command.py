@@ -26,6 +26,7 @@ from userstream.errors import ConfigurationError
 from userstream.gateway.cluster import ClusterConfig
 from userstream.gateway.config import GatewayConfig, load_config
 from userstream.gateway.service import Gateway
+from userstream.netguard import raise_descriptor_limit
 from userstream.server.logs import configure_logging, log_event
 
 __all__ = ["add_parser", "run"]
@@ -99,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    before, after = raise_descriptor_limit()  # the HTTP API's cap is derived from it (http.py)
+    if after != before:
+        log_event(_log, logging.INFO, "descriptor limit raised", before=before, after=after)
     try:
         return asyncio.run(_serve(config))
     except KeyboardInterrupt:  # a second Ctrl-C while shutting down

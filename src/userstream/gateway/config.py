@@ -56,6 +56,7 @@ STREAM_OPTION_KEYS: frozenset[str] = frozenset(
         "rotate_after",
         "sub_timeout",
         "queue_size",
+        "queue_bytes",
         "overflow",
         "backoff_base",
         "backoff_cap",
@@ -89,7 +90,22 @@ _ONLY_ON: dict[str, Exchange] = {
 _DEFAULTABLE = STREAM_OPTION_KEYS | _ENDPOINT_KEYS
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_GATEWAY_KEYS = frozenset({"http_host", "http_port", "health_grace", "sse_queue", "shutdown_timeout"})
+_GATEWAY_KEYS = frozenset(
+    {
+        "http_host",
+        "http_port",
+        "health_grace",
+        "sse_queue",
+        "shutdown_timeout",
+        # the HTTP API's connection bounds (gateway/http.py, userstream.netguard)
+        "http_header_timeout",
+        "http_idle_timeout",
+        "http_max_connections",
+        "http_max_connections_per_ip",
+        "sse_max_subscribers",
+        "sse_write_timeout",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +135,12 @@ class GatewayConfig:
     free port. `health_grace`: how long an account may be without a live connection (starting, or between
     two connections) before /healthz reports it down; a failed account is down at once. `sse_queue`: events
     buffered per /events subscriber before that subscriber is dropped as too slow. `shutdown_timeout`: how
-    long a stop waits for the sinks to write what they hold.
+    long a stop waits for the sinks to write what they hold. The HTTP API's connections are bounded
+    (docs/gateway.md, "Bounds"): `http_header_timeout` for a request head, `http_idle_timeout` between
+    requests, `http_max_connections` in all (None: what the descriptor limit leaves, at most 1000) and
+    `http_max_connections_per_ip` per address (None: 100 for other addresses, none for loopback);
+    `sse_max_subscribers` /events readers at once (503 beyond), each write to one allowed
+    `sse_write_timeout` seconds before the reader is disconnected.
     """
 
     accounts: tuple[AccountConfig, ...]
@@ -129,6 +150,12 @@ class GatewayConfig:
     health_grace: float = 10.0
     sse_queue: int = 1000
     shutdown_timeout: float = 10.0
+    http_header_timeout: float = 10.0
+    http_idle_timeout: float = 60.0
+    http_max_connections: int | None = None
+    http_max_connections_per_ip: int | None = None
+    sse_max_subscribers: int = 100
+    sse_write_timeout: float = 10.0
     cluster: ClusterConfig | None = None  # share the accounts with other instances (docs/scaling.md)
 
     def __post_init__(self) -> None:
@@ -142,12 +169,24 @@ class GatewayConfig:
             isinstance(self.http_port, int) and 0 <= self.http_port <= 65535
         ):
             raise ConfigurationError(f"http_port must be in 0..65535, not {self.http_port!r}")
-        for key in ("health_grace", "shutdown_timeout"):
+        for key in (
+            "health_grace",
+            "shutdown_timeout",
+            "http_header_timeout",
+            "http_idle_timeout",
+            "sse_write_timeout",
+        ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ConfigurationError(f"{key} must be a positive number of seconds, not {value!r}")
         if isinstance(self.sse_queue, bool) or not isinstance(self.sse_queue, int) or self.sse_queue < 1:
             raise ConfigurationError(f"sse_queue must be a positive integer, not {self.sse_queue!r}")
+        for key in ("http_max_connections", "http_max_connections_per_ip", "sse_max_subscribers"):
+            value = getattr(self, key)
+            if value is None and key != "sse_max_subscribers":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{key} must be a positive integer, not {value!r}")
 
     def account(self, name: str) -> AccountConfig | None:
         for account in self.accounts:

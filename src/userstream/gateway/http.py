@@ -13,11 +13,17 @@ This module owns the routes and the JSON shapes of their answers (docs/gateway.m
 
 It only reads what the service keeps; it changes nothing. Decimals are strings, exactly as in the event
 contract. Nothing here shows a credential: the service never holds one outside the client's streams.
+
+Every connection is bounded (userstream.netguard; docs/gateway.md, "Bounds"): a request head within
+`http_header_timeout`, the next within `http_idle_timeout`, capped in all and per address, with a reserve for
+/healthz and /metrics. `/events` refuses readers beyond `sse_max_subscribers` (503), and disconnects a reader
+that takes no bytes for `sse_write_timeout` (its socket full): a stalled reader never holds a descriptor,
+a buffer or a task for longer than that.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import ipaddress
 import logging
 from typing import Any
@@ -28,6 +34,13 @@ from aiohttp import web
 from userstream.eventjson import to_dict
 from userstream.gateway.metrics import CONTENT_TYPE, render_metrics
 from userstream.gateway.service import AccountRuntime, Gateway, SinkHandle
+from userstream.netguard import (
+    ConnectionGuard,
+    ConnectionLimits,
+    descriptor_budget,
+    limit_accept_error_log,
+    reset_connection,
+)
 
 __all__ = ["SSE_KEEPALIVE", "HttpServer", "create_app"]
 
@@ -37,6 +50,9 @@ _GATEWAY: web.AppKey[Gateway] = web.AppKey("userstream_gateway", Gateway)
 
 #: Seconds between comment lines on a quiet /events response, so proxies and clients see it alive.
 SSE_KEEPALIVE = 15.0
+#: Defaults of the HTTP API's caps (GatewayConfig's None): an operator's API, not a public service.
+HTTP_MAX_CONNECTIONS = 1000
+HTTP_MAX_CONNECTIONS_PER_IP = 100
 
 
 def create_app(gateway: Gateway, *, sse_keepalive: float = SSE_KEEPALIVE) -> web.Application:
@@ -54,12 +70,30 @@ def create_app(gateway: Gateway, *, sse_keepalive: float = SSE_KEEPALIVE) -> web
     return app
 
 
+def http_limits(gateway: Gateway) -> ConnectionLimits:
+    """The bounds of the API's connections for the gateway's config, the descriptor limit read now (half of
+    what it leaves is the most the API may take: the streams and sinks need the rest)."""
+    config = gateway.config
+    total = config.http_max_connections or min(HTTP_MAX_CONNECTIONS, max(1, descriptor_budget() // 2))
+    return ConnectionLimits(
+        header_timeout=config.http_header_timeout,
+        idle_timeout=config.http_idle_timeout,
+        max_connections=total,
+        max_per_address=config.http_max_connections_per_ip or HTTP_MAX_CONNECTIONS_PER_IP,
+        exempt_loopback=config.http_max_connections_per_ip is None,
+        reserve_paths=frozenset({"/healthz", "/metrics"}),
+    )
+
+
 class HttpServer:
     """The API served on one address until `stop()`."""
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self._restore_log: Any = None
+        self.guard = ConnectionGuard(http_limits(gateway), name="gateway http")
         self.url: str | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -69,13 +103,24 @@ class HttpServer:
                 "put it behind something that has",
                 host,
             )
-        runner = web.AppRunner(create_app(self._gateway), access_log=None, handle_signals=False)
+        app = create_app(self._gateway)
+        app.middlewares.insert(0, self.guard.middleware)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self._gateway.config.http_idle_timeout,
+            # A reader that leaves /events ends its handler (and frees its place under the cap) at once,
+            # not at the next write.
+            handler_cancellation=True,
+        )
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        self._restore_log = limit_accept_error_log(asyncio.get_running_loop())
+        self._listener = await self.guard.serve(runner, host, port)
         bound = port
-        for address in runner.addresses:
+        for sock in self._listener.sockets:
+            address = sock.getsockname()
             if isinstance(address, tuple) and len(address) >= 2:
                 bound = int(address[1])
                 break
@@ -85,15 +130,27 @@ class HttpServer:
         self.url = f"http://{shown}:{bound}"
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._restore_log is not None:
+            self._restore_log()
+            self._restore_log = None
+
+
+class _WriteTimeoutError(Exception):
+    """A write to an /events reader did not complete in time: the reader takes no more bytes."""
 
 
 class _Routes:
     def __init__(self, gateway: Gateway, sse_keepalive: float) -> None:
         self._gateway = gateway
         self._keepalive = sse_keepalive
+        self._write_timeout = gateway.config.sse_write_timeout
+        self._max_subscribers = gateway.config.sse_max_subscribers
 
     async def healthz(self, request: web.Request) -> web.Response:
         gateway = self._gateway
@@ -168,6 +225,15 @@ class _Routes:
         wanted = request.query.get("account")
         if wanted is not None and self._gateway.account(wanted) is None:
             raise _not_found(wanted)
+        hub = self._gateway.hub
+        if hub.subscribers >= self._max_subscribers:
+            hub.refused_subscribers += 1
+            refusal = _json(
+                {"error": f"too many /events subscribers: at most {self._max_subscribers} at once"},
+                status=503,
+            )
+            refusal.headers["Retry-After"] = "1"
+            return refusal
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
@@ -175,30 +241,45 @@ class _Routes:
                 "X-Accel-Buffering": "no",  # nginx: do not buffer a live stream
             }
         )
-        await response.prepare(request)
-        hub = self._gateway.hub
-        subscription = hub.subscribe(wanted)
+        subscription = hub.subscribe(wanted)  # counted from now: the cap holds while this one prepares
         try:
+            await self._write(response.prepare(request))
             # The comment tells the reader it is subscribed: everything published from now on reaches it.
-            await response.write(b": subscribed\n\n")
+            await self._write(response.write(b": subscribed\n\n"))
             while True:
                 batch = await subscription.next_batch(self._keepalive)
                 if batch is None:
                     break
                 if not batch:
-                    await response.write(b": keepalive\n\n")
+                    await self._write(response.write(b": keepalive\n\n"))
                     continue
-                await response.write(b"".join(message.sse for message in batch))
+                await self._write(response.write(b"".join(message.sse for message in batch)))
             if subscription.dropped_reason is not None:
                 notice = _ENCODER.encode({"reason": subscription.dropped_reason})
-                await response.write(b"event: dropped\ndata: " + notice + b"\n\n")
+                await self._write(response.write(b"event: dropped\ndata: " + notice + b"\n\n"))
+            await self._write(response.write_eof())
         except ConnectionResetError:
             pass  # the reader left
+        except _WriteTimeoutError:
+            hub.stalled_subscribers += 1
+            _log.info(
+                "an /events reader took no bytes for %s s: disconnected (%d so far)",
+                self._write_timeout,
+                hub.stalled_subscribers,
+            )
+            if request.transport is not None:
+                reset_connection(request.transport)  # its unsent bytes and its descriptor go at once
         finally:
             hub.unsubscribe(subscription)
-        with contextlib.suppress(ConnectionResetError):
-            await response.write_eof()
         return response
+
+    async def _write(self, writing: Any) -> None:
+        """Await one write to an /events reader, for at most `sse_write_timeout` seconds."""
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await writing
+        except TimeoutError:
+            raise _WriteTimeoutError from None
 
     # --- helpers --------------------------------------------------------------------------------------
 

@@ -145,6 +145,12 @@ def render_metrics(gateway: Gateway) -> str:
         per_account(lambda account: account.backlog),
     )
     out.family(
+        "stream_queue_bytes",
+        "gauge",
+        "What the events in the client's queue weigh, as its queue_bytes bound counts them.",
+        per_account(stat("queued_bytes")),
+    )
+    out.family(
         "stream_dropped_total",
         "counter",
         "Events the client's queue discarded (overflow drop_oldest).",
@@ -222,6 +228,18 @@ def render_metrics(gateway: Gateway) -> str:
         "counter",
         "/events subscribers cut off for falling too far behind.",
         [({}, hub.dropped_subscribers)],
+    )
+    out.family(
+        "sse_stalled_subscribers_total",
+        "counter",
+        "/events readers disconnected because a write to them timed out (they read nothing).",
+        [({}, hub.stalled_subscribers)],
+    )
+    out.family(
+        "sse_refused_subscribers_total",
+        "counter",
+        "/events readers refused (503) beyond sse_max_subscribers.",
+        [({}, hub.refused_subscribers)],
     )
     out.family("healthy", "gauge", "1 when /healthz answers 200.", [({}, int(gateway.healthy))])
     return out.text()

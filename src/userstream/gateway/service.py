@@ -33,6 +33,8 @@ from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from userstream.client.status import State, StatusEvent
 from userstream.client.stream import StreamStats, UserStream, connect
 from userstream.errors import ConfigurationError, UserStreamError
@@ -178,7 +180,12 @@ class AccountRuntime:
         log_event(_log, level, status.describe(), account=self.name, exchange=self.exchange.value)
 
     def absorb(self, event: Event, *, wall_ms: int) -> list[Event]:
-        """Fold a stream event into the picture; return it and the fills it revealed (also folded in)."""
+        """Fold a stream event into the picture; return it and the fills it revealed (also folded in).
+
+        The event is taken without its `raw` text: no sink stores it and the JSON has none, so nothing the
+        gateway holds (state, sink buffers) carries a wire message (docs/reliability.md, "Memory")."""
+        if event.raw:
+            event = msgspec.structs.replace(event, raw="")
         produced: list[Event] = [event]
         self.state.apply(event)
         for fill in self.fills.feed(event):

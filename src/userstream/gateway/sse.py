@@ -4,7 +4,8 @@ This module owns `EventHub`, `Subscription` and the Server-Sent Events framing o
 never waits: each subscriber has its own bounded buffer, and one that falls `capacity` events behind is
 dropped (counted, and told why in a last message) rather than allowed to slow the streams or grow memory.
 A live view is not the durable path; the sinks are. The HTTP handler that writes a subscription to a
-response lives in `http.py`; nothing here does I/O.
+response lives in `http.py` (it disconnects a reader whose socket takes no more bytes, and refuses readers
+beyond a cap; the hub keeps the counts of both); nothing here does I/O.
 
 Framing (docs/gateway.md): each event is `event: <kind>\\ndata: <contract JSON>\\n\\n`, the JSON exactly as
 `eventjson.to_json` writes it (docs/events.md). It is encoded once per event, however many subscribers
@@ -115,6 +116,8 @@ class EventHub:
         self.capacity = capacity
         self._subscribers: set[Subscription] = set()
         self.dropped_subscribers = 0  # subscribers cut off for being too slow
+        self.stalled_subscribers = 0  # readers disconnected because a write to them timed out (http.py)
+        self.refused_subscribers = 0  # readers refused beyond the cap (http.py)
         self.published = 0  # events offered to the hub
         self._closed = False
 

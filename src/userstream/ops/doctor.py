@@ -51,7 +51,7 @@ from userstream.client.transport import (
 )
 from userstream.errors import AuthenticationError, ConfigurationError, FrameDecodeError, UserStreamError
 from userstream.events import Exchange
-from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol import bitmusa, coinlocally, endpoints
 from userstream.protocol.close import is_fatal
 from userstream.protocol.codec import decode_frame
 from userstream.protocol.messages import (
@@ -302,6 +302,8 @@ class _Doctor:
         ws_base = options.ws_url if options.ws_url is not None else bitmusa.WS_BASE
         check_url(rest, ("https", "http"), "the Bitmusa REST URL")
         check_url(ws_base, ("wss", "ws"), "the Bitmusa WebSocket URL")
+        # a base or a full URL, as the client reads them (protocol.endpoints)
+        rest, ws_base = endpoints.bitmusa_rest_base(rest), endpoints.bitmusa_ws_base(ws_base)
         if options.token is not None:
             raise ConfigurationError("Bitmusa takes an api key and an auth key, not a token")
         if options.api_key is None or options.auth_key is None:
@@ -415,6 +417,8 @@ class _Doctor:
     async def check_coinlocally(self) -> None:
         options = self._options
         ws_url = options.ws_url if options.ws_url is not None else coinlocally.WS_URL
+        check_url(ws_url, ("wss", "ws"), "the Coinlocally WebSocket URL")
+        ws_url = endpoints.coinlocally_ws_url(ws_url)  # a base or a full URL, as the client reads them
         parsed = check_url(ws_url, ("wss", "ws"), "the Coinlocally WebSocket URL")
         if options.rest_url is not None:
             check_url(options.rest_url, ("https", "http"), "the Coinlocally REST URL")

@@ -24,6 +24,7 @@ import msgspec
 from userstream.errors import (
     AuthenticationError,
     ConfigurationError,
+    EndpointNotFoundError,
     ExchangeError,
     FrameDecodeError,
     ListenKeyInvalidError,
@@ -42,6 +43,7 @@ from userstream.events import (
     OrderUpdate,
     Side,
     Source,
+    clip_raw,
 )
 from userstream.money import MAX_DIGITS, checked, exact_sub
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame
@@ -54,6 +56,7 @@ from userstream.protocol.messages import (
     impossible_order,
     money_error,
 )
+from userstream.protocol.refusal import read_refusal, reply_text, scrub
 
 __all__ = [
     "ENDPOINTS",
@@ -289,9 +292,15 @@ _ERRORS_BY_STATUS: dict[int, _ErrorFactory] = {
 }
 
 
-def parse_listen_key_response(status: int, body: bytes) -> str:
-    """The listenKey of a create (POST) reply; a typed error naming what was wrong otherwise."""
-    reply = _judge_reply(status, body)
+def parse_listen_key_response(
+    status: int, body: bytes, *, request: HttpRequest | None = None, url: str = ""
+) -> str:
+    """The listenKey of a create (POST) reply; a typed error naming what was wrong otherwise.
+
+    With the `request` that was sent and the `url` it went to (scheme, host, path: nothing secret),
+    errors name the method and URL, quote the server's text with the request's credentials scrubbed out,
+    and a 404 is an `EndpointNotFoundError` (see `_judge_reply`)."""
+    reply = _judge_reply(status, body, request=request, url=url)
     data = reply.get("data")
     if not isinstance(data, dict):
         raise MessageShapeError("listenKey reply has no `data` object", field="$.data")
@@ -303,41 +312,107 @@ def parse_listen_key_response(status: int, body: bytes) -> str:
     return key
 
 
-def parse_ack_response(status: int, body: bytes) -> None:
+def parse_ack_response(
+    status: int, body: bytes, *, request: HttpRequest | None = None, url: str = ""
+) -> None:
     """Judge a keep-alive (PUT) or close (DELETE) reply: return on success, raise a typed error otherwise."""
-    _judge_reply(status, body)
+    _judge_reply(status, body, request=request, url=url)
 
 
-def _judge_reply(status: int, body: bytes) -> dict[str, Any]:
+def _judge_reply(
+    status: int, body: bytes, *, request: HttpRequest | None = None, url: str = ""
+) -> dict[str, Any]:
+    """The HTTP status first, the body second (docs/client.md, "Refusals"): 401/403 is a refused
+    credential and 429 a rate limit whatever the body; a body that is not JSON is an error naming the
+    status (a 404 of a known request: `EndpointNotFoundError`, 5xx: transient); a JSON object that refuses
+    (`protocol.refusal`: a non-zero `code`, `success: false`, an `error`...) is the error its code means,
+    else an `ExchangeError` quoting code and text; a 2xx that refuses nothing is the reply."""
+    where = f"{request.method} {url}: " if request is not None and url else ""
+    secrets = _secrets_of(request)
+    try:
+        reply: dict[str, Any] | None = _REPLY_DECODER.decode(body)
+        shape_error = None
+    except msgspec.ValidationError:
+        # JSON of another type, or text that only starts like a number ("404: Not Found")
+        reply, shape_error = None, ("not a JSON object" if _is_json(body) else None)
+    except msgspec.DecodeError:
+        reply, shape_error = None, None
+    except RecursionError:
+        raise FrameDecodeError(f"{where}Bitmusa reply (HTTP {status}) is nested too deeply") from None
+    refusal = read_refusal(reply) if reply is not None else None
+    text = reply_text(reply) if reply is not None and secrets else ""  # quoted only when it can be scrubbed
+    said = f": {_clip(scrub(text, secrets))}" if text else ""
     by_status = _ERRORS_BY_STATUS.get(status)
     if by_status is not None:
-        raise by_status(f"Bitmusa answered HTTP {status}", status)
-    try:
-        reply = _REPLY_DECODER.decode(body)
-    except msgspec.ValidationError:
-        raise MessageShapeError("Bitmusa reply is not a JSON object", field="$") from None
-    except msgspec.DecodeError as exc:
-        if status >= 500:
-            raise TransportError(f"Bitmusa answered HTTP {status} without a JSON body") from None
-        raise FrameDecodeError(f"Bitmusa reply (HTTP {status}) is not JSON: {exc}") from None
-    except RecursionError:
-        raise FrameDecodeError(f"Bitmusa reply (HTTP {status}) is nested too deeply") from None
+        raise by_status(f"{where}Bitmusa answered HTTP {status}{said}", status)
+    not_found = status == 404 and request is not None and bool(url)
+    expected = "" if request is None else request.path
+    if reply is None:
+        if shape_error is not None:
+            raise MessageShapeError(f"{where}Bitmusa reply is not a JSON object", field="$")
+        raise _not_json(status, body, where, url=url if not_found else "", expected=expected)
     code = reply.get("code")
-    if type(code) is not int:  # bool is an int subclass and is no code
-        if status >= 500:
-            raise TransportError(f"Bitmusa answered HTTP {status} without a reply code")
-        raise MessageShapeError("Bitmusa reply has no integer `code`", field="$.code")
-    if code != 0:
-        text = reply.get("message")
-        detail = f": {_clip(text)}" if isinstance(text, str) else ""
-        message = f"Bitmusa refused the request (HTTP {status}, code {code}){detail}"
-        by_code = _ERRORS_BY_CODE.get(code)
+    if code is not None and type(code) is not int and not isinstance(code, str):  # bool, float, object
+        raise MessageShapeError(f"{where}Bitmusa reply has no integer or text `code`", field="$.code")
+    if refusal is not None and not (not_found and refusal.code != ERR_LISTEN_KEY_NOT_FOUND):
+        shown = f", code {refusal.code}" if refusal.code is not None else ""
+        text = f": {_clip(scrub(refusal.message, secrets))}" if refusal.message else ""
+        message = f"{where}Bitmusa refused the request (HTTP {status}{shown}){text}"
+        number = refusal.code if isinstance(refusal.code, int) else None
+        by_code = _ERRORS_BY_CODE.get(number) if number is not None else None
         if by_code is not None:
             raise by_code(message, status)
-        raise ExchangeError(message, code=code, status=status)
+        if status >= 500 and number is None:
+            raise TransportError(message)
+        raise ExchangeError(message, code=number, status=status)
+    if not_found:
+        raise EndpointNotFoundError(
+            f"{where}HTTP 404: no Bitmusa endpoint at this URL", url=url, expected=expected
+        )
     if not 200 <= status < 300:
-        raise ExchangeError(f"Bitmusa answered HTTP {status} with code 0", code=0, status=status)
+        if code is None and status >= 500:
+            raise TransportError(f"{where}Bitmusa answered HTTP {status} without a reply code")
+        with_code = "without a reply code" if code is None else f"with code {code}"
+        raise ExchangeError(f"{where}Bitmusa answered HTTP {status} {with_code}", code=0, status=status)
     return reply
+
+
+def _not_json(status: int, body: bytes, where: str, *, url: str, expected: str) -> UserStreamError:
+    """The error for a reply whose body is not JSON: it says the status and what the body looks like."""
+    kind = _body_kind(body)
+    if url:  # a 404 of a known request
+        return EndpointNotFoundError(
+            f"{where}HTTP 404 with {kind}: no Bitmusa endpoint at this URL", url=url, expected=expected
+        )
+    if status >= 500:
+        return TransportError(f"{where}Bitmusa answered HTTP {status} without a JSON body ({kind})")
+    return FrameDecodeError(f"{where}Bitmusa reply (HTTP {status}) is not JSON ({kind})")
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return True
+
+
+def _secrets_of(request: HttpRequest | None) -> tuple[str, ...]:
+    """The credentials a request carries (its header values, and a bearer token without its prefix)."""
+    if request is None:
+        return ()
+    values = tuple(request.headers.values())
+    return values + tuple(value.removeprefix("Bearer ") for value in values if value.startswith("Bearer "))
+
+
+def _body_kind(body: bytes) -> str:
+    """What a body that is not JSON looks like, without quoting it."""
+    head = body.lstrip()[:64].lower()
+    if not head:
+        return "an empty body"
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head:
+        return "an HTML page"
+    return f"a {len(body)}-byte body that is not JSON"
 
 
 # --- the streams: wire types ----------------------------------------------------------------------
@@ -518,7 +593,7 @@ class Parser:
         except RecursionError:
             # msgspec looks ahead for the `stream` tag and recurses into any nesting it meets.
             raise FrameDecodeError("Bitmusa frame is nested too deeply") from None
-        return DataEvents((frame.event(self.account, text),))
+        return DataEvents((frame.event(self.account, clip_raw(text)),))
 
     def _parse_object(self, message: Mapping[str, Any]) -> DataEvents:
         if not isinstance(message, Mapping):
@@ -531,7 +606,7 @@ class Parser:
             raise _shape_error(exc) from None
         except (TypeError, ValueError, RecursionError) as exc:  # msgspec.EncodeError is a ValueError
             raise MessageShapeError(f"not a JSON object: {exc}", field="$") from None
-        return DataEvents((frame.event(self.account, raw),))
+        return DataEvents((frame.event(self.account, clip_raw(raw)),))
 
 
 def parse_message(

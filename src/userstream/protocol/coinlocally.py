@@ -33,6 +33,7 @@ from userstream.events import (
     OrderUpdate,
     Side,
     Source,
+    clip_raw,
 )
 from userstream.money import checked, exact_sub
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame, gzip_bytes
@@ -50,6 +51,7 @@ from userstream.protocol.messages import (
     impossible_order,
     money_error,
 )
+from userstream.protocol.refusal import read_refusal, read_text_refusal
 from userstream.protocol.symbols import DEFAULT_QUOTES, SymbolSplitter
 
 __all__ = [
@@ -364,9 +366,6 @@ class _Envelope(msgspec.Struct, frozen=True, gc=False):
     channel: Any = None
     et: Any = None
     uid: Any = None
-    event: Any = None
-    code: Any = None
-    message: Any = None
 
 
 def _convert(value: Any, kind: Any, field: str) -> Any:
@@ -406,7 +405,14 @@ class Parser:
     callers who want the typed error (`FrameDecodeError`, `MessageShapeError`) instead of an `Unknown`.
     """
 
-    __slots__ = ("_data_decoder", "_envelope_decoder", "_max_frame", "account", "split_symbol")
+    __slots__ = (
+        "_data_decoder",
+        "_envelope_decoder",
+        "_max_frame",
+        "_object_decoder",
+        "account",
+        "split_symbol",
+    )
 
     def __init__(
         self,
@@ -419,6 +425,7 @@ class Parser:
         self._max_frame = max_frame
         self._data_decoder: msgspec.json.Decoder[_WireEvent] = msgspec.json.Decoder(_WIRE_EVENT_UNION)
         self._envelope_decoder = msgspec.json.Decoder(_Envelope)
+        self._object_decoder = msgspec.json.Decoder(dict[str, Any])
 
     def __call__(self, frame: bytes | str) -> Incoming:
         try:
@@ -460,7 +467,7 @@ class Parser:
             raise FrameDecodeError(f"frame is not JSON: {exc}") from None
         except RecursionError:  # msgspec's answer to absurd nesting (found by tests/fuzz)
             raise FrameDecodeError("frame is nested too deeply") from None
-        return DataEvents(wire.normalize(self, text))
+        return DataEvents(wire.normalize(self, clip_raw(text)))
 
     @staticmethod
     def _control_text(stripped: str, text: str) -> Incoming:
@@ -472,6 +479,9 @@ class Parser:
                 raise FrameDecodeError(f"frame is neither a control reply nor JSON: {exc}") from None
         if reply in _CONTROL_REPLIES:
             return ControlReply(reply)
+        refusal = read_text_refusal(reply)  # a plain-text refusal ("token invalid"): docs/client.md
+        if refusal is not None:
+            return ErrorReply(refusal.code, refusal.message, refusal.transient)
         return Unknown(text[:_PREVIEW_CHARS], "unrecognized text frame")
 
     def _non_data(self, message: bytes, text: str, data_error: msgspec.ValidationError) -> Incoming:
@@ -493,10 +503,19 @@ class Parser:
             return Pong(_convert(envelope.pong, _Millis, "$.pong"))
         if envelope.channel == "SYSTEM" and envelope.et == "close":
             return SystemClose(_convert(envelope.uid, _Millis | None, "$.uid"))
-        if envelope.event == "error":
-            code = _convert(envelope.code, int, "$.code")
-            message_text = _convert(envelope.message, str | None, "$.message")
-            return ErrorReply(code, message_text or "")
+        return self._other_reply(message, text)
+
+    def _other_reply(self, message: bytes, text: str) -> Incoming:
+        """A JSON object of none of the known kinds: a refusal in any shape (our emulator's
+        {"event":"error","code":..,"message":..} as much as an exchange's {"code":"10002","msg":..}: see
+        protocol.refusal), a control reply wrapped in JSON ({"code":0,"msg":"sub success"}), or news to us."""
+        obj = self._object_decoder.decode(message)  # the envelope decoded it: an object, valid JSON
+        refusal = read_refusal(obj)
+        if refusal is not None:
+            return ErrorReply(refusal.code, refusal.message, refusal.transient)
+        for value in obj.values():
+            if isinstance(value, str) and value.strip() in _CONTROL_REPLIES:
+                return ControlReply(value.strip())
         return Unknown(text[:_PREVIEW_CHARS], "unrecognized message (no known keys)")
 
 

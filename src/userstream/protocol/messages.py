@@ -38,10 +38,13 @@ class ControlReply(msgspec.Struct, frozen=True):
 
 
 class ErrorReply(msgspec.Struct, frozen=True):
-    """The server refused something (a sub with a wrong token, say) and will close. Not retryable as is."""
+    """The server refused something (a sub with a wrong token, say) and will close. Not retryable as is,
+    unless `transient` (a rate limit, a busy server: protocol.refusal). `code` is the server's own (a
+    number, a word such as "INVALID_TOKEN", or None when it gave none)."""
 
-    code: int
+    code: int | str | None
     message: str
+    transient: bool = False
 
 
 class Ping(msgspec.Struct, frozen=True):

@@ -34,12 +34,15 @@ from userstream.server.connection import Connection
 from userstream.server.exchange import ExchangeServer, now_ms
 from userstream.server.faults import add_routes as add_fault_routes
 from userstream.server.ingest import IngestError, parse_batch
+from userstream.server.limits import AuthThrottle, websocket_limit
 from userstream.server.logs import log_event
 from userstream.server.snapshots import add_routes as add_snapshot_routes
 from userstream.server.variants import Refusal, is_client_pong, refuse_after_upgrade, variant_middlewares
+from userstream.server.wsmask import MaskedOnlyWebSocketResponse
 
 __all__ = [
     "ADMIN_EVENTS_PATH",
+    "AUTH_THROTTLE_KEY",
     "BITMUSA_ERR_UNAVAILABLE",
     "COINLOCALLY_ERR_BAD_REQUEST",
     "COINLOCALLY_ERR_SUB_REJECTED",
@@ -62,6 +65,7 @@ BITMUSA_ERR_UNAVAILABLE = COINLOCALLY_ERR_UNAVAILABLE = 503001
 COINLOCALLY_ERR_TOO_MANY_CONNECTIONS = 429002
 
 SERVER_KEY = web.AppKey("userstream_server", ExchangeServer)
+AUTH_THROTTLE_KEY = web.AppKey("userstream_auth_throttle", AuthThrottle)
 
 _log = logging.getLogger("userstream.server.app")
 _JSON = "application/json"
@@ -71,9 +75,11 @@ _REFUSED = "service unavailable: new streams are refused for now (fault injectio
 def create_app(config: ServerConfig) -> web.Application:
     """A ready-to-run application for `config`; its `ExchangeServer` is `app[SERVER_KEY]`."""
     server = ExchangeServer(config)
-    middlewares = variant_middlewares(server.variants)  # none by default (variants.py)
+    throttle = AuthThrottle(config.auth_failures_per_second, config.auth_failure_burst)  # limits.py
+    middlewares = [throttle.middleware, *variant_middlewares(server.variants)]  # variants: none by default
     app = web.Application(client_max_size=config.max_ingest_body, middlewares=middlewares)
     app[SERVER_KEY] = server
+    app[AUTH_THROTTLE_KEY] = throttle
     routes = _Routes(server)
     app.router.add_post(bitmusa.LISTEN_KEY_PATH, routes.create_listen_key)
     app.router.add_put(bitmusa.LISTEN_KEY_PATH, routes.keepalive_listen_key)
@@ -231,6 +237,7 @@ class _Routes:
             log_event(
                 _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
             )
+            request.app[AUTH_THROTTLE_KEY].failed(request.remote or "")  # no 401 here: counted by hand
             return await refuse_after_upgrade(request, ws, variants, wait=self.config.heartbeat_timeout)
         if creds is None:
             return _coinlocally_error(
@@ -266,8 +273,8 @@ class _Routes:
     def _too_many_connections(self, request: web.Request) -> str | None:
         """The refusal of a handshake over the per-address limit (checked before any credential), or None."""
         peer = request.remote or ""
-        limit = self.config.max_connections_per_ip
-        if self.server.connections_from(peer) < limit:
+        limit = websocket_limit(self.config, peer)  # None: loopback, exempt by default
+        if limit is None or self.server.connections_from(peer) < limit:
             return None
         log_event(_log, logging.INFO, "stream refused", reason="too many connections", peer=peer, limit=limit)
         return f"too many connections from this address: at most {limit} at once"
@@ -275,7 +282,8 @@ class _Routes:
     def _websocket(self) -> web.WebSocketResponse:
         # autoping off: pings are answered by the connection's writer, so a stalled connection can stop
         # answering them. No permessage-deflate: Coinlocally's frames are gzip already, Bitmusa's are tiny.
-        return web.WebSocketResponse(
+        # Unmasked client frames close the stream with 1002 (wsmask.py, RFC 6455).
+        return MaskedOnlyWebSocketResponse(
             autoping=False,
             autoclose=False,  # a client's close is answered by the reader, unless the connection is stalled
             compress=False,

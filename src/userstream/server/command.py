@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from userstream.errors import ConfigurationError
+from userstream.netguard import raise_descriptor_limit
 from userstream.protocol import bitmusa, coinlocally
 from userstream.server.app import ADMIN_EVENTS_PATH
 from userstream.server.config import (
@@ -28,6 +29,7 @@ from userstream.server.config import (
     is_loopback,
     load_accounts_file,
 )
+from userstream.server.limits import DEFAULT_WEBSOCKETS_PER_IP, MAX_TCP_CONNECTIONS, TCP_HEADROOM_PER_IP
 from userstream.server.logs import configure_logging, log_event
 from userstream.server.run import ServerHandle, running_server
 from userstream.server.variants import merge_variants
@@ -122,10 +124,56 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-connections-per-ip",
         type=int,
-        default=100,
+        default=None,
         metavar="N",
         help="WebSockets open at once from one address; more are refused with HTTP 429 "
-        "(default: %(default)s)",
+        f"(default: {DEFAULT_WEBSOCKETS_PER_IP} for other addresses, no limit for loopback; "
+        "an explicit N applies to loopback too)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a new connection must send a whole request head within this time (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="an idle keep-alive connection is closed after this time (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-tcp-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="TCP connections of any kind open at once (default: what the descriptor limit leaves room "
+        f"for, at most {MAX_TCP_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--max-tcp-connections-per-ip",
+        type=int,
+        default=None,
+        metavar="N",
+        help="TCP connections of any kind open at once from one address (default: the WebSocket limit "
+        f"+ {TCP_HEADROOM_PER_IP} for other addresses, no limit for loopback)",
+    )
+    parser.add_argument(
+        "--auth-failures-per-second",
+        type=float,
+        default=20.0,
+        metavar="RATE",
+        help="failed authentications allowed per second and address once the burst is spent; beyond, "
+        "requests are answered 429 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--auth-failure-burst",
+        type=int,
+        default=100,
+        metavar="N",
+        help="failed authentications allowed at once from one address (default: %(default)s)",
     )
     parser.add_argument(
         "--variant",
@@ -190,6 +238,12 @@ def build_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
         redis_url=args.redis,
         node_id=args.node_id,
         max_connections_per_ip=args.max_connections_per_ip,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        max_tcp_connections=args.max_tcp_connections,
+        max_tcp_connections_per_ip=args.max_tcp_connections_per_ip,
+        auth_failures_per_second=args.auth_failures_per_second,
+        auth_failure_burst=args.auth_failure_burst,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         variants=merge_variants(file_variants, args.variant),
@@ -204,6 +258,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"userstream serve: {exc}", file=sys.stderr)
         return 2
+    before, after = raise_descriptor_limit()  # the connection cap is derived from it (limits.py)
+    if after != before:
+        log_event(_log, logging.INFO, "descriptor limit raised", before=before, after=after)
     try:
         return asyncio.run(_serve(config, notices))
     except ConfigurationError as exc:  # a TLS certificate or key that cannot be loaded

@@ -9,9 +9,11 @@ error messages name credentials, never their values.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import secrets
 import tomllib
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from userstream.server.variants import parse_variants
 
 __all__ = [
     "CREDENTIAL_KEYS",
+    "MIN_ADMIN_TOKEN_BITS",
     "Account",
     "ServerConfig",
     "demo_account",
@@ -30,6 +33,7 @@ __all__ = [
     "load_accounts",
     "load_accounts_file",
     "parse_accounts",
+    "token_bits",
 ]
 
 #: The credential keys of an `[[accounts]]` table, in the order they are documented.
@@ -122,7 +126,11 @@ class ServerConfig:
     `node_id` names it, `redis_prefix` starts every key it uses, `fanout_maxlen` bounds the fan-out stream,
     `redis_check_interval` is how often Redis's health is checked; None runs alone, in memory.
     `max_connections_per_ip` bounds the WebSockets open at once from one address (more are refused with
-    HTTP 429 at the handshake). `tls_cert` and `tls_key` (PEM files, both or neither) serve HTTPS and WSS.
+    HTTP 429 at the handshake); None: 100 for other addresses, none for loopback (limits.py).
+    `header_timeout`, `idle_timeout`, `max_tcp_connections` and `max_tcp_connections_per_ip` bound every TCP
+    connection (limits.py, userstream.netguard; None: derived). `auth_failures_per_second` and
+    `auth_failure_burst` throttle failed authentications per address (429 beyond). `tls_cert` and
+    `tls_key` (PEM files, both or neither) serve HTTPS and WSS.
     `ledger_events` is how many published events per account the ledger of what was sent keeps (ledger.py).
     `chaos_rate` fires random faults (faults.py) at about that many per second, of the kinds `chaos_faults`
     names (empty: every kind but `clear`), seeded from `seed`. `variants` (`NAME` or `NAME=VALUE`, see
@@ -149,7 +157,13 @@ class ServerConfig:
     redis_prefix: str = "userstream:serve"
     fanout_maxlen: int = 100_000
     redis_check_interval: float = 1.0
-    max_connections_per_ip: int = 100
+    max_connections_per_ip: int | None = None
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_tcp_connections: int | None = None
+    max_tcp_connections_per_ip: int | None = None
+    auth_failures_per_second: float = 20.0
+    auth_failure_burst: int = 100
     tls_cert: str | None = None
     tls_key: str | None = None
     ledger_events: int = 10_000
@@ -160,7 +174,15 @@ class ServerConfig:
     def __post_init__(self) -> None:
         _check_accounts(self.accounts)
         parse_variants(self.variants)  # ConfigurationError naming the variant at fault
-        for name in ("listen_key_ttl", "heartbeat_timeout", "max_connection_age", "close_timeout"):
+        for name in (
+            "listen_key_ttl",
+            "heartbeat_timeout",
+            "max_connection_age",
+            "close_timeout",
+            "header_timeout",
+            "idle_timeout",
+            "auth_failures_per_second",
+        ):
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, not {value}")
@@ -170,11 +192,17 @@ class ServerConfig:
             "max_send_queue",
             "max_client_frame",
             "max_ingest_body",
-            "max_connections_per_ip",
             "ledger_events",
+            "auth_failure_burst",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int) and value > 0):
+                raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
+        for name in ("max_connections_per_ip", "max_tcp_connections", "max_tcp_connections_per_ip"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, int) and not isinstance(value, bool) and value > 0
+            ):
                 raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
         if self.simulate_rate is not None and not self.simulate_rate > 0:
             raise ConfigurationError(f"simulate rate must be positive, not {self.simulate_rate}")
@@ -189,6 +217,8 @@ class ServerConfig:
             raise ConfigurationError(f"port must be in 0..65535, not {self.port}")
         if not self.admin_token:
             raise ConfigurationError("the admin token must not be empty")
+        if not is_loopback(self.host):
+            _check_admin_token(self.admin_token, self.host)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigurationError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
 
@@ -201,6 +231,48 @@ class ServerConfig:
             if account.name == name:
                 return account
         return None
+
+
+#: An admin token reachable beyond loopback must carry at least this much entropy (estimated).
+MIN_ADMIN_TOKEN_BITS = 128
+_HEX = frozenset("0123456789abcdef")
+_HEX_UPPER = frozenset("0123456789ABCDEF")
+
+
+def token_bits(token: str) -> float:
+    """A generous estimate of a token's entropy in bits: its length times log2 of the alphabet its
+    characters suggest (16 for hex; else digits 10, lowercase 26, uppercase 26, other printable ASCII 33 and
+    anything else 64, added up for the classes it uses). A token of fewer than 8 distinct characters counts
+    log2(distinct) bits a character instead, and no token counts more than 8 bits per byte of its zlib
+    compression (less the format's 6 bytes), so a repeated word is not taken for randomness either."""
+    if not token:
+        return 0.0
+    chars = set(token)
+    if chars <= _HEX or chars <= _HEX_UPPER:
+        alphabet = 16
+    else:
+        alphabet = 0
+        alphabet += 10 if any(c.isdigit() and c.isascii() for c in chars) else 0
+        alphabet += 26 if any("a" <= c <= "z" for c in chars) else 0
+        alphabet += 26 if any("A" <= c <= "Z" for c in chars) else 0
+        alphabet += 33 if any(c.isascii() and not c.isalnum() for c in chars) else 0
+        alphabet += 64 if any(not c.isascii() for c in chars) else 0
+    per_char = math.log2(max(alphabet, 2))
+    if len(chars) < 8:
+        per_char = min(per_char, math.log2(len(chars)))
+    compressed = 8.0 * max(0, len(zlib.compress(token.encode(), 9)) - 6)
+    return min(len(token) * per_char, compressed)
+
+
+def _check_admin_token(token: str, host: str) -> None:
+    bits = token_bits(token)
+    if bits < MIN_ADMIN_TOKEN_BITS:
+        raise ConfigurationError(
+            f"--host {host} makes the admin API reachable beyond this machine, and the admin token is too "
+            f"weak for that: about {int(bits)} bits of entropy, at least {MIN_ADMIN_TOKEN_BITS} needed (for "
+            "example 32 hex digits or 22 random URL-safe characters: `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`)"
+        )
 
 
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -22,11 +22,13 @@ from aiohttp import web
 
 from userstream.errors import ConfigurationError
 from userstream.events import Event, Exchange
+from userstream.netguard import ConnectionGuard, limit_accept_error_log
 from userstream.server.app import SERVER_KEY, create_app
 from userstream.server.config import Account, ServerConfig
 from userstream.server.exchange import ExchangeServer
 from userstream.server.faults import Fault, FaultController, FaultKind, FaultReport
 from userstream.server.ledger import SentLedger
+from userstream.server.limits import connection_limits
 from userstream.server.logs import RedactingAccessLogger, quiet_bad_requests
 from userstream.server.simulator import Ledger, Simulator
 
@@ -36,8 +38,12 @@ __all__ = ["ServerHandle", "running_server", "server_ssl_context"]
 class ServerHandle:
     """A running server: where it listens, and what a test may do to it."""
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(
+        self, app: web.Application, host: str, port: int, guard: ConnectionGuard | None = None
+    ) -> None:
         self.app = app
+        #: The bounds of every TCP connection (userstream.netguard): counts of what it refused or closed.
+        self.guard = guard
         self.server: ExchangeServer = app[SERVER_KEY]
         self.config: ServerConfig = self.server.config
         self.host = host
@@ -150,25 +156,36 @@ class ServerHandle:
 
 @asynccontextmanager
 async def running_server(config: ServerConfig) -> AsyncIterator[ServerHandle]:
-    """Serve `config` until the block ends, then shut down gracefully."""
+    """Serve `config` until the block ends, then shut down gracefully.
+
+    Every TCP connection is bounded (userstream.netguard, with the figures of limits.py): a request head
+    within `header_timeout`, the next one within `idle_timeout`, capped in all and per address, a reserve
+    kept for /healthz; asyncio's accept-error log is summarized while the server runs."""
     app = create_app(config)
+    guard = ConnectionGuard(connection_limits(config), name="serve")
+    app.middlewares.insert(0, guard.middleware)  # outermost: it must see every request first
     runner = web.AppRunner(
         app,
         access_log_class=RedactingAccessLogger,
         shutdown_timeout=config.close_timeout,
         handle_signals=False,
+        keepalive_timeout=config.idle_timeout,
     )
     ssl_context = server_ssl_context(config)
     quiet_bad_requests()
     await runner.setup()
+    restore_log = limit_accept_error_log(asyncio.get_running_loop())
     try:
-        site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
-        await site.start()
-        port = _bound_port(runner, config.port)
-        host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host  # noqa: S104
-        yield ServerHandle(app, host, port)
+        listener = await guard.serve(runner, config.host, config.port, ssl_context=ssl_context)
+        try:
+            port = _bound_port(listener, config.port)
+            host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host  # noqa: S104
+            yield ServerHandle(app, host, port, guard)
+        finally:
+            listener.close()  # stop accepting; the runner's cleanup closes what is open
     finally:
         await runner.cleanup()
+        restore_log()
 
 
 def server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
@@ -187,8 +204,9 @@ def server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
     return context
 
 
-def _bound_port(runner: web.AppRunner, requested: int) -> int:
-    for address in runner.addresses:
+def _bound_port(listener: asyncio.Server, requested: int) -> int:
+    for sock in listener.sockets:
+        address = sock.getsockname()
         if isinstance(address, tuple) and len(address) >= 2:
             return int(address[1])
     return requested
