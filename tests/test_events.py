@@ -99,8 +99,23 @@ def test_fill_is_immutable_raw_not_compared_repr_short() -> None:
         "Fill(exchange='coinlocally', account='a', timestamp=1745389508472, "
         "order_id='2690536306533246156', symbol='BTC/USDT', side='sell', amount=0.1000000000000000, "
         "price=13000.0000000000000000, cost=1300.00000000000000000000000000000000, "
-        "fee=7.8000000000000000, derived=False)"
+        "fee=7.8000000000000000, fee_asset='USDT', order_filled=0.17861112, derived=False)"
     )
+
+
+def test_order_repr_shows_the_normalized_fields_and_the_raw_only_where_unknown() -> None:
+    order = msgspec.structs.replace(_order(OrderStatus.OPEN, "TRADING"), raw='{"secret":"x"}')
+    assert repr(order) == (
+        "OrderUpdate(exchange='bitmusa', account='a', timestamp=1, id='C1', symbol='XRP/USDT', side='buy', "
+        "type='limit', status='open', price=0.5155, amount=2, filled=0, remaining=2, cost=0)"
+    )
+    unknown = msgspec.structs.replace(order, status=None, raw_status="HALTED", type=None, raw_type="ICEBERG")
+    assert "type=None, raw_type='ICEBERG', status=None, raw_status='HALTED'," in repr(unknown)
+    executed = msgspec.structs.replace(
+        order, last_fill_amount=Decimal("0.5"), last_fill_price=Decimal("0.5155"), fee=Decimal("0.001")
+    )
+    assert repr(executed).endswith(", cost=0, last_fill_amount=0.5, last_fill_price=0.5155, fee=0.001)")
+    assert "secret" not in repr(order)
 
 
 def test_fill_is_not_equal_to_other_kinds() -> None:

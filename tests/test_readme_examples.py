@@ -238,3 +238,28 @@ async def test_readme_gateway_walkthrough_works_as_written_on_a_fresh_checkout(t
     assert _names(tmp_path / "data") == [
         "gateway-events.db", "gateway-events.jsonl",
     ]  # fmt: skip
+
+
+SYNC_EXAMPLE = ROOT / "examples" / "stream_sync.py"
+
+
+def test_readme_shows_the_sync_example_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text()
+    body = SYNC_EXAMPLE.read_text().split('"""', 2)[2].strip()
+    assert body in readme
+
+
+async def test_sync_example_prints_the_contract_lines() -> None:
+    config = ServerConfig(
+        host="127.0.0.1", port=0, accounts=load_accounts(ROOT / "examples" / "accounts.toml")
+    )
+    async with running_server(config) as server:
+        url = server.ws_url + "/spotws_user/userData/ws"
+        reader = asyncio.ensure_future(_first_lines(sys.executable, str(SYNC_EXAMPLE), url, count=2))
+        await _ingest_once_streaming(server, Exchange.COINLOCALLY)
+        lines = await reader
+    events = [json.loads(line) for line in lines]
+    assert [(e["kind"], e["exchange"], e["account"], e["timestamp"]) for e in events] == [
+        ("balance", "coinlocally", "alice", 1700703548846),
+        ("order", "coinlocally", "alice", 1700703548846),
+    ]

@@ -1,6 +1,7 @@
 """userstream: trustworthy private user data streams for Bitmusa and Coinlocally."""
 
-from userstream.client import StatusEvent, UserStream, connect
+from userstream import sync
+from userstream.client import StatusEvent, UserStream, connect, run
 from userstream.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -61,5 +62,7 @@ __all__ = [
     "UserStream",
     "UserStreamError",
     "connect",
+    "run",
+    "sync",
 ]
 __version__ = "0.1.0"

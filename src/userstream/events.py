@@ -226,11 +226,24 @@ class OrderUpdate(msgspec.Struct, frozen=True, gc=False):
         return hash(_key(self))
 
     def __repr__(self) -> str:
+        # The normalized fields; a raw one only where the normalized one is unknown (None), and never `raw`.
+        status = repr(None if self.status is None else self.status.value)
+        if self.status is None:
+            status += f", raw_status={self.raw_status!r}"
+        kind = repr(None if self.type is None else self.type.value)
+        if self.type is None:
+            kind += f", raw_type={self.raw_type!r}"
+        execution = ""
+        if self.last_fill_amount is not None:
+            execution = f", last_fill_amount={self.last_fill_amount}, last_fill_price={self.last_fill_price}"
+        if self.fee is not None:
+            execution += f", fee={self.fee}"
         return (
             f"OrderUpdate(exchange={self.exchange.value!r}, account={self.account!r}, "
             f"timestamp={self.timestamp}, id={self.id!r}, symbol={self.symbol!r}, "
-            f"side={self.side.value!r}, status={self.raw_status!r}, price={self.price}, "
-            f"amount={self.amount}, filled={self.filled}{_source_note(self.source)})"
+            f"side={self.side.value!r}, type={kind}, status={status}, price={self.price}, "
+            f"amount={self.amount}, filled={self.filled}, remaining={self.remaining}, cost={self.cost}"
+            f"{execution}{_source_note(self.source)})"
         )
 
 
@@ -284,7 +297,8 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             f"Fill(exchange={self.exchange.value!r}, account={self.account!r}, "
             f"timestamp={self.timestamp}, order_id={self.order_id!r}, symbol={self.symbol!r}, "
             f"side={self.side.value!r}, amount={self.amount}, price={self.price}, cost={self.cost}, "
-            f"fee={self.fee}, derived={self.derived}{_source_note(self.source)})"
+            f"fee={self.fee}, fee_asset={self.fee_asset!r}, order_filled={self.order_filled}, "
+            f"derived={self.derived}{_source_note(self.source)})"
         )
 
 

@@ -141,6 +141,11 @@ def add_parser(subparsers: Any) -> None:
         "events are counted and reported) (default: %(default)s)",
     )
     behaviour.add_argument(
+        "--fills",
+        action="store_true",
+        help="also print the fills each order update reveals, right after it (default: off)",
+    )
+    behaviour.add_argument(
         "--close-key-on-exit",
         action="store_true",
         help="Bitmusa: DELETE the listenKey on exit (cuts off every other client of the account)",
@@ -343,6 +348,7 @@ async def _watch(args: argparse.Namespace, output_format: str) -> int:
             queue_bytes=args.queue_bytes,
             overflow=args.overflow,
             close_key_on_exit=args.close_key_on_exit,
+            fills=args.fills,
             on_status=printer.status,
             **timings,
             **tls_arguments(args),

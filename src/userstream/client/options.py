@@ -313,6 +313,10 @@ class StreamOptions:
     resync: bool
     snapshot_symbols: tuple[str, ...]  # symbols whose open orders a snapshot lists besides those held
     initial_snapshot: bool  # also resync once the first connection is live
+    #: also yield the `Fill`s each order update reveals, right after it (client/delivered.py)
+    fills: bool
+    #: fold every event taken into the delivered picture (`UserStream.balances()`, `open_orders()`)
+    picture: bool
     #: seconds between two WARNINGs about unusable frames of one kind on a connection (frame_warnings.py)
     warning_interval: float
     #: how each timing the caller did not give was derived from those given (only where it is not the
@@ -349,6 +353,8 @@ class StreamOptions:
         snapshot_symbols: tuple[str, ...] = (),
         initial_snapshot: bool = False,
         warning_interval: float = DEFAULT_WARNING_INTERVAL,
+        fills: bool = False,
+        picture: bool = True,
     ) -> None:
         given: dict[str, object] = {
             "keepalive_interval": keepalive_interval,
@@ -386,6 +392,8 @@ class StreamOptions:
             ("snapshot_symbols", snapshot_symbols),
             ("initial_snapshot", initial_snapshot),
             ("warning_interval", warning_interval),
+            ("fills", fills),
+            ("picture", picture),
         )
         for name, value in others:
             settle(self, name, value)

@@ -36,7 +36,7 @@ import asyncio
 import inspect
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -46,6 +46,7 @@ from userstream.client.bitmusa import BitmusaSession
 from userstream.client.coinlocally import CoinlocallySession
 from userstream.client.connection import Connection, ConnectionCounters, FrameHook
 from userstream.client.dedupe import OverlapDeduper
+from userstream.client.delivered import Delivered
 from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL
 from userstream.client.options import DEFAULT_QUEUE_BYTES, DEFAULTS, StreamOptions, unlikely_to_work
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
@@ -61,7 +62,7 @@ from userstream.errors import (
     EndpointNotFoundError,
     UserStreamError,
 )
-from userstream.events import Event, Exchange, event_size
+from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate, event_size
 from userstream.protocol import bitmusa, coinlocally, endpoints
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
 
@@ -169,6 +170,9 @@ class UserStream:
             make_backoff=options.make_backoff,
         )
         self._gap = options.initial_snapshot  # events may be missing: resync once a connection is live
+        self._delivered = Delivered(
+            fills=options.fills, picture=options.picture
+        )  # the user's side: fills, the picture
 
     def __repr__(self) -> str:
         return (
@@ -264,6 +268,12 @@ class UserStream:
         return self
 
     async def __anext__(self) -> Event:
+        delivered = self._delivered
+        if delivered.pending:  # a fill the last order update revealed (fills=True) comes first
+            fill = delivered.pending.popleft()
+            self._events_delivered += 1
+            delivered.handed(fill)
+            return fill
         event = self._queue.get_nowait()  # no await when an event is waiting: the usual case under load
         if event is None:
             try:
@@ -272,7 +282,23 @@ class UserStream:
                 raise StopAsyncIteration from None
         self._events_delivered += 1
         self._resync.delivered(event)
+        delivered.took(event)
         return event
+
+    def balances(self) -> Mapping[str, BalanceUpdate]:
+        """The account's balances as delivered so far (taken from the iterator, not still queued), by asset:
+        a read-only copy. Complete once `picture_complete` (docs/client.md, "The current picture")."""
+        return self._delivered.balances()
+
+    def open_orders(self) -> Mapping[str, OrderUpdate]:
+        """The orders delivered as open and not delivered as ended since, by id: a read-only copy."""
+        return self._delivered.open_orders()
+
+    @property
+    def picture_complete(self) -> bool:
+        """True once every event of the first REST snapshot's corrections has been taken: from then on
+        `balances()` and `open_orders()` are the exchange's picture, kept current by the stream."""
+        return self._delivered.complete
 
     async def statuses(self) -> AsyncIterator[StatusEvent]:
         """Status events as they happen (the latest `STATUS_BACKLOG` are kept for a reader behind)."""
@@ -564,6 +590,7 @@ class UserStream:
             for event in events:
                 await self._queue.put(event)
                 queued(event)
+            self._delivered.complete_after(len(self._queue))
 
     async def _sleep(self, delay: float) -> None:
         await self._wait_any(set(), delay)
@@ -626,6 +653,8 @@ def connect(
     initial_snapshot: bool = False,
     resync: bool = True,
     warning_interval: float = DEFAULT_WARNING_INTERVAL,
+    fills: bool = False,
+    picture: bool = True,
 ) -> UserStream:
     """A user data stream for one account; use it with `async with` and `async for`.
 
@@ -637,6 +666,7 @@ def connect(
     takes its default, or a value fitted to the timings given (`idle_timeout=30` alone pings every 20 s);
     each value so derived is logged at INFO, and only a contradiction between given timings is refused.
     """
+    _require_running_loop()
     try:
         policy = Overflow(overflow)
     except ValueError:
@@ -669,6 +699,8 @@ def connect(
         snapshot_symbols=_symbols(snapshot_symbols),
         initial_snapshot=initial_snapshot,
         warning_interval=warning_interval,
+        fills=fills,
+        picture=picture,
     )
     # Every credential of the stream (its listenKeys are added as the session gets them): what a server
     # says passes through this before anyone sees it (client/scrub.py).
@@ -708,6 +740,17 @@ def connect(
     return UserStream(
         session=session, transport=transport, options=options, on_status=on_status, snapshots=snapshots
     )
+
+
+def _require_running_loop() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise ConfigurationError(
+            "userstream.connect() needs a running asyncio event loop: call it inside an `async def` run by "
+            "asyncio.run(), as in `async with userstream.connect(...) as stream:`; without asyncio, use "
+            "userstream.sync.connect() (docs/client.md)"
+        ) from None
 
 
 def _symbols(symbols: Sequence[str]) -> tuple[str, ...]:

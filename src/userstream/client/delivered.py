@@ -1,0 +1,81 @@
+"""What the user has taken from a stream: the fills it reveals (`fills=True`) and the picture it makes.
+
+This module owns the user's side of `UserStream.__anext__`, after an event leaves the queue:
+
+- Fills in the stream. With `fills=True` every event taken is fed to a `FillTracker`; the fills an order
+  update reveals are handed out next, before anything else is taken from the queue, so each `Fill` comes
+  right after the update it comes from, in order. At most two fills wait at a time (an update yields one
+  exact fill, preceded by one derived fill for growth it does not explain): the queue stays the one bound.
+- The picture. Every event handed out (fills included) is folded into an `AccountState`, so
+  `UserStream.balances()` and `open_orders()` show exactly what the user has been delivered, never what is
+  still queued. It is kept with `resync=False` too: it depends on nothing but the events taken. It costs an
+  `AccountState.apply` per event (docs/performance.md); `picture=False` turns it off for a consumer that keeps
+  its own (the accessors then raise `ConfigurationError`).
+- When that picture is complete. A snapshot's corrections make the delivered picture the exchange's: once
+  the events queued up to the end of the first snapshot's corrections have all been taken, the picture is
+  complete (`complete_at`). Before that it holds only what the stream has said since it started.
+
+Pure: no I/O, no asyncio.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+
+from userstream.errors import ConfigurationError
+from userstream.events import BalanceUpdate, Event, Fill, OrderUpdate
+from userstream.fills import FillTracker
+from userstream.state import AccountState
+
+__all__ = ["Delivered"]
+
+
+class Delivered:
+    """One stream's delivered events: the fills waiting to be handed out, and the picture they made."""
+
+    __slots__ = ("_complete_at", "_picture", "_taken", "_tracker", "pending")
+
+    def __init__(self, *, fills: bool, picture: bool = True) -> None:
+        self._tracker = FillTracker() if fills else None
+        self._picture = AccountState() if picture else None
+        #: fills revealed by the last order update taken, to be handed out before the queue's next event
+        self.pending: deque[Fill] = deque()
+        self._taken = 0  # events taken from the queue (fills not included)
+        self._complete_at: int | None = None  # the picture is complete once this many were taken
+
+    def took(self, event: Event) -> None:
+        """`event` left the queue for the user: fold it in, and keep the fills it reveals for next."""
+        self._taken += 1
+        if self._picture is not None:
+            self._picture.apply(event)
+        if self._tracker is not None:
+            self.pending.extend(self._tracker.feed(event))
+
+    def handed(self, fill: Fill) -> None:
+        """A pending fill went to the user."""
+        if self._picture is not None:
+            self._picture.apply(fill)
+
+    def complete_after(self, queued: int) -> None:
+        """A snapshot's corrections are queued, `queued` events now wait in the queue: once they are all
+        taken, the delivered picture is the exchange's. The first snapshot sets it; later ones keep it."""
+        if self._complete_at is None:
+            self._complete_at = self._taken + queued
+
+    @property
+    def complete(self) -> bool:
+        return self._complete_at is not None and self._taken >= self._complete_at
+
+    def balances(self) -> Mapping[str, BalanceUpdate]:
+        """The latest balance of each asset delivered, by asset: a read-only copy."""
+        return self._kept().snapshot().balances
+
+    def open_orders(self) -> Mapping[str, OrderUpdate]:
+        """The orders delivered as open and not delivered as ended since, by id: a read-only copy."""
+        return self._kept().snapshot().open_orders
+
+    def _kept(self) -> AccountState:
+        if self._picture is None:
+            raise ConfigurationError("this stream keeps no picture (picture=False): connect without it")
+        return self._picture
