@@ -110,9 +110,9 @@ async def test_bitmusa_fills_are_derived_from_the_growth_and_come_right_after_th
         ("order", "C1", OrderStatus.OPEN, "0"),
         ("order", "C1", OrderStatus.OPEN, "0.4"),
         # a derived price is cost / amount (money.exact_div), whose exponent is the quotient's
-        ("fill", "C1", "0.4", "1.300E+4", "5200", "None"),
+        ("fill", "C1", "0.4", "13000", "5200", "None"),
         ("order", "C1", OrderStatus.CLOSED, "1"),
-        ("fill", "C1", "0.6", "1.300E+4", "7800", "None"),
+        ("fill", "C1", "0.6", "13000", "7800", "None"),
     ]
     assert received[2] == fill("bitmusa", BASE_TIME + 2, "0.4", "0.4", None)
     assert received[4] == fill("bitmusa", BASE_TIME + 3, "0.6", "1", None)
