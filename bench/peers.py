@@ -52,11 +52,31 @@ from aiohttp import web
 
 import wire
 from common import child, median, percentile, serve_commands_async
-from pusher import server_frame
+from pusher import LISTEN_KEY, server_frame
 
-LIBRARIES = ("userstream", "ccxt", "python-binance")
+LIBRARIES = ("userstream-coinlocally", "userstream-bitmusa", "ccxt", "python-binance")
 #: the distribution each consumer needs (versions go in the report)
-DISTRIBUTIONS = {"userstream": "userstream", "ccxt": "ccxt", "python-binance": "python-binance"}
+DISTRIBUTIONS = {
+    "userstream-coinlocally": "userstream",
+    "userstream-bitmusa": "userstream",
+    "ccxt": "ccxt",
+    "python-binance": "python-binance",
+}
+#: the figure the others are compared with
+BASELINE = "userstream-coinlocally"
+ENDPOINTS = {
+    "userstream-coinlocally": "spotws_user/userData/ws",
+    "userstream-bitmusa": "bitmusa",  # userstream adds /ws/spot/<listenKey>
+    "ccxt": "ws-api/v3",
+    "python-binance": "ws-api/v3",
+}
+BITMUSA_STATUSES = {
+    "NEW": "TRADING",
+    "PART_FILLED": "TRADING",
+    "PENDING_CANCEL": "TRADING",
+    "FILLED": "COMPLETED",
+    "CANCELED": "CANCELED",
+}
 SUBSCRIPTION_ID = 0
 TOKEN = "bench-token"
 API_KEY = "bench-api-key"
@@ -127,9 +147,38 @@ def binance_event(report: dict[str, Any], index: int) -> dict[str, Any]:
     }
 
 
+def bitmusa_order(report: dict[str, Any]) -> dict[str, Any]:
+    """A Coinlocally execution report as Bitmusa's spot_order (numbers as JSON numbers, as Bitmusa
+    sends them; its statuses and order types)."""
+    base, quote = SYMBOLS[report["s"]]
+    status = BITMUSA_STATUSES[report["X"]]
+    price = float(report["p"]) or float(report["L"])
+    traded = float(report["z"])
+    return {
+        "data": {
+            "orderId": f"C{report['i']}",
+            "symbol": f"{base}/{quote}",
+            "direction": report["S"],
+            "type": "LIMIT_PRICE" if report["o"] == "LIMIT" else "MARKET_PRICE",
+            "price": price,
+            "amount": float(report["q"]),
+            "tradedAmount": traded,
+            "value": round(traded * price, 6),
+            "status": status,
+            "createdTime": report["O"],
+            "canceledTime": report["E"] if status == "CANCELED" else None,
+            "completedTime": report["E"] if status == "COMPLETED" else None,
+        },
+        "stream": "spot_order",
+        "eventTime": report["E"],
+    }
+
+
 def frames(dialect: str, reports: list[dict[str, Any]]) -> list[bytes]:
-    """The reports as wire frames: Binance text JSON in the WebSocket API's wrapper, or Coinlocally's
-    gzip-compressed binary JSON."""
+    """The reports as wire frames: Binance text JSON in the WebSocket API's wrapper, Bitmusa text JSON,
+    or Coinlocally's gzip-compressed binary JSON."""
+    if dialect == "bitmusa":
+        return [server_frame(0x1, wire.compact(bitmusa_order(report))) for report in reports]
     if dialect == "binance":
         return [
             server_frame(
@@ -207,14 +256,22 @@ def exchange_info() -> dict[str, Any]:
 
 class Plan:
     """What one connection receives, from its path: `/<flood|paced>/<count>/<rate>/<token>/<endpoint>`,
-    the endpoint `ws-api/v3` (Binance's WebSocket API) or `spotws_user/userData/ws` (Coinlocally)."""
+    the endpoint `ws-api/v3` (Binance's WebSocket API), `bitmusa/ws/spot/<listenKey>` (Bitmusa) or
+    `spotws_user/userData/ws` (Coinlocally)."""
 
     def __init__(self, path: str) -> None:
         mode, count, rate, token, *endpoint = [part for part in path.split("/") if part]
         if mode not in ("flood", "paced"):
             raise ValueError(f"unknown mode in {path!r}")
         self.mode, self.count, self.rate, self.token = mode, int(count), float(rate), token
-        self.dialect = "binance" if "/".join(endpoint).startswith("ws-api") else "coinlocally"
+        where = "/".join(endpoint)
+        self.dialect = (
+            "binance"
+            if where.startswith("ws-api")
+            else "bitmusa"
+            if where.startswith("bitmusa")
+            else "coinlocally"
+        )
 
 
 class MockServer(picows.WSListener):
@@ -233,6 +290,8 @@ class MockServer(picows.WSListener):
         transport.underlying_transport.set_write_buffer_limits(high=1 << 20)
         if self.plan.dialect == "coinlocally":
             transport.send(picows.WSMsgType.TEXT, b"connect success")
+        elif self.plan.dialect == "bitmusa":  # Bitmusa's stream starts on the upgrade
+            self.start()
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         kind = frame.msg_type
@@ -339,7 +398,8 @@ class MockServer(picows.WSListener):
 
 
 async def _rest_app() -> tuple[web.AppRunner, int]:
-    """The REST the peers call: exchangeInfo (ccxt's market load), time and ping."""
+    """The REST the peers call: exchangeInfo (ccxt's market load), time and ping; and Bitmusa's listenKey
+    calls for userstream's Bitmusa client."""
 
     async def info(_request: web.Request) -> web.Response:
         return web.json_response(exchange_info())
@@ -350,7 +410,16 @@ async def _rest_app() -> tuple[web.AppRunner, int]:
     async def ping(_request: web.Request) -> web.Response:
         return web.json_response({})
 
+    async def listen_key(_request: web.Request) -> web.Response:
+        return web.json_response({"data": {"listenKey": LISTEN_KEY}, "code": 0, "message": "success"})
+
+    async def ack(_request: web.Request) -> web.Response:
+        return web.json_response({"code": 0, "message": "success"})
+
     app = web.Application()
+    app.router.add_post("/spot/userDataStream", listen_key)
+    app.router.add_put("/spot/userDataStream", ack)
+    app.router.add_delete("/spot/userDataStream", ack)
     app.router.add_get("/api/v3/exchangeInfo", info)
     app.router.add_get("/api/v3/time", server_time)
     app.router.add_get("/api/v3/ping", ping)
@@ -380,7 +449,7 @@ def server_main(pipe: Connection) -> None:
             return send_times.pop(token, [])
 
         def prepare(count: int) -> int:
-            for dialect in ("binance", "coinlocally"):
+            for dialect in ("binance", "bitmusa", "coinlocally"):
                 flood_pool(dialect)
                 paced_frames(dialect, count)
             return count
@@ -442,6 +511,17 @@ async def consume_userstream(ws_url: str, _rest_url: str, on_event: Counter) -> 
             on_event(event.timestamp)
 
 
+async def consume_userstream_bitmusa(ws_url: str, rest_url: str, on_event: Counter) -> None:
+    from userstream import client  # noqa: PLC0415
+
+    stream = client.connect(
+        "bitmusa", api_key=API_KEY, auth_key="bench-auth-key", rest_url=rest_url, ws_url=ws_url
+    )
+    async with stream:
+        async for event in stream:
+            on_event(event.timestamp)
+
+
 async def consume_ccxt(ws_url: str, rest_url: str, on_event: Counter) -> None:
     import ccxt.pro  # noqa: PLC0415
 
@@ -482,7 +562,8 @@ async def consume_python_binance(ws_url: str, _rest_url: str, on_event: Counter)
 
 
 CONSUMERS = {
-    "userstream": consume_userstream,
+    "userstream-coinlocally": consume_userstream,
+    "userstream-bitmusa": consume_userstream_bitmusa,
     "ccxt": consume_ccxt,
     "python-binance": consume_python_binance,
 }
@@ -528,14 +609,10 @@ async def consume(library: str, ws_url: str, rest_url: str, count: int, numbered
 # --- the measurement (parent) ---------------------------------------------------------------------------
 
 
-def _endpoint(library: str) -> str:
-    return "spotws_user/userData/ws" if library == "userstream" else "ws-api/v3"
-
-
 def _run_consumer(
     ready: dict[str, int], library: str, *, mode: str, count: int, rate: float, token: str
 ) -> dict[str, Any]:
-    ws_url = f"ws://127.0.0.1:{ready['ws']}/{mode}/{count}/{rate:.3f}/{token}/{_endpoint(library)}"
+    ws_url = f"ws://127.0.0.1:{ready['ws']}/{mode}/{count}/{rate:.3f}/{token}/{ENDPOINTS[library]}"
     rest_url = f"http://127.0.0.1:{ready['rest']}"
     command = [sys.executable, __file__, "--consume", library, "--ws", ws_url, "--rest", rest_url]
     command += ["--events", str(count)] + (["--numbered"] if mode == "paced" else [])
@@ -555,14 +632,16 @@ def available() -> dict[str, str | None]:
             versions[library] = metadata.version(distribution)
         except metadata.PackageNotFoundError:
             versions[library] = None
-    if versions["userstream"] is None:  # run from a source tree (PYTHONPATH=src), not installed
+    if versions[BASELINE] is None:  # run from a source tree (PYTHONPATH=src), not installed
         import userstream  # noqa: PLC0415
 
-        versions["userstream"] = f"{userstream.__version__} (source)"
+        versions["userstream-coinlocally"] = versions["userstream-bitmusa"] = (
+            f"{userstream.__version__} (source)"
+        )
     return versions
 
 
-def run(events: int = 20_000, runs: int = 3, seconds: float = 3.0, rate: float = 1000.0) -> dict[str, Any]:
+def run(events: int = 30_000, runs: int = 5, seconds: float = 3.0, rate: float = 1000.0) -> dict[str, Any]:
     versions = available()
     libraries = [library for library in LIBRARIES if versions[library]]
     tokens = itertools.count(1)
@@ -621,7 +700,7 @@ def run(events: int = 20_000, runs: int = 3, seconds: float = 3.0, rate: float =
                 figures[name] = round(median([percentile(s["latencies_us"], fraction) for s in paceds]), 1)
             figures["latency_received"] = [len(s["latencies_us"]) for s in paceds]
         out["libraries"][library] = figures
-    base = out["libraries"].get("userstream", {}).get("cpu_us_per_event")
+    base = out["libraries"].get(BASELINE, {}).get("cpu_us_per_event")
     for figures in out["libraries"].values():
         if base and figures.get("cpu_us_per_event"):
             figures["cpu_vs_userstream"] = round(figures["cpu_us_per_event"] / base, 1)
@@ -629,11 +708,12 @@ def run(events: int = 20_000, runs: int = 3, seconds: float = 3.0, rate: float =
 
 
 def markdown(result: dict[str, Any]) -> str:
-    versions = ", ".join(f"{name} {version}" for name, version in result["versions"].items() if version)
-    missing = [name for name, version in result["versions"].items() if not version]
+    by_distribution = {DISTRIBUTIONS[name]: version for name, version in result["versions"].items()}
+    versions = ", ".join(f"{name} {version}" for name, version in by_distribution.items() if version)
+    missing = [name for name, version in by_distribution.items() if not version]
     lines = [
-        f"## The peers: the same order events, Binance's WebSocket API (ccxt, python-binance) and "
-        f"Coinlocally gzip (userstream) (median of {result['runs']} runs; "
+        f"## The peers: the same order events through Binance's WebSocket API (ccxt, python-binance) and "
+        f"userstream's own dialects (median of {result['runs']} runs; "
         f"{result['events_per_run']:,} events at full speed, "
         f"latency at {result['latency_events_per_s']:,.0f} events/s for "
         f"{result['latency_seconds']:g} s)",
@@ -660,8 +740,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20_000, help="events per full-speed run")
-    parser.add_argument("--runs", type=int, default=3, help="runs per library (the figure is the median)")
+    parser.add_argument("--events", type=int, default=30_000, help="events per full-speed run")
+    parser.add_argument("--runs", type=int, default=5, help="runs per library (the figure is the median)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds of each 1,000 events/s run")
     parser.add_argument("--consume", choices=LIBRARIES, help=argparse.SUPPRESS)
     parser.add_argument("--ws", help=argparse.SUPPRESS)

@@ -61,8 +61,8 @@ FULL = {
     "client_window": 30.0,
     "client_windows": 3,
     "reconnect_runs": 5,
-    "peers_events": 20_000,
-    "peers_runs": 3,
+    "peers_events": 30_000,
+    "peers_runs": 5,
     "peers_seconds": 3.0,
 }
 QUICK = FULL | {
