@@ -51,7 +51,7 @@ import picows
 from aiohttp import web
 
 import wire
-from common import child, median, percentile, serve_commands_async
+from common import RESULTS_DIR, child, machine, median, percentile, serve_commands_async
 from pusher import LISTEN_KEY, server_frame
 
 LIBRARIES = ("userstream-coinlocally", "userstream-bitmusa", "ccxt", "python-binance")
@@ -700,10 +700,17 @@ def run(events: int = 30_000, runs: int = 5, seconds: float = 3.0, rate: float =
                 figures[name] = round(median([percentile(s["latencies_us"], fraction) for s in paceds]), 1)
             figures["latency_received"] = [len(s["latencies_us"]) for s in paceds]
         out["libraries"][library] = figures
-    base = out["libraries"].get(BASELINE, {}).get("cpu_us_per_event")
-    for figures in out["libraries"].values():
-        if base and figures.get("cpu_us_per_event"):
-            figures["cpu_vs_userstream"] = round(figures["cpu_us_per_event"] / base, 1)
+    # CPU against userstream's, as the median of the ratios within each round (libraries alternate, so
+    # the machine's drift moves both sides of a ratio alike)
+    baseline = samples.get(BASELINE, {}).get("flood", [])
+    for library, figures in out["libraries"].items():
+        ratios = [
+            own["cpu_s"] / base["cpu_s"]
+            for own, base in zip(samples[library]["flood"], baseline, strict=False)
+            if own.get("events", 0) >= events and base.get("events", 0) >= events and base["cpu_s"] > 0
+        ]
+        if ratios:
+            figures["cpu_vs_userstream"] = round(median(ratios), 2)
     return out
 
 
@@ -730,7 +737,7 @@ def markdown(result: dict[str, Any]) -> str:
             continue
         lines.append(
             f"| {library} | {f['events_per_s']:,} | {f['cpu_us_per_event']:.1f} | "
-            f"{f.get('cpu_vs_userstream', 1.0):.1f} | {f.get('p50_us', float('nan')):,.0f} | "
+            f"{f.get('cpu_vs_userstream', float('nan')):.2f} | {f.get('p50_us', float('nan')):,.0f} | "
             f"{f.get('p99_us', float('nan')):,.0f} | {f['rss_mib']:.1f} |"
         )
     for library, messages in result["errors"].items():
@@ -754,9 +761,10 @@ def main() -> None:
         return
     result = run(args.events, args.runs, args.seconds)
     print(markdown(result))
-    print(
-        json.dumps({k: v for k, v in result.items() if k != "libraries"} | {"libraries": result["libraries"]})
-    )
+    output = RESULTS_DIR / "peers.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"machine": machine(), "peers": result}, indent=2) + "\n")
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":
