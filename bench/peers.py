@@ -5,14 +5,17 @@ releases take Binance's spot user data through the WebSocket API: the client sen
 `userDataStream.subscribe.signature` on `/ws-api/v3`, the server answers `{"id":...,"status":200,
 "result":{"subscriptionId":0}}` and then pushes each event wrapped as `{"subscriptionId":0,"event":{...}}`.
 This module owns a local mock of just that (a picows WebSocket server, in its own process), the REST calls
-the peers make on the way (ccxt loads its markets from a minimal `exchangeInfo`), the three consumers, and
-the measurement. userstream reads the same content in its own Coinlocally dialect (the same execution
-reports, gzip-compressed binary frames, `sub` handshake) from the same server.
+the peers make on the way (ccxt loads its markets from a minimal `exchangeInfo`), the consumers, and the
+measurement. userstream reads the same content from the same server in its own two dialects: Coinlocally
+(the same execution reports, gzip-compressed binary frames, `sub` handshake) and Bitmusa (the same orders
+as text `spot_order` frames, after the listenKey REST call, which the mock's REST app also serves).
 
 The content: `wire.coinlocally_execution`'s execution reports (order updates only; a balance update is not
 an order event), numbered so that event k of a latency run has event time LATENCY_EPOCH_MS + k. For
 Binance each report gets the fields Binance's executionReport has and Coinlocally's lacks (client order
 id, time in force, commission asset, trade id, ...), and `PART_FILLED` is spelled `PARTIALLY_FILLED`.
+A library that is not installed (the peers are the `peers` extra, which `make bench` installs) is
+reported as not measured.
 
 Each consumer runs in a fresh process of its own (`python bench/peers.py --consume LIB ...`), so its
 imports, RSS and CPU are its own:
