@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PEERS_STAMP := $(VENV)/.installed-peers
 
-.PHONY: demo test lint typecheck unit bench clean setup redis-server tmux soak
+.PHONY: demo test lint typecheck unit bench clean setup redis-server tmux soak peers
 
 setup: $(STAMP)
 
@@ -52,11 +53,18 @@ soak: $(STAMP)
 	USERSTREAM_CHAOS_SECONDS=$(SECONDS) USERSTREAM_CHAOS_SEED=$(SEED) \
 		$(BIN)/python -m pytest -W error -s -q tests/chaos/test_chaos.py
 
-# The benchmarks of issue 6 (about 10 minutes on 2 cores; ARGS=--quick for a smoke run). They write
+# The benchmarks of issue 6 (about 12 minutes on 2 cores; ARGS=--quick for a smoke run). They write
 # bench/results/userstream.json; bench/select_libs.py, the library selection of docs/architecture.md,
 # runs on its own.
-bench: $(STAMP)
+bench: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
+
+# The peers the bench measures beside userstream (ccxt, python-binance: the `peers` extra), installed
+# for `make bench` only, so that `make test` never pulls them in.
+peers: $(PEERS_STAMP)
+$(PEERS_STAMP): $(STAMP) pyproject.toml
+	@set -x; $(BIN)/python -m pip install --quiet -e '.[bench,peers]' >&2
+	@touch $(PEERS_STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -24,6 +24,7 @@ import fanout
 import latency
 import memory
 import micro
+import peers
 import pusher
 import reconnect
 import serve_child
@@ -31,7 +32,7 @@ import throughput
 import wire
 from common import RESULTS_DIR, child, machine, raise_fd_limit
 
-SECTIONS = ("micro", "throughput", "latency", "fanout", "memory", "reconnect")
+SECTIONS = ("micro", "throughput", "latency", "fanout", "memory", "reconnect", "peers")
 
 #: issue 6's targets, checked in the report
 TARGETS = {
@@ -60,6 +61,9 @@ FULL = {
     "client_window": 30.0,
     "client_windows": 3,
     "reconnect_runs": 5,
+    "peers_events": 30_000,
+    "peers_runs": 5,
+    "peers_seconds": 3.0,
 }
 QUICK = FULL | {
     "micro_runs": 3,
@@ -76,6 +80,9 @@ QUICK = FULL | {
     "client_streams": 50,
     "client_window": 2.0,
     "reconnect_runs": 3,
+    "peers_events": 2_000,
+    "peers_runs": 1,
+    "peers_seconds": 0.5,
 }
 
 
@@ -126,6 +133,10 @@ def run_sections(sections: list[str], sizes: dict[str, Any]) -> dict[str, Any]:
         }
     if "reconnect" in sections:
         results["reconnect"] = _timed(reconnect.run, sizes["reconnect_runs"])
+    if "peers" in sections:
+        results["peers"] = _timed(
+            peers.run, sizes["peers_events"], sizes["peers_runs"], sizes["peers_seconds"]
+        )
     return results
 
 
@@ -298,6 +309,8 @@ def markdown(results: dict[str, Any]) -> str:
         for exchange, f in rc["exchanges"].items():
             lines.append(f"| {exchange} | {f['backoff_draw_0_ms']:.1f} | {f['default_backoff_ms']:,.0f} |")
         lines.append("")
+    if results.get("peers"):
+        lines.append(peers.markdown(results["peers"]).replace("## The peers", "## 6. The peers", 1))
     return "\n".join(lines)
 
 
