@@ -55,7 +55,7 @@ from aiohttp import web
 
 import wire
 from common import RESULTS_DIR, child, machine, median, percentile, serve_commands_async
-from pusher import LISTEN_KEY, server_frame
+from pusher import rest_app, server_frame
 
 LIBRARIES = ("userstream-coinlocally", "userstream-bitmusa", "ccxt", "python-binance")
 #: the distribution each consumer needs (versions go in the report)
@@ -401,8 +401,8 @@ class MockServer(picows.WSListener):
 
 
 async def _rest_app() -> tuple[web.AppRunner, int]:
-    """The REST the peers call: exchangeInfo (ccxt's market load), time and ping; and Bitmusa's listenKey
-    calls for userstream's Bitmusa client."""
+    """The REST the peers call: exchangeInfo (ccxt's market load), time and ping, beside the listenKey calls
+    of userstream's Bitmusa client (pusher.rest_app)."""
 
     async def info(_request: web.Request) -> web.Response:
         return web.json_response(exchange_info())
@@ -413,25 +413,7 @@ async def _rest_app() -> tuple[web.AppRunner, int]:
     async def ping(_request: web.Request) -> web.Response:
         return web.json_response({})
 
-    async def listen_key(_request: web.Request) -> web.Response:
-        return web.json_response({"data": {"listenKey": LISTEN_KEY}, "code": 0, "message": "success"})
-
-    async def ack(_request: web.Request) -> web.Response:
-        return web.json_response({"code": 0, "message": "success"})
-
-    app = web.Application()
-    app.router.add_post("/spot/userDataStream", listen_key)
-    app.router.add_put("/spot/userDataStream", ack)
-    app.router.add_delete("/spot/userDataStream", ack)
-    app.router.add_get("/api/v3/exchangeInfo", info)
-    app.router.add_get("/api/v3/time", server_time)
-    app.router.add_get("/api/v3/ping", ping)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port: int = runner.addresses[0][1]
-    return runner, port
+    return await rest_app({"/api/v3/exchangeInfo": info, "/api/v3/time": server_time, "/api/v3/ping": ping})
 
 
 def server_main(pipe: Connection) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -32,6 +32,7 @@ from aiohttp import web
 import wire
 from common import serve_commands_async
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LISTEN_KEY = "bench-listen-key-0123456789abcdefghijklmnopqrstuvwxyz"
 OPCODES = {"bitmusa": 0x1, "coinlocally": 0x2}  # text, binary
 
@@ -168,7 +169,10 @@ class State:
         return self._latency[key]
 
 
-async def _rest_app() -> tuple[web.AppRunner, int]:
+async def rest_app(extra_gets: dict[str, Handler] | None = None) -> tuple[web.AppRunner, int]:
+    """Bitmusa's listenKey calls (POST/PUT/DELETE /spot/userDataStream) on a free port, and `extra_gets`
+    (path -> handler) beside them (bench/peers.py adds the Binance REST its peers call)."""
+
     async def create(_request: web.Request) -> web.Response:
         return web.json_response({"data": {"listenKey": LISTEN_KEY}, "code": 0, "message": "success"})
 
@@ -179,6 +183,8 @@ async def _rest_app() -> tuple[web.AppRunner, int]:
     app.router.add_post("/spot/userDataStream", create)
     app.router.add_put("/spot/userDataStream", ack)
     app.router.add_delete("/spot/userDataStream", ack)
+    for path, handler in (extra_gets or {}).items():
+        app.router.add_get(path, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -197,7 +203,7 @@ def main(pipe: Connection) -> None:
             return Pusher(Plan(request.path.decode()), state)
 
         server = await picows.ws_create_server(listener, "127.0.0.1", 0)  # type: ignore[arg-type]
-        runner, rest_port = await _rest_app()
+        runner, rest_port = await rest_app()
         pipe.send({"ws": server.sockets[0].getsockname()[1], "rest": rest_port})
 
         def send_times(token: str) -> list[int]:
