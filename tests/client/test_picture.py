@@ -11,21 +11,13 @@ from typing import Any
 
 import pytest
 
+from support.accounts import ALICE_WITH_SECRET_KEY
 from userstream import ConfigurationError, OrderStatus, Source, connect
 from userstream.events import BalanceUpdate, Exchange
-from userstream.server import Account
 
 Lab = Callable[..., AbstractAsyncContextManager[Any]]
 EXCHANGES = pytest.mark.parametrize("exchange", ["bitmusa", "coinlocally"])
-ALICE = Account(  # conftest's alice, with a Coinlocally secret key so that both exchanges take snapshots
-    name="alice",
-    uid=24005174,
-    bitmusa_api_key="alice-bitmusa-api-SECRET",
-    bitmusa_auth_key="alice-bitmusa-auth-SECRET",
-    coinlocally_api_key="alice-coinlocally-api-SECRET",
-    coinlocally_token="alice-coinlocally-token-SECRET",
-    coinlocally_secret_key="alice-coinlocally-secret-key-SECRET",
-)
+ALICE = ALICE_WITH_SECRET_KEY
 
 
 @EXCHANGES

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from support.accounts import ALICE_WITH_SECRET_KEY
 from support.peers import served
 from userstream.client import State, UserStream, connect
 from userstream.client.backoff import Backoff
@@ -23,7 +24,6 @@ from userstream.client.resync import Resync, TakenSnapshot
 from userstream.errors import ConfigurationError
 from userstream.events import NOT_IN_SNAPSHOT, BalanceUpdate, Event, Exchange, OrderUpdate, Source
 from userstream.protocol import coinlocally_rest
-from userstream.server import Account
 from userstream.state import AccountSnapshot, AccountState
 
 Env = Any  # conftest.Env
@@ -31,15 +31,7 @@ Lab = Callable[..., AbstractAsyncContextManager[Any]]
 Recorder = Any  # conftest.Recorder
 
 EXCHANGES = pytest.mark.parametrize("exchange", ["bitmusa", "coinlocally"])
-ALICE = Account(
-    name="alice",
-    uid=24005174,
-    bitmusa_api_key="alice-bitmusa-api-SECRET",
-    bitmusa_auth_key="alice-bitmusa-auth-SECRET",
-    coinlocally_api_key="alice-coinlocally-api-SECRET",
-    coinlocally_token="alice-coinlocally-token-SECRET",
-    coinlocally_secret_key="alice-coinlocally-secret-key-SECRET",
-)
+ALICE = ALICE_WITH_SECRET_KEY
 SECRETS = tuple(ALICE.credentials().values())
 T0 = 1_700_703_548_000
 WAIT = 10.0
