@@ -536,3 +536,12 @@ def limit_accept_error_log(loop: asyncio.AbstractEventLoop) -> Callable[[], None
             loop.set_exception_handler(limiter.previous)
 
     return undo
+
+
+def bound_port(listener: asyncio.Server, requested: int) -> int:
+    """The TCP port `listener` is bound to (`requested` unless that was 0: the one the system chose)."""
+    for sock in listener.sockets:
+        address = sock.getsockname()
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return requested

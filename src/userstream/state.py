@@ -31,7 +31,7 @@ from userstream.events import NOT_IN_SNAPSHOT, BalanceUpdate, Event, Fill, Order
 __all__ = ["AccountSnapshot", "AccountState"]
 
 _ZERO = Decimal(0)
-_Held = TypeVar("_Held", BalanceUpdate, OrderUpdate, Fill)
+_Held = TypeVar("_Held", bound=BalanceUpdate | OrderUpdate | Fill)
 
 # (exchange, account, order id, order's filled after the fill): one piece of one order's execution
 _FillKey = tuple[str, str, str, Decimal]
@@ -194,7 +194,7 @@ class AccountState:
         held = self._balances.get(update.asset)
         if held is not None and (update.timestamp < held.timestamp or update == held):
             return False, False
-        self._balances[update.asset] = _bare(update)
+        self._balances[update.asset] = bare(update)
         return True, True
 
     def _accepts_order(self, update: OrderUpdate) -> bool:
@@ -217,7 +217,7 @@ class AccountState:
         if order_id in self._ended:  # only a "gone" verdict can be overruled, by a newer update
             del self._ended[order_id]
         if not update.is_final:
-            self._open[order_id] = _bare(update)
+            self._open[order_id] = bare(update)
             return True, True
         self._ended[order_id] = _Ended(_order_key(update), definitive=update.status is not None)
         if len(self._ended) > self._max_ended:
@@ -228,14 +228,14 @@ class AccountState:
         key = (fill.exchange.value, fill.account, fill.order_id, fill.order_filled)
         if key in self._recent_fills:
             return False
-        self._recent_fills[key] = _bare(fill)
+        self._recent_fills[key] = bare(fill)
         if len(self._recent_fills) > self._max_recent_fills:
             self._recent_fills.popitem(last=False)
         self._fill_count += 1
         return True
 
 
-def _bare(event: _Held) -> _Held:
+def bare(event: _Held) -> _Held:
     """`event` as the state keeps it: without its wire text (see "Memory" above)."""
     return msgspec.structs.replace(event, raw="") if event.raw else event
 

@@ -38,6 +38,7 @@ from userstream.gateway.service import AccountRuntime, Gateway, SinkHandle
 from userstream.netguard import (
     ConnectionGuard,
     ConnectionLimits,
+    bound_port,
     descriptor_budget,
     limit_accept_error_log,
     reset_connection,
@@ -120,12 +121,7 @@ class HttpServer:
         self._runner = runner
         self._restore_log = limit_accept_error_log(asyncio.get_running_loop())
         self._listener = await self.guard.serve(runner, host, port)
-        bound = port
-        for sock in self._listener.sockets:
-            address = sock.getsockname()
-            if isinstance(address, tuple) and len(address) >= 2:
-                bound = int(address[1])
-                break
+        bound = bound_port(self._listener, port)
         shown = "127.0.0.1" if host in ("", "0.0.0.0") else host  # noqa: S104 - display only
         if ":" in shown:
             shown = f"[{shown}]"

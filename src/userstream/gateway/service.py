@@ -33,8 +33,6 @@ from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from userstream.client.status import State, StatusEvent
 from userstream.client.stream import StreamStats, UserStream, connect
 from userstream.errors import ConfigurationError, UserStreamError
@@ -46,7 +44,7 @@ from userstream.server.logs import log_event
 from userstream.sinks.config import JsonlSpec, SinkSpec, SqliteSpec, build_runner
 from userstream.sinks.runner import SinkHealth, SinkRunner
 from userstream.sinks.sqlite import SqliteSink
-from userstream.state import AccountState
+from userstream.state import AccountState, bare
 
 if TYPE_CHECKING:
     from userstream.gateway.cluster import ClusterConfig
@@ -183,8 +181,7 @@ class AccountRuntime:
 
         The event is taken without its `raw` text: no sink stores it and the JSON has none, so nothing the
         gateway holds (state, sink buffers) carries a wire message (docs/reliability.md, "Memory")."""
-        if event.raw:
-            event = msgspec.structs.replace(event, raw="")
+        event = bare(event)
         produced: list[Event] = [event]
         self.state.apply(event)
         for fill in self.fills.feed(event):

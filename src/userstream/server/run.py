@@ -22,7 +22,7 @@ from aiohttp import web
 
 from userstream.errors import ConfigurationError
 from userstream.events import Event, Exchange
-from userstream.netguard import ConnectionGuard, limit_accept_error_log
+from userstream.netguard import ConnectionGuard, bound_port, limit_accept_error_log
 from userstream.server.app import SERVER_KEY, create_app
 from userstream.server.config import Account, ServerConfig
 from userstream.server.exchange import ExchangeServer
@@ -178,7 +178,7 @@ async def running_server(config: ServerConfig) -> AsyncIterator[ServerHandle]:
     try:
         listener = await guard.serve(runner, config.host, config.port, ssl_context=ssl_context)
         try:
-            port = _bound_port(listener, config.port)
+            port = bound_port(listener, config.port)
             host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host  # noqa: S104
             yield ServerHandle(app, host, port, guard)
         finally:
@@ -202,11 +202,3 @@ def server_ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
             f"cannot load the TLS certificate {config.tls_cert!r} and key {config.tls_key!r}: {detail}"
         ) from None
     return context
-
-
-def _bound_port(listener: asyncio.Server, requested: int) -> int:
-    for sock in listener.sockets:
-        address = sock.getsockname()
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return requested

@@ -13,8 +13,10 @@ aiohttp 3.x, checked by tests/security/test_serve_limits.py with a raw socket se
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import aiohttp
 from aiohttp import WSCloseCode, web
 from aiohttp.http_websocket import WebSocketError
 
@@ -110,6 +112,21 @@ class _MaskCheckingParser:
         self._reader.feed_eof()
 
 
+_log = logging.getLogger("userstream.server")
+_unchecked_warned = False
+
+
+def _warn_unchecked() -> None:
+    """Once per process: this aiohttp lacks the internals the check hooks, so unmasked frames pass."""
+    global _unchecked_warned  # noqa: PLW0603 - one warning per process, not per connection
+    if not _unchecked_warned:
+        _unchecked_warned = True
+        _log.warning(
+            "unmasked client frames cannot be refused with this aiohttp (%s): RFC 6455's 1002 is not sent",
+            aiohttp.__version__,
+        )
+
+
 class MaskedOnlyWebSocketResponse(web.WebSocketResponse):
     """A server WebSocket that closes with 1002 on the first unmasked client frame."""
 
@@ -121,7 +138,8 @@ class MaskedOnlyWebSocketResponse(web.WebSocketResponse):
         super()._post_start(request, protocol, writer)
         reader = getattr(handler, "_payload_parser", None)
         queue = getattr(self, "_reader", None)
-        if reader is None or queue is None:  # another aiohttp: leave its reader as it is
+        if reader is None or queue is None:  # another aiohttp: leave its reader as it is, and say so
+            _warn_unchecked()
             if early:
                 handler.data_received(early)
             return
