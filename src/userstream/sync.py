@@ -158,8 +158,8 @@ class SyncStream:
 
     def __next__(self) -> Event:
         stream = self._started()
-        event = self._on_loop(_next_event(stream))
-        if event is _END or isinstance(event, _End):
+        event = self._on_loop(_next(stream))
+        if isinstance(event, _End):
             raise StopIteration
         return event
 
@@ -171,7 +171,7 @@ class SyncStream:
             self._status_reader = stream.statuses()
         reader = self._status_reader
         while True:
-            status = self._on_loop(_next_status(reader))
+            status = self._on_loop(_next(reader))
             if isinstance(status, _End):
                 return
             yield status
@@ -254,16 +254,10 @@ class SyncStream:
         return read() if isinstance(result, _End) else result
 
 
-async def _next_event(stream: UserStream) -> Event | _End:
+async def _next(iterator: AsyncIterator[T]) -> T | _End:
+    """The iterator's next item on the loop's thread, or `_END` once it is exhausted."""
     try:
-        return await anext(stream)
-    except StopAsyncIteration:
-        return _END
-
-
-async def _next_status(reader: AsyncIterator[StatusEvent]) -> StatusEvent | _End:
-    try:
-        return await anext(reader)
+        return await anext(iterator)
     except StopAsyncIteration:
         return _END
 
