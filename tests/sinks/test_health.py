@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -142,6 +143,32 @@ async def test_a_write_that_hangs_is_down_after_t_seconds(balance: BalanceFactor
         await runner.flush()
         assert runner.health == SinkHealth("ok")
     assert sink.batches == [(balance(),)]
+
+
+async def test_a_write_that_hangs_logs_that_the_sink_is_down_when_it_turns_down_and_its_recovery(
+    balance: BalanceFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the real clock: the runner's own timer says it at down_after_seconds, not the next failure (none comes)
+    sink = FailingSink()
+    sink.gate.clear()
+    runner = SinkRunner(sink, capacity=10, down_after_seconds=0.2)  # type: ignore[arg-type]
+    async with runner:
+        await runner.put(balance())
+        async with asyncio.timeout(10):
+            while not [r for r in caplog.records if r.levelno == logging.ERROR]:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert runner.health.state == "down"
+        sink.gate.set()
+        await runner.flush()
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("userstream")]
+    assert [level for level, _ in messages] == [logging.ERROR, logging.WARNING]
+    # the seconds are the timer's, a little past 0.2 on a loaded machine
+    assert re.fullmatch(
+        r"sink failing is DOWN \(0 failed attempts in (\d+\.\d)s; 1 events wait\): "
+        r"a write has not returned for \1s",
+        messages[0][1],
+    )
+    assert messages[1][1] == "sink failing recovered: the batch was written after 0 failed attempts"
 
 
 async def test_an_unwritable_sink_is_down_at_the_first_failure_and_still_retried(

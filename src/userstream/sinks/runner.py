@@ -384,7 +384,13 @@ class SinkRunner:
                 self._in_flight_first_seq = self._waiting[0][0]
                 self._in_flight = tuple(self._waiting.popleft()[1] for _ in range(count))
                 self._batch_since = self._clock()
-                await self._write_with_retry(self._in_flight)
+                # A write that hangs without failing turns the sink down too: say so when it does, not only
+                # once (if ever) the attempt fails.
+                hung = asyncio.get_running_loop().call_later(self._down_after_seconds, self._report_down_once)
+                try:
+                    await self._write_with_retry(self._in_flight)
+                finally:
+                    hung.cancel()
                 self._written += len(self._in_flight)
                 self._in_flight = ()
                 self._batch_since = None
@@ -436,7 +442,7 @@ class SinkRunner:
                 await self._sleep(delay)
             else:
                 self._backoff.reset()
-                if attempt:
+                if attempt or self._reported_down:
                     log = logger.warning if self._reported_down else logger.info
                     log(
                         "sink %s recovered: the batch was written after %d failed attempts",
