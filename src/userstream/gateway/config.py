@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from userstream.client.options import TIMINGS, StreamOptions, resolve
 from userstream.client.queue import Overflow
 from userstream.client.transport import check_url
@@ -213,8 +215,7 @@ def sink_in_data_dir(spec: SinkSpec, data_dir: str) -> SinkSpec:
     """A JSONL or SQLite sink whose path is relative, placed in `data_dir` (a leading `~` is the home
     directory); any other sink as it is."""
     if isinstance(spec, JsonlSpec | SqliteSpec) and spec.path != "-" and not Path(spec.path).is_absolute():
-        fields = {name: getattr(spec, name) for name in spec.__struct_fields__}
-        return type(spec)(**{**fields, "path": str(Path(data_dir).expanduser() / spec.path)})
+        return msgspec.structs.replace(spec, path=str(Path(data_dir).expanduser() / spec.path))
     return spec
 
 
