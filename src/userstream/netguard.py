@@ -47,6 +47,8 @@ __all__ = [
     "ConnectionGuard",
     "ConnectionLimits",
     "GuardStats",
+    "SummarizedLog",
+    "bound_port",
     "descriptor_budget",
     "is_loopback_address",
     "limit_accept_error_log",
@@ -163,7 +165,7 @@ class ConnectionGuard:
         self._per_address: Counter[str] = Counter()
         self._normal = 0  # open connections within max_connections
         self._reserve = 0  # open connections in the health reserve
-        self._refusal_log = _SummarizedLog(_log)
+        self._refusal_log = SummarizedLog(_log)
 
     # --- what it holds ----------------------------------------------------------------------------------
 
@@ -464,7 +466,7 @@ def _refuse(transport: asyncio.Transport, status: int, message: str) -> None:
     transport.close()
 
 
-class _SummarizedLog:
+class SummarizedLog:
     """The first occurrence of each kind logged at WARNING, then at most one line a minute with the count
     of what happened meanwhile: an attack cannot flood the log."""
 
@@ -495,7 +497,7 @@ class _AcceptErrorLimiter:
         self.previous = loop.get_exception_handler()
         self.users = 0
         self.errors = 0
-        self._log = _SummarizedLog(_log)
+        self._log = SummarizedLog(_log)
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") == "socket.accept() out of system resource":

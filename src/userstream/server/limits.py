@@ -30,10 +30,9 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from userstream.netguard import ConnectionLimits, descriptor_budget, is_loopback_address
+from userstream.netguard import ConnectionLimits, SummarizedLog, descriptor_budget, is_loopback_address
 from userstream.protocol import bitmusa, coinlocally, coinlocally_rest
 from userstream.server.config import ServerConfig
-from userstream.server.logs import log_event
 
 __all__ = [
     "COINLOCALLY_ERR_AUTH_THROTTLED",
@@ -92,8 +91,7 @@ class AuthThrottle:
         self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when counted)
         self.failures = 0  # failed authentications counted
         self.throttled = 0  # requests answered 429 for it
-        self._next_log = 0.0
-        self._unlogged = 0
+        self._refusals = SummarizedLog(_log)  # an attack must not fill the log
 
     def wait(self, address: str) -> float:
         """Seconds until `address` may try again (0: now)."""
@@ -127,7 +125,9 @@ class AuthThrottle:
         wait = self.wait(address)
         if wait > 0:
             self.throttled += 1
-            self._note_throttled(address)
+            self._refusals.note(
+                "auth", "too many failed authentications: requests refused (429)", peer=address
+            )
             return _throttled(request.path, self, max(1, math.ceil(wait)))
         try:
             response = await handler(request)
@@ -138,23 +138,6 @@ class AuthThrottle:
         if _is_failed_authentication(request.path, response.status):
             self.failed(address)
         return response
-
-    def _note_throttled(self, address: str) -> None:
-        """Log the first refusal, then one line a minute with the count (an attack must not fill the log)."""
-        self._unlogged += 1
-        now = time.monotonic()
-        if now < self._next_log:
-            return
-        self._next_log = now + 60.0
-        log_event(
-            _log,
-            logging.WARNING,
-            "too many failed authentications: requests refused (429)",
-            peer=address,
-            refused=self._unlogged,
-            per_seconds=60,
-        )
-        self._unlogged = 0
 
 
 def _is_failed_authentication(path: str, status: int) -> bool:
