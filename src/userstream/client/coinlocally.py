@@ -69,9 +69,10 @@ class CoinlocallyDialect:
         return coinlocally.pong_frame(timestamp)
 
     def error_for_reply(self, reply: ErrorReply) -> UserStreamError:
-        message = self._shown(reply.message)
+        # server words arrive scrubbed (a reply by the connection, a close reason by the transport)
+        message = clip(reply.message)
         detail = f": {message}" if message else ""
-        code = "" if reply.code is None else f" (error code {self._shown(str(reply.code))})"
+        code = "" if reply.code is None else f" (error code {clip(str(reply.code))})"
         if reply.transient:
             return ConnectionLostError(
                 f"{self._prefix}Coinlocally answered the sub with a transient refusal{code}{detail}"
@@ -99,18 +100,12 @@ class CoinlocallyDialect:
         return ending
 
     def _refused_by_close(self, closed: PeerClosedError) -> AuthenticationError:
-        reason = self._shown(closed.reason)
+        reason = clip(closed.reason)
         detail = f": {reason}" if reason else ""
         return AuthenticationError(
             f"{self._prefix}Coinlocally refused the sub frame's token (close code {closed.code}){detail}",
             rejected="sub token",
         )
-
-    @staticmethod
-    def _shown(text: str) -> str:
-        """Clipped for showing. The server's words were scrubbed of every secret where they entered (the
-        connection for a reply, the transport for a close reason: client/scrub.py)."""
-        return clip(text)
 
 
 #: RFC 6455 close codes that say "later", not "no": going away, abnormal, internal error, restart, try again.
