@@ -19,19 +19,46 @@ from __future__ import annotations
 import functools
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Final, NamedTuple
+from typing import Annotated, Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
 from userstream.errors import ConfigurationError
 
-__all__ = ["Failure", "check_fields", "failure", "must", "refusal", "wording"]
+__all__ = [
+    "Count",
+    "Failure",
+    "Seconds",
+    "SecondsOrZero",
+    "check_fields",
+    "converted",
+    "default_of",
+    "failure",
+    "field_wording",
+    "must",
+    "refusal",
+    "translate",
+    "wording",
+]
 
 _AT: Final = " - at `"
 _MISSING: Final = "missing required field `"
 _UNKNOWN: Final = "unknown field `"
 #: The key of a Meta's `extra` holding what a value must be, in words.
 _MUST: Final = "must"
+
+
+def must(words: str) -> dict[str, Any]:
+    """A Meta's `extra` saying what a value must be: `Meta(gt=0, extra=must("be a positive integer"))`."""
+    return {_MUST: words}
+
+
+#: A number of seconds above 0 (a duration, a timeout).
+Seconds = Annotated[float, msgspec.Meta(gt=0, extra=must("be a positive number of seconds"))]
+#: A number of seconds, 0 allowed.
+SecondsOrZero = Annotated[float, msgspec.Meta(ge=0, extra=must("be a number of seconds, 0 or more"))]
+#: A count of at least 1 (a size, a bound, a number of attempts).
+Count = Annotated[int, msgspec.Meta(ge=1, extra=must("be a positive integer"))]
 
 
 class Failure(NamedTuple):
@@ -75,11 +102,6 @@ def _named(reason: str, marker: str) -> str | None:
 
 
 # --- declared constraints, in words ---------------------------------------------------------------------
-
-
-def must(words: str) -> dict[str, Any]:
-    """A Meta's `extra` saying what a value must be: `Meta(gt=0, extra=must("be a positive integer"))`."""
-    return {_MUST: words}
 
 
 def wording(annotation: object) -> str | None:
@@ -160,3 +182,33 @@ def translate(
     if key is not None:
         return f"{spell(key)}: {found.reason}"
     return found.reason
+
+
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def converted(
+    values: Mapping[str, Any],
+    cls: type[_S],
+    *,
+    spell: Callable[[str], str] = str,
+) -> _S:
+    """`values` (a config table, or flags) as a `cls`, by `msgspec.convert`: its declared types and
+    constraints checked, then its `__post_init__`. A refusal is a ConfigurationError in the project's words
+    (`translate`)."""
+    try:
+        return msgspec.convert(values, cls)
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(translate(exc, cls, values, spell=spell)) from None
+
+
+def default_of(cls: type[msgspec.Struct], name: str) -> Any:
+    """The default of field `name` of `cls` (what a flag that is not given leaves)."""
+    for info in msgspec.structs.fields(cls):
+        if info.name == name:
+            if info.default is not msgspec.NODEFAULT:
+                return info.default
+            if info.default_factory is not msgspec.NODEFAULT:
+                return info.default_factory()
+            raise LookupError(f"{cls.__name__}.{name} has no default")
+    raise LookupError(f"{cls.__name__} has no field {name!r}")

@@ -16,10 +16,9 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated, Any, Final, cast
+from typing import Any, Final, cast
 
 import msgspec
-from msgspec import Meta
 
 from userstream.client.backoff import Backoff
 from userstream.client.connection import FrameHook
@@ -30,27 +29,19 @@ from userstream.errors import ConfigurationError
 from userstream.events import Exchange
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
 from userstream.protocol.registry import REGISTRY, spec
-from userstream.validation import check_fields, must, refusal, wording
+from userstream.validation import Count, Seconds, SecondsOrZero, check_fields, refusal, wording
 
 __all__ = [
     "DEFAULTS",
     "NOT_GIVEN",
     "PONG_MARGIN",
     "TIMINGS",
-    "Count",
     "Resolved",
-    "Seconds",
     "StreamOptions",
     "resolve",
     "unlikely_to_work",
 ]
 
-#: A number of seconds above 0, and how a value that is not one is refused.
-Seconds = Annotated[float, Meta(gt=0, extra=must("be a positive number of seconds"))]
-#: A number of seconds, 0 allowed.
-SecondsOrZero = Annotated[float, Meta(ge=0, extra=must("be a number of seconds, 0 or more"))]
-#: A count of at least 1.
-Count = Annotated[int, Meta(ge=1, extra=must("be a positive integer"))]
 #: The default of a timing the caller leaves out: None, "not given", which `resolve` settles into a number
 #: (typed Any so that the field keeps the type it has once settled).
 NOT_GIVEN: Any = None
