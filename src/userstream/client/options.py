@@ -33,6 +33,7 @@ from userstream.validation import Count, Seconds, SecondsOrZero, check_fields, r
 
 __all__ = [
     "DEFAULTS",
+    "LISTEN_KEY_VALIDITY",
     "NOT_GIVEN",
     "PONG_MARGIN",
     "TIMINGS",
@@ -74,8 +75,8 @@ TIMINGS: Final = tuple(DEFAULTS)
 #: at least a third of the idle timeout before a quiet connection would be declared dead.
 PONG_MARGIN: Final = 1.5
 
-#: The shortest listenKey validity of the exchanges that have one: a keepalive must come within it.
-_LISTEN_KEY_VALIDITY: Final = (
+#: The shortest listenKey validity of the exchanges that have one (seconds): a keepalive must come within it.
+LISTEN_KEY_VALIDITY: Final = (
     min(entry.listen_key_validity_ms for entry in REGISTRY.values() if entry.listen_key_validity_ms) / 1000
 )
 
@@ -192,10 +193,10 @@ class _Settler:
     def _keepalive(self) -> None:
         # The other side of this rule is the exchange's, not an option: nothing to derive, only to check.
         keepalive = self._given("keepalive_interval")
-        if not keepalive < _LISTEN_KEY_VALIDITY:
+        if not keepalive < LISTEN_KEY_VALIDITY:
             raise ConfigurationError(
                 f"{self._shown('keepalive_interval', keepalive)} must be shorter than the listenKey's "
-                f"validity ({_LISTEN_KEY_VALIDITY:g}s)"
+                f"validity ({LISTEN_KEY_VALIDITY:g}s)"
             )
         self.values["keepalive_interval"] = keepalive
 
