@@ -48,9 +48,14 @@ _UNKNOWN: Final = "unknown field `"
 _MUST: Final = "must"
 
 
-def must(words: str) -> dict[str, Any]:
-    """A Meta's `extra` saying what a value must be: `Meta(gt=0, extra=must("be a positive integer"))`."""
-    return {_MUST: words}
+#: The key of a Meta's `extra` saying that a refusal does not repeat the value (a path, say).
+_QUIET: Final = "quiet"
+
+
+def must(words: str, *, quiet: bool = False) -> dict[str, Any]:
+    """A Meta's `extra` saying what a value must be: `Meta(gt=0, extra=must("be a positive integer"))`.
+    A refusal says `<name> must <words>, not <value>`; `quiet` leaves the value out."""
+    return {_MUST: words, _QUIET: quiet}
 
 
 #: A number of seconds above 0 (a duration, a timeout).
@@ -105,10 +110,11 @@ def _named(reason: str, marker: str) -> str | None:
 
 
 def wording(annotation: object) -> str | None:
-    """What a value of this (Annotated) type must be, in words, if its Meta says so."""
+    """What a value of this (Annotated) type must be, in words, if its Meta says so (ending in "\0" when
+    a refusal should not repeat the value: `refusal` reads it)."""
     for meta in getattr(annotation, "__metadata__", ()):
         if isinstance(meta, msgspec.Meta) and meta.extra is not None and _MUST in meta.extra:
-            return str(meta.extra[_MUST])
+            return str(meta.extra[_MUST]) + ("\0" if meta.extra.get(_QUIET) else "")
     for argument in typing.get_args(annotation):  # Optional[Annotated[...]]
         found = wording(argument)
         if found is not None:
@@ -149,7 +155,10 @@ def check_fields(
 
 
 def refusal(name: str, words: str, value: object) -> str:
-    """`<name> must <words>, not <value!r>`: how a value that breaks a declared constraint is refused."""
+    """`<name> must <words>, not <value!r>`: how a value that breaks a declared constraint is refused
+    (without the value for a quiet wording)."""
+    if words.endswith("\0"):
+        return f"{name} must {words[:-1]}"
     return f"{name} must {words}, not {value!r}"
 
 

@@ -16,9 +16,10 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, cast
+from typing import Annotated, Any, Final, cast
 
 import msgspec
+from msgspec import Meta
 
 from userstream.client.backoff import Backoff
 from userstream.client.connection import FrameHook
@@ -29,7 +30,7 @@ from userstream.errors import ConfigurationError
 from userstream.events import Exchange
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
 from userstream.protocol.registry import REGISTRY, spec
-from userstream.validation import Count, Seconds, SecondsOrZero, check_fields, refusal, wording
+from userstream.validation import Count, Seconds, SecondsOrZero, check_fields, must, refusal, wording
 
 __all__ = [
     "DEFAULTS",
@@ -43,6 +44,9 @@ __all__ = [
     "unlikely_to_work",
 ]
 
+_CaFile = Annotated[
+    str, Meta(min_length=1, extra=must("be the path of a PEM file of CA certificates", quiet=True))
+]
 #: The default of a timing the caller leaves out: None, "not given", which `resolve` settles into a number
 #: (typed Any so that the field keeps the type it has once settled).
 NOT_GIVEN: Any = None
@@ -322,7 +326,7 @@ class StreamOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     close_timeout: Seconds = NOT_GIVEN
     request_timeout: Seconds = NOT_GIVEN
     verify_tls: bool = True
-    ca_file: str | None = None  # a PEM bundle of CA certificates trusted besides the system's (client/tls.py)
+    ca_file: _CaFile | None = None  # a PEM bundle of CA certificates trusted besides the system's (tls.py)
     close_key_on_exit: bool = False
     max_frame: Count = DEFAULT_MAX_FRAME
     quotes: tuple[str, ...] | None = None

@@ -34,7 +34,8 @@ from userstream.events import Exchange
 from userstream.gateway.cluster import ClusterConfig, parse_cluster
 from userstream.protocol.registry import REGISTRY, ExchangeSpec, spec
 from userstream.sinks.config import JsonlSpec, SinkSpec, SqliteSpec, load_spec
-from userstream.validation import Count, Seconds, check_fields, converted, must
+from userstream.validation import Count, Seconds, check_fields, must
+from userstream.validation import converted as msgspec_converted
 
 __all__ = [
     "CREDENTIAL_ENV_KEYS",
@@ -64,32 +65,19 @@ CREDENTIAL_ENV_KEYS: dict[str, str] = {
 #: Keys that would hold a credential in plaintext: refused (the file would become a secret to guard).
 _PLAINTEXT_KEYS = frozenset({"api_key", "auth_key", "token", "secret_key", "secret", "password"})
 
-#: `connect()` arguments an account (or `[defaults]`) may set, checked through `StreamOptions`.
-STREAM_OPTION_KEYS: frozenset[str] = frozenset(
-    {
-        "keepalive_interval",
-        "ping_interval",
-        "idle_timeout",
-        "rotate_after",
-        "sub_timeout",
-        "queue_size",
-        "queue_bytes",
-        "overflow",
-        "backoff_base",
-        "backoff_cap",
-        "stable_after",
-        "auth_attempts",
-        "overlap_timeout",
-        "close_timeout",
-        "request_timeout",
-        "verify_tls",
-        "ca_file",
-        "close_key_on_exit",
-        "max_frame",
-        "quotes",
-        "warning_interval",
-    }
-)
+#: `connect()` arguments an account (or `[defaults]`) may set, checked through `StreamOptions`: its fields
+#: but the label (the account's name), the callables, the resync keys (endpoint keys here) and what the
+#: gateway decides itself (it takes no fills, keeps its own picture, and resyncs when the account says).
+STREAM_OPTION_KEYS: frozenset[str] = frozenset(StreamOptions.__struct_fields__) - {
+    "account",
+    "rng",
+    "on_frame",
+    "resync",
+    "snapshot_symbols",
+    "initial_snapshot",
+    "fills",
+    "picture",
+}
 
 _ENDPOINT_KEYS = frozenset({"rest_url", "ws_url", "snapshot_rest_url", "snapshot_symbols", "resync"})
 
@@ -260,7 +248,7 @@ def parse_config(
         except ConfigurationError as exc:
             raise ConfigurationError(f"{where}: {exc}") from None
     try:  # the one conversion of the service's keys: the [gateway] table with the flags laid over it
-        return converted(
+        return msgspec_converted(
             {**service, "accounts": accounts, "sinks": tuple(sinks), "cluster": cluster}, GatewayConfig
         )
     except ConfigurationError as exc:
@@ -450,10 +438,8 @@ def _stream_options(
     for key in ("verify_tls", "close_key_on_exit"):
         if key in converted and not isinstance(converted[key], bool):
             raise ConfigurationError(f"{where}: key {key!r} must be true or false")
-    try:
-        StreamOptions(account=name, **converted)
+    try:  # the rest as the client holds it: StreamOptions' declared types, by msgspec.convert
+        msgspec_converted({"account": name, **converted}, StreamOptions)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
-    except TypeError as exc:  # comparisons of a string with a number, say
-        raise ConfigurationError(f"{where}: a timing has the wrong type ({exc})") from None
     return converted
