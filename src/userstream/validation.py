@@ -30,13 +30,13 @@ __all__ = [
     "Failure",
     "Seconds",
     "SecondsOrZero",
+    "Wording",
     "check_fields",
     "converted",
     "default_of",
     "failure",
     "field_wording",
     "must",
-    "refusal",
     "translate",
     "wording",
 ]
@@ -109,12 +109,25 @@ def _named(reason: str, marker: str) -> str | None:
 # --- declared constraints, in words ---------------------------------------------------------------------
 
 
-def wording(annotation: object) -> str | None:
-    """What a value of this (Annotated) type must be, in words, if its Meta says so (ending in "\0" when
-    a refusal should not repeat the value: `refusal` reads it)."""
+class Wording(NamedTuple):
+    """What a value must be, in words (a field's declared `must`), and how a value that is not is refused."""
+
+    words: str
+    #: The refusal leaves the value out (a path, say, that the words already describe).
+    quiet: bool = False
+
+    def refuse(self, name: str, value: object) -> str:
+        """`<name> must <words>, not <value!r>` (`<name> must <words>` when quiet)."""
+        if self.quiet:
+            return f"{name} must {self.words}"
+        return f"{name} must {self.words}, not {value!r}"
+
+
+def wording(annotation: object) -> Wording | None:
+    """What a value of this (Annotated, or Optional Annotated) type must be, if its Meta says so."""
     for meta in getattr(annotation, "__metadata__", ()):
         if isinstance(meta, msgspec.Meta) and meta.extra is not None and _MUST in meta.extra:
-            return str(meta.extra[_MUST]) + ("\0" if meta.extra.get(_QUIET) else "")
+            return Wording(str(meta.extra[_MUST]), bool(meta.extra.get(_QUIET)))
     for argument in typing.get_args(annotation):  # Optional[Annotated[...]]
         found = wording(argument)
         if found is not None:
@@ -123,14 +136,14 @@ def wording(annotation: object) -> str | None:
 
 
 @functools.cache
-def _constrained(cls: type[msgspec.Struct]) -> tuple[tuple[str, Any, str], ...]:
+def _constrained(cls: type[msgspec.Struct]) -> tuple[tuple[str, Any, Wording], ...]:
     """(field, annotation, wording) of each field of `cls` whose type declares a wording."""
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = []
     for name in cls.__struct_fields__:
-        words = wording(hints[name])
-        if words is not None:
-            fields.append((name, hints[name], words))
+        declared = wording(hints[name])
+        if declared is not None:
+            fields.append((name, hints[name], declared))
     return tuple(fields)
 
 
@@ -144,29 +157,21 @@ def check_fields(
     `msgspec.convert` would; ConfigurationError `<spell(name)> must <wording>, not <value!r>` at the first
     that breaks them. For a Struct built by keyword (msgspec checks nothing then): call from
     `__post_init__`. `skip` names fields checked otherwise."""
-    for name, annotation, words in _constrained(type(struct)):
+    for name, annotation, declared in _constrained(type(struct)):
         if name in skip:
             continue
         value = getattr(struct, name)
         try:
             msgspec.convert(value, annotation)
         except msgspec.ValidationError:
-            raise ConfigurationError(refusal(spell(name), words, value)) from None
+            raise ConfigurationError(declared.refuse(spell(name), value)) from None
 
 
-def refusal(name: str, words: str, value: object) -> str:
-    """`<name> must <words>, not <value!r>`: how a value that breaks a declared constraint is refused
-    (without the value for a quiet wording)."""
-    if words.endswith("\0"):
-        return f"{name} must {words[:-1]}"
-    return f"{name} must {words}, not {value!r}"
-
-
-def field_wording(cls: type[msgspec.Struct], name: str) -> str | None:
+def field_wording(cls: type[msgspec.Struct], name: str) -> Wording | None:
     """The declared wording of field `name` of `cls`, if any."""
-    for field, _, words in _constrained(cls):
+    for field, _, declared in _constrained(cls):
         if field == name:
-            return words
+            return declared
     return None
 
 
@@ -183,9 +188,9 @@ def translate(
     found = failure(error)
     key = found.key
     if key is not None and key in document:
-        words = field_wording(cls, key)
-        if words is not None:
-            return refusal(spell(key), words, document[key])
+        declared = field_wording(cls, key)
+        if declared is not None:
+            return declared.refuse(spell(key), document[key])
     if found.unknown is not None:
         return f"unknown key {found.unknown!r}"
     if key is not None:

@@ -30,7 +30,7 @@ from userstream.errors import ConfigurationError
 from userstream.events import Exchange
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
 from userstream.protocol.registry import REGISTRY, spec
-from userstream.validation import Count, Seconds, SecondsOrZero, check_fields, must, refusal, wording
+from userstream.validation import Count, Seconds, SecondsOrZero, Wording, check_fields, must, wording
 
 __all__ = [
     "DEFAULTS",
@@ -128,10 +128,10 @@ def _checked(name: str, value: object, spell: Callable[[str], str], rotation_off
     try:
         msgspec.convert(value, declared)
     except msgspec.ValidationError:
-        words = wording(declared) or "be a number of seconds"
+        words = wording(declared) or Wording("be a number of seconds")
         if name == "rotate_after":
-            words = f"{words} ({rotation_off} turns rotation off)"
-        raise ConfigurationError(refusal(spell(name), words, value)) from None
+            words = words._replace(words=f"{words.words} ({rotation_off} turns rotation off)")
+        raise ConfigurationError(words.refuse(spell(name), value)) from None
     return cast("float | None", value)
 
 

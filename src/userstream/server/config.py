@@ -113,6 +113,7 @@ class Account(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         where = f"account {self.name!r}"
+        check_fields(self, spell=lambda key: f"{where}: key {key!r}")  # built by keyword: as if read
         for key in CREDENTIAL_KEYS:
             value = getattr(self, key)
             if isinstance(value, str) and (not value.isprintable() or value != value.strip()):
@@ -386,8 +387,10 @@ def _file_refusal(error: msgspec.ValidationError, document: Mapping[str, Any]) -
         return f"{where}: unknown key {found.unknown!r} (allowed: {allowed})"
     if found.missing is not None:
         return f"{where}: key {key!r} is missing"
-    words = field_wording(Account, key) or found.reason
-    return f"{where}: key {key!r} must {words}"
+    declared = field_wording(Account, key)
+    if declared is None:
+        return f"{where}: key {key!r}: {found.reason}"
+    return f"{where}: key {key!r} must {declared.words}"
 
 
 def _check_accounts(accounts: Iterable[Account], *, source: str = "accounts") -> None:
