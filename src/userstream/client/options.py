@@ -8,6 +8,14 @@ refusal). Only a contradiction between values the caller gave explicitly is refu
 what they typed: `resolve()` spells option names through a function, so `connect()` names its keyword
 arguments, `userstream watch` its flags and the gateway its TOML keys, from the same rules. Pure: no I/O,
 no clock, no asyncio.
+
+`StreamOptions` is a frozen msgspec Struct, the one definition of every option: a field's type declares its
+constraint and the words of its refusal (`userstream.validation`), its default is the documented one and
+the one `watch`'s flags show. A timing left out defaults to None, "not given" (`NOT_GIVEN`), and
+`__post_init__` settles it through `resolve()`, writing the number into the frozen field: so keyword
+construction, `msgspec.convert` from a table and `msgspec.structs.replace` all go through the same rules.
+What the exchanges document (the listenKey's validity, the ping silence Coinlocally tolerates, the 24-hour
+cut) is read from the exchange registry, never branched on.
 """
 
 from __future__ import annotations
@@ -373,13 +381,18 @@ class StreamOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         derived: tuple[str, ...] = self.__dict__["derived"]
         return derived
 
+    def __copy__(self) -> StreamOptions:
+        return self  # immutable; msgspec's own copy would leave `derived` behind
+
+    def __deepcopy__(self, memo: dict[int, object]) -> StreamOptions:
+        return self
+
     def _compared(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in _COMPARED)
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
+        if not isinstance(other, StreamOptions) or type(other) is not type(self):
             return NotImplemented
-        assert isinstance(other, StreamOptions)  # noqa: S101 - for mypy
         return self._compared() == other._compared()
 
     def __hash__(self) -> int:
