@@ -34,9 +34,9 @@ from userstream.client.stream import UserStream, connect
 from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.eventjson import dec, to_json
-from userstream.events import BalanceUpdate, Event, Fill
+from userstream.events import BalanceUpdate, Event, Exchange, Fill
 from userstream.protocol import bitmusa, coinlocally
-from userstream.protocol.registry import REGISTRY
+from userstream.protocol.registry import REGISTRY, spec
 from userstream.validation import default_of
 
 __all__ = [
@@ -203,7 +203,9 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The exchange, credential and endpoint flags of every command that connects to an account (`watch`,
     `record`, `doctor`); `read_credentials(args)` reads them back."""
     parser.add_argument(
-        "exchange", choices=["bitmusa", "coinlocally"], help="the exchange of the account: %(choices)s"
+        "exchange",
+        choices=[entry.exchange.value for entry in REGISTRY.values()],
+        help="the exchange of the account: %(choices)s",
     )
     creds = parser.add_argument_group("credentials")
     creds.add_argument(
@@ -279,37 +281,42 @@ class CredentialArgs(NamedTuple):
 
 
 def read_credentials(args: argparse.Namespace) -> CredentialArgs:
-    """connect()'s credential arguments: each flag, else its environment variable."""
+    """connect()'s credential arguments: each flag, else its environment variable. Which credentials an
+    exchange needs (all of some, one of others) is the exchange registry's (`protocol.registry`)."""
+    entry = spec(Exchange(args.exchange))
+    required, one_of = entry.credentials_required, entry.credentials_one_of
+    taken = " and ".join(_cli_flag(name) for name in required) or " or ".join(map(_cli_flag, one_of))
+    for credential in CredentialArgs._fields:
+        if credential not in (*required, *one_of) and getattr(args, credential) is not None:
+            raise ConfigurationError(f"{entry.title} takes {taken}, not {_cli_flag(credential)}")
     env = os.environ
-    if args.exchange == "bitmusa":
-        if args.token is not None:
-            raise ConfigurationError("Bitmusa takes --api-key and --auth-key, not --token")
-        api_key = args.api_key or env.get(ENVIRONMENT["bitmusa_api_key"])
-        auth_key = args.auth_key or env.get(ENVIRONMENT["bitmusa_auth_key"])
-        for name, value, flag in (
-            ("bitmusa_api_key", api_key, "--api-key"),
-            ("bitmusa_auth_key", auth_key, "--auth-key"),
-        ):
-            if not value:
-                raise ConfigurationError(
-                    f"Bitmusa needs {flag} or the environment variable {ENVIRONMENT[name]}"
-                )
-        return CredentialArgs(api_key=api_key, auth_key=auth_key)
-    if args.auth_key is not None:
-        raise ConfigurationError("Coinlocally takes --token or --api-key, not --auth-key")
-    if args.token is not None or args.api_key is not None:
-        return CredentialArgs(token=args.token, api_key=args.api_key)
-    # From the environment a token wins over an api key, so setting both is not an error.
-    token = env.get(ENVIRONMENT["coinlocally_token"])
-    if token:
-        return CredentialArgs(token=token)
-    api_key = env.get(ENVIRONMENT["coinlocally_api_key"])
-    if api_key:
-        return CredentialArgs(api_key=api_key)
-    raise ConfigurationError(
-        "Coinlocally needs --token or --api-key, or the environment variable "
-        f"{ENVIRONMENT['coinlocally_token']} or {ENVIRONMENT['coinlocally_api_key']}"
-    )
+    found: dict[str, str | None] = {}
+    for credential in required:
+        variable = ENVIRONMENT[f"{entry.exchange.value}_{credential}"]
+        found[credential] = getattr(args, credential) or env.get(variable)
+        if not found[credential]:
+            raise ConfigurationError(
+                f"{entry.title} needs {_cli_flag(credential)} or the environment variable {variable}"
+            )
+    if one_of:
+        flags = {credential: getattr(args, credential) for credential in one_of}
+        if any(value is not None for value in flags.values()):
+            return CredentialArgs(**found, **flags)
+        # From the environment the first of `one_of` set wins (a token over an api key): both is no error.
+        variables = [ENVIRONMENT[f"{entry.exchange.value}_{credential}"] for credential in one_of]
+        for credential, variable in zip(one_of, variables, strict=True):
+            value = env.get(variable)
+            if value:
+                return CredentialArgs(**found, **{credential: value})
+        raise ConfigurationError(
+            f"{entry.title} needs {' or '.join(map(_cli_flag, one_of))}, or the environment variable "
+            f"{' or '.join(variables)}"
+        )
+    return CredentialArgs(**found)
+
+
+def _cli_flag(credential: str) -> str:
+    return "--" + credential.replace("_", "-")
 
 
 class _Printer:
