@@ -40,7 +40,7 @@ from userstream.events import Event, Exchange, Source
 from userstream.fills import FillTracker
 from userstream.gateway.config import AccountConfig, GatewayConfig, resolve_credentials, sink_in_data_dir
 from userstream.gateway.sse import EventHub
-from userstream.server.logs import log_event
+from userstream.logs import log_event
 from userstream.sinks.config import JsonlSpec, SinkSpec, SqliteSpec, build_runner
 from userstream.sinks.runner import SinkHealth, SinkRunner
 from userstream.sinks.sqlite import SqliteSink

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Final
 
 from userstream.events import Exchange
+from userstream.protocol import bitmusa
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
 
@@ -23,16 +24,23 @@ class ExchangeSpec:
     exchange: Exchange
     #: How the exchange is named to a user ("Bitmusa").
     title: str
+    # --- server-house ---
+    #: The WebSocket path prefix followed by a credential (Bitmusa's listenKey), which logs cut; None: none.
+    secret_path_prefix: str | None
 
 
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
     title="Bitmusa",
+    # --- server-house ---
+    secret_path_prefix=bitmusa.WS_PATH_PREFIX,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
     exchange=Exchange.COINLOCALLY,
     title="Coinlocally",
+    # --- server-house ---
+    secret_path_prefix=None,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})

@@ -26,6 +26,7 @@ import msgspec
 from aiohttp import web
 
 from userstream.events import Exchange
+from userstream.logs import log_event
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.close import CloseCode
 from userstream.server.backend import BackendUnavailableError
@@ -35,7 +36,6 @@ from userstream.server.exchange import ExchangeServer, now_ms
 from userstream.server.faults import add_routes as add_fault_routes
 from userstream.server.ingest import IngestError, parse_batch
 from userstream.server.limits import AuthThrottle, websocket_limit
-from userstream.server.logs import log_event
 from userstream.server.snapshots import add_routes as add_snapshot_routes
 from userstream.server.variants import Refusal, is_client_pong, refuse_after_upgrade, variant_middlewares
 from userstream.server.wsmask import MaskedOnlyWebSocketResponse

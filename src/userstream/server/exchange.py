@@ -23,6 +23,7 @@ from aiohttp import WSMsgType, web
 
 from userstream.errors import LocalProtocolError
 from userstream.events import Event, Exchange
+from userstream.logs import log_event, redact
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.close import CloseCode
 from userstream.server.backend import Backend, MemoryBackend, make_backend
@@ -31,9 +32,8 @@ from userstream.server.connection import Connection
 from userstream.server.faults import DEFAULT_CHAOS_FAULTS, FaultController, FaultKind, RandomFaults
 from userstream.server.hub import Hub, RenderedBatch, RenderError, render_batch
 from userstream.server.ingest import IngestError, coerce_events
-from userstream.server.keys import ListenKeyStore, redact
+from userstream.server.keys import ListenKeyStore
 from userstream.server.ledger import Ending, SentLedger
-from userstream.server.logs import log_event
 from userstream.server.ratelimit import RateLimiter, Window
 from userstream.server.simulator import Simulator
 from userstream.server.snapshots import TrueStates

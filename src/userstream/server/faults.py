@@ -26,7 +26,7 @@ import msgspec
 from aiohttp import web
 
 from userstream.events import Exchange
-from userstream.server.logs import log_event
+from userstream.logs import log_event
 
 if TYPE_CHECKING:
     from userstream.server.connection import Connection

@@ -51,11 +51,11 @@ from redis.backoff import NoBackoff
 from userstream import eventjson
 from userstream.errors import ConfigurationError, UserStreamError
 from userstream.events import Event
+from userstream.logs import log_event
 from userstream.protocol.close import CloseCode
 from userstream.server.backend import BackendUnavailableError, Node
 from userstream.server.config import ServerConfig
 from userstream.server.hub import RenderedBatch, RenderError, render_batch
-from userstream.server.logs import log_event
 from userstream.sinks.base import redacted_url
 
 __all__ = ["RedisBackend", "default_node_id"]

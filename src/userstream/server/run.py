@@ -22,6 +22,7 @@ from aiohttp import web
 
 from userstream.errors import ConfigurationError
 from userstream.events import Event, Exchange
+from userstream.logs import RedactingAccessLogger, quiet_bad_requests
 from userstream.netguard import ConnectionGuard, bound_port, limit_accept_error_log
 from userstream.server.app import SERVER_KEY, create_app
 from userstream.server.config import Account, ServerConfig
@@ -29,7 +30,6 @@ from userstream.server.exchange import ExchangeServer
 from userstream.server.faults import Fault, FaultController, FaultKind, FaultReport
 from userstream.server.ledger import SentLedger
 from userstream.server.limits import connection_limits
-from userstream.server.logs import RedactingAccessLogger, quiet_bad_requests
 from userstream.server.simulator import Ledger, Simulator
 
 __all__ = ["ServerHandle", "running_server", "server_ssl_context"]

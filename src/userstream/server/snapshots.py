@@ -30,9 +30,9 @@ from aiohttp import web
 
 from userstream.errors import ConfigurationError, MessageShapeError
 from userstream.events import Event
+from userstream.logs import log_event
 from userstream.protocol import bitmusa, bitmusa_rest, coinlocally, coinlocally_rest
 from userstream.server.config import Account
-from userstream.server.logs import log_event
 from userstream.state import AccountSnapshot, AccountState
 
 if TYPE_CHECKING:
