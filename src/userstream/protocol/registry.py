@@ -7,12 +7,13 @@ reads the fields it needs from `spec(exchange)`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from userstream.events import Exchange
-from userstream.protocol import bitmusa
+from userstream.events import BalanceUpdate, Event, Exchange
+from userstream.protocol import bitmusa, coinlocally
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
 
@@ -27,6 +28,11 @@ class ExchangeSpec:
     # --- server-house ---
     #: The WebSocket path prefix followed by a credential (Bitmusa's listenKey), which logs cut; None: none.
     secret_path_prefix: str | None
+    #: One event as the exchange's data frame (serve's fan-out renders every published event with it).
+    render_event: Callable[[Event], str | bytes]
+    #: Balance updates of one moment as one frame (Coinlocally's outboundAccountPosition); None: the
+    #: exchange sends one frame per balance event.
+    render_balances: Callable[[Iterable[BalanceUpdate]], str | bytes] | None
 
 
 _BITMUSA: Final = ExchangeSpec(
@@ -34,6 +40,8 @@ _BITMUSA: Final = ExchangeSpec(
     title="Bitmusa",
     # --- server-house ---
     secret_path_prefix=bitmusa.WS_PATH_PREFIX,
+    render_event=bitmusa.render_event,
+    render_balances=None,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
@@ -41,6 +49,8 @@ _COINLOCALLY: Final = ExchangeSpec(
     title="Coinlocally",
     # --- server-house ---
     secret_path_prefix=None,
+    render_event=coinlocally.render_event,
+    render_balances=coinlocally.render_balances,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})

@@ -29,7 +29,7 @@ from userstream.events import Exchange
 from userstream.logs import log_event
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.close import CloseCode
-from userstream.server.backend import BackendUnavailableError
+from userstream.server.backend.interface import BackendUnavailableError
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import Connection
 from userstream.server.exchange import ExchangeServer, now_ms

@@ -26,15 +26,18 @@ from userstream.events import Event, Exchange
 from userstream.logs import log_event, redact
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.close import CloseCode
-from userstream.server.backend import Backend, MemoryBackend, make_backend
+from userstream.server.backend.factory import make_backend
+from userstream.server.backend.interface import Backend
+from userstream.server.backend.memory import MemoryBackend
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import Connection
 from userstream.server.faults import DEFAULT_CHAOS_FAULTS, FaultController, FaultKind, RandomFaults
-from userstream.server.hub import Hub, RenderedBatch, RenderError, render_batch
+from userstream.server.hub import Hub
 from userstream.server.ingest import IngestError, coerce_events
 from userstream.server.keys import ListenKeyStore
 from userstream.server.ledger import Ending, SentLedger
 from userstream.server.ratelimit import RateLimiter, Window
+from userstream.server.render import RenderedBatch, RenderError, render_batch
 from userstream.server.simulator import Simulator
 from userstream.server.snapshots import TrueStates
 from userstream.server.variants import Variants, parse_variants
