@@ -33,6 +33,8 @@ class ExchangeSpec:
     #: Balance updates of one moment as one frame (Coinlocally's outboundAccountPosition); None: the
     #: exchange sends one frame per balance event.
     render_balances: Callable[[Iterable[BalanceUpdate]], str | bytes] | None
+    #: Whether the client must ping to keep its stream (Coinlocally): a server closes a silent one.
+    client_heartbeat: bool
 
 
 _BITMUSA: Final = ExchangeSpec(
@@ -42,6 +44,7 @@ _BITMUSA: Final = ExchangeSpec(
     secret_path_prefix=bitmusa.WS_PATH_PREFIX,
     render_event=bitmusa.render_event,
     render_balances=None,
+    client_heartbeat=False,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
@@ -51,6 +54,7 @@ _COINLOCALLY: Final = ExchangeSpec(
     secret_path_prefix=None,
     render_event=coinlocally.render_event,
     render_balances=coinlocally.render_balances,
+    client_heartbeat=True,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})
