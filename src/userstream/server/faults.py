@@ -29,6 +29,7 @@ import msgspec
 from userstream.events import Exchange
 from userstream.logs import log_event
 from userstream.protocol.close import CloseCode
+from userstream.protocol.registry import REGISTRY, spec
 from userstream.server.backend.interface import Backend
 from userstream.server.config import ServerConfig
 from userstream.server.connection import Connection
@@ -74,8 +75,12 @@ class FaultKind(StrEnum):
 
     @property
     def bitmusa_only(self) -> bool:
+        """A fault on listenKeys: only exchanges with listenKeys (the registry's `listen_keys`) have one."""
         return self in (FaultKind.EXPIRE_KEY, FaultKind.DELETE_KEY)
 
+
+#: The exchanges whose streams use listenKeys: the targets of `expire_key` and `delete_key`.
+_KEY_EXCHANGES: tuple[Exchange, ...] = tuple(exchange for exchange in REGISTRY if spec(exchange).listen_keys)
 
 #: The faults `serve --chaos` fires unless told otherwise: every kind but `clear`.
 DEFAULT_CHAOS_FAULTS: tuple[FaultKind, ...] = tuple(kind for kind in FaultKind if kind is not FaultKind.CLEAR)
@@ -120,9 +125,11 @@ class Fault:
             _check_number("delay_ms", self.delay_ms, MAX_DELAY_MS)
         elif self.delay_ms is not None:
             raise FaultError(f"'delay_ms' applies to delay, not {kind.value}", field="delay_ms")
-        if kind.bitmusa_only and self.exchange is Exchange.COINLOCALLY:
+        if kind.bitmusa_only and self.exchange is not None and not spec(self.exchange).listen_keys:
+            owners = " and ".join(f"{spec(exchange).title}'s" for exchange in _KEY_EXCHANGES)
             raise FaultError(
-                f"{kind.value}: listenKeys are Bitmusa's, Coinlocally has none", field="exchange"
+                f"{kind.value}: listenKeys are {owners}, {spec(self.exchange).title} has none",
+                field="exchange",
             )
 
     def targets(self, account: str, exchange: Exchange) -> bool:
@@ -356,9 +363,10 @@ class FaultController:
 
     def _connections(self, fault: Fault) -> list[Connection]:
         hub = self._hub
-        exchange = Exchange.BITMUSA if fault.kind.bitmusa_only else fault.exchange
         return [
-            c for c in hub.connections(fault.account, exchange) if fault.targets(c.account.name, c.exchange)
+            c
+            for c in hub.connections(fault.account, fault.exchange)
+            if fault.targets(c.account.name, c.exchange) and (not fault.kind.bitmusa_only or c.listen_key)
         ]
 
     @staticmethod
@@ -411,7 +419,10 @@ class RandomFaults:
         rng = self._rng
         kind = rng.choice(self._kinds)
         account = None if rng.random() < self.everyone else rng.choice(self._accounts)
-        exchange = Exchange.BITMUSA if kind.bitmusa_only else rng.choice((None, *Exchange))
+        if kind.bitmusa_only:  # an exchange with listenKeys (no draw while there is one: seeds replay)
+            exchange = _KEY_EXCHANGES[0] if len(_KEY_EXCHANGES) == 1 else rng.choice(_KEY_EXCHANGES)
+        else:
+            exchange = rng.choice((None, *Exchange))
         seconds = round(rng.uniform(0.1, self.max_seconds), 3) if kind.timed else None
         delay_ms = round(rng.uniform(1.0, self.max_delay_ms), 1) if kind is FaultKind.DELAY else None
         return Fault(kind, account, exchange, seconds, delay_ms)
