@@ -12,6 +12,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from support.examples import (
+    BITMUSA_ACK_REPLY,
+    BITMUSA_CREATE_REPLY,
+    BITMUSA_LISTEN_KEY,
+    BITMUSA_ORDER,
+    BITMUSA_ORDER_EVENT,
+    BITMUSA_WALLET,
+    BITMUSA_WALLET_EVENT,
+)
 from userstream.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -35,15 +44,6 @@ from userstream.protocol.bitmusa import (
     parse_ack_response,
     parse_listen_key_response,
     render_event,
-)
-from userstream.protocol.examples import (
-    BITMUSA_ACK_REPLY,
-    BITMUSA_CREATE_REPLY,
-    BITMUSA_LISTEN_KEY,
-    BITMUSA_ORDER,
-    BITMUSA_ORDER_EVENT,
-    BITMUSA_WALLET,
-    BITMUSA_WALLET_EVENT,
 )
 from userstream.protocol.messages import DataEvents, Unknown, UnknownKind
 

@@ -13,10 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from userstream.events import RAW_LIMIT, ClippedRaw, Event
-from userstream.protocol import bitmusa, coinlocally
-from userstream.protocol.codec import gzip_bytes
-from userstream.protocol.examples import (
+from support.examples import (
     BITMUSA_ORDER,
     BITMUSA_ORDER_EVENT,
     BITMUSA_WALLET,
@@ -26,6 +23,9 @@ from userstream.protocol.examples import (
     COINLOCALLY_EXECUTION_REPORT,
     COINLOCALLY_ORDER_EVENT,
 )
+from userstream.events import RAW_LIMIT, ClippedRaw, Event
+from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol.codec import gzip_bytes
 from userstream.protocol.messages import DataEvents
 
 Encode = Callable[[str], bytes | str]
