@@ -125,7 +125,7 @@ def test_every_event_of_a_padded_multi_asset_position_shares_one_clipped_raw() -
 
 def test_a_decoded_object_is_clipped_too() -> None:
     fields = json.loads(padded(BITMUSA_ORDER, 50_000))
-    (event,) = bitmusa.parse_message(fields).events
+    (event,) = bitmusa.Parser().parse_message(fields).events
     assert event == BITMUSA_ORDER_EVENT
     assert event.raw_clipped
     assert len(event.raw) == RAW_LIMIT
