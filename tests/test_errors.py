@@ -9,11 +9,14 @@ drawing, or one that moved, fails here.
 
 from __future__ import annotations
 
+import ast
+import builtins
 import importlib
 import inspect
 import pkgutil
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import userstream
 from userstream import errors
@@ -131,6 +134,29 @@ def test_every_public_exception_class_is_a_userstream_error() -> None:
     }
     assert public
     assert [name for name, cls in sorted(public.items()) if not issubclass(cls, UserStreamError)] == []
+
+
+def test_no_exception_class_hides_in_a_function_or_a_class() -> None:
+    """The walk above sees a module's top level only, so an exception class must be defined there."""
+    builtin = {
+        name
+        for name, obj in vars(builtins).items()
+        if isinstance(obj, type) and issubclass(obj, BaseException)
+    }
+    exceptions = set(_defined()) | builtin
+    hidden = []
+    for path in sorted(Path(userstream.__file__).parent.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and id(node) not in top:
+                bases = {
+                    base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+                    for base in node.bases
+                }
+                if bases & exceptions or any(re.search(r"(Error|Exception)$", base) for base in bases):
+                    hidden.append(f"{path.name}: {node.name}")
+    assert hidden == []
 
 
 def test_errors_py_exports_what_it_defines() -> None:

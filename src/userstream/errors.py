@@ -70,15 +70,17 @@ the root::
                                                                   server drops that connection
 
 Builtin exceptions are raised on purpose, and only, for a programming error in the calling code, never for
-bad input from a file, a flag, the network or an exchange: ValueError for an argument out of its range (a
-constructor's bound such as `rate`, `capacity`, `max_connections`, a money value beyond money.py's bounds;
-values from a config file or a flag are checked before and are ConfigurationError), TypeError for an
-argument of the wrong type, RuntimeError for a lifecycle misuse (a stream or a gateway started twice, a
-stream used before it starts), KeyError for an unknown name in a lookup by name (`testing`'s and serve's
-`account(name)`), ZeroDivisionError from `money.exact_div`, NotImplementedError for an abstract method,
-AssertionError for a state that cannot be reached, and StopIteration / StopAsyncIteration to end an
-iteration. Command-line type checkers raise argparse.ArgumentTypeError (argparse turns it into a usage
-message and exit status 2) and the pytest plugin pytest.UsageError for its own bad options.
+bad input from a file, a flag, the network or an exchange (the code that meets such input converts them
+into the tree above): ValueError for an argument out of its range (a constructor's bound such as `rate`,
+`capacity` or `max_connections`, a money value beyond money.py's bounds, `AccountSnapshot.of` given an
+asset or an order twice; values from a config file or a flag are checked before, as ConfigurationError),
+TypeError for an argument of the wrong type, RuntimeError for a lifecycle misuse (a stream or a gateway
+started twice, a stream used before it starts), KeyError for an unknown name in a lookup by name
+(`testing`'s and serve's `account(name)`), ZeroDivisionError from `money.exact_div`, NotImplementedError
+for an abstract method, AssertionError for a state that cannot be reached, and StopIteration /
+StopAsyncIteration to end an iteration. Command-line type checkers raise argparse.ArgumentTypeError
+(argparse turns it into a usage message and exit status 2), and the pytest plugin pytest.UsageError for
+its own bad options.
 
 Third-party exceptions (zlib, msgspec, aiohttp, picows, redis) are converted into these at the boundary
 where they occur, so none leak into the public API. Messages never contain secrets: credentials are named,
