@@ -87,7 +87,7 @@ class Gateway:
     @property
     def lost_events(self) -> int:
         """Events a sink never wrote against the user's wishes (see `GatewaySnapshot.lost_events`)."""
-        return self.service.lost_events
+        return self.service.snapshot().lost_events
 
     # --- life ------------------------------------------------------------------------------------------
 

@@ -97,11 +97,6 @@ class GatewayService:
     def stopping(self) -> bool:
         return self._stop_requested.is_set()
 
-    @property
-    def lost_events(self) -> int:
-        """Events a sink never wrote against the user's wishes (see `GatewaySnapshot.lost_events`)."""
-        return sum(sink.lost + sink.runner.abandoned for sink in self._sinks)
-
     def snapshot(self) -> GatewaySnapshot:
         """Everything a reader may show, read now, once."""
         leases = self.leases
