@@ -24,13 +24,7 @@ from typing import TextIO
 from userstream.gateway.dashboard_layout import AccountPanel, DashboardSnapshot, render, time_of_day
 from userstream.gateway.snapshot import GatewaySnapshot, GatewaySource, SinkView
 
-__all__ = [
-    "LogTail",
-    "Notices",
-    "RateMeter",
-    "run_dashboard",
-    "snapshot_of",
-]
+__all__ = ["LogTail", "Notices", "RateMeter", "run_dashboard", "snapshot_of"]
 
 REDRAW_INTERVAL = 0.25  # seconds between frames: about four a second
 _ENTER = "\x1b[?1049h\x1b[?25l"  # alternate screen, cursor hidden
@@ -142,7 +136,7 @@ class Notices:
 
 
 def snapshot_of(
-    gateway: GatewaySnapshot,
+    snapshot: GatewaySnapshot,
     *,
     title: str,
     rates: Mapping[str, float],
@@ -151,9 +145,9 @@ def snapshot_of(
     footer: str = "Ctrl-C to stop",
     notices: Sequence[str] = (),
 ) -> DashboardSnapshot:
-    """A running gateway, read once (`gateway`), as one frame's worth of values."""
+    """A running gateway, read once (`snapshot`), as one frame's worth of values."""
     panels = []
-    for account in gateway.accounts:
+    for account in snapshot.accounts:
         picture = account.picture
         panels.append(
             AccountPanel(
@@ -173,15 +167,15 @@ def snapshot_of(
                 recent_fills=picture.recent_fills[-20:],
             )
         )
-    sinks = tuple(_sink_line(sink) for sink in gateway.sinks)
+    sinks = tuple(_sink_line(sink) for sink in snapshot.sinks)
     sink_errors = tuple(
-        f"{sink.name}: {sink.health.error}" for sink in gateway.sinks if sink.health.error is not None
+        f"{sink.name}: {sink.health.error}" for sink in snapshot.sinks if sink.health.error is not None
     )
     return DashboardSnapshot(
         title=title,
         now_ms=now_ms,
         accounts=tuple(panels),
-        http_url=gateway.http_url,
+        http_url=snapshot.http_url,
         sinks=sinks,
         sink_errors=sink_errors,
         log_lines=tuple(log_lines),
