@@ -12,6 +12,7 @@ docs/gateway.md is the reference.
 from userstream.gateway.account import AccountRuntime, ConnectionState
 from userstream.gateway.app import Gateway
 from userstream.gateway.config import AccountConfig, GatewayConfig, load_config, parse_config
+from userstream.gateway.snapshot import GatewaySnapshot
 
 __all__ = [
     "AccountConfig",
@@ -19,6 +20,7 @@ __all__ = [
     "ConnectionState",
     "Gateway",
     "GatewayConfig",
+    "GatewaySnapshot",
     "load_config",
     "parse_config",
 ]
