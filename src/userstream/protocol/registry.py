@@ -23,16 +23,29 @@ class ExchangeSpec:
     exchange: Exchange
     #: How the exchange is named to a user ("Bitmusa").
     title: str
+    # --- gateway-house ---
+    #: A connection delivers events from its handshake on (Bitmusa: the listenKey in the URL is the
+    #: subscription), rather than from the subscription's acknowledgement (Coinlocally's "sub success").
+    live_at_handshake: bool
+    #: A REST snapshot of the account must be signed with the API key's secret key (Coinlocally), so a
+    #: stream given none cannot resync; else the stream's own credentials take it (Bitmusa).
+    snapshot_needs_secret_key: bool
 
 
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
     title="Bitmusa",
+    # --- gateway-house ---
+    live_at_handshake=True,
+    snapshot_needs_secret_key=False,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
     exchange=Exchange.COINLOCALLY,
     title="Coinlocally",
+    # --- gateway-house ---
+    live_at_handshake=False,
+    snapshot_needs_secret_key=True,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})
