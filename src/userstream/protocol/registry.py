@@ -25,6 +25,13 @@ class ExchangeSpec:
     exchange: Exchange
     #: How the exchange is named to a user ("Bitmusa").
     title: str
+    # --- gateway-house ---
+    #: A connection delivers events from its handshake on (Bitmusa: the listenKey in the URL is the
+    #: subscription), rather than from the subscription's acknowledgement (Coinlocally's "sub success").
+    live_at_handshake: bool
+    #: A REST snapshot of the account must be signed with the API key's secret key (Coinlocally), so a
+    #: stream given none cannot resync; else the stream's own credentials take it (Bitmusa).
+    snapshot_needs_secret_key: bool
     # --- server-house ---
     #: The WebSocket path prefix followed by a credential (Bitmusa's listenKey), which logs cut; None: none.
     secret_path_prefix: str | None
@@ -53,6 +60,9 @@ _BITMUSA_DECIMALS: Final = frozenset({"free", "locked", "price", "amount", "trad
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
     title="Bitmusa",
+    # --- gateway-house ---
+    live_at_handshake=True,
+    snapshot_needs_secret_key=False,
     # --- server-house ---
     secret_path_prefix=bitmusa.WS_PATH_PREFIX,
     render_event=bitmusa.render_event,
@@ -75,6 +85,9 @@ _BITMUSA: Final = ExchangeSpec(
 _COINLOCALLY: Final = ExchangeSpec(
     exchange=Exchange.COINLOCALLY,
     title="Coinlocally",
+    # --- gateway-house ---
+    live_at_handshake=False,
+    snapshot_needs_secret_key=True,
     # --- server-house ---
     secret_path_prefix=None,
     render_event=coinlocally.render_event,

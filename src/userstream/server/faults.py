@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from userstream.errors import UserStreamError
 from userstream.events import Exchange
 from userstream.logs import log_event
 from userstream.protocol.close import CloseCode
@@ -86,7 +87,7 @@ _KEY_EXCHANGES: tuple[Exchange, ...] = tuple(exchange for exchange in REGISTRY i
 DEFAULT_CHAOS_FAULTS: tuple[FaultKind, ...] = tuple(kind for kind in FaultKind if kind is not FaultKind.CLEAR)
 
 
-class FaultError(ValueError):
+class FaultError(UserStreamError, ValueError):
     """A fault that cannot be fired as asked. `status` is the admin route's HTTP status."""
 
     def __init__(self, message: str, *, status: int = 400, field: str | None = None) -> None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from userstream.errors import UserStreamError
+from userstream.errors import LocalProtocolError, UserStreamError
 from userstream.events import BalanceUpdate, Event, Exchange
 from userstream.protocol.registry import REGISTRY, spec
 
 __all__ = ["RenderError", "RenderedBatch", "render_batch"]
 
 
-class RenderError(Exception):
+class RenderError(LocalProtocolError):
     """An event of a batch cannot be rendered in some dialect. `index` is its position in the batch."""
 
     def __init__(self, message: str, *, index: int, exchange: Exchange) -> None:
