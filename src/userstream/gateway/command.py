@@ -27,11 +27,11 @@ import msgspec
 
 from userstream.clihelp import parser_texts
 from userstream.errors import ConfigurationError
+from userstream.gateway.app import Gateway
 from userstream.gateway.cluster import ClusterConfig
 from userstream.gateway.config import GatewayConfig, load_config
-from userstream.gateway.service import Gateway
+from userstream.logs import configure_logging, log_event
 from userstream.netguard import raise_descriptor_limit
-from userstream.server.logs import configure_logging, log_event
 from userstream.validation import default_of
 
 __all__ = ["add_parser", "run"]

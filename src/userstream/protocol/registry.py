@@ -7,12 +7,13 @@ reads the fields it needs from `spec(exchange)`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from userstream.events import Exchange
-from userstream.protocol import bitmusa, coinlocally
+from userstream.events import BalanceUpdate, Event, Exchange
+from userstream.protocol import bitmusa, bitmusa_rest, coinlocally, coinlocally_rest
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
 
@@ -24,6 +25,33 @@ class ExchangeSpec:
     exchange: Exchange
     #: How the exchange is named to a user ("Bitmusa").
     title: str
+    # --- gateway-house ---
+    #: A connection delivers events from its handshake on (Bitmusa: the listenKey in the URL is the
+    #: subscription), rather than from the subscription's acknowledgement (Coinlocally's "sub success").
+    live_at_handshake: bool
+    #: A REST snapshot of the account must be signed with the API key's secret key (Coinlocally), so a
+    #: stream given none cannot resync; else the stream's own credentials take it (Bitmusa).
+    snapshot_needs_secret_key: bool
+    # --- server-house ---
+    #: The WebSocket path prefix followed by a credential (Bitmusa's listenKey), which logs cut; None: none.
+    secret_path_prefix: str | None
+    #: One event as the exchange's data frame (serve's fan-out renders every published event with it).
+    render_event: Callable[[Event], str | bytes]
+    #: Balance updates of one moment as one frame (Coinlocally's outboundAccountPosition); None: the
+    #: exchange sends one frame per balance event.
+    render_balances: Callable[[Iterable[BalanceUpdate]], str | bytes] | None
+    #: Whether the client must ping to keep its stream (Coinlocally): a server closes a silent one.
+    client_heartbeat: bool
+    #: Whether a stream is opened with a listenKey that the REST API creates, extends and deletes (Bitmusa).
+    listen_keys: bool
+    #: The path of the exchange's user stream (Bitmusa's is a prefix: the listenKey follows).
+    ws_path: str
+    #: The exchange's REST paths (listenKey and snapshots).
+    rest_paths: frozenset[str]
+    #: The keys whose values are decimals, at any depth of a data frame's JSON.
+    data_decimal_keys: frozenset[str]
+    #: REST snapshot path -> the keys whose values are decimals in its reply.
+    rest_decimal_keys: Mapping[str, frozenset[str]]
     # --- config ---
     #: How long a listenKey lives after its creation or keep-alive, in ms; None: no listenKey.
     listen_key_validity_ms: int | None
@@ -42,9 +70,32 @@ class ExchangeSpec:
     only_options: frozenset[str]
 
 
+# --- server-house ---
+_BITMUSA_DECIMALS: Final = frozenset({"free", "locked", "price", "amount", "tradedAmount", "value"})
+
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
     title="Bitmusa",
+    # --- gateway-house ---
+    live_at_handshake=True,
+    snapshot_needs_secret_key=False,
+    # --- server-house ---
+    secret_path_prefix=bitmusa.WS_PATH_PREFIX,
+    render_event=bitmusa.render_event,
+    render_balances=None,
+    client_heartbeat=False,
+    listen_keys=True,
+    ws_path=bitmusa.WS_PATH_PREFIX,
+    rest_paths=frozenset(
+        {bitmusa.LISTEN_KEY_PATH, bitmusa_rest.WALLET_PATH, bitmusa_rest.ORDER_HISTORY_PATH}
+    ),
+    data_decimal_keys=_BITMUSA_DECIMALS,
+    rest_decimal_keys=MappingProxyType(
+        {
+            bitmusa_rest.WALLET_PATH: frozenset({"free", "locked"}),
+            bitmusa_rest.ORDER_HISTORY_PATH: _BITMUSA_DECIMALS,
+        }
+    ),
     # --- config ---
     listen_key_validity_ms=bitmusa.LISTEN_KEY_VALIDITY_MS,
     max_connection_age_ms=bitmusa.MAX_CONNECTION_AGE_MS,
@@ -58,6 +109,27 @@ _BITMUSA: Final = ExchangeSpec(
 _COINLOCALLY: Final = ExchangeSpec(
     exchange=Exchange.COINLOCALLY,
     title="Coinlocally",
+    # --- gateway-house ---
+    live_at_handshake=False,
+    snapshot_needs_secret_key=True,
+    # --- server-house ---
+    secret_path_prefix=None,
+    render_event=coinlocally.render_event,
+    render_balances=coinlocally.render_balances,
+    client_heartbeat=True,
+    listen_keys=False,
+    ws_path=coinlocally.WS_PATH,
+    rest_paths=frozenset({coinlocally_rest.ACCOUNT_PATH, coinlocally_rest.OPEN_ORDERS_PATH}),
+    # executionReport's l z L Z n q p Q P, and outboundAccountPosition's f and l (inside B).
+    data_decimal_keys=frozenset({"l", "z", "L", "Z", "n", "q", "p", "Q", "P", "f"}),
+    rest_decimal_keys=MappingProxyType(
+        {
+            coinlocally_rest.ACCOUNT_PATH: frozenset({"free", "locked"}),
+            coinlocally_rest.OPEN_ORDERS_PATH: frozenset(
+                {"price", "origQty", "executedQty", "cummulativeQuoteQty"}
+            ),
+        }
+    ),
     # --- config ---
     listen_key_validity_ms=None,
     max_connection_age_ms=86_400_000,  # the same 24-hour cut as Bitmusa's (docs/client.md)

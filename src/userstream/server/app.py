@@ -1,17 +1,19 @@
 """The HTTP face of `userstream serve`: one aiohttp application, one port, REST and both WebSockets.
 
-Routes (docs/server.md has the full contract):
+`create_app(config)` is the importable factory and the composition root: it builds the `ExchangeServer`
+(exchange.py), lays the fault layer over it (faults.py), and registers the routes (docs/server.md has the
+full contract):
 
-    POST|PUT|DELETE /spot/userDataStream   Bitmusa listenKey: create (or get), keep alive, close
-    GET /ws/spot/{listenKey}               Bitmusa user stream (text JSON frames)
-    GET /spotws_user/userData/ws           Coinlocally user stream (token/api-key header, sub, gzip)
-    GET /spot/wallet, /spot/order/history  Bitmusa REST snapshot (snapshots.py)
-    GET /sapi/v1/account, /sapi/v1/openOrders   Coinlocally signed REST snapshot (snapshots.py)
-    POST /admin/events                     ingest events for one account (Bearer admin token)
-    GET /healthz                           status, accounts and connection counts (no secrets)
+    GET /ws/spot/{listenKey}               Bitmusa user stream (text JSON frames): here
+    GET /spotws_user/userData/ws           Coinlocally user stream (token/api-key header, sub, gzip): here
+    POST|PUT|DELETE /spot/userDataStream   Bitmusa listenKey (bitmusa_routes.py)
+    GET /spot/wallet, /spot/order/history  Bitmusa REST snapshot (bitmusa_routes.py)
+    GET /sapi/v1/account, /sapi/v1/openOrders   Coinlocally signed REST snapshot (coinlocally_routes.py)
+    POST /admin/events, POST|GET /admin/faults, GET /healthz   the operator's routes (admin_routes.py)
 
-This module only translates HTTP to `ExchangeServer` calls and back; the wire shapes come from the protocol
-modules, the state and rules from exchange.py. `create_app(config)` is the importable factory.
+The per-exchange REST modules are chosen through serve_exchanges.py. This module's own routes are the two
+WebSocket handshakes and what a client may send on them; the wire shapes come from the protocol modules,
+the state and rules from exchange.py.
 """
 
 from __future__ import annotations
@@ -20,23 +22,30 @@ import hmac
 import logging
 import math
 import time
-from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from userstream.events import Exchange
+from userstream.logs import log_event
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.close import CloseCode
-from userstream.server.backend import BackendUnavailableError
+from userstream.server import admin_routes
+from userstream.server.admin_routes import ADMIN_EVENTS_PATH, HEALTH_PATH
+from userstream.server.backend.interface import BackendUnavailableError
+from userstream.server.codes import (
+    BITMUSA_ERR_UNAVAILABLE,
+    COINLOCALLY_ERR_BAD_REQUEST,
+    COINLOCALLY_ERR_SUB_REJECTED,
+    COINLOCALLY_ERR_TOO_MANY_CONNECTIONS,
+    COINLOCALLY_ERR_UNAUTHORIZED,
+    COINLOCALLY_ERR_UNAVAILABLE,
+)
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import Connection
 from userstream.server.exchange import ExchangeServer, now_ms
-from userstream.server.faults import add_routes as add_fault_routes
-from userstream.server.ingest import IngestError, parse_batch
+from userstream.server.faults import FaultController, chaos
 from userstream.server.limits import AuthThrottle, websocket_limit
-from userstream.server.logs import log_event
-from userstream.server.snapshots import add_routes as add_snapshot_routes
+from userstream.server.serve_exchanges import SERVE_EXCHANGES, add_rest_routes
 from userstream.server.variants import Refusal, is_client_pong, refuse_after_upgrade, variant_middlewares
 from userstream.server.wsmask import MaskedOnlyWebSocketResponse
 
@@ -49,22 +58,14 @@ __all__ = [
     "COINLOCALLY_ERR_TOO_MANY_CONNECTIONS",
     "COINLOCALLY_ERR_UNAUTHORIZED",
     "COINLOCALLY_ERR_UNAVAILABLE",
+    "FAULTS_KEY",
     "HEALTH_PATH",
     "SERVER_KEY",
     "create_app",
 ]
 
-ADMIN_EVENTS_PATH = "/admin/events"
-HEALTH_PATH = "/healthz"
-#: Coinlocally documents no error codes; ours follow Bitmusa's numbering (HTTP status * 1000 + n).
-COINLOCALLY_ERR_BAD_REQUEST = 400001
-COINLOCALLY_ERR_UNAUTHORIZED = 401001
-COINLOCALLY_ERR_SUB_REJECTED = 401002
-#: The shared store (Redis) of a multi-node deployment cannot be reached: this node refuses (HTTP 503).
-BITMUSA_ERR_UNAVAILABLE = COINLOCALLY_ERR_UNAVAILABLE = 503001
-COINLOCALLY_ERR_TOO_MANY_CONNECTIONS = 429002
-
 SERVER_KEY = web.AppKey("userstream_server", ExchangeServer)
+FAULTS_KEY = web.AppKey("userstream_faults", FaultController)
 AUTH_THROTTLE_KEY = web.AppKey("userstream_auth_throttle", AuthThrottle)
 
 _log = logging.getLogger("userstream.server.app")
@@ -73,25 +74,28 @@ _REFUSED = "service unavailable: new streams are refused for now (fault injectio
 
 
 def create_app(config: ServerConfig) -> web.Application:
-    """A ready-to-run application for `config`; its `ExchangeServer` is `app[SERVER_KEY]`."""
+    """A ready-to-run application for `config`; its `ExchangeServer` is `app[SERVER_KEY]`, its fault
+    controller `app[FAULTS_KEY]`."""
     server = ExchangeServer(config)
-    throttle = AuthThrottle(config.auth_failures_per_second, config.auth_failure_burst)  # limits.py
+    faults = FaultController(server.hub, server.backend, [account.name for account in config.accounts])
+    server.on_open.append(faults.apply_delay)  # a delay window covers new connections too
+    throttle = AuthThrottle(  # limits.py; the 429's body in the dialect of the path
+        config.auth_failures_per_second,
+        config.auth_failure_burst,
+        bodies=[entry.throttled_body for entry in SERVE_EXCHANGES.values()],
+    )
     middlewares = [throttle.middleware, *variant_middlewares(server.variants)]  # variants: none by default
     app = web.Application(client_max_size=config.max_ingest_body, middlewares=middlewares)
     app[SERVER_KEY] = server
+    app[FAULTS_KEY] = faults
     app[AUTH_THROTTLE_KEY] = throttle
-    routes = _Routes(server)
-    app.router.add_post(bitmusa.LISTEN_KEY_PATH, routes.create_listen_key)
-    app.router.add_put(bitmusa.LISTEN_KEY_PATH, routes.keepalive_listen_key)
-    app.router.add_delete(bitmusa.LISTEN_KEY_PATH, routes.close_listen_key)
+    routes = _Routes(server, faults)
     app.router.add_get(bitmusa.WS_PATH_PREFIX + "{listen_key}", routes.bitmusa_stream)
     app.router.add_get(coinlocally.WS_PATH, routes.coinlocally_stream)
-    app.router.add_post(ADMIN_EVENTS_PATH, routes.ingest)
-    app.router.add_get(HEALTH_PATH, routes.health)
-    # The REST snapshots (snapshots.py); Bitmusa's are authorized exactly as the listenKey routes.
-    add_snapshot_routes(app, server, authorize_bitmusa=routes._authorize_bitmusa)
-    add_fault_routes(app, server, is_admin=routes._is_admin)  # POST|GET /admin/faults (faults.py)
+    add_rest_routes(app, server)  # listenKeys and snapshots, per exchange (serve_exchanges.py)
+    admin_routes.add_routes(app, server, faults)  # ingest, faults, /healthz
     app.cleanup_ctx.append(server.background)
+    app.cleanup_ctx.append(lambda app: chaos(faults, config))  # serve --chaos (faults.py)
     app.on_shutdown.append(server.shutdown)
     return app
 
@@ -111,76 +115,11 @@ def _coinlocally_error(
     )
 
 
-def _json(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, body=msgspec.json.encode(body), content_type=_JSON)
-
-
 class _Routes:
-    def __init__(self, server: ExchangeServer) -> None:
+    def __init__(self, server: ExchangeServer, faults: FaultController) -> None:
         self.server = server
         self.config = server.config
-
-    # --- Bitmusa REST ---------------------------------------------------------------------------------------
-
-    async def create_listen_key(self, request: web.Request) -> web.Response:
-        account = self._authorize_bitmusa(request)
-        if isinstance(account, web.Response):
-            return account
-        try:
-            key = await self.server.create_listen_key(account)
-        except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
-        return web.Response(body=bitmusa.render_listen_key(key), content_type=_JSON)
-
-    async def keepalive_listen_key(self, request: web.Request) -> web.Response:
-        account = self._authorize_bitmusa(request)
-        if isinstance(account, web.Response):
-            return account
-        try:
-            extended = await self.server.keepalive_listen_key(account)
-        except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
-        if not extended:
-            return _no_active_key()
-        return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
-
-    async def close_listen_key(self, request: web.Request) -> web.Response:
-        account = self._authorize_bitmusa(request)
-        if isinstance(account, web.Response):
-            return account
-        try:
-            closed = await self.server.close_listen_key(account)
-        except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
-        if not closed:
-            return _no_active_key()
-        return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
-
-    def _authorize_bitmusa(self, request: web.Request) -> Account | web.Response:
-        """The account a listenKey request acts for, or the refusal to send (401, 429)."""
-        creds = bitmusa.credentials_from_headers(request.headers)
-        if creds is None:
-            log_event(_log, logging.INFO, "listenKey request refused", reason="missing credentials")
-            return _bitmusa_error(
-                401,
-                bitmusa.ERR_UNAUTHORIZED,
-                "missing credentials: send 'Authorization: Bearer <auth key>' and 'x-api-key'",
-            )
-        account = self.server.bitmusa_account(creds)
-        if account is None:
-            log_event(_log, logging.INFO, "listenKey request refused", reason="unknown credentials")
-            return _bitmusa_error(401, bitmusa.ERR_UNAUTHORIZED, "invalid api key or auth key")
-        wait = self.server.limiter.acquire(account.name, time.monotonic())
-        if wait > 0:
-            log_event(_log, logging.INFO, "listenKey request limited", account=account.name)
-            return _bitmusa_error(
-                429,
-                bitmusa.ERR_RATE_LIMITED,
-                f"too many requests: at most {self.config.rate_limit_per_second} per second and "
-                f"{self.config.rate_limit_per_minute} per minute per account",
-                **{"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-        return account
+        self.faults = faults
 
     # --- Bitmusa WebSocket ----------------------------------------------------------------------------------
 
@@ -264,7 +203,7 @@ class _Routes:
 
     def _refused_by_fault(self, account: Account, exchange: Exchange) -> str | None:
         """The Retry-After (whole seconds) of a `refuse` fault covering this new stream, or None."""
-        left = self.server.faults.refusing(account.name, exchange)
+        left = self.faults.refusing(account.name, exchange)
         if left is None:
             return None
         log_event(_log, logging.INFO, "stream refused", reason="refuse fault", exchange=exchange.value)
@@ -291,36 +230,6 @@ class _Routes:
             timeout=self.config.close_timeout,
         )
 
-    # --- admin and health -----------------------------------------------------------------------------------
-
-    async def ingest(self, request: web.Request) -> web.Response:
-        if not self._is_admin(request):
-            return _json(401, {"error": "admin token required: send 'Authorization: Bearer <token>'"})
-        try:
-            body = await request.read()
-            account_name, items = parse_batch(body)
-            accepted = await self.server.ingest(account_name, items)
-        except IngestError as exc:
-            log_event(_log, logging.INFO, "ingest refused", status=exc.status, **exc.to_json())
-            return _json(exc.status, exc.to_json())
-        except BackendUnavailableError as exc:
-            log_event(_log, logging.WARNING, "ingest refused", status=503, error=str(exc))
-            return _json(503, {"error": f"service unavailable: {exc}"})
-        except web.HTTPRequestEntityTooLarge:
-            return _json(413, {"error": f"the body exceeds {self.config.max_ingest_body} bytes"})
-        log_event(_log, logging.DEBUG, "ingested", account=account_name, events=accepted)
-        return _json(200, {"accepted": accepted})
-
-    def _is_admin(self, request: web.Request) -> bool:
-        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(token.strip().encode(), self.config.admin_token.encode())
-
-    async def health(self, request: web.Request) -> web.Response:
-        body = self.server.health()
-        return _json(503 if body["status"] == "unavailable" else 200, body)
-
 
 def _can_upgrade(ws: web.WebSocketResponse, request: web.Request) -> bool:
     """Whether `request` is a WebSocket upgrade `ws` can accept.
@@ -341,12 +250,6 @@ def _ignore_client_frame(data: str | bytes) -> None:
 
 def _bitmusa_unavailable(exc: BackendUnavailableError) -> web.Response:
     return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {exc}")
-
-
-def _no_active_key() -> web.Response:
-    return _bitmusa_error(
-        404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "no active listenKey for this account: create one with POST"
-    )
 
 
 class _CoinlocallyFrames:

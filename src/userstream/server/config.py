@@ -174,7 +174,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     connection (limits.py, userstream.netguard; None: derived). `auth_failures_per_second` and
     `auth_failure_burst` throttle failed authentications per address (429 beyond). `tls_cert` and
     `tls_key` (PEM files, both or neither) serve HTTPS and WSS.
-    `ledger_events` is how many published events per account the ledger of what was sent keeps (ledger.py).
+    `ledger` keeps the ledger of what was published and sent on each connection (ledger.py, off unless asked
+    for: the chaos tests and userstream.testing ask); `ledger_events` is how many published events per
+    account it keeps.
     `chaos_rate` fires random faults (faults.py) at about that many per second, of the kinds `chaos_faults`
     names (empty: every kind but `clear`), seeded from `seed`. `variants` (`NAME` or `NAME=VALUE`, see
     variants.py and docs/server.md) make the run answer what the documents leave open another plausible way.
@@ -210,6 +212,7 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     auth_failure_burst: Count = 100
     tls_cert: str | None = None
     tls_key: str | None = None
+    ledger: bool = False
     ledger_events: Count = 10_000
     chaos_rate: _Rate | None = None
     chaos_faults: tuple[str, ...] = ()
@@ -224,8 +227,6 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             known = ", ".join(sorted(_FAULT_KINDS))
             raise ConfigurationError(f"unknown fault {unknown_faults[0]!r} (known: {known})")
         _check_cluster(self)
-        if not 0 <= self.port <= 65535:
-            raise ConfigurationError(f"port must be in 0..65535, not {self.port}")
         if not self.admin_token:
             raise ConfigurationError("the admin token must not be empty")
         if not is_loopback(self.host):

@@ -25,11 +25,11 @@ from typing import Any
 from aiohttp import web
 
 from userstream.events import Exchange
+from userstream.logs import log_event
 from userstream.protocol import coinlocally
 from userstream.protocol.close import CloseCode
 from userstream.server.config import Account
 from userstream.server.ledger import ConnectionRecord
-from userstream.server.logs import log_event
 
 __all__ = ["Close", "Connection", "Held", "Pong", "Tracked"]
 
