@@ -10,8 +10,10 @@ Two jobs, both about turning msgspec's terse validation into this project's mess
   sinks' specs) are msgspec Structs whose constraints are declared on their fields' types, as
   `Annotated[float, Meta(gt=0, extra=must("be a positive number of seconds"))]`. msgspec enforces them on
   `msgspec.convert` only; `check_fields` enforces the same declarations when a config is built by keyword
-  (its `__post_init__` calls it), and `refusal` says a broken one as `<name> must <wording>, not <value>`,
-  from either path. The wording lives beside the constraint, in the Struct's one definition.
+  (its `__post_init__` calls it), `converted` is the one `msgspec.convert` of a table or of flags, and
+  both say a broken constraint as `<name> must <wording>, not <value>` (`Wording.refuse`; `translate` turns
+  msgspec's refusal into it). The wording lives beside the constraint, in the Struct's one definition;
+  `default_of` reads a field's default for the flag that sets it.
 """
 
 from __future__ import annotations
@@ -46,8 +48,6 @@ _MISSING: Final = "missing required field `"
 _UNKNOWN: Final = "unknown field `"
 #: The key of a Meta's `extra` holding what a value must be, in words.
 _MUST: Final = "must"
-
-
 #: The key of a Meta's `extra` saying that a refusal does not repeat the value (a path, say).
 _QUIET: Final = "quiet"
 
