@@ -1,7 +1,7 @@
 """`userstream gateway --config gateway.toml`: the gateway as a service, until SIGINT or SIGTERM.
 
-Thin: it reads the config (the flags `--http-port`, `--http-host` and `--data-dir` are laid over its
-[gateway] table before the one conversion into a `GatewayConfig`, whose defaults their help shows), sets up
+Thin: it reads the config (the flags `--http-port`, `--http-host` and `--data-dir` override its [gateway]
+table, checked by `GatewayConfig`'s own declarations, whose defaults their help shows), sets up
 JSON logging on stderr, starts a `Gateway`, prints one line saying where its HTTP API listens, and waits for
 a signal; then the gateway stops its streams and flushes its sinks. Exit codes: 0 after a signal once every
 event was written; 1 if a sink lost events or the HTTP port could not be bound; 2 for a bad config or a
@@ -132,11 +132,13 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     faulthandler.enable(all_threads=True)
     try:
+        config = load_config(args.config)
         flags = {"http_port": args.http_port, "http_host": args.http_host, "data_dir": args.data_dir}
-        config = load_config(args.config, overrides={k: v for k, v in flags.items() if v is not None})
+        overrides: dict[str, Any] = {key: value for key, value in flags.items() if value is not None}
         cluster = _cluster(config.cluster, args)
         if cluster is not None:
-            config = msgspec.structs.replace(config, cluster=cluster)
+            overrides["cluster"] = cluster
+        config = msgspec.structs.replace(config, **overrides)  # __post_init__ checks them
     except ConfigurationError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -10,9 +10,11 @@ leaves out adapts to those it sets, as in `connect()`. docs/gateway.md is the re
 
 `GatewayConfig` and `AccountConfig` are msgspec Structs, the one definition of the service's keys: their
 types declare the constraints and the words a refusal uses (`userstream.validation`), their defaults are the
-ones `userstream gateway`'s flags show, and the `[gateway]` table, with the flags laid over it, is converted
-into a `GatewayConfig` in one place (`parse_config`, by `msgspec.convert`). Which credentials and keys an
-account of each exchange takes is read from the exchange registry (`protocol.registry`), not branched on.
+ones `userstream gateway`'s flags show. The `[gateway]` table is converted into a `GatewayConfig` in one
+place (`parse_config`, by `msgspec.convert`); the command's flags are laid over it with
+`msgspec.structs.replace`, whose `__post_init__` holds them to the same declarations (and names no file).
+Which credentials and keys an account of each exchange takes is read from the exchange registry
+(`protocol.registry`), not branched on.
 """
 
 from __future__ import annotations
@@ -186,9 +188,8 @@ def sink_in_data_dir(spec: SinkSpec, data_dir: str) -> SinkSpec:
     return spec
 
 
-def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> GatewayConfig:
-    """Read and check a gateway config file; ConfigurationError naming the file, account and key if bad.
-    `overrides` are `[gateway]` keys laid over the file's (the command's flags)."""
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and check a gateway config file; ConfigurationError naming the file, account and key if bad."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -198,17 +199,11 @@ def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None)
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{source}: not valid TOML: {exc}") from None
-    return parse_config(document, source=source, overrides=overrides)
+    return parse_config(document, source=source)
 
 
-def parse_config(
-    document: Mapping[str, Any],
-    *,
-    source: str = "gateway config",
-    overrides: Mapping[str, Any] | None = None,
-) -> GatewayConfig:
-    """Build a config from a decoded document (what `tomllib` gives), with `overrides` laid over its
-    `[gateway]` table."""
+def parse_config(document: Mapping[str, Any], *, source: str = "gateway config") -> GatewayConfig:
+    """Build a config from a decoded document (what `tomllib` gives)."""
     unknown = sorted(set(document) - {"gateway", "defaults", "accounts", "sinks", "cluster"})
     if unknown:
         raise ConfigurationError(
@@ -219,7 +214,7 @@ def parse_config(
     if "cluster" in document:
         where = f"{source}: [cluster]"
         cluster = parse_cluster(_table(document["cluster"], where), where)
-    service = {**_table(document.get("gateway", {}), f"{source}: [gateway]"), **(overrides or {})}
+    service = _table(document.get("gateway", {}), f"{source}: [gateway]")
     unknown = sorted(set(service) - _GATEWAY_KEYS)
     if unknown:
         raise ConfigurationError(
@@ -247,7 +242,7 @@ def parse_config(
             sinks.append(load_spec(_table(table, where)))
         except ConfigurationError as exc:
             raise ConfigurationError(f"{where}: {exc}") from None
-    try:  # the one conversion of the service's keys: the [gateway] table with the flags laid over it
+    try:  # the one conversion of the service's keys
         return msgspec_converted(
             {**service, "accounts": accounts, "sinks": tuple(sinks), "cluster": cluster}, GatewayConfig
         )
