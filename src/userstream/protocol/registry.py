@@ -7,11 +7,15 @@ reads the fields it needs from `spec(exchange)`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
 from userstream.events import Exchange
+from userstream.protocol.bitmusa_server import BitmusaServerSession
+from userstream.protocol.coinlocally_server import CoinlocallyServerSession
+from userstream.protocol.server_session import ServerSession, ServerTerms
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
 
@@ -23,16 +27,23 @@ class ExchangeSpec:
     exchange: Exchange
     #: How the exchange is named to a user ("Bitmusa").
     title: str
+    # --- server-sessions ---
+    #: The exchange's side of one accepted stream (serve's connections drive it): a session from its terms.
+    server_session: Callable[[ServerTerms], ServerSession]
 
 
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
     title="Bitmusa",
+    # --- server-sessions ---
+    server_session=BitmusaServerSession,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
     exchange=Exchange.COINLOCALLY,
     title="Coinlocally",
+    # --- server-sessions ---
+    server_session=CoinlocallyServerSession,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})

@@ -11,7 +11,10 @@ Routes (docs/server.md has the full contract):
     GET /healthz                           status, accounts and connection counts (no secrets)
 
 This module only translates HTTP to `ExchangeServer` calls and back; the wire shapes come from the protocol
-modules, the state and rules from exchange.py. `create_app(config)` is the importable factory.
+modules, the state and rules from exchange.py. A WebSocket route checks the handshake (an HTTP refusal
+otherwise), makes the exchange's protocol session for the stream (sessions.py), opens it and hands it to
+`ExchangeServer.serve`; what is said on the stream afterwards is the session's alone (connection.py drives
+it). `create_app(config)` is the importable factory.
 """
 
 from __future__ import annotations
@@ -26,18 +29,17 @@ import msgspec
 from aiohttp import web
 
 from userstream.events import Exchange
-from userstream.protocol import bitmusa, coinlocally
-from userstream.protocol.close import CloseCode
+from userstream.protocol import bitmusa, coinlocally, coinlocally_server
 from userstream.server.backend import BackendUnavailableError
 from userstream.server.config import Account, ServerConfig
-from userstream.server.connection import Connection
-from userstream.server.exchange import ExchangeServer, now_ms
+from userstream.server.exchange import ExchangeServer
 from userstream.server.faults import add_routes as add_fault_routes
 from userstream.server.ingest import IngestError, parse_batch
 from userstream.server.limits import AuthThrottle, websocket_limit
 from userstream.server.logs import log_event
+from userstream.server.sessions import new_session, serve_unaccounted, session_style
 from userstream.server.snapshots import add_routes as add_snapshot_routes
-from userstream.server.variants import Refusal, is_client_pong, refuse_after_upgrade, variant_middlewares
+from userstream.server.variants import variant_middlewares
 from userstream.server.wsmask import MaskedOnlyWebSocketResponse
 
 __all__ = [
@@ -59,7 +61,7 @@ HEALTH_PATH = "/healthz"
 #: Coinlocally documents no error codes; ours follow Bitmusa's numbering (HTTP status * 1000 + n).
 COINLOCALLY_ERR_BAD_REQUEST = 400001
 COINLOCALLY_ERR_UNAUTHORIZED = 401001
-COINLOCALLY_ERR_SUB_REJECTED = 401002
+COINLOCALLY_ERR_SUB_REJECTED = coinlocally_server.ERR_SUB_REJECTED  # the session's refusal of a sub
 #: The shared store (Redis) of a multi-node deployment cannot be reached: this node refuses (HTTP 503).
 BITMUSA_ERR_UNAVAILABLE = COINLOCALLY_ERR_UNAVAILABLE = 503001
 COINLOCALLY_ERR_TOO_MANY_CONNECTIONS = 429002
@@ -119,6 +121,7 @@ class _Routes:
     def __init__(self, server: ExchangeServer) -> None:
         self.server = server
         self.config = server.config
+        self.style = session_style(server.variants)  # how this run's sessions write their frames
 
     # --- Bitmusa REST ---------------------------------------------------------------------------------------
 
@@ -208,11 +211,12 @@ class _Routes:
         refused = self._refused_by_fault(account, Exchange.BITMUSA)
         if refused is not None:
             return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, _REFUSED, **{"Retry-After": refused})
+        session = new_session(self.config, self.style, Exchange.BITMUSA, account)
         connection = self.server.new_connection(
-            account, Exchange.BITMUSA, listen_key=key, peer=request.remote or ""
+            account, Exchange.BITMUSA, session, listen_key=key, peer=request.remote or ""
         )
-        connection.live = True  # a listenKey stream pushes from the first moment
-        await self.server.serve(request, ws, connection, _ignore_client_frame)
+        connection.open()
+        await self.server.serve(request, ws, connection)
         return ws
 
     # --- Coinlocally WebSocket ------------------------------------------------------------------------------
@@ -238,7 +242,8 @@ class _Routes:
                 _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
             )
             request.app[AUTH_THROTTLE_KEY].failed(request.remote or "")  # no 401 here: counted by hand
-            return await refuse_after_upgrade(request, ws, variants, wait=self.config.heartbeat_timeout)
+            unaccounted = new_session(self.config, self.style, Exchange.COINLOCALLY, None)
+            return await serve_unaccounted(request, ws, unaccounted)
         if creds is None:
             return _coinlocally_error(
                 401,
@@ -254,12 +259,12 @@ class _Routes:
         refused = self._refused_by_fault(account, Exchange.COINLOCALLY)
         if refused is not None:
             return _coinlocally_error(503, COINLOCALLY_ERR_UNAVAILABLE, _REFUSED, retry_after=int(refused))
+        session = new_session(self.config, self.style, Exchange.COINLOCALLY, account, secret=creds.secret)
         connection = self.server.new_connection(
-            account, Exchange.COINLOCALLY, listen_key=None, peer=request.remote or ""
+            account, Exchange.COINLOCALLY, session, listen_key=None, peer=request.remote or ""
         )
-        connection.send(self.server.variants.control(coinlocally.CONNECT_SUCCESS))
-        on_frame = _CoinlocallyFrames(self.server, connection, creds.secret)
-        await self.server.serve(request, ws, connection, on_frame)
+        connection.open()
+        await self.server.serve(request, ws, connection)
         return ws
 
     def _refused_by_fault(self, account: Account, exchange: Exchange) -> str | None:
@@ -335,10 +340,6 @@ def _can_upgrade(ws: web.WebSocketResponse, request: web.Request) -> bool:
         return False
 
 
-def _ignore_client_frame(data: str | bytes) -> None:
-    """Bitmusa's document defines no client frames: they are read (the socket stays drained) and dropped."""
-
-
 def _bitmusa_unavailable(exc: BackendUnavailableError) -> web.Response:
     return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {exc}")
 
@@ -347,45 +348,3 @@ def _no_active_key() -> web.Response:
     return _bitmusa_error(
         404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "no active listenKey for this account: create one with POST"
     )
-
-
-class _CoinlocallyFrames:
-    """What a Coinlocally client may send: the sub frame (once its token matches, events flow) and pings."""
-
-    def __init__(self, server: ExchangeServer, connection: Connection, secret: str) -> None:
-        self._server = server
-        self._connection = connection
-        self._secret = secret.encode()
-
-    def __call__(self, data: str | bytes) -> None:
-        connection = self._connection
-        variants = self._server.variants
-        request = coinlocally.parse_client_frame(data)
-        if isinstance(request, coinlocally.PingRequest):
-            connection.heard_ping(time.monotonic())
-            connection.send(variants.pong(now_ms()))
-        elif isinstance(request, coinlocally.SubRequest):
-            if hmac.compare_digest(request.token.encode(), self._secret):
-                connection.send(variants.control(coinlocally.SUB_SUCCESS))
-                if not connection.subscribed and not connection.closing:
-                    connection.subscribed = connection.live = True  # events queue behind "sub success"
-                    self._server.hub.notify()
-            else:
-                ours = coinlocally.render_error(
-                    COINLOCALLY_ERR_SUB_REJECTED,
-                    "sub rejected: the token does not match this connection's credential",
-                )
-                refusal = variants.sub_refusal(Refusal(ours, CloseCode.SUB_REJECTED, "sub rejected"))
-                if refusal.reply is not None:
-                    connection.send(refusal.reply)
-                connection.request_close(refusal.code, refusal.reason, notify=False)
-        elif variants.server_ping_interval is not None and is_client_pong(data):
-            connection.heard_ping(time.monotonic())  # the answer to the server's own ping is a heartbeat too
-        else:
-            log_event(
-                _log,
-                logging.DEBUG,
-                "client frame ignored",
-                account=connection.account.name,
-                reason=request.reason,
-            )
