@@ -1,7 +1,8 @@
 """protocol/bitmusa_server.py: the exchange's side of a Bitmusa stream, driven by hand with a fake clock.
 
 Every move of the transition table, each close code (expiry, deletion, maximum age, the server's own,
-the full send buffer) and the one deadline, with exact values. No event loop, no socket.
+the full send buffer), the one deadline, and the refusals of an upgrade, with exact values. No event loop,
+no socket.
 """
 
 from __future__ import annotations
@@ -9,8 +10,17 @@ from __future__ import annotations
 import pytest
 
 from userstream.errors import LocalProtocolError
-from userstream.protocol.bitmusa_server import TABLE, BitmusaServerSession, Input, State
-from userstream.protocol.server_session import Close, GoLive, ServerStyle, ServerTerms
+from userstream.events import Exchange
+from userstream.protocol.bitmusa_server import TABLE, BitmusaServerSession, Input, State, refuse_handshake
+from userstream.protocol.registry import spec
+from userstream.protocol.server_session import (
+    Close,
+    GoLive,
+    HandshakeProblem,
+    HttpRefusal,
+    ServerStyle,
+    ServerTerms,
+)
 
 T0 = 500.0
 WALL = 1_713_338_308_232
@@ -112,3 +122,61 @@ def test_once_closing_the_first_close_stands_and_nothing_more_is_said() -> None:
 
 def test_the_repr_shows_the_state() -> None:
     assert repr(live()) == "BitmusaServerSession(state=LIVE)"
+
+
+# --- the handshake, refused before any stream exists -------------------------------------------------------
+
+NOT_FOUND = HttpRefusal(404, b'{"code":404001,"message":"listenKey does not exist or has expired"}')
+
+
+@pytest.mark.parametrize(
+    ("problem", "detail", "retry_after", "expected"),
+    [
+        (
+            HandshakeProblem.NOT_AN_UPGRADE,
+            "",
+            None,
+            HttpRefusal(400, b'{"code":400001,"message":"expected a WebSocket upgrade"}'),
+        ),
+        (
+            HandshakeProblem.SHUTTING_DOWN,
+            "",
+            None,
+            HttpRefusal(503, b'{"code":400001,"message":"the server is shutting down"}'),
+        ),
+        (
+            HandshakeProblem.TOO_MANY_CONNECTIONS,
+            "too many connections from this address: at most 2 at once",
+            1,
+            HttpRefusal(
+                429,
+                b'{"code":429001,"message":"too many connections from this address: at most 2 at once"}',
+                1,
+            ),
+        ),
+        (
+            HandshakeProblem.UNAVAILABLE,
+            "redis is down",
+            None,
+            HttpRefusal(503, b'{"code":503001,"message":"service unavailable: redis is down"}'),
+        ),
+        (HandshakeProblem.NO_CREDENTIALS, "", None, NOT_FOUND),
+        (HandshakeProblem.UNKNOWN_CREDENTIALS, "", None, NOT_FOUND),
+        (
+            HandshakeProblem.REFUSED_FOR_NOW,
+            "service unavailable: new streams are refused for now (fault injection)",
+            3,
+            HttpRefusal(
+                503,
+                b'{"code":503001,"message":"service unavailable: new streams are refused for now '
+                b'(fault injection)"}',
+                3,
+            ),
+        ),
+    ],
+)
+def test_a_refused_upgrade_gets_bitmusas_error_body(
+    problem: HandshakeProblem, detail: str, retry_after: int | None, expected: HttpRefusal
+) -> None:
+    assert refuse_handshake(problem, detail, retry_after) == expected
+    assert spec(Exchange.BITMUSA).refuse_handshake(problem, detail, retry_after) == expected

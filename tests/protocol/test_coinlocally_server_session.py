@@ -1,7 +1,7 @@
 """protocol/coinlocally_server.py: the exchange's side of a Coinlocally stream, driven with a fake clock.
 
-Every move of the transition table, every refusal and every deadline, with the exact frames and closes the
-session asks for. No event loop, no socket: times are plain numbers passed in.
+Every move of the transition table, every refusal (of a sub, and of an upgrade) and every deadline, with
+the exact frames and closes the session asks for. No event loop, no socket: times are plain numbers passed in.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from userstream.errors import LocalProtocolError
+from userstream.events import Exchange
 from userstream.protocol import coinlocally
 from userstream.protocol.codec import gzip_bytes
 from userstream.protocol.coinlocally_server import (
@@ -21,10 +22,14 @@ from userstream.protocol.coinlocally_server import (
     Input,
     State,
     is_client_pong,
+    refuse_handshake,
 )
+from userstream.protocol.registry import spec
 from userstream.protocol.server_session import (
     Close,
     GoLive,
+    HandshakeProblem,
+    HttpRefusal,
     Ignore,
     Send,
     ServerStyle,
@@ -385,3 +390,71 @@ def test_the_repr_shows_the_state_and_never_the_secret() -> None:
     terms = ServerTerms(uid=UID, secret=SECRET, max_age=MAX_AGE, heartbeat_timeout=HEARTBEAT)
     assert SECRET not in repr(terms)
     assert repr(terms) == "ServerTerms(uid=24005174, max_age=600.0, heartbeat_timeout=40.0)"
+
+
+# --- the handshake, refused before any stream exists -------------------------------------------------------
+
+
+def error(code: int, message: str) -> str:
+    return json.dumps({"event": "error", "code": code, "message": message}, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    ("problem", "detail", "retry_after", "expected"),
+    [
+        (
+            HandshakeProblem.NOT_AN_UPGRADE,
+            "",
+            None,
+            HttpRefusal(400, error(400001, "expected a WebSocket upgrade")),
+        ),
+        (
+            HandshakeProblem.SHUTTING_DOWN,
+            "",
+            None,
+            HttpRefusal(503, error(400001, "the server is shutting down")),
+        ),
+        (
+            HandshakeProblem.TOO_MANY_CONNECTIONS,
+            "too many connections from this address: at most 2 at once",
+            1,
+            HttpRefusal(429, error(429002, "too many connections from this address: at most 2 at once"), 1),
+        ),
+        (
+            HandshakeProblem.UNAVAILABLE,
+            "redis is down",
+            None,
+            HttpRefusal(503, error(503001, "service unavailable: redis is down")),
+        ),
+        (
+            HandshakeProblem.NO_CREDENTIALS,
+            "",
+            None,
+            HttpRefusal(
+                401,
+                error(401001, "missing credentials: send exactly one of the 'token' or 'api-key' headers"),
+            ),
+        ),
+        (
+            HandshakeProblem.UNKNOWN_CREDENTIALS,
+            "api-key",
+            None,
+            HttpRefusal(401, error(401001, "invalid api-key")),
+        ),
+        (
+            HandshakeProblem.REFUSED_FOR_NOW,
+            "service unavailable: new streams are refused for now (fault injection)",
+            3,
+            HttpRefusal(
+                503,
+                error(503001, "service unavailable: new streams are refused for now (fault injection)"),
+                3,
+            ),
+        ),
+    ],
+)
+def test_a_refused_upgrade_gets_our_error_body_as_text(
+    problem: HandshakeProblem, detail: str, retry_after: int | None, expected: HttpRefusal
+) -> None:
+    assert refuse_handshake(problem, detail, retry_after) == expected
+    assert spec(Exchange.COINLOCALLY).refuse_handshake(problem, detail, retry_after) == expected

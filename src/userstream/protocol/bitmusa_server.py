@@ -16,7 +16,8 @@ States and moves (`TABLE`; any move not listed raises LocalProtocolError):
     LIVE     --close, buffer full-->         CLOSING  close with the code given / 4005
     CLOSING  --anything-->                   CLOSING  nothing: the close is under way
 
-Its one deadline is the maximum age, counted from the open.
+Its one deadline is the maximum age, counted from the open. An upgrade refused before the stream exists
+(`refuse_handshake`) is answered with Bitmusa's error body; an unknown listenKey is a 404.
 """
 
 from __future__ import annotations
@@ -24,18 +25,49 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final
 
+from userstream.protocol import bitmusa
 from userstream.protocol.close import CloseCode
 from userstream.protocol.server_session import (
     MAX_AGE_REASON,
     Action,
     Close,
     GoLive,
+    HandshakeProblem,
+    HttpRefusal,
     ServerTerms,
     Transitions,
     slow_consumer_close,
 )
 
-__all__ = ["TABLE", "BitmusaServerSession", "Input", "State"]
+__all__ = ["ERR_UNAVAILABLE", "TABLE", "BitmusaServerSession", "Input", "State", "refuse_handshake"]
+
+#: Ours for "the server cannot serve this now" (HTTP 503), in Bitmusa's numbering (status * 1000 + n).
+ERR_UNAVAILABLE: Final = 503001
+
+_P = HandshakeProblem
+#: How each refused upgrade is answered: HTTP status, error code, message (None: the detail given).
+_HANDSHAKE_REFUSALS: Final[dict[HandshakeProblem, tuple[int, int, str | None]]] = {
+    _P.NOT_AN_UPGRADE: (400, bitmusa.ERR_BAD_REQUEST, "expected a WebSocket upgrade"),
+    _P.SHUTTING_DOWN: (503, bitmusa.ERR_BAD_REQUEST, "the server is shutting down"),
+    _P.TOO_MANY_CONNECTIONS: (429, bitmusa.ERR_RATE_LIMITED, None),
+    _P.UNAVAILABLE: (503, ERR_UNAVAILABLE, "service unavailable: {detail}"),
+    _P.NO_CREDENTIALS: (404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "listenKey does not exist or has expired"),
+    _P.UNKNOWN_CREDENTIALS: (
+        404,
+        bitmusa.ERR_LISTEN_KEY_NOT_FOUND,
+        "listenKey does not exist or has expired",
+    ),
+    _P.REFUSED_FOR_NOW: (503, ERR_UNAVAILABLE, None),
+}
+
+
+def refuse_handshake(
+    problem: HandshakeProblem, detail: str = "", retry_after: int | None = None
+) -> HttpRefusal:
+    """Bitmusa's answer to an upgrade refused for `problem` ({"code": ..., "message": ...})."""
+    status, code, message = _HANDSHAKE_REFUSALS[problem]
+    text = detail if message is None else message.format(detail=detail)
+    return HttpRefusal(status, bitmusa.render_error(code, text), retry_after)
 
 
 class State(Enum):

@@ -29,6 +29,7 @@ States and moves (`TABLE`; any move not listed raises LocalProtocolError):
 
 Deadlines: max age from the open, heartbeat from the last ping (or the open), the server ping every
 `server_ping_interval`; an UNVERIFIED stream has only its sub wait (`heartbeat_timeout` from the open).
+An upgrade refused before the stream exists (`refuse_handshake`) is answered with our error body.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from userstream.protocol.server_session import (
     Action,
     Close,
     GoLive,
+    HandshakeProblem,
+    HttpRefusal,
     Ignore,
     Send,
     ServerTerms,
@@ -56,17 +59,26 @@ from userstream.protocol.server_session import (
 )
 
 __all__ = [
+    "ERR_BAD_REQUEST",
     "ERR_SUB_REJECTED",
+    "ERR_TOO_MANY_CONNECTIONS",
+    "ERR_UNAUTHORIZED",
+    "ERR_UNAVAILABLE",
     "TABLE",
     "CoinlocallyServerSession",
     "Input",
     "State",
     "is_client_pong",
     "our_sub_refusal",
+    "refuse_handshake",
 ]
 
-#: Our error code for a refused sub (Coinlocally documents none; HTTP status * 1000 + n, as Bitmusa's).
+# Coinlocally documents no error codes; ours follow Bitmusa's numbering (HTTP status * 1000 + n).
+ERR_BAD_REQUEST: Final = 400001
+ERR_UNAUTHORIZED: Final = 401001
 ERR_SUB_REJECTED: Final = 401002
+ERR_TOO_MANY_CONNECTIONS: Final = 429002
+ERR_UNAVAILABLE: Final = 503001
 _SUB_REJECTED_MESSAGE: Final = "sub rejected: the token does not match this connection's credential"
 
 
@@ -272,6 +284,33 @@ class CoinlocallyServerSession:
 
     def _notice(self) -> bytes:
         return coinlocally.render_system_close(self._terms.uid)
+
+
+_P = HandshakeProblem
+#: How each refused upgrade is answered: HTTP status, error code, message (None: the detail given).
+_HANDSHAKE_REFUSALS: Final[dict[HandshakeProblem, tuple[int, int, str | None]]] = {
+    _P.NOT_AN_UPGRADE: (400, ERR_BAD_REQUEST, "expected a WebSocket upgrade"),
+    _P.SHUTTING_DOWN: (503, ERR_BAD_REQUEST, "the server is shutting down"),
+    _P.TOO_MANY_CONNECTIONS: (429, ERR_TOO_MANY_CONNECTIONS, None),
+    _P.UNAVAILABLE: (503, ERR_UNAVAILABLE, "service unavailable: {detail}"),
+    _P.NO_CREDENTIALS: (
+        401,
+        ERR_UNAUTHORIZED,
+        "missing credentials: send exactly one of the 'token' or 'api-key' headers",
+    ),
+    _P.UNKNOWN_CREDENTIALS: (401, ERR_UNAUTHORIZED, "invalid {detail}"),
+    _P.REFUSED_FOR_NOW: (503, ERR_UNAVAILABLE, None),
+}
+
+
+def refuse_handshake(
+    problem: HandshakeProblem, detail: str = "", retry_after: int | None = None
+) -> HttpRefusal:
+    """Our answer to a Coinlocally upgrade refused for `problem` ({"event": "error", "code", "message"}, as
+    text)."""
+    status, code, message = _HANDSHAKE_REFUSALS[problem]
+    text = detail if message is None else message.format(detail=detail)
+    return HttpRefusal(status, coinlocally.render_error(code, text), retry_after)
 
 
 _PONG_DECODER: Final = msgspec.json.Decoder(dict[str, Any])

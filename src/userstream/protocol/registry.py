@@ -13,9 +13,8 @@ from types import MappingProxyType
 from typing import Final
 
 from userstream.events import Exchange
-from userstream.protocol.bitmusa_server import BitmusaServerSession
-from userstream.protocol.coinlocally_server import CoinlocallyServerSession
-from userstream.protocol.server_session import ServerSession, ServerTerms
+from userstream.protocol import bitmusa_server, coinlocally_server
+from userstream.protocol.server_session import HandshakeProblem, HttpRefusal, ServerSession, ServerTerms
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
 
@@ -30,20 +29,24 @@ class ExchangeSpec:
     # --- server-sessions ---
     #: The exchange's side of one accepted stream (serve's connections drive it): a session from its terms.
     server_session: Callable[[ServerTerms], ServerSession]
+    #: How the exchange answers an upgrade refused before its stream exists: (problem, detail, retry_after).
+    refuse_handshake: Callable[[HandshakeProblem, str, int | None], HttpRefusal]
 
 
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
     title="Bitmusa",
     # --- server-sessions ---
-    server_session=BitmusaServerSession,
+    server_session=bitmusa_server.BitmusaServerSession,
+    refuse_handshake=bitmusa_server.refuse_handshake,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
     exchange=Exchange.COINLOCALLY,
     title="Coinlocally",
     # --- server-sessions ---
-    server_session=CoinlocallyServerSession,
+    server_session=coinlocally_server.CoinlocallyServerSession,
+    refuse_handshake=coinlocally_server.refuse_handshake,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})

@@ -7,6 +7,9 @@ ordered list of `Action`s comes out: `Send` a frame, `GoLive` (events may flow f
 code and a reason (after an optional last frame, Coinlocally's SYSTEM notice), or `Ignore` a client frame
 (with why, for the log). `next_deadline()` says when the session must next be woken; None: never.
 
+Before a session exists, the upgrade request may be refused: the runtime names the `HandshakeProblem` and
+the exchange's `refuse_handshake` says how it answers it (an `HttpRefusal`: status, body, Retry-After).
+
 Times: `now` is monotonic seconds (deadlines), `wall_ms` wall-clock integer milliseconds (what pongs and
 server pings carry). The session reads no clock, holds no socket and imports no asyncio: server/connection.py
 drives it. What a run writes differently (server/variants.py) reaches the session as a `ServerStyle` of plain
@@ -32,6 +35,8 @@ __all__ = [
     "Action",
     "Close",
     "GoLive",
+    "HandshakeProblem",
+    "HttpRefusal",
     "Ignore",
     "Send",
     "ServerSession",
@@ -77,6 +82,27 @@ class Ignore:
 
 
 Action = Send | GoLive | Close | Ignore
+
+
+class HandshakeProblem(Enum):
+    """Why an upgrade request is refused before any WebSocket exists (the runtime finds it out)."""
+
+    NOT_AN_UPGRADE = "not an upgrade"
+    SHUTTING_DOWN = "shutting down"
+    TOO_MANY_CONNECTIONS = "too many connections"  # detail: the limit, in words
+    UNAVAILABLE = "unavailable"  # detail: what is down
+    NO_CREDENTIALS = "no credentials"
+    UNKNOWN_CREDENTIALS = "unknown credentials"  # detail: which credential (Coinlocally's header name)
+    REFUSED_FOR_NOW = "refused for now"  # detail: the whole message (a fault)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRefusal:
+    """The HTTP answer to a refused upgrade: `body` is JSON, text (str) or bytes as the exchange sends it."""
+
+    status: int
+    body: str | bytes
+    retry_after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

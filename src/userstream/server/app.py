@@ -23,13 +23,17 @@ import hmac
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from userstream.events import Exchange
-from userstream.protocol import bitmusa, coinlocally, coinlocally_server
+from userstream.protocol import bitmusa, bitmusa_server, coinlocally, coinlocally_server
+from userstream.protocol.registry import spec
+from userstream.protocol.server_session import HandshakeProblem, HttpRefusal
 from userstream.server.backend import BackendUnavailableError
 from userstream.server.config import Account, ServerConfig
 from userstream.server.exchange import ExchangeServer
@@ -58,13 +62,15 @@ __all__ = [
 
 ADMIN_EVENTS_PATH = "/admin/events"
 HEALTH_PATH = "/healthz"
-#: Coinlocally documents no error codes; ours follow Bitmusa's numbering (HTTP status * 1000 + n).
-COINLOCALLY_ERR_BAD_REQUEST = 400001
-COINLOCALLY_ERR_UNAUTHORIZED = 401001
-COINLOCALLY_ERR_SUB_REJECTED = coinlocally_server.ERR_SUB_REJECTED  # the session's refusal of a sub
+#: Coinlocally documents no error codes; ours follow Bitmusa's numbering (HTTP status * 1000 + n). They are
+#: the server session's (protocol/coinlocally_server.py), named here too as they always were.
+COINLOCALLY_ERR_BAD_REQUEST = coinlocally_server.ERR_BAD_REQUEST
+COINLOCALLY_ERR_UNAUTHORIZED = coinlocally_server.ERR_UNAUTHORIZED
+COINLOCALLY_ERR_SUB_REJECTED = coinlocally_server.ERR_SUB_REJECTED
 #: The shared store (Redis) of a multi-node deployment cannot be reached: this node refuses (HTTP 503).
-BITMUSA_ERR_UNAVAILABLE = COINLOCALLY_ERR_UNAVAILABLE = 503001
-COINLOCALLY_ERR_TOO_MANY_CONNECTIONS = 429002
+BITMUSA_ERR_UNAVAILABLE = bitmusa_server.ERR_UNAVAILABLE
+COINLOCALLY_ERR_UNAVAILABLE = coinlocally_server.ERR_UNAVAILABLE
+COINLOCALLY_ERR_TOO_MANY_CONNECTIONS = coinlocally_server.ERR_TOO_MANY_CONNECTIONS
 
 SERVER_KEY = web.AppKey("userstream_server", ExchangeServer)
 AUTH_THROTTLE_KEY = web.AppKey("userstream_auth_throttle", AuthThrottle)
@@ -101,15 +107,6 @@ def create_app(config: ServerConfig) -> web.Application:
 def _bitmusa_error(status: int, code: int, message: str, **headers: str) -> web.Response:
     return web.Response(
         status=status, body=bitmusa.render_error(code, message), content_type=_JSON, headers=headers
-    )
-
-
-def _coinlocally_error(
-    status: int, code: int, message: str, *, retry_after: int | None = None
-) -> web.Response:
-    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
-    return web.Response(
-        status=status, text=coinlocally.render_error(code, message), content_type=_JSON, headers=headers
     )
 
 
@@ -185,87 +182,76 @@ class _Routes:
             )
         return account
 
-    # --- Bitmusa WebSocket ----------------------------------------------------------------------------------
+    # --- the WebSockets: the handshake, then the session ----------------------------------------------------
 
     async def bitmusa_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream(request, Exchange.BITMUSA, self._bitmusa_identity)
+
+    async def coinlocally_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream(request, Exchange.COINLOCALLY, self._coinlocally_identity)
+
+    async def _stream(
+        self, request: web.Request, exchange: Exchange, identify: _Identify
+    ) -> web.StreamResponse:
+        """Check the upgrade in order (an HTTP refusal in the exchange's shape at the first problem), then
+        run the stream: its session decides everything said on it."""
+        refuse = spec(exchange).refuse_handshake
         ws = self._websocket()
         if not _can_upgrade(ws, request):
-            return _bitmusa_error(400, bitmusa.ERR_BAD_REQUEST, "expected a WebSocket upgrade")
+            return _refusal(refuse(HandshakeProblem.NOT_AN_UPGRADE, "", None))
         if self.server.shutting_down:
-            return _bitmusa_error(503, bitmusa.ERR_BAD_REQUEST, "the server is shutting down")
+            return _refusal(refuse(HandshakeProblem.SHUTTING_DOWN, "", None))
         too_many = self._too_many_connections(request)
         if too_many is not None:
-            return _bitmusa_error(429, bitmusa.ERR_RATE_LIMITED, too_many, **{"Retry-After": "1"})
+            return _refusal(refuse(HandshakeProblem.TOO_MANY_CONNECTIONS, too_many, 1))
         problem = self.server.backend.problem()
         if problem is not None:
-            return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {problem}")
+            return _refusal(refuse(HandshakeProblem.UNAVAILABLE, problem, None))
+        identity = await identify(request)
+        if isinstance(identity, tuple):
+            return _refusal(refuse(*identity, None))
+        if identity is None:  # a credential that matched nobody, let through by a refusal variant
+            request.app[AUTH_THROTTLE_KEY].failed(request.remote or "")  # no 401 here: counted by hand
+            unaccounted = new_session(self.config, self.style, exchange, None)
+            return await serve_unaccounted(request, ws, unaccounted)
+        account = identity.account
+        refused = self._refused_by_fault(account, exchange)
+        if refused is not None:
+            return _refusal(refuse(HandshakeProblem.REFUSED_FOR_NOW, _REFUSED, int(refused)))
+        session = new_session(self.config, self.style, exchange, account, secret=identity.secret)
+        connection = self.server.new_connection(
+            account, exchange, session, listen_key=identity.listen_key, peer=request.remote or ""
+        )
+        connection.open()
+        await self.server.serve(request, ws, connection)
+        return ws
+
+    async def _bitmusa_identity(self, request: web.Request) -> _Identity | _Problem | None:
+        """The account of the listenKey in the path (looked up in the backend), or the problem."""
         key = request.match_info["listen_key"]
         try:
             account = await self.server.lookup_listen_key(key)
         except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
+            return HandshakeProblem.UNAVAILABLE, str(exc)
         if account is None:
-            return _bitmusa_error(
-                404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "listenKey does not exist or has expired"
-            )
-        refused = self._refused_by_fault(account, Exchange.BITMUSA)
-        if refused is not None:
-            return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, _REFUSED, **{"Retry-After": refused})
-        session = new_session(self.config, self.style, Exchange.BITMUSA, account)
-        connection = self.server.new_connection(
-            account, Exchange.BITMUSA, session, listen_key=key, peer=request.remote or ""
-        )
-        connection.open()
-        await self.server.serve(request, ws, connection)
-        return ws
+            return HandshakeProblem.UNKNOWN_CREDENTIALS, ""
+        return _Identity(account, listen_key=key)
 
-    # --- Coinlocally WebSocket ------------------------------------------------------------------------------
-
-    async def coinlocally_stream(self, request: web.Request) -> web.StreamResponse:
-        ws = self._websocket()
-        if not _can_upgrade(ws, request):
-            return _coinlocally_error(400, COINLOCALLY_ERR_BAD_REQUEST, "expected a WebSocket upgrade")
-        if self.server.shutting_down:
-            return _coinlocally_error(503, COINLOCALLY_ERR_BAD_REQUEST, "the server is shutting down")
-        too_many = self._too_many_connections(request)
-        if too_many is not None:
-            return _coinlocally_error(429, COINLOCALLY_ERR_TOO_MANY_CONNECTIONS, too_many, retry_after=1)
-        problem = self.server.backend.problem()
-        if problem is not None:
-            return _coinlocally_error(503, COINLOCALLY_ERR_UNAVAILABLE, f"service unavailable: {problem}")
+    async def _coinlocally_identity(self, request: web.Request) -> _Identity | _Problem | None:
+        """The account of the handshake's token or api-key header, the problem, or None: unknown, but a
+        refusal variant says the exchange upgrades it and refuses it at the sub."""
         creds = coinlocally.credentials_from_headers(request.headers)
-        variants = self.server.variants
-        if variants.refuses_after_upgrade and (
-            creds is None or self.server.coinlocally_account(creds) is None
-        ):
-            log_event(
-                _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
-            )
-            request.app[AUTH_THROTTLE_KEY].failed(request.remote or "")  # no 401 here: counted by hand
-            unaccounted = new_session(self.config, self.style, Exchange.COINLOCALLY, None)
-            return await serve_unaccounted(request, ws, unaccounted)
-        if creds is None:
-            return _coinlocally_error(
-                401,
-                COINLOCALLY_ERR_UNAUTHORIZED,
-                "missing credentials: send exactly one of the 'token' or 'api-key' headers",
-            )
-        account = self.server.coinlocally_account(creds)
-        if account is None:
-            log_event(
-                _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
-            )
-            return _coinlocally_error(401, COINLOCALLY_ERR_UNAUTHORIZED, f"invalid {creds.header_name}")
-        refused = self._refused_by_fault(account, Exchange.COINLOCALLY)
-        if refused is not None:
-            return _coinlocally_error(503, COINLOCALLY_ERR_UNAVAILABLE, _REFUSED, retry_after=int(refused))
-        session = new_session(self.config, self.style, Exchange.COINLOCALLY, account, secret=creds.secret)
-        connection = self.server.new_connection(
-            account, Exchange.COINLOCALLY, session, listen_key=None, peer=request.remote or ""
-        )
-        connection.open()
-        await self.server.serve(request, ws, connection)
-        return ws
+        if creds is not None:
+            account = self.server.coinlocally_account(creds)
+            if account is not None:
+                return _Identity(account, secret=creds.secret)
+        elif not self.server.variants.refuses_after_upgrade:
+            return HandshakeProblem.NO_CREDENTIALS, ""
+        log_event(_log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential")
+        if self.server.variants.refuses_after_upgrade:
+            return None
+        assert creds is not None  # noqa: S101 - a missing credential returned above
+        return HandshakeProblem.UNKNOWN_CREDENTIALS, creds.header_name
 
     def _refused_by_fault(self, account: Account, exchange: Exchange) -> str | None:
         """The Retry-After (whole seconds) of a `refuse` fault covering this new stream, or None."""
@@ -338,6 +324,31 @@ def _can_upgrade(ws: web.WebSocketResponse, request: web.Request) -> bool:
         return bool(ws.can_prepare(request))
     except UnicodeError:
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """Who a stream's handshake showed: the account, and what its session or the hub must know of it."""
+
+    account: Account
+    secret: str | None = None  # Coinlocally: the credential the sub must repeat
+    listen_key: str | None = None  # Bitmusa: the key whose end closes the stream
+
+    def __repr__(self) -> str:
+        return f"_Identity(account={self.account.name!r})"
+
+
+_Problem = tuple[HandshakeProblem, str]
+#: Finds out who an upgrade request is for: an identity, a problem (with its detail), or None (see above).
+_Identify = Callable[[web.Request], Awaitable[_Identity | _Problem | None]]
+
+
+def _refusal(refusal: HttpRefusal) -> web.Response:
+    """A refused upgrade as the exchange answers it (Bitmusa's body is bytes, ours for Coinlocally text)."""
+    headers = {} if refusal.retry_after is None else {"Retry-After": str(refusal.retry_after)}
+    if isinstance(refusal.body, str):
+        return web.Response(status=refusal.status, text=refusal.body, content_type=_JSON, headers=headers)
+    return web.Response(status=refusal.status, body=refusal.body, content_type=_JSON, headers=headers)
 
 
 def _bitmusa_unavailable(exc: BackendUnavailableError) -> web.Response:
