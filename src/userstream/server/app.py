@@ -217,7 +217,7 @@ class _Routes:
         account = identity.account
         refused = self._refused_by_fault(account, exchange)
         if refused is not None:
-            return _refusal(refuse(HandshakeProblem.REFUSED_FOR_NOW, _REFUSED, int(refused)))
+            return _refusal(refuse(HandshakeProblem.REFUSED_FOR_NOW, _REFUSED, refused))
         session = new_session(self.config, self.style, exchange, account, secret=identity.secret)
         connection = self.server.new_connection(
             account, exchange, session, listen_key=identity.listen_key, peer=request.remote or ""
@@ -241,25 +241,26 @@ class _Routes:
         """The account of the handshake's token or api-key header, the problem, or None: unknown, but a
         refusal variant says the exchange upgrades it and refuses it at the sub."""
         creds = coinlocally.credentials_from_headers(request.headers)
-        if creds is not None:
+        refuses_at_sub = self.server.variants.refuses_after_upgrade
+        if creds is None:
+            if not refuses_at_sub:
+                return HandshakeProblem.NO_CREDENTIALS, ""
+        else:
             account = self.server.coinlocally_account(creds)
             if account is not None:
                 return _Identity(account, secret=creds.secret)
-        elif not self.server.variants.refuses_after_upgrade:
-            return HandshakeProblem.NO_CREDENTIALS, ""
         log_event(_log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential")
-        if self.server.variants.refuses_after_upgrade:
+        if creds is None or refuses_at_sub:  # (a missing credential gets here only when refused at the sub)
             return None
-        assert creds is not None  # noqa: S101 - a missing credential returned above
         return HandshakeProblem.UNKNOWN_CREDENTIALS, creds.header_name
 
-    def _refused_by_fault(self, account: Account, exchange: Exchange) -> str | None:
+    def _refused_by_fault(self, account: Account, exchange: Exchange) -> int | None:
         """The Retry-After (whole seconds) of a `refuse` fault covering this new stream, or None."""
         left = self.server.faults.refusing(account.name, exchange)
         if left is None:
             return None
         log_event(_log, logging.INFO, "stream refused", reason="refuse fault", exchange=exchange.value)
-        return str(max(1, math.ceil(left)))
+        return max(1, math.ceil(left))
 
     def _too_many_connections(self, request: web.Request) -> str | None:
         """The refusal of a handshake over the per-address limit (checked before any credential), or None."""
