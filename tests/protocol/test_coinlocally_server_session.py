@@ -245,6 +245,14 @@ def test_the_maximum_age_closes_4000_after_the_system_notice_however_lively() ->
     assert made.on_deadline(T0 + MAX_AGE, WALL) == [Close(4000, "connection reached its maximum age", NOTICE)]
 
 
+def test_an_unsubscribed_stream_reaches_its_maximum_age_too() -> None:
+    made = CoinlocallyServerSession(ServerTerms(uid=UID, secret=SECRET, max_age=10, heartbeat_timeout=40))
+    made.open(T0, WALL)
+    assert made.next_deadline() == T0 + 10
+    assert made.on_deadline(T0 + 10, WALL) == [Close(4000, "connection reached its maximum age", NOTICE)]
+    assert made.state is State.CLOSING
+
+
 def test_when_both_are_due_the_heartbeat_close_wins() -> None:
     made = CoinlocallyServerSession(ServerTerms(uid=UID, secret=SECRET, max_age=10, heartbeat_timeout=10))
     made.open(T0, WALL)
@@ -277,14 +285,19 @@ def test_a_server_close_carries_the_system_notice_and_the_first_one_wins(make: M
     assert made.close(4000, "again") == []
     assert made.send_buffer_full() == []
     assert made.receive(SUB, T0 + 2, WALL) == []  # the close is under way: nothing more is said
+    assert made.receive(OTHER_SUB, T0 + 2, WALL) == []
     assert made.receive('{"ping":1}', T0 + 2, WALL) == []
+    assert made.receive('{"pong":1}', T0 + 2, WALL) == []
+    assert made.receive("hello", T0 + 2, WALL) == []
     assert made.on_deadline(T0 + MAX_AGE, WALL) == []
     assert made.state is State.CLOSING
 
 
-def test_a_full_send_buffer_closes_4005_after_the_system_notice() -> None:
-    made = live()
+@pytest.mark.parametrize("make", [opened, live], ids=["awaiting sub", "live"])
+def test_a_full_send_buffer_closes_4005_after_the_system_notice(make: Make) -> None:
+    made = make()
     assert made.send_buffer_full() == [Close(4005, "send buffer full: the client is not reading", NOTICE)]
+    assert made.state is State.CLOSING
 
 
 def test_coinlocally_has_no_listen_key_to_end() -> None:
@@ -326,9 +339,23 @@ def test_an_unverified_stream_silent_for_its_wait_is_refused_the_same_way() -> N
     assert made.next_deadline() is None
 
 
+def test_an_unverified_stream_ignores_pongs_even_when_the_server_pings() -> None:
+    made = opened(secret=None, style=ServerStyle(server_ping_interval=5.0))
+    assert made.next_deadline() == T0 + HEARTBEAT  # no server pings on a stream refused at its sub
+    assert made.receive('{"pong":5}', T0 + 30, WALL) == []
+    assert made.state is State.UNVERIFIED
+    assert made.next_deadline() == T0 + HEARTBEAT
+
+
 def test_an_unverified_stream_closed_by_the_server_hears_the_notice() -> None:
     made = opened(secret=None)
     assert made.close(1001, "bye") == [Close(1001, "bye", coinlocally.render_system_close(UID))]
+    assert made.state is State.CLOSING
+
+
+def test_an_unverified_stream_whose_buffer_fills_is_closed_4005() -> None:
+    made = opened(secret=None)
+    assert made.send_buffer_full() == [Close(4005, "send buffer full: the client is not reading", NOTICE)]
 
 
 # --- the style: how a run writes what the document leaves open ---------------------------------------------
