@@ -347,7 +347,9 @@ class Connection:
                     await ws.send_bytes(item)
                     self.frames_sent += 1
                 elif isinstance(item, Tracked):
-                    await _send(ws, item.frame)
+                    await (
+                        ws.send_str(item.frame) if isinstance(item.frame, str) else ws.send_bytes(item.frame)
+                    )
                     self.frames_sent += 1
                     if self.record is not None:
                         self.record.wrote(item.frame, item.seqs)
