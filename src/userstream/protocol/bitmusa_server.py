@@ -22,7 +22,9 @@ Its one deadline is the maximum age, counted from the open. An upgrade refused b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
+from types import MappingProxyType
 from typing import Final
 
 from userstream.protocol import bitmusa
@@ -89,12 +91,14 @@ class Input(Enum):
 _ENDS: Final = (Input.KEY_EXPIRED, Input.KEY_DELETED, Input.MAX_AGE, Input.CLOSE, Input.BUFFER_FULL)
 
 #: Every move the session may make: (state, input) -> next state.
-TABLE: Final[dict[tuple[State, Input], State]] = {
-    (State.NEW, Input.OPEN): State.LIVE,
-    (State.LIVE, Input.FRAME): State.LIVE,
-    **{(State.LIVE, event): State.CLOSING for event in _ENDS},
-    **{(State.CLOSING, event): State.CLOSING for event in Input if event is not Input.OPEN},
-}
+TABLE: Final[Mapping[tuple[State, Input], State]] = MappingProxyType(
+    {
+        (State.NEW, Input.OPEN): State.LIVE,
+        (State.LIVE, Input.FRAME): State.LIVE,
+        **{(State.LIVE, event): State.CLOSING for event in _ENDS},
+        **{(State.CLOSING, event): State.CLOSING for event in Input if event is not Input.OPEN},
+    }
+)
 _MOVE: Final = Transitions(TABLE)
 
 

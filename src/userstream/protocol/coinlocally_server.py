@@ -35,7 +35,9 @@ An upgrade refused before the stream exists (`refuse_handshake`) is answered wit
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from enum import Enum
+from types import MappingProxyType
 from typing import Any, Final
 
 import msgspec
@@ -111,21 +113,24 @@ _VERIFIED_STAYS = (_I.PING, _I.PONG, _I.OTHER, _I.SERVER_PING_DUE)
 _VERIFIED_ENDS = (_I.SUB_MISMATCH, _I.HEARTBEAT_LAPSED, _I.MAX_AGE, _I.CLOSE, _I.BUFFER_FULL)
 
 #: Every move the session may make: (state, input) -> next state.
-TABLE: Final[dict[tuple[State, Input], State]] = {
-    (_S.NEW, _I.OPEN): _S.AWAITING_SUB,
-    (_S.NEW, _I.OPEN_UNVERIFIED): _S.UNVERIFIED,
-    (_S.AWAITING_SUB, _I.SUB): _S.LIVE,
-    (_S.LIVE, _I.SUB): _S.LIVE,
-    **{(state, event): state for state in (_S.AWAITING_SUB, _S.LIVE) for event in _VERIFIED_STAYS},
-    **{(state, event): _S.CLOSING for state in (_S.AWAITING_SUB, _S.LIVE) for event in _VERIFIED_ENDS},
-    (_S.UNVERIFIED, _I.PING): _S.UNVERIFIED,
-    (_S.UNVERIFIED, _I.PONG): _S.UNVERIFIED,
-    (_S.UNVERIFIED, _I.OTHER): _S.UNVERIFIED,
-    **{
-        (_S.UNVERIFIED, event): _S.CLOSING for event in (_I.SUB, _I.SUB_WAIT_LAPSED, _I.CLOSE, _I.BUFFER_FULL)
-    },
-    **{(_S.CLOSING, event): _S.CLOSING for event in Input if event not in (_I.OPEN, _I.OPEN_UNVERIFIED)},
-}
+TABLE: Final[Mapping[tuple[State, Input], State]] = MappingProxyType(
+    {
+        (_S.NEW, _I.OPEN): _S.AWAITING_SUB,
+        (_S.NEW, _I.OPEN_UNVERIFIED): _S.UNVERIFIED,
+        (_S.AWAITING_SUB, _I.SUB): _S.LIVE,
+        (_S.LIVE, _I.SUB): _S.LIVE,
+        **{(state, event): state for state in (_S.AWAITING_SUB, _S.LIVE) for event in _VERIFIED_STAYS},
+        **{(state, event): _S.CLOSING for state in (_S.AWAITING_SUB, _S.LIVE) for event in _VERIFIED_ENDS},
+        (_S.UNVERIFIED, _I.PING): _S.UNVERIFIED,
+        (_S.UNVERIFIED, _I.PONG): _S.UNVERIFIED,
+        (_S.UNVERIFIED, _I.OTHER): _S.UNVERIFIED,
+        **{
+            (_S.UNVERIFIED, event): _S.CLOSING
+            for event in (_I.SUB, _I.SUB_WAIT_LAPSED, _I.CLOSE, _I.BUFFER_FULL)
+        },
+        **{(_S.CLOSING, event): _S.CLOSING for event in Input if event not in (_I.OPEN, _I.OPEN_UNVERIFIED)},
+    }
+)
 _MOVE: Final = Transitions(TABLE)
 
 

@@ -21,7 +21,7 @@ The client role has its own types (protocol/session.py); the two may be unified 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final, Generic, Protocol, TypeVar
@@ -216,7 +216,7 @@ class Transitions(Generic[_State, _Input]):
 
     __slots__ = ("_table",)
 
-    def __init__(self, table: dict[tuple[_State, _Input], _State]) -> None:
+    def __init__(self, table: Mapping[tuple[_State, _Input], _State]) -> None:
         self._table = table
 
     def __call__(self, state: _State, event: _Input) -> _State:
@@ -224,10 +224,3 @@ class Transitions(Generic[_State, _Input]):
             return self._table[(state, event)]
         except KeyError:
             raise LocalProtocolError(f"no transition from {state.name} on {event.name}") from None
-
-    def allows(self, state: _State, event: _Input) -> bool:
-        return (state, event) in self._table
-
-    @property
-    def table(self) -> dict[tuple[_State, _Input], _State]:
-        return dict(self._table)
