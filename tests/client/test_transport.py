@@ -23,6 +23,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
+from support.examples import BITMUSA_WALLET_EVENT
 from userstream.client.bitmusa import BitmusaDialect
 from userstream.client.connection import Connection, ConnectionCounters
 from userstream.client.scrub import Scrubber
@@ -39,7 +40,6 @@ from userstream.client.transport import (
 from userstream.errors import ConfigurationError, ConnectionLostError, FrameDecodeError, TransportError
 from userstream.events import Event
 from userstream.protocol import bitmusa
-from userstream.protocol.examples import BITMUSA_WALLET_EVENT
 
 
 def free_port() -> int:

@@ -67,6 +67,11 @@ class Delivered:
     def complete(self) -> bool:
         return self._complete_at is not None and self._taken >= self._complete_at
 
+    @property
+    def picture(self) -> AccountState | None:
+        """The state every delivered event is folded into; None with `picture=False`."""
+        return self._picture
+
     def balances(self) -> Mapping[str, BalanceUpdate]:
         """The latest balance of each asset delivered, by asset: a read-only copy."""
         return self._kept().snapshot().balances

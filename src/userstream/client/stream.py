@@ -65,6 +65,7 @@ from userstream.errors import (
 from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate, event_size
 from userstream.protocol import bitmusa, coinlocally, endpoints
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
+from userstream.state import AccountState
 
 __all__ = ["StreamOptions", "StreamStats", "UserStream", "connect", "run"]
 
@@ -284,6 +285,13 @@ class UserStream:
         self._resync.delivered(event)
         delivered.took(event)
         return event
+
+    @property
+    def picture(self) -> AccountState | None:
+        """The `AccountState` every event handed out is folded into (None with `picture=False`): what
+        `balances()` and `open_orders()` read. A consumer that derives events of its own from the stream's
+        (the gateway's fills) or restores a picture it kept folds them in here: the account keeps one."""
+        return self._delivered.picture
 
     def balances(self) -> Mapping[str, BalanceUpdate]:
         """The account's balances as delivered so far (taken from the iterator, not still queued), by asset:

@@ -26,6 +26,13 @@ class ExchangeSpec:
     exchange: Exchange
     #: How the exchange is named to a user ("Bitmusa").
     title: str
+    # --- gateway-house ---
+    #: A connection delivers events from its handshake on (Bitmusa: the listenKey in the URL is the
+    #: subscription), rather than from the subscription's acknowledgement (Coinlocally's "sub success").
+    live_at_handshake: bool
+    #: A REST snapshot of the account must be signed with the API key's secret key (Coinlocally), so a
+    #: stream given none cannot resync; else the stream's own credentials take it (Bitmusa).
+    snapshot_needs_secret_key: bool
     # --- server-sessions ---
     #: The exchange's side of one accepted stream (serve's connections drive it): a session from its terms.
     server_session: Callable[[ServerTerms], ServerSession]
@@ -36,6 +43,9 @@ class ExchangeSpec:
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
     title="Bitmusa",
+    # --- gateway-house ---
+    live_at_handshake=True,
+    snapshot_needs_secret_key=False,
     # --- server-sessions ---
     server_session=bitmusa_server.BitmusaServerSession,
     refuse_handshake=bitmusa_server.refuse_handshake,
@@ -44,6 +54,9 @@ _BITMUSA: Final = ExchangeSpec(
 _COINLOCALLY: Final = ExchangeSpec(
     exchange=Exchange.COINLOCALLY,
     title="Coinlocally",
+    # --- gateway-house ---
+    live_at_handshake=False,
+    snapshot_needs_secret_key=True,
     # --- server-sessions ---
     server_session=coinlocally_server.CoinlocallyServerSession,
     refuse_handshake=coinlocally_server.refuse_handshake,
