@@ -32,8 +32,9 @@ base is named "also ..."), and its module::
     │   ├── HandshakeRejectedError           client/transport.py  the WebSocket upgrade was answered with
     │   │                                                         HTTP `status`; the exchange's client
     │   │                                                         module says what that status means
-    │   ├── BackendUnavailableError          server/backend.py    serve: the listenKey store / fan-out
-    │   │                                                         (Redis) is unreachable; HTTP 503
+    │   ├── BackendUnavailableError          server/backend/interface.py  serve: the listenKey
+    │   │                                                         store / fan-out (Redis) is unreachable;
+    │   │                                                         HTTP 503
     │   └── SinkUnwritableError              sinks/base.py        a sink's file or database cannot be
     │                                                             written (read-only, gone); the runner
     │                                                             reports the sink down at once
@@ -52,7 +53,7 @@ base is named "also ..."), and its module::
     │       │                                                     carry, a sink used before open
     │       ├── IngestError                  server/ingest.py     serve: an admin batch or `ingest()` is
     │       │                                                     refused whole; `status` is the HTTP status
-    │       └── RenderError                  server/hub.py        serve: an event of a batch cannot be
+    │       └── RenderError                  server/render.py     serve: an event of a batch cannot be
     │                                                             rendered in a dialect (`index`,
     │                                                             `exchange`); serve answers IngestError 422
     └── FaultError                           server/faults.py     (also ValueError) serve: a fault cannot be

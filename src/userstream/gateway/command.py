@@ -27,8 +27,8 @@ from userstream.errors import ConfigurationError
 from userstream.gateway.app import Gateway
 from userstream.gateway.cluster import ClusterConfig
 from userstream.gateway.config import DEFAULT_DATA_DIR, GatewayConfig, load_config
+from userstream.logs import configure_logging, log_event
 from userstream.netguard import raise_descriptor_limit
-from userstream.server.logs import configure_logging, log_event
 
 __all__ = ["add_parser", "run"]
 

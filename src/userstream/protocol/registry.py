@@ -7,13 +7,20 @@ reads the fields it needs from `spec(exchange)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from userstream.events import Exchange
-from userstream.protocol import bitmusa_server, coinlocally_server
+from userstream.events import BalanceUpdate, Event, Exchange
+from userstream.protocol import (
+    bitmusa,
+    bitmusa_rest,
+    bitmusa_server,
+    coinlocally,
+    coinlocally_rest,
+    coinlocally_server,
+)
 from userstream.protocol.server_session import HandshakeProblem, HttpRefusal, ServerSession, ServerTerms
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
@@ -33,6 +40,24 @@ class ExchangeSpec:
     #: A REST snapshot of the account must be signed with the API key's secret key (Coinlocally), so a
     #: stream given none cannot resync; else the stream's own credentials take it (Bitmusa).
     snapshot_needs_secret_key: bool
+    # --- server-house ---
+    #: The WebSocket path prefix followed by a credential (Bitmusa's listenKey), which logs cut; None: none.
+    secret_path_prefix: str | None
+    #: One event as the exchange's data frame (serve's fan-out renders every published event with it).
+    render_event: Callable[[Event], str | bytes]
+    #: Balance updates of one moment as one frame (Coinlocally's outboundAccountPosition); None: the
+    #: exchange sends one frame per balance event.
+    render_balances: Callable[[Iterable[BalanceUpdate]], str | bytes] | None
+    #: Whether a stream is opened with a listenKey that the REST API creates, extends and deletes (Bitmusa).
+    listen_keys: bool
+    #: The path of the exchange's user stream (Bitmusa's is a prefix: the listenKey follows).
+    ws_path: str
+    #: The exchange's REST paths (listenKey and snapshots).
+    rest_paths: frozenset[str]
+    #: The keys whose values are decimals, at any depth of a data frame's JSON.
+    data_decimal_keys: frozenset[str]
+    #: REST snapshot path -> the keys whose values are decimals in its reply.
+    rest_decimal_keys: Mapping[str, frozenset[str]]
     # --- server-sessions ---
     #: The exchange's side of one accepted stream (serve's connections drive it): a session from its terms.
     server_session: Callable[[ServerTerms], ServerSession]
@@ -40,12 +65,31 @@ class ExchangeSpec:
     refuse_handshake: Callable[[HandshakeProblem, str, int | None], HttpRefusal]
 
 
+# --- server-house ---
+_BITMUSA_DECIMALS: Final = frozenset({"free", "locked", "price", "amount", "tradedAmount", "value"})
+
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
     title="Bitmusa",
     # --- gateway-house ---
     live_at_handshake=True,
     snapshot_needs_secret_key=False,
+    # --- server-house ---
+    secret_path_prefix=bitmusa.WS_PATH_PREFIX,
+    render_event=bitmusa.render_event,
+    render_balances=None,
+    listen_keys=True,
+    ws_path=bitmusa.WS_PATH_PREFIX,
+    rest_paths=frozenset(
+        {bitmusa.LISTEN_KEY_PATH, bitmusa_rest.WALLET_PATH, bitmusa_rest.ORDER_HISTORY_PATH}
+    ),
+    data_decimal_keys=_BITMUSA_DECIMALS,
+    rest_decimal_keys=MappingProxyType(
+        {
+            bitmusa_rest.WALLET_PATH: frozenset({"free", "locked"}),
+            bitmusa_rest.ORDER_HISTORY_PATH: _BITMUSA_DECIMALS,
+        }
+    ),
     # --- server-sessions ---
     server_session=bitmusa_server.BitmusaServerSession,
     refuse_handshake=bitmusa_server.refuse_handshake,
@@ -57,6 +101,23 @@ _COINLOCALLY: Final = ExchangeSpec(
     # --- gateway-house ---
     live_at_handshake=False,
     snapshot_needs_secret_key=True,
+    # --- server-house ---
+    secret_path_prefix=None,
+    render_event=coinlocally.render_event,
+    render_balances=coinlocally.render_balances,
+    listen_keys=False,
+    ws_path=coinlocally.WS_PATH,
+    rest_paths=frozenset({coinlocally_rest.ACCOUNT_PATH, coinlocally_rest.OPEN_ORDERS_PATH}),
+    # executionReport's l z L Z n q p Q P, and outboundAccountPosition's f and l (inside B).
+    data_decimal_keys=frozenset({"l", "z", "L", "Z", "n", "q", "p", "Q", "P", "f"}),
+    rest_decimal_keys=MappingProxyType(
+        {
+            coinlocally_rest.ACCOUNT_PATH: frozenset({"free", "locked"}),
+            coinlocally_rest.OPEN_ORDERS_PATH: frozenset(
+                {"price", "origQty", "executedQty", "cummulativeQuoteQty"}
+            ),
+        }
+    ),
     # --- server-sessions ---
     server_session=coinlocally_server.CoinlocallyServerSession,
     refuse_handshake=coinlocally_server.refuse_handshake,

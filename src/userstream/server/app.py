@@ -1,48 +1,54 @@
 """The HTTP face of `userstream serve`: one aiohttp application, one port, REST and both WebSockets.
 
-Routes (docs/server.md has the full contract):
+`create_app(config)` is the importable factory and the composition root: it builds the `ExchangeServer`
+(exchange.py), lays the fault layer over it (faults.py), and registers the routes (docs/server.md has the
+full contract):
 
-    POST|PUT|DELETE /spot/userDataStream   Bitmusa listenKey: create (or get), keep alive, close
-    GET /ws/spot/{listenKey}               Bitmusa user stream (text JSON frames)
-    GET /spotws_user/userData/ws           Coinlocally user stream (token/api-key header, sub, gzip)
-    GET /spot/wallet, /spot/order/history  Bitmusa REST snapshot (snapshots.py)
-    GET /sapi/v1/account, /sapi/v1/openOrders   Coinlocally signed REST snapshot (snapshots.py)
-    POST /admin/events                     ingest events for one account (Bearer admin token)
-    GET /healthz                           status, accounts and connection counts (no secrets)
+    GET /ws/spot/{listenKey}               Bitmusa user stream (text JSON frames): here
+    GET /spotws_user/userData/ws           Coinlocally user stream (token/api-key header, sub, gzip): here
+    POST|PUT|DELETE /spot/userDataStream   Bitmusa listenKey (bitmusa_routes.py)
+    GET /spot/wallet, /spot/order/history  Bitmusa REST snapshot (bitmusa_routes.py)
+    GET /sapi/v1/account, /sapi/v1/openOrders   Coinlocally signed REST snapshot (coinlocally_routes.py)
+    POST /admin/events, POST|GET /admin/faults, GET /healthz   the operator's routes (admin_routes.py)
 
-This module only translates HTTP to `ExchangeServer` calls and back; the wire shapes come from the protocol
-modules, the state and rules from exchange.py. A WebSocket route checks the handshake (an HTTP refusal
-otherwise), makes the exchange's protocol session for the stream (sessions.py), opens it and hands it to
-`ExchangeServer.serve`; what is said on the stream afterwards is the session's alone (connection.py drives
-it). `create_app(config)` is the importable factory.
+The per-exchange REST modules are chosen through serve_exchanges.py. This module's own routes are the two
+WebSocket handshakes, checked by one handler in one order: at the first problem the exchange's protocol
+module says how it refuses (`refuse_handshake`, through the registry); otherwise the handler makes the
+exchange's protocol session for the stream (sessions.py), opens it and hands it to `ExchangeServer.serve`.
+What is said on the stream afterwards is the session's alone (connection.py drives it).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from userstream.events import Exchange
-from userstream.protocol import bitmusa, bitmusa_server, coinlocally, coinlocally_server
+from userstream.logs import log_event
+from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.registry import spec
 from userstream.protocol.server_session import HandshakeProblem, HttpRefusal
-from userstream.server.backend import BackendUnavailableError
+from userstream.server import admin_routes
+from userstream.server.admin_routes import ADMIN_EVENTS_PATH, HEALTH_PATH
+from userstream.server.backend.interface import BackendUnavailableError
+from userstream.server.codes import (
+    BITMUSA_ERR_UNAVAILABLE,
+    COINLOCALLY_ERR_BAD_REQUEST,
+    COINLOCALLY_ERR_SUB_REJECTED,
+    COINLOCALLY_ERR_TOO_MANY_CONNECTIONS,
+    COINLOCALLY_ERR_UNAUTHORIZED,
+    COINLOCALLY_ERR_UNAVAILABLE,
+)
 from userstream.server.config import Account, ServerConfig
 from userstream.server.exchange import ExchangeServer
-from userstream.server.faults import add_routes as add_fault_routes
-from userstream.server.ingest import IngestError, parse_batch
+from userstream.server.faults import FaultController, chaos
 from userstream.server.limits import AuthThrottle, websocket_limit
-from userstream.server.logs import log_event
+from userstream.server.serve_exchanges import SERVE_EXCHANGES, add_rest_routes
 from userstream.server.sessions import new_session, serve_unaccounted, session_style
-from userstream.server.snapshots import add_routes as add_snapshot_routes
 from userstream.server.variants import variant_middlewares
 from userstream.server.wsmask import MaskedOnlyWebSocketResponse
 
@@ -55,24 +61,14 @@ __all__ = [
     "COINLOCALLY_ERR_TOO_MANY_CONNECTIONS",
     "COINLOCALLY_ERR_UNAUTHORIZED",
     "COINLOCALLY_ERR_UNAVAILABLE",
+    "FAULTS_KEY",
     "HEALTH_PATH",
     "SERVER_KEY",
     "create_app",
 ]
 
-ADMIN_EVENTS_PATH = "/admin/events"
-HEALTH_PATH = "/healthz"
-#: Coinlocally documents no error codes; ours follow Bitmusa's numbering (HTTP status * 1000 + n). They are
-#: the server session's (protocol/coinlocally_server.py), named here too as they always were.
-COINLOCALLY_ERR_BAD_REQUEST = coinlocally_server.ERR_BAD_REQUEST
-COINLOCALLY_ERR_UNAUTHORIZED = coinlocally_server.ERR_UNAUTHORIZED
-COINLOCALLY_ERR_SUB_REJECTED = coinlocally_server.ERR_SUB_REJECTED
-#: The shared store (Redis) of a multi-node deployment cannot be reached: this node refuses (HTTP 503).
-BITMUSA_ERR_UNAVAILABLE = bitmusa_server.ERR_UNAVAILABLE
-COINLOCALLY_ERR_UNAVAILABLE = coinlocally_server.ERR_UNAVAILABLE
-COINLOCALLY_ERR_TOO_MANY_CONNECTIONS = coinlocally_server.ERR_TOO_MANY_CONNECTIONS
-
 SERVER_KEY = web.AppKey("userstream_server", ExchangeServer)
+FAULTS_KEY = web.AppKey("userstream_faults", FaultController)
 AUTH_THROTTLE_KEY = web.AppKey("userstream_auth_throttle", AuthThrottle)
 
 _log = logging.getLogger("userstream.server.app")
@@ -81,106 +77,38 @@ _REFUSED = "service unavailable: new streams are refused for now (fault injectio
 
 
 def create_app(config: ServerConfig) -> web.Application:
-    """A ready-to-run application for `config`; its `ExchangeServer` is `app[SERVER_KEY]`."""
+    """A ready-to-run application for `config`; its `ExchangeServer` is `app[SERVER_KEY]`, its fault
+    controller `app[FAULTS_KEY]`."""
     server = ExchangeServer(config)
-    throttle = AuthThrottle(config.auth_failures_per_second, config.auth_failure_burst)  # limits.py
+    faults = FaultController(server.hub, server.backend, [account.name for account in config.accounts])
+    server.on_open.append(faults.apply_delay)  # a delay window covers new connections too
+    throttle = AuthThrottle(  # limits.py; the 429's body in the dialect of the path
+        config.auth_failures_per_second,
+        config.auth_failure_burst,
+        bodies=[entry.throttled_body for entry in SERVE_EXCHANGES.values()],
+    )
     middlewares = [throttle.middleware, *variant_middlewares(server.variants)]  # variants: none by default
     app = web.Application(client_max_size=config.max_ingest_body, middlewares=middlewares)
     app[SERVER_KEY] = server
+    app[FAULTS_KEY] = faults
     app[AUTH_THROTTLE_KEY] = throttle
-    routes = _Routes(server)
-    app.router.add_post(bitmusa.LISTEN_KEY_PATH, routes.create_listen_key)
-    app.router.add_put(bitmusa.LISTEN_KEY_PATH, routes.keepalive_listen_key)
-    app.router.add_delete(bitmusa.LISTEN_KEY_PATH, routes.close_listen_key)
+    routes = _Routes(server, faults)
     app.router.add_get(bitmusa.WS_PATH_PREFIX + "{listen_key}", routes.bitmusa_stream)
     app.router.add_get(coinlocally.WS_PATH, routes.coinlocally_stream)
-    app.router.add_post(ADMIN_EVENTS_PATH, routes.ingest)
-    app.router.add_get(HEALTH_PATH, routes.health)
-    # The REST snapshots (snapshots.py); Bitmusa's are authorized exactly as the listenKey routes.
-    add_snapshot_routes(app, server, authorize_bitmusa=routes._authorize_bitmusa)
-    add_fault_routes(app, server, is_admin=routes._is_admin)  # POST|GET /admin/faults (faults.py)
+    add_rest_routes(app, server)  # listenKeys and snapshots, per exchange (serve_exchanges.py)
+    admin_routes.add_routes(app, server, faults)  # ingest, faults, /healthz
     app.cleanup_ctx.append(server.background)
+    app.cleanup_ctx.append(lambda app: chaos(faults, config))  # serve --chaos (faults.py)
     app.on_shutdown.append(server.shutdown)
     return app
 
 
-def _bitmusa_error(status: int, code: int, message: str, **headers: str) -> web.Response:
-    return web.Response(
-        status=status, body=bitmusa.render_error(code, message), content_type=_JSON, headers=headers
-    )
-
-
-def _json(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, body=msgspec.json.encode(body), content_type=_JSON)
-
-
 class _Routes:
-    def __init__(self, server: ExchangeServer) -> None:
+    def __init__(self, server: ExchangeServer, faults: FaultController) -> None:
         self.server = server
         self.config = server.config
+        self.faults = faults
         self.style = session_style(server.variants)  # how this run's sessions write their frames
-
-    # --- Bitmusa REST ---------------------------------------------------------------------------------------
-
-    async def create_listen_key(self, request: web.Request) -> web.Response:
-        account = self._authorize_bitmusa(request)
-        if isinstance(account, web.Response):
-            return account
-        try:
-            key = await self.server.create_listen_key(account)
-        except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
-        return web.Response(body=bitmusa.render_listen_key(key), content_type=_JSON)
-
-    async def keepalive_listen_key(self, request: web.Request) -> web.Response:
-        account = self._authorize_bitmusa(request)
-        if isinstance(account, web.Response):
-            return account
-        try:
-            extended = await self.server.keepalive_listen_key(account)
-        except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
-        if not extended:
-            return _no_active_key()
-        return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
-
-    async def close_listen_key(self, request: web.Request) -> web.Response:
-        account = self._authorize_bitmusa(request)
-        if isinstance(account, web.Response):
-            return account
-        try:
-            closed = await self.server.close_listen_key(account)
-        except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
-        if not closed:
-            return _no_active_key()
-        return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
-
-    def _authorize_bitmusa(self, request: web.Request) -> Account | web.Response:
-        """The account a listenKey request acts for, or the refusal to send (401, 429)."""
-        creds = bitmusa.credentials_from_headers(request.headers)
-        if creds is None:
-            log_event(_log, logging.INFO, "listenKey request refused", reason="missing credentials")
-            return _bitmusa_error(
-                401,
-                bitmusa.ERR_UNAUTHORIZED,
-                "missing credentials: send 'Authorization: Bearer <auth key>' and 'x-api-key'",
-            )
-        account = self.server.bitmusa_account(creds)
-        if account is None:
-            log_event(_log, logging.INFO, "listenKey request refused", reason="unknown credentials")
-            return _bitmusa_error(401, bitmusa.ERR_UNAUTHORIZED, "invalid api key or auth key")
-        wait = self.server.limiter.acquire(account.name, time.monotonic())
-        if wait > 0:
-            log_event(_log, logging.INFO, "listenKey request limited", account=account.name)
-            return _bitmusa_error(
-                429,
-                bitmusa.ERR_RATE_LIMITED,
-                f"too many requests: at most {self.config.rate_limit_per_second} per second and "
-                f"{self.config.rate_limit_per_minute} per minute per account",
-                **{"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-        return account
 
     # --- the WebSockets: the handshake, then the session ----------------------------------------------------
 
@@ -256,7 +184,7 @@ class _Routes:
 
     def _refused_by_fault(self, account: Account, exchange: Exchange) -> int | None:
         """The Retry-After (whole seconds) of a `refuse` fault covering this new stream, or None."""
-        left = self.server.faults.refusing(account.name, exchange)
+        left = self.faults.refusing(account.name, exchange)
         if left is None:
             return None
         log_event(_log, logging.INFO, "stream refused", reason="refuse fault", exchange=exchange.value)
@@ -282,36 +210,6 @@ class _Routes:
             max_msg_size=self.config.max_client_frame,
             timeout=self.config.close_timeout,
         )
-
-    # --- admin and health -----------------------------------------------------------------------------------
-
-    async def ingest(self, request: web.Request) -> web.Response:
-        if not self._is_admin(request):
-            return _json(401, {"error": "admin token required: send 'Authorization: Bearer <token>'"})
-        try:
-            body = await request.read()
-            account_name, items = parse_batch(body)
-            accepted = await self.server.ingest(account_name, items)
-        except IngestError as exc:
-            log_event(_log, logging.INFO, "ingest refused", status=exc.status, **exc.to_json())
-            return _json(exc.status, exc.to_json())
-        except BackendUnavailableError as exc:
-            log_event(_log, logging.WARNING, "ingest refused", status=503, error=str(exc))
-            return _json(503, {"error": f"service unavailable: {exc}"})
-        except web.HTTPRequestEntityTooLarge:
-            return _json(413, {"error": f"the body exceeds {self.config.max_ingest_body} bytes"})
-        log_event(_log, logging.DEBUG, "ingested", account=account_name, events=accepted)
-        return _json(200, {"accepted": accepted})
-
-    def _is_admin(self, request: web.Request) -> bool:
-        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(token.strip().encode(), self.config.admin_token.encode())
-
-    async def health(self, request: web.Request) -> web.Response:
-        body = self.server.health()
-        return _json(503 if body["status"] == "unavailable" else 200, body)
 
 
 def _can_upgrade(ws: web.WebSocketResponse, request: web.Request) -> bool:
@@ -350,13 +248,3 @@ def _refusal(refusal: HttpRefusal) -> web.Response:
     if isinstance(refusal.body, str):
         return web.Response(status=refusal.status, text=refusal.body, content_type=_JSON, headers=headers)
     return web.Response(status=refusal.status, body=refusal.body, content_type=_JSON, headers=headers)
-
-
-def _bitmusa_unavailable(exc: BackendUnavailableError) -> web.Response:
-    return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {exc}")
-
-
-def _no_active_key() -> web.Response:
-    return _bitmusa_error(
-        404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "no active listenKey for this account: create one with POST"
-    )

@@ -19,6 +19,7 @@ from typing import Any
 
 from userstream.clihelp import parser_texts
 from userstream.errors import ConfigurationError
+from userstream.logs import configure_logging, log_event
 from userstream.netguard import raise_descriptor_limit
 from userstream.protocol import bitmusa, coinlocally
 from userstream.server.app import ADMIN_EVENTS_PATH
@@ -31,7 +32,6 @@ from userstream.server.config import (
     load_accounts_file,
 )
 from userstream.server.limits import DEFAULT_WEBSOCKETS_PER_IP, MAX_TCP_CONNECTIONS, TCP_HEADROOM_PER_IP
-from userstream.server.logs import configure_logging, log_event
 from userstream.server.run import ServerHandle, running_server
 from userstream.server.variants import merge_variants
 

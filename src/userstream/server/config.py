@@ -131,7 +131,9 @@ class ServerConfig:
     connection (limits.py, userstream.netguard; None: derived). `auth_failures_per_second` and
     `auth_failure_burst` throttle failed authentications per address (429 beyond). `tls_cert` and
     `tls_key` (PEM files, both or neither) serve HTTPS and WSS.
-    `ledger_events` is how many published events per account the ledger of what was sent keeps (ledger.py).
+    `ledger` keeps the ledger of what was published and sent on each connection (ledger.py, off unless asked
+    for: the chaos tests and userstream.testing ask); `ledger_events` is how many published events per
+    account it keeps.
     `chaos_rate` fires random faults (faults.py) at about that many per second, of the kinds `chaos_faults`
     names (empty: every kind but `clear`), seeded from `seed`. `variants` (`NAME` or `NAME=VALUE`, see
     variants.py and docs/server.md) make the run answer what the documents leave open another plausible way.
@@ -166,6 +168,7 @@ class ServerConfig:
     auth_failure_burst: int = 100
     tls_cert: str | None = None
     tls_key: str | None = None
+    ledger: bool = False
     ledger_events: int = 10_000
     chaos_rate: float | None = None
     chaos_faults: tuple[str, ...] = ()

@@ -29,10 +29,10 @@ from typing import Any
 from aiohttp import web
 
 from userstream.events import Exchange
+from userstream.logs import log_event
 from userstream.protocol.server_session import Action, Close, GoLive, Ignore, Send, ServerSession
 from userstream.server.config import Account
 from userstream.server.ledger import ConnectionRecord
-from userstream.server.logs import log_event
 
 __all__ = ["Connection", "Held", "Pong", "Tracked", "wall_ms"]
 
