@@ -13,7 +13,15 @@ from types import MappingProxyType
 from typing import Final
 
 from userstream.events import BalanceUpdate, Event, Exchange
-from userstream.protocol import bitmusa, bitmusa_rest, coinlocally, coinlocally_rest
+from userstream.protocol import (
+    bitmusa,
+    bitmusa_rest,
+    bitmusa_server,
+    coinlocally,
+    coinlocally_rest,
+    coinlocally_server,
+)
+from userstream.protocol.server_session import HandshakeProblem, HttpRefusal, ServerSession, ServerTerms
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
 
@@ -40,8 +48,6 @@ class ExchangeSpec:
     #: Balance updates of one moment as one frame (Coinlocally's outboundAccountPosition); None: the
     #: exchange sends one frame per balance event.
     render_balances: Callable[[Iterable[BalanceUpdate]], str | bytes] | None
-    #: Whether the client must ping to keep its stream (Coinlocally): a server closes a silent one.
-    client_heartbeat: bool
     #: Whether a stream is opened with a listenKey that the REST API creates, extends and deletes (Bitmusa).
     listen_keys: bool
     #: The path of the exchange's user stream (Bitmusa's is a prefix: the listenKey follows).
@@ -52,6 +58,11 @@ class ExchangeSpec:
     data_decimal_keys: frozenset[str]
     #: REST snapshot path -> the keys whose values are decimals in its reply.
     rest_decimal_keys: Mapping[str, frozenset[str]]
+    # --- server-sessions ---
+    #: The exchange's side of one accepted stream (serve's connections drive it): a session from its terms.
+    server_session: Callable[[ServerTerms], ServerSession]
+    #: How the exchange answers an upgrade refused before its stream exists: (problem, detail, retry_after).
+    refuse_handshake: Callable[[HandshakeProblem, str, int | None], HttpRefusal]
     # --- config ---
     #: How long a listenKey lives after its creation or keep-alive, in ms; None: no listenKey.
     listen_key_validity_ms: int | None
@@ -83,7 +94,6 @@ _BITMUSA: Final = ExchangeSpec(
     secret_path_prefix=bitmusa.WS_PATH_PREFIX,
     render_event=bitmusa.render_event,
     render_balances=None,
-    client_heartbeat=False,
     listen_keys=True,
     ws_path=bitmusa.WS_PATH_PREFIX,
     rest_paths=frozenset(
@@ -96,6 +106,9 @@ _BITMUSA: Final = ExchangeSpec(
             bitmusa_rest.ORDER_HISTORY_PATH: _BITMUSA_DECIMALS,
         }
     ),
+    # --- server-sessions ---
+    server_session=bitmusa_server.BitmusaServerSession,
+    refuse_handshake=bitmusa_server.refuse_handshake,
     # --- config ---
     listen_key_validity_ms=bitmusa.LISTEN_KEY_VALIDITY_MS,
     max_connection_age_ms=bitmusa.MAX_CONNECTION_AGE_MS,
@@ -116,7 +129,6 @@ _COINLOCALLY: Final = ExchangeSpec(
     secret_path_prefix=None,
     render_event=coinlocally.render_event,
     render_balances=coinlocally.render_balances,
-    client_heartbeat=True,
     listen_keys=False,
     ws_path=coinlocally.WS_PATH,
     rest_paths=frozenset({coinlocally_rest.ACCOUNT_PATH, coinlocally_rest.OPEN_ORDERS_PATH}),
@@ -130,6 +142,9 @@ _COINLOCALLY: Final = ExchangeSpec(
             ),
         }
     ),
+    # --- server-sessions ---
+    server_session=coinlocally_server.CoinlocallyServerSession,
+    refuse_handshake=coinlocally_server.refuse_handshake,
     # --- config ---
     listen_key_validity_ms=None,
     max_connection_age_ms=86_400_000,  # the same 24-hour cut as Bitmusa's (docs/client.md)

@@ -12,23 +12,26 @@ full contract):
     POST /admin/events, POST|GET /admin/faults, GET /healthz   the operator's routes (admin_routes.py)
 
 The per-exchange REST modules are chosen through serve_exchanges.py. This module's own routes are the two
-WebSocket handshakes and what a client may send on them; the wire shapes come from the protocol modules,
-the state and rules from exchange.py.
+WebSocket handshakes, checked by one handler in one order: at the first problem the exchange's protocol
+module says how it refuses (`refuse_handshake`, through the registry); otherwise the handler makes the
+exchange's protocol session for the stream (sessions.py), opens it and hands it to `ExchangeServer.serve`.
+What is said on the stream afterwards is the session's alone (connection.py drives it).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
-import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from userstream.events import Exchange
 from userstream.logs import log_event
 from userstream.protocol import bitmusa, coinlocally
-from userstream.protocol.close import CloseCode
+from userstream.protocol.registry import spec
+from userstream.protocol.server_session import HandshakeProblem, HttpRefusal
 from userstream.server import admin_routes
 from userstream.server.admin_routes import ADMIN_EVENTS_PATH, HEALTH_PATH
 from userstream.server.backend.interface import BackendUnavailableError
@@ -41,12 +44,12 @@ from userstream.server.codes import (
     COINLOCALLY_ERR_UNAVAILABLE,
 )
 from userstream.server.config import Account, ServerConfig
-from userstream.server.connection import Connection
-from userstream.server.exchange import ExchangeServer, now_ms
+from userstream.server.exchange import ExchangeServer
 from userstream.server.faults import FaultController, chaos
 from userstream.server.limits import AuthThrottle, websocket_limit
 from userstream.server.serve_exchanges import SERVE_EXCHANGES, add_rest_routes
-from userstream.server.variants import Refusal, is_client_pong, refuse_after_upgrade, variant_middlewares
+from userstream.server.sessions import new_session, serve_unaccounted, session_style
+from userstream.server.variants import variant_middlewares
 from userstream.server.wsmask import MaskedOnlyWebSocketResponse
 
 __all__ = [
@@ -100,114 +103,92 @@ def create_app(config: ServerConfig) -> web.Application:
     return app
 
 
-def _bitmusa_error(status: int, code: int, message: str, **headers: str) -> web.Response:
-    return web.Response(
-        status=status, body=bitmusa.render_error(code, message), content_type=_JSON, headers=headers
-    )
-
-
-def _coinlocally_error(
-    status: int, code: int, message: str, *, retry_after: int | None = None
-) -> web.Response:
-    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
-    return web.Response(
-        status=status, text=coinlocally.render_error(code, message), content_type=_JSON, headers=headers
-    )
-
-
 class _Routes:
     def __init__(self, server: ExchangeServer, faults: FaultController) -> None:
         self.server = server
         self.config = server.config
         self.faults = faults
+        self.style = session_style(server.variants)  # how this run's sessions write their frames
 
-    # --- Bitmusa WebSocket ----------------------------------------------------------------------------------
+    # --- the WebSockets: the handshake, then the session ----------------------------------------------------
 
     async def bitmusa_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream(request, Exchange.BITMUSA, self._bitmusa_identity)
+
+    async def coinlocally_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream(request, Exchange.COINLOCALLY, self._coinlocally_identity)
+
+    async def _stream(
+        self, request: web.Request, exchange: Exchange, identify: _Identify
+    ) -> web.StreamResponse:
+        """Check the upgrade in order (an HTTP refusal in the exchange's shape at the first problem), then
+        run the stream: its session decides everything said on it."""
+        refuse = spec(exchange).refuse_handshake
         ws = self._websocket()
         if not _can_upgrade(ws, request):
-            return _bitmusa_error(400, bitmusa.ERR_BAD_REQUEST, "expected a WebSocket upgrade")
+            return _refusal(refuse(HandshakeProblem.NOT_AN_UPGRADE, "", None))
         if self.server.shutting_down:
-            return _bitmusa_error(503, bitmusa.ERR_BAD_REQUEST, "the server is shutting down")
+            return _refusal(refuse(HandshakeProblem.SHUTTING_DOWN, "", None))
         too_many = self._too_many_connections(request)
         if too_many is not None:
-            return _bitmusa_error(429, bitmusa.ERR_RATE_LIMITED, too_many, **{"Retry-After": "1"})
+            return _refusal(refuse(HandshakeProblem.TOO_MANY_CONNECTIONS, too_many, 1))
         problem = self.server.backend.problem()
         if problem is not None:
-            return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {problem}")
+            return _refusal(refuse(HandshakeProblem.UNAVAILABLE, problem, None))
+        identity = await identify(request)
+        if isinstance(identity, tuple):
+            return _refusal(refuse(*identity, None))
+        if identity is None:  # a credential that matched nobody, let through by a refusal variant
+            request.app[AUTH_THROTTLE_KEY].failed(request.remote or "")  # no 401 here: counted by hand
+            unaccounted = new_session(self.config, self.style, exchange, None)
+            return await serve_unaccounted(request, ws, unaccounted)
+        account = identity.account
+        refused = self._refused_by_fault(account, exchange)
+        if refused is not None:
+            return _refusal(refuse(HandshakeProblem.REFUSED_FOR_NOW, _REFUSED, refused))
+        session = new_session(self.config, self.style, exchange, account, secret=identity.secret)
+        connection = self.server.new_connection(
+            account, exchange, session, listen_key=identity.listen_key, peer=request.remote or ""
+        )
+        connection.open()
+        await self.server.serve(request, ws, connection)
+        return ws
+
+    async def _bitmusa_identity(self, request: web.Request) -> _Identity | _Problem | None:
+        """The account of the listenKey in the path (looked up in the backend), or the problem."""
         key = request.match_info["listen_key"]
         try:
             account = await self.server.lookup_listen_key(key)
         except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
+            return HandshakeProblem.UNAVAILABLE, str(exc)
         if account is None:
-            return _bitmusa_error(
-                404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "listenKey does not exist or has expired"
-            )
-        refused = self._refused_by_fault(account, Exchange.BITMUSA)
-        if refused is not None:
-            return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, _REFUSED, **{"Retry-After": refused})
-        connection = self.server.new_connection(
-            account, Exchange.BITMUSA, listen_key=key, peer=request.remote or ""
-        )
-        connection.live = True  # a listenKey stream pushes from the first moment
-        await self.server.serve(request, ws, connection, _ignore_client_frame)
-        return ws
+            return HandshakeProblem.UNKNOWN_CREDENTIALS, ""
+        return _Identity(account, listen_key=key)
 
-    # --- Coinlocally WebSocket ------------------------------------------------------------------------------
-
-    async def coinlocally_stream(self, request: web.Request) -> web.StreamResponse:
-        ws = self._websocket()
-        if not _can_upgrade(ws, request):
-            return _coinlocally_error(400, COINLOCALLY_ERR_BAD_REQUEST, "expected a WebSocket upgrade")
-        if self.server.shutting_down:
-            return _coinlocally_error(503, COINLOCALLY_ERR_BAD_REQUEST, "the server is shutting down")
-        too_many = self._too_many_connections(request)
-        if too_many is not None:
-            return _coinlocally_error(429, COINLOCALLY_ERR_TOO_MANY_CONNECTIONS, too_many, retry_after=1)
-        problem = self.server.backend.problem()
-        if problem is not None:
-            return _coinlocally_error(503, COINLOCALLY_ERR_UNAVAILABLE, f"service unavailable: {problem}")
+    async def _coinlocally_identity(self, request: web.Request) -> _Identity | _Problem | None:
+        """The account of the handshake's token or api-key header, the problem, or None: unknown, but a
+        refusal variant says the exchange upgrades it and refuses it at the sub."""
         creds = coinlocally.credentials_from_headers(request.headers)
-        variants = self.server.variants
-        if variants.refuses_after_upgrade and (
-            creds is None or self.server.coinlocally_account(creds) is None
-        ):
-            log_event(
-                _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
-            )
-            request.app[AUTH_THROTTLE_KEY].failed(request.remote or "")  # no 401 here: counted by hand
-            return await refuse_after_upgrade(request, ws, variants, wait=self.config.heartbeat_timeout)
+        refuses_at_sub = self.server.variants.refuses_after_upgrade
         if creds is None:
-            return _coinlocally_error(
-                401,
-                COINLOCALLY_ERR_UNAUTHORIZED,
-                "missing credentials: send exactly one of the 'token' or 'api-key' headers",
-            )
-        account = self.server.coinlocally_account(creds)
-        if account is None:
-            log_event(
-                _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
-            )
-            return _coinlocally_error(401, COINLOCALLY_ERR_UNAUTHORIZED, f"invalid {creds.header_name}")
-        refused = self._refused_by_fault(account, Exchange.COINLOCALLY)
-        if refused is not None:
-            return _coinlocally_error(503, COINLOCALLY_ERR_UNAVAILABLE, _REFUSED, retry_after=int(refused))
-        connection = self.server.new_connection(
-            account, Exchange.COINLOCALLY, listen_key=None, peer=request.remote or ""
-        )
-        connection.send(self.server.variants.control(coinlocally.CONNECT_SUCCESS))
-        on_frame = _CoinlocallyFrames(self.server, connection, creds.secret)
-        await self.server.serve(request, ws, connection, on_frame)
-        return ws
+            if not refuses_at_sub:
+                return HandshakeProblem.NO_CREDENTIALS, ""
+        else:
+            account = self.server.coinlocally_account(creds)
+            if account is not None:
+                return _Identity(account, secret=creds.secret)
+        log_event(_log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential")
+        if creds is None or refuses_at_sub:  # (a missing credential gets here only when refused at the sub)
+            return None
+        return HandshakeProblem.UNKNOWN_CREDENTIALS, creds.header_name
 
-    def _refused_by_fault(self, account: Account, exchange: Exchange) -> str | None:
+    def _refused_by_fault(self, account: Account, exchange: Exchange) -> int | None:
         """The Retry-After (whole seconds) of a `refuse` fault covering this new stream, or None."""
         left = self.faults.refusing(account.name, exchange)
         if left is None:
             return None
         log_event(_log, logging.INFO, "stream refused", reason="refuse fault", exchange=exchange.value)
-        return str(max(1, math.ceil(left)))
+        return max(1, math.ceil(left))
 
     def _too_many_connections(self, request: web.Request) -> str | None:
         """The refusal of a handshake over the per-address limit (checked before any credential), or None."""
@@ -244,51 +225,26 @@ def _can_upgrade(ws: web.WebSocketResponse, request: web.Request) -> bool:
         return False
 
 
-def _ignore_client_frame(data: str | bytes) -> None:
-    """Bitmusa's document defines no client frames: they are read (the socket stays drained) and dropped."""
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """Who a stream's handshake showed: the account, and what its session or the hub must know of it."""
+
+    account: Account
+    secret: str | None = None  # Coinlocally: the credential the sub must repeat
+    listen_key: str | None = None  # Bitmusa: the key whose end closes the stream
+
+    def __repr__(self) -> str:
+        return f"_Identity(account={self.account.name!r})"
 
 
-def _bitmusa_unavailable(exc: BackendUnavailableError) -> web.Response:
-    return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {exc}")
+_Problem = tuple[HandshakeProblem, str]
+#: Finds out who an upgrade request is for: an identity, a problem (with its detail), or None (see above).
+_Identify = Callable[[web.Request], Awaitable[_Identity | _Problem | None]]
 
 
-class _CoinlocallyFrames:
-    """What a Coinlocally client may send: the sub frame (once its token matches, events flow) and pings."""
-
-    def __init__(self, server: ExchangeServer, connection: Connection, secret: str) -> None:
-        self._server = server
-        self._connection = connection
-        self._secret = secret.encode()
-
-    def __call__(self, data: str | bytes) -> None:
-        connection = self._connection
-        variants = self._server.variants
-        request = coinlocally.parse_client_frame(data)
-        if isinstance(request, coinlocally.PingRequest):
-            connection.heard_ping(time.monotonic())
-            connection.send(variants.pong(now_ms()))
-        elif isinstance(request, coinlocally.SubRequest):
-            if hmac.compare_digest(request.token.encode(), self._secret):
-                connection.send(variants.control(coinlocally.SUB_SUCCESS))
-                if not connection.subscribed and not connection.closing:
-                    connection.subscribed = connection.live = True  # events queue behind "sub success"
-                    self._server.hub.notify()
-            else:
-                ours = coinlocally.render_error(
-                    COINLOCALLY_ERR_SUB_REJECTED,
-                    "sub rejected: the token does not match this connection's credential",
-                )
-                refusal = variants.sub_refusal(Refusal(ours, CloseCode.SUB_REJECTED, "sub rejected"))
-                if refusal.reply is not None:
-                    connection.send(refusal.reply)
-                connection.request_close(refusal.code, refusal.reason, notify=False)
-        elif variants.server_ping_interval is not None and is_client_pong(data):
-            connection.heard_ping(time.monotonic())  # the answer to the server's own ping is a heartbeat too
-        else:
-            log_event(
-                _log,
-                logging.DEBUG,
-                "client frame ignored",
-                account=connection.account.name,
-                reason=request.reason,
-            )
+def _refusal(refusal: HttpRefusal) -> web.Response:
+    """A refused upgrade as the exchange answers it (Bitmusa's body is bytes, ours for Coinlocally text)."""
+    headers = {} if refusal.retry_after is None else {"Retry-After": str(refusal.retry_after)}
+    if isinstance(refusal.body, str):
+        return web.Response(status=refusal.status, text=refusal.body, content_type=_JSON, headers=headers)
+    return web.Response(status=refusal.status, body=refusal.body, content_type=_JSON, headers=headers)

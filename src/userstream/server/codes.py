@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from userstream.protocol import bitmusa_server, coinlocally_server
+
 __all__ = [
     "BITMUSA_ERR_UNAVAILABLE",
     "COINLOCALLY_ERR_AUTH_THROTTLED",
@@ -18,13 +20,14 @@ __all__ = [
     "COINLOCALLY_ERR_UNAVAILABLE",
 ]
 
-#: Coinlocally documents no error codes; ours follow Bitmusa's numbering (HTTP status * 1000 + n).
-COINLOCALLY_ERR_BAD_REQUEST: Final = 400001
-COINLOCALLY_ERR_UNAUTHORIZED: Final = 401001
-COINLOCALLY_ERR_SUB_REJECTED: Final = 401002
+#: Coinlocally documents no error codes; ours follow Bitmusa's numbering (HTTP status * 1000 + n). Those of
+#: a stream's handshake and conversation are its server session's (protocol/*_server.py), named here too.
+COINLOCALLY_ERR_BAD_REQUEST: Final = coinlocally_server.ERR_BAD_REQUEST
+COINLOCALLY_ERR_UNAUTHORIZED: Final = coinlocally_server.ERR_UNAUTHORIZED
+COINLOCALLY_ERR_SUB_REJECTED: Final = coinlocally_server.ERR_SUB_REJECTED
 #: The shared store (Redis) of a multi-node deployment cannot be reached: this node refuses (HTTP 503).
-BITMUSA_ERR_UNAVAILABLE: Final = 503001
-COINLOCALLY_ERR_UNAVAILABLE: Final = 503001
-COINLOCALLY_ERR_TOO_MANY_CONNECTIONS: Final = 429002
+BITMUSA_ERR_UNAVAILABLE: Final = bitmusa_server.ERR_UNAVAILABLE
+COINLOCALLY_ERR_UNAVAILABLE: Final = coinlocally_server.ERR_UNAVAILABLE
+COINLOCALLY_ERR_TOO_MANY_CONNECTIONS: Final = coinlocally_server.ERR_TOO_MANY_CONNECTIONS
 #: A Coinlocally handshake refused for too many failed authentications from its address.
 COINLOCALLY_ERR_AUTH_THROTTLED: Final = 429003

@@ -29,7 +29,7 @@ from userstream.events import Event, Exchange
 from userstream.logs import log_event, redact
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.close import CloseCode
-from userstream.protocol.registry import spec
+from userstream.protocol.server_session import ServerSession
 from userstream.server.backend.factory import make_backend
 from userstream.server.backend.interface import Backend
 from userstream.server.backend.memory import MemoryBackend
@@ -45,12 +45,9 @@ from userstream.server.simulator import Simulator
 from userstream.server.truth import TrueStates
 from userstream.server.variants import Variants, parse_variants
 
-__all__ = ["ExchangeServer", "FrameHandler", "now_ms"]
+__all__ = ["ExchangeServer", "now_ms"]
 
 _log = logging.getLogger("userstream.server")
-
-#: What a stream does with one text or binary frame from its client (synchronous: it may only queue replies).
-FrameHandler = Callable[[str | bytes], None]
 
 
 def now_ms() -> int:
@@ -168,12 +165,12 @@ class ExchangeServer:
 
     def listen_key_closed(self, account: str, key: str, code: CloseCode) -> int:
         """The backend says `key` was deleted or lapsed: close this node's streams that use it."""
-        what = "deleted" if code is CloseCode.LISTEN_KEY_DELETED else "expired"
-        sent = self.variants.expired_close_code(code) if code is CloseCode.LISTEN_KEY_EXPIRED else code
+        expired = code is not CloseCode.LISTEN_KEY_DELETED
+        what = "expired" if expired else "deleted"
         closed = 0
         for connection in self.hub.connections(account):
-            if connection.listen_key == key and connection.request_close(sent, f"listenKey {what}"):
-                closed += 1
+            if connection.listen_key == key and connection.listen_key_ended(expired=expired):
+                closed += 1  # the stream's session chooses the close code (a variant's for expiry)
         log_event(_log, logging.INFO, f"listenKey {what}", account=account, key=redact(key), closed=closed)
         return closed
 
@@ -230,25 +227,27 @@ class ExchangeServer:
         return self._per_peer[peer]
 
     def new_connection(
-        self, account: Account, exchange: Exchange, *, listen_key: str | None, peer: str
+        self,
+        account: Account,
+        exchange: Exchange,
+        session: ServerSession,
+        *,
+        listen_key: str | None,
+        peer: str,
     ) -> Connection:
+        """A connection of `account` driving `session` (not yet opened: `connection.open()`)."""
         config = self.config
-        heartbeat = spec(exchange).client_heartbeat
         connection = Connection(
             account=account,
             exchange=exchange,
+            session=session,
             opened_at=time.monotonic(),
-            max_age=config.max_connection_age,
-            heartbeat_timeout=config.heartbeat_timeout if heartbeat else None,
             max_outbox=config.max_send_queue,
             close_timeout=config.close_timeout,
             listen_key=listen_key,
             peer=peer,
+            on_live=self.hub.notify,  # whoever waits for a stream to go live (wait_for_streams)
         )
-        if heartbeat and self.variants.server_ping_interval is not None:  # the server pings back
-            connection.ping_every(
-                self.variants.server_ping_interval, self.variants.ping, connection.opened_at
-            )
         if self.sent is not None:
             connection.record = self.sent.open(account.name, exchange, connection.opened_at)
         for hook in self.on_open:
@@ -260,7 +259,6 @@ class ExchangeServer:
         request: web.Request,
         ws: web.WebSocketResponse,
         connection: Connection,
-        on_frame: FrameHandler,
     ) -> None:
         """Run one accepted WebSocket to its end: its writer task, and this task reading the client."""
         self.hub.add(connection)
@@ -276,7 +274,7 @@ class ExchangeServer:
             log_event(_log, logging.INFO, "stream opened", **fields)
             writer = asyncio.create_task(connection.run_writer(ws), name="userstream-writer")
             try:
-                await _read_client(ws, connection, on_frame)
+                await _read_client(ws, connection)
             finally:
                 await _stop_writer(writer, connection, self.config.close_timeout)
         finally:
@@ -403,14 +401,14 @@ def _render(account_name: str, events: Sequence[Event]) -> RenderedBatch:
         ) from None
 
 
-async def _read_client(ws: web.WebSocketResponse, connection: Connection, on_frame: FrameHandler) -> None:
-    """Read the client until the socket closes. Pings are answered through the writer, in order."""
+async def _read_client(ws: web.WebSocketResponse, connection: Connection) -> None:
+    """Read the client into its connection's session until the socket closes. Pings are answered through
+    the writer, in order."""
     while True:
         message = await ws.receive()
         kind = message.type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-            if not connection.stalled:
-                on_frame(message.data)
+            connection.receive(message.data)
         elif kind is WSMsgType.PING:
             connection.send_pong(message.data)
         elif kind is WSMsgType.PONG:

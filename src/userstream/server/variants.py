@@ -9,17 +9,16 @@ the exchange we cannot see. docs/server.md, "Variants", lists each with why it i
 This module owns the registry of variants (`VARIANTS`), their parsing and validation (`parse_variants`, which
 `ServerConfig` calls), and every wire difference they make, as pure functions of a `Variants` value: the
 Coinlocally control, pong and ping frames and refusals, the Bitmusa error bodies (an aiohttp middleware), the
-numbers of data frames (a rewrite of a rendered batch), and the stream that refuses a Coinlocally credential
-after the upgrade. The rest of the server asks a `Variants` what to send and never tests a variant name.
-The wire facts a variant rewrites (decimal keys of data frames and snapshots, an exchange's paths) come from
-the registry (protocol/registry.py); the variants of Coinlocally's conversation (control replies, pings,
-pongs, refusals) speak `protocol.coinlocally` itself, as the conversation does (app.py).
+numbers of data frames (a rewrite of a rendered batch); the stream sessions of protocol/ render with these
+choices (server/sessions.py hands them over). The rest of the server asks a `Variants` what to send and
+never tests a variant name. The wire facts a variant rewrites (decimal keys of data frames and snapshots, an
+exchange's paths) come from the registry (protocol/registry.py); the variants of Coinlocally's conversation
+(control replies, pings, pongs, refusals) speak `protocol.coinlocally` itself, as the conversation does
+(protocol/coinlocally_server.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from http import HTTPStatus
 from typing import Any, Final
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from userstream.errors import ConfigurationError
@@ -43,10 +42,8 @@ __all__ = [
     "VariantInfo",
     "Variants",
     "bitmusa_error_middleware",
-    "is_client_pong",
     "merge_variants",
     "parse_variants",
-    "refuse_after_upgrade",
     "snapshot_numbers_middleware",
     "variant_middlewares",
 ]
@@ -520,60 +517,3 @@ def _html_status(status: int) -> str:
         f"<html>\r\n<head><title>{line}</title></head>\r\n<body>\r\n<center><h1>{line}</h1></center>\r\n"
         "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
     )
-
-
-# --- Coinlocally: a credential refused after the upgrade ------------------------------------------------
-
-
-async def refuse_after_upgrade(
-    request: web.Request, ws: web.WebSocketResponse, variants: Variants, *, wait: float
-) -> web.WebSocketResponse:
-    """Serve a Coinlocally stream whose handshake credential is unknown (or missing) as an exchange that
-    checks it only at the sub: "connect success", then, at the sub (or after `wait` seconds without one),
-    the run's refusal. Pings are answered meanwhile. The connection belongs to no account."""
-    await ws.prepare(request)
-    await _send(ws, variants.control(coinlocally.CONNECT_SUCCESS))
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(wait):
-            while True:
-                message = await ws.receive()
-                if message.type is WSMsgType.PING:
-                    await ws.pong(message.data)
-                    continue
-                if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    if message.type is WSMsgType.CLOSE:
-                        await ws.close()
-                    return ws  # the client closed (or the socket broke) first
-                frame = coinlocally.parse_client_frame(message.data)
-                if isinstance(frame, coinlocally.PingRequest):
-                    await _send(ws, variants.pong(frame.timestamp))
-                elif isinstance(frame, coinlocally.SubRequest):
-                    break
-    refusal = variants.sub_refusal(Refusal(None, 4004, "sub rejected"))
-    if refusal.reply is not None:
-        await _send(ws, refusal.reply)
-    await ws.close(code=refusal.code, message=refusal.reason.encode())
-    return ws
-
-
-async def _send(ws: web.WebSocketResponse, frame: str | bytes) -> None:
-    if isinstance(frame, str):
-        await ws.send_str(frame)
-    else:
-        await ws.send_bytes(frame)
-
-
-def is_client_pong(frame: str | bytes) -> bool:
-    """Whether a client frame is {"pong": n} (plain or gzip): the answer to a server ping."""
-    try:
-        parsed = _PONG_DECODER.decode(decode_frame(frame, coinlocally.MAX_CLIENT_FRAME))
-    except Exception:  # anything else is simply not a pong
-        return False
-    return (
-        isinstance(parsed, dict)
-        and isinstance(parsed.get("pong"), int)
-        and not isinstance(parsed.get("pong"), bool)
-    )
-
-
-_PONG_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
