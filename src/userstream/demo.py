@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -28,6 +27,8 @@ import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+
+import msgspec
 
 from userstream.clihelp import parser_texts
 from userstream.gateway.app import Gateway
@@ -210,7 +211,7 @@ def demo_gateway_config(
     }
     config = parse_config(document, source="demo")
     if http_port is None:
-        config = dataclasses.replace(config, http_port=None)
+        config = msgspec.structs.replace(config, http_port=None)
     return config, environ
 
 
@@ -226,7 +227,7 @@ async def demo(args: argparse.Namespace) -> int:
     try:
         async with running_server(server_config) as server:
             config, environ = demo_gateway_config(server, account, http_port=args.http_port)
-            config = dataclasses.replace(
+            config = msgspec.structs.replace(
                 config, sinks=tuple(parse_sink(flag) for flag in args.sink), data_dir=args.data_dir
             )
             gateway = Gateway(config, environ=environ)

@@ -679,23 +679,27 @@ def connect(
         policy = Overflow(overflow)
     except ValueError:
         raise ConfigurationError(f"overflow must be 'block' or 'drop_oldest', not {overflow!r}") from None
+    # The timings as given: None is "not given", which StreamOptions settles into a number (typed as settled).
+    given: dict[str, Any] = {
+        "keepalive_interval": keepalive_interval,
+        "ping_interval": ping_interval,
+        "idle_timeout": idle_timeout,
+        "sub_timeout": sub_timeout,
+        "backoff_base": backoff_base,
+        "backoff_cap": backoff_cap,
+        "stable_after": stable_after,
+        "overlap_timeout": overlap_timeout,
+        "close_timeout": close_timeout,
+        "request_timeout": request_timeout,
+    }
     options = StreamOptions(
+        **given,
         account=account,
-        keepalive_interval=keepalive_interval,
-        ping_interval=ping_interval,
-        idle_timeout=idle_timeout,
         rotate_after=rotate_after,
-        sub_timeout=sub_timeout,
         queue_size=queue_size,
         queue_bytes=queue_bytes,
         overflow=policy,
-        backoff_base=backoff_base,
-        backoff_cap=backoff_cap,
-        stable_after=stable_after,
         auth_attempts=auth_attempts,
-        overlap_timeout=overlap_timeout,
-        close_timeout=close_timeout,
-        request_timeout=request_timeout,
         verify_tls=verify_tls,
         ca_file=ca_file,
         close_key_on_exit=close_key_on_exit,

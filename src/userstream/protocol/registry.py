@@ -63,6 +63,22 @@ class ExchangeSpec:
     server_session: Callable[[ServerTerms], ServerSession]
     #: How the exchange answers an upgrade refused before its stream exists: (problem, detail, retry_after).
     refuse_handshake: Callable[[HandshakeProblem, str, int | None], HttpRefusal]
+    # --- config ---
+    #: How long a listenKey lives after its creation or keep-alive, in ms; None: no listenKey.
+    listen_key_validity_ms: int | None
+    #: The age at which the exchange cuts every connection, in ms.
+    max_connection_age_ms: int
+    #: How long the exchange's document says it keeps a connection that has not pinged, in ms; None: no
+    #: such limit is documented.
+    ping_silence_ms: int | None
+    #: The credentials (`connect()` arguments) a stream needs all of.
+    credentials_required: tuple[str, ...]
+    #: Credentials a stream needs exactly one of (empty: none such).
+    credentials_one_of: tuple[str, ...]
+    #: Credentials a stream may be given besides: (credential, the one it goes with).
+    credentials_optional: tuple[tuple[str, str], ...]
+    #: Options that only this exchange's client uses (a config refuses them on another exchange).
+    only_options: frozenset[str]
 
 
 # --- server-house ---
@@ -93,6 +109,14 @@ _BITMUSA: Final = ExchangeSpec(
     # --- server-sessions ---
     server_session=bitmusa_server.BitmusaServerSession,
     refuse_handshake=bitmusa_server.refuse_handshake,
+    # --- config ---
+    listen_key_validity_ms=bitmusa.LISTEN_KEY_VALIDITY_MS,
+    max_connection_age_ms=bitmusa.MAX_CONNECTION_AGE_MS,
+    ping_silence_ms=None,  # the document asks for no ping
+    credentials_required=("api_key", "auth_key"),
+    credentials_one_of=(),
+    credentials_optional=(),
+    only_options=frozenset({"rest_url", "keepalive_interval", "close_key_on_exit"}),
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
@@ -121,6 +145,14 @@ _COINLOCALLY: Final = ExchangeSpec(
     # --- server-sessions ---
     server_session=coinlocally_server.CoinlocallyServerSession,
     refuse_handshake=coinlocally_server.refuse_handshake,
+    # --- config ---
+    listen_key_validity_ms=None,
+    max_connection_age_ms=86_400_000,  # the same 24-hour cut as Bitmusa's (docs/client.md)
+    ping_silence_ms=coinlocally.HEARTBEAT_TIMEOUT_MS,
+    credentials_required=(),
+    credentials_one_of=("token", "api_key"),
+    credentials_optional=(("secret_key", "api_key"),),  # signs the api key's snapshot requests
+    only_options=frozenset({"sub_timeout", "quotes"}),
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})

@@ -35,6 +35,7 @@ from userstream.server.backend.interface import Backend
 from userstream.server.config import ServerConfig
 from userstream.server.connection import Connection
 from userstream.server.hub import Hub
+from userstream.validation import failure
 
 __all__ = [
     "ADMIN_FAULTS_PATH",
@@ -174,7 +175,7 @@ def parse_fault(body: bytes) -> Fault:
     try:
         request = msgspec.json.decode(body, type=_FaultBody)
     except msgspec.ValidationError as exc:
-        raise FaultError(f"invalid fault: {exc}", field=_path_of(str(exc))) from None
+        raise FaultError(f"invalid fault: {exc}", field=failure(exc).key) from None
     except msgspec.DecodeError:
         raise FaultError("the body must be a JSON object") from None
     try:
@@ -190,15 +191,6 @@ def parse_fault(body: bytes) -> Fault:
             field="exchange",
         ) from None
     return Fault(kind, request.account, exchange, request.seconds, request.delay_ms)
-
-
-def _path_of(message: str) -> str | None:
-    marker = "`$."
-    start = message.find(marker)
-    if start < 0:
-        return None
-    end = message.find("`", start + 1)
-    return message[start + 3 : end] if end > start else None
 
 
 @dataclass(frozen=True, slots=True)
