@@ -1,8 +1,10 @@
-"""Bitmusa at runtime: the listenKey's life (create, keep alive, renew, optionally close) and its WebSocket.
+"""Bitmusa at runtime: the listenKey's REST calls (create, keep alive, optionally close) and its WebSocket.
 
-This module owns `BitmusaSession` and `BitmusaDialect`. The wire (request shapes, reply judgement, frame
-parsing, close codes) belongs to `userstream.protocol.bitmusa` and `protocol.close`; this file only
-performs those requests at the right times:
+This module owns `BitmusaSession`, the I/O of one account's Bitmusa stream. The decisions are sans-I/O:
+`protocol.bitmusa_client.ListenKeySchedule` holds the key and says when its next keepalive is due (a
+deadline this module sleeps until), and each connection gets a `BitmusaClientSession` (what a close or a
+refused handshake means); the wire (request shapes, reply judgement, frame parsing, close codes) belongs to
+`protocol.bitmusa` and `protocol.close`. This file performs the requests at the times they say:
 
 - a listenKey is created (POST) when a connection needs one and none is held; POST returns the account's
   active key, so every connection of the stream (and every other process on the account) shares it;
@@ -30,79 +32,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable
 
 from userstream.client.backoff import Action, Backoff, classify
+from userstream.client.options import StreamOptions
 from userstream.client.session import SessionHooks
 from userstream.client.status import State, mask_listen_key
-from userstream.client.transport import HandshakeRejectedError, PeerClosedError, Transport, WebSocket
-from userstream.errors import (
-    AuthenticationError,
-    EndpointNotFoundError,
-    ListenKeyInvalidError,
-    RateLimitedError,
-    RemoteProtocolError,
-    UserStreamError,
-)
+from userstream.client.transport import HandshakeRejectedError, Transport, WebSocket, check_url
+from userstream.errors import AuthenticationError, ConfigurationError, RateLimitedError, UserStreamError
 from userstream.events import Exchange
 from userstream.protocol import bitmusa, endpoints
-from userstream.protocol.close import CloseCode, needs_new_listen_key
-from userstream.protocol.messages import ControlReply, ErrorReply, Incoming
+from userstream.protocol.bitmusa_client import BitmusaClientSession, ListenKeySchedule, handshake_refused
+from userstream.protocol.session import ClientSession, Timings
 
-__all__ = ["BitmusaDialect", "BitmusaSession"]
+__all__ = ["BitmusaSession"]
 
 _log = logging.getLogger("userstream.client")
-
-
-class BitmusaDialect:
-    """Frames on a Bitmusa stream: data only, live as soon as the handshake is done."""
-
-    exchange = Exchange.BITMUSA
-    live_on_connect = True
-
-    def __init__(
-        self,
-        parser: bitmusa.Parser,
-        unknown_close: Callable[[PeerClosedError], UserStreamError] | None = None,
-    ) -> None:
-        #: The exchange's parser itself, not a method around it: it runs once per frame.
-        self.parse: Callable[[str | bytes], Incoming] = parser
-        self._unknown_close = unknown_close
-
-    def opening_frames(self) -> Sequence[str]:
-        return ()
-
-    def is_live_reply(self, reply: ControlReply) -> bool:
-        return False
-
-    def ping_frame(self, now_ms: int) -> str | None:
-        return None  # protocol-level ping: Bitmusa documents no application ping
-
-    def pong_frame(self, timestamp: int) -> str | None:
-        return None  # Bitmusa's parser never yields a Ping
-
-    def error_for_reply(self, reply: ErrorReply) -> UserStreamError:
-        return RemoteProtocolError(f"Bitmusa sent an unexpected error reply (code {reply.code})")
-
-    def error_for_close(self, closed: PeerClosedError) -> UserStreamError:
-        if needs_new_listen_key(closed.code):
-            what = "expired" if closed.code == CloseCode.LISTEN_KEY_EXPIRED else "was deleted"
-            where = f"{closed.label}: " if closed.label else ""
-            return ListenKeyInvalidError(f"{where}the listenKey {what} (close code {closed.code})")
-        code = closed.code
-        unknown = code is not None and 4000 <= code <= 4999 and code not in _PLAIN_CLOSES
-        if unknown and self._unknown_close is not None:
-            return self._unknown_close(closed)
-        return closed
-
-
-#: Our own 4xxx closes that a reconnect with the same key answers (docs/server.md).
-_PLAIN_CLOSES = frozenset({CloseCode.MAX_AGE, CloseCode.SLOW_CONSUMER})
-
-
-class _KeyOrEndpointNotFoundError(ListenKeyInvalidError, EndpointNotFoundError):
-    """A handshake refused with 404: the listenKey is unknown there (get a new one), or, if it never
-    worked, the URL is wrong (the supervisor counts it as an EndpointNotFoundError)."""
 
 
 class BitmusaSession:
@@ -132,27 +78,72 @@ class BitmusaSession:
         #: where the listenKey calls go, as errors and status reasons may show it
         self._rest_shown = endpoints.shown(self._rest_url) + bitmusa.LISTEN_KEY_PATH
         self._ws_shown = endpoints.shown(self._ws_url) + bitmusa.WS_PATH_PREFIX
-        self._keepalive_interval = keepalive_interval
         self._close_key_on_exit = close_key_on_exit
         self._auth_attempts = auth_attempts
         self._make_backoff = make_backoff
         self._clock = clock
-        self.dialect = BitmusaDialect(
-            bitmusa.Parser(account=account, max_frame=max_frame), unknown_close=self._unknown_close
-        )
-        self._renewing_for_close = False  # the next key is fetched because of an unknown 4xxx close
-        self._key_renewed_for_close: str | None = None  # ... and this is that key
-        self._key: str | None = None
-        self._key_extended_at = 0.0
-        self._forgotten_because: str | None = None
+        self._parser = bitmusa.Parser(account=account, max_frame=max_frame)
+        self._schedule = ListenKeySchedule(keepalive_interval=keepalive_interval)
         self._key_changed = asyncio.Event()
         self._hooks: SessionHooks | None = None
         self._create_lock = asyncio.Lock()
-        self.keepalives = 0
+
+    live_on_connect = BitmusaClientSession.live_on_connect
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        transport: Transport,
+        options: StreamOptions,
+        api_key: str | None,
+        auth_key: str | None,
+        token: str | None,
+        rest_url: str | None,
+        ws_url: str | None,
+        clock: Callable[[], float],
+    ) -> BitmusaSession:
+        """The session `connect()`'s arguments describe; ConfigurationError for unusable ones."""
+        if token is not None:
+            raise ConfigurationError("Bitmusa takes api_key and auth_key, not a token")
+        if api_key is None or auth_key is None:
+            missing = " and ".join(
+                name for name, value in (("api_key", api_key), ("auth_key", auth_key)) if value is None
+            )
+            raise ConfigurationError(f"Bitmusa needs an api_key and an auth_key ({missing} missing)")
+        rest = rest_url if rest_url is not None else bitmusa.REST_BASE
+        wss = ws_url if ws_url is not None else bitmusa.WS_BASE
+        check_url(rest, ("https", "http"), "the Bitmusa REST URL")
+        check_url(wss, ("wss", "ws"), "the Bitmusa WebSocket URL")
+        return cls(
+            transport=transport,
+            credentials=bitmusa.Credentials(api_key=api_key, auth_key=auth_key),
+            account=options.account,
+            rest_url=rest,
+            ws_url=wss,
+            keepalive_interval=options.keepalive_interval,
+            close_key_on_exit=options.close_key_on_exit,
+            auth_attempts=options.auth_attempts,
+            make_backoff=options.make_backoff,
+            max_frame=options.max_frame,
+            clock=clock,
+        )
+
+    @property
+    def keepalives(self) -> int:
+        return self._schedule.keepalives
 
     @property
     def listen_key_hint(self) -> str | None:
-        return None if self._key is None else mask_listen_key(self._key)
+        key = self._schedule.key
+        return None if key is None else mask_listen_key(key)
+
+    def new_client_session(
+        self, *, timings: Timings, label: str, scrub: Callable[[str], str]
+    ) -> ClientSession:
+        return BitmusaClientSession(
+            self._parser, timings=timings, label=label, scrub=scrub, schedule=self._schedule
+        )
 
     def _rest_label(self, method: str) -> str:
         return f"{method} {self._rest_shown}"
@@ -165,39 +156,22 @@ class BitmusaSession:
             return await self._transport.websocket(url, {}, label=label)
         except HandshakeRejectedError as exc:
             # The server refuses an unknown or expired key at the handshake; 5xx and 429 are transient.
-            if exc.status == 404:
-                raise _KeyOrEndpointNotFoundError(
-                    f"{label}: WebSocket handshake refused with HTTP 404 (an unknown listenKey, or no "
-                    "Bitmusa stream at this URL)",
-                    url=f"{self._ws_shown}<listenKey>",
-                    expected=f"{bitmusa.WS_PATH_PREFIX}<listenKey>",
-                ) from None
-            if 400 <= exc.status < 500 and exc.status != 429:
-                raise ListenKeyInvalidError(
-                    f"{label}: the server refused the listenKey (HTTP {exc.status})"
-                ) from None
-            raise
+            refused = handshake_refused(exc.status, label=label, ws_shown=self._ws_shown)
+            if refused is None:
+                raise
+            raise refused from None
 
     def ended_before_live(self, ending: UserStreamError) -> UserStreamError:
         return ending  # a Bitmusa connection is live at its handshake
 
-    def _unknown_close(self, closed: PeerClosedError) -> UserStreamError:
-        """A 4xxx close code that is not ours: one reconnect with a fresh key, then a plain failure."""
-        if self._key is not None and self._key == self._key_renewed_for_close:
-            return closed
-        self._renewing_for_close = True
-        return ListenKeyInvalidError(f"{closed} (an unknown close code: trying once with a fresh listenKey)")
-
     def forget_listen_key(self, reason: str) -> None:
-        if self._key is not None:
-            self._key = None
-            self._forgotten_because = reason
+        if self._schedule.forget(reason):
             self._key_changed.set()
 
     async def _listen_key(self) -> str:
         async with self._create_lock:  # a rotation and a reconnect must not both create keys
-            if self._key is not None:
-                return self._key
+            if self._schedule.key is not None:
+                return self._schedule.key
             request = bitmusa.create_listen_key_request(self._credentials)
             reply = await self._transport.request(self._rest_url, request, label=self._rest_label("POST"))
             with self._transport.scrubber.errors():  # a refusal may quote the server's words: scrubbed
@@ -205,36 +179,23 @@ class BitmusaSession:
                     reply.status, reply.body, request=request, url=self._rest_shown
                 )
             self._transport.scrubber.add(key)  # from now on, an echo of this key is hidden too
-            self._key = key
-            self._key_renewed_for_close = key if self._renewing_for_close else None
-            self._renewing_for_close = False
-            self._key_extended_at = self._clock()
+            renewed_because = self._schedule.created(key, self._clock())
             self._key_changed.set()
-            if self._forgotten_because is not None and self._hooks is not None:
-                self._hooks.emit(
-                    State.KEY_RENEWED,
-                    reason=self._forgotten_because,
-                    listen_key=mask_listen_key(key),
-                )
-            self._forgotten_because = None
+            if renewed_because is not None and self._hooks is not None:
+                self._hooks.emit(State.KEY_RENEWED, reason=renewed_because, listen_key=mask_listen_key(key))
             return key
 
     async def maintain(self, hooks: SessionHooks) -> None:
-        """The keepalive loop: PUT every `keepalive_interval`, retried with backoff when it fails."""
+        """The keepalive loop: PUT when the schedule says it is due, retried with backoff when it fails."""
         self._hooks = hooks
+        schedule = self._schedule
         backoff = self._make_backoff()
         auth_failures = 0
-        retry_at: float | None = None
         while True:
             self._key_changed.clear()
-            if self._key is None:
-                await self._key_changed.wait()
-                retry_at = None
-                continue
-            due = self._key_extended_at + self._keepalive_interval if retry_at is None else retry_at
-            if await self._wait_key_change(due):
-                retry_at = None  # a new key starts a new schedule from its creation
-                continue
+            due = schedule.next_deadline()
+            if await self._wait_key_change(None if math.isinf(due) else due):
+                continue  # a new key (or none) starts a new schedule
             try:
                 await self._keepalive()
             except UserStreamError as exc:
@@ -242,7 +203,6 @@ class BitmusaSession:
                 if action is Action.NEW_LISTEN_KEY:
                     self.forget_listen_key(f"keepalive: {exc}")
                     await hooks.listen_key_lost(exc)
-                    retry_at = None
                     continue
                 if action is Action.FATAL:
                     # A rejected credential gets the same bounded attempts as a connection; anything
@@ -255,19 +215,17 @@ class BitmusaSession:
                 if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
                     delay = max(delay, exc.retry_after)
                 hooks.emit(State.KEEPALIVE_FAILED, reason=str(exc), attempt=backoff.attempts, delay=delay)
-                retry_at = self._clock() + delay
+                schedule.retry_at(self._clock() + delay)
             else:
                 backoff.reset()
                 auth_failures = 0
-                retry_at = None
 
     async def _keepalive(self) -> None:
         request = bitmusa.keepalive_request(self._credentials)
         reply = await self._transport.request(self._rest_url, request, label=self._rest_label("PUT"))
         with self._transport.scrubber.errors():
             bitmusa.parse_ack_response(reply.status, reply.body, request=request, url=self._rest_shown)
-        self._key_extended_at = self._clock()
-        self.keepalives += 1
+        self._schedule.extended(self._clock())
 
     async def _wait_key_change(self, until: float | None) -> bool:
         """Sleep until `until` (forever if None); True if the key changed meanwhile."""
@@ -278,7 +236,7 @@ class BitmusaSession:
         return self._key_changed.is_set()
 
     async def close(self) -> None:
-        if not self._close_key_on_exit or self._key is None:
+        if not self._close_key_on_exit or self._schedule.key is None:
             return
         request = bitmusa.close_listen_key_request(self._credentials)
         try:
@@ -288,4 +246,4 @@ class BitmusaSession:
         except UserStreamError as exc:
             _log.warning("the listenKey could not be closed on exit: %s", exc)
         else:
-            self._key = None
+            self._schedule.closed()
