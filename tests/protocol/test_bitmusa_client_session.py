@@ -17,7 +17,8 @@ from userstream.errors import (
 )
 from userstream.events import BalanceUpdate, Exchange
 from userstream.protocol import bitmusa
-from userstream.protocol.bitmusa_client import BitmusaClientSession, ListenKeySchedule, handshake_refused
+from userstream.protocol.bitmusa_client import BitmusaClientSession, handshake_refused
+from userstream.protocol.listen_key import ListenKeySchedule
 from userstream.protocol.messages import DataEvents, ErrorReply
 from userstream.protocol.session import End, GoLive, SendPing, State, Timings
 

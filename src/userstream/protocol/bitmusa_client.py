@@ -1,28 +1,23 @@
-"""Bitmusa's client conversation, sans-I/O: the listenKey's schedule, what a refused handshake or a close
-means, and the WebSocket's (short) conversation.
+"""Bitmusa's client conversation, sans-I/O: what a refused handshake or a close means, and the WebSocket's
+(short) conversation.
 
-This module owns two sessions. The wire (request shapes, reply judgement, the parser) belongs to
-`protocol.bitmusa`, the close codes to `protocol.close`; the runtime that performs the requests and drives
-the sessions is `client.bitmusa` (a stream) and `ops.doctor` (a diagnosis).
+This module owns `BitmusaClientSession` and `WIRE`, the registry's description of how a Bitmusa stream is
+opened (`protocol.client_wire.ListenKeyWire`). The wire (request shapes, reply judgement, the parser)
+belongs to `protocol.bitmusa`, the close codes to `protocol.close`, the listenKey's schedule (keepalive
+deadlines, the one fresh key after an unknown close) to `protocol.listen_key`; the runtime that performs
+the requests and drives the sessions is `client.listen_key` (a stream) and `ops.doctor` (a diagnosis).
 
-- `ListenKeySchedule`, one per account: the key held (POST returns the account's active key, so every
-  connection of the stream shares it), when it is next due for a keepalive (PUT), every
-  `keepalive_interval` after it was created or last extended, or at the retry time the runtime's backoff
-  chose after a failed keepalive; `next_deadline()` says when. A key reported invalid (by a reply, a
-  handshake refused with a 4xx other than 429, a close with LISTEN_KEY_EXPIRED/DELETED) is forgotten, and
-  the next one created is reported as renewed with the reason. A close with a 4000-4999 code that is not
-  ours gets one reconnect with a fresh key (it may be the exchange's own word for an expired key); the same
-  close on that key again is a plain failure.
 - `BitmusaClientSession`, one per WebSocket: live as soon as the handshake is done, data only, no
-  application ping (the heartbeat uses WebSocket-protocol pings, whose pongs count as frames).
+  application ping (the heartbeat uses WebSocket-protocol pings, whose pongs count as frames). A close with
+  LISTEN_KEY_EXPIRED/DELETED needs a new key; a 4000-4999 close that is not ours is the schedule's to judge
+  (one reconnect with a fresh key, then a plain failure); our MAX_AGE and SLOW_CONSUMER stay plain closes.
 - `handshake_refused(status)`: a 404 is an unknown key or a wrong URL (`EndpointNotFoundError` and
   `ListenKeyInvalidError` both); another 4xx but 429 is a refused key; anything else stays what it was.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Final, TypeVar
 
 from userstream.errors import (
@@ -31,81 +26,19 @@ from userstream.errors import (
     RemoteProtocolError,
     UserStreamError,
 )
-from userstream.protocol import bitmusa
+from userstream.protocol import bitmusa, endpoints
+from userstream.protocol.client_wire import ListenKeyWire, Parse, ParserFactory
 from userstream.protocol.close import CloseCode, needs_new_listen_key
+from userstream.protocol.listen_key import ListenKeySchedule
 from userstream.protocol.messages import ErrorReply, Incoming
 from userstream.protocol.session import ClientSession, ClosedByPeer, Timings
 
-__all__ = ["BitmusaClientSession", "KeyOrEndpointNotFoundError", "ListenKeySchedule", "handshake_refused"]
+__all__ = ["WIRE", "BitmusaClientSession", "KeyOrEndpointNotFoundError", "handshake_refused"]
 
 #: Our own 4xxx closes that a reconnect with the same key answers (docs/server.md).
 _PLAIN_CLOSES: Final = frozenset({CloseCode.MAX_AGE, CloseCode.SLOW_CONSUMER})
 
 _Closed = TypeVar("_Closed", bound=ClosedByPeer)
-
-
-class ListenKeySchedule:
-    """One account's listenKey and its keepalive schedule. Times are the runtime's monotonic seconds."""
-
-    def __init__(self, *, keepalive_interval: float) -> None:
-        self.keepalive_interval = keepalive_interval
-        self.key: str | None = None
-        self.keepalives = 0  # successful keepalives so far
-        self._extended_at = 0.0
-        self._retry_at: float | None = None
-        self._forgotten_because: str | None = None
-        self._renewing_for_close = False  # the next key is fetched because of an unknown 4xxx close
-        self._key_renewed_for_close: str | None = None  # ... and this is that key
-
-    def created(self, key: str, now: float) -> str | None:
-        """POST returned `key`: hold it; its keepalives are due from now. Returns why the key it replaces
-        was forgotten (report it as renewed), or None for the first key."""
-        self.key = key
-        self._key_renewed_for_close = key if self._renewing_for_close else None
-        self._renewing_for_close = False
-        self._extended_at = now
-        self._retry_at = None  # a new key starts a new schedule from its creation
-        renewed_because, self._forgotten_because = self._forgotten_because, None
-        return renewed_because
-
-    def forget(self, reason: str) -> bool:
-        """The key was reported invalid: the next connection needs a new one. False if none was held."""
-        if self.key is None:
-            return False
-        self.key = None
-        self._forgotten_because = reason
-        self._retry_at = None
-        return True
-
-    def closed(self) -> None:
-        """The key was DELETEd on exit: none is held, and none will be reported renewed."""
-        self.key = None
-        self._retry_at = None
-
-    def next_deadline(self) -> float:
-        """When the next keepalive is due (`math.inf` while no key is held)."""
-        if self.key is None:
-            return math.inf
-        if self._retry_at is not None:
-            return self._retry_at
-        return self._extended_at + self.keepalive_interval
-
-    def extended(self, now: float) -> None:
-        """A keepalive succeeded: the key is good for another interval from now."""
-        self._extended_at = now
-        self._retry_at = None
-        self.keepalives += 1
-
-    def retry_at(self, when: float) -> None:
-        """A keepalive failed and is retried at `when` (the runtime's backoff chose it)."""
-        self._retry_at = when
-
-    def unknown_close(self, closed: _Closed) -> UserStreamError | _Closed:
-        """A 4xxx close code that is not ours: one reconnect with a fresh key, then a plain failure."""
-        if self.key is not None and self.key == self._key_renewed_for_close:
-            return closed
-        self._renewing_for_close = True
-        return ListenKeyInvalidError(f"{closed} (an unknown close code: trying once with a fresh listenKey)")
 
 
 class BitmusaClientSession(ClientSession):
@@ -159,3 +92,32 @@ def handshake_refused(status: int, *, label: str, ws_shown: str) -> UserStreamEr
     if 400 <= status < 500 and status != 429:
         return ListenKeyInvalidError(f"{label}: the server refused the listenKey (HTTP {status})")
     return None
+
+
+def _parser(account: str, quotes: Sequence[str] | None, max_frame: int | None) -> Parse:
+    """Bitmusa's parser (its symbols need no quote list)."""
+    if max_frame is None:
+        return bitmusa.Parser(account=account)
+    return bitmusa.Parser(account=account, max_frame=max_frame)
+
+
+#: How a Bitmusa stream is opened: a listenKey from REST (registry: `client`).
+WIRE: Final = ListenKeyWire(
+    rest_base=bitmusa.REST_BASE,
+    ws_base=bitmusa.WS_BASE,
+    listen_key_path=bitmusa.LISTEN_KEY_PATH,
+    ws_path_prefix=bitmusa.WS_PATH_PREFIX,
+    rest_base_of=endpoints.bitmusa_rest_base,
+    ws_base_of=endpoints.bitmusa_ws_base,
+    ws_path=bitmusa.ws_path,
+    credentials=lambda api_key, auth_key: bitmusa.Credentials(api_key=api_key, auth_key=auth_key),
+    create_request=bitmusa.create_listen_key_request,
+    keepalive_request=bitmusa.keepalive_request,
+    close_request=bitmusa.close_listen_key_request,
+    parse_listen_key=bitmusa.parse_listen_key_response,
+    parse_ack=bitmusa.parse_ack_response,
+    parser=ParserFactory(_parser),
+    client_session=BitmusaClientSession,
+    live_on_connect=BitmusaClientSession.live_on_connect,
+    handshake_refused=handshake_refused,
+)

@@ -22,17 +22,18 @@ and what a refused handshake means. The wire (headers, sub and ping frames, the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar, Final, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Final, TypeVar
 
 from userstream.errors import AuthenticationError, ConnectionLostError, EndpointNotFoundError, UserStreamError
-from userstream.protocol import coinlocally
+from userstream.protocol import coinlocally, endpoints
+from userstream.protocol.client_wire import HeaderWire, Parse, ParserFactory
 from userstream.protocol.close import is_fatal
 from userstream.protocol.messages import ControlReply, ErrorReply, Incoming
 from userstream.protocol.refusal import clip, read_text_refusal
 from userstream.protocol.session import Action, ClientSession, ClosedByPeer, Send, Sent, State, Timings
 
-__all__ = ["CoinlocallyClientSession", "handshake_refused"]
+__all__ = ["WIRE", "CoinlocallyClientSession", "handshake_refused"]
 
 #: RFC 6455 close codes that say "later", not "no": going away, abnormal, internal error, restart, try again.
 _TRANSIENT_CLOSES: Final = frozenset({None, 1001, 1006, 1011, 1012, 1013, 1014})
@@ -127,3 +128,39 @@ def handshake_refused(status: int, *, label: str, header: str) -> UserStreamErro
             expected=coinlocally.WS_PATH,
         )
     return None
+
+
+def _parser(account: str, quotes: Sequence[str] | None, max_frame: int | None) -> Parse:
+    """Coinlocally's parser: `quotes` split its concatenated symbols (the default list if None)."""
+    options: dict[str, Any] = {}
+    if quotes is not None:
+        options["quotes"] = quotes
+    if max_frame is not None:
+        options["max_frame"] = max_frame
+    return coinlocally.Parser(account=account, **options)
+
+
+def _credentials(token: str | None, api_key: str | None) -> coinlocally.Credentials:
+    return coinlocally.Credentials(token=token, api_key=api_key)
+
+
+def _header_name(credentials: coinlocally.Credentials) -> str:
+    return credentials.header_name
+
+
+#: How a Coinlocally stream is opened: the credential in the handshake's header (registry: `client`).
+WIRE: Final = HeaderWire(
+    ws_url=coinlocally.WS_URL,
+    ws_path=coinlocally.WS_PATH,
+    ws_url_of=endpoints.coinlocally_ws_url,
+    credentials=_credentials,
+    header_name=_header_name,
+    handshake_headers=coinlocally.handshake_headers,
+    parser=ParserFactory(_parser),
+    client_session=CoinlocallyClientSession,
+    live_on_connect=CoinlocallyClientSession.live_on_connect,
+    handshake_refused=handshake_refused,
+    connect_success=coinlocally.CONNECT_SUCCESS,
+    sub_success=coinlocally.SUB_SUCCESS,
+    gzip_frames=True,
+)

@@ -12,6 +12,8 @@ from types import MappingProxyType
 from typing import Final
 
 from userstream.events import Exchange
+from userstream.protocol import bitmusa_client, coinlocally_client
+from userstream.protocol.client_wire import HeaderWire, ListenKeyWire
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
 
@@ -23,16 +25,24 @@ class ExchangeSpec:
     exchange: Exchange
     #: How the exchange is named to a user ("Bitmusa").
     title: str
+    # --- client-sessions ---
+    #: How its stream is opened (a listenKey from REST, or the credential in the handshake's header), with
+    #: its parser and the client session of one connection: what the client runtime and doctor drive.
+    client: ListenKeyWire | HeaderWire
 
 
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
     title="Bitmusa",
+    # --- client-sessions ---
+    client=bitmusa_client.WIRE,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
     exchange=Exchange.COINLOCALLY,
     title="Coinlocally",
+    # --- client-sessions ---
+    client=coinlocally_client.WIRE,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})

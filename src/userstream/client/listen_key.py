@@ -1,10 +1,12 @@
-"""Bitmusa at runtime: the listenKey's REST calls (create, keep alive, optionally close) and its WebSocket.
+"""A listenKey stream (Bitmusa) at runtime: the listenKey's REST calls (create, keep alive, optionally close)
+and its WebSocket.
 
-This module owns `BitmusaSession`, the I/O of one account's Bitmusa stream. The decisions are sans-I/O:
-`protocol.bitmusa_client.ListenKeySchedule` holds the key and says when its next keepalive is due (a
-deadline this module sleeps until), and each connection gets a `BitmusaClientSession` (what a close or a
+This module owns `ListenKeySession`, the I/O of one account's stream on an exchange the registry describes
+with a `protocol.client_wire.ListenKeyWire`. The decisions are sans-I/O: `protocol.listen_key.
+ListenKeySchedule` holds the key and says when its next keepalive is due (a deadline this module sleeps
+until), and each connection gets the exchange's client session (`protocol.bitmusa_client`: what a close or a
 refused handshake means); the wire (request shapes, reply judgement, frame parsing, close codes) belongs to
-`protocol.bitmusa` and `protocol.close`. This file performs the requests at the times they say:
+the exchange's protocol module. This file performs the requests at the times they say:
 
 - a listenKey is created (POST) when a connection needs one and none is held; POST returns the account's
   active key, so every connection of the stream (and every other process on the account) shares it;
@@ -17,14 +19,14 @@ refused handshake means); the wire (request shapes, reply judgement, frame parsi
 - a close with a 4000-4999 code that is not ours gets one reconnect with a fresh key (it may be the
   exchange's own word for an expired key); the same close on that key again is a plain failure, retried
   with backoff on the same key;
-- REST replies are judged by `protocol.bitmusa` with the request and its URL, so every error names the
+- REST replies are judged by the protocol module with the request and its URL, so every error names the
   method, the URL (no query string) and the HTTP status, and quotes the server with our credentials
   scrubbed out;
 - on shutdown the key is DELETEd only with `close_key_on_exit=True`: DELETE would cut off every other
   client of the account that shares the key.
 
-Bitmusa's stream has no application-level ping, so liveness uses protocol-level WebSocket pings, whose
-pongs count as frames for the idle timeout.
+Bitmusa's stream has no application-level ping, so its client session asks for protocol-level WebSocket
+pings, whose pongs count as frames for the idle timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 from userstream.client.backoff import Action, Backoff, classify
 from userstream.client.options import StreamOptions
@@ -42,25 +45,70 @@ from userstream.client.status import State, mask_listen_key
 from userstream.client.transport import HandshakeRejectedError, Transport, WebSocket, check_url
 from userstream.errors import AuthenticationError, ConfigurationError, RateLimitedError, UserStreamError
 from userstream.events import Exchange
-from userstream.protocol import bitmusa, endpoints
-from userstream.protocol.bitmusa_client import BitmusaClientSession, ListenKeySchedule, handshake_refused
+from userstream.protocol import endpoints
+from userstream.protocol.client_wire import ListenKeyWire
+from userstream.protocol.listen_key import ListenKeySchedule
+from userstream.protocol.registry import ExchangeSpec
 from userstream.protocol.session import ClientSession, Timings
 
-__all__ = ["BitmusaSession"]
+__all__ = ["ListenKeySession"]
 
 _log = logging.getLogger("userstream.client")
 
 
-class BitmusaSession:
+class ListenKeySession:
     """One account's listenKey and the WebSockets that use it. Driven by `stream.UserStream`."""
 
-    exchange = Exchange.BITMUSA
+    @classmethod
+    def open(
+        cls,
+        entry: ExchangeSpec,
+        wire: ListenKeyWire,
+        *,
+        transport: Transport,
+        options: StreamOptions,
+        api_key: str | None,
+        auth_key: str | None,
+        token: str | None,
+        rest_url: str | None,
+        ws_url: str | None,
+    ) -> ListenKeySession:
+        """The session `connect()`'s arguments describe; ConfigurationError for unusable ones."""
+        title = entry.title
+        if token is not None:
+            raise ConfigurationError(f"{title} takes api_key and auth_key, not a token")
+        if api_key is None or auth_key is None:
+            missing = " and ".join(
+                name for name, value in (("api_key", api_key), ("auth_key", auth_key)) if value is None
+            )
+            raise ConfigurationError(f"{title} needs an api_key and an auth_key ({missing} missing)")
+        rest = rest_url if rest_url is not None else wire.rest_base
+        wss = ws_url if ws_url is not None else wire.ws_base
+        check_url(rest, ("https", "http"), f"the {title} REST URL")
+        check_url(wss, ("wss", "ws"), f"the {title} WebSocket URL")
+        return cls(
+            entry.exchange,
+            wire,
+            transport=transport,
+            credentials=wire.credentials(api_key, auth_key),
+            account=options.account,
+            rest_url=rest,
+            ws_url=wss,
+            keepalive_interval=options.keepalive_interval,
+            close_key_on_exit=options.close_key_on_exit,
+            auth_attempts=options.auth_attempts,
+            make_backoff=options.make_backoff,
+            max_frame=options.max_frame,
+            clock=asyncio.get_running_loop().time,
+        )
 
     def __init__(
         self,
+        exchange: Exchange,
+        wire: ListenKeyWire,
         *,
         transport: Transport,
-        credentials: bitmusa.Credentials,
+        credentials: Any,
         account: str,
         rest_url: str,
         ws_url: str,
@@ -71,63 +119,25 @@ class BitmusaSession:
         max_frame: int,
         clock: Callable[[], float],
     ) -> None:
+        self.exchange = exchange
+        self._wire = wire
         self._transport = transport
         self._credentials = credentials
-        self._rest_url = endpoints.bitmusa_rest_base(rest_url)
-        self._ws_url = endpoints.bitmusa_ws_base(ws_url)
+        self._rest_url = wire.rest_base_of(rest_url)
+        self._ws_url = wire.ws_base_of(ws_url)
         #: where the listenKey calls go, as errors and status reasons may show it
-        self._rest_shown = endpoints.shown(self._rest_url) + bitmusa.LISTEN_KEY_PATH
-        self._ws_shown = endpoints.shown(self._ws_url) + bitmusa.WS_PATH_PREFIX
+        self._rest_shown = endpoints.shown(self._rest_url) + wire.listen_key_path
+        self._ws_shown = endpoints.shown(self._ws_url) + wire.ws_path_prefix
+        self.live_on_connect = wire.live_on_connect
         self._close_key_on_exit = close_key_on_exit
         self._auth_attempts = auth_attempts
         self._make_backoff = make_backoff
         self._clock = clock
-        self._parser = bitmusa.Parser(account=account, max_frame=max_frame)
+        self._parser = wire.parser(account, max_frame=max_frame)
         self._schedule = ListenKeySchedule(keepalive_interval=keepalive_interval)
         self._key_changed = asyncio.Event()
         self._hooks: SessionHooks | None = None
         self._create_lock = asyncio.Lock()
-
-    live_on_connect = BitmusaClientSession.live_on_connect
-
-    @classmethod
-    def open(
-        cls,
-        *,
-        transport: Transport,
-        options: StreamOptions,
-        api_key: str | None,
-        auth_key: str | None,
-        token: str | None,
-        rest_url: str | None,
-        ws_url: str | None,
-        clock: Callable[[], float],
-    ) -> BitmusaSession:
-        """The session `connect()`'s arguments describe; ConfigurationError for unusable ones."""
-        if token is not None:
-            raise ConfigurationError("Bitmusa takes api_key and auth_key, not a token")
-        if api_key is None or auth_key is None:
-            missing = " and ".join(
-                name for name, value in (("api_key", api_key), ("auth_key", auth_key)) if value is None
-            )
-            raise ConfigurationError(f"Bitmusa needs an api_key and an auth_key ({missing} missing)")
-        rest = rest_url if rest_url is not None else bitmusa.REST_BASE
-        wss = ws_url if ws_url is not None else bitmusa.WS_BASE
-        check_url(rest, ("https", "http"), "the Bitmusa REST URL")
-        check_url(wss, ("wss", "ws"), "the Bitmusa WebSocket URL")
-        return cls(
-            transport=transport,
-            credentials=bitmusa.Credentials(api_key=api_key, auth_key=auth_key),
-            account=options.account,
-            rest_url=rest,
-            ws_url=wss,
-            keepalive_interval=options.keepalive_interval,
-            close_key_on_exit=options.close_key_on_exit,
-            auth_attempts=options.auth_attempts,
-            make_backoff=options.make_backoff,
-            max_frame=options.max_frame,
-            clock=clock,
-        )
 
     @property
     def keepalives(self) -> int:
@@ -141,7 +151,7 @@ class BitmusaSession:
     def new_client_session(
         self, *, timings: Timings, label: str, scrub: Callable[[str], str]
     ) -> ClientSession:
-        return BitmusaClientSession(
+        return self._wire.client_session(
             self._parser, timings=timings, label=label, scrub=scrub, schedule=self._schedule
         )
 
@@ -151,12 +161,12 @@ class BitmusaSession:
     async def open_websocket(self) -> WebSocket:
         key = await self._listen_key()
         label = f"{self._ws_shown}{mask_listen_key(key)}"
-        url = endpoints.join(self._ws_url, bitmusa.ws_path(key))
+        url = endpoints.join(self._ws_url, self._wire.ws_path(key))
         try:
             return await self._transport.websocket(url, {}, label=label)
         except HandshakeRejectedError as exc:
             # The server refuses an unknown or expired key at the handshake; 5xx and 429 are transient.
-            refused = handshake_refused(exc.status, label=label, ws_shown=self._ws_shown)
+            refused = self._wire.handshake_refused(exc.status, label=label, ws_shown=self._ws_shown)
             if refused is None:
                 raise
             raise refused from None
@@ -172,10 +182,10 @@ class BitmusaSession:
         async with self._create_lock:  # a rotation and a reconnect must not both create keys
             if self._schedule.key is not None:
                 return self._schedule.key
-            request = bitmusa.create_listen_key_request(self._credentials)
+            request = self._wire.create_request(self._credentials)
             reply = await self._transport.request(self._rest_url, request, label=self._rest_label("POST"))
             with self._transport.scrubber.errors():  # a refusal may quote the server's words: scrubbed
-                key = bitmusa.parse_listen_key_response(
+                key: str = self._wire.parse_listen_key(
                     reply.status, reply.body, request=request, url=self._rest_shown
                 )
             self._transport.scrubber.add(key)  # from now on, an echo of this key is hidden too
@@ -221,10 +231,10 @@ class BitmusaSession:
                 auth_failures = 0
 
     async def _keepalive(self) -> None:
-        request = bitmusa.keepalive_request(self._credentials)
+        request = self._wire.keepalive_request(self._credentials)
         reply = await self._transport.request(self._rest_url, request, label=self._rest_label("PUT"))
         with self._transport.scrubber.errors():
-            bitmusa.parse_ack_response(reply.status, reply.body, request=request, url=self._rest_shown)
+            self._wire.parse_ack(reply.status, reply.body, request=request, url=self._rest_shown)
         self._schedule.extended(self._clock())
 
     async def _wait_key_change(self, until: float | None) -> bool:
@@ -238,11 +248,11 @@ class BitmusaSession:
     async def close(self) -> None:
         if not self._close_key_on_exit or self._schedule.key is None:
             return
-        request = bitmusa.close_listen_key_request(self._credentials)
+        request = self._wire.close_request(self._credentials)
         try:
             reply = await self._transport.request(self._rest_url, request, label=self._rest_label("DELETE"))
             with self._transport.scrubber.errors():
-                bitmusa.parse_ack_response(reply.status, reply.body, request=request, url=self._rest_shown)
+                self._wire.parse_ack(reply.status, reply.body, request=request, url=self._rest_shown)
         except UserStreamError as exc:
             _log.warning("the listenKey could not be closed on exit: %s", exc)
         else:
