@@ -120,4 +120,5 @@ WIRE: Final = ListenKeyWire(
     client_session=BitmusaClientSession,
     live_on_connect=BitmusaClientSession.live_on_connect,
     handshake_refused=handshake_refused,
+    gzip_frames=False,
 )

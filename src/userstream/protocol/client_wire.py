@@ -68,6 +68,7 @@ class ListenKeyWire:
     live_on_connect: bool  # the client session's: live at the handshake
     #: (status, *, label, ws_shown) -> what a refused handshake means (None: transient)
     handshake_refused: Callable[..., UserStreamError | None]
+    gzip_frames: bool  # binary frames are gzip (the doctor checks the first one)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

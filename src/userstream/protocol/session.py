@@ -322,8 +322,12 @@ class ClientSession:
             )
             return
         if due is Due.PING:
-            self._pending.append(self._ping(wall_clock_ms))
-            self._heartbeat.ping_sent(now)
+            self.ping_now(now, wall_clock_ms)
+
+    def ping_now(self, now: float, wall_clock_ms: int) -> None:
+        """Queue the exchange's ping now (the heartbeat's, every `ping_interval`; doctor's, to time one)."""
+        self._pending.append(self._ping(wall_clock_ms))
+        self._heartbeat.ping_sent(now)
 
     def pause_idle(self) -> None:
         """The runtime stops reading for a while (its consumer is behind): that is not the peer's silence."""
