@@ -26,7 +26,7 @@ LABEL = "ws://h/ws/spot/abcdef..."
 TIMINGS = Timings(ping_interval=30.0, idle_timeout=45.0, close_timeout=5.0)
 
 
-class Closed(ConnectionLostError):
+class ClosedError(ConnectionLostError):
     """What the runtime reports for the end of the socket (client.transport.PeerClosedError's shape)."""
 
     def __init__(self, code: int | None, label: str = LABEL) -> None:
@@ -37,7 +37,9 @@ class Closed(ConnectionLostError):
 
 
 def session(schedule: ListenKeySchedule | None = None) -> BitmusaClientSession:
-    return BitmusaClientSession(bitmusa.Parser(account="alice"), timings=TIMINGS, label=LABEL, schedule=schedule)
+    return BitmusaClientSession(
+        bitmusa.Parser(account="alice"), timings=TIMINGS, label=LABEL, schedule=schedule
+    )
 
 
 def test_live_at_the_handshake_with_nothing_to_send() -> None:
@@ -86,7 +88,10 @@ def test_an_error_reply_is_unexpected() -> None:
     conversation.start(0.0)
     conversation.data_to_send()
     error = conversation._error_for_reply(ErrorReply(7, "no"))
-    assert (type(error), str(error)) == (RemoteProtocolError, "Bitmusa sent an unexpected error reply (code 7)")
+    assert (type(error), str(error)) == (
+        RemoteProtocolError,
+        "Bitmusa sent an unexpected error reply (code 7)",
+    )
 
 
 @pytest.mark.parametrize(
@@ -99,7 +104,7 @@ def test_an_error_reply_is_unexpected() -> None:
 def test_a_lapsed_or_deleted_key_needs_a_new_one(code: int, expected: str) -> None:
     conversation = session()
     conversation.start(0.0)
-    ending = conversation.peer_closed(Closed(code))
+    ending = conversation.peer_closed(ClosedError(code))
     assert (type(ending), str(ending)) == (ListenKeyInvalidError, expected)
     assert conversation.state is State.ENDED
 
@@ -108,7 +113,7 @@ def test_a_lapsed_or_deleted_key_needs_a_new_one(code: int, expected: str) -> No
 def test_our_plain_closes_and_the_rest_stay_what_they_were(code: int | None) -> None:
     conversation = session(ListenKeySchedule(keepalive_interval=1800.0))
     conversation.start(0.0)
-    closed = Closed(code)
+    closed = ClosedError(code)
     assert conversation.peer_closed(closed) is closed
 
 
@@ -117,14 +122,17 @@ def test_an_unknown_4xxx_close_gets_one_fresh_key_then_is_a_plain_failure() -> N
     assert schedule.created("key-1", 0.0) is None
     first = session(schedule)
     first.start(0.0)
-    ending = first.peer_closed(Closed(4999))
+    ending = first.peer_closed(ClosedError(4999))
     assert type(ending) is ListenKeyInvalidError
-    assert str(ending) == f"{LABEL}: closed with code 4999 (an unknown close code: trying once with a fresh listenKey)"
+    assert (
+        str(ending)
+        == f"{LABEL}: closed with code 4999 (an unknown close code: trying once with a fresh listenKey)"
+    )
     assert schedule.forget(str(ending))
     assert schedule.created("key-2", 10.0) == str(ending)  # reported as renewed, with the reason
     again = session(schedule)
     again.start(10.0)
-    closed = Closed(4999)
+    closed = ClosedError(4999)
     assert again.peer_closed(closed) is closed  # the same close on the fresh key: a plain failure
     without = session()  # no schedule: a plain failure at once
     without.start(0.0)
@@ -157,7 +165,8 @@ def test_the_keepalive_schedule_is_a_deadline() -> None:
         (
             404,
             (ListenKeyInvalidError, EndpointNotFoundError),
-            "L: WebSocket handshake refused with HTTP 404 (an unknown listenKey, or no Bitmusa stream at this URL)",
+            "L: WebSocket handshake refused with HTTP 404 (an unknown listenKey, or no Bitmusa stream at "
+            "this URL)",
         ),
         (400, (ListenKeyInvalidError,), "L: the server refused the listenKey (HTTP 400)"),
         (410, (ListenKeyInvalidError,), "L: the server refused the listenKey (HTTP 410)"),

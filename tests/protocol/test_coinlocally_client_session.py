@@ -31,12 +31,10 @@ from userstream.protocol.session import (
 LABEL = "ws://h/spotws_user/userData/ws"
 TOKEN = "alice-SECRET-token"
 SUB = coinlocally.sub_frame(coinlocally.Credentials(token=TOKEN))
-BALANCE = (
-    b'{"e":"outboundAccountPosition","E":1,"u":1,"B":[{"a":"USDT","f":"1","l":"0"}]}'  # noqa: E501
-)
+BALANCE = b'{"e":"outboundAccountPosition","E":1,"u":1,"B":[{"a":"USDT","f":"1","l":"0"}]}'
 
 
-class Closed(ConnectionLostError):
+class ClosedError(ConnectionLostError):
     """What the runtime reports for the end of the socket (client.transport.PeerClosedError's shape)."""
 
     def __init__(self, code: int | None, reason: str = "") -> None:
@@ -164,7 +162,8 @@ def test_an_error_reply_refuses_the_sub_with_the_server_words_scrubbed() -> None
     conversation = started()
     conversation.receive(coinlocally.render_error(10002, f"bad token {TOKEN}"), 101.0)
     [end] = conversation.data_to_send()
-    assert isinstance(end, End) and isinstance(end.error, AuthenticationError)
+    assert isinstance(end, End)
+    assert isinstance(end.error, AuthenticationError)
     assert str(end.error) == (
         f"{LABEL}: Coinlocally refused the sub frame's token (error code 10002): bad token <token>"
     )
@@ -172,14 +171,15 @@ def test_an_error_reply_refuses_the_sub_with_the_server_words_scrubbed() -> None
     # what the server sends after its refusal changes nothing; its close does not replace the ending
     conversation.receive("sub success", 101.5)
     assert conversation.data_to_send() == []
-    assert conversation.peer_closed(Closed(1000)) is end.error
+    assert conversation.peer_closed(ClosedError(1000)) is end.error
 
 
 def test_a_transient_refusal_is_a_lost_connection() -> None:
     conversation = started()
     conversation.receive('{"event":"error","code":429,"message":"too many requests"}', 101.0)
     [end] = conversation.data_to_send()
-    assert isinstance(end, End) and type(end.error) is ConnectionLostError
+    assert isinstance(end, End)
+    assert type(end.error) is ConnectionLostError
 
 
 def test_the_system_notice_closes_gracefully_and_is_the_ending() -> None:
@@ -190,7 +190,7 @@ def test_the_system_notice_closes_gracefully_and_is_the_ending() -> None:
     assert conversation.next_deadline() == 115.0  # the close timeout, no heartbeat while closing
     conversation.wake(112.0, 1)
     assert conversation.data_to_send() == []
-    ending = conversation.peer_closed(Closed(1000))
+    ending = conversation.peer_closed(ClosedError(1000))
     assert str(ending) == f"{LABEL}: the server announced a close (SYSTEM notice)"
     assert conversation.state is State.ENDED
 
@@ -200,7 +200,7 @@ def test_our_close_answered_is_a_clean_end_and_unanswered_is_not() -> None:
     conversation.close(120.0)
     conversation.close(121.0)  # once
     assert conversation.data_to_send() == [Close(1000)]
-    assert conversation.peer_closed(Closed(1000)) is None
+    assert conversation.peer_closed(ClosedError(1000)) is None
     late = live(now=100.0)
     late.close(120.0)
     late.data_to_send()
@@ -225,12 +225,14 @@ def test_our_close_answered_is_a_clean_end_and_unanswered_is_not() -> None:
 )
 def test_a_close_before_sub_success_may_refuse_the_sub(code: int | None, reason: str, refused: bool) -> None:
     conversation = started()
-    closed = Closed(code, reason)
+    closed = ClosedError(code, reason)
     ending = conversation.peer_closed(closed)
     if refused:
         assert isinstance(ending, AuthenticationError)
         detail = f": {reason}" if reason else ""
-        assert str(ending) == f"{LABEL}: Coinlocally refused the sub frame's token (close code {code}){detail}"
+        assert (
+            str(ending) == f"{LABEL}: Coinlocally refused the sub frame's token (close code {code}){detail}"
+        )
     else:
         assert ending is closed
     assert conversation.state is State.ENDED
@@ -238,7 +240,7 @@ def test_a_close_before_sub_success_may_refuse_the_sub(code: int | None, reason:
 
 @pytest.mark.parametrize(("code", "refused"), [(4004, True), (4001, False), (1008, False), (None, False)])
 def test_after_live_only_sub_rejected_is_a_refusal(code: int | None, refused: bool) -> None:
-    closed = Closed(code)
+    closed = ClosedError(code)
     ending = live().peer_closed(closed)
     assert isinstance(ending, AuthenticationError) if refused else ending is closed
 
@@ -252,7 +254,7 @@ def test_a_failed_send_is_the_ending_only_when_no_close_says_more() -> None:
     assert conversation.connection_lost(other) is failed
     closed_first = started()
     closed_first.send_failed(failed)
-    assert isinstance(closed_first.peer_closed(Closed(4004)), AuthenticationError)
+    assert isinstance(closed_first.peer_closed(ClosedError(4004)), AuthenticationError)
 
 
 def test_end_keeps_the_first_ending_and_queues_one_abort() -> None:
@@ -278,7 +280,10 @@ def test_a_move_outside_the_table_is_refused() -> None:
         (403, (AuthenticationError, "L: Coinlocally refused the 'token' header (HTTP 403)")),
         (
             404,
-            (EndpointNotFoundError, "L: WebSocket handshake refused with HTTP 404 (no Coinlocally stream here)"),
+            (
+                EndpointNotFoundError,
+                "L: WebSocket handshake refused with HTTP 404 (no Coinlocally stream here)",
+            ),
         ),
         (500, None),
         (429, None),

@@ -24,7 +24,7 @@ from userstream.errors import UserStreamError
 from userstream.protocol.messages import Incoming
 from userstream.protocol.session import ClientSession
 
-__all__ = ["HeaderWire", "ListenKeyWire", "Parse", "ParserFactory"]
+__all__ = ["HeaderWire", "ListenKeyWire", "Parse", "ParserFactory", "production_endpoints"]
 
 #: The exchange's frame parser: one frame in, one classified `Incoming` out.
 Parse = Callable[[str | bytes], Incoming]
@@ -90,3 +90,11 @@ class HeaderWire:
     connect_success: str  # the greeting before the sub's answer (the doctor notes its absence)
     sub_success: str  # the reply that makes the connection live
     gzip_frames: bool  # binary frames are gzip (the doctor checks the first one)
+
+
+def production_endpoints(wire: ListenKeyWire | HeaderWire) -> tuple[str | None, str]:
+    """The exchange's own (REST base, WebSocket URL or base): what a client uses when given none. A stream
+    opened with the credential in its handshake needs no REST endpoint (None)."""
+    if isinstance(wire, ListenKeyWire):
+        return wire.rest_base, wire.ws_base
+    return None, wire.ws_url
