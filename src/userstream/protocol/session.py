@@ -26,9 +26,13 @@ States and their transitions (`TRANSITIONS`; any other move is a `LocalProtocolE
     CONNECTING  --start, a sub to be answered-----------------------> SUBSCRIBING  (Send sub)
     SUBSCRIBING --the live reply ("sub success")--------------------> LIVE         (GoLive)
     SUBSCRIBING, LIVE --close() or a SYSTEM notice------------------> CLOSING      (Close 1000)
-    SUBSCRIBING, LIVE --error reply, dead, sub timeout, end()-------> ENDED        (End)
-    CLOSING     --close timeout, end()------------------------------> ENDED        (End)
+    SUBSCRIBING, LIVE --dead (idle), sub timeout--------------------> ENDED        (End)
+    SUBSCRIBING, LIVE, CLOSING --error reply, end()-----------------> ENDED        (End)
+    CLOSING     --close timeout---------------------------------------> ENDED        (End)
     any         --peer_closed / connection_lost---------------------> ENDED
+
+A server's ping is answered in any state but ENDED; in CLOSING, "sub success" no longer makes a connection
+live; once ENDED, control frames change nothing (data frames still read are still handed on).
 """
 
 from __future__ import annotations
