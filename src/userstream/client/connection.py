@@ -92,6 +92,11 @@ class ConnectionCounters:
     last_unknown_reason: str | None = field(default=None)
 
 
+def _no_door(connection: Connection, events: Sequence[Event]) -> bool:
+    """The sink has no no-wait door: every data frame waits for the sink."""
+    return False
+
+
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -123,7 +128,7 @@ class Connection:
         self.serial = serial
         self._ws = ws
         self._sink = sink
-        self._sink_now = sink_now
+        self._sink_now: SinkNow = sink_now if sink_now is not None else _no_door
         self._clock = clock if clock is not None else asyncio.get_running_loop().time
         self._wall_clock_ms = wall_clock_ms
         self._counters = counters
@@ -203,17 +208,19 @@ class Connection:
         WebSocket in its frame callback when nothing is queued ahead of the frame: the usual case. For
         anything else, the frame goes to the reader's queue and its parse result to `_ahead` (False)."""
         incoming = self._session.receive(frame, self._clock())
-        if type(incoming) is DataEvents and self._sink_at_once(incoming):
-            self._counters.frames += 1
-            return True
+        if type(incoming) is DataEvents:
+            events = incoming.events
+            if self._sink_now(self, events):
+                counters = self._counters
+                counters.events += len(events)
+                counters.frames += 1
+                return True
         self._ahead = (frame, incoming)
         return False
 
     def _sink_at_once(self, incoming: DataEvents) -> bool:
         """Hand a data frame's events to the sink's no-wait door and count them; False when the door
         refuses (then `_handle_data` awaits the sink, with the idle clock paused)."""
-        if self._sink_now is None:
-            return False
         events = incoming.events
         if not self._sink_now(self, events):
             return False

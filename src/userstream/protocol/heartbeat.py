@@ -65,7 +65,8 @@ class Heartbeat:
 
     def frame_received(self, now: float) -> None:
         """Any frame at all (data, pong, control, a protocol-level ping) proves the peer alive."""
-        self._last_frame_at = max(self._last_frame_at, now)
+        if now > self._last_frame_at:  # a comparison, not max(): this runs once per frame
+            self._last_frame_at = now
 
     def ping_sent(self, now: float) -> None:
         if self._ping_interval is not None:
