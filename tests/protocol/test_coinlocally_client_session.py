@@ -295,3 +295,34 @@ def test_a_refused_handshake(status: int, expected: tuple[type, str] | None) -> 
         assert refused is None
     else:
         assert (type(refused), str(refused)) == expected
+
+
+def test_ended_before_start() -> None:
+    conversation = session()
+    error = ConnectionLostError("the supervisor gave up")
+    conversation.end(error)
+    assert (conversation.state, conversation.data_to_send()) == (State.ENDED, [End(error)])
+
+
+def test_closing_before_sub_success_never_goes_live_and_still_answers_pings() -> None:
+    conversation = started(now=100.0)
+    conversation.close(101.0)
+    assert (conversation.state, conversation.data_to_send()) == (State.CLOSING, [Close(1000)])
+    conversation.receive("sub success", 101.5)
+    conversation.receive('{"ping":9}', 101.6)
+    assert (conversation.state, conversation.data_to_send()) == (
+        State.CLOSING,
+        [Send('{"pong":9}', Sent.PONG)],
+    )
+    assert conversation.peer_closed(ClosedError(1000)) is None
+
+
+def test_an_error_reply_while_closing_ends_at_once() -> None:
+    conversation = live()
+    conversation.close(110.0)
+    conversation.data_to_send()
+    conversation.receive(coinlocally.render_error(10002, "no"), 111.0)
+    [end] = conversation.data_to_send()
+    assert isinstance(end, End)
+    assert str(end.error) == f"{LABEL}: Coinlocally refused the sub frame's token (error code 10002): no"
+    assert conversation.state is State.ENDED
