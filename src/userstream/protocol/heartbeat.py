@@ -2,7 +2,8 @@
 
 This module owns the arithmetic of a heartbeat and nothing else: no clock, no sleeping, no sockets. The
 client session (`protocol.session`) feeds it the times its runtime passes in (`now`, in seconds on any
-monotonic clock) and folds `next_deadline` into its own; `poll` then says what is due. Keeping time out of here makes keepalive and dead-connection rules testable exactly.
+monotonic clock) and folds `next_deadline` into its own; `poll` then says what is due. Keeping time out of
+here makes keepalive and dead-connection rules testable exactly.
 
 Two rules, both from the issue: a ping is sent every `ping_interval` whatever else arrives (Coinlocally's
 server closes a connection that has not pinged for 40 s, even one busy with data), and a connection on
@@ -65,7 +66,7 @@ class Heartbeat:
 
     def frame_received(self, now: float) -> None:
         """Any frame at all (data, pong, control, a protocol-level ping) proves the peer alive."""
-        if now > self._last_frame_at:  # a comparison, not max(): this runs once per frame
+        if now > self._last_frame_at:  # noqa: PLR1730 - not max(): a call less, once per frame
             self._last_frame_at = now
 
     def ping_sent(self, now: float) -> None:
