@@ -42,8 +42,6 @@ from types import TracebackType
 from typing import Any, Literal
 
 from userstream.client.backoff import Action, classify
-from userstream.client.bitmusa import BitmusaSession
-from userstream.client.coinlocally import CoinlocallySession
 from userstream.client.connection import Connection, ConnectionCounters, FrameHook
 from userstream.client.dedupe import OverlapDeduper
 from userstream.client.delivered import Delivered
@@ -51,10 +49,11 @@ from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL
 from userstream.client.options import DEFAULT_QUEUE_BYTES, DEFAULTS, StreamOptions, unlikely_to_work
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
 from userstream.client.resync import Resync, SnapshotTaker, snapshot_taker
+from userstream.client.runtimes import open_session
 from userstream.client.scrub import Scrubber
 from userstream.client.session import Session
 from userstream.client.status import State, StatusEvent
-from userstream.client.transport import Transport, check_url
+from userstream.client.transport import Transport
 from userstream.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -63,7 +62,7 @@ from userstream.errors import (
     UserStreamError,
 )
 from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate, event_size
-from userstream.protocol import bitmusa, coinlocally, endpoints
+from userstream.protocol import bitmusa, endpoints
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
 from userstream.state import AccountState
 
@@ -446,7 +445,7 @@ class UserStream:
         connection = Connection(
             serial=serial,
             ws=ws,
-            dialect=self._session.dialect,
+            new_session=self._session.new_client_session,
             sink=self._deliver,
             sink_now=self._deliver_now,
             ping_interval=options.ping_interval,
@@ -483,7 +482,7 @@ class UserStream:
         return live
 
     def _went_live(self, connection: Connection) -> None:
-        if not self._session.dialect.live_on_connect:
+        if not self._session.live_on_connect:
             self.emit(State.SUBSCRIBED, connection=connection.serial)
 
     async def _wait_for_rotation(self, current: _Live) -> bool:
@@ -723,7 +722,7 @@ def connect(
         max_frame=options.max_frame,
         scrubber=scrubber,
     )
-    session = _make_session(
+    session = open_session(
         _exchange(exchange),
         transport=transport,
         options=options,
@@ -794,55 +793,3 @@ def _exchange(name: ExchangeName | Exchange | str) -> Exchange:
     except ValueError:
         known = ", ".join(exchange.value for exchange in Exchange)
         raise ConfigurationError(f"unknown exchange {name!r}; known: {known}") from None
-
-
-def _make_session(
-    exchange: Exchange,
-    *,
-    transport: Transport,
-    options: StreamOptions,
-    api_key: str | None,
-    auth_key: str | None,
-    token: str | None,
-    rest_url: str | None,
-    ws_url: str | None,
-) -> Session:
-    if exchange is Exchange.BITMUSA:
-        if token is not None:
-            raise ConfigurationError("Bitmusa takes api_key and auth_key, not a token")
-        if api_key is None or auth_key is None:
-            missing = " and ".join(
-                name for name, value in (("api_key", api_key), ("auth_key", auth_key)) if value is None
-            )
-            raise ConfigurationError(f"Bitmusa needs an api_key and an auth_key ({missing} missing)")
-        rest = rest_url if rest_url is not None else bitmusa.REST_BASE
-        wss = ws_url if ws_url is not None else bitmusa.WS_BASE
-        check_url(rest, ("https", "http"), "the Bitmusa REST URL")
-        check_url(wss, ("wss", "ws"), "the Bitmusa WebSocket URL")
-        return BitmusaSession(
-            transport=transport,
-            credentials=bitmusa.Credentials(api_key=api_key, auth_key=auth_key),
-            account=options.account,
-            rest_url=rest,
-            ws_url=wss,
-            keepalive_interval=options.keepalive_interval,
-            close_key_on_exit=options.close_key_on_exit,
-            auth_attempts=options.auth_attempts,
-            make_backoff=options.make_backoff,
-            max_frame=options.max_frame,
-            clock=asyncio.get_running_loop().time,
-        )
-    if auth_key is not None:
-        raise ConfigurationError("Coinlocally takes a token or an api_key, not an auth_key")
-    if rest_url is not None:
-        raise ConfigurationError("Coinlocally's user stream has no REST endpoint; pass ws_url only")
-    wss = ws_url if ws_url is not None else coinlocally.WS_URL
-    check_url(wss, ("wss", "ws"), "the Coinlocally WebSocket URL")
-    return CoinlocallySession(
-        transport=transport,
-        credentials=coinlocally.Credentials(token=token, api_key=api_key),
-        account=options.account,
-        ws_url=wss,
-        quotes=options.quotes,
-        max_frame=options.max_frame,
-    )

@@ -15,12 +15,15 @@ from typing import Final
 from userstream.events import BalanceUpdate, Event, Exchange
 from userstream.protocol import (
     bitmusa,
+    bitmusa_client,
     bitmusa_rest,
     bitmusa_server,
     coinlocally,
+    coinlocally_client,
     coinlocally_rest,
     coinlocally_server,
 )
+from userstream.protocol.client_wire import HeaderWire, ListenKeyWire
 from userstream.protocol.server_session import HandshakeProblem, HttpRefusal, ServerSession, ServerTerms
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
@@ -79,6 +82,10 @@ class ExchangeSpec:
     credentials_optional: tuple[tuple[str, str], ...]
     #: Options that only this exchange's client uses (a config refuses them on another exchange).
     only_options: frozenset[str]
+    # --- client-sessions ---
+    #: How its stream is opened (a listenKey from REST, or the credential in the handshake's header), with
+    #: its parser and the client session of one connection: what the client runtime and doctor drive.
+    client: ListenKeyWire | HeaderWire
 
 
 # --- server-house ---
@@ -117,6 +124,8 @@ _BITMUSA: Final = ExchangeSpec(
     credentials_one_of=(),
     credentials_optional=(),
     only_options=frozenset({"rest_url", "keepalive_interval", "close_key_on_exit"}),
+    # --- client-sessions ---
+    client=bitmusa_client.WIRE,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
@@ -153,6 +162,8 @@ _COINLOCALLY: Final = ExchangeSpec(
     credentials_one_of=("token", "api_key"),
     credentials_optional=(("secret_key", "api_key"),),  # signs the api key's snapshot requests
     only_options=frozenset({"sub_timeout", "quotes"}),
+    # --- client-sessions ---
+    client=coinlocally_client.WIRE,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})
