@@ -170,6 +170,9 @@ class SqliteSink:
         if str(path) in ("", ":memory:"):
             raise ConfigurationError("the sqlite sink needs a file path (WAL needs a file)")
         self._path = Path(path)
+        self._shm = self._path.with_name(self._path.name + "-shm")
+        # checked before each batch (made once: a Path costs more than the check)
+        self._files = (self._path, self._path.with_name(self._path.name + "-wal"), self._shm)
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         # One thread owns the one connection: sqlite3 objects stay on the thread that made them, and
@@ -280,13 +283,9 @@ class SqliteSink:
 
     def _check_writable(self) -> None:
         """`SinkUnwritableError` when the database, its -wal or its -shm (if present) cannot be written."""
-        for path in (self._path, self._path.with_name(self._path.name + "-wal"), self._shm):
+        for path in self._files:
             if not os.access(path, os.W_OK) and path.exists():
                 raise SinkUnwritableError(f"{self.name}: {path} is not writable (read-only or immutable)")
-
-    @property
-    def _shm(self) -> Path:
-        return self._path.with_name(self._path.name + "-shm")
 
     def _disconnect(self) -> None:
         connection, self._connection = self._connection, None
