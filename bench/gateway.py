@@ -20,6 +20,9 @@ stored are the same, and the CPU per event is the comparison.
 stacks, a separate run since the sampling costs the process time) and prints where the gateway's CPU goes:
 each function's own share of the samples and its share with what it calls (`--py-spy PATH`: the binary).
 
+bench/sink_batches.py measures the SQLite sink alone by batch size, the other half of this section in
+`make bench`.
+
 Run alone: .venv/bin/python bench/gateway.py [--baseline-src PATH] [--rounds 3] [--rate 6000]
 [--seconds 10] [--warmup 3] [--profile DIR] [--json FILE]
 """

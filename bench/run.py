@@ -31,6 +31,7 @@ import peers
 import pusher
 import reconnect
 import serve_child
+import sink_batches
 import throughput
 import wire
 from common import RESULTS_DIR, child, machine, raise_fd_limit
@@ -72,6 +73,7 @@ FULL = {
     "gateway_rate": 6000.0,
     "gateway_seconds": 10.0,
     "gateway_warmup": 3.0,
+    "sink_batch_sizes": (1, 10, 50, 500),
 }
 QUICK = FULL | {
     "micro_runs": 3,
@@ -94,6 +96,7 @@ QUICK = FULL | {
     "gateway_rounds": 1,
     "gateway_seconds": 2.0,
     "gateway_warmup": 1.0,
+    "sink_batch_sizes": (10, 500),
 }
 
 
@@ -158,6 +161,12 @@ def run_sections(
             rate=sizes["gateway_rate"],
             seconds=sizes["gateway_seconds"],
             warmup=sizes["gateway_warmup"],
+        )
+        results["sink_batches"] = _timed(
+            sink_batches.run,
+            baseline_src=baseline_src,
+            sizes=sizes["sink_batch_sizes"],
+            rounds=sizes["gateway_rounds"],
         )
     return results
 
@@ -335,6 +344,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(peers.markdown(results["peers"]).replace("## The peers", "## 6. The peers", 1))
     if results.get("gateway"):
         lines.append(gateway.markdown(results["gateway"]))
+    if results.get("sink_batches"):
+        lines.append(sink_batches.markdown(results["sink_batches"]))
     return "\n".join(lines)
 
 
