@@ -376,7 +376,8 @@ def markdown(figures: dict[str, Any]) -> str:
         f"## 7. The gateway: serve --simulate {figures['rate']:g} events/s -> gateway (2 accounts) -> SQLite "
         f"(median of {figures['rounds']} runs of {figures['seconds_per_run']:g} s)",
         "",
-        "| gateway | stored events/s | CPU µs per stored event (event loop + SQLite thread) "
+        "| gateway | stored events/s | CPU µs per stored event (event loop + SQLite thread, "
+        "each its own median) "
         f"| events/s per core (target ≥ {TARGET_PER_CORE:,}) | gateway's share of a core | serve's share |",
         "|---|---:|---:|---:|---:|---:|",
     ]
