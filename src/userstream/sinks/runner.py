@@ -289,6 +289,17 @@ class SinkRunner:
         Raises the sink's fatal error once the runner has stopped, and `LocalProtocolError` before `start`
         or after `close`.
         """
+        if (  # the common case, inline (a call per event on the gateway's path): running, room, no drops
+            self._failure is None
+            and self._task is not None
+            and not self._closing
+            and not self._drop_burst
+            and len(self._waiting) + len(self._in_flight) < self._capacity
+        ):
+            self._waiting.append((self._next_seq, event))
+            self._next_seq += 1
+            self._items.set()
+            return
         while True:
             self._check_accepting()
             if self.pending < self._capacity:
