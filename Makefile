@@ -53,11 +53,14 @@ soak: $(STAMP)
 	USERSTREAM_CHAOS_SECONDS=$(SECONDS) USERSTREAM_CHAOS_SEED=$(SEED) \
 		$(BIN)/python -m pytest -W error -s -q tests/chaos/test_chaos.py
 
-# The benchmarks of issue 6 (about 12 minutes on 2 cores; ARGS=--quick for a smoke run). They write
+# The benchmarks of issue 6, and the gateway into SQLite of issue 14 (about 14 minutes on 2 cores;
+# ARGS=--quick for a smoke run; ARGS="--sections gateway" for one section). They write
 # bench/results/userstream.json; bench/select_libs.py, the library selection of docs/architecture.md,
-# runs on its own.
+# runs on its own. BASELINE_SRC=<another tree>/src measures that tree's gateway beside this one's,
+# alternating (docs/performance.md, "The gateway").
+BASELINE_SRC ?=
 bench: $(STAMP) $(PEERS_STAMP)
-	$(BIN)/python bench/run.py $(ARGS)
+	$(BIN)/python bench/run.py $(if $(BASELINE_SRC),--baseline-src $(BASELINE_SRC)) $(ARGS)
 
 # The peers the bench measures beside userstream (ccxt, python-binance: the `peers` extra), installed
 # for `make bench` only, so that `make test` never pulls them in.

@@ -1,4 +1,5 @@
-"""userstream's benchmarks (issue 6): throughput, latency, serve fan-out, memory and reconnect, in one run.
+"""userstream's benchmarks (issue 6): throughput, latency, serve fan-out, memory, reconnect, the peers and the
+gateway into SQLite, in one run.
 
 This script owns the run: which sections, with what sizes, the markdown report and the results file
 bench/results/<name>.json (the machine, the versions, every figure, every run). Each figure is the median of
@@ -7,8 +8,9 @@ same server. Servers always run in their own processes (started with "spawn"), s
 shares its interpreter with a server's Python; on a 2-core machine the server and the client each get a
 core. The sections and what each measures are described in their modules and in docs/performance.md.
 
-Run: .venv/bin/python bench/run.py   (about 10 minutes on 2 cores; --quick for a smoke run of ~1 minute;
---sections throughput,latency to run some; --name NAME to write bench/results/NAME.json)
+Run: .venv/bin/python bench/run.py   (about 14 minutes on 2 cores; --quick for a smoke run of ~2 minutes;
+--sections throughput,latency to run some; --name NAME to write bench/results/NAME.json; --baseline-src
+PATH to measure the gateway of another tree's src beside this one's, alternating)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import fanout
+import gateway
 import latency
 import memory
 import micro
@@ -28,11 +31,12 @@ import peers
 import pusher
 import reconnect
 import serve_child
+import sink_batches
 import throughput
 import wire
 from common import RESULTS_DIR, child, machine, raise_fd_limit
 
-SECTIONS = ("micro", "throughput", "latency", "fanout", "memory", "reconnect", "peers")
+SECTIONS = ("micro", "throughput", "latency", "fanout", "memory", "reconnect", "peers", "gateway")
 
 #: issue 6's targets, checked in the report
 TARGETS = {
@@ -41,6 +45,7 @@ TARGETS = {
     "fanout_p99_ms_at_100": 5.0,
     "serve_kib_per_connection": 20.0,
     "client_cpu_share_pct": 5.0,
+    "gateway_events_per_s_per_core": gateway.TARGET_PER_CORE,  # issue 14
 }
 
 FULL = {
@@ -64,6 +69,11 @@ FULL = {
     "peers_events": 30_000,
     "peers_runs": 5,
     "peers_seconds": 3.0,
+    "gateway_rounds": 3,
+    "gateway_rate": 6000.0,
+    "gateway_seconds": 10.0,
+    "gateway_warmup": 3.0,
+    "sink_batch_sizes": (1, 10, 50, 500),
 }
 QUICK = FULL | {
     "micro_runs": 3,
@@ -83,10 +93,16 @@ QUICK = FULL | {
     "peers_events": 2_000,
     "peers_runs": 1,
     "peers_seconds": 0.5,
+    "gateway_rounds": 1,
+    "gateway_seconds": 2.0,
+    "gateway_warmup": 1.0,
+    "sink_batch_sizes": (10, 500),
 }
 
 
-def run_sections(sections: list[str], sizes: dict[str, Any]) -> dict[str, Any]:
+def run_sections(
+    sections: list[str], sizes: dict[str, Any], baseline_src: Path | None = None
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     pools = {exchange: wire.pool(exchange) for exchange in ("bitmusa", "coinlocally")}
     results["frames"] = wire.check_pools(pools)
@@ -136,6 +152,21 @@ def run_sections(sections: list[str], sizes: dict[str, Any]) -> dict[str, Any]:
     if "peers" in sections:
         results["peers"] = _timed(
             peers.run, sizes["peers_events"], sizes["peers_runs"], sizes["peers_seconds"]
+        )
+    if "gateway" in sections:
+        results["gateway"] = _timed(
+            gateway.run,
+            baseline_src=baseline_src,
+            rounds=sizes["gateway_rounds"],
+            rate=sizes["gateway_rate"],
+            seconds=sizes["gateway_seconds"],
+            warmup=sizes["gateway_warmup"],
+        )
+        results["sink_batches"] = _timed(
+            sink_batches.run,
+            baseline_src=baseline_src,
+            sizes=sizes["sink_batch_sizes"],
+            rounds=sizes["gateway_rounds"],
         )
     return results
 
@@ -311,6 +342,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     if results.get("peers"):
         lines.append(peers.markdown(results["peers"]).replace("## The peers", "## 6. The peers", 1))
+    if results.get("gateway"):
+        lines.append(gateway.markdown(results["gateway"]))
+    if results.get("sink_batches"):
+        lines.append(sink_batches.markdown(results["sink_batches"]))
     return "\n".join(lines)
 
 
@@ -321,6 +356,11 @@ def main() -> None:
         "--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS)
     )
     parser.add_argument("--name", default="userstream", help="results file: bench/results/NAME.json")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="the gateway section also measures this src directory (another tree's), alternating",
+    )
     args = parser.parse_args()
     sections = [name for name in args.sections.split(",") if name]
     unknown = set(sections) - set(SECTIONS)
@@ -335,7 +375,7 @@ def main() -> None:
         "quick": args.quick,
         "fd_limit": fd_limit,
     }
-    results |= run_sections(sections, sizes)
+    results |= run_sections(sections, sizes, args.baseline_src)
     results["seconds"] = round(time.perf_counter() - started, 1)
     print(markdown(results))
     print(f"({results['seconds']} s)")

@@ -5,19 +5,21 @@ keeps the state tables current. It knows nothing of buffering or retries (the ru
 the wire.
 
 One transaction per batch: `INSERT OR IGNORE` into the append-only `events` table (a `key` already there is
-a replay and changes nothing), and, for each new balance or order event, the same transaction updates
-`balances` or `orders`. State never moves backwards in time: a balance older than the one held is ignored;
-an order update is ordered by (timestamp, filled, final-after-open) and an older one is ignored. An order
+a replay and changes nothing), and the same transaction updates `balances` and `orders` from the batch's new
+balance and order events. State never moves backwards in time: a balance older than the one held is ignored;
+an order update is ordered by (timestamp, filled, final-after-open) and an older one is ignored. Of several
+updates of one balance or order in a batch only the last of the latest can decide that state, so it alone
+is applied (the same tables as applying each in turn; tests/sinks/test_sqlite_batches.py). An order
 leaves `orders` when an update ends it (`OrderUpdate.is_final`: closed, canceled, expired, rejected, or a
 snapshot's "not open any more") and is kept in `finished_orders`, so a late, older update cannot bring it
-back. Fills are stored in `events` only. Decimals are stored as TEXT exactly as
-the JSON contract writes them. WAL mode lets readers (dashboards, `sqlite3` in a shell) read while the
-sink writes; `synchronous=FULL` by default makes a batch durable before `write` returns.
+back. Fills are stored in `events` only. Decimals are stored as TEXT exactly as the JSON contract writes
+them. WAL mode lets readers (dashboards, `sqlite3` in a shell) read while the sink writes;
+`synchronous=FULL` by default makes a batch durable before `write` returns.
 
 A database it cannot write is found as early as it can be. `open` refuses (`ConfigurationError`) a file
 SQLite opens read-only (permissions, an immutable file, a read-only file system: it tries a write and rolls
-it back), a directory, a path under a file. Mid-run, before each batch, the database, its `-wal` and its
-`-shm` must be writable (before each read, the `-shm`; `os.access`, which root passes too except for an
+it back), a directory, a path under a file. Mid-run, once before each batch, the database, its `-wal` and
+its `-shm` must be writable (before each read, the `-shm`; `os.access`, which root passes too except for an
 immutable file or a read-only mount); when one is not, or SQLite fails with a read-only, permission,
 cannot-open or I/O error, the write raises `SinkUnwritableError` (the runner reports the sink down at once,
 and retries). The check on `-shm` is what keeps the process alive: SQLite maps that file into memory, and
@@ -103,6 +105,12 @@ CREATE TABLE IF NOT EXISTS finished_orders (
 ) WITHOUT ROWID;
 """
 
+# `eventjson.to_json` is this encoder over `eventjson.to_dict`; the sink needs the dict too, so it encodes it.
+_ENCODER = msgspec.json.Encoder()
+
+#: An order update's place in time: (timestamp, filled, 1 if it ends the order); state never moves back.
+_Rank = tuple[int, Decimal, int]
+
 _INSERT_EVENT = (
     "INSERT OR IGNORE INTO events (key, kind, exchange, account, timestamp, source, json)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -162,6 +170,9 @@ class SqliteSink:
         if str(path) in ("", ":memory:"):
             raise ConfigurationError("the sqlite sink needs a file path (WAL needs a file)")
         self._path = Path(path)
+        self._shm = self._path.with_name(self._path.name + "-shm")
+        # checked before each batch (made once: a Path costs more than the check)
+        self._files = (self._path, self._path.with_name(self._path.name + "-wal"), self._shm)
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         # One thread owns the one connection: sqlite3 objects stay on the thread that made them, and
@@ -272,34 +283,34 @@ class SqliteSink:
 
     def _check_writable(self) -> None:
         """`SinkUnwritableError` when the database, its -wal or its -shm (if present) cannot be written."""
-        for path in (self._path, self._path.with_name(self._path.name + "-wal"), self._shm):
+        for path in self._files:
             if not os.access(path, os.W_OK) and path.exists():
                 raise SinkUnwritableError(f"{self.name}: {path} is not writable (read-only or immutable)")
-
-    @property
-    def _shm(self) -> Path:
-        return self._path.with_name(self._path.name + "-shm")
 
     def _disconnect(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
 
-    def _live(self) -> sqlite3.Connection:
+    def _open_connection(self) -> sqlite3.Connection:
         if self._connection is None:
             raise LocalProtocolError(f"{self.name} is not open")
-        if not os.access(self._shm, os.W_OK) and self._shm.exists():  # mapped: a store into it would SIGBUS
-            raise SinkUnwritableError(f"{self.name}: {self._shm} is not writable (read-only or immutable)")
         return self._connection
 
+    def _live(self) -> sqlite3.Connection:
+        """The connection, for a read: its -shm checked first (mapped: a store into it would SIGBUS)."""
+        connection = self._open_connection()
+        if not os.access(self._shm, os.W_OK) and self._shm.exists():
+            raise SinkUnwritableError(f"{self.name}: {self._shm} is not writable (read-only or immutable)")
+        return connection
+
     def _write_batch(self, batch: tuple[Event, ...]) -> None:
-        connection = self._live()
-        self._check_writable()
+        connection = self._open_connection()
+        self._check_writable()  # the database, its -wal and its -shm, once per batch
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                for event in batch:
-                    self._apply(connection, event)
+                self._apply_batch(connection, batch)
                 connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:  # some errors (disk full) have rolled it back already
@@ -314,54 +325,75 @@ class SqliteSink:
         except sqlite3.Error as exc:
             raise ConfigurationError(f"{self.name} cannot store events: {exc}") from None
 
-    def _apply(self, connection: sqlite3.Connection, event: Event) -> None:
-        fields = eventjson.to_dict(event)
-        body = eventjson.to_json(event)
-        inserted = connection.execute(
-            _INSERT_EVENT,
-            (
-                key_of_json(body),
-                fields["kind"],
-                fields["exchange"],
-                fields["account"],
-                fields["timestamp"],
-                fields.get("source"),
-                body.decode(),
-            ),
-        ).rowcount
-        if not inserted:
-            return  # a replay: its effect on the state tables was applied when it was first written
-        if isinstance(event, BalanceUpdate):
-            connection.execute(
-                _UPSERT_BALANCE,
+    def _apply_batch(self, connection: sqlite3.Connection, batch: tuple[Event, ...]) -> None:
+        """Every event into `events`, then each balance's and each order's last state of the batch.
+
+        Of several new updates of one balance (or order) in a batch, only the one applied last when applied
+        one by one can decide the state tables: the last of those with the greatest timestamp (order rank),
+        applied if it is not older than what is held. So that one alone is applied, which gives the same
+        tables as applying each in turn, with one statement per balance and order instead of per event.
+        """
+        balances: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        orders: dict[tuple[str, str, str], tuple[_Rank, dict[str, Any], str]] = {}
+        execute = connection.execute
+        for event in batch:
+            fields = eventjson.to_dict(event)
+            body = _ENCODER.encode(fields)  # eventjson.to_json(event), without building the dict twice
+            text = body.decode()
+            inserted = execute(
+                _INSERT_EVENT,
                 (
+                    key_of_json(body),
+                    fields["kind"],
                     fields["exchange"],
                     fields["account"],
-                    fields["asset"],
-                    fields["free"],
-                    fields["locked"],
-                    fields["total"],
                     fields["timestamp"],
+                    fields["source"],
+                    text,
                 ),
-            )
-        elif isinstance(event, OrderUpdate):
-            self._apply_order(connection, event, fields, body)
+            ).rowcount
+            if not inserted:
+                continue  # a replay: its effect on the state tables was applied when it was first written
+            if isinstance(event, BalanceUpdate):
+                ident = (fields["exchange"], fields["account"], event.asset)
+                last = balances.get(ident)
+                if last is None or event.timestamp >= last[-1]:
+                    balances[ident] = (
+                        *ident,
+                        fields["free"],
+                        fields["locked"],
+                        fields["total"],
+                        event.timestamp,
+                    )
+            elif isinstance(event, OrderUpdate):
+                ident = (fields["exchange"], fields["account"], event.id)
+                rank = (event.timestamp, event.filled, int(event.is_final))
+                held = orders.get(ident)
+                if held is None or rank >= held[0]:
+                    orders[ident] = (rank, fields, text)
+        if balances:
+            connection.executemany(_UPSERT_BALANCE, balances.values())
+        for ident, (rank, fields, text) in orders.items():
+            self._apply_order(connection, ident, rank, fields, text)
 
     def _apply_order(
-        self, connection: sqlite3.Connection, event: OrderUpdate, fields: dict[str, Any], body: bytes
+        self,
+        connection: sqlite3.Connection,
+        ident: tuple[str, str, str],
+        rank: _Rank,
+        fields: dict[str, Any],
+        text: str,
     ) -> None:
-        ident = (fields["exchange"], fields["account"], event.id)
-        terminal = event.is_final
+        """The order's update, unless older than what `orders` or `finished_orders` holds for it."""
         held = connection.execute(_HELD_ORDER, ident + ident).fetchone()
-        if held is not None:
-            held_rank = (held[0], Decimal(held[1]), held[2])
-            if (event.timestamp, event.filled, int(terminal)) < held_rank:
-                return  # older than what is held: state never moves backwards
+        if held is not None and rank < (held[0], Decimal(held[1]), held[2]):
+            return  # older than what is held: state never moves backwards
+        timestamp, _, terminal = rank
         if terminal:
             connection.execute("DELETE FROM orders WHERE exchange = ? AND account = ? AND id = ?", ident)
             connection.execute(
                 _PUT_FINISHED_ORDER,
-                (*ident, fields["status"], fields["raw_status"], fields["filled"], event.timestamp),
+                (*ident, fields["status"], fields["raw_status"], fields["filled"], timestamp),
             )
             return
         connection.execute("DELETE FROM finished_orders WHERE exchange = ? AND account = ? AND id = ?", ident)
@@ -380,8 +412,8 @@ class SqliteSink:
                 fields["remaining"],
                 fields["cost"],
                 fields["created_at"],
-                event.timestamp,
-                body.decode(),
+                timestamp,
+                text,
             ),
         )
 
