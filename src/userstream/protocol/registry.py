@@ -79,6 +79,10 @@ class ExchangeSpec:
     credentials_optional: tuple[tuple[str, str], ...]
     #: Options that only this exchange's client uses (a config refuses them on another exchange).
     only_options: frozenset[str]
+    # --- config2 ---
+    #: The credentials an account is found by (serve keeps each unique across its accounts); any other is
+    #: checked against the account they found, never a way to find one (Bitmusa's auth key).
+    credentials_identifying: tuple[str, ...]
 
 
 # --- server-house ---
@@ -117,6 +121,8 @@ _BITMUSA: Final = ExchangeSpec(
     credentials_one_of=(),
     credentials_optional=(),
     only_options=frozenset({"rest_url", "keepalive_interval", "close_key_on_exit"}),
+    # --- config2 ---
+    credentials_identifying=("api_key",),  # the API key names the account, the auth key proves it
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
@@ -153,6 +159,8 @@ _COINLOCALLY: Final = ExchangeSpec(
     credentials_one_of=("token", "api_key"),
     credentials_optional=(("secret_key", "api_key"),),  # signs the api key's snapshot requests
     only_options=frozenset({"sub_timeout", "quotes"}),
+    # --- config2 ---
+    credentials_identifying=("token", "api_key"),  # either may open a stream; the secret key signs
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})

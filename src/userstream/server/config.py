@@ -9,7 +9,10 @@ Both are msgspec Structs, the one definition of each setting: its type declares 
 words a refusal uses (`userstream.validation`), its default is the one `userstream serve`'s flags show.
 The accounts file is read by `msgspec.convert` into `AccountsFile`, and serve's flags into `ServerConfig`
 (`server/command.py`), each in one place; msgspec's refusals are said in this module's words
-(`_file_refusal`).
+(`_file_refusal`). Which credentials an account needs on each exchange, and which of them find it, is
+read from the exchange registry (`protocol.registry`: `credentials_required`, `credentials_one_of`,
+`credentials_optional`, `credentials_identifying`), never branched on: the file's key of a credential is
+`<exchange>_<credential>` (`credential_key`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import msgspec
 from msgspec import Meta
 
 from userstream.errors import ConfigurationError
+from userstream.events import Exchange
+from userstream.protocol.registry import REGISTRY, ExchangeSpec, spec
 from userstream.server.variants import parse_variants
 from userstream.validation import Count, Seconds, check_fields, failure, field_wording, must
 
@@ -37,6 +42,7 @@ __all__ = [
     "Account",
     "AccountsFile",
     "ServerConfig",
+    "credential_key",
     "demo_account",
     "generate_secret",
     "is_loopback",
@@ -125,13 +131,23 @@ class Account(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def __repr__(self) -> str:
         return f"Account(name={self.name!r}, uid={self.uid!r})"
 
+    def holds(self, exchange: Exchange) -> bool:
+        """Whether the account can stream on `exchange`: every credential it needs all of, and one of
+        those it needs one of (the exchange registry's `credentials_required`, `credentials_one_of`)."""
+        entry = spec(exchange)
+        given = {
+            name for name in _credentials(entry) if getattr(self, credential_key(exchange, name)) is not None
+        }
+        one_of = entry.credentials_one_of
+        return set(entry.credentials_required) <= given and (not one_of or bool(given & set(one_of)))
+
     @property
     def has_bitmusa(self) -> bool:
-        return self.bitmusa_api_key is not None and self.bitmusa_auth_key is not None
+        return self.holds(Exchange.BITMUSA)
 
     @property
     def has_coinlocally(self) -> bool:
-        return self.coinlocally_api_key is not None or self.coinlocally_token is not None
+        return self.holds(Exchange.COINLOCALLY)
 
     def credentials(self) -> dict[str, str]:
         """The credentials that are set, by key. For printing a generated demo account, nothing else."""
@@ -395,9 +411,10 @@ def _file_refusal(error: msgspec.ValidationError, document: Mapping[str, Any]) -
 
 
 def _check_accounts(accounts: Iterable[Account], *, source: str = "accounts") -> None:
-    """Refuse accounts that cannot be told apart: the server finds an account by name or by credential."""
+    """Refuse accounts that cannot be told apart: the server finds an account by name or by credential.
+    Which credentials an exchange needs, and which find an account, is the exchange registry's."""
     names: set[str] = set()
-    owner_of: dict[tuple[str, str], str] = {}
+    owner_of: dict[tuple[Exchange, str], str] = {}
     count = 0
     for account in accounts:
         count += 1
@@ -405,30 +422,58 @@ def _check_accounts(accounts: Iterable[Account], *, source: str = "accounts") ->
         if account.name in names:
             raise ConfigurationError(f"{where}: duplicate name")
         names.add(account.name)
-        if (account.bitmusa_api_key is None) != (account.bitmusa_auth_key is None):
-            missing = "bitmusa_auth_key" if account.bitmusa_auth_key is None else "bitmusa_api_key"
-            raise ConfigurationError(f"{where}: key {missing!r} is missing (Bitmusa needs both keys)")
-        if account.coinlocally_secret_key is not None and account.coinlocally_api_key is None:
-            raise ConfigurationError(
-                f"{where}: key 'coinlocally_api_key' is missing (coinlocally_secret_key signs its requests)"
-            )
-        if not (account.has_bitmusa or account.has_coinlocally):
-            raise ConfigurationError(
-                f"{where}: no credentials (set bitmusa_api_key and bitmusa_auth_key, "
-                "and/or coinlocally_api_key or coinlocally_token)"
-            )
-        for key in CREDENTIAL_KEYS:
-            value = getattr(account, key)
-            if value is None:
-                continue
-            # Coinlocally's token and api-key share one namespace (either may be sent in the sub frame),
-            # and Bitmusa is looked up by api key, so a repeated credential would make ownership ambiguous.
-            namespace = key.split("_", 1)[0]
-            if key in ("bitmusa_auth_key", "coinlocally_secret_key"):
-                continue  # checked against the account its api key found; never a way to find one
-            previous = owner_of.get((namespace, value))
-            if previous is not None:
-                raise ConfigurationError(f"{where}: key {key!r} repeats a credential of account {previous!r}")
-            owner_of[(namespace, value)] = account.name
+        _check_credentials(account, where)
+        for entry in REGISTRY.values():
+            # An exchange finds an account by any of these (Coinlocally's token and api key share one
+            # namespace: either may be sent in the sub frame), so a repeated one would make ownership
+            # ambiguous; the others are checked against the account they found.
+            for credential in entry.credentials_identifying:
+                key = credential_key(entry.exchange, credential)
+                value = getattr(account, key)
+                if value is None:
+                    continue
+                previous = owner_of.get((entry.exchange, value))
+                if previous is not None:
+                    raise ConfigurationError(
+                        f"{where}: key {key!r} repeats a credential of account {previous!r}"
+                    )
+                owner_of[(entry.exchange, value)] = account.name
     if count == 0:
         raise ConfigurationError(f"{source}: at least one account is required")
+
+
+def _check_credentials(account: Account, where: str) -> None:
+    """The account holds every credential an exchange needs all of, once it holds any of that exchange's
+    (`credentials_required`), the one a credential given besides goes with (`credentials_optional`), and
+    the credentials of at least one exchange."""
+    for entry in REGISTRY.values():
+        keys = [credential_key(entry.exchange, credential) for credential in _credentials(entry)]
+        required = [credential_key(entry.exchange, credential) for credential in entry.credentials_required]
+        if any(getattr(account, key) is not None for key in keys):
+            for key in required:
+                if getattr(account, key) is None:
+                    needs = "both keys" if len(required) == 2 else "all of " + ", ".join(required)
+                    raise ConfigurationError(f"{where}: key {key!r} is missing ({entry.title} needs {needs})")
+    for entry in REGISTRY.values():
+        for credential, with_ in entry.credentials_optional:
+            key, needed = (credential_key(entry.exchange, name) for name in (credential, with_))
+            if getattr(account, key) is not None and getattr(account, needed) is None:
+                raise ConfigurationError(f"{where}: key {needed!r} is missing ({key} signs its requests)")
+    if not any(account.holds(exchange) for exchange in REGISTRY):
+        ways = []
+        for entry in REGISTRY.values():
+            required = sorted(credential_key(entry.exchange, name) for name in entry.credentials_required)
+            one_of = sorted(credential_key(entry.exchange, name) for name in entry.credentials_one_of)
+            ways.append(" and ".join(required) if required else " or ".join(one_of))
+        raise ConfigurationError(f"{where}: no credentials (set {', and/or '.join(ways)})")
+
+
+def credential_key(exchange: Exchange, credential: str) -> str:
+    """The accounts file's key of an exchange's credential (`connect()`'s argument): `bitmusa_api_key`."""
+    return f"{exchange.value}_{credential}"
+
+
+def _credentials(entry: ExchangeSpec) -> tuple[str, ...]:
+    """Every credential an account of this exchange may hold, as the registry lists them."""
+    optional = tuple(credential for credential, _ in entry.credentials_optional)
+    return (*entry.credentials_required, *entry.credentials_one_of, *optional)
