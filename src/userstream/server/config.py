@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import re
 import secrets
 import tomllib
 import zlib
@@ -80,6 +79,23 @@ _Credential = Annotated[
 ]
 _Port = Annotated[int, Meta(ge=0, le=65535, extra=must("be in 0..65535"))]
 _Rate = Annotated[float, Meta(gt=0, extra=must("be positive"))]
+_Token = Annotated[str, Meta(min_length=1, extra=must("not be empty", quiet=True))]  # quiet: a secret
+_NodeId = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z",
+        extra=must("be 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or digit)"),
+    ),
+]
+#: A Redis URL (quiet: it may hold a password).
+_RedisUrl = Annotated[
+    str,
+    Meta(
+        pattern=r"^(redis|rediss|unix)://",
+        extra=must("start with redis://, rediss:// or unix://", quiet=True),
+    ),
+]
+_Prefix = Annotated[str, Meta(pattern=r"^\S+\Z", extra=must("be non-empty without spaces"))]
 
 
 def generate_secret() -> str:
@@ -202,7 +218,7 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     accounts: tuple[Account, ...]
     host: str = "127.0.0.1"
     port: _Port = 8765
-    admin_token: str = msgspec.field(default_factory=generate_secret)
+    admin_token: _Token = msgspec.field(default_factory=generate_secret)
     listen_key_ttl: Seconds = 3600.0
     heartbeat_timeout: Seconds = 40.0
     max_connection_age: Seconds = 86400.0
@@ -214,9 +230,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_client_frame: Count = 64 * 1024
     max_ingest_body: Count = 16 * 1024 * 1024
     close_timeout: Seconds = 5.0
-    redis_url: str | None = None  # may hold a password
-    node_id: str | None = None
-    redis_prefix: str = "userstream:serve"
+    redis_url: _RedisUrl | None = None  # may hold a password
+    node_id: _NodeId | None = None
+    redis_prefix: _Prefix = "userstream:serve"
     fanout_maxlen: Count = 100_000
     redis_check_interval: Seconds = 1.0
     max_connections_per_ip: Count | None = None
@@ -242,9 +258,6 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         if unknown_faults:
             known = ", ".join(sorted(_FAULT_KINDS))
             raise ConfigurationError(f"unknown fault {unknown_faults[0]!r} (known: {known})")
-        _check_cluster(self)
-        if not self.admin_token:
-            raise ConfigurationError("the admin token must not be empty")
         if not is_loopback(self.host):
             _check_admin_token(self.admin_token, self.host)
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -272,8 +285,18 @@ _HIDDEN: Final = frozenset({"admin_token", "redis_url"})
 
 
 def spell_setting(name: str) -> str:
-    """How a refusal names a `ServerConfig` field (its key; the two rates as the flags' help says them)."""
-    return {"simulate_rate": "simulate rate", "chaos_rate": "chaos rate"}.get(name, name)
+    """How a refusal names a `ServerConfig` field: its key, or the words serve's refusals have always used
+    (the two rates as the flags' help says them, "the admin token", "node id", "the Redis URL")."""
+    return _SPELLED.get(name, name)
+
+
+_SPELLED: Final = {
+    "simulate_rate": "simulate rate",
+    "chaos_rate": "chaos rate",
+    "admin_token": "the admin token",
+    "node_id": "node id",
+    "redis_url": "the Redis URL",
+}
 
 
 #: An admin token reachable beyond loopback must carry at least this much entropy (estimated).
@@ -315,25 +338,6 @@ def _check_admin_token(token: str, host: str) -> None:
             f"weak for that: about {int(bits)} bits of entropy, at least {MIN_ADMIN_TOKEN_BITS} needed (for "
             "example 32 hex digits or 22 random URL-safe characters: `python -c 'import secrets; "
             "print(secrets.token_urlsafe(32))'`)"
-        )
-
-
-_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def _check_cluster(config: ServerConfig) -> None:
-    """The settings of a node sharing its state through Redis (checked even when `redis_url` is None; the
-    numbers are declared on `ServerConfig`)."""
-    if config.node_id is not None and not _NODE_ID.fullmatch(config.node_id):
-        raise ConfigurationError(
-            "node id must be 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or digit), "
-            f"not {config.node_id!r}"
-        )
-    if config.redis_url is not None and not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigurationError("the Redis URL must start with redis://, rediss:// or unix://")
-    if not config.redis_prefix or any(char.isspace() for char in config.redis_prefix):
-        raise ConfigurationError(
-            f"redis_prefix must be non-empty without spaces, not {config.redis_prefix!r}"
         )
 
 
