@@ -6,8 +6,9 @@ Two jobs, both about turning msgspec's terse validation into this project's mess
   missing required field x`) into its parts: the reason, the JSON path it points at, and the field it names.
   Every parser of the project (protocol/, eventjson, the emulator's admin routes, the configs) takes the
   failing path from here: it is written once.
-- The configs (`StreamOptions`, serve's `ServerConfig` and `Account`, the gateway's `GatewayConfig`, the
-  sinks' specs) are msgspec Structs whose constraints are declared on their fields' types, as
+- The configs (`StreamOptions`, serve's `ServerConfig` and `Account`, the gateway's `GatewayConfig`, its
+  accounts' tables and `ClusterConfig`, the sinks' specs) are msgspec Structs whose constraints are
+  declared on their fields' types, as
   `Annotated[float, Meta(gt=0, extra=must("be a positive number of seconds"))]`. msgspec enforces them on
   `msgspec.convert` only; `check_fields` enforces the same declarations when a config is built by keyword
   (its `__post_init__` calls it), `converted` is the one `msgspec.convert` of a table or of flags, and
