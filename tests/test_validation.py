@@ -4,6 +4,7 @@ same whether a Struct is built by keyword or converted from a table."""
 
 from __future__ import annotations
 
+import argparse
 from typing import Annotated, Any
 
 import msgspec
@@ -19,6 +20,7 @@ from userstream.validation import (
     converted,
     default_of,
     failure,
+    flag_type,
     must,
     translate,
     wording,
@@ -129,3 +131,19 @@ def test_default_of_reads_a_fields_default() -> None:
         default_of(_Doc, "data")
     with pytest.raises(LookupError, match="_Knobs has no field 'nope'"):
         default_of(_Knobs, "nope")
+
+
+def test_a_flag_is_held_to_its_field_declaration_as_it_is_parsed() -> None:
+    size = flag_type(_Knobs, "size", int)
+    timeout = flag_type(_Knobs, "timeout", float)
+    assert (size("3"), timeout("0.5")) == (3, 0.5)
+    for parse, text, words in (
+        (size, "0", "must be a positive integer, not '0'"),
+        (size, "many", "must be a positive integer, not 'many'"),
+        (timeout, "-1", "must be a positive number of seconds, not '-1'"),
+    ):
+        with pytest.raises(argparse.ArgumentTypeError) as refused:
+            parse(text)
+        assert str(refused.value) == words
+    with pytest.raises(LookupError):
+        flag_type(_Knobs, "label", str)  # no declared wording to refuse in

@@ -6,18 +6,21 @@ Two jobs, both about turning msgspec's terse validation into this project's mess
   missing required field x`) into its parts: the reason, the JSON path it points at, and the field it names.
   Every parser of the project (protocol/, eventjson, the emulator's admin routes, the configs) takes the
   failing path from here: it is written once.
-- The configs (`StreamOptions`, serve's `ServerConfig` and `Account`, the gateway's `GatewayConfig`, the
-  sinks' specs) are msgspec Structs whose constraints are declared on their fields' types, as
+- The configs (`StreamOptions`, serve's `ServerConfig` and `Account`, the gateway's `GatewayConfig`, its
+  accounts' tables and `ClusterConfig`, the sinks' specs) are msgspec Structs whose constraints are
+  declared on their fields' types, as
   `Annotated[float, Meta(gt=0, extra=must("be a positive number of seconds"))]`. msgspec enforces them on
   `msgspec.convert` only; `check_fields` enforces the same declarations when a config is built by keyword
   (its `__post_init__` calls it), `converted` is the one `msgspec.convert` of a table or of flags, and
   both say a broken constraint as `<name> must <wording>, not <value>` (`Wording.refuse`; `translate` turns
   msgspec's refusal into it). The wording lives beside the constraint, in the Struct's one definition;
-  `default_of` reads a field's default for the flag that sets it.
+  `default_of` reads a field's default for the flag that sets it, and `flag_type` holds the flag's value
+  to the field's declaration as argparse parses it.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import typing
 from collections.abc import Callable, Mapping
@@ -38,6 +41,7 @@ __all__ = [
     "default_of",
     "failure",
     "field_wording",
+    "flag_type",
     "must",
     "translate",
     "wording",
@@ -226,3 +230,22 @@ def default_of(cls: type[msgspec.Struct], name: str) -> Any:
                 return info.default_factory()
             raise LookupError(f"{cls.__name__}.{name} has no default")
     raise LookupError(f"{cls.__name__} has no field {name!r}")
+
+
+def flag_type(cls: type[msgspec.Struct], name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse `type=` for the flag that sets field `name` of `cls`: the text is `parse`d, then held to
+    the field's declared type and constraint; a refusal reads `must <wording>, not '<text>'` (argparse
+    puts the flag before it)."""
+    annotation = typing.get_type_hints(cls, include_extras=True)[name]
+    declared = wording(annotation)
+    if declared is None:
+        raise LookupError(f"{cls.__name__}.{name} declares no wording")
+    words = declared.words
+
+    def checked(text: str) -> Any:
+        try:
+            return msgspec.convert(parse(text), annotation)
+        except ValueError:  # msgspec.ValidationError is one
+            raise argparse.ArgumentTypeError(f"must {words}, not {text!r}") from None
+
+    return checked

@@ -375,3 +375,86 @@ def test_queue_bytes_is_a_stream_option_of_either_exchange() -> None:
         {"defaults": {"queue_bytes": 8 << 20}, "accounts": [bitmusa(), coinlocally(queue_bytes=1 << 20)]}
     )
     assert [account.options["queue_bytes"] for account in config.accounts] == [8 << 20, 1 << 20]
+
+
+# --- the tables as data: one conversion, the registry's keys, the cluster's Struct -------------------------
+
+
+def test_each_exchange_takes_the_keys_its_registry_entry_names() -> None:
+    # An unknown key lists what the account's exchange takes: its credentials, and no key only the other
+    # exchange takes (rest_url, keepalive_interval and close_key_on_exit are Bitmusa's).
+    message = refused({"accounts": [coinlocally(pingg_interval=3)]})
+    assert message == (
+        "gateway.toml: account 'bob': unknown key 'pingg_interval' (allowed: api_key_env, auth_attempts, "
+        "backoff_base, backoff_cap, ca_file, close_timeout, exchange, idle_timeout, max_frame, name, "
+        "overflow, overlap_timeout, ping_interval, queue_bytes, queue_size, quotes, request_timeout, "
+        "resync, rotate_after, secret_key_env, snapshot_rest_url, snapshot_symbols, stable_after, "
+        "sub_timeout, token_env, verify_tls, warning_interval, ws_url)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("account", "message"),
+    [
+        # A missing or malformed name is said first (every other refusal names the account) ...
+        (
+            {"name": "a b", "exchange": "binance", "api_key": "plain"},
+            "gateway.toml: accounts[0]: key 'name' must be 1-64 of A-Z a-z 0-9 . _ - (got 'a b')",
+        ),
+        # ... then a credential in plaintext ...
+        (
+            bitmusa(exchange="binance", api_key="plain"),
+            "gateway.toml: account 'alice': key 'api_key' would hold a credential in plaintext; put the "
+            "value in an environment variable and name it with api_key_env instead",
+        ),
+        # ... and of several unknown keys, the first in order.
+        (
+            bitmusa(zeta=1, alpha=2),
+            "gateway.toml: account 'alice': unknown key 'alpha' (allowed: ",
+        ),
+        (
+            bitmusa(name=5),
+            "gateway.toml: accounts[0]: key 'name' must be 1-64 of A-Z a-z 0-9 . _ - (got 5)",
+        ),
+        (
+            bitmusa(exchange=5),
+            "gateway.toml: account 'alice': key 'exchange' must be 'bitmusa' or 'coinlocally', not 5",
+        ),
+        (
+            coinlocally(quotes=["USDT", ""]),
+            "gateway.toml: account 'bob': key 'quotes' must be a list of quote assets",
+        ),
+        (
+            bitmusa(verify_tls="no"),
+            "gateway.toml: account 'alice': key 'verify_tls' must be true or false",
+        ),
+        (
+            bitmusa(rest_url=5),
+            "gateway.toml: account 'alice': key 'rest_url' must be a URL string",
+        ),
+        (
+            bitmusa(max_frame=0),
+            "gateway.toml: account 'alice': max_frame must be a positive integer, not 0",
+        ),
+    ],
+)
+def test_a_refusal_names_what_the_table_got_wrong_first(account: dict[str, Any], message: str) -> None:
+    assert refused({"accounts": [account]}).startswith(message)
+
+
+def test_the_cluster_table_is_a_struct_that_never_shows_its_redis_url() -> None:
+    document = {"accounts": [bitmusa()], "cluster": {"redis_url": "redis://:hunter2@r/0", "instance": "gw-1"}}
+    cluster = parse_config(document).cluster
+    assert cluster is not None
+    assert repr(cluster) == (
+        "ClusterConfig(instance='gw-1', lease_ttl=15.0, renew_interval=5.0, prefix='userstream:gateway')"
+    )
+    document["cluster"] = {"redis_url": "http://:hunter2@r/0"}
+    assert refused(document) == (
+        "gateway.toml: [cluster]: redis_url must start with redis://, rediss:// or unix://"
+    )
+    document["cluster"] = {"redis_url": "redis://r", "instance": 5}
+    assert refused(document) == (
+        "gateway.toml: [cluster]: instance must be 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or "
+        "digit), not 5"
+    )

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from userstream.errors import ConfigurationError
+from userstream.protocol.registry import REGISTRY
 from userstream.server import Account, ServerConfig, demo_account, load_accounts
-from userstream.server.config import parse_accounts
+from userstream.server.config import CREDENTIAL_KEYS, credential_key, parse_accounts
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "accounts.toml"
 
@@ -165,3 +166,18 @@ def test_bad_settings_are_refused(overrides: dict[str, object], message: str) ->
     settings.update(overrides)
     with pytest.raises(ConfigurationError, match=message):
         ServerConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_the_accounts_file_has_a_key_for_every_credential_the_registry_names() -> None:
+    # serve's credential rules are the registry's: each credential an exchange takes is a key of the file.
+    named = {
+        credential_key(entry.exchange, credential)
+        for entry in REGISTRY.values()
+        for credential in (
+            *entry.credentials_required,
+            *entry.credentials_one_of,
+            *(credential for credential, _ in entry.credentials_optional),
+            *entry.credentials_identifying,
+        )
+    }
+    assert named == set(CREDENTIAL_KEYS) == set(Account.__struct_fields__) - {"name", "uid"}

@@ -12,7 +12,11 @@ prints and maps outcomes:
   bad arguments (the message names what was wrong, never a secret's value); 1 for anything unexpected.
 
 Every option flag's default, and the default its help names, is read from `StreamOptions` (client/options.py,
-the one definition); a timing flag that only one exchange uses says which, from the exchange registry.
+the one definition), and a queue bound's value is held to its field's declaration as it is parsed
+(`validation.flag_type`); a timing flag that only one exchange uses says which, from the exchange registry.
+The flags reach `StreamOptions` through `connect()`'s keywords, not a conversion here: `connect()` takes no
+`StreamOptions`, and the timings' refusals must name the flags (`timing_arguments` runs the client's
+`resolve` spelled as flags first), which a `StreamOptions` built here could not.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from userstream.eventjson import dec, to_json
 from userstream.events import BalanceUpdate, Event, Exchange, Fill
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.registry import REGISTRY, spec
-from userstream.validation import default_of
+from userstream.validation import default_of, flag_type
 
 __all__ = [
     "ENVIRONMENT",
@@ -161,14 +165,14 @@ def add_parser(subparsers: Any) -> None:
     behaviour = parser.add_argument_group("behaviour")
     behaviour.add_argument(
         "--queue-size",
-        type=_positive_int,
+        type=flag_type(StreamOptions, "queue_size", int),
         default=default_of(StreamOptions, "queue_size"),
         help="events buffered (default %(default)s)",
     )
     queue_bytes = default_of(StreamOptions, "queue_bytes")
     behaviour.add_argument(
         "--queue-bytes",
-        type=_positive_int,
+        type=flag_type(StreamOptions, "queue_bytes", int),
         default=queue_bytes,
         metavar="N",
         help=f"the queue's bound in bytes besides events (default: %(default)s, {queue_bytes / 2**20:g} MiB)",
@@ -362,16 +366,6 @@ def timing_arguments(args: argparse.Namespace) -> dict[str, Any]:
             timings[_option(flag)] = None if flag == "--rotate-after" and value == 0 else value
     resolve(timings, spell=_flag, rotation_off="0")
     return timings
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
 
 
 def _option(flag: str) -> str:

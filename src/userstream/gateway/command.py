@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import faulthandler
 import logging
 import signal
@@ -42,7 +41,7 @@ EXIT_CONFIG = 2
 _PROG = "userstream gateway"
 _log = logging.getLogger("userstream.gateway")
 #: The defaults of the [cluster] table's timings (ClusterConfig), which --lease-ttl and --lease-renew show.
-_CLUSTER_DEFAULTS = {field.name: field.default for field in dataclasses.fields(ClusterConfig)}
+_CLUSTER_DEFAULTS = {name: default_of(ClusterConfig, name) for name in ("lease_ttl", "renew_interval")}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -169,7 +168,7 @@ def _cluster(configured: ClusterConfig | None, args: argparse.Namespace) -> Clus
         if "redis_url" not in flags:
             raise ConfigurationError("--instance, --lease-ttl and --lease-renew need --redis (or [cluster])")
         return ClusterConfig(**flags)
-    return dataclasses.replace(configured, **flags)
+    return msgspec.structs.replace(configured, **flags)
 
 
 async def _serve(config: GatewayConfig) -> int:

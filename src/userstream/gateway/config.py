@@ -13,20 +13,28 @@ types declare the constraints and the words a refusal uses (`userstream.validati
 ones `userstream gateway`'s flags show. The `[gateway]` table is converted into a `GatewayConfig` in one
 place (`parse_config`, by `msgspec.convert`); the command's flags are laid over it with
 `msgspec.structs.replace`, whose `__post_init__` holds them to the same declarations (and names no file).
-Which credentials and keys an account of each exchange takes is read from the exchange registry
-(`protocol.registry`), not branched on.
+
+An `[[accounts]]` table, with `[defaults]` merged under it, is converted in one place too (`_account`, one
+`msgspec.convert`) into a tagged union of table Structs, one per exchange, made from the exchange registry
+(`protocol.registry`: which credentials it needs, which options only it takes) over one catalogue of every
+key's declared type (`_KEY_TYPES`: the stream options' own, from `StreamOptions`, and the gateway's).
+msgspec's refusal is said as before (`_account_refusal`): the account and the key, in the words the key's
+type declares. What a type cannot say is checked after, from the same registry and the client's own
+rules: one of two credentials (`credentials_one_of`), the URLs (`check_url`), the timings between them
+(`resolve`).
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Union
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from userstream.client.options import TIMINGS, StreamOptions, resolve
 from userstream.client.queue import Overflow
@@ -36,7 +44,7 @@ from userstream.events import Exchange
 from userstream.gateway.cluster import ClusterConfig, parse_cluster
 from userstream.protocol.registry import REGISTRY, ExchangeSpec, spec
 from userstream.sinks.config import JsonlSpec, SinkSpec, SqliteSpec, load_spec
-from userstream.validation import Count, Seconds, check_fields, must
+from userstream.validation import Count, Seconds, Wording, check_fields, failure, must, wording
 from userstream.validation import converted as msgspec_converted
 
 __all__ = [
@@ -102,11 +110,97 @@ _ONLY_ON: Final[Mapping[str, Exchange]] = {
     key: entry.exchange for entry in REGISTRY.values() for key in entry.only_options
 }
 _DEFAULTABLE = STREAM_OPTION_KEYS | _ENDPOINT_KEYS
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 _Port = Annotated[int, Meta(ge=0, le=65535, extra=must("be in 0..65535"))]
 _Directory = Annotated[str, Meta(min_length=1, extra=must("be a directory's path"))]
+
+# --- an [[accounts]] table: every key's declared type, and one table Struct per exchange -------------------
+
+_NAME_WORDS: Final = "be 1-64 of A-Z a-z 0-9 . _ -"
+_AccountName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", extra=must(_NAME_WORDS))]
+_EnvName = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z",
+        extra=must("name an environment variable (letters, digits, _)"),
+    ),
+]
+_Url = Annotated[str, Meta(extra=must("be a URL string", quiet=True))]
+_Text = Annotated[str, Meta(min_length=1)]
+_Symbols = Annotated[tuple[_Text, ...], Meta(extra=must("be a list of symbols", quiet=True))]
+_Quotes = Annotated[tuple[_Text, ...], Meta(extra=must("be a list of quote assets", quiet=True))]
+_Switch = Annotated[bool, Meta(extra=must("be true or false", quiet=True))]
+_Policy = Annotated[Overflow, Meta(extra=must("be " + " or ".join(repr(p.value) for p in Overflow)))]
+_RotateAfter = Annotated[
+    float, Meta(ge=0, extra=must("be a positive number of seconds (0 turns rotation off)"))
+]
+#: How a table whose `exchange` names none is refused (the union's tag: no type of its own).
+_EXCHANGE_WORDING: Final = Wording("be " + " or ".join(repr(e.value) for e in REGISTRY))
+
+#: The keys the gateway declares itself, refused as `key 'K' must ...`.
+_OWN_TYPES: Final[Mapping[str, Any]] = {
+    "name": _AccountName,
+    **dict.fromkeys(CREDENTIAL_ENV_KEYS, _EnvName),
+    "rest_url": _Url,
+    "ws_url": _Url,
+    "snapshot_rest_url": _Url,
+    "snapshot_symbols": _Symbols,
+    "resync": _Switch,
+    # stream options in the gateway's own words (TOML's forms)
+    "overflow": _Policy,
+    "quotes": _Quotes,
+    "verify_tls": _Switch,
+    "close_key_on_exit": _Switch,
+}
+_OPTION_TYPES: Final = typing.get_type_hints(StreamOptions, include_extras=True)
+#: Every key an `[[accounts]]` table may hold, and its declared type: a stream option's is `StreamOptions`'
+#: (refused in its words, named bare) but `rotate_after`'s, which takes 0 (rotation off), and the
+#: gateway's own.
+_KEY_TYPES: Final[Mapping[str, Any]] = {
+    **{key: _OPTION_TYPES[key] for key in sorted(STREAM_OPTION_KEYS)},
+    "rotate_after": _RotateAfter,
+    **_OWN_TYPES,
+}
+_URL_SCHEMES: Final = {
+    "rest_url": ("https", "http"),
+    "ws_url": ("wss", "ws"),
+    "snapshot_rest_url": ("https", "http"),
+}
+
+
+def _allowed(entry: ExchangeSpec) -> frozenset[str]:
+    """The keys an account of this exchange takes: its credentials, and every other key but those only
+    another exchange takes (`only_options`)."""
+    keys = _credential_keys(entry) | (frozenset(_KEY_TYPES) - frozenset(CREDENTIAL_ENV_KEYS))
+    return (keys - {key for key, only in _ONLY_ON.items() if only is not entry.exchange}) | {"exchange"}
+
+
+def _table_type(entry: ExchangeSpec) -> type[msgspec.Struct]:
+    """The `[[accounts]]` table of an account of this exchange, tagged `exchange = "<its name>"`: its name
+    and the credentials it needs all of are required; any other key it takes is UNSET when left out."""
+    required = ("name", *(_env_key(credential) for credential in entry.credentials_required))
+    optional = sorted(_allowed(entry) - {"exchange", *required})
+    return msgspec.defstruct(
+        f"{entry.title}AccountTable",
+        [(key, _KEY_TYPES[key]) for key in required]
+        + [(key, Union[_KEY_TYPES[key], UnsetType], UNSET) for key in optional],  # noqa: UP007
+        kw_only=True,
+        frozen=True,
+        forbid_unknown_fields=True,
+        tag_field="exchange",
+        tag=entry.exchange.value,
+        module=__name__,
+    )
+
+
+#: Each exchange's table Struct -> its registry entry.
+_TABLES: Final[Mapping[type[msgspec.Struct], ExchangeSpec]] = {
+    _table_type(entry): entry for entry in REGISTRY.values()
+}
+#: What an `[[accounts]]` table is converted into: one of the tables, by its `exchange`.
+_ACCOUNT_TABLE: Final[Any] = Union[tuple(_TABLES)]  # noqa: UP007
+#: Every key some exchange's account takes (another's is refused as not applying, not as unknown).
+_ANY_EXCHANGE_KEYS: Final = frozenset().union(*(_allowed(entry) for entry in REGISTRY.values()))
 
 
 class AccountConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -280,161 +374,154 @@ def _table(value: object, where: str) -> dict[str, Any]:
     return value
 
 
-def _refuse_plaintext(table: Mapping[str, Any], where: str) -> None:
-    for key in sorted(set(table) & _PLAINTEXT_KEYS):
-        raise ConfigurationError(
-            f"{where}: key {key!r} would hold a credential in plaintext; put the value in an environment "
-            f"variable and name it with {key}_env instead"
-        )
-
-
 def _account(table: object, index: int, defaults: Mapping[str, Any], source: str) -> AccountConfig:
-    where = f"{source}: accounts[{index}]"
-    table = _table(table, where)
-    name = table.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        problem = "is missing" if name is None else f"must be 1-64 of A-Z a-z 0-9 . _ - (got {name!r})"
-        raise ConfigurationError(f"{where}: key 'name' {problem}")
-    where = f"{source}: account {name!r}"
-    _refuse_plaintext(table, where)
-    raw_exchange = table.get("exchange")
-    if raw_exchange not in tuple(Exchange):
-        choices = " or ".join(repr(e.value) for e in Exchange)
-        problem = "is missing" if raw_exchange is None else f"must be {choices}, not {raw_exchange!r}"
-        raise ConfigurationError(f"{where}: key 'exchange' {problem}")
-    exchange = Exchange(raw_exchange)
-    entry = spec(exchange)
-
-    credential_keys = _credential_keys(entry)
-    allowed = {"name", "exchange"} | credential_keys | _ENDPOINT_KEYS | STREAM_OPTION_KEYS
-    allowed -= {key for key, only in _ONLY_ON.items() if only is not exchange}
-    for key in sorted(set(table) - allowed):
-        if key in CREDENTIAL_ENV_KEYS or key in _ONLY_ON:
-            raise ConfigurationError(f"{where}: key {key!r} does not apply to {exchange.value}")
-        raise ConfigurationError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
-    merged = {
+    """One `[[accounts]]` table, with `[defaults]` merged under it, as an `AccountConfig`: the one
+    `msgspec.convert` into its exchange's table Struct, then what a type cannot say."""
+    table = _table(table, f"{source}: accounts[{index}]")
+    exchange = table.get("exchange")
+    merged = {  # an exchange-specific default skips the other exchange's accounts
         key: value
         for key, value in defaults.items()
-        if key not in _ONLY_ON or _ONLY_ON[key] is exchange  # an exchange-specific default skips the other
+        if key not in _ONLY_ON or _ONLY_ON[key].value == exchange
     }
     merged.update(table)
-
-    credential_env = {}
-    for key in sorted(credential_keys & set(table)):
-        variable = table[key]
-        if not isinstance(variable, str) or not _ENV_NAME.fullmatch(variable):
-            raise ConfigurationError(
-                f"{where}: key {key!r} must name an environment variable (letters, digits, _), "
-                f"not {variable!r}"
-            )
-        credential_env[CREDENTIAL_ENV_KEYS[key]] = variable
-    _check_credentials(entry, table, where)
-
-    endpoints = _endpoints(merged, where)
-    symbols = merged.get("snapshot_symbols")
-    if symbols is not None and (
-        not isinstance(symbols, list) or not all(isinstance(s, str) and s for s in symbols)
-    ):
-        raise ConfigurationError(f"{where}: key 'snapshot_symbols' must be a list of symbols")
-    resync = merged.get("resync", True)
-    if not isinstance(resync, bool):
-        raise ConfigurationError(f"{where}: key 'resync' must be true or false")
-
-    options = {key: merged[key] for key in STREAM_OPTION_KEYS if key in merged}
-    options = _stream_options(options, name, where, inherited=frozenset(options) - set(table))
+    inherited = frozenset(merged) - set(table)
+    try:
+        parsed = msgspec.convert(merged, _ACCOUNT_TABLE)
+    except msgspec.ValidationError as exc:
+        refusal = _account_refusal(exc, index, table, merged, inherited)
+        raise ConfigurationError(f"{source}: {refusal}") from None
+    entry = _TABLES[type(parsed)]
+    given = {key: getattr(parsed, key) for key in parsed.__struct_fields__}
+    given = {key: value for key, value in given.items() if value is not UNSET}
+    name: str = given["name"]
+    try:
+        _check_credentials(entry, given)
+        for key, schemes in _URL_SCHEMES.items():
+            if key in given:
+                check_url(given[key], schemes, f"key {key!r}")
+        options = _stream_options(given, name, inherited)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{source}: account {name!r}: {exc}") from None
     return AccountConfig(
         name=name,
-        exchange=exchange,
-        credential_env=credential_env,
-        rest_url=endpoints["rest_url"],
-        ws_url=endpoints["ws_url"],
-        snapshot_rest_url=endpoints["snapshot_rest_url"],
-        snapshot_symbols=None if symbols is None else tuple(symbols),
-        resync=resync,
+        exchange=entry.exchange,
+        credential_env={
+            credential: given[key] for key, credential in CREDENTIAL_ENV_KEYS.items() if key in given
+        },
+        rest_url=given.get("rest_url"),
+        ws_url=given.get("ws_url"),
+        snapshot_rest_url=given.get("snapshot_rest_url"),
+        snapshot_symbols=given.get("snapshot_symbols"),
+        resync=given.get("resync", True),
         options=options,
     )
 
 
-def _check_credentials(entry: ExchangeSpec, table: Mapping[str, Any], where: str) -> None:
-    """The account names every credential its exchange needs (`credentials_required`), and exactly one of
-    those it needs one of (`credentials_one_of`)."""
-    required = [_env_key(credential) for credential in entry.credentials_required]
-    for key in required:
-        if key not in table:
-            needs = "both keys" if len(required) == 2 else "all of " + ", ".join(required)
-            raise ConfigurationError(f"{where}: key {key!r} is missing ({entry.title} needs {needs})")
+def _account_refusal(
+    error: msgspec.ValidationError,
+    index: int,
+    table: Mapping[str, Any],
+    merged: Mapping[str, Any],
+    inherited: frozenset[str],
+) -> str:
+    """msgspec's refusal of an account table, in the gateway's words: the account (`accounts[<i>]` while
+    it has no usable name) and the key, in the words the key's type declares. A missing or malformed name
+    is said first, then a credential written in plaintext, as every other refusal names the account."""
+    name = table.get("name")
+    if not _fits(name, _AccountName):
+        where = f"accounts[{index}]"
+        if name is None:
+            return f"{where}: key 'name' is missing"
+        return f"{where}: key 'name' must {_NAME_WORDS} (got {name!r})"
+    where = f"account {name!r}"
+    for key in sorted(set(table) & _PLAINTEXT_KEYS):
+        return f"{where}: {_plaintext(key)}"
+    found = failure(error)
+    key = found.missing or re.split(r"[.\[]", found.key or "", maxsplit=1)[0]
+    if key == "exchange":  # the union's tag
+        if found.missing is not None:
+            return f"{where}: key 'exchange' is missing"
+        return f"{where}: {_EXCHANGE_WORDING.refuse('key ' + repr(key), table.get(key))}"
+    entry = spec(Exchange(table["exchange"]))
+    if found.unknown is not None:
+        unknown = min(set(table) - _allowed(entry), default=found.unknown)  # the first, in key order
+        if unknown in _ANY_EXCHANGE_KEYS:
+            return f"{where}: key {unknown!r} does not apply to {entry.exchange.value}"
+        allowed = ", ".join(sorted(_allowed(entry)))
+        return f"{where}: unknown key {unknown!r} (allowed: {allowed})"
+    if found.missing is not None:  # a credential the exchange needs all of
+        required = [_env_key(credential) for credential in entry.credentials_required]
+        needs = "both keys" if len(required) == 2 else "all of " + ", ".join(required)
+        return f"{where}: key {key!r} is missing ({entry.title} needs {needs})"
+    declared = wording(_KEY_TYPES[key]) if key in _KEY_TYPES and key in merged else None
+    if declared is None:
+        return f"{where}: key {key!r}: {found.reason}"
+    return f"{where}: {declared.refuse(_spelled(key, inherited), merged[key])}"
+
+
+def _spelled(key: str, inherited: frozenset[str]) -> str:
+    """How a refusal names a key: one of the gateway's own as `key 'K'`; a stream option bare, as the
+    client names it, and a timing the account inherits as `[defaults] K` (as the rules between timings
+    name it)."""
+    if key in _OWN_TYPES:
+        return f"key {key!r}"
+    return f"[defaults] {key}" if key in inherited and key in TIMINGS else key
+
+
+def _fits(value: object, annotation: Any) -> bool:
+    try:
+        msgspec.convert(value, annotation)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _plaintext(key: str) -> str:
+    return (
+        f"key {key!r} would hold a credential in plaintext; put the value in an environment variable and "
+        f"name it with {key}_env instead"
+    )
+
+
+def _refuse_plaintext(table: Mapping[str, Any], where: str) -> None:
+    for key in sorted(set(table) & _PLAINTEXT_KEYS):
+        raise ConfigurationError(f"{where}: {_plaintext(key)}")
+
+
+def _check_credentials(entry: ExchangeSpec, given: Mapping[str, Any]) -> None:
+    """Exactly one of the credentials the exchange needs one of (`credentials_one_of`); those it needs
+    all of are required fields of its table."""
     one_of = [_env_key(credential) for credential in entry.credentials_one_of]
-    given = [key for key in one_of if key in table]
-    if one_of and len(given) != 1:
-        both = "are both set" if len(given) == 2 else "are set"
-        problem = "is missing" if not given else f"{both}; set one"
+    chosen = [key for key in one_of if key in given]
+    if one_of and len(chosen) != 1:
+        both = "are both set" if len(chosen) == 2 else "are set"
+        problem = "is missing" if not chosen else f"{both}; set one"
         signing = "".join(
             f"; snapshot resync needs {_env_key(with_)} with {_env_key(credential)}"
             for credential, with_ in entry.credentials_optional
         )
         raise ConfigurationError(
-            f"{where}: key {' or '.join(repr(key) for key in one_of)} {problem} ({entry.title} streams with "
+            f"key {' or '.join(repr(key) for key in one_of)} {problem} ({entry.title} streams with "
             f"one credential{signing})"
         )
 
 
-def _endpoints(merged: Mapping[str, Any], where: str) -> dict[str, str | None]:
-    endpoints: dict[str, str | None] = {}
-    for key, schemes in (
-        ("rest_url", ("https", "http")),
-        ("ws_url", ("wss", "ws")),
-        ("snapshot_rest_url", ("https", "http")),
-    ):
-        value = merged.get(key)
-        if value is not None:
-            if not isinstance(value, str):
-                raise ConfigurationError(f"{where}: key {key!r} must be a URL string")
-            try:
-                check_url(value, schemes, f"key {key!r}")
-            except ConfigurationError as exc:
-                raise ConfigurationError(f"{where}: {exc}") from None
-        endpoints[key] = value
-    return endpoints
-
-
-def _stream_options(
-    options: dict[str, Any], name: str, where: str, *, inherited: frozenset[str]
-) -> dict[str, Any]:
-    """Check the options as the client would (`StreamOptions`), and convert the TOML forms to its types.
+def _stream_options(given: Mapping[str, Any], name: str, inherited: frozenset[str]) -> dict[str, Any]:
+    """The stream options the table sets (converted already), held to the client's rules between them.
 
     The timings go through the client's own rules (`client.options.resolve`), with the keys spelled as the
     file has them: a timing the account (or `[defaults]`) leaves out is derived by the client, and only a
     contradiction between keys the file sets is refused, naming them (`[defaults] ping_interval` for one
-    the account inherits, as the account's own keys are named bare)."""
-    converted = dict(options)
-    if "rotate_after" in converted and converted["rotate_after"] == 0:
-        converted["rotate_after"] = None  # 0 disables rotation, as `userstream watch --rotate-after 0`
+    the account inherits, as the account's own keys are named bare). Then `StreamOptions` itself, for
+    what else the client refuses (a CA file it cannot read)."""
+    options = {key: given[key] for key in sorted(STREAM_OPTION_KEYS) if key in given}
+    if "rotate_after" in options and options["rotate_after"] == 0:
+        options["rotate_after"] = None  # 0 disables rotation, as `userstream watch --rotate-after 0`
 
     def spell(key: str) -> str:
         return f"[defaults] {key}" if key in inherited else key
 
-    timings = {key: value for key, value in converted.items() if key in TIMINGS}
-    try:
-        resolve(timings, spell=spell, rotation_off="0")
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{where}: {exc}") from None
-    if "overflow" in converted:
-        try:
-            converted["overflow"] = Overflow(converted["overflow"])
-        except ValueError:
-            raise ConfigurationError(
-                f"{where}: key 'overflow' must be 'block' or 'drop_oldest', not {converted['overflow']!r}"
-            ) from None
-    if "quotes" in converted:
-        quotes = converted["quotes"]
-        if not isinstance(quotes, list) or not all(isinstance(q, str) and q for q in quotes):
-            raise ConfigurationError(f"{where}: key 'quotes' must be a list of quote assets")
-        converted["quotes"] = tuple(quotes)
-    for key in ("verify_tls", "close_key_on_exit"):
-        if key in converted and not isinstance(converted[key], bool):
-            raise ConfigurationError(f"{where}: key {key!r} must be true or false")
-    try:  # the rest as the client holds it: StreamOptions' declared types, by msgspec.convert
-        msgspec_converted({"account": name, **converted}, StreamOptions)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{where}: {exc}") from None
-    return converted
+    resolve({key: value for key, value in options.items() if key in TIMINGS}, spell=spell, rotation_off="0")
+    StreamOptions(account=name, **options)
+    return options

@@ -86,6 +86,10 @@ class ExchangeSpec:
     #: How its stream is opened (a listenKey from REST, or the credential in the handshake's header), with
     #: its parser and the client session of one connection: what the client runtime and doctor drive.
     client: ListenKeyWire | HeaderWire
+    # --- config2 ---
+    #: The credentials an account is found by (serve keeps each unique across its accounts); any other is
+    #: checked against the account they found, never a way to find one (Bitmusa's auth key).
+    credentials_identifying: tuple[str, ...]
 
 
 # --- server-house ---
@@ -126,6 +130,8 @@ _BITMUSA: Final = ExchangeSpec(
     only_options=frozenset({"rest_url", "keepalive_interval", "close_key_on_exit"}),
     # --- client-sessions ---
     client=bitmusa_client.WIRE,
+    # --- config2 ---
+    credentials_identifying=("api_key",),  # the API key names the account, the auth key proves it
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
@@ -164,6 +170,8 @@ _COINLOCALLY: Final = ExchangeSpec(
     only_options=frozenset({"sub_timeout", "quotes"}),
     # --- client-sessions ---
     client=coinlocally_client.WIRE,
+    # --- config2 ---
+    credentials_identifying=("token", "api_key"),  # either may open a stream; the secret key signs
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})

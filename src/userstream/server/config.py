@@ -9,14 +9,16 @@ Both are msgspec Structs, the one definition of each setting: its type declares 
 words a refusal uses (`userstream.validation`), its default is the one `userstream serve`'s flags show.
 The accounts file is read by `msgspec.convert` into `AccountsFile`, and serve's flags into `ServerConfig`
 (`server/command.py`), each in one place; msgspec's refusals are said in this module's words
-(`_file_refusal`).
+(`_file_refusal`). Which credentials an account needs on each exchange, and which of them find it, is
+read from the exchange registry (`protocol.registry`: `credentials_required`, `credentials_one_of`,
+`credentials_optional`, `credentials_identifying`), never branched on: the file's key of a credential is
+`<exchange>_<credential>` (`credential_key`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
-import re
 import secrets
 import tomllib
 import zlib
@@ -28,6 +30,8 @@ import msgspec
 from msgspec import Meta
 
 from userstream.errors import ConfigurationError
+from userstream.events import Exchange
+from userstream.protocol.registry import REGISTRY, ExchangeSpec, spec
 from userstream.server.variants import parse_variants
 from userstream.validation import Count, Seconds, check_fields, failure, field_wording, must
 
@@ -37,6 +41,7 @@ __all__ = [
     "Account",
     "AccountsFile",
     "ServerConfig",
+    "credential_key",
     "demo_account",
     "generate_secret",
     "is_loopback",
@@ -74,6 +79,23 @@ _Credential = Annotated[
 ]
 _Port = Annotated[int, Meta(ge=0, le=65535, extra=must("be in 0..65535"))]
 _Rate = Annotated[float, Meta(gt=0, extra=must("be positive"))]
+_Token = Annotated[str, Meta(min_length=1, extra=must("not be empty", quiet=True))]  # quiet: a secret
+_NodeId = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z",
+        extra=must("be 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or digit)"),
+    ),
+]
+#: A Redis URL (quiet: it may hold a password).
+_RedisUrl = Annotated[
+    str,
+    Meta(
+        pattern=r"^(redis|rediss|unix)://",
+        extra=must("start with redis://, rediss:// or unix://", quiet=True),
+    ),
+]
+_Prefix = Annotated[str, Meta(pattern=r"^\S+\Z", extra=must("be non-empty without spaces"))]
 
 
 def generate_secret() -> str:
@@ -125,13 +147,23 @@ class Account(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def __repr__(self) -> str:
         return f"Account(name={self.name!r}, uid={self.uid!r})"
 
+    def holds(self, exchange: Exchange) -> bool:
+        """Whether the account can stream on `exchange`: every credential it needs all of, and one of
+        those it needs one of (the exchange registry's `credentials_required`, `credentials_one_of`)."""
+        entry = spec(exchange)
+        given = {
+            name for name in _credentials(entry) if getattr(self, credential_key(exchange, name)) is not None
+        }
+        one_of = entry.credentials_one_of
+        return set(entry.credentials_required) <= given and (not one_of or bool(given & set(one_of)))
+
     @property
     def has_bitmusa(self) -> bool:
-        return self.bitmusa_api_key is not None and self.bitmusa_auth_key is not None
+        return self.holds(Exchange.BITMUSA)
 
     @property
     def has_coinlocally(self) -> bool:
-        return self.coinlocally_api_key is not None or self.coinlocally_token is not None
+        return self.holds(Exchange.COINLOCALLY)
 
     def credentials(self) -> dict[str, str]:
         """The credentials that are set, by key. For printing a generated demo account, nothing else."""
@@ -186,7 +218,7 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     accounts: tuple[Account, ...]
     host: str = "127.0.0.1"
     port: _Port = 8765
-    admin_token: str = msgspec.field(default_factory=generate_secret)
+    admin_token: _Token = msgspec.field(default_factory=generate_secret)
     listen_key_ttl: Seconds = 3600.0
     heartbeat_timeout: Seconds = 40.0
     max_connection_age: Seconds = 86400.0
@@ -198,9 +230,9 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_client_frame: Count = 64 * 1024
     max_ingest_body: Count = 16 * 1024 * 1024
     close_timeout: Seconds = 5.0
-    redis_url: str | None = None  # may hold a password
-    node_id: str | None = None
-    redis_prefix: str = "userstream:serve"
+    redis_url: _RedisUrl | None = None  # may hold a password
+    node_id: _NodeId | None = None
+    redis_prefix: _Prefix = "userstream:serve"
     fanout_maxlen: Count = 100_000
     redis_check_interval: Seconds = 1.0
     max_connections_per_ip: Count | None = None
@@ -226,9 +258,6 @@ class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         if unknown_faults:
             known = ", ".join(sorted(_FAULT_KINDS))
             raise ConfigurationError(f"unknown fault {unknown_faults[0]!r} (known: {known})")
-        _check_cluster(self)
-        if not self.admin_token:
-            raise ConfigurationError("the admin token must not be empty")
         if not is_loopback(self.host):
             _check_admin_token(self.admin_token, self.host)
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -256,8 +285,18 @@ _HIDDEN: Final = frozenset({"admin_token", "redis_url"})
 
 
 def spell_setting(name: str) -> str:
-    """How a refusal names a `ServerConfig` field (its key; the two rates as the flags' help says them)."""
-    return {"simulate_rate": "simulate rate", "chaos_rate": "chaos rate"}.get(name, name)
+    """How a refusal names a `ServerConfig` field: its key, or the words serve's refusals have always used
+    (the two rates as the flags' help says them, "the admin token", "node id", "the Redis URL")."""
+    return _SPELLED.get(name, name)
+
+
+_SPELLED: Final = {
+    "simulate_rate": "simulate rate",
+    "chaos_rate": "chaos rate",
+    "admin_token": "the admin token",
+    "node_id": "node id",
+    "redis_url": "the Redis URL",
+}
 
 
 #: An admin token reachable beyond loopback must carry at least this much entropy (estimated).
@@ -299,25 +338,6 @@ def _check_admin_token(token: str, host: str) -> None:
             f"weak for that: about {int(bits)} bits of entropy, at least {MIN_ADMIN_TOKEN_BITS} needed (for "
             "example 32 hex digits or 22 random URL-safe characters: `python -c 'import secrets; "
             "print(secrets.token_urlsafe(32))'`)"
-        )
-
-
-_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def _check_cluster(config: ServerConfig) -> None:
-    """The settings of a node sharing its state through Redis (checked even when `redis_url` is None; the
-    numbers are declared on `ServerConfig`)."""
-    if config.node_id is not None and not _NODE_ID.fullmatch(config.node_id):
-        raise ConfigurationError(
-            "node id must be 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or digit), "
-            f"not {config.node_id!r}"
-        )
-    if config.redis_url is not None and not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigurationError("the Redis URL must start with redis://, rediss:// or unix://")
-    if not config.redis_prefix or any(char.isspace() for char in config.redis_prefix):
-        raise ConfigurationError(
-            f"redis_prefix must be non-empty without spaces, not {config.redis_prefix!r}"
         )
 
 
@@ -395,9 +415,10 @@ def _file_refusal(error: msgspec.ValidationError, document: Mapping[str, Any]) -
 
 
 def _check_accounts(accounts: Iterable[Account], *, source: str = "accounts") -> None:
-    """Refuse accounts that cannot be told apart: the server finds an account by name or by credential."""
+    """Refuse accounts that cannot be told apart: the server finds an account by name or by credential.
+    Which credentials an exchange needs, and which find an account, is the exchange registry's."""
     names: set[str] = set()
-    owner_of: dict[tuple[str, str], str] = {}
+    owner_of: dict[tuple[Exchange, str], str] = {}
     count = 0
     for account in accounts:
         count += 1
@@ -405,30 +426,58 @@ def _check_accounts(accounts: Iterable[Account], *, source: str = "accounts") ->
         if account.name in names:
             raise ConfigurationError(f"{where}: duplicate name")
         names.add(account.name)
-        if (account.bitmusa_api_key is None) != (account.bitmusa_auth_key is None):
-            missing = "bitmusa_auth_key" if account.bitmusa_auth_key is None else "bitmusa_api_key"
-            raise ConfigurationError(f"{where}: key {missing!r} is missing (Bitmusa needs both keys)")
-        if account.coinlocally_secret_key is not None and account.coinlocally_api_key is None:
-            raise ConfigurationError(
-                f"{where}: key 'coinlocally_api_key' is missing (coinlocally_secret_key signs its requests)"
-            )
-        if not (account.has_bitmusa or account.has_coinlocally):
-            raise ConfigurationError(
-                f"{where}: no credentials (set bitmusa_api_key and bitmusa_auth_key, "
-                "and/or coinlocally_api_key or coinlocally_token)"
-            )
-        for key in CREDENTIAL_KEYS:
-            value = getattr(account, key)
-            if value is None:
-                continue
-            # Coinlocally's token and api-key share one namespace (either may be sent in the sub frame),
-            # and Bitmusa is looked up by api key, so a repeated credential would make ownership ambiguous.
-            namespace = key.split("_", 1)[0]
-            if key in ("bitmusa_auth_key", "coinlocally_secret_key"):
-                continue  # checked against the account its api key found; never a way to find one
-            previous = owner_of.get((namespace, value))
-            if previous is not None:
-                raise ConfigurationError(f"{where}: key {key!r} repeats a credential of account {previous!r}")
-            owner_of[(namespace, value)] = account.name
+        _check_credentials(account, where)
+        for entry in REGISTRY.values():
+            # An exchange finds an account by any of these (Coinlocally's token and api key share one
+            # namespace: either may be sent in the sub frame), so a repeated one would make ownership
+            # ambiguous; the others are checked against the account they found.
+            for credential in entry.credentials_identifying:
+                key = credential_key(entry.exchange, credential)
+                value = getattr(account, key)
+                if value is None:
+                    continue
+                previous = owner_of.get((entry.exchange, value))
+                if previous is not None:
+                    raise ConfigurationError(
+                        f"{where}: key {key!r} repeats a credential of account {previous!r}"
+                    )
+                owner_of[(entry.exchange, value)] = account.name
     if count == 0:
         raise ConfigurationError(f"{source}: at least one account is required")
+
+
+def _check_credentials(account: Account, where: str) -> None:
+    """The account holds every credential an exchange needs all of, once it holds any of that exchange's
+    (`credentials_required`), the one a credential given besides goes with (`credentials_optional`), and
+    the credentials of at least one exchange."""
+    for entry in REGISTRY.values():
+        keys = [credential_key(entry.exchange, credential) for credential in _credentials(entry)]
+        required = [credential_key(entry.exchange, credential) for credential in entry.credentials_required]
+        if any(getattr(account, key) is not None for key in keys):
+            for key in required:
+                if getattr(account, key) is None:
+                    needs = "both keys" if len(required) == 2 else "all of " + ", ".join(required)
+                    raise ConfigurationError(f"{where}: key {key!r} is missing ({entry.title} needs {needs})")
+    for entry in REGISTRY.values():
+        for credential, with_ in entry.credentials_optional:
+            key, needed = (credential_key(entry.exchange, name) for name in (credential, with_))
+            if getattr(account, key) is not None and getattr(account, needed) is None:
+                raise ConfigurationError(f"{where}: key {needed!r} is missing ({key} signs its requests)")
+    if not any(account.holds(exchange) for exchange in REGISTRY):
+        ways = []
+        for entry in REGISTRY.values():
+            required = sorted(credential_key(entry.exchange, name) for name in entry.credentials_required)
+            one_of = sorted(credential_key(entry.exchange, name) for name in entry.credentials_one_of)
+            ways.append(" and ".join(required) if required else " or ".join(one_of))
+        raise ConfigurationError(f"{where}: no credentials (set {', and/or '.join(ways)})")
+
+
+def credential_key(exchange: Exchange, credential: str) -> str:
+    """The accounts file's key of an exchange's credential (`connect()`'s argument): `bitmusa_api_key`."""
+    return f"{exchange.value}_{credential}"
+
+
+def _credentials(entry: ExchangeSpec) -> tuple[str, ...]:
+    """Every credential an account of this exchange may hold, as the registry lists them."""
+    optional = tuple(credential for credential, _ in entry.credentials_optional)
+    return (*entry.credentials_required, *entry.credentials_one_of, *optional)
