@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from userstream.client.backoff import Action, Backoff, classify
-from userstream.client.transport import HandshakeRejectedError, PeerClosedError
+from userstream.client.websocket import HandshakeRejectedError, PeerClosedError
 from userstream.errors import (
     AuthenticationError,
     ConfigurationError,

@@ -35,7 +35,8 @@ from collections.abc import Callable, Sequence
 from userstream.client.backoff import Action, Backoff, classify
 from userstream.client.session import SessionHooks
 from userstream.client.status import State, mask_listen_key
-from userstream.client.transport import HandshakeRejectedError, PeerClosedError, Transport, WebSocket
+from userstream.client.transport import Transport
+from userstream.client.websocket import HandshakeRejectedError, PeerClosedError, WebSocket
 from userstream.errors import (
     AuthenticationError,
     EndpointNotFoundError,

@@ -26,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from userstream.client.session import SessionHooks
-from userstream.client.transport import HandshakeRejectedError, PeerClosedError, Transport, WebSocket
+from userstream.client.transport import Transport
+from userstream.client.websocket import HandshakeRejectedError, PeerClosedError, WebSocket
 from userstream.errors import (
     AuthenticationError,
     ConnectionLostError,

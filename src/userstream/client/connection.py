@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL, FrameWarnings
-from userstream.client.transport import PeerClosedError, SignOfLife, WebSocket
+from userstream.client.websocket import PeerClosedError, SignOfLife, WebSocket
 from userstream.errors import ConnectionLostError, TransportError, UserStreamError
 from userstream.events import Event, Exchange
 from userstream.protocol.heartbeat import Due, Heartbeat

@@ -35,8 +35,9 @@ from functools import partial
 from typing import Protocol
 
 from userstream.client.backoff import Action, Backoff, classify
+from userstream.client.rest import HttpReply, RequestLike, check_url
 from userstream.client.status import State
-from userstream.client.transport import HttpReply, RequestLike, Transport, check_url
+from userstream.client.transport import Transport
 from userstream.errors import ConfigurationError, MessageShapeError, RateLimitedError, UserStreamError
 from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate
 from userstream.protocol import bitmusa, bitmusa_rest, coinlocally_rest

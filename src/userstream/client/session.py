@@ -13,7 +13,7 @@ from typing import Protocol
 
 from userstream.client.connection import Dialect
 from userstream.client.status import State
-from userstream.client.transport import WebSocket
+from userstream.client.websocket import WebSocket
 from userstream.errors import UserStreamError
 from userstream.events import Exchange
 

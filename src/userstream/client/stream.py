@@ -50,11 +50,12 @@ from userstream.client.delivered import Delivered
 from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL
 from userstream.client.options import DEFAULT_QUEUE_BYTES, DEFAULTS, StreamOptions, unlikely_to_work
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
+from userstream.client.rest import check_url
 from userstream.client.resync import Resync, SnapshotTaker, snapshot_taker
 from userstream.client.scrub import Scrubber
 from userstream.client.session import Session
 from userstream.client.status import State, StatusEvent
-from userstream.client.transport import Transport, check_url
+from userstream.client.transport import Transport
 from userstream.errors import (
     AuthenticationError,
     ConfigurationError,

@@ -38,17 +38,12 @@ from typing import Any, Final
 from yarl import URL
 
 from userstream.client.command import ENVIRONMENT, add_connection_arguments, read_credentials, tls_arguments
+from userstream.client.rest import check_url
 from userstream.client.scrub import Scrubber
 from userstream.client.status import mask_listen_key
 from userstream.client.tls import TlsPolicy
-from userstream.client.transport import (
-    HandshakeRejectedError,
-    PeerClosedError,
-    SignOfLife,
-    Transport,
-    WebSocket,
-    check_url,
-)
+from userstream.client.transport import Transport
+from userstream.client.websocket import HandshakeRejectedError, PeerClosedError, SignOfLife, WebSocket
 from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import AuthenticationError, ConfigurationError, FrameDecodeError, UserStreamError
 from userstream.events import Exchange
