@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import inspect
 
+from userstream.client.entry import connect
 from userstream.client.options import StreamOptions
-from userstream.client.stream import connect
 
 
 def test_every_stream_option_is_a_keyword_of_connect_with_the_same_default() -> None:

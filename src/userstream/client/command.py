@@ -24,10 +24,11 @@ import signal
 import sys
 from typing import IO, Any, NamedTuple
 
+from userstream.client.entry import connect
 from userstream.client.options import DEFAULT_QUEUE_BYTES, resolve
 from userstream.client.queue import Overflow
 from userstream.client.status import StatusEvent
-from userstream.client.stream import UserStream, connect
+from userstream.client.supervisor import UserStream
 from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.eventjson import dec, to_json

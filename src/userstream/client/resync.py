@@ -1,11 +1,15 @@
 """Resync after a gap: take a REST snapshot and queue the events that make the delivered picture true again.
 
 Neither exchange replays a private stream, so what it sent while no connection was open is gone. This
-module owns what the client does about it: `Resync` keeps an `AccountState` of what the stream delivered,
-and, when the supervisor reports a gap (a connection that ended unplanned, then a new one live; or the
+module owns what the client does about it: `Resync` reads the stream's one picture of what it delivered
+(the `AccountState` that client/delivered.py folds every event the user takes into), and, when the
+supervisor reports a gap (a connection that ended unplanned, then a new one live; or the
 start, with `initial_snapshot`), takes a snapshot of the account over REST and queues
 `AccountState.diff(truth, timestamp=<the snapshot's request time>)`: events marked `source=snapshot` that
-turn the delivered picture into the exchange's (docs/state.md says why each rule is what it is).
+turn the delivered picture into the exchange's (docs/state.md says why each rule is what it is). The
+corrections a resync queued that the user has not taken yet (`ahead`) count as delivered: a snapshot is
+diffed against the picture with them applied (on a copy), so a second gap before the user read them does
+not emit them again.
 
 The snapshot takers, one per exchange, perform the requests that `protocol.bitmusa_rest` and
 `protocol.coinlocally_rest` describe, through the stream's `Transport`:
@@ -29,17 +33,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from userstream.client.backoff import Action, Backoff, classify
+from userstream.client.backoff import Action, Backoff, RetryPolicy
 from userstream.client.rest import HttpReply, RequestLike, check_url
 from userstream.client.status import State
 from userstream.client.transport import Transport
-from userstream.errors import ConfigurationError, MessageShapeError, RateLimitedError, UserStreamError
-from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate
+from userstream.errors import ConfigurationError, MessageShapeError, UserStreamError
+from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate, Source
 from userstream.protocol import bitmusa, bitmusa_rest, coinlocally_rest
 from userstream.protocol.symbols import DEFAULT_QUOTES
 from userstream.state import AccountSnapshot, AccountState
@@ -55,10 +60,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("userstream.client")
-
-
-def _ignore(event: Event) -> None:
-    """What `Resync.delivered` is when resync is off."""
 
 
 def wall_clock_ms() -> int:
@@ -131,14 +132,9 @@ async def _send(transport: Transport, base_url: str, make_request: Callable[[], 
         reply = await transport.request(base_url, request, label=label)
         if reply.status != 429 or attempt == RATE_LIMIT_RETRIES:
             break
-        await asyncio.sleep(_retry_after(reply))
+        hint = reply.retry_after
+        await asyncio.sleep(min(hint if hint is not None else 1.0, _MAX_RETRY_AFTER))
     return reply
-
-
-def _retry_after(reply: HttpReply) -> float:
-    text = reply.headers.get("Retry-After", "")
-    seconds = float(text) if text.isascii() and text.isdigit() else 1.0
-    return min(seconds, _MAX_RETRY_AFTER)
 
 
 def _truth(balances: Iterable[BalanceUpdate], orders: Iterable[OrderUpdate]) -> AccountSnapshot:
@@ -345,19 +341,30 @@ class Resync:
         host: ResyncHost,
         symbols: Sequence[str] = (),
         make_backoff: Callable[[], Backoff],
+        state: AccountState | None = None,
     ) -> None:
+        """`state` is the picture of what the user was delivered, folded in by the stream as each event is
+        taken (`client.delivered`); a resync of its own (a test's) makes one if it is None."""
         self._taker = taker
         self._host = host
         self._symbols = tuple(symbols)
         self._make_backoff = make_backoff
-        self._state = None if taker is None or isinstance(taker, str) else AccountState()
-        #: Called with every event the user receives: folds it into the delivered picture (nothing when
-        #: resync is off). Bound once, as it runs once per event.
-        self.delivered: Callable[[Event], object] = _ignore if self._state is None else self._state.apply
+        tracking = taker is not None and not isinstance(taker, str)
+        self._state = (state if state is not None else AccountState()) if tracking else None
+        #: corrections queued and not yet taken by the user, oldest first
+        self.ahead: deque[Event] = deque()
         self._task: asyncio.Task[None] | None = None
         self._skip_reported = False
         self.resyncs = 0  # snapshots taken and their corrections queued
         self.failures = 0  # snapshot attempts that failed
+
+    def taken(self, event: Event) -> None:
+        """The user took `event`: if it is a correction still counted ahead, it (and any before it, which
+        left the queue dropped) is now in the picture."""
+        ahead = self.ahead
+        if event.source is Source.SNAPSHOT and any(queued is event for queued in ahead):
+            while ahead.popleft() is not event:
+                pass
 
     @property
     def enabled(self) -> bool:
@@ -389,32 +396,31 @@ class Resync:
     async def _run(self, taker: SnapshotTaker) -> None:
         state = self._state
         assert state is not None  # noqa: S101 - a taker always comes with a state
-        backoff = self._make_backoff()
+        # The one retry policy (client/backoff.py); a rejected credential is not retried (auth_attempts=1).
+        retry = RetryPolicy(self._make_backoff(), auth_attempts=1)
         while True:
-            symbols = self._symbols_now(taker, state)
+            symbols = self._symbols_now(taker, self._basis(state))
             try:
                 taken = await taker.take(symbols)
             except UserStreamError as exc:
                 self.failures += 1
                 reason = taker.scrub(f"snapshot failed: {exc}")
-                if classify(exc) is Action.FATAL:
+                if retry.judge(exc) is Action.FATAL:
                     _log.error("resync failed and will not be retried: %s", reason)
-                    self._host.emit(State.RESYNC_FAILED, reason=reason, attempt=backoff.attempts + 1)
+                    self._host.emit(State.RESYNC_FAILED, reason=reason, attempt=retry.attempts + 1)
                     return
-                delay = backoff.next_delay()
-                if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
+                delay = retry.delay(exc)  # at least the peer's Retry-After
                 _log.warning(
-                    "resync failed (attempt %d), retrying in %.3fs: %s", backoff.attempts, delay, reason
+                    "resync failed (attempt %d), retrying in %.3fs: %s", retry.attempts, delay, reason
                 )
-                self._host.emit(State.RESYNC_FAILED, reason=reason, attempt=backoff.attempts, delay=delay)
+                self._host.emit(State.RESYNC_FAILED, reason=reason, attempt=retry.attempts, delay=delay)
                 await asyncio.sleep(delay)
                 continue
-            corrections = state.diff(taken.truth, timestamp=taken.requested_at)
-            # Folded in as each is queued, not only when the user takes it: a resync that follows before the
-            # user has read them (two gaps in a row) must not emit them again. Queued means delivered (or
-            # reported as dropped), and taking it later changes nothing: it is then a duplicate or older.
-            await self._host.deliver_corrections(corrections, state.apply)
+            # Against the picture as the user will have it once the corrections still queued are taken: a
+            # resync that follows before the user has read them (two gaps in a row) must not emit them again.
+            # Queued means delivered (or reported as dropped).
+            corrections = self._basis(state).diff(taken.truth, timestamp=taken.requested_at)
+            await self._host.deliver_corrections(corrections, self.ahead.append)
             self.resyncs += 1
             truth = taken.truth
             self._host.emit(
@@ -426,6 +432,15 @@ class Resync:
                 ),
             )
             return
+
+    def _basis(self, state: AccountState) -> AccountState:
+        """The picture with the corrections still queued applied: `state` itself when none are."""
+        if not self.ahead:
+            return state
+        basis = state.copy()
+        for event in self.ahead:
+            basis.apply(event)
+        return basis
 
     def _symbols_now(self, taker: SnapshotTaker, state: AccountState) -> list[str]:
         held = {taker.symbol_of(order) for order in state.snapshot().open_orders.values()}

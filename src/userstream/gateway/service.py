@@ -33,8 +33,9 @@ from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from userstream.client.status import State, StatusEvent
-from userstream.client.stream import StreamStats, UserStream, connect
+from userstream.client.entry import connect
+from userstream.client.status import State, StatusEvent, StreamStats
+from userstream.client.supervisor import UserStream
 from userstream.errors import ConfigurationError, UserStreamError
 from userstream.events import Event, Exchange, Source
 from userstream.fills import FillTracker
