@@ -32,16 +32,15 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from userstream.client.backoff import Action, Backoff, classify
+from userstream.client.backoff import Action, Backoff, RetryPolicy
+from userstream.client.rest import carrying_retry_after
 from userstream.client.session import SessionHooks
 from userstream.client.status import State, mask_listen_key
 from userstream.client.transport import Transport
 from userstream.client.websocket import HandshakeRejectedError, PeerClosedError, WebSocket
 from userstream.errors import (
-    AuthenticationError,
     EndpointNotFoundError,
     ListenKeyInvalidError,
-    RateLimitedError,
     RemoteProtocolError,
     UserStreamError,
 )
@@ -201,7 +200,8 @@ class BitmusaSession:
                 return self._key
             request = bitmusa.create_listen_key_request(self._credentials)
             reply = await self._transport.request(self._rest_url, request, label=self._rest_label("POST"))
-            with self._transport.scrubber.errors():  # a refusal may quote the server's words: scrubbed
+            # A refusal may quote the server's words (scrubbed); a 429 carries its Retry-After.
+            with self._transport.scrubber.errors(), carrying_retry_after(reply):
                 key = bitmusa.parse_listen_key_response(
                     reply.status, reply.body, request=request, url=self._rest_shown
                 )
@@ -223,8 +223,7 @@ class BitmusaSession:
     async def maintain(self, hooks: SessionHooks) -> None:
         """The keepalive loop: PUT every `keepalive_interval`, retried with backoff when it fails."""
         self._hooks = hooks
-        backoff = self._make_backoff()
-        auth_failures = 0
+        retry = RetryPolicy(self._make_backoff(), auth_attempts=self._auth_attempts)  # client/backoff.py
         retry_at: float | None = None
         while True:
             self._key_changed.clear()
@@ -239,32 +238,26 @@ class BitmusaSession:
             try:
                 await self._keepalive()
             except UserStreamError as exc:
-                action = classify(exc)
+                action = retry.judge(exc)  # a rejected credential: the same bounded attempts as a connection
                 if action is Action.NEW_LISTEN_KEY:
                     self.forget_listen_key(f"keepalive: {exc}")
                     await hooks.listen_key_lost(exc)
                     retry_at = None
                     continue
                 if action is Action.FATAL:
-                    # A rejected credential gets the same bounded attempts as a connection; anything
-                    # else fatal (configuration) stops at once.
-                    auth_failures += 1
-                    if not isinstance(exc, AuthenticationError) or auth_failures >= self._auth_attempts:
-                        hooks.fatal(exc)
-                        return
-                delay = backoff.next_delay()
-                if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
-                hooks.emit(State.KEEPALIVE_FAILED, reason=str(exc), attempt=backoff.attempts, delay=delay)
+                    hooks.fatal(exc)
+                    return
+                delay = retry.delay(exc)  # at least the server's Retry-After
+                hooks.emit(State.KEEPALIVE_FAILED, reason=str(exc), attempt=retry.attempts, delay=delay)
                 retry_at = self._clock() + delay
             else:
-                backoff.reset()
-                auth_failures = 0
+                retry.succeeded()
                 retry_at = None
 
     async def _keepalive(self) -> None:
         request = bitmusa.keepalive_request(self._credentials)
         reply = await self._transport.request(self._rest_url, request, label=self._rest_label("PUT"))
+        # No Retry-After here: a keepalive that waited out a long one would let the key lapse.
         with self._transport.scrubber.errors():
             bitmusa.parse_ack_response(reply.status, reply.body, request=request, url=self._rest_shown)
         self._key_extended_at = self._clock()

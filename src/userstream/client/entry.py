@@ -30,7 +30,7 @@ from userstream.client.supervisor import UserStream
 from userstream.client.transport import Transport
 from userstream.errors import ConfigurationError
 from userstream.events import Event, Exchange
-from userstream.protocol import bitmusa, coinlocally, endpoints
+from userstream.protocol import bitmusa, coinlocally
 
 __all__ = ["ExchangeName", "connect", "run"]
 
@@ -101,7 +101,7 @@ def connect(
         auth_key=auth_key,
         token=token,
         secret_key=secret_key,
-        rest_url=endpoints.bitmusa_rest_base(rest_url if rest_url is not None else bitmusa.REST_BASE),
+        rest_url=rest_url,
         snapshot_rest_url=snapshot_rest_url,
         quotes=options.quotes,
     )

@@ -4,7 +4,8 @@ This module owns the HTTP half of the client's I/O boundary. `RestClient` turns 
 `HttpRequest` (anything `RequestLike`) into an `HttpReply` (status, body and headers, nothing parsed:
 parsing is the protocol module's job) with one `aiohttp.ClientSession`, made at the first request (a
 Coinlocally stream never makes one). A reply's body is bounded by `max_frame`. `HttpReply.retry_after` reads
-the server's `Retry-After` hint (seconds), which the one retry policy honours (`client/backoff.py`).
+the server's `Retry-After` hint (seconds), and `carrying_retry_after` puts it on the `RateLimitedError` a
+protocol module raises judging that reply, so the one retry policy honours it (`client/backoff.py`).
 
 Every aiohttp, OS and timeout exception is converted here (`_converted`) into our error tree (the pattern
 of httpx's `map_httpcore_exceptions`), with messages built from the caller's `label` and the exception's
@@ -25,9 +26,22 @@ import aiohttp
 from yarl import URL
 
 from userstream.client.tls import TlsPolicy, uses_tls
-from userstream.errors import ConfigurationError, ConnectionLostError, FrameDecodeError, TransportError
+from userstream.errors import (
+    ConfigurationError,
+    ConnectionLostError,
+    FrameDecodeError,
+    RateLimitedError,
+    TransportError,
+)
 
-__all__ = ["HttpReply", "RequestLike", "RestClient", "check_url", "retry_after_header"]
+__all__ = [
+    "HttpReply",
+    "RequestLike",
+    "RestClient",
+    "carrying_retry_after",
+    "check_url",
+    "retry_after_header",
+]
 
 
 class RequestLike(Protocol):
@@ -60,6 +74,18 @@ class HttpReply:
     def retry_after(self) -> float | None:
         """The server's `Retry-After` hint in seconds, when it gave one."""
         return retry_after_header(self.headers)
+
+
+@contextmanager
+def carrying_retry_after(reply: HttpReply) -> Iterator[None]:
+    """A `RateLimitedError` raised inside (a protocol module judging `reply`, which sees only its status
+    and body) leaves carrying the reply's `Retry-After`, so that the retry policy can honour it."""
+    try:
+        yield
+    except RateLimitedError as exc:
+        if exc.retry_after is None:
+            exc.retry_after = reply.retry_after
+        raise
 
 
 def check_url(url: str, schemes: tuple[str, ...], what: str) -> URL:

@@ -12,6 +12,8 @@ from types import MappingProxyType
 from typing import Final
 
 from userstream.events import Exchange
+from userstream.protocol import bitmusa_rest, coinlocally_rest
+from userstream.protocol.snapshot import SnapshotWire
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
 
@@ -23,16 +25,23 @@ class ExchangeSpec:
     exchange: Exchange
     #: How the exchange is named to a user ("Bitmusa").
     title: str
+    # --- client-house ---
+    #: Its REST snapshot of an account, as client/resync.py takes it (its REST module's `SNAPSHOT`).
+    snapshot: SnapshotWire
 
 
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
     title="Bitmusa",
+    # --- client-house ---
+    snapshot=bitmusa_rest.SNAPSHOT,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
     exchange=Exchange.COINLOCALLY,
     title="Coinlocally",
+    # --- client-house ---
+    snapshot=coinlocally_rest.SNAPSHOT,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})
