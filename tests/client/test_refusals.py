@@ -693,7 +693,8 @@ async def test_a_listen_key_request_answered_429_with_retry_after_waits_at_least
             2.0,
         ),
         (
-            f"POST http://{exchange.base}{LISTEN_KEY_PATH}: Bitmusa answered HTTP 503 without a JSON body (an HTML page)",
+            f"POST http://{exchange.base}{LISTEN_KEY_PATH}: "
+            "Bitmusa answered HTTP 503 without a JSON body (an HTML page)",
             2,
             0.01,
         ),
