@@ -54,16 +54,14 @@ class Intake:
         self._turn = asyncio.Lock()
         self._progress: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def offer(self, source: int, events: Sequence[Event]) -> bool:
+    def offer(self, source: object, events: Sequence[Event]) -> bool:
         """`put` without waiting: every event goes in now (True), or none (False: nothing was taken, and the
         producer awaits `put` with the same events). Refused while a turn is held (an earlier batch waits),
         during a rotation (each event must be de-duplicated as it enters), and when the batch does not fit.
-        """
-        if self.dedupe.active or self._turn.locked() or not self.queue.put_all_nowait(events):
-            return False
-        if not self._progress.done():
-            self._progress.set_result(None)
-        return True
+        Once per frame on the reader's path, so it does no more than that: `source` (a connection, or its
+        serial) is not looked at, and progress need not be told, since only a rotation's hand-over asks for it
+        and a rotation keeps this door shut."""
+        return not (self.dedupe.active or self._turn.locked()) and self.queue.put_all_nowait(events)
 
     async def put(
         self, source: int, events: Sequence[Event], on_queued: Callable[[Event], object] = _ignore
@@ -72,7 +70,7 @@ class Intake:
         waiting for room as the queue's policy says ("block"), and through the rotation's de-duplication when
         `source` is a connection. `on_queued(event)` is called as each event enters the queue."""
         if on_queued is _ignore and self.offer(source, events):
-            return
+            return  # the door was open: no rotation, so nobody waits for progress
         async with self._turn:
             await self._enter(source, events, on_queued)
 

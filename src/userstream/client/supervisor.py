@@ -407,7 +407,7 @@ class UserStream:
             ws=ws,
             dialect=self._session.dialect,
             sink=self._put,
-            sink_now=self._offer,
+            sink_now=self._intake.offer,  # the no-wait door, called once per frame: bound, no wrapper
             ping_interval=options.ping_interval,
             idle_timeout=options.idle_timeout,
             close_timeout=options.close_timeout,
@@ -523,11 +523,6 @@ class UserStream:
             )
 
     # --- the sinks: every producer puts through the one entrance (client/intake.py) ----------------------
-
-    def _offer(self, connection: Connection, events: Sequence[Event]) -> bool:
-        """The connections' no-wait sink (once per frame, often in the WebSocket's frame callback): all of a
-        frame's events go in now, or none (then the connection awaits `_put`, its idle clock suspended)."""
-        return self._intake.offer(connection.serial, events)
 
     async def _put(self, connection: Connection, events: Sequence[Event]) -> None:
         """The connections' sink: in order, de-duplicated during a rotation, waiting for room if "block"."""
