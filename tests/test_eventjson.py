@@ -7,6 +7,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from support.examples import (
+    BITMUSA_WALLET_EVENT,
+    COINLOCALLY_EXECUTION_FILL,
+    COINLOCALLY_ORDER_EVENT,
+    COINLOCALLY_ORDER_JSON,
+)
 from userstream.errors import MessageShapeError
 from userstream.eventjson import from_dict, from_json, to_dict, to_json
 from userstream.events import (
@@ -18,12 +24,6 @@ from userstream.events import (
     OrderUpdate,
     Side,
     Source,
-)
-from userstream.protocol.examples import (
-    BITMUSA_WALLET_EVENT,
-    COINLOCALLY_EXECUTION_FILL,
-    COINLOCALLY_ORDER_EVENT,
-    COINLOCALLY_ORDER_JSON,
 )
 
 BALANCE = BITMUSA_WALLET_EVENT  # the Bitmusa document's wallet payload

@@ -11,6 +11,12 @@ from decimal import Decimal
 import msgspec
 import pytest
 
+from support.examples import (
+    BITMUSA_ORDER_EVENT,
+    COINLOCALLY_BALANCE_EVENT,
+    COINLOCALLY_EXECUTION_FILL,
+    COINLOCALLY_EXECUTION_REPORT,
+)
 from userstream.events import (
     NOT_IN_SNAPSHOT,
     RAW_LIMIT,
@@ -26,12 +32,6 @@ from userstream.events import (
 )
 from userstream.fills import FillTracker
 from userstream.protocol import coinlocally
-from userstream.protocol.examples import (
-    BITMUSA_ORDER_EVENT,
-    COINLOCALLY_BALANCE_EVENT,
-    COINLOCALLY_EXECUTION_FILL,
-    COINLOCALLY_EXECUTION_REPORT,
-)
 from userstream.protocol.messages import DataEvents
 
 

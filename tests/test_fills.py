@@ -7,6 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from support.examples import (
+    BITMUSA_ORDER,
+    COINLOCALLY_EXECUTION_FILL,
+    COINLOCALLY_EXECUTION_REPORT,
+)
 from userstream.eventjson import to_json
 from userstream.events import (
     NOT_IN_SNAPSHOT,
@@ -22,11 +27,6 @@ from userstream.events import (
 from userstream.fills import FillTracker
 from userstream.money import exact_add, exact_mul
 from userstream.protocol import bitmusa, coinlocally
-from userstream.protocol.examples import (
-    BITMUSA_ORDER,
-    COINLOCALLY_EXECUTION_FILL,
-    COINLOCALLY_EXECUTION_REPORT,
-)
 from userstream.protocol.messages import DataEvents
 
 # --- Bitmusa: cumulative tradedAmount / value only -------------------------------------------------------

@@ -21,10 +21,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from support.examples import BITMUSA_WALLET
 from support.processes import LoggedProcess
 from userstream.events import Exchange
 from userstream.ops.recording import FrameRecord, header_for
-from userstream.protocol.examples import BITMUSA_WALLET
 from userstream.server import ServerConfig, ServerHandle, load_accounts, running_server
 
 ROOT = Path(__file__).resolve().parents[1]

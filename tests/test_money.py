@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from userstream.money import checked, exact_add, exact_div, exact_mul, exact_sub, parse_decimal
+from support.money_text import parse_decimal
+from userstream.money import checked, exact_add, exact_div, exact_mul, exact_sub
 
 
 def test_exact_add_keeps_every_digit_past_the_default_context() -> None:

@@ -17,9 +17,9 @@ from typing import Any
 
 import aiohttp
 
+from support.examples import BITMUSA_ORDER_EVENT, BITMUSA_WALLET_EVENT
 from userstream.events import Exchange
 from userstream.gateway.http import ENDPOINTS
-from userstream.protocol.examples import BITMUSA_ORDER_EVENT, BITMUSA_WALLET_EVENT
 from userstream.server.config import ServerConfig, load_accounts
 from userstream.server.run import ServerHandle, running_server
 

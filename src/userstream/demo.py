@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from userstream.clihelp import parser_texts
+from userstream.gateway.app import Gateway
 from userstream.gateway.config import DEFAULT_DATA_DIR, GatewayConfig, parse_config
 from userstream.gateway.dashboard import LogTail, run_dashboard
-from userstream.gateway.service import Gateway
 from userstream.gateway.sse import Subscription
 from userstream.protocol import coinlocally
 from userstream.server.config import Account, ServerConfig, demo_account

@@ -1,4 +1,4 @@
-"""Exact Decimal money: made from the wire text, bounded, and added, subtracted or multiplied exactly.
+"""Exact Decimal money: bounded as it comes in, then added, subtracted or multiplied exactly.
 
 Python's default decimal context rounds to 28 significant digits, which would silently corrupt a
 40-digit quantity. Every arithmetic on money in userstream goes through `exact_add` / `exact_sub` /
@@ -22,7 +22,6 @@ __all__ = [
     "exact_div",
     "exact_mul",
     "exact_sub",
-    "parse_decimal",
 ]
 
 #: The most significant digits a money value may carry, and the largest |exponent|. Real exchange
@@ -79,15 +78,6 @@ def _checked_slowly(value: Decimal) -> Decimal:
     if not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT or int(exponent) < -2 * MAX_EXPONENT:
         raise ValueError(f"exponent out of range (|e| > {MAX_EXPONENT})")
     return value
-
-
-def parse_decimal(text: str) -> Decimal:
-    """Parse wire text (a JSON string's content or a JSON number's literal) exactly; ValueError if bad."""
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"not a decimal number: {text[:40]!r}") from None
-    return checked(value)
 
 
 # The context's own methods, bound once (every order update subtracts; a wrapper would cost as much again).

@@ -16,12 +16,12 @@ import msgspec
 import pytest
 
 from support import processes
+from support.examples import BITMUSA_WALLET_EVENT, COINLOCALLY_ORDER_EVENT
 from userstream.cli import build_parser
 from userstream.client.command import format_pretty, timing_arguments
 from userstream.errors import ConfigurationError
 from userstream.eventjson import to_json
 from userstream.events import Exchange, Fill, Side
-from userstream.protocol.examples import BITMUSA_WALLET_EVENT, COINLOCALLY_ORDER_EVENT
 
 Env = Any  # conftest.Env
 Lab = Callable[..., AbstractAsyncContextManager[Any]]

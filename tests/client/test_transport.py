@@ -23,6 +23,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
+from support.examples import BITMUSA_WALLET_EVENT
 from userstream.client.bitmusa import BitmusaDialect
 from userstream.client.connection import Connection, ConnectionCounters
 from userstream.client.rest import HttpReply, check_url
@@ -38,7 +39,6 @@ from userstream.client.websocket import (
 from userstream.errors import ConfigurationError, ConnectionLostError, FrameDecodeError, TransportError
 from userstream.events import Event
 from userstream.protocol import bitmusa
-from userstream.protocol.examples import BITMUSA_WALLET_EVENT
 
 
 def free_port() -> int:

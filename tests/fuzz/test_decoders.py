@@ -24,9 +24,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support import examples
 from userstream.errors import UserStreamError
 from userstream.events import BalanceUpdate, Event, OrderType, OrderUpdate
-from userstream.protocol import bitmusa, bitmusa_rest, coinlocally, coinlocally_rest, examples
+from userstream.protocol import bitmusa, bitmusa_rest, coinlocally, coinlocally_rest
 from userstream.protocol.codec import decode_frame, gunzip
 from userstream.protocol.messages import (
     ControlReply,

@@ -7,14 +7,8 @@ import logging
 from decimal import Decimal
 
 from userstream.events import BalanceUpdate, Exchange, Fill, OrderStatus, OrderType, OrderUpdate, Side
-from userstream.gateway.dashboard import (
-    AccountPanel,
-    DashboardSnapshot,
-    LogTail,
-    Notices,
-    RateMeter,
-    render,
-)
+from userstream.gateway.dashboard import LogTail, Notices, RateMeter
+from userstream.gateway.dashboard_layout import AccountPanel, DashboardSnapshot, render
 
 T = 1_700_703_548_000  # 2023-11-23 01:39:08 UTC
 

@@ -14,11 +14,11 @@ import sqlite3
 from decimal import Decimal
 from typing import Any
 
+from support.examples import COINLOCALLY_EXECUTION_REPORT
 from userstream.eventjson import from_json, to_dict, to_json
 from userstream.events import BalanceUpdate, Event, Exchange, Fill, OrderStatus, OrderType, OrderUpdate, Side
 from userstream.gateway import AccountRuntime, ConnectionState, Gateway, parse_config
 from userstream.protocol import coinlocally
-from userstream.protocol.examples import COINLOCALLY_EXECUTION_REPORT
 from userstream.server import Account, ServerConfig, running_server
 
 BASE_TIME = 1_700_703_548_000

@@ -19,7 +19,8 @@ import aiohttp
 import redis.asyncio
 
 from support.processes import api_url, finish, first_line, gateway, reaped, stop, to_toml
-from userstream.gateway.dashboard import render, snapshot_of
+from userstream.gateway.dashboard import snapshot_of
+from userstream.gateway.dashboard_layout import render
 
 BASE_TIME = 1_700_703_548_000
 WAIT = 10.0
@@ -78,7 +79,7 @@ async def test_a_stopped_redis_turns_healthz_red_naming_the_sink_and_green_again
                 await env.until(lambda: sink.runner.pending == 3)  # all three reached the sink's buffer
                 body = await health_until(env, gateway, 503)
                 metric = await sink_up(env, gateway, name)
-                frame_sinks = snapshot_of(gateway, title="t", rates={}, now_ms=0)
+                frame_sinks = snapshot_of(gateway.snapshot(), title="t", rates={}, now_ms=0)
             finally:
                 redis_server.start()  # empty: persistence is off
             assert body["status"] == "down"

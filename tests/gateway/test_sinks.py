@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from userstream.events import BalanceUpdate, Event, Exchange
-from userstream.gateway.service import SinkHandle
+from userstream.gateway.sink_handles import SinkHandle
 from userstream.sinks import JsonlSpec, SinkRunner
 
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from userstream.eventjson import to_json
 from userstream.events import BalanceUpdate, Exchange
-from userstream.gateway.sse import EventHub, sse_frame
+from userstream.gateway.sse import EventHub, Message
 
 
 def balance(account: str, n: int) -> BalanceUpdate:
@@ -21,7 +21,7 @@ def balance(account: str, n: int) -> BalanceUpdate:
 
 
 def test_the_frame_is_the_contract_json_as_one_sse_message() -> None:
-    assert sse_frame(balance("alice", 1)) == (
+    assert Message(balance("alice", 1)).sse == (
         b"event: balance\n"
         b'data: {"kind":"balance","exchange":"bitmusa","account":"alice","timestamp":1700703548001,'
         b'"source":"stream","asset":"USDT","free":"1.50","locked":"0","total":"1.50"}\n\n'

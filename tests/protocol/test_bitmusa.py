@@ -12,6 +12,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from support.bitmusa_paths import listen_key_action, listen_key_from_ws_path
+from support.examples import (
+    BITMUSA_ACK_REPLY,
+    BITMUSA_CREATE_REPLY,
+    BITMUSA_LISTEN_KEY,
+    BITMUSA_ORDER,
+    BITMUSA_ORDER_EVENT,
+    BITMUSA_WALLET,
+    BITMUSA_WALLET_EVENT,
+)
 from userstream.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -35,15 +45,6 @@ from userstream.protocol.bitmusa import (
     parse_ack_response,
     parse_listen_key_response,
     render_event,
-)
-from userstream.protocol.examples import (
-    BITMUSA_ACK_REPLY,
-    BITMUSA_CREATE_REPLY,
-    BITMUSA_LISTEN_KEY,
-    BITMUSA_ORDER,
-    BITMUSA_ORDER_EVENT,
-    BITMUSA_WALLET,
-    BITMUSA_WALLET_EVENT,
 )
 from userstream.protocol.messages import DataEvents, Unknown, UnknownKind
 
@@ -116,7 +117,7 @@ def test_doc_payloads_parse_the_same_from_bytes_and_from_decoded_objects() -> No
     assert Parser()(BITMUSA_ORDER.encode()) == DataEvents((BITMUSA_ORDER_EVENT,))
     assert Parser()(BITMUSA_WALLET.encode()) == DataEvents((BITMUSA_WALLET_EVENT,))
     decoded = json.loads(BITMUSA_ORDER, parse_float=Decimal)
-    assert bitmusa.parse_message(decoded) == DataEvents((BITMUSA_ORDER_EVENT,))
+    assert bitmusa.Parser().parse_message(decoded) == DataEvents((BITMUSA_ORDER_EVENT,))
 
 
 def test_parser_labels_events_with_its_account() -> None:
@@ -456,10 +457,10 @@ def test_gzip_frames_are_accepted_too() -> None:
 
 def test_decoded_object_of_the_wrong_shape_is_a_shape_error() -> None:
     with pytest.raises(MessageShapeError) as caught:
-        bitmusa.parse_message({"data": {"asset": "USDT"}, "stream": "spot_wallet", "eventTime": 1})
+        bitmusa.Parser().parse_message({"data": {"asset": "USDT"}, "stream": "spot_wallet", "eventTime": 1})
     assert caught.value.field == "$.data.free"
     with pytest.raises(MessageShapeError):
-        bitmusa.parse_message([1, 2])  # type: ignore[arg-type]
+        bitmusa.Parser().parse_message([1, 2])  # type: ignore[arg-type]
 
 
 @given(st.binary(max_size=300))
@@ -623,12 +624,12 @@ def test_listen_key_requests(build: Any, method: str, action: ListenKeyAction) -
     assert request.headers == EXPECTED_HEADERS
     assert request.url() == "https://openapi.bitmusa.com/spot/userDataStream"
     assert request.url("http://127.0.0.1:8080/") == "http://127.0.0.1:8080/spot/userDataStream"
-    assert bitmusa.listen_key_action(method, "/spot/userDataStream") == action
+    assert listen_key_action(method, "/spot/userDataStream") == action
 
 
 def test_listen_key_action_of_other_requests_is_none() -> None:
-    assert bitmusa.listen_key_action("GET", "/spot/userDataStream") is None
-    assert bitmusa.listen_key_action("POST", "/spot/other") is None
+    assert listen_key_action("GET", "/spot/userDataStream") is None
+    assert listen_key_action("POST", "/spot/other") is None
 
 
 def test_reprs_never_show_secrets() -> None:
@@ -659,11 +660,11 @@ def test_ws_paths() -> None:
         "wss://websocket.bitmusa.com:60002/ws/spot/cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"
     )
     assert bitmusa.ws_path("a/b?c") == "/ws/spot/a%2Fb%3Fc"
-    assert bitmusa.listen_key_from_ws_path(bitmusa.ws_path("a/b?c")) == "a/b?c"
-    assert bitmusa.listen_key_from_ws_path(bitmusa.ws_path(BITMUSA_LISTEN_KEY)) == BITMUSA_LISTEN_KEY
-    assert bitmusa.listen_key_from_ws_path("/ws/spot/") is None
-    assert bitmusa.listen_key_from_ws_path("/ws/spot/a/b") is None
-    assert bitmusa.listen_key_from_ws_path("/ws/futures/a") is None
+    assert listen_key_from_ws_path(bitmusa.ws_path("a/b?c")) == "a/b?c"
+    assert listen_key_from_ws_path(bitmusa.ws_path(BITMUSA_LISTEN_KEY)) == BITMUSA_LISTEN_KEY
+    assert listen_key_from_ws_path("/ws/spot/") is None
+    assert listen_key_from_ws_path("/ws/spot/a/b") is None
+    assert listen_key_from_ws_path("/ws/futures/a") is None
     with pytest.raises(LocalProtocolError):
         bitmusa.ws_path("")
 

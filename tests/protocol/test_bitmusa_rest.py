@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from support.examples import BITMUSA_ORDER_EVENT, BITMUSA_WALLET_EVENT
 from userstream.errors import (
     AuthenticationError,
     ExchangeError,
@@ -36,7 +37,6 @@ from userstream.protocol.bitmusa_rest import (
     render_wallet,
     wallet_request,
 )
-from userstream.protocol.examples import BITMUSA_ORDER_EVENT, BITMUSA_WALLET_EVENT
 
 CREDS = bitmusa.Credentials(api_key="api-SECRET", auth_key="auth-SECRET")
 REQUESTED_AT = 1_745_389_508_000
@@ -72,7 +72,7 @@ ORDERS_REPLY = b"""{
   "message": "success"
 }"""
 
-# The document's wallet and order (protocol/examples.py), as a snapshot of account "alice" reports them.
+# The document's wallet and order (tests/support/examples.py), as a snapshot of account "alice" reports them.
 _AS_SNAPSHOT = {"account": "alice", "timestamp": REQUESTED_AT, "source": Source.SNAPSHOT}
 
 WALLET_EVENTS = (

@@ -10,6 +10,17 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from support.examples import (
+    COINLOCALLY_ACCOUNT_POSITION,
+    COINLOCALLY_BALANCE_EVENT,
+    COINLOCALLY_BALANCE_JSON,
+    COINLOCALLY_EXECUTION_REPORT,
+    COINLOCALLY_ORDER_EVENT,
+    COINLOCALLY_ORDER_JSON,
+    COINLOCALLY_PING,
+    COINLOCALLY_PONG,
+    COINLOCALLY_SYSTEM_CLOSE,
+)
 from userstream.errors import (
     ConfigurationError,
     FrameDecodeError,
@@ -46,17 +57,6 @@ from userstream.protocol.coinlocally import (
     render_pong,
     render_system_close,
     sub_frame,
-)
-from userstream.protocol.examples import (
-    COINLOCALLY_ACCOUNT_POSITION,
-    COINLOCALLY_BALANCE_EVENT,
-    COINLOCALLY_BALANCE_JSON,
-    COINLOCALLY_EXECUTION_REPORT,
-    COINLOCALLY_ORDER_EVENT,
-    COINLOCALLY_ORDER_JSON,
-    COINLOCALLY_PING,
-    COINLOCALLY_PONG,
-    COINLOCALLY_SYSTEM_CLOSE,
 )
 from userstream.protocol.messages import (
     ControlReply,

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from support.examples import COINLOCALLY_ORDER_EVENT
 from userstream.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -45,7 +46,6 @@ from userstream.protocol.coinlocally_rest import (
     signed_request,
     verify,
 )
-from userstream.protocol.examples import COINLOCALLY_ORDER_EVENT
 from userstream.protocol.messages import DataEvents
 from userstream.protocol.symbols import SymbolSplitter
 
@@ -226,7 +226,7 @@ BALANCES = (
     ),
 )
 
-# The document's execution report (protocol/examples.py) as a snapshot of account "alice" reports it: an
+# The document's execution report (tests/support/examples.py) as a snapshot of account "alice" reports it: an
 # open order carries no execution (l, L, n).
 ORDER = msgspec.structs.replace(
     COINLOCALLY_ORDER_EVENT,

@@ -13,10 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from userstream.events import RAW_LIMIT, ClippedRaw, Event
-from userstream.protocol import bitmusa, coinlocally
-from userstream.protocol.codec import gzip_bytes
-from userstream.protocol.examples import (
+from support.examples import (
     BITMUSA_ORDER,
     BITMUSA_ORDER_EVENT,
     BITMUSA_WALLET,
@@ -26,6 +23,9 @@ from userstream.protocol.examples import (
     COINLOCALLY_EXECUTION_REPORT,
     COINLOCALLY_ORDER_EVENT,
 )
+from userstream.events import RAW_LIMIT, ClippedRaw, Event
+from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol.codec import gzip_bytes
 from userstream.protocol.messages import DataEvents
 
 Encode = Callable[[str], bytes | str]
@@ -125,7 +125,7 @@ def test_every_event_of_a_padded_multi_asset_position_shares_one_clipped_raw() -
 
 def test_a_decoded_object_is_clipped_too() -> None:
     fields = json.loads(padded(BITMUSA_ORDER, 50_000))
-    (event,) = bitmusa.parse_message(fields).events
+    (event,) = bitmusa.Parser().parse_message(fields).events
     assert event == BITMUSA_ORDER_EVENT
     assert event.raw_clipped
     assert len(event.raw) == RAW_LIMIT

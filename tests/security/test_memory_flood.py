@@ -27,12 +27,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from support.examples import COINLOCALLY_EXECUTION_REPORT
 from support.peers import served
 from support.processes import api_url, finish, first_line, gateway, python, reaped, stop, userstream
 from userstream.client.options import DEFAULT_QUEUE_BYTES
 from userstream.events import RAW_LIMIT, event_size
 from userstream.protocol import coinlocally
-from userstream.protocol.examples import COINLOCALLY_EXECUTION_REPORT
 from userstream.protocol.messages import DataEvents
 
 MIB = 1 << 20

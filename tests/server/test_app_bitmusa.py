@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from userstream.protocol.examples import BITMUSA_LISTEN_KEY, BITMUSA_ORDER, BITMUSA_WALLET
+from support.examples import BITMUSA_LISTEN_KEY, BITMUSA_ORDER, BITMUSA_WALLET
 
 Kit = Any  # the `kit` fixture of conftest.py
 Start = Callable[..., AbstractAsyncContextManager[Any]]

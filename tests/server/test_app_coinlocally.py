@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from userstream.protocol.examples import (
+from support.examples import (
     COINLOCALLY_ACCOUNT_POSITION,
     COINLOCALLY_BALANCE_JSON,
     COINLOCALLY_EXECUTION_REPORT,

@@ -81,6 +81,12 @@ class Delivered:
     def complete(self) -> bool:
         return self._complete_at is not None and self._taken >= self._complete_at
 
+    @property
+    def picture(self) -> AccountState | None:
+        """The state every delivered event is folded into; None with `picture=False` (kept for resync alone
+        or not at all, it is nobody else's to read)."""
+        return self.state if self._shown else None
+
     def balances(self) -> Mapping[str, BalanceUpdate]:
         """The latest balance of each asset delivered, by asset: a read-only copy."""
         return self._kept().snapshot().balances

@@ -51,6 +51,7 @@ from userstream.client.status import State, StatusEvent, StreamStats
 from userstream.client.transport import Transport
 from userstream.errors import ConfigurationError, ConnectionLostError, EndpointNotFoundError, UserStreamError
 from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate, event_size
+from userstream.state import AccountState
 
 __all__ = ["UserStream"]
 
@@ -250,6 +251,13 @@ class UserStream:
         if self._resync.ahead:  # corrections wait in the queue: this may be one of them
             self._resync.taken(event)
         return event
+
+    @property
+    def picture(self) -> AccountState | None:
+        """The `AccountState` every event handed out is folded into (None with `picture=False`): what
+        `balances()` and `open_orders()` read. A consumer that derives events of its own from the stream's
+        (the gateway's fills) or restores a picture it kept folds them in here: the account keeps one."""
+        return self._delivered.picture
 
     def balances(self) -> Mapping[str, BalanceUpdate]:
         """The account's balances as delivered so far (taken from the iterator, not still queued), by asset:

@@ -24,9 +24,9 @@ from typing import Any
 
 from userstream.clihelp import parser_texts
 from userstream.errors import ConfigurationError
+from userstream.gateway.app import Gateway
 from userstream.gateway.cluster import ClusterConfig
 from userstream.gateway.config import DEFAULT_DATA_DIR, GatewayConfig, load_config
-from userstream.gateway.service import Gateway
 from userstream.netguard import raise_descriptor_limit
 from userstream.server.logs import configure_logging, log_event
 

@@ -12,8 +12,10 @@ This module owns the routes and the JSON shapes of their answers (docs/gateway.m
     GET /accounts/{name}/fills          its most recent fills, as fill objects (oldest first)
     GET /events[?account=NAME]          Server-Sent Events of every event, as sse.py frames them
 
-It only reads what the service keeps; it changes nothing. Decimals are strings, exactly as in the event
-contract. Nothing here shows a credential: the service never holds one outside the client's streams.
+It knows the gateway only as a `GatewaySource` (snapshot.py): each request takes ONE `GatewaySnapshot` and
+answers from it alone, so every figure of an answer is of one moment; `/events` subscribes to the live hub.
+It changes nothing. Decimals are strings, exactly as in the event contract. Nothing here shows a
+credential: the service never holds one outside the client's streams. `Gateway` (app.py) builds the server.
 
 Every connection is bounded (userstream.netguard; docs/gateway.md, "Bounds"): a request head within
 `http_header_timeout`, the next within `http_idle_timeout`, capped in all and per address, with a reserve for
@@ -34,7 +36,7 @@ from aiohttp import web
 
 from userstream.eventjson import to_dict
 from userstream.gateway.metrics import CONTENT_TYPE, render_metrics
-from userstream.gateway.service import AccountRuntime, Gateway, SinkHandle
+from userstream.gateway.snapshot import AccountView, GatewaySource, SinkView
 from userstream.netguard import (
     ConnectionGuard,
     ConnectionLimits,
@@ -48,7 +50,6 @@ __all__ = ["ENDPOINTS", "SSE_KEEPALIVE", "HttpServer", "create_app"]
 
 _log = logging.getLogger("userstream.gateway")
 _ENCODER = msgspec.json.Encoder()
-_GATEWAY: web.AppKey[Gateway] = web.AppKey("userstream_gateway", Gateway)
 
 #: Seconds between comment lines on a quiet /events response, so proxies and clients see it alive.
 SSE_KEEPALIVE = 15.0
@@ -57,9 +58,8 @@ HTTP_MAX_CONNECTIONS = 1000
 HTTP_MAX_CONNECTIONS_PER_IP = 100
 
 
-def create_app(gateway: Gateway, *, sse_keepalive: float = SSE_KEEPALIVE) -> web.Application:
+def create_app(gateway: GatewaySource, *, sse_keepalive: float = SSE_KEEPALIVE) -> web.Application:
     app = web.Application()
-    app[_GATEWAY] = gateway
     routes = _Routes(gateway, sse_keepalive)
     app.router.add_get("/", routes.index)
     app.router.add_get("/healthz", routes.healthz)
@@ -73,7 +73,7 @@ def create_app(gateway: Gateway, *, sse_keepalive: float = SSE_KEEPALIVE) -> web
     return app
 
 
-def http_limits(gateway: Gateway) -> ConnectionLimits:
+def http_limits(gateway: GatewaySource) -> ConnectionLimits:
     """The bounds of the API's connections for the gateway's config, the descriptor limit read now (half of
     what it leaves is the most the API may take: the streams and sinks need the rest)."""
     config = gateway.config
@@ -91,7 +91,7 @@ def http_limits(gateway: Gateway) -> ConnectionLimits:
 class HttpServer:
     """The API served on one address until `stop()`."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewaySource) -> None:
         self._gateway = gateway
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
@@ -144,49 +144,50 @@ class _WriteTimeoutError(Exception):
 
 
 class _Routes:
-    def __init__(self, gateway: Gateway, sse_keepalive: float) -> None:
+    def __init__(self, gateway: GatewaySource, sse_keepalive: float) -> None:
         self._gateway = gateway
         self._keepalive = sse_keepalive
         self._write_timeout = gateway.config.sse_write_timeout
         self._max_subscribers = gateway.config.sse_max_subscribers
+        self._names = tuple(account.name for account in gateway.config.accounts)
 
     async def healthz(self, request: web.Request) -> web.Response:
-        gateway = self._gateway
-        grace = gateway.config.health_grace
+        snapshot = self._gateway.snapshot()
+        healthy = snapshot.healthy
         body = {
-            "status": "ok" if gateway.healthy else "down",
-            "stopping": gateway.stopping,
+            "status": "ok" if healthy else "down",
+            "stopping": snapshot.stopping,
             "accounts": {
                 account.name: {
                     "exchange": account.exchange.value,
                     "state": account.connection.value,
-                    "healthy": account.healthy(grace),
+                    "healthy": account.healthy,
                     "seconds_in_state": round(account.seconds_in_state, 3),
                     "error": account.error,
                 }
-                for account in gateway.accounts
+                for account in snapshot.accounts
             },
-            "sinks": {sink.name: _sink_health(sink) for sink in gateway.sinks},
+            "sinks": {sink.name: _sink_health(sink) for sink in snapshot.sinks},
         }
-        if gateway.leases is not None:  # sharded: this instance's leases (docs/scaling.md)
-            body["cluster"] = gateway.leases.describe()
-        return _json(body, status=200 if gateway.healthy else 503)
+        if snapshot.cluster is not None:  # sharded: this instance's leases (docs/scaling.md)
+            body["cluster"] = dict(snapshot.cluster)
+        return _json(body, status=200 if healthy else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        response = web.Response(body=render_metrics(self._gateway).encode())
+        response = web.Response(body=render_metrics(self._gateway.snapshot()).encode())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
 
     async def accounts(self, request: web.Request) -> web.Response:
-        return _json({"accounts": [self._summary(account) for account in self._gateway.accounts]})
+        return _json({"accounts": [_summary(account) for account in self._gateway.snapshot().accounts]})
 
     async def account(self, request: web.Request) -> web.Response:
         account = self._find(request)
-        return _json(self._summary(account))
+        return _json(_summary(account))
 
     async def balances(self, request: web.Request) -> web.Response:
         account = self._find(request)
-        balances = account.state.snapshot().balances
+        balances = account.picture.balances
         return _json(
             {
                 "account": account.name,
@@ -197,7 +198,7 @@ class _Routes:
 
     async def orders(self, request: web.Request) -> web.Response:
         account = self._find(request)
-        orders = account.state.snapshot().open_orders.values()
+        orders = account.picture.open_orders.values()
         ordered = sorted(orders, key=lambda order: (order.created_at or 0, order.id))
         return _json(
             {
@@ -209,7 +210,7 @@ class _Routes:
 
     async def fills(self, request: web.Request) -> web.Response:
         account = self._find(request)
-        picture = account.state.snapshot()
+        picture = account.picture
         return _json(
             {
                 "account": account.name,
@@ -221,7 +222,7 @@ class _Routes:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         wanted = request.query.get("account")
-        if wanted is not None and self._gateway.account(wanted) is None:
+        if wanted is not None and wanted not in self._names:
             raise _not_found(wanted)
         hub = self._gateway.hub
         if hub.subscribers >= self._max_subscribers:
@@ -281,36 +282,12 @@ class _Routes:
 
     # --- helpers --------------------------------------------------------------------------------------
 
-    def _find(self, request: web.Request) -> AccountRuntime:
+    def _find(self, request: web.Request) -> AccountView:
         name = request.match_info["name"]
-        account = self._gateway.account(name)
+        account = self._gateway.snapshot().account(name)
         if account is None:
             raise _not_found(name)
         return account
-
-    def _summary(self, account: AccountRuntime) -> dict[str, Any]:
-        picture = account.state.snapshot()
-        since = account.seconds_since_last_event
-        return {
-            "name": account.name,
-            "exchange": account.exchange.value,
-            "state": account.connection.value,
-            "healthy": account.healthy(self._gateway.config.health_grace),
-            "seconds_in_state": round(account.seconds_in_state, 3),
-            "error": account.error,
-            "events": dict(account.events),
-            "snapshot_events": account.snapshot_events,
-            "reconnects": account.reconnects,
-            "disconnects": account.disconnects,
-            "keepalive_failures": account.keepalive_failures,
-            "resyncs": account.resyncs,
-            "resync_failures": account.resync_failures,
-            "seconds_since_last_event": None if since is None else round(since, 3),
-            "lag_seconds": None if account.lag is None else round(account.lag, 3),
-            "balances": len(picture.balances),
-            "open_orders": len(picture.open_orders),
-            "fills": picture.fill_count,
-        }
 
     async def index(self, request: web.Request) -> web.Response:
         return _json(
@@ -318,17 +295,42 @@ class _Routes:
                 "service": "userstream gateway",
                 "docs": "docs/gateway.md",
                 "endpoints": ENDPOINTS,
-                "accounts": [account.name for account in self._gateway.accounts],
+                "accounts": list(self._names),
             }
         )
 
 
-def _sink_health(sink: SinkHandle) -> dict[str, Any]:
+def _summary(account: AccountView) -> dict[str, Any]:
+    picture = account.picture
+    since = account.seconds_since_last_event
+    return {
+        "name": account.name,
+        "exchange": account.exchange.value,
+        "state": account.connection.value,
+        "healthy": account.healthy,
+        "seconds_in_state": round(account.seconds_in_state, 3),
+        "error": account.error,
+        "events": dict(account.events),
+        "snapshot_events": account.snapshot_events,
+        "reconnects": account.reconnects,
+        "disconnects": account.disconnects,
+        "keepalive_failures": account.keepalive_failures,
+        "resyncs": account.resyncs,
+        "resync_failures": account.resync_failures,
+        "seconds_since_last_event": None if since is None else round(since, 3),
+        "lag_seconds": None if account.lag is None else round(account.lag, 3),
+        "balances": len(picture.balances),
+        "open_orders": len(picture.open_orders),
+        "fills": picture.fill_count,
+    }
+
+
+def _sink_health(sink: SinkView) -> dict[str, Any]:
     health = sink.health
     return {
         "healthy": health.up,
         "state": health.state,
-        "pending": sink.runner.pending,
+        "pending": sink.pending,
         "error": health.error,
         "failing_seconds": health.failing_for,
         "attempts": health.attempts,

@@ -1,9 +1,9 @@
 """`/metrics`: the gateway's counters in the Prometheus text exposition format (version 0.0.4), by hand.
 
 This module owns the metric names, their help texts and label sets, and the format itself (escaping,
-numbers). It reads the gateway's counters and writes text; it keeps no state and does no I/O. Writing the
-format by hand keeps the project free of a metrics dependency for a page of text; docs/gateway.md lists
-every metric.
+numbers). It reads one `GatewaySnapshot` (snapshot.py) and writes text; it keeps no state, does no I/O and
+knows nothing else of the gateway. Writing the format by hand keeps the project free of a metrics
+dependency for a page of text; docs/gateway.md lists every metric.
 
 Every name starts with `userstream_gateway_`. Per-account metrics carry `account` and `exchange` labels
 (and `kind` for events); per-sink metrics a `sink` label (the sink's name, which never holds a password).
@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 
-from userstream.gateway.service import EVENT_KINDS, AccountRuntime, ConnectionState, Gateway, SinkHandle
+from userstream.gateway.account import EVENT_KINDS, ConnectionState
+from userstream.gateway.snapshot import AccountView, GatewaySnapshot, SinkView
 
 __all__ = ["CONTENT_TYPE", "PREFIX", "Exposition", "render_metrics"]
 
@@ -43,12 +44,12 @@ class Exposition:
         return "\n".join(self._lines) + "\n"
 
 
-def render_metrics(gateway: Gateway) -> str:
-    """Every metric of the gateway now."""
+def render_metrics(snapshot: GatewaySnapshot) -> str:
+    """Every metric of the gateway at the moment of `snapshot`."""
     out = Exposition()
-    accounts = gateway.accounts
+    accounts = snapshot.accounts
 
-    def per_account(value: Callable[[AccountRuntime], float | int | None]) -> list[Sample]:
+    def per_account(value: Callable[[AccountView], float | int | None]) -> list[Sample]:
         samples: list[Sample] = []
         for account in accounts:
             number = value(account)
@@ -56,7 +57,7 @@ def render_metrics(gateway: Gateway) -> str:
                 samples.append(({"account": account.name, "exchange": account.exchange.value}, number))
         return samples
 
-    def stat(name: str) -> Callable[[AccountRuntime], int]:
+    def stat(name: str) -> Callable[[AccountView], int]:
         return lambda account: 0 if account.stats is None else int(getattr(account.stats, name))
 
     out.family(
@@ -175,9 +176,9 @@ def render_metrics(gateway: Gateway) -> str:
         per_account(stat("malformed_frames")),
     )
 
-    sinks = gateway.sinks
+    sinks = snapshot.sinks
 
-    def per_sink(kind: str, name: str, help_text: str, value: Callable[[SinkHandle], float | int]) -> None:
+    def per_sink(kind: str, name: str, help_text: str, value: Callable[[SinkView], float | int]) -> None:
         out.family(name, kind, help_text, (({"sink": sink.name}, value(sink)) for sink in sinks))
 
     per_sink(
@@ -192,21 +193,21 @@ def render_metrics(gateway: Gateway) -> str:
         "Seconds the batch being retried has been failing (0 while writes succeed).",
         lambda sink: sink.health.failing_for or 0.0,
     )
-    per_sink("gauge", "sink_queue_depth", "Events accepted and not yet written.", lambda s: s.runner.pending)
-    per_sink("gauge", "sink_capacity", "The sink's buffer size in events.", lambda s: s.runner.capacity)
-    per_sink("counter", "sink_written_total", "Events the sink confirmed.", lambda s: s.runner.written)
+    per_sink("gauge", "sink_queue_depth", "Events accepted and not yet written.", lambda s: s.pending)
+    per_sink("gauge", "sink_capacity", "The sink's buffer size in events.", lambda s: s.capacity)
+    per_sink("counter", "sink_written_total", "Events the sink confirmed.", lambda s: s.written)
     per_sink(
         "counter",
         "sink_dropped_total",
         "Events dropped because the buffer was full (overflow drop_oldest).",
-        lambda s: s.runner.dropped,
+        lambda s: s.dropped,
     )
-    per_sink("counter", "sink_retries_total", "Failed writes that were retried.", lambda s: s.runner.retries)
+    per_sink("counter", "sink_retries_total", "Failed writes that were retried.", lambda s: s.retries)
     per_sink(
         "counter",
         "sink_abandoned_total",
         "Events accepted but never written (a fatal sink error, or a shutdown that timed out).",
-        lambda s: s.runner.abandoned,
+        lambda s: s.abandoned,
     )
     per_sink(
         "counter",
@@ -215,7 +216,7 @@ def render_metrics(gateway: Gateway) -> str:
         lambda s: s.lost,
     )
 
-    hub = gateway.hub
+    hub = snapshot.hub
     out.family("sse_subscribers", "gauge", "Live /events subscribers.", [({}, hub.subscribers)])
     out.family(
         "sse_queue_depth",
@@ -241,7 +242,7 @@ def render_metrics(gateway: Gateway) -> str:
         "/events readers refused (503) beyond sse_max_subscribers.",
         [({}, hub.refused_subscribers)],
     )
-    out.family("healthy", "gauge", "1 when /healthz answers 200.", [({}, int(gateway.healthy))])
+    out.family("healthy", "gauge", "1 when /healthz answers 200.", [({}, int(snapshot.healthy))])
     return out.text()
 
 

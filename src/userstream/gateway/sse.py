@@ -20,12 +20,7 @@ from collections import deque
 from userstream.eventjson import to_json
 from userstream.events import Event
 
-__all__ = ["EventHub", "Message", "Subscription", "sse_frame"]
-
-
-def sse_frame(event: Event) -> bytes:
-    """One event as a Server-Sent Events message."""
-    return Message(event).sse
+__all__ = ["EventHub", "Message", "Subscription"]
 
 
 class Message:

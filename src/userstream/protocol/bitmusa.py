@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import msgspec
 
@@ -87,11 +87,8 @@ __all__ = [
     "create_listen_key_request",
     "credentials_from_headers",
     "keepalive_request",
-    "listen_key_action",
-    "listen_key_from_ws_path",
     "parse_ack_response",
     "parse_listen_key_response",
-    "parse_message",
     "render_error",
     "render_event",
     "render_listen_key",
@@ -124,8 +121,6 @@ ENDPOINTS: dict[ListenKeyAction, tuple[str, str]] = {
     ListenKeyAction.KEEPALIVE: ("PUT", LISTEN_KEY_PATH),
     ListenKeyAction.CLOSE: ("DELETE", LISTEN_KEY_PATH),
 }
-_ACTION_BY_ENDPOINT = {endpoint: action for action, endpoint in ENDPOINTS.items()}
-
 # The document is silent on error replies; these codes and the {"code", "message"} shape are ours
 # (docs/server.md), shared by the client's judgement and the server's rendering below.
 ERR_BAD_REQUEST = 400001
@@ -232,11 +227,6 @@ def close_listen_key_request(creds: Credentials) -> HttpRequest:
     return _listen_key_request(ListenKeyAction.CLOSE, creds)
 
 
-def listen_key_action(method: str, path: str) -> ListenKeyAction | None:
-    """Server side: which listenKey action an incoming request asks for, or None."""
-    return _ACTION_BY_ENDPOINT.get((method.upper(), path))
-
-
 def ws_path(listen_key: str) -> str:
     """The WebSocket path of a listenKey. The key is percent-quoted: it comes from the wire."""
     if not listen_key:
@@ -246,16 +236,6 @@ def ws_path(listen_key: str) -> str:
 
 def ws_url(listen_key: str, base: str = WS_BASE) -> str:
     return base.rstrip("/") + ws_path(listen_key)
-
-
-def listen_key_from_ws_path(path: str) -> str | None:
-    """Server side: the listenKey a client's WebSocket path names, or None when it names none."""
-    if not path.startswith(WS_PATH_PREFIX):
-        return None
-    quoted = path[len(WS_PATH_PREFIX) :]
-    if not quoted or "/" in quoted:  # a stream path has exactly one segment after the prefix
-        return None
-    return unquote(quoted)
 
 
 # --- REST replies ---------------------------------------------------------------------------------
@@ -602,15 +582,6 @@ class Parser:
         except (TypeError, ValueError, RecursionError) as exc:  # msgspec.EncodeError is a ValueError
             raise MessageShapeError(f"not a JSON object: {exc}", field="$") from None
         return DataEvents((frame.event(self.account, clip_raw(raw)),))
-
-
-def parse_message(
-    message: bytes | str | Mapping[str, Any],
-    account: str = "default",
-    max_frame: int = DEFAULT_MAX_FRAME,
-) -> DataEvents:
-    """One-off parse raising typed errors. Streams should keep a `Parser`, which reuses its decoder."""
-    return Parser(account, max_frame).parse_message(message)
 
 
 def _frame_text(frame: bytes | str, max_frame: int) -> str:

@@ -25,6 +25,13 @@ class ExchangeSpec:
     exchange: Exchange
     #: How the exchange is named to a user ("Bitmusa").
     title: str
+    # --- gateway-house ---
+    #: A connection delivers events from its handshake on (Bitmusa: the listenKey in the URL is the
+    #: subscription), rather than from the subscription's acknowledgement (Coinlocally's "sub success").
+    live_at_handshake: bool
+    #: A REST snapshot of the account must be signed with the API key's secret key (Coinlocally), so a
+    #: stream given none cannot resync; else the stream's own credentials take it (Bitmusa).
+    snapshot_needs_secret_key: bool
     # --- client-house ---
     #: Its REST snapshot of an account, as client/resync.py takes it (its REST module's `SNAPSHOT`).
     snapshot: SnapshotWire
@@ -33,6 +40,9 @@ class ExchangeSpec:
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
     title="Bitmusa",
+    # --- gateway-house ---
+    live_at_handshake=True,
+    snapshot_needs_secret_key=False,
     # --- client-house ---
     snapshot=bitmusa_rest.SNAPSHOT,
 )
@@ -40,6 +50,9 @@ _BITMUSA: Final = ExchangeSpec(
 _COINLOCALLY: Final = ExchangeSpec(
     exchange=Exchange.COINLOCALLY,
     title="Coinlocally",
+    # --- gateway-house ---
+    live_at_handshake=False,
+    snapshot_needs_secret_key=True,
     # --- client-house ---
     snapshot=coinlocally_rest.SNAPSHOT,
 )

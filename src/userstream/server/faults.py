@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
+from userstream.errors import UserStreamError
 from userstream.events import Exchange
 from userstream.server.logs import log_event
 
@@ -78,7 +79,7 @@ class FaultKind(StrEnum):
 DEFAULT_CHAOS_FAULTS: tuple[FaultKind, ...] = tuple(kind for kind in FaultKind if kind is not FaultKind.CLEAR)
 
 
-class FaultError(ValueError):
+class FaultError(UserStreamError, ValueError):
     """A fault that cannot be fired as asked. `status` is the admin route's HTTP status."""
 
     def __init__(self, message: str, *, status: int = 400, field: str | None = None) -> None:

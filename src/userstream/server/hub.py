@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from userstream.errors import UserStreamError
+from userstream.errors import LocalProtocolError, UserStreamError
 from userstream.events import BalanceUpdate, Event, Exchange
 from userstream.protocol import bitmusa, coinlocally
 from userstream.server.connection import Connection
@@ -21,7 +21,7 @@ from userstream.server.connection import Connection
 __all__ = ["Hub", "RenderError", "RenderedBatch", "render_batch"]
 
 
-class RenderError(Exception):
+class RenderError(LocalProtocolError):
     """An event of a batch cannot be rendered in some dialect. `index` is its position in the batch."""
 
     def __init__(self, message: str, *, index: int, exchange: Exchange) -> None:

@@ -1,10 +1,11 @@
 """The source documents' example payloads and the exact normalized events they must become.
 
 This module owns the project's shared test vectors: every example payload the exchange documents print
-(/work/shared/seeds/: 000_c84e902203507eea.txt for Bitmusa, 001_bee73f5eada5e82a.txt for Coinlocally),
-verbatim, byte for byte as the documents lay them out, and the events our parsers must turn them into (for
-the account "default"). Tests and tools import them from here instead of writing them out again, so a
-vector is stated once and every test checks against the same truth. It holds data only: no parsing, no
+(Bitmusa's spot user data stream document, Coinlocally's spot user data WebSocket document), verbatim, byte
+for byte as the documents lay them out, and the events our parsers must turn them into (for the account
+"default"). Tests import them from here (`from support.examples import ...`) instead of writing them out
+again, so a vector is stated once and every test checks against the same truth. They are test data, not
+product: nothing under src/ imports them. It holds data only: no parsing, no
 rendering, no I/O. The events are written out literally, never computed by our own code, so a test that
 compares a parser's output with them is not comparing the code with itself.
 """
