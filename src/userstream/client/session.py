@@ -1,4 +1,4 @@
-"""The contract between the supervisor (`stream.py`) and each exchange's runtime (`bitmusa.py` etc.).
+"""The contract between the supervisor (`supervisor.py`) and each exchange's runtime (`bitmusa.py` etc.).
 
 This module owns two small interfaces and nothing else. A `Session` knows how to open one WebSocket for its
 exchange and account (Bitmusa: get a listenKey first; Coinlocally: the credential header), what a frame on

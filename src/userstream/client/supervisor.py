@@ -2,13 +2,16 @@
 
 This module owns the stream's life: opening connections with backoff, noticing their end (closed, dead,
 rejected), renewing what needs renewing, rotating before the exchange's 24-hour cut without losing or
-duplicating an event, moving events into the bounded queue, reporting every step as a status event, and
-stopping with a typed error when retrying cannot help. It owns every task it starts: one runner task per
+duplicating an event, reporting every step as a status event, and stopping with a typed error when retrying
+cannot help; and the user's side of the stream (`async for`, the picture, `stats`). Events reach the
+bounded queue through the one entrance (`intake.Intake`): the connections' sink is its door, and resync's
+corrections and a rotation's released events go in the same way. It owns every task it starts: one runner task per
 stream, and inside it one `asyncio.TaskGroup` holding the exchange session's background loop (Bitmusa's
 keepalive) and each connection's task. Leaving `async with` cancels the runner, and the TaskGroup does not
 let any of them outlive it: no orphaned keepalive loop, no half-open socket.
 
-What a stream does after each kind of ending (`backoff.classify`):
+What a stream does after each kind of ending (the one retry policy, `backoff.RetryPolicy`; a delay is never
+shorter than a peer's `retry_after`):
 
 - retryable (closed, dead, SYSTEM notice, broken frames, server errors): reconnect after a backoff delay;
 - listenKey invalid (Bitmusa): forget the key, reconnect with a new one (`key_renewed`);
@@ -22,12 +25,13 @@ What a stream does after each kind of ending (`backoff.classify`):
 
 Rotation: `rotate_after` seconds after a connection went live, a new one is opened while the old keeps
 delivering; once the new one is live, the old one is allowed to reach the point where the new one's stream
-begins (or `overlap_timeout` passes), then closed gracefully; `dedupe.OverlapDeduper` makes sure each
-event of the overlap is delivered once, in order.
+begins (or `overlap_timeout` passes), then closed gracefully; the intake's `dedupe.OverlapDeduper` makes
+sure each event of the overlap is delivered once, in order.
 
 Resync: a connection that ended outside a rotation leaves a gap in which events were lost; once the next
 connection is live, `resync.Resync` takes a REST snapshot beside the connections and queues the events
-that correct what was delivered. A rotation leaves no gap and takes no snapshot.
+that correct what was delivered (the stream's one picture, `delivered.Delivered.state`). A rotation leaves
+no gap and takes no snapshot.
 """
 
 from __future__ import annotations
