@@ -5,10 +5,10 @@ rejected), renewing what needs renewing, rotating before the exchange's 24-hour 
 duplicating an event, reporting every step as a status event, and stopping with a typed error when retrying
 cannot help; and the user's side of the stream (`async for`, the picture, `stats`). Events reach the
 bounded queue through the one entrance (`intake.Intake`): the connections' sink is its door, and resync's
-corrections and a rotation's released events go in the same way. It owns every task it starts: one runner
-task per stream, and inside it one `asyncio.TaskGroup` holding the exchange session's background loop (Bitmusa's
-keepalive) and each connection's task. Leaving `async with` cancels the runner, and the TaskGroup does not
-let any of them outlive it: no orphaned keepalive loop, no half-open socket.
+corrections and a rotation's released events go in the same way. It owns every task it starts: one
+runner task per stream, and inside it one `asyncio.TaskGroup` holding the exchange session's background
+loop (Bitmusa's keepalive) and each connection's task. Leaving `async with` cancels the runner, and the
+TaskGroup does not let any of them outlive it: no orphaned keepalive loop, no half-open socket.
 
 What a stream does after each kind of ending (the one retry policy, `backoff.RetryPolicy`; a delay is never
 shorter than a peer's `retry_after`):
