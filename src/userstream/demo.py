@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -29,12 +28,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from userstream.clihelp import parser_texts
+from userstream.events import Exchange
 from userstream.gateway.app import Gateway
 from userstream.gateway.config import DEFAULT_DATA_DIR, GatewayConfig, parse_config
 from userstream.gateway.dashboard import LogTail, run_dashboard
 from userstream.gateway.sse import Subscription
-from userstream.protocol import coinlocally
+from userstream.protocol.client_wire import HeaderWire
+from userstream.protocol.registry import spec
 from userstream.server.config import Account, ServerConfig, demo_account
 from userstream.server.run import ServerHandle, running_server
 from userstream.server.simulator import INSTRUMENTS
@@ -161,6 +164,12 @@ def _settle(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def _stream_path(exchange: Exchange) -> str:
+    """The path after the emulator's base of a stream whose URL is configured whole (the registry's)."""
+    wire = spec(exchange).client
+    return wire.ws_path if isinstance(wire, HeaderWire) else ""
+
+
 def demo_gateway_config(
     server: ServerHandle, account: Account, *, http_port: int | None = 0
 ) -> tuple[GatewayConfig, dict[str, str]]:
@@ -173,7 +182,7 @@ def demo_gateway_config(
     coinlocally_account: dict[str, Any] = {
         "name": f"{account.name}-coinlocally",
         "exchange": "coinlocally",
-        "ws_url": server.ws_url + coinlocally.WS_PATH,
+        "ws_url": server.ws_url + _stream_path(Exchange.COINLOCALLY),
     }
     # Coinlocally's REST snapshot (the resync) is signed with the api key's secret key: stream with the api
     # key when the emulator has a secret for it, else with the token (and no resync on Coinlocally).
@@ -210,7 +219,7 @@ def demo_gateway_config(
     }
     config = parse_config(document, source="demo")
     if http_port is None:
-        config = dataclasses.replace(config, http_port=None)
+        config = msgspec.structs.replace(config, http_port=None)
     return config, environ
 
 
@@ -226,7 +235,7 @@ async def demo(args: argparse.Namespace) -> int:
     try:
         async with running_server(server_config) as server:
             config, environ = demo_gateway_config(server, account, http_port=args.http_port)
-            config = dataclasses.replace(
+            config = msgspec.structs.replace(
                 config, sinks=tuple(parse_sink(flag) for flag in args.sink), data_dir=args.data_dir
             )
             gateway = Gateway(config, environ=environ)

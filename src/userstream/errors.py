@@ -21,9 +21,10 @@ base is named "also ..."), and its module::
     │   │                                                         Retry-After is put on by client/rest.py)
     │   ├── ListenKeyInvalidError            errors.py            retryable: the listenKey lapsed or was
     │   │   │                                                     deleted (Bitmusa close 4001/4002, REST)
-    │   │   └── _KeyOrEndpointNotFoundError  client/bitmusa.py    (also EndpointNotFoundError) a Bitmusa
-    │   │                                                         stream handshake answered 404: a lapsed
-    │   │                                                         key or a wrong URL, the stream decides
+    │   │   └── KeyOrEndpointNotFoundError   protocol/bitmusa_client.py  (also EndpointNotFoundError) a
+    │   │                                                         Bitmusa stream handshake answered 404: a
+    │   │                                                         lapsed key or a wrong URL, the stream
+    │   │                                                         decides
     │   ├── EndpointNotFoundError            errors.py            retryable once live; on a never-live
     │   │                                                         stream a wrong URL (HTTP 404)
     │   ├── ConnectionLostError              errors.py            retryable: closed, dead (idle), or a
@@ -34,8 +35,9 @@ base is named "also ..."), and its module::
     │   │                                                         HTTP `status`; the exchange's client
     │   │                                                         module says what that status means;
     │   │                                                         `retry_after` when a 429/418 said
-    │   ├── BackendUnavailableError          server/backend.py    serve: the listenKey store / fan-out
-    │   │                                                         (Redis) is unreachable; HTTP 503
+    │   ├── BackendUnavailableError          server/backend/interface.py  serve: the listenKey
+    │   │                                                         store / fan-out (Redis) is unreachable;
+    │   │                                                         HTTP 503
     │   └── SinkUnwritableError              sinks/base.py        a sink's file or database cannot be
     │                                                             written (read-only, gone); the runner
     │                                                             reports the sink down at once
@@ -54,7 +56,7 @@ base is named "also ..."), and its module::
     │       │                                                     carry, a sink used before open
     │       ├── IngestError                  server/ingest.py     serve: an admin batch or `ingest()` is
     │       │                                                     refused whole; `status` is the HTTP status
-    │       └── RenderError                  server/hub.py        serve: an event of a batch cannot be
+    │       └── RenderError                  server/render.py     serve: an event of a batch cannot be
     │                                                             rendered in a dialect (`index`,
     │                                                             `exchange`); serve answers IngestError 422
     └── FaultError                           server/faults.py     (also ValueError) serve: a fault cannot be

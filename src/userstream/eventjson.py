@@ -26,6 +26,7 @@ from userstream.events import (
     Source,
 )
 from userstream.money import checked, exact_add, exact_sub
+from userstream.validation import failure
 
 __all__ = ["dec", "from_dict", "from_json", "to_dict", "to_json"]
 
@@ -180,7 +181,7 @@ def from_dict(
     try:
         parsed = msgspec.convert(obj, _IN, strict=False)
     except msgspec.ValidationError as exc:
-        raise MessageShapeError(f"invalid event: {exc}", field=_path_of(exc)) from None
+        raise MessageShapeError(f"invalid event: {exc}", field=failure(exc).at) from None
     except RecursionError:
         raise MessageShapeError("event is nested too deeply") from None
     stamp = _millis(parsed.timestamp, "$.timestamp")
@@ -292,11 +293,3 @@ def _millis(value: Any, path: str) -> int | None:
         return msgspec.convert(value, _Millis)
     except msgspec.ValidationError:
         raise MessageShapeError(f"{path}: expected integer milliseconds", field=path) from None
-
-
-def _path_of(exc: msgspec.ValidationError) -> str | None:
-    text = str(exc)
-    marker = " - at `"
-    if marker in text:
-        return text.split(marker, 1)[1].rstrip("`")
-    return None

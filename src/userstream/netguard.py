@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("userstream.netguard")
-_FIELDS = "userstream_fields"  # as userstream.server.logs.log_event attaches them
+_FIELDS = "userstream_fields"  # as userstream.logs.log_event attaches them
 #: A process needs descriptors beside its connections (listening sockets, logs, Redis, sink files, the
 #: gateway's own outbound streams): at least this many, or 1/16 of the limit, are kept out of the caps.
 _MIN_SPARE_DESCRIPTORS = 64

@@ -291,7 +291,7 @@ class UserstreamExchange:
             raise ValueError("at least one account is needed")
         if len(set(names)) != len(names):
             raise ValueError(f"account names must be distinct, not {names!r}")
-        settings: dict[str, Any] = {"host": "127.0.0.1", "port": 0}
+        settings: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "ledger": True}  # for sent()
         settings.update(config)
         settings["accounts"] = tuple(
             demo_account(name, FIRST_UID + index) for index, name in enumerate(names)

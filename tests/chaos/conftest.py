@@ -81,6 +81,7 @@ def server_config(seed: int, **overrides: Any) -> ServerConfig:
         "listen_key_ttl": 4.0,
         "heartbeat_timeout": 1.5,
         "close_timeout": 1.0,
+        "ledger": True,  # the runs are judged against serve's ledger of what was sent
         "ledger_events": 10_000_000,
         # A chaos run reconnects and resyncs far more than a bot; the documented limits are not its subject.
         "rate_limit_per_second": 100_000,

@@ -17,7 +17,7 @@ from userstream.errors import ConfigurationError
 
 
 def test_every_stream_option_is_a_keyword_of_connect_with_the_same_default() -> None:
-    options = inspect.signature(StreamOptions.__init__).parameters
+    options = inspect.signature(StreamOptions).parameters
     keywords = inspect.signature(connect).parameters
     missing = sorted(name for name in options if name != "self" and name not in keywords)
     assert missing == []

@@ -5,12 +5,12 @@ streams on both exchanges."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import msgspec
 import pytest
 
 from userstream.client import State, StreamOptions, connect
@@ -123,11 +123,11 @@ def test_a_timing_left_out_fits_the_ones_given(
 
 def test_replace_takes_every_value_of_the_original_as_given() -> None:
     options = StreamOptions(idle_timeout=30)
-    smaller = dataclasses.replace(options, queue_size=5)
+    smaller = msgspec.structs.replace(options, queue_size=5)
     assert (smaller.queue_size, smaller.ping_interval, smaller.idle_timeout) == (5, 20.0, 30)
     assert smaller.derived == ()
     with pytest.raises(ConfigurationError, match=r"^idle_timeout \(5s\) must exceed ping_interval \(20s\)"):
-        dataclasses.replace(options, idle_timeout=5)
+        msgspec.structs.replace(options, idle_timeout=5)
 
 
 def test_none_means_not_given_and_equality_ignores_how_a_value_came() -> None:

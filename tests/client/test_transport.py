@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import logging
 import os
@@ -24,7 +25,6 @@ import pytest
 from aiohttp import web
 
 from support.examples import BITMUSA_WALLET_EVENT
-from userstream.client.bitmusa import BitmusaDialect
 from userstream.client.connection import Connection, ConnectionCounters
 from userstream.client.rest import HttpReply, check_url
 from userstream.client.scrub import Scrubber
@@ -39,6 +39,7 @@ from userstream.client.websocket import (
 from userstream.errors import ConfigurationError, ConnectionLostError, FrameDecodeError, TransportError
 from userstream.events import Event
 from userstream.protocol import bitmusa
+from userstream.protocol.bitmusa_client import BitmusaClientSession
 
 
 def free_port() -> int:
@@ -587,7 +588,7 @@ async def test_a_connection_takes_no_frame_by_the_express_path_while_an_earlier_
         connection = Connection(
             serial=1,
             ws=ws,
-            dialect=BitmusaDialect(bitmusa.Parser("a")),
+            new_session=functools.partial(BitmusaClientSession, bitmusa.Parser("a")),
             sink=sink,
             sink_now=sink_now,
             ping_interval=60.0,

@@ -103,3 +103,19 @@ async def test_a_missing_credential_variable_exits_2_naming_it(tmp_path: Path) -
         "userstream gateway: account 'alice': environment variable USERSTREAM_TEST_UNSET_TOKEN (token_env) "
         "is not set"
     )
+
+
+async def test_a_bad_flag_exits_2_naming_the_flag_s_key_and_not_the_file(tmp_path: Path) -> None:
+    # The flags are laid over the file's [gateway] table and held to GatewayConfig's own declarations; the
+    # refusal is about the flag, so it names no file.
+    config = tmp_path / "gateway.toml"
+    table = {"name": "alice", "exchange": "coinlocally", "token_env": "USERSTREAM_TEST_TOKEN"}
+    config.write_text(to_toml({"accounts": [table]}))
+    for flags, message in (
+        (("--http-port", "70000"), "userstream gateway: http_port must be in 0..65535, not 70000\n"),
+        (("--data-dir", ""), "userstream gateway: data_dir must be a directory's path, not ''\n"),
+    ):
+        process = await gateway(config, *flags, http_port=None)
+        _, stderr = await process.communicate()
+        assert process.returncode == 2
+        assert stderr.decode() == message

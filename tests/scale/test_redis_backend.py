@@ -2,15 +2,19 @@
 on a real redis-server: concurrent POSTs on different nodes agree on one key; the simulator on one node
 feeds the streams and the REST snapshots of another; a gap in the fan-out (entries trimmed before a node
 read them) closes that node's streams instead of skipping events silently; the in-memory fault control
-refuses to pretend it is immediate."""
+refuses to pretend it is immediate; each node renders each published event once (the publishing node
+keeps the frames it rendered to validate the batch)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import aiohttp
@@ -18,6 +22,8 @@ import pytest
 import redis.asyncio
 
 from userstream.errors import LocalProtocolError
+from userstream.events import Event, Exchange
+from userstream.protocol import registry
 from userstream.server import Account, ServerConfig, ServerHandle, running_server
 
 WAIT = 10.0
@@ -158,3 +164,32 @@ async def test_the_in_memory_fault_control_is_refused_with_redis(nodes: Any) -> 
         key = (await reply.json())["data"]["listenKey"]
     assert await node.server.backend.expire_listen_key("alice") == key
     assert await node.server.backend.lookup_listen_key(key) is None
+
+
+async def test_each_node_renders_each_published_event_once(
+    nodes: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered: Counter[Exchange] = Counter()
+
+    def counted(entry: registry.ExchangeSpec) -> registry.ExchangeSpec:
+        def render_event(event: Event) -> str | bytes:
+            rendered[entry.exchange] += 1
+            return entry.render_event(event)
+
+        return dataclasses.replace(entry, render_event=render_event)
+
+    counting = MappingProxyType({exchange: counted(entry) for exchange, entry in registry.REGISTRY.items()})
+    monkeypatch.setattr(registry, "REGISTRY", counting)
+    publishing, other = await nodes(2)
+    events = [
+        {"kind": "balance", "asset": asset, "free": "1", "locked": "0", "timestamp": moment}
+        for moment, asset in enumerate(("BTC", "ETH", "USDT"), start=1_700_000_000_000)
+    ]
+    assert await publishing.ingest("alice", events) == 3
+    async with asyncio.timeout(WAIT):
+        for handle in (publishing, other):  # both nodes have folded the batch in: the fan-out reached them
+            while len(handle.server.truth.snapshot("alice").balances) < 3:  # noqa: ASYNC110 - no signal
+                await asyncio.sleep(0.02)
+    # 3 events, 2 nodes: each node rendered each event once per dialect (before: the publishing node
+    # rendered the batch to validate it, threw the frames away, and rendered it again from the fan-out)
+    assert rendered == {Exchange.BITMUSA: 6, Exchange.COINLOCALLY: 6}

@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from userstream.logs import MAX_SHOWN_SEGMENT, JsonFormatter, safe_path
 from userstream.protocol import bitmusa
 from userstream.server import running_server
-from userstream.server.logs import MAX_SHOWN_SEGMENT, JsonFormatter, safe_path
 
 Setup = Any  # conftest.Setup
 LogCatcher = Any  # conftest.LogCatcher

@@ -23,9 +23,9 @@ from websockets.exceptions import InvalidStatus
 
 from support.processes import USERSTREAM, LoggedProcess
 from userstream.events import Exchange
+from userstream.logs import JsonFormatter
 from userstream.protocol import bitmusa
 from userstream.server import running_server
-from userstream.server.logs import JsonFormatter
 
 Setup = Any  # conftest.Setup
 LogCatcher = Any  # conftest.LogCatcher

@@ -11,7 +11,7 @@ import asyncio
 import gzip
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -36,6 +36,14 @@ from userstream.server.faults import (
 
 Kit = Any  # the `kit` fixture of conftest.py
 Start = Callable[..., AbstractAsyncContextManager[Any]]
+
+
+@pytest.fixture
+async def kit(start: Any) -> AsyncIterator[Any]:
+    """conftest's `kit`, with the ledger of what was sent kept (`ServerConfig.ledger`, off by default)."""
+    async with start(ledger=True) as kit:
+        yield kit
+
 
 ALICE_TOKEN = {"token": "alice-coinlocally-token"}
 BOB_TOKEN = {"token": "bob-coinlocally-token"}

@@ -8,6 +8,7 @@ with the protocol modules' parsers into the events a client would deliver.
 from __future__ import annotations
 
 import gzip
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +29,15 @@ from userstream.protocol.messages import DataEvents
 from userstream.server.ledger import Ending, Loss, LossReason, Runs, SentLedger, fact
 
 Kit = Any  # the `kit` fixture of conftest.py
+
+
+@pytest.fixture
+async def kit(start: Any) -> AsyncIterator[Any]:
+    """conftest's `kit`, with the ledger of what was sent kept (`ServerConfig.ledger`, off by default)."""
+    async with start(ledger=True) as kit:
+        yield kit
+
+
 ALICE_TOKEN = {"token": "alice-coinlocally-token"}
 
 
@@ -267,7 +277,7 @@ async def test_a_rotation_is_the_client_closing_one_connection_while_its_success
 
 
 async def test_the_ledger_keeps_only_the_latest_events(start: Any) -> None:
-    async with start(ledger_events=2) as kit:
+    async with start(ledger=True, ledger_events=2) as kit:
         await kit.ingest("alice", [kit.balance("A"), kit.balance("B"), kit.balance("C")])
         kept = kit.server.sent.events("alice")
         assert [(item.seq, item.event.asset) for item in kept] == [(2, "B"), (3, "C")]
@@ -285,3 +295,17 @@ def test_frames_are_kept_only_when_asked_and_in_write_order() -> None:
     kept.wrote(b"\x1f\x8btwo", range(3, 4))
     assert (kept.frames, kept.written.runs()) == ([b"\x1f\x8bone", b"\x1f\x8btwo"], [(1, 3)])
     assert "frames" not in repr(kept)  # the repr stays a summary
+
+
+async def test_the_ledger_is_kept_only_when_asked_for(start: Any) -> None:
+    async with start() as kit:  # ServerConfig.ledger defaults to False
+        key = await kit.create_listen_key()
+        ws = await kit.bitmusa_stream(key)
+        await kit.server.wait_for_streams("alice", 1)
+        await kit.ingest("alice", [kit.balance("A", timestamp=1)])
+        await kit.recv(ws)
+        assert kit.server.server.sent is None
+        assert [c.record for c in kit.server.server.hub.connections("alice")] == [None]
+        with pytest.raises(RuntimeError, match="keeps no ledger"):
+            kit.server.sent  # noqa: B018 - the property is what is tested
+        await ws.close()

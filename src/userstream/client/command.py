@@ -10,6 +10,9 @@ prints and maps outcomes:
 - Status events go to stderr as log lines, or to stdout as {"kind":"status",...} JSON lines with `--status`.
 - Exit codes: 0 after SIGINT/SIGTERM or a closed pipe; 2 for rejected credentials, missing credentials or
   bad arguments (the message names what was wrong, never a secret's value); 1 for anything unexpected.
+
+Every option flag's default, and the default its help names, is read from `StreamOptions` (client/options.py,
+the one definition); a timing flag that only one exchange uses says which, from the exchange registry.
 """
 
 from __future__ import annotations
@@ -25,15 +28,17 @@ import sys
 from typing import IO, Any, NamedTuple
 
 from userstream.client.entry import connect
-from userstream.client.options import DEFAULT_QUEUE_BYTES, resolve
+from userstream.client.options import DEFAULTS, LISTEN_KEY_VALIDITY, PONG_MARGIN, StreamOptions, resolve
 from userstream.client.queue import Overflow
 from userstream.client.status import StatusEvent
 from userstream.client.supervisor import UserStream
 from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.eventjson import dec, to_json
-from userstream.events import BalanceUpdate, Event, Fill
+from userstream.events import BalanceUpdate, Event, Exchange, Fill
 from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol.registry import REGISTRY, spec
+from userstream.validation import default_of
 
 __all__ = [
     "ENVIRONMENT",
@@ -54,20 +59,51 @@ ENVIRONMENT: dict[str, str] = {
     "coinlocally_api_key": "USERSTREAM_COINLOCALLY_API_KEY",
     "coinlocally_token": "USERSTREAM_COINLOCALLY_TOKEN",
 }
+
+
+def _only(option: str) -> str:
+    """ "Bitmusa: " for an option only one exchange's client uses (the exchange registry), else ""."""
+    return "".join(f"{entry.title}: " for entry in REGISTRY.values() if option in entry.only_options)
+
+
+def _timing_help(option: str, what: str, rule: str = "") -> str:
+    """A timing flag's help: what it does, its default (`DEFAULTS`, the one definition) and how it fits."""
+    return f"{_only(option)}{what} (default {DEFAULTS[option]:g}{rule})"
+
+
 #: The timing flags of `watch`: flag -> help. Each is `connect()`'s keyword of the same name; left out, it
 #: is not passed, so the library derives it (client/options.py).
 _TIMING_FLAGS: dict[str, str] = {
-    "--keepalive-interval": "Bitmusa: PUT the listenKey this often (default 1800; under its 3600 s validity)",
-    "--ping-interval": "send a ping this often (default 30, or --idle-timeout / 1.5 when that is lower)",
-    "--idle-timeout": "no frame at all this long: dead (default 45, or 1.5 * --ping-interval)",
-    "--sub-timeout": "Coinlocally: 'sub success' must come this soon (default 10, at most --idle-timeout)",
-    "--rotate-after": "open a successor this long after a connection went live (default 84600); 0: never",
-    "--overlap-timeout": "rotation: keep a quiet old connection this long (default 5, <= --rotate-after / 2)",
-    "--backoff-base": "first reconnect delay bound (default 1, at most --backoff-cap)",
-    "--backoff-cap": "largest reconnect delay bound (default 30, at least --backoff-base)",
-    "--stable-after": "a connection live this long resets the backoff (default 60, <= --rotate-after / 2)",
-    "--close-timeout": "how long a graceful close waits for the server's answer (default 5)",
-    "--request-timeout": "each REST call and WebSocket handshake (default 10)",
+    "--keepalive-interval": _timing_help(
+        "keepalive_interval",
+        "PUT the listenKey this often",
+        f"; under its {LISTEN_KEY_VALIDITY:g} s validity",
+    ),
+    "--ping-interval": _timing_help(
+        "ping_interval", "send a ping this often", f", or --idle-timeout / {PONG_MARGIN:g} when that is lower"
+    ),
+    "--idle-timeout": _timing_help(
+        "idle_timeout", "no frame at all this long: dead", f", or {PONG_MARGIN:g} * --ping-interval"
+    ),
+    "--sub-timeout": _timing_help(
+        "sub_timeout", "'sub success' must come this soon", ", at most --idle-timeout"
+    ),
+    "--rotate-after": _timing_help("rotate_after", "open a successor this long after a connection went live")
+    + "; 0: never",
+    "--overlap-timeout": _timing_help(
+        "overlap_timeout", "rotation: keep a quiet old connection this long", ", <= --rotate-after / 2"
+    ),
+    "--backoff-base": _timing_help("backoff_base", "first reconnect delay bound", ", at most --backoff-cap"),
+    "--backoff-cap": _timing_help(
+        "backoff_cap", "largest reconnect delay bound", ", at least --backoff-base"
+    ),
+    "--stable-after": _timing_help(
+        "stable_after", "a connection live this long resets the backoff", ", <= --rotate-after / 2"
+    ),
+    "--close-timeout": _timing_help(
+        "close_timeout", "how long a graceful close waits for the server's answer"
+    ),
+    "--request-timeout": _timing_help("request_timeout", "each REST call and WebSocket handshake"),
 }
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -125,19 +161,23 @@ def add_parser(subparsers: Any) -> None:
     )
     behaviour = parser.add_argument_group("behaviour")
     behaviour.add_argument(
-        "--queue-size", type=_positive_int, default=10_000, help="events buffered (default %(default)s)"
+        "--queue-size",
+        type=_positive_int,
+        default=default_of(StreamOptions, "queue_size"),
+        help="events buffered (default %(default)s)",
     )
+    queue_bytes = default_of(StreamOptions, "queue_bytes")
     behaviour.add_argument(
         "--queue-bytes",
         type=_positive_int,
-        default=DEFAULT_QUEUE_BYTES,
+        default=queue_bytes,
         metavar="N",
-        help="the queue's bound in bytes besides events (default: %(default)s, 32 MiB)",
+        help=f"the queue's bound in bytes besides events (default: %(default)s, {queue_bytes / 2**20:g} MiB)",
     )
     behaviour.add_argument(
         "--overflow",
         choices=[policy.value for policy in Overflow],
-        default="block",
+        default=default_of(StreamOptions, "overflow").value,
         help="when the queue is full: block (the socket waits, nothing lost) or drop_oldest (dropped "
         "events are counted and reported) (default: %(default)s)",
     )
@@ -164,7 +204,9 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The exchange, credential and endpoint flags of every command that connects to an account (`watch`,
     `record`, `doctor`); `read_credentials(args)` reads them back."""
     parser.add_argument(
-        "exchange", choices=["bitmusa", "coinlocally"], help="the exchange of the account: %(choices)s"
+        "exchange",
+        choices=[entry.exchange.value for entry in REGISTRY.values()],
+        help="the exchange of the account: %(choices)s",
     )
     creds = parser.add_argument_group("credentials")
     creds.add_argument(
@@ -189,7 +231,11 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
             f"or Coinlocally's full URL (default {coinlocally.WS_URL})"
         ),
     )
-    where.add_argument("--account", default="default", help="label put on every event (default: default)")
+    where.add_argument(
+        "--account",
+        default=default_of(StreamOptions, "account"),
+        help="label put on every event (default: %(default)s)",
+    )
     tls = parser.add_argument_group("TLS (certificates are verified by default)")
     tls.add_argument(
         "--ca-file",
@@ -236,37 +282,42 @@ class CredentialArgs(NamedTuple):
 
 
 def read_credentials(args: argparse.Namespace) -> CredentialArgs:
-    """connect()'s credential arguments: each flag, else its environment variable."""
+    """connect()'s credential arguments: each flag, else its environment variable. Which credentials an
+    exchange needs (all of some, one of others) is the exchange registry's (`protocol.registry`)."""
+    entry = spec(Exchange(args.exchange))
+    required, one_of = entry.credentials_required, entry.credentials_one_of
+    taken = " and ".join(_cli_flag(name) for name in required) or " or ".join(map(_cli_flag, one_of))
+    for credential in CredentialArgs._fields:
+        if credential not in (*required, *one_of) and getattr(args, credential) is not None:
+            raise ConfigurationError(f"{entry.title} takes {taken}, not {_cli_flag(credential)}")
     env = os.environ
-    if args.exchange == "bitmusa":
-        if args.token is not None:
-            raise ConfigurationError("Bitmusa takes --api-key and --auth-key, not --token")
-        api_key = args.api_key or env.get(ENVIRONMENT["bitmusa_api_key"])
-        auth_key = args.auth_key or env.get(ENVIRONMENT["bitmusa_auth_key"])
-        for name, value, flag in (
-            ("bitmusa_api_key", api_key, "--api-key"),
-            ("bitmusa_auth_key", auth_key, "--auth-key"),
-        ):
-            if not value:
-                raise ConfigurationError(
-                    f"Bitmusa needs {flag} or the environment variable {ENVIRONMENT[name]}"
-                )
-        return CredentialArgs(api_key=api_key, auth_key=auth_key)
-    if args.auth_key is not None:
-        raise ConfigurationError("Coinlocally takes --token or --api-key, not --auth-key")
-    if args.token is not None or args.api_key is not None:
-        return CredentialArgs(token=args.token, api_key=args.api_key)
-    # From the environment a token wins over an api key, so setting both is not an error.
-    token = env.get(ENVIRONMENT["coinlocally_token"])
-    if token:
-        return CredentialArgs(token=token)
-    api_key = env.get(ENVIRONMENT["coinlocally_api_key"])
-    if api_key:
-        return CredentialArgs(api_key=api_key)
-    raise ConfigurationError(
-        "Coinlocally needs --token or --api-key, or the environment variable "
-        f"{ENVIRONMENT['coinlocally_token']} or {ENVIRONMENT['coinlocally_api_key']}"
-    )
+    found: dict[str, str | None] = {}
+    for credential in required:
+        variable = ENVIRONMENT[f"{entry.exchange.value}_{credential}"]
+        found[credential] = getattr(args, credential) or env.get(variable)
+        if not found[credential]:
+            raise ConfigurationError(
+                f"{entry.title} needs {_cli_flag(credential)} or the environment variable {variable}"
+            )
+    if one_of:
+        flags = {credential: getattr(args, credential) for credential in one_of}
+        if any(value is not None for value in flags.values()):
+            return CredentialArgs(**found, **flags)
+        # From the environment the first of `one_of` set wins (a token over an api key): both is no error.
+        variables = [ENVIRONMENT[f"{entry.exchange.value}_{credential}"] for credential in one_of]
+        for credential, variable in zip(one_of, variables, strict=True):
+            value = env.get(variable)
+            if value:
+                return CredentialArgs(**found, **{credential: value})
+        raise ConfigurationError(
+            f"{entry.title} needs {' or '.join(map(_cli_flag, one_of))}, or the environment variable "
+            f"{' or '.join(variables)}"
+        )
+    return CredentialArgs(**found)
+
+
+def _cli_flag(credential: str) -> str:
+    return "--" + credential.replace("_", "-")
 
 
 class _Printer:

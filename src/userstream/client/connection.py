@@ -1,24 +1,28 @@
-"""One WebSocket connection at runtime: its reader, its heartbeat, and the reason it ended.
+"""One WebSocket connection at runtime: it drives the exchange's client session, and says why it ended.
 
-This module owns `Connection`, which runs one open `WebSocket` for one exchange `Dialect` until the
-connection ends, and returns why it ended as a value (an error of ours, or None when we closed it
-ourselves), never by raising: the supervisor decides what an ending means. It owns two tasks, in its own
-`asyncio.TaskGroup`, so neither can outlive the connection:
+This module owns `Connection`, the I/O around one `protocol.session.ClientSession` (python-websockets'
+`asyncio/connection.py` to its `protocol.py`). It makes no protocol decision: what a frame means, when the
+connection is live, what to answer, when to ping, when it is dead and what an ending means are the
+session's. The connection runs one open `WebSocket` until it ends and returns why it ended as a value (an
+error of ours, or None when we closed it ourselves), never by raising: the supervisor decides what an
+ending means. It owns two tasks, in its own `asyncio.TaskGroup`, so neither can outlive the connection:
 
-- the reader: receives frames, classifies them with the dialect's parser, hands data events to the sink,
-  answers the server's pings, notices "sub success" (the moment the connection is live), and turns close
-  frames, error replies and the SYSTEM notice into the ending reason;
-- the heartbeat: sends the dialect's ping every `ping_interval` and declares the connection dead when no
-  frame at all arrived for `idle_timeout` (`protocol.heartbeat` does the arithmetic). The idle clock is
-  suspended while the reader waits for the consumer, so backpressure is never mistaken for a dead peer.
-  It also wakes when a count of unusable frames is due to be reported (`frame_warnings`).
+- the reader: takes each frame, hands it to `session.receive(frame, now)` (its one parse), gives the data
+  events to the sink, counts and reports the unusable ones, and performs what the session asks
+  (`data_to_send()`: send the sub or a pong, go live, close, abort);
+- the timer: sleeps until the session's `next_deadline()` (ping, idle, close timeout) or until a count of
+  unusable frames is due to be reported (`frame_warnings`), then calls `session.wake(now, ...)` and performs
+  what it asks. The idle clock is paused while the reader waits for the consumer, so backpressure is never
+  mistaken for a dead peer.
+
+The express path: a data frame that finds nothing queued ahead of it is received, parsed and handed to the
+sink's no-wait door in the WebSocket's frame callback, with no queueing and no task switch. A frame the door
+refuses (or that is not data) goes to the reader with its parse result (`_ahead`), so no frame is parsed
+twice; while the reader awaits inside a frame (the sink, a send), the express path is switched off, so a
+later frame cannot overtake it.
 
 A frame the parser cannot use (undecodable, malformed or unknown) is counted, never fatal, and reported:
 at DEBUG each time, at WARNING rate-limited per kind (`client.frame_warnings.FrameWarnings`).
-
-Closing is graceful where it can be: on a SYSTEM notice, and when the supervisor retires a connection after
-a rotation, the connection sends its close frame and keeps reading until the server answers (bounded by
-`close_timeout`), so frames the server sent before it saw our close are still delivered.
 """
 
 from __future__ import annotations
@@ -34,63 +38,31 @@ from typing import Protocol
 
 from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL, FrameWarnings
 from userstream.client.websocket import PeerClosedError, SignOfLife, WebSocket
-from userstream.errors import ConnectionLostError, TransportError, UserStreamError
-from userstream.events import Event, Exchange
-from userstream.protocol.heartbeat import Due, Heartbeat
-from userstream.protocol.messages import (
-    ControlReply,
-    DataEvents,
-    ErrorReply,
-    Incoming,
-    Ping,
-    Pong,
-    SystemClose,
-    Unknown,
-    UnknownKind,
+from userstream.errors import TransportError, UserStreamError
+from userstream.events import Event
+from userstream.protocol.messages import DataEvents, Incoming, Unknown, UnknownKind
+from userstream.protocol.session import (
+    Action,
+    ClientSession,
+    Close,
+    End,
+    GoLive,
+    Send,
+    SendPing,
+    Sent,
+    State,
+    Timings,
 )
 
-__all__ = ["Connection", "ConnectionCounters", "Dialect", "FrameHook", "Sink"]
+__all__ = ["Connection", "ConnectionCounters", "FrameHook", "NewSession", "Sink"]
 
 _log = logging.getLogger("userstream.client")
 
 
-class Dialect(Protocol):
-    """What differs between exchanges once a WebSocket is open. Implemented in `client.bitmusa` and
-    `client.coinlocally`."""
+class NewSession(Protocol):
+    """Makes the client session of one connection (`client.session.Session.new_client_session`)."""
 
-    @property
-    def exchange(self) -> Exchange: ...
-
-    @property
-    def live_on_connect(self) -> bool:
-        """True when the connection carries events as soon as the handshake is done (no subscription)."""
-        ...
-
-    def parse(self, frame: str | bytes) -> Incoming: ...
-
-    def opening_frames(self) -> Sequence[str]:
-        """Frames to send right after the handshake (Coinlocally's sub)."""
-        ...
-
-    def is_live_reply(self, reply: ControlReply) -> bool:
-        """Whether this control reply makes the connection live ("sub success")."""
-        ...
-
-    def ping_frame(self, now_ms: int) -> str | None:
-        """The application-level ping to send, or None to send a protocol-level WebSocket ping."""
-        ...
-
-    def pong_frame(self, timestamp: int) -> str | None:
-        """The answer to the server's own {"ping": n} (None: nothing to answer)."""
-        ...
-
-    def error_for_reply(self, reply: ErrorReply) -> UserStreamError:
-        """What an error reply from the server means (Coinlocally: a refused sub)."""
-        ...
-
-    def error_for_close(self, closed: PeerClosedError) -> UserStreamError:
-        """What a close by the server means (a lapsed listenKey, a refused sub, a plain disconnect)."""
-        ...
+    def __call__(self, *, timings: Timings, label: str, scrub: Callable[[str], str]) -> ClientSession: ...
 
 
 class Sink(Protocol):
@@ -120,6 +92,11 @@ class ConnectionCounters:
     last_unknown_reason: str | None = field(default=None)
 
 
+def _no_door(connection: Connection, events: Sequence[Event]) -> bool:
+    """The sink has no no-wait door: every data frame waits for the sink."""
+    return False
+
+
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -132,7 +109,7 @@ class Connection:
         *,
         serial: int,
         ws: WebSocket,
-        dialect: Dialect,
+        new_session: NewSession,
         sink: Sink,
         ping_interval: float,
         idle_timeout: float,
@@ -150,44 +127,49 @@ class Connection:
         `warning_interval` is the seconds between two WARNINGs about unusable frames of one kind."""
         self.serial = serial
         self._ws = ws
-        self._dialect = dialect
         self._sink = sink
-        self._sink_now = sink_now
+        self._sink_now: SinkNow = sink_now if sink_now is not None else _no_door
         self._clock = clock if clock is not None else asyncio.get_running_loop().time
         self._wall_clock_ms = wall_clock_ms
-        self._close_timeout = close_timeout
-        self._idle_timeout = idle_timeout
         self._counters = counters
         self._on_live = on_live
         self._on_frame = on_frame
-        self._heartbeat = Heartbeat(ping_interval=ping_interval, idle_timeout=idle_timeout, now=self._clock())
+        timings = Timings(ping_interval=ping_interval, idle_timeout=idle_timeout, close_timeout=close_timeout)
+        self._session = new_session(timings=timings, label=ws.label, scrub=ws.scrub)
         self._warnings = FrameWarnings(
             f"{name if name is not None else ws.label} connection={serial}", warning_interval
         )
-        self._ending: UserStreamError | None = None
-        self._closing = False
-        self._close_deadline = math.inf
+        #: The express path for data frames, when the sink has a no-wait door and no hook sees every frame.
+        self._express_on = sink_now is not None and on_frame is None
+        #: A frame the express path received but did not finish, and its parse result: the reader's next.
+        self._ahead: tuple[str | bytes, Incoming] | None = None
+        self._express_holds = 0  # awaits under way that a later frame must not overtake (see `_hold`)
         self._wake = asyncio.Event()
         #: Resolved when the connection carries events (Bitmusa: at once; Coinlocally: "sub success").
         self.went_live: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.live_at: float | None = None
         #: True while the reader waits for room in the queue (the consumer is behind), not for the server.
         self.waiting_for_consumer = False
-        self._handling = False  # the reader is inside `_handle` (which may await)
 
     @property
     def label(self) -> str:
         return self._ws.label
 
+    @property
+    def session(self) -> ClientSession:
+        """The conversation this connection drives (its state, for status and tests)."""
+        return self._session
+
     async def run(self) -> UserStreamError | None:
         """Read until the connection ends; return why (None: we closed it and the server agreed)."""
+        self._session.start(self._clock())
         try:
             async with asyncio.TaskGroup() as tasks:
-                beat = tasks.create_task(self._beat(), name=f"userstream-client:heartbeat-{self.serial}")
+                timer = tasks.create_task(self._timer(), name=f"userstream-client:heartbeat-{self.serial}")
                 try:
                     ending = await self._read()
                 finally:
-                    beat.cancel()
+                    timer.cancel()
         finally:
             self._warnings.close(self._clock())
             await self._ws.abort()
@@ -195,86 +177,89 @@ class Connection:
 
     async def close_gracefully(self) -> None:
         """Send our close frame; `run()` returns once the server answers, or after `close_timeout`."""
-        await self._begin_close()
+        self._session.close(self._clock())
+        await self._perform()
 
     async def abort(self, reason: UserStreamError) -> None:
         """End the connection now, with `reason` as its ending (unless it already has one)."""
-        if self._ending is None:
-            self._ending = reason
+        self._session.end(reason)
+        await self._perform()
         await self._ws.abort()
+
+    @property
+    def is_live(self) -> bool:
+        return self.went_live.done()
 
     # --- the reader -------------------------------------------------------------------------------
 
     async def _read(self) -> UserStreamError | None:
-        # A send that fails (the sub, a pong) means the connection is going away, but the server may have
-        # sent frames and its close first (found by tests/fuzz): keep reading them, and let its close say
-        # what the ending means (a 4004 is a rejected credential, not a retry).
-        send_failed: UserStreamError | None = None
+        self._express_holds += 1  # the express path starts with the reader, after the opening actions
         try:
-            for opening in self._dialect.opening_frames():
-                await self._ws.send_text(opening)
-        except UserStreamError as exc:
-            send_failed = exc
-        if self._dialect.live_on_connect:
-            self._go_live()
-        if self._sink_now is not None and self._on_frame is None:
-            self._ws.set_express(self._express)
+            await self._perform()  # the opening frames; going live
+        finally:
+            self._release()
         try:
-            return await self._read_frames(send_failed)
+            return await self._read_frames()
         finally:
             self._ws.set_express(None)
 
     def _express(self, frame: str | bytes) -> bool:
-        """The loop below for a data frame whose events the sink takes without waiting, done by the
-        WebSocket in its frame callback when nothing is queued ahead of the frame: the usual case, with no
-        queueing and no task switch per frame. False (nothing done) for anything else, which the loop then
-        receives and handles itself (a control frame or an Unknown is parsed twice: they are rare)."""
-        if self._handling:  # the loop is awaiting in the middle of an earlier frame (say, for the queue)
-            return False
-        if not self._sink_at_once(self._dialect.parse(frame)):
-            return False
-        self._heartbeat.frame_received(self._clock())
-        self._counters.frames += 1
-        return True
+        """The reader's work for a data frame whose events the sink takes without waiting, done by the
+        WebSocket in its frame callback when nothing is queued ahead of the frame: the usual case. For
+        anything else, the frame goes to the reader's queue and its parse result to `_ahead` (False)."""
+        incoming = self._session.receive(frame, self._clock())
+        if type(incoming) is DataEvents:
+            events = incoming.events
+            if self._sink_now(self, events):
+                counters = self._counters
+                counters.events += len(events)
+                counters.frames += 1
+                return True
+        self._ahead = (frame, incoming)
+        return False
 
-    def _sink_at_once(self, incoming: Incoming) -> bool:
-        """Hand a data frame's events to the sink's no-wait door and count them; False when it is not data
-        or the door refuses (then `_handle` awaits the sink, with the idle clock suspended)."""
-        if type(incoming) is not DataEvents or self._sink_now is None:
-            return False
+    def _sink_at_once(self, incoming: DataEvents) -> bool:
+        """Hand a data frame's events to the sink's no-wait door and count them; False when the door
+        refuses (then `_handle_data` awaits the sink, with the idle clock paused)."""
         events = incoming.events
         if not self._sink_now(self, events):
             return False
         self._counters.events += len(events)
         return True
 
-    async def _read_frames(self, send_failed: UserStreamError | None) -> UserStreamError | None:
+    async def _read_frames(self) -> UserStreamError | None:
+        session = self._session
+        ws = self._ws
         while True:
             try:
                 # Frames one socket read brought are taken without an await each; `receive()` waits.
-                frame = self._ws.receive_nowait()
+                frame = ws.receive_nowait()
                 if frame is None:
-                    frame = await self._ws.receive()
+                    frame = await ws.receive()
             except PeerClosedError as closed:
-                return self._ending_after_close(closed)
+                return session.peer_closed(closed)
             except UserStreamError as exc:
-                return self._ending or send_failed or exc
-            self._heartbeat.frame_received(self._clock())
+                return session.connection_lost(exc)
             self._counters.frames += 1
             if isinstance(frame, SignOfLife):
+                session.sign_of_life(self._clock())
                 continue
-            if self._on_frame is not None:
-                self._report_frame(frame)
-            incoming = self._dialect.parse(frame)
-            if self._sink_at_once(incoming):  # the common case: the queue has room, nothing waits
+            ahead = self._ahead
+            if ahead is not None and ahead[0] is frame:
+                self._ahead = None
+                incoming = ahead[1]
+            else:
+                if self._on_frame is not None:
+                    self._report_frame(frame)
+                incoming = session.receive(frame, self._clock())
+            if type(incoming) is DataEvents:
+                if not self._sink_at_once(incoming):  # the common case: the queue has room, nothing waits
+                    await self._handle_data(incoming)
                 continue
-            self._handling = True  # while this frame is handled, a later one must not overtake it
-            try:
-                await self._handle(incoming)
-            except UserStreamError as exc:  # a pong could not be sent: see send_failed above
-                send_failed = send_failed or exc
-            finally:
-                self._handling = False
+            if type(incoming) is Unknown:
+                self._count_unknown(incoming)
+            if session.has_actions:
+                await self._perform()
 
     def _report_frame(self, frame: bytes | str) -> None:
         assert self._on_frame is not None  # noqa: S101 - checked by the caller
@@ -283,120 +268,103 @@ class Connection:
         except Exception:  # a broken hook must not stop the stream; say so loudly
             _log.exception("the on_frame callback raised; the stream goes on")
 
-    async def _handle(self, incoming: Incoming) -> None:
-        if isinstance(incoming, DataEvents):
-            self._counters.events += len(incoming.events)
-            self._heartbeat.suspend()
-            self.waiting_for_consumer = True
+    async def _handle_data(self, incoming: DataEvents) -> None:
+        self._counters.events += len(incoming.events)
+        self._session.pause_idle()
+        self.waiting_for_consumer = True
+        self._hold()  # while this frame waits, a later one must not overtake it
+        try:
+            await self._sink(self, incoming.events)
+        finally:
+            self._release()
+            self.waiting_for_consumer = False
+            self._session.resume_idle(self._clock())
+
+    def _count_unknown(self, incoming: Unknown) -> None:
+        reason = self._ws.scrub(incoming.reason)  # may quote the frame, which may echo a secret
+        if reason != incoming.reason:
+            incoming = Unknown(raw="", reason=reason, kind=incoming.kind)
+        counters = self._counters
+        counters.unknown_frames += 1
+        if incoming.kind is not UnknownKind.UNKNOWN:
+            counters.malformed_frames += 1
+        counters.last_unknown_reason = reason
+        if self._warnings.frame(incoming, self._clock()):
+            self._wake.set()  # a count is due before the session's next deadline
+
+    # --- what the session asks -----------------------------------------------------------------------
+
+    async def _perform(self) -> None:
+        """Do what the session asked, in order. Sends may await: the express path is off meanwhile."""
+        actions = self._session.data_to_send()
+        if not actions:
+            return
+        self._hold()
+        try:
+            for action in actions:
+                await self._do(action)
+        finally:
+            self._release()
+
+    def _hold(self) -> None:
+        """The express path is off until the matching `_release`: an await is under way."""
+        self._express_holds += 1
+        self._ws.set_express(None)
+
+    def _release(self) -> None:
+        self._express_holds -= 1
+        if self._express_holds == 0 and self._express_on:
+            self._ws.set_express(self._express)
+
+    async def _do(self, action: Action) -> None:
+        ws = self._ws
+        if type(action) is Send:
             try:
-                await self._sink(self, incoming.events)
-            finally:
-                self.waiting_for_consumer = False
-                self._heartbeat.resume(self._clock())
-        elif isinstance(incoming, Ping):
-            pong = self._dialect.pong_frame(incoming.timestamp)
-            if pong is not None:
-                await self._ws.send_text(pong)
+                await ws.send_text(action.text)
+            except UserStreamError as exc:
+                if action.why is Sent.PING:
+                    _log.debug("%s: ping not sent: %s", self.label, exc)  # the reader will see the end
+                else:
+                    self._session.send_failed(exc)
+                return
+            if action.why is Sent.PING:
+                self._counters.pings_sent += 1
+            elif action.why is Sent.PONG:
                 self._counters.pings_answered += 1
-        elif isinstance(incoming, Pong):
-            pass  # its arrival already counted as a sign of life
-        elif isinstance(incoming, ControlReply):
-            if self._dialect.is_live_reply(incoming):
-                self._go_live()
-        elif isinstance(incoming, ErrorReply):
-            if self._ending is None:
-                # The server's words reach the error scrubbed (it may echo the token it refused).
-                code = self._ws.scrub(incoming.code) if isinstance(incoming.code, str) else incoming.code
-                scrubbed = ErrorReply(code, self._ws.scrub(incoming.message), incoming.transient)
-                self._ending = self._dialect.error_for_reply(scrubbed)
-            await self._ws.abort()
-        elif isinstance(incoming, SystemClose):
-            if self._ending is None:
-                self._ending = ConnectionLostError(
-                    f"{self.label}: the server announced a close (SYSTEM notice)"
-                )
-            # Keep reading until the server closes, so nothing it sends before its close is lost.
-            await self._begin_close()
-        elif isinstance(incoming, Unknown):
-            reason = self._ws.scrub(incoming.reason)  # may quote the frame, which may echo a secret
-            if reason != incoming.reason:
-                incoming = Unknown(raw="", reason=reason, kind=incoming.kind)
-            counters = self._counters
-            counters.unknown_frames += 1
-            if incoming.kind is not UnknownKind.UNKNOWN:
-                counters.malformed_frames += 1
-            counters.last_unknown_reason = reason
-            if self._warnings.frame(incoming, self._clock()):
-                self._wake.set()  # a count is due before the heartbeat's next deadline
+        elif type(action) is SendPing:
+            try:
+                await ws.ping()
+            except TransportError as exc:
+                _log.debug("%s: ping not sent: %s", self.label, exc)
+            else:
+                self._counters.pings_sent += 1
+        elif type(action) is GoLive:
+            if not self.went_live.done():
+                self.live_at = self._clock()
+                self.went_live.set_result(None)
+                if self._on_live is not None:
+                    self._on_live(self)  # before any event of this connection is handed on
+        elif type(action) is Close:
+            self._wake.set()  # the close timeout is the timer's next deadline
+            await ws.begin_close(action.code)
+        elif type(action) is End:
+            await ws.abort()
 
-    @property
-    def is_live(self) -> bool:
-        return self.went_live.done()
+    # --- the timer ------------------------------------------------------------------------------------
 
-    def _go_live(self) -> None:
-        if not self.went_live.done():
-            self.live_at = self._clock()
-            self.went_live.set_result(None)
-            if self._on_live is not None:
-                self._on_live(self)  # before any event of this connection is handed on
-
-    def _ending_after_close(self, closed: PeerClosedError) -> UserStreamError | None:
-        if self._ending is not None:
-            return self._ending
-        if self._closing:
-            return None  # the answer to our own close: a clean end
-        return self._dialect.error_for_close(closed)
-
-    # --- the heartbeat ----------------------------------------------------------------------------
-
-    async def _beat(self) -> None:
+    async def _timer(self) -> None:
+        session = self._session
         while True:
             now = self._clock()
             self._warnings.poll(now)
-            if now >= self._close_deadline:
-                _log.debug("%s: no answer to our close; aborting", self.label)
-                # Not a clean end: whatever the server still had for us on this connection is lost.
-                await self.abort(
-                    ConnectionLostError(
-                        f"{self.label}: no answer to our close within {self._close_timeout:g}s"
-                    )
-                )
+            session.wake(now, self._wall_clock_ms())
+            if session.has_actions:
+                await self._perform()
+            if session.state is State.ENDED:
                 return
-            due = Due.NOTHING if self._closing else self._heartbeat.poll(now)
-            if due is Due.DEAD:
-                await self.abort(
-                    ConnectionLostError(
-                        f"{self.label}: no frame for {self._idle_timeout:g}s; connection presumed dead"
-                    )
-                )
-                return
-            if due is Due.PING:
-                await self._send_ping()
-                self._heartbeat.ping_sent(now)
-            deadline = self._close_deadline if self._closing else self._heartbeat.next_deadline
-            deadline = min(deadline, self._warnings.next_report_at)
+            deadline = min(session.next_deadline(), self._warnings.next_report_at)
             self._wake.clear()
             wait = None if math.isinf(deadline) else max(0.0, deadline - self._clock())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
-
-    async def _send_ping(self) -> None:
-        frame = self._dialect.ping_frame(self._wall_clock_ms())
-        try:
-            if frame is None:
-                await self._ws.ping()
-            else:
-                await self._ws.send_text(frame)
-        except TransportError as exc:
-            _log.debug("%s: ping not sent: %s", self.label, exc)  # the reader will see the end
-        else:
-            self._counters.pings_sent += 1
-
-    async def _begin_close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._close_deadline = self._clock() + self._close_timeout
-        self._wake.set()
-        await self._ws.begin_close()

@@ -17,20 +17,16 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from userstream.client.bitmusa import BitmusaSession
-from userstream.client.coinlocally import CoinlocallySession
 from userstream.client.options import StreamOptions, unlikely_to_work
 from userstream.client.queue import Overflow
-from userstream.client.rest import check_url
 from userstream.client.resync import snapshot_taker
+from userstream.client.runtimes import open_session
 from userstream.client.scrub import Scrubber
-from userstream.client.session import Session
 from userstream.client.status import StatusEvent
 from userstream.client.supervisor import UserStream
 from userstream.client.transport import Transport
 from userstream.errors import ConfigurationError
 from userstream.events import Event, Exchange
-from userstream.protocol import bitmusa, coinlocally
 
 __all__ = ["ExchangeName", "connect", "run"]
 
@@ -83,7 +79,7 @@ def connect(
         max_frame=options.max_frame,
         scrubber=scrubber,
     )
-    session = _make_session(
+    session = open_session(
         _exchange(exchange),
         transport=transport,
         options=options,
@@ -202,55 +198,3 @@ def _exchange(name: ExchangeName | Exchange | str) -> Exchange:
     except ValueError:
         known = ", ".join(exchange.value for exchange in Exchange)
         raise ConfigurationError(f"unknown exchange {name!r}; known: {known}") from None
-
-
-def _make_session(
-    exchange: Exchange,
-    *,
-    transport: Transport,
-    options: StreamOptions,
-    api_key: str | None,
-    auth_key: str | None,
-    token: str | None,
-    rest_url: str | None,
-    ws_url: str | None,
-) -> Session:
-    if exchange is Exchange.BITMUSA:
-        if token is not None:
-            raise ConfigurationError("Bitmusa takes api_key and auth_key, not a token")
-        if api_key is None or auth_key is None:
-            missing = " and ".join(
-                name for name, value in (("api_key", api_key), ("auth_key", auth_key)) if value is None
-            )
-            raise ConfigurationError(f"Bitmusa needs an api_key and an auth_key ({missing} missing)")
-        rest = rest_url if rest_url is not None else bitmusa.REST_BASE
-        wss = ws_url if ws_url is not None else bitmusa.WS_BASE
-        check_url(rest, ("https", "http"), "the Bitmusa REST URL")
-        check_url(wss, ("wss", "ws"), "the Bitmusa WebSocket URL")
-        return BitmusaSession(
-            transport=transport,
-            credentials=bitmusa.Credentials(api_key=api_key, auth_key=auth_key),
-            account=options.account,
-            rest_url=rest,
-            ws_url=wss,
-            keepalive_interval=options.keepalive_interval,
-            close_key_on_exit=options.close_key_on_exit,
-            auth_attempts=options.auth_attempts,
-            make_backoff=options.make_backoff,
-            max_frame=options.max_frame,
-            clock=asyncio.get_running_loop().time,
-        )
-    if auth_key is not None:
-        raise ConfigurationError("Coinlocally takes a token or an api_key, not an auth_key")
-    if rest_url is not None:
-        raise ConfigurationError("Coinlocally's user stream has no REST endpoint; pass ws_url only")
-    wss = ws_url if ws_url is not None else coinlocally.WS_URL
-    check_url(wss, ("wss", "ws"), "the Coinlocally WebSocket URL")
-    return CoinlocallySession(
-        transport=transport,
-        credentials=coinlocally.Credentials(token=token, api_key=api_key),
-        account=options.account,
-        ws_url=wss,
-        quotes=options.quotes,
-        max_frame=options.max_frame,
-    )

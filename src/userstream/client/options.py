@@ -8,14 +8,26 @@ refusal). Only a contradiction between values the caller gave explicitly is refu
 what they typed: `resolve()` spells option names through a function, so `connect()` names its keyword
 arguments, `userstream watch` its flags and the gateway its TOML keys, from the same rules. Pure: no I/O,
 no clock, no asyncio.
+
+`StreamOptions` is a frozen msgspec Struct, the one definition of every option: a field's type declares its
+constraint and the words of its refusal (`userstream.validation`), its default is the documented one and
+the one `watch`'s flags show. A timing left out defaults to None, "not given" (`NOT_GIVEN`), and
+`__post_init__` settles it through `resolve()`, writing the number into the frozen field: so keyword
+construction, `msgspec.convert` from a table and `msgspec.structs.replace` all go through the same rules.
+What the exchanges document (the listenKey's validity, the ping silence Coinlocally tolerates, the 24-hour
+cut) is read from the exchange registry, never branched on.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Annotated, Any, Final, cast
+
+import msgspec
+from msgspec import Meta
 
 from userstream.client.backoff import Backoff
 from userstream.client.connection import FrameHook
@@ -24,10 +36,28 @@ from userstream.client.queue import Overflow
 from userstream.client.tls import TlsPolicy
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
-from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
+from userstream.protocol.registry import REGISTRY, spec
+from userstream.validation import Count, Seconds, SecondsOrZero, Wording, check_fields, must, wording
 
-__all__ = ["DEFAULTS", "PONG_MARGIN", "TIMINGS", "Resolved", "StreamOptions", "resolve", "unlikely_to_work"]
+__all__ = [
+    "DEFAULTS",
+    "LISTEN_KEY_VALIDITY",
+    "NOT_GIVEN",
+    "PONG_MARGIN",
+    "TIMINGS",
+    "Resolved",
+    "StreamOptions",
+    "resolve",
+    "unlikely_to_work",
+]
+
+_CaFile = Annotated[
+    str, Meta(min_length=1, extra=must("be the path of a PEM file of CA certificates", quiet=True))
+]
+#: The default of a timing the caller leaves out: None, "not given", which `resolve` settles into a number
+#: (typed Any so that the field keeps the type it has once settled).
+NOT_GIVEN: Any = None
 
 #: The queue's default byte bound (`queue_bytes`, as `events.event_size` counts): 10,000 ordinary events
 #: (~2.8 KB each at most) fit under it, so `queue_size` binds first unless messages are padded.
@@ -57,9 +87,10 @@ TIMINGS: Final = tuple(DEFAULTS)
 #: at least a third of the idle timeout before a quiet connection would be declared dead.
 PONG_MARGIN: Final = 1.5
 
-_LISTEN_KEY_VALIDITY: Final = bitmusa.LISTEN_KEY_VALIDITY_MS / 1000
-_CONNECTION_AGE: Final = bitmusa.MAX_CONNECTION_AGE_MS / 1000  # both exchanges cut a connection at 24 h
-_COINLOCALLY_SILENCE: Final = coinlocally.HEARTBEAT_TIMEOUT_MS / 1000
+#: The shortest listenKey validity of the exchanges that have one (seconds): a keepalive must come within it.
+LISTEN_KEY_VALIDITY: Final = (
+    min(entry.listen_key_validity_ms for entry in REGISTRY.values() if entry.listen_key_validity_ms) / 1000
+)
 
 
 def _keyword(name: str) -> str:
@@ -99,22 +130,17 @@ def resolve(
 
 
 def _checked(name: str, value: object, spell: Callable[[str], str], rotation_off: str) -> float | None:
-    """`value` if `name` can take it (a number of seconds), else a ConfigurationError naming `spell(name)`."""
-    number = None if isinstance(value, bool) or not isinstance(value, int | float) else value
-    if name == "rotate_after":
-        if value is None or (number is not None and number > 0):
-            return number
-        raise ConfigurationError(
-            f"{spell(name)} must be a positive number of seconds ({rotation_off} turns rotation off), "
-            f"not {value!r}"
-        )
-    if name == "stable_after":
-        if number is not None and number >= 0:
-            return number
-        raise ConfigurationError(f"{spell(name)} must be a number of seconds, 0 or more, not {value!r}")
-    if number is not None and number > 0:
-        return number
-    raise ConfigurationError(f"{spell(name)} must be a positive number of seconds, not {value!r}")
+    """`value` if `name` can take it (its type in `StreamOptions`), else a ConfigurationError naming
+    `spell(name)` in the words the type declares."""
+    declared = _TIMING_TYPES[name]
+    try:
+        msgspec.convert(value, declared)
+    except msgspec.ValidationError:
+        words = wording(declared) or Wording("be a number of seconds")
+        if name == "rotate_after":
+            words = words._replace(words=f"{words.words} ({rotation_off} turns rotation off)")
+        raise ConfigurationError(words.refuse(spell(name), value)) from None
+    return cast("float | None", value)
 
 
 class _Settler:
@@ -179,10 +205,10 @@ class _Settler:
     def _keepalive(self) -> None:
         # The other side of this rule is the exchange's, not an option: nothing to derive, only to check.
         keepalive = self._given("keepalive_interval")
-        if not keepalive < _LISTEN_KEY_VALIDITY:
+        if not keepalive < LISTEN_KEY_VALIDITY:
             raise ConfigurationError(
                 f"{self._shown('keepalive_interval', keepalive)} must be shorter than the listenKey's "
-                f"validity ({_LISTEN_KEY_VALIDITY:g}s)"
+                f"validity ({LISTEN_KEY_VALIDITY:g}s)"
             )
         self.values["keepalive_interval"] = keepalive
 
@@ -270,9 +296,13 @@ class _Settler:
         return value
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, init=False)
-class StreamOptions:
+class StreamOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, dict=True):
     """Every timing and limit of a stream, in seconds where a duration. Validated once, immutable.
+
+    The one definition of the options: each field's type declares its constraint and how a value that
+    breaks it is refused (`validation.check_fields`), and its default is the documented one. Built by
+    keyword (`StreamOptions(idle_timeout=30)`, `connect()`) or by `msgspec.convert` from a config table (the
+    gateway); either way `__post_init__` settles and checks it.
 
     A timing left out (or given as None) takes its documented default when that fits the timings given,
     and otherwise a value derived from them (`resolve`, docs/client.md): `StreamOptions(idle_timeout=30)`
@@ -281,132 +311,60 @@ class StreamOptions:
     both. The defaults follow the documents: Bitmusa's listenKey lives 60 min (keepalive at 30), Coinlocally
     wants a ping every 30 s and drops a client after 40 s of silence, both exchanges cut connections at 24 h
     (rotation at 23 h 30 min leaves half an hour to overlap safely). `rotate_after=None` disables rotation.
-    `dataclasses.replace()` works and takes every timing of the original as given (each is a number by
+    `msgspec.structs.replace()` works and takes every timing of the original as given (each is a number by
     then); to change one timing and have the others fit it again, build a new `StreamOptions`.
+    `rng` and `on_frame` are neither compared nor shown.
     """
 
-    account: str
-    keepalive_interval: float
-    ping_interval: float
-    idle_timeout: float
-    rotate_after: float | None
-    sub_timeout: float
-    queue_size: int
-    queue_bytes: int  # the queue's bound in bytes besides events (docs/reliability.md, "Memory")
-    overflow: Overflow
-    backoff_base: float
-    backoff_cap: float
-    stable_after: float
-    auth_attempts: int
-    overlap_timeout: float
-    close_timeout: float
-    request_timeout: float
-    verify_tls: bool
-    ca_file: str | None  # a PEM bundle of CA certificates trusted besides the system's (client/tls.py)
-    close_key_on_exit: bool
-    max_frame: int
-    quotes: tuple[str, ...] | None
-    rng: Callable[[], float] | None = field(repr=False, compare=False)
+    account: str = "default"
+    keepalive_interval: Seconds = NOT_GIVEN
+    ping_interval: Seconds = NOT_GIVEN
+    idle_timeout: Seconds = NOT_GIVEN
+    rotate_after: Seconds | None = DEFAULTS["rotate_after"]
+    sub_timeout: Seconds = NOT_GIVEN
+    queue_size: Count = 10_000
+    #: the queue's bound in bytes besides events (docs/reliability.md, "Memory")
+    queue_bytes: Count = DEFAULT_QUEUE_BYTES
+    overflow: Overflow = Overflow.BLOCK
+    backoff_base: Seconds = NOT_GIVEN
+    backoff_cap: Seconds = NOT_GIVEN
+    stable_after: SecondsOrZero = NOT_GIVEN
+    auth_attempts: Count = 3
+    overlap_timeout: Seconds = NOT_GIVEN
+    close_timeout: Seconds = NOT_GIVEN
+    request_timeout: Seconds = NOT_GIVEN
+    verify_tls: bool = True
+    ca_file: _CaFile | None = None  # a PEM bundle of CA certificates trusted besides the system's (tls.py)
+    close_key_on_exit: bool = False
+    max_frame: Count = DEFAULT_MAX_FRAME
+    quotes: tuple[str, ...] | None = None
+    rng: Callable[[], float] | None = None
     #: called with (receive time, raw frame, connection serial) for every frame, before parsing
-    on_frame: FrameHook | None = field(repr=False, compare=False)
+    on_frame: FrameHook | None = None
     #: after an unplanned reconnect, correct the delivered picture from a REST snapshot (client/resync.py)
-    resync: bool
-    snapshot_symbols: tuple[str, ...]  # symbols whose open orders a snapshot lists besides those held
-    initial_snapshot: bool  # also resync once the first connection is live
-    #: also yield the `Fill`s each order update reveals, right after it (client/delivered.py)
-    fills: bool
-    #: fold every event taken into the delivered picture (`UserStream.balances()`, `open_orders()`)
-    picture: bool
+    resync: bool = True
+    snapshot_symbols: tuple[str, ...] = ()  # symbols whose open orders a snapshot lists besides those held
+    initial_snapshot: bool = False  # also resync once the first connection is live
     #: seconds between two WARNINGs about unusable frames of one kind on a connection (frame_warnings.py)
-    warning_interval: float
-    #: how each timing the caller did not give was derived from those given (only where it is not the
-    #: default), one line each: `connect()` logs them at INFO
-    derived: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    warning_interval: Seconds = DEFAULT_WARNING_INTERVAL
+    #: also yield the `Fill`s each order update reveals, right after it (client/delivered.py)
+    fills: bool = False
+    #: fold every event taken into the delivered picture (`UserStream.balances()`, `open_orders()`)
+    picture: bool = True
 
-    def __init__(
-        self,
-        *,
-        account: str = "default",
-        keepalive_interval: float | None = None,
-        ping_interval: float | None = None,
-        idle_timeout: float | None = None,
-        rotate_after: float | None = DEFAULTS["rotate_after"],
-        sub_timeout: float | None = None,
-        queue_size: int = 10_000,
-        queue_bytes: int = DEFAULT_QUEUE_BYTES,
-        overflow: Overflow = Overflow.BLOCK,
-        backoff_base: float | None = None,
-        backoff_cap: float | None = None,
-        stable_after: float | None = None,
-        auth_attempts: int = 3,
-        overlap_timeout: float | None = None,
-        close_timeout: float | None = None,
-        request_timeout: float | None = None,
-        verify_tls: bool = True,
-        ca_file: str | None = None,
-        close_key_on_exit: bool = False,
-        max_frame: int = DEFAULT_MAX_FRAME,
-        quotes: tuple[str, ...] | None = None,
-        rng: Callable[[], float] | None = None,
-        on_frame: FrameHook | None = None,
-        resync: bool = True,
-        snapshot_symbols: tuple[str, ...] = (),
-        initial_snapshot: bool = False,
-        warning_interval: float = DEFAULT_WARNING_INTERVAL,
-        fills: bool = False,
-        picture: bool = True,
-    ) -> None:
+    def __post_init__(self) -> None:
         given: dict[str, object] = {
-            "keepalive_interval": keepalive_interval,
-            "ping_interval": ping_interval,
-            "idle_timeout": idle_timeout,
-            "sub_timeout": sub_timeout,
-            "backoff_base": backoff_base,
-            "backoff_cap": backoff_cap,
-            "stable_after": stable_after,
-            "overlap_timeout": overlap_timeout,
-            "close_timeout": close_timeout,
-            "request_timeout": request_timeout,
+            name: getattr(self, name) for name in TIMINGS if getattr(self, name) is not None
         }
-        if rotate_after is None or rotate_after != DEFAULTS["rotate_after"]:
-            given["rotate_after"] = rotate_after  # the default itself reads "84600s by default" in refusals
+        if self.rotate_after == DEFAULTS["rotate_after"]:
+            del given["rotate_after"]  # the default itself reads "84600s by default" in refusals
+        elif self.rotate_after is None:
+            given["rotate_after"] = None  # rotation turned off
         resolved = resolve(given)
-        settle = object.__setattr__  # frozen: the one place the fields are written
         for name, timing in resolved.values.items():
-            settle(self, name, timing)
-        settle(self, "derived", resolved.derived)
-        others: tuple[tuple[str, object], ...] = (
-            ("account", account),
-            ("queue_size", queue_size),
-            ("queue_bytes", queue_bytes),
-            ("overflow", overflow),
-            ("auth_attempts", auth_attempts),
-            ("verify_tls", verify_tls),
-            ("ca_file", ca_file),
-            ("close_key_on_exit", close_key_on_exit),
-            ("max_frame", max_frame),
-            ("quotes", quotes),
-            ("rng", rng),
-            ("on_frame", on_frame),
-            ("resync", resync),
-            ("snapshot_symbols", snapshot_symbols),
-            ("initial_snapshot", initial_snapshot),
-            ("warning_interval", warning_interval),
-            ("fills", fills),
-            ("picture", picture),
-        )
-        for name, value in others:
-            settle(self, name, value)
-        self._check_the_rest()
-
-    def _check_the_rest(self) -> None:
-        value = self.warning_interval
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ConfigurationError(f"warning_interval must be a positive number of seconds, not {value!r}")
-        for name in ("queue_size", "queue_bytes", "auth_attempts", "max_frame"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
+            _FIELDS[name].__set__(self, timing)  # frozen: the one place a field is written
+        self.__dict__["derived"] = resolved.derived
+        check_fields(self, skip=_SETTLED)
         symbols: object = self.snapshot_symbols  # typed a tuple, but a caller may pass anything
         if not isinstance(symbols, tuple) or not all(
             isinstance(symbol, str) and symbol and symbol.isprintable() for symbol in symbols
@@ -415,6 +373,34 @@ class StreamOptions:
         if not isinstance(self.account, str) or not self.account:
             raise ConfigurationError("account must be a non-empty label")
         self.tls_policy()  # a CA bundle that cannot be read is refused here, before anything connects
+
+    @property
+    def derived(self) -> tuple[str, ...]:
+        """How each timing the caller did not give was derived from those given (only where it is not the
+        default), one line each: `connect()` logs them at INFO."""
+        derived: tuple[str, ...] = self.__dict__["derived"]
+        return derived
+
+    def __copy__(self) -> StreamOptions:
+        return self  # immutable; msgspec's own copy would leave `derived` behind
+
+    def __deepcopy__(self, memo: dict[int, object]) -> StreamOptions:
+        return self
+
+    def _compared(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in _COMPARED)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StreamOptions) or type(other) is not type(self):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _COMPARED)
+        return f"{type(self).__name__}({shown})"
 
     def tls_policy(self) -> TlsPolicy:
         return TlsPolicy(verify=self.verify_tls, ca_file=self.ca_file)
@@ -428,6 +414,18 @@ class StreamOptions:
         )
 
 
+#: The fields' descriptors: how `__post_init__` writes a settled timing into a frozen Struct.
+_FIELDS: Final[Mapping[str, Any]] = MappingProxyType({name: vars(StreamOptions)[name] for name in TIMINGS})
+#: Checked by `resolve` (with the caller's spelling), not again by `check_fields`.
+_SETTLED: Final = frozenset(TIMINGS)
+#: Each timing's declared type (its constraint and its wording), as `resolve` checks a given value.
+_TIMING_TYPES: Final[Mapping[str, Any]] = MappingProxyType(
+    {name: typing.get_type_hints(StreamOptions, include_extras=True)[name] for name in TIMINGS}
+)
+#: What equality, hashing and the repr consider: every field but the callables.
+_COMPARED: Final = tuple(name for name in StreamOptions.__struct_fields__ if name not in ("rng", "on_frame"))
+
+
 def unlikely_to_work(options: StreamOptions, exchange: Exchange) -> tuple[str, ...]:
     """What the exchange's document says will go wrong with these options, one warning line each.
 
@@ -436,15 +434,18 @@ def unlikely_to_work(options: StreamOptions, exchange: Exchange) -> tuple[str, .
     caller's own. A keepalive past the listenKey's validity is the exception, refused by `resolve`: the
     stream could never stay up."""
     lines = []
-    if exchange is Exchange.COINLOCALLY and not options.ping_interval < _COINLOCALLY_SILENCE:
+    entry = spec(exchange)
+    silence = None if entry.ping_silence_ms is None else entry.ping_silence_ms / 1000
+    if silence is not None and not options.ping_interval < silence:
         lines.append(
-            f"ping_interval ({options.ping_interval:g}s) is not under the {_COINLOCALLY_SILENCE:g}s after "
-            "which Coinlocally's document says it closes a connection that has not pinged: expect the "
-            f"connection closed about every {_COINLOCALLY_SILENCE:g}s, each close a gap"
+            f"ping_interval ({options.ping_interval:g}s) is not under the {silence:g}s after "
+            f"which {entry.title}'s document says it closes a connection that has not pinged: expect the "
+            f"connection closed about every {silence:g}s, each close a gap"
         )
-    if options.rotate_after is not None and not options.rotate_after < _CONNECTION_AGE:
+    age = entry.max_connection_age_ms / 1000
+    if options.rotate_after is not None and not options.rotate_after < age:
         lines.append(
             f"rotate_after ({options.rotate_after:g}s) is not under the exchanges' 24-hour connection limit "
-            f"({_CONNECTION_AGE:g}s): every connection will be cut before it is rotated, each cut a gap"
+            f"({age:g}s): every connection will be cut before it is rotated, each cut a gap"
         )
     return tuple(lines)

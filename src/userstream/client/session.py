@@ -1,21 +1,24 @@
 """The contract between the supervisor (`supervisor.py`) and each exchange's runtime (`bitmusa.py` etc.).
 
-This module owns two small interfaces and nothing else. A `Session` knows how to open one WebSocket for its
-exchange and account (Bitmusa: get a listenKey first; Coinlocally: the credential header), what a frame on
-it means (its `Dialect`), and what must run beside the connections for as long as the stream lives
-(Bitmusa's keepalive loop). `SessionHooks` is what a session may ask of the supervisor in return: report a
-status, drop every connection because the listenKey is gone, or stop the stream for good.
+This module owns two small interfaces and nothing else. A `Session` is one account's runtime on one
+exchange: it knows how to open one WebSocket (Bitmusa: get a listenKey first; Coinlocally: the credential
+header), makes the sans-I/O client session each connection drives (`protocol.session.ClientSession`: what
+every frame and close means), and runs what must run beside the connections for as long as the stream
+lives (Bitmusa's keepalive loop). `SessionHooks` is what a session may ask of the supervisor in return:
+report a status, drop every connection because the listenKey is gone, or stop the stream for good.
+`client.runtimes.open_session` makes the `Session` of a registered exchange.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
-from userstream.client.connection import Dialect
 from userstream.client.status import State
 from userstream.client.websocket import WebSocket
 from userstream.errors import UserStreamError
 from userstream.events import Exchange
+from userstream.protocol.session import ClientSession, Timings
 
 __all__ = ["Session", "SessionHooks"]
 
@@ -47,7 +50,15 @@ class Session(Protocol):
     def exchange(self) -> Exchange: ...
 
     @property
-    def dialect(self) -> Dialect: ...
+    def live_on_connect(self) -> bool:
+        """True when a connection carries events as soon as its handshake is done (no subscription)."""
+        ...
+
+    def new_client_session(
+        self, *, timings: Timings, label: str, scrub: Callable[[str], str]
+    ) -> ClientSession:
+        """The client session of one new connection (`client.connection.NewSession`)."""
+        ...
 
     @property
     def listen_key_hint(self) -> str | None:
@@ -64,8 +75,8 @@ class Session(Protocol):
         ...
 
     def ended_before_live(self, ending: UserStreamError) -> UserStreamError:
-        """What a connection that ended before it went live means (Coinlocally: a close with a 4xxx code
-        refused the sub); the supervisor asks before it classifies the ending."""
+        """What a connection that ended before it went live means; the supervisor asks before it classifies
+        the ending. (The client sessions judge a close before live themselves: both return it as is.)"""
         ...
 
     def forget_listen_key(self, reason: str) -> None:

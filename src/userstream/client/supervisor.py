@@ -417,7 +417,7 @@ class UserStream:
         connection = Connection(
             serial=serial,
             ws=ws,
-            dialect=self._session.dialect,
+            new_session=self._session.new_client_session,
             sink=self._put,
             sink_now=self._intake.offer,  # the no-wait door, called once per frame: bound, no wrapper
             ping_interval=options.ping_interval,
@@ -454,7 +454,7 @@ class UserStream:
         return live
 
     def _went_live(self, connection: Connection) -> None:
-        if not self._session.dialect.live_on_connect:
+        if not self._session.live_on_connect:
             self.emit(State.SUBSCRIBED, connection=connection.serial)
 
     async def _wait_for_rotation(self, current: _Live) -> bool:

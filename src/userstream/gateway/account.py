@@ -23,8 +23,8 @@ from userstream.client.supervisor import UserStream
 from userstream.events import Event, Exchange, Source
 from userstream.fills import FillTracker
 from userstream.gateway.config import AccountConfig
+from userstream.logs import log_event
 from userstream.protocol.registry import spec
-from userstream.server.logs import log_event
 from userstream.state import AccountState, bare
 
 __all__ = ["EVENT_KINDS", "AccountRuntime", "Clock", "ConnectionState"]

@@ -25,7 +25,7 @@ from userstream.gateway.service import GatewayService
 from userstream.gateway.sink_handles import SinkHandle
 from userstream.gateway.snapshot import GatewaySnapshot
 from userstream.gateway.sse import EventHub
-from userstream.server.logs import log_event
+from userstream.logs import log_event
 
 __all__ = ["Gateway"]
 

@@ -1,6 +1,7 @@
 """`userstream gateway --config gateway.toml`: the gateway as a service, until SIGINT or SIGTERM.
 
-Thin: it reads the config (the flags `--http-port` and `--http-host` override its [gateway] table), sets up
+Thin: it reads the config (the flags `--http-port`, `--http-host` and `--data-dir` override its [gateway]
+table, checked by `GatewayConfig`'s own declarations, whose defaults their help shows), sets up
 JSON logging on stderr, starts a `Gateway`, prints one line saying where its HTTP API listens, and waits for
 a signal; then the gateway stops its streams and flushes its sinks. Exit codes: 0 after a signal once every
 event was written; 1 if a sink lost events or the HTTP port could not be bound; 2 for a bad config or a
@@ -22,13 +23,16 @@ import signal
 import sys
 from typing import Any
 
+import msgspec
+
 from userstream.clihelp import parser_texts
 from userstream.errors import ConfigurationError
 from userstream.gateway.app import Gateway
 from userstream.gateway.cluster import ClusterConfig
-from userstream.gateway.config import DEFAULT_DATA_DIR, GatewayConfig, load_config
+from userstream.gateway.config import GatewayConfig, load_config
+from userstream.logs import configure_logging, log_event
 from userstream.netguard import raise_descriptor_limit
-from userstream.server.logs import configure_logging, log_event
+from userstream.validation import default_of
 
 __all__ = ["add_parser", "run"]
 
@@ -37,6 +41,8 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 _PROG = "userstream gateway"
 _log = logging.getLogger("userstream.gateway")
+#: The defaults of the [cluster] table's timings (ClusterConfig), which --lease-ttl and --lease-renew show.
+_CLUSTER_DEFAULTS = {field.name: field.default for field in dataclasses.fields(ClusterConfig)}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -71,20 +77,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="PORT",
-        help="HTTP port (default: the config's, 8080 if it has none; 0 picks a free one)",
+        help=f"HTTP port (default: the config's, {default_of(GatewayConfig, 'http_port')} if it has none; "
+        "0 picks a free one)",
     )
     parser.add_argument(
         "--http-host",
         default=None,
         metavar="ADDRESS",
-        help="HTTP address (default: the config's, 127.0.0.1 if it has none)",
+        help=f"HTTP address (default: the config's, {default_of(GatewayConfig, 'http_host')} if it has none)",
     )
     parser.add_argument(
         "--data-dir",
         default=None,
         metavar="DIR",
         help=f"directory of the sink files the config names by a relative path (default: the config's "
-        f"data_dir, {DEFAULT_DATA_DIR!r} if it has none; created when needed)",
+        f"data_dir, {default_of(GatewayConfig, 'data_dir')!r} if it has none; created when needed)",
     )
     parser.add_argument(
         "--redis",
@@ -97,14 +104,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--instance", metavar="ID", default=None, help="this instance's name (default: <host>-<pid>)"
     )
     parser.add_argument(
-        "--lease-ttl", type=float, default=None, metavar="SECONDS", help="lease TTL (default: 15)"
+        "--lease-ttl",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"lease TTL (default: {_CLUSTER_DEFAULTS['lease_ttl']:g})",
     )
     parser.add_argument(
         "--lease-renew",
         type=float,
         default=None,
         metavar="SECONDS",
-        help="how often leases are renewed and free accounts sought (default: 5; at most TTL/3)",
+        help="how often leases are renewed and free accounts sought "
+        f"(default: {_CLUSTER_DEFAULTS['renew_interval']:g}; at most TTL/3)",
     )
     parser.add_argument(
         "--log-level",
@@ -121,17 +133,12 @@ def run(args: argparse.Namespace) -> int:
     faulthandler.enable(all_threads=True)
     try:
         config = load_config(args.config)
-        overrides: dict[str, Any] = {}
-        if args.http_port is not None:
-            overrides["http_port"] = args.http_port
-        if args.http_host is not None:
-            overrides["http_host"] = args.http_host
-        if args.data_dir is not None:
-            overrides["data_dir"] = args.data_dir
+        flags = {"http_port": args.http_port, "http_host": args.http_host, "data_dir": args.data_dir}
+        overrides: dict[str, Any] = {key: value for key, value in flags.items() if value is not None}
         cluster = _cluster(config.cluster, args)
         if cluster is not None:
             overrides["cluster"] = cluster
-        config = dataclasses.replace(config, **overrides)
+        config = msgspec.structs.replace(config, **overrides)  # __post_init__ checks them
     except ConfigurationError as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return EXIT_CONFIG

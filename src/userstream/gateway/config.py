@@ -7,6 +7,14 @@ with a message naming the account and the key. It reads files and, in `resolve_c
 mapping; it opens no connection. Stream timings are validated by the client's own rules (`resolve`, then
 `StreamOptions`), so the gateway can never accept a value `connect()` would refuse, and a timing the file
 leaves out adapts to those it sets, as in `connect()`. docs/gateway.md is the reference of every key.
+
+`GatewayConfig` and `AccountConfig` are msgspec Structs, the one definition of the service's keys: their
+types declare the constraints and the words a refusal uses (`userstream.validation`), their defaults are the
+ones `userstream gateway`'s flags show. The `[gateway]` table is converted into a `GatewayConfig` in one
+place (`parse_config`, by `msgspec.convert`); the command's flags are laid over it with
+`msgspec.structs.replace`, whose `__post_init__` holds them to the same declarations (and names no file).
+Which credentials and keys an account of each exchange takes is read from the exchange registry
+(`protocol.registry`), not branched on.
 """
 
 from __future__ import annotations
@@ -14,11 +22,11 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Final
 
 import msgspec
+from msgspec import Meta
 
 from userstream.client.options import TIMINGS, StreamOptions, resolve
 from userstream.client.queue import Overflow
@@ -26,7 +34,10 @@ from userstream.client.rest import check_url
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
 from userstream.gateway.cluster import ClusterConfig, parse_cluster
+from userstream.protocol.registry import REGISTRY, ExchangeSpec, spec
 from userstream.sinks.config import JsonlSpec, SinkSpec, SqliteSpec, load_spec
+from userstream.validation import Count, Seconds, check_fields, must
+from userstream.validation import converted as msgspec_converted
 
 __all__ = [
     "CREDENTIAL_ENV_KEYS",
@@ -56,72 +67,49 @@ CREDENTIAL_ENV_KEYS: dict[str, str] = {
 #: Keys that would hold a credential in plaintext: refused (the file would become a secret to guard).
 _PLAINTEXT_KEYS = frozenset({"api_key", "auth_key", "token", "secret_key", "secret", "password"})
 
-#: `connect()` arguments an account (or `[defaults]`) may set, checked through `StreamOptions`.
-STREAM_OPTION_KEYS: frozenset[str] = frozenset(
-    {
-        "keepalive_interval",
-        "ping_interval",
-        "idle_timeout",
-        "rotate_after",
-        "sub_timeout",
-        "queue_size",
-        "queue_bytes",
-        "overflow",
-        "backoff_base",
-        "backoff_cap",
-        "stable_after",
-        "auth_attempts",
-        "overlap_timeout",
-        "close_timeout",
-        "request_timeout",
-        "verify_tls",
-        "ca_file",
-        "close_key_on_exit",
-        "max_frame",
-        "quotes",
-        "warning_interval",
-    }
-)
+#: `connect()` arguments an account (or `[defaults]`) may set, checked through `StreamOptions`: its fields
+#: but the label (the account's name), the callables, the resync keys (endpoint keys here) and what the
+#: gateway decides itself (it takes no fills, keeps its own picture, and resyncs when the account says).
+STREAM_OPTION_KEYS: frozenset[str] = frozenset(StreamOptions.__struct_fields__) - {
+    "account",
+    "rng",
+    "on_frame",
+    "resync",
+    "snapshot_symbols",
+    "initial_snapshot",
+    "fills",
+    "picture",
+}
 
 _ENDPOINT_KEYS = frozenset({"rest_url", "ws_url", "snapshot_rest_url", "snapshot_symbols", "resync"})
-_CREDENTIALS_BY_EXCHANGE: dict[Exchange, frozenset[str]] = {
-    Exchange.BITMUSA: frozenset({"api_key_env", "auth_key_env"}),
-    Exchange.COINLOCALLY: frozenset({"token_env", "api_key_env", "secret_key_env"}),
-}
+
+
+def _env_key(credential: str) -> str:
+    return f"{credential}_env"
+
+
+def _credential_keys(entry: ExchangeSpec) -> frozenset[str]:
+    """The `<credential>_env` keys an account of this exchange takes (from the exchange registry)."""
+    optional = tuple(credential for credential, _ in entry.credentials_optional)
+    return frozenset(
+        _env_key(credential)
+        for credential in (*entry.credentials_required, *entry.credentials_one_of, *optional)
+    )
+
+
 # Keys that only mean something on one exchange (refused on the other, so a typo cannot pass silently).
-_ONLY_ON: dict[str, Exchange] = {
-    "rest_url": Exchange.BITMUSA,
-    "keepalive_interval": Exchange.BITMUSA,
-    "close_key_on_exit": Exchange.BITMUSA,
-    "sub_timeout": Exchange.COINLOCALLY,
-    "quotes": Exchange.COINLOCALLY,
+_ONLY_ON: Final[Mapping[str, Exchange]] = {
+    key: entry.exchange for entry in REGISTRY.values() for key in entry.only_options
 }
 _DEFAULTABLE = STREAM_OPTION_KEYS | _ENDPOINT_KEYS
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_GATEWAY_KEYS = frozenset(
-    {
-        "http_host",
-        "http_port",
-        "health_grace",
-        "sse_queue",
-        "shutdown_timeout",
-        # the HTTP API's connection bounds (gateway/http.py, userstream.netguard)
-        "http_header_timeout",
-        "http_idle_timeout",
-        "http_max_connections",
-        "http_max_connections_per_ip",
-        "sse_max_subscribers",
-        "sse_write_timeout",
-    }
-)
 
-#: [gateway] keys beyond the HTTP service's: where sink files go.
-_STORAGE_KEYS = frozenset({"data_dir"})
+_Port = Annotated[int, Meta(ge=0, le=65535, extra=must("be in 0..65535"))]
+_Directory = Annotated[str, Meta(min_length=1, extra=must("be a directory's path"))]
 
 
-@dataclass(frozen=True, slots=True)
-class AccountConfig:
+class AccountConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One streamed account: where, as whom (the names of the variables holding its credentials), how.
 
     `name` is unique in a config: it labels the account's events and names it in the HTTP API and the
@@ -136,11 +124,10 @@ class AccountConfig:
     snapshot_rest_url: str | None = None
     snapshot_symbols: tuple[str, ...] | None = None
     resync: bool = True
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayConfig:
+class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A whole gateway: its accounts, its sinks, and the service's own settings (seconds where durations).
 
     `http_port=None` runs no HTTP server (a program embedding the gateway may not want one); 0 picks a
@@ -152,63 +139,45 @@ class GatewayConfig:
     requests, `http_max_connections` in all (None: what the descriptor limit leaves, at most 1000) and
     `http_max_connections_per_ip` per address (None: 100 for other addresses, none for loopback);
     `sse_max_subscribers` /events readers at once (503 beyond), each write to one allowed
-    `sse_write_timeout` seconds before the reader is disconnected.
+    `sse_write_timeout` seconds before the reader is disconnected. `data_dir` is the directory of the
+    sink files named by a relative path (`sink_in_data_dir`).
     """
 
     accounts: tuple[AccountConfig, ...]
     sinks: tuple[SinkSpec, ...] = ()
     http_host: str = "127.0.0.1"
-    http_port: int | None = 8080
-    health_grace: float = 10.0
-    sse_queue: int = 1000
-    shutdown_timeout: float = 10.0
-    http_header_timeout: float = 10.0
-    http_idle_timeout: float = 60.0
-    http_max_connections: int | None = None
-    http_max_connections_per_ip: int | None = None
-    sse_max_subscribers: int = 100
-    sse_write_timeout: float = 10.0
+    http_port: _Port | None = 8080
+    health_grace: Seconds = 10.0
+    sse_queue: Count = 1000
+    shutdown_timeout: Seconds = 10.0
+    # the HTTP API's connection bounds (gateway/http.py, userstream.netguard)
+    http_header_timeout: Seconds = 10.0
+    http_idle_timeout: Seconds = 60.0
+    http_max_connections: Count | None = None
+    http_max_connections_per_ip: Count | None = None
+    sse_max_subscribers: Count = 100
+    sse_write_timeout: Seconds = 10.0
     cluster: ClusterConfig | None = None  # share the accounts with other instances (docs/scaling.md)
-    # The directory of the sink files named by a relative path (sink_in_data_dir).
-    data_dir: str = DEFAULT_DATA_DIR
+    data_dir: _Directory = DEFAULT_DATA_DIR
 
     def __post_init__(self) -> None:
-        if not isinstance(self.data_dir, str) or not self.data_dir:
-            raise ConfigurationError(f"data_dir must be a directory's path, not {self.data_dir!r}")
+        check_fields(self)
         if not self.accounts:
             raise ConfigurationError("at least one account is required")
         names = [account.name for account in self.accounts]
         for name in names:
             if names.count(name) > 1:
                 raise ConfigurationError(f"account {name!r}: duplicate name (names label events: unique)")
-        if self.http_port is not None and not (
-            isinstance(self.http_port, int) and 0 <= self.http_port <= 65535
-        ):
-            raise ConfigurationError(f"http_port must be in 0..65535, not {self.http_port!r}")
-        for key in (
-            "health_grace",
-            "shutdown_timeout",
-            "http_header_timeout",
-            "http_idle_timeout",
-            "sse_write_timeout",
-        ):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ConfigurationError(f"{key} must be a positive number of seconds, not {value!r}")
-        if isinstance(self.sse_queue, bool) or not isinstance(self.sse_queue, int) or self.sse_queue < 1:
-            raise ConfigurationError(f"sse_queue must be a positive integer, not {self.sse_queue!r}")
-        for key in ("http_max_connections", "http_max_connections_per_ip", "sse_max_subscribers"):
-            value = getattr(self, key)
-            if value is None and key != "sse_max_subscribers":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{key} must be a positive integer, not {value!r}")
 
     def account(self, name: str) -> AccountConfig | None:
         for account in self.accounts:
             if account.name == name:
                 return account
         return None
+
+
+#: The `[gateway]` table's keys: every field of `GatewayConfig` but the tables of their own.
+_GATEWAY_KEYS: Final = frozenset(GatewayConfig.__struct_fields__) - {"accounts", "sinks", "cluster"}
 
 
 def sink_in_data_dir(spec: SinkSpec, data_dir: str) -> SinkSpec:
@@ -246,11 +215,10 @@ def parse_config(document: Mapping[str, Any], *, source: str = "gateway config")
         where = f"{source}: [cluster]"
         cluster = parse_cluster(_table(document["cluster"], where), where)
     service = _table(document.get("gateway", {}), f"{source}: [gateway]")
-    allowed = _GATEWAY_KEYS | _STORAGE_KEYS
-    unknown = sorted(set(service) - allowed)
+    unknown = sorted(set(service) - _GATEWAY_KEYS)
     if unknown:
         raise ConfigurationError(
-            f"{source}: [gateway]: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
+            f"{source}: [gateway]: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_GATEWAY_KEYS))})"
         )
     defaults = _table(document.get("defaults", {}), f"{source}: [defaults]")
     _refuse_plaintext(defaults, f"{source}: [defaults]")
@@ -274,12 +242,12 @@ def parse_config(document: Mapping[str, Any], *, source: str = "gateway config")
             sinks.append(load_spec(_table(table, where)))
         except ConfigurationError as exc:
             raise ConfigurationError(f"{where}: {exc}") from None
-    try:
-        return GatewayConfig(accounts=accounts, sinks=tuple(sinks), cluster=cluster, **service)
+    try:  # the one conversion of the service's keys
+        return msgspec_converted(
+            {**service, "accounts": accounts, "sinks": tuple(sinks), "cluster": cluster}, GatewayConfig
+        )
     except ConfigurationError as exc:
         raise ConfigurationError(f"{source}: {exc}") from None
-    except TypeError as exc:  # a key of the wrong kind that the dataclass could not take
-        raise ConfigurationError(f"{source}: [gateway]: {exc}") from None
 
 
 def resolve_credentials(account: AccountConfig, environ: Mapping[str, str]) -> dict[str, str]:
@@ -335,8 +303,9 @@ def _account(table: object, index: int, defaults: Mapping[str, Any], source: str
         problem = "is missing" if raw_exchange is None else f"must be {choices}, not {raw_exchange!r}"
         raise ConfigurationError(f"{where}: key 'exchange' {problem}")
     exchange = Exchange(raw_exchange)
+    entry = spec(exchange)
 
-    credential_keys = _CREDENTIALS_BY_EXCHANGE[exchange]
+    credential_keys = _credential_keys(entry)
     allowed = {"name", "exchange"} | credential_keys | _ENDPOINT_KEYS | STREAM_OPTION_KEYS
     allowed -= {key for key, only in _ONLY_ON.items() if only is not exchange}
     for key in sorted(set(table) - allowed):
@@ -359,16 +328,7 @@ def _account(table: object, index: int, defaults: Mapping[str, Any], source: str
                 f"not {variable!r}"
             )
         credential_env[CREDENTIAL_ENV_KEYS[key]] = variable
-    if exchange is Exchange.BITMUSA:
-        for key in ("api_key_env", "auth_key_env"):
-            if key not in table:
-                raise ConfigurationError(f"{where}: key {key!r} is missing (Bitmusa needs both keys)")
-    elif ("token_env" in table) == ("api_key_env" in table):
-        problem = "is missing" if "token_env" not in table else "are both set; set one"
-        raise ConfigurationError(
-            f"{where}: key 'token_env' or 'api_key_env' {problem} (Coinlocally streams with one "
-            "credential; snapshot resync needs api_key_env with secret_key_env)"
-        )
+    _check_credentials(entry, table, where)
 
     endpoints = _endpoints(merged, where)
     symbols = merged.get("snapshot_symbols")
@@ -393,6 +353,29 @@ def _account(table: object, index: int, defaults: Mapping[str, Any], source: str
         resync=resync,
         options=options,
     )
+
+
+def _check_credentials(entry: ExchangeSpec, table: Mapping[str, Any], where: str) -> None:
+    """The account names every credential its exchange needs (`credentials_required`), and exactly one of
+    those it needs one of (`credentials_one_of`)."""
+    required = [_env_key(credential) for credential in entry.credentials_required]
+    for key in required:
+        if key not in table:
+            needs = "both keys" if len(required) == 2 else "all of " + ", ".join(required)
+            raise ConfigurationError(f"{where}: key {key!r} is missing ({entry.title} needs {needs})")
+    one_of = [_env_key(credential) for credential in entry.credentials_one_of]
+    given = [key for key in one_of if key in table]
+    if one_of and len(given) != 1:
+        both = "are both set" if len(given) == 2 else "are set"
+        problem = "is missing" if not given else f"{both}; set one"
+        signing = "".join(
+            f"; snapshot resync needs {_env_key(with_)} with {_env_key(credential)}"
+            for credential, with_ in entry.credentials_optional
+        )
+        raise ConfigurationError(
+            f"{where}: key {' or '.join(repr(key) for key in one_of)} {problem} ({entry.title} streams with "
+            f"one credential{signing})"
+        )
 
 
 def _endpoints(merged: Mapping[str, Any], where: str) -> dict[str, str | None]:
@@ -450,10 +433,8 @@ def _stream_options(
     for key in ("verify_tls", "close_key_on_exit"):
         if key in converted and not isinstance(converted[key], bool):
             raise ConfigurationError(f"{where}: key {key!r} must be true or false")
-    try:
-        StreamOptions(account=name, **converted)
+    try:  # the rest as the client holds it: StreamOptions' declared types, by msgspec.convert
+        msgspec_converted({"account": name, **converted}, StreamOptions)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
-    except TypeError as exc:  # comparisons of a string with a number, say
-        raise ConfigurationError(f"{where}: a timing has the wrong type ({exc})") from None
     return converted

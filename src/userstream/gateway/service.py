@@ -39,7 +39,7 @@ from userstream.gateway.sink_handles import SinkHandle, open_sinks, picture_keep
 from userstream.gateway.snapshot import GatewaySnapshot
 from userstream.gateway.sse import EventHub
 from userstream.gateway.streams import open_stream
-from userstream.server.logs import log_event
+from userstream.logs import log_event
 
 if TYPE_CHECKING:
     from userstream.gateway.cluster import ClusterConfig

@@ -31,7 +31,8 @@ from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.events import Exchange
 from userstream.ops.recording import RecordingWriter, header_for
-from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol.client_wire import production_endpoints
+from userstream.protocol.registry import spec
 
 __all__ = ["add_parser", "run"]
 
@@ -139,9 +140,8 @@ class _FrameSink:
 
 
 def _endpoints(args: argparse.Namespace) -> dict[str, str | None]:
-    if args.exchange == Exchange.BITMUSA.value:
-        return {"rest": args.rest_url or bitmusa.REST_BASE, "ws": args.ws_url or bitmusa.WS_BASE}
-    return {"rest": args.rest_url, "ws": args.ws_url or coinlocally.WS_URL}
+    rest, ws = production_endpoints(spec(Exchange(args.exchange)).client)
+    return {"rest": args.rest_url or rest, "ws": args.ws_url or ws}
 
 
 async def _record(args: argparse.Namespace) -> int:

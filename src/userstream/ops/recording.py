@@ -32,8 +32,9 @@ import msgspec
 
 from userstream.errors import ConfigurationError, FrameDecodeError
 from userstream.events import Exchange
-from userstream.protocol import bitmusa
+from userstream.protocol.client_wire import ListenKeyWire
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, gunzip, gzip_bytes
+from userstream.protocol.registry import REGISTRY
 
 __all__ = [
     "FORMAT",
@@ -112,6 +113,10 @@ class BadLine:
 
 
 _ENCODER: Final = msgspec.json.Encoder()
+#: The WebSocket paths that end in a listenKey (Bitmusa's), from the registry.
+_LISTEN_KEY_PATH_PREFIXES: Final = tuple(
+    entry.client.ws_path_prefix for entry in REGISTRY.values() if isinstance(entry.client, ListenKeyWire)
+)
 _HEADER_DECODER: Final = msgspec.json.Decoder(Header)
 _FRAME_DECODER: Final = msgspec.json.Decoder(FrameRecord)
 
@@ -121,9 +126,11 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc.rpartition("@")[2]
     path = parts.path
-    prefix_at = path.find(bitmusa.WS_PATH_PREFIX)
-    if prefix_at >= 0 and path[prefix_at + len(bitmusa.WS_PATH_PREFIX) :]:
-        path = path[: prefix_at + len(bitmusa.WS_PATH_PREFIX)] + "<listenKey>"
+    for prefix in _LISTEN_KEY_PATH_PREFIXES:
+        prefix_at = path.find(prefix)
+        if prefix_at >= 0 and path[prefix_at + len(prefix) :]:
+            path = path[: prefix_at + len(prefix)] + "<listenKey>"
+            break
     query = "&".join(f"{name}=<redacted>" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
     return urlunsplit((parts.scheme, netloc, path, query, ""))
 

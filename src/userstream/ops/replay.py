@@ -28,8 +28,8 @@ from userstream.errors import ConfigurationError
 from userstream.eventjson import to_json
 from userstream.events import Event, Exchange
 from userstream.ops.recording import BadLine, RecordedFrame, numbered_lines, read_frames, read_header
-from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.messages import DataEvents, Incoming, Unknown
+from userstream.protocol.registry import REGISTRY
 
 __all__ = ["ReplaySummary", "add_parser", "replay_frames", "run"]
 
@@ -60,10 +60,7 @@ class ReplaySummary:
 
 
 def _parsers(account: str) -> dict[Exchange, Callable[[bytes | str], Incoming]]:
-    return {
-        Exchange.BITMUSA: bitmusa.Parser(account=account),
-        Exchange.COINLOCALLY: coinlocally.Parser(account=account),
-    }
+    return {exchange: entry.client.parser(account) for exchange, entry in REGISTRY.items()}
 
 
 def replay_frames(

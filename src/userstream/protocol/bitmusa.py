@@ -58,6 +58,7 @@ from userstream.protocol.messages import (
     suspect_order,
 )
 from userstream.protocol.refusal import read_refusal, reply_text, scrub
+from userstream.validation import failure
 
 __all__ = [
     "ENDPOINTS",
@@ -610,7 +611,7 @@ def _kind_of(exc: UserStreamError) -> UnknownKind:
 
 def _shape_error(exc: msgspec.ValidationError) -> MessageShapeError:
     text = str(exc)
-    field = _field_of(text)
+    field = failure(text).path
     if field != "$.stream":
         prefix = "malformed Bitmusa message"
     elif text.startswith("Invalid value"):
@@ -618,19 +619,6 @@ def _shape_error(exc: msgspec.ValidationError) -> MessageShapeError:
     else:  # no `stream`, or not a string: a message of some other kind (an error reply, a ping, ...)
         prefix = "not a Bitmusa stream message"
     return MessageShapeError(f"{prefix}: {_clip(text, _REASON_LIMIT)}", field=field)
-
-
-def _field_of(text: str) -> str:
-    """The JSON path a msgspec validation message points at, including a missing field's own name."""
-    path = "$"
-    marker = " - at `"
-    if marker in text:
-        text, _, tail = text.partition(marker)
-        path = tail.rstrip("`")
-    missing = "missing required field `"
-    if missing in text:
-        path += "." + text.partition(missing)[2].rstrip("`")
-    return path
 
 
 def _preview(frame: object) -> str:

@@ -44,6 +44,7 @@ from userstream.protocol.bitmusa import (  # the stream's own wire types and rul
     _WalletOutData,
 )
 from userstream.protocol.snapshot import SnapshotArguments, SnapshotPlan, SnapshotWire, UrlCheck
+from userstream.validation import failure
 
 __all__ = [
     "OPEN_ORDER_STATUS",
@@ -155,12 +156,9 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        field = text.split(" - at `", 1)[1].rstrip("`") if " - at `" in text else "$"
-        missing = "missing required field `"
-        if missing in text:
-            field += "." + text.split(missing, 1)[1].split("`", 1)[0]
-        raise MessageShapeError(f"malformed Bitmusa snapshot reply: {text[:300]}", field=field) from None
+        raise MessageShapeError(
+            f"malformed Bitmusa snapshot reply: {str(exc)[:300]}", field=failure(exc).path
+        ) from None
     except msgspec.DecodeError as exc:  # _judge_reply decoded it already; kept for a decoder's stricter view
         raise MessageShapeError(f"Bitmusa snapshot reply is not JSON: {exc}", field="$") from None
 

@@ -54,6 +54,7 @@ from userstream.protocol.messages import (
 )
 from userstream.protocol.refusal import read_refusal, read_text_refusal
 from userstream.protocol.symbols import DEFAULT_QUOTES, SymbolSplitter
+from userstream.validation import failure
 
 __all__ = [
     "CONNECT_SUCCESS",
@@ -372,12 +373,6 @@ def _convert(value: Any, kind: Any, field: str) -> Any:
         raise MessageShapeError(f"{field}: {exc}", field=field) from None
 
 
-def _field_of(exc: msgspec.ValidationError) -> str | None:
-    marker = " - at `"
-    text = str(exc)
-    return text.split(marker, 1)[1].rstrip("`") if marker in text else None
-
-
 def _utf8(message: bytes) -> str:
     try:
         return message.decode()
@@ -485,14 +480,14 @@ class Parser:
         try:
             envelope = self._envelope_decoder.decode(message)
         except msgspec.ValidationError as exc:
-            raise MessageShapeError(f"malformed message: {exc}", field=_field_of(exc)) from None
+            raise MessageShapeError(f"malformed message: {exc}", field=failure(exc).at) from None
         except msgspec.DecodeError as exc:  # the data decoder stopped at the shape before the syntax
             raise FrameDecodeError(f"frame is not JSON: {exc}") from None
         except RecursionError:
             raise FrameDecodeError("frame is nested too deeply") from None
         if envelope.e is not None:
             if isinstance(envelope.e, str) and envelope.e in _EVENT_TYPES:
-                raise MessageShapeError(f"malformed {envelope.e}: {data_error}", field=_field_of(data_error))
+                raise MessageShapeError(f"malformed {envelope.e}: {data_error}", field=failure(data_error).at)
             return Unknown(text[:_PREVIEW_CHARS], f"unknown event type {repr(envelope.e)[:64]}")
         if envelope.ping is not None:
             return Ping(_convert(envelope.ping, _Millis, "$.ping"))

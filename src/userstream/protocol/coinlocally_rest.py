@@ -58,6 +58,7 @@ from userstream.protocol.coinlocally import (  # the stream's own rules: one tru
 from userstream.protocol.messages import impossible_balance
 from userstream.protocol.snapshot import SnapshotArguments, SnapshotPlan, SnapshotWire, UrlCheck
 from userstream.protocol.symbols import DEFAULT_QUOTES
+from userstream.validation import failure
 
 __all__ = [
     "ACCOUNT_PATH",
@@ -383,13 +384,8 @@ def _decode(decoder: msgspec.json.Decoder[Any], status: int, body: bytes) -> Any
         code, text = _error_of(body)
         if code is not None and code != 0:  # an error sent with a 2xx status, as some ChainUp gateways do
             _raise_error(status, code, text)
-        message = str(exc)
-        field = message.split(" - at `", 1)[1].rstrip("`") if " - at `" in message else "$"
-        missing = "missing required field `"
-        if missing in message:
-            field += "." + message.split(missing, 1)[1].split("`", 1)[0]
         raise MessageShapeError(
-            f"malformed Coinlocally snapshot reply: {message[:300]}", field=field
+            f"malformed Coinlocally snapshot reply: {str(exc)[:300]}", field=failure(exc).path
         ) from None
     except msgspec.DecodeError as exc:
         raise FrameDecodeError(f"Coinlocally snapshot reply is not JSON: {exc}") from None

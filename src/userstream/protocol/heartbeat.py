@@ -1,8 +1,9 @@
 """Connection liveness as pure deadlines: when to ping next, and when a silent connection counts as dead.
 
 This module owns the arithmetic of a heartbeat and nothing else: no clock, no sleeping, no sockets. The
-runtime feeds it times (`now`, in seconds on any monotonic clock) and sleeps until `next_deadline`; `poll`
-then says what is due. Keeping time out of here makes keepalive and dead-connection rules testable exactly.
+client session (`protocol.session`) feeds it the times its runtime passes in (`now`, in seconds on any
+monotonic clock) and folds `next_deadline` into its own; `poll` then says what is due. Keeping time out of
+here makes keepalive and dead-connection rules testable exactly.
 
 Two rules, both from the issue: a ping is sent every `ping_interval` whatever else arrives (Coinlocally's
 server closes a connection that has not pinged for 40 s, even one busy with data), and a connection on
@@ -65,7 +66,8 @@ class Heartbeat:
 
     def frame_received(self, now: float) -> None:
         """Any frame at all (data, pong, control, a protocol-level ping) proves the peer alive."""
-        self._last_frame_at = max(self._last_frame_at, now)
+        if now > self._last_frame_at:  # noqa: PLR1730 - not max(): a call less, once per frame
+            self._last_frame_at = now
 
     def ping_sent(self, now: float) -> None:
         if self._ping_interval is not None:

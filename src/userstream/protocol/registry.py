@@ -7,12 +7,24 @@ reads the fields it needs from `spec(exchange)`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from userstream.events import Exchange
-from userstream.protocol import bitmusa_rest, coinlocally_rest
+from userstream.events import BalanceUpdate, Event, Exchange
+from userstream.protocol import (
+    bitmusa,
+    bitmusa_client,
+    bitmusa_rest,
+    bitmusa_server,
+    coinlocally,
+    coinlocally_client,
+    coinlocally_rest,
+    coinlocally_server,
+)
+from userstream.protocol.client_wire import HeaderWire, ListenKeyWire
+from userstream.protocol.server_session import HandshakeProblem, HttpRefusal, ServerSession, ServerTerms
 from userstream.protocol.snapshot import SnapshotWire
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
@@ -32,10 +44,56 @@ class ExchangeSpec:
     #: A REST snapshot of the account must be signed with the API key's secret key (Coinlocally), so a
     #: stream given none cannot resync; else the stream's own credentials take it (Bitmusa).
     snapshot_needs_secret_key: bool
+    # --- server-house ---
+    #: The WebSocket path prefix followed by a credential (Bitmusa's listenKey), which logs cut; None: none.
+    secret_path_prefix: str | None
+    #: One event as the exchange's data frame (serve's fan-out renders every published event with it).
+    render_event: Callable[[Event], str | bytes]
+    #: Balance updates of one moment as one frame (Coinlocally's outboundAccountPosition); None: the
+    #: exchange sends one frame per balance event.
+    render_balances: Callable[[Iterable[BalanceUpdate]], str | bytes] | None
+    #: Whether a stream is opened with a listenKey that the REST API creates, extends and deletes (Bitmusa).
+    listen_keys: bool
+    #: The path of the exchange's user stream (Bitmusa's is a prefix: the listenKey follows).
+    ws_path: str
+    #: The exchange's REST paths (listenKey and snapshots).
+    rest_paths: frozenset[str]
+    #: The keys whose values are decimals, at any depth of a data frame's JSON.
+    data_decimal_keys: frozenset[str]
+    #: REST snapshot path -> the keys whose values are decimals in its reply.
+    rest_decimal_keys: Mapping[str, frozenset[str]]
+    # --- server-sessions ---
+    #: The exchange's side of one accepted stream (serve's connections drive it): a session from its terms.
+    server_session: Callable[[ServerTerms], ServerSession]
+    #: How the exchange answers an upgrade refused before its stream exists: (problem, detail, retry_after).
+    refuse_handshake: Callable[[HandshakeProblem, str, int | None], HttpRefusal]
+    # --- config ---
+    #: How long a listenKey lives after its creation or keep-alive, in ms; None: no listenKey.
+    listen_key_validity_ms: int | None
+    #: The age at which the exchange cuts every connection, in ms.
+    max_connection_age_ms: int
+    #: How long the exchange's document says it keeps a connection that has not pinged, in ms; None: no
+    #: such limit is documented.
+    ping_silence_ms: int | None
+    #: The credentials (`connect()` arguments) a stream needs all of.
+    credentials_required: tuple[str, ...]
+    #: Credentials a stream needs exactly one of (empty: none such).
+    credentials_one_of: tuple[str, ...]
+    #: Credentials a stream may be given besides: (credential, the one it goes with).
+    credentials_optional: tuple[tuple[str, str], ...]
+    #: Options that only this exchange's client uses (a config refuses them on another exchange).
+    only_options: frozenset[str]
+    # --- client-sessions ---
+    #: How its stream is opened (a listenKey from REST, or the credential in the handshake's header), with
+    #: its parser and the client session of one connection: what the client runtime and doctor drive.
+    client: ListenKeyWire | HeaderWire
     # --- client-house ---
     #: Its REST snapshot of an account, as client/resync.py takes it (its REST module's `SNAPSHOT`).
     snapshot: SnapshotWire
 
+
+# --- server-house ---
+_BITMUSA_DECIMALS: Final = frozenset({"free", "locked", "price", "amount", "tradedAmount", "value"})
 
 _BITMUSA: Final = ExchangeSpec(
     exchange=Exchange.BITMUSA,
@@ -43,6 +101,35 @@ _BITMUSA: Final = ExchangeSpec(
     # --- gateway-house ---
     live_at_handshake=True,
     snapshot_needs_secret_key=False,
+    # --- server-house ---
+    secret_path_prefix=bitmusa.WS_PATH_PREFIX,
+    render_event=bitmusa.render_event,
+    render_balances=None,
+    listen_keys=True,
+    ws_path=bitmusa.WS_PATH_PREFIX,
+    rest_paths=frozenset(
+        {bitmusa.LISTEN_KEY_PATH, bitmusa_rest.WALLET_PATH, bitmusa_rest.ORDER_HISTORY_PATH}
+    ),
+    data_decimal_keys=_BITMUSA_DECIMALS,
+    rest_decimal_keys=MappingProxyType(
+        {
+            bitmusa_rest.WALLET_PATH: frozenset({"free", "locked"}),
+            bitmusa_rest.ORDER_HISTORY_PATH: _BITMUSA_DECIMALS,
+        }
+    ),
+    # --- server-sessions ---
+    server_session=bitmusa_server.BitmusaServerSession,
+    refuse_handshake=bitmusa_server.refuse_handshake,
+    # --- config ---
+    listen_key_validity_ms=bitmusa.LISTEN_KEY_VALIDITY_MS,
+    max_connection_age_ms=bitmusa.MAX_CONNECTION_AGE_MS,
+    ping_silence_ms=None,  # the document asks for no ping
+    credentials_required=("api_key", "auth_key"),
+    credentials_one_of=(),
+    credentials_optional=(),
+    only_options=frozenset({"rest_url", "keepalive_interval", "close_key_on_exit"}),
+    # --- client-sessions ---
+    client=bitmusa_client.WIRE,
     # --- client-house ---
     snapshot=bitmusa_rest.SNAPSHOT,
 )
@@ -53,6 +140,36 @@ _COINLOCALLY: Final = ExchangeSpec(
     # --- gateway-house ---
     live_at_handshake=False,
     snapshot_needs_secret_key=True,
+    # --- server-house ---
+    secret_path_prefix=None,
+    render_event=coinlocally.render_event,
+    render_balances=coinlocally.render_balances,
+    listen_keys=False,
+    ws_path=coinlocally.WS_PATH,
+    rest_paths=frozenset({coinlocally_rest.ACCOUNT_PATH, coinlocally_rest.OPEN_ORDERS_PATH}),
+    # executionReport's l z L Z n q p Q P, and outboundAccountPosition's f and l (inside B).
+    data_decimal_keys=frozenset({"l", "z", "L", "Z", "n", "q", "p", "Q", "P", "f"}),
+    rest_decimal_keys=MappingProxyType(
+        {
+            coinlocally_rest.ACCOUNT_PATH: frozenset({"free", "locked"}),
+            coinlocally_rest.OPEN_ORDERS_PATH: frozenset(
+                {"price", "origQty", "executedQty", "cummulativeQuoteQty"}
+            ),
+        }
+    ),
+    # --- server-sessions ---
+    server_session=coinlocally_server.CoinlocallyServerSession,
+    refuse_handshake=coinlocally_server.refuse_handshake,
+    # --- config ---
+    listen_key_validity_ms=None,
+    max_connection_age_ms=86_400_000,  # the same 24-hour cut as Bitmusa's (docs/client.md)
+    ping_silence_ms=coinlocally.HEARTBEAT_TIMEOUT_MS,
+    credentials_required=(),
+    credentials_one_of=("token", "api_key"),
+    credentials_optional=(("secret_key", "api_key"),),  # signs the api key's snapshot requests
+    only_options=frozenset({"sub_timeout", "quotes"}),
+    # --- client-sessions ---
+    client=coinlocally_client.WIRE,
     # --- client-house ---
     snapshot=coinlocally_rest.SNAPSHOT,
 )

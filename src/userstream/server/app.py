@@ -1,43 +1,55 @@
 """The HTTP face of `userstream serve`: one aiohttp application, one port, REST and both WebSockets.
 
-Routes (docs/server.md has the full contract):
+`create_app(config)` is the importable factory and the composition root: it builds the `ExchangeServer`
+(exchange.py), lays the fault layer over it (faults.py), and registers the routes (docs/server.md has the
+full contract):
 
-    POST|PUT|DELETE /spot/userDataStream   Bitmusa listenKey: create (or get), keep alive, close
-    GET /ws/spot/{listenKey}               Bitmusa user stream (text JSON frames)
-    GET /spotws_user/userData/ws           Coinlocally user stream (token/api-key header, sub, gzip)
-    GET /spot/wallet, /spot/order/history  Bitmusa REST snapshot (snapshots.py)
-    GET /sapi/v1/account, /sapi/v1/openOrders   Coinlocally signed REST snapshot (snapshots.py)
-    POST /admin/events                     ingest events for one account (Bearer admin token)
-    GET /healthz                           status, accounts and connection counts (no secrets)
+    GET /ws/spot/{listenKey}               Bitmusa user stream (text JSON frames): here
+    GET /spotws_user/userData/ws           Coinlocally user stream (token/api-key header, sub, gzip): here
+    POST|PUT|DELETE /spot/userDataStream   Bitmusa listenKey (bitmusa_routes.py)
+    GET /spot/wallet, /spot/order/history  Bitmusa REST snapshot (bitmusa_routes.py)
+    GET /sapi/v1/account, /sapi/v1/openOrders   Coinlocally signed REST snapshot (coinlocally_routes.py)
+    POST /admin/events, POST|GET /admin/faults, GET /healthz   the operator's routes (admin_routes.py)
 
-This module only translates HTTP to `ExchangeServer` calls and back; the wire shapes come from the protocol
-modules, the state and rules from exchange.py. `create_app(config)` is the importable factory.
+The per-exchange REST modules are chosen through serve_exchanges.py. This module's own routes are the two
+WebSocket handshakes, checked by one handler in one order: at the first problem the exchange's protocol
+module says how it refuses (`refuse_handshake`, through the registry); otherwise the handler makes the
+exchange's protocol session for the stream (sessions.py), opens it and hands it to `ExchangeServer.serve`.
+What is said on the stream afterwards is the session's alone (connection.py drives it).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
-import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-import msgspec
 from aiohttp import web
 
 from userstream.events import Exchange
+from userstream.logs import log_event
 from userstream.protocol import bitmusa, coinlocally
-from userstream.protocol.close import CloseCode
-from userstream.server.backend import BackendUnavailableError
+from userstream.protocol.registry import spec
+from userstream.protocol.server_session import HandshakeProblem, HttpRefusal
+from userstream.server import admin_routes
+from userstream.server.admin_routes import ADMIN_EVENTS_PATH, HEALTH_PATH
+from userstream.server.backend.interface import BackendUnavailableError
+from userstream.server.codes import (
+    BITMUSA_ERR_UNAVAILABLE,
+    COINLOCALLY_ERR_BAD_REQUEST,
+    COINLOCALLY_ERR_SUB_REJECTED,
+    COINLOCALLY_ERR_TOO_MANY_CONNECTIONS,
+    COINLOCALLY_ERR_UNAUTHORIZED,
+    COINLOCALLY_ERR_UNAVAILABLE,
+)
 from userstream.server.config import Account, ServerConfig
-from userstream.server.connection import Connection
-from userstream.server.exchange import ExchangeServer, now_ms
-from userstream.server.faults import add_routes as add_fault_routes
-from userstream.server.ingest import IngestError, parse_batch
+from userstream.server.exchange import ExchangeServer
+from userstream.server.faults import FaultController, chaos
 from userstream.server.limits import AuthThrottle, websocket_limit
-from userstream.server.logs import log_event
-from userstream.server.snapshots import add_routes as add_snapshot_routes
-from userstream.server.variants import Refusal, is_client_pong, refuse_after_upgrade, variant_middlewares
+from userstream.server.serve_exchanges import SERVE_EXCHANGES, add_rest_routes
+from userstream.server.sessions import new_session, serve_unaccounted, session_style
+from userstream.server.variants import variant_middlewares
 from userstream.server.wsmask import MaskedOnlyWebSocketResponse
 
 __all__ = [
@@ -49,22 +61,14 @@ __all__ = [
     "COINLOCALLY_ERR_TOO_MANY_CONNECTIONS",
     "COINLOCALLY_ERR_UNAUTHORIZED",
     "COINLOCALLY_ERR_UNAVAILABLE",
+    "FAULTS_KEY",
     "HEALTH_PATH",
     "SERVER_KEY",
     "create_app",
 ]
 
-ADMIN_EVENTS_PATH = "/admin/events"
-HEALTH_PATH = "/healthz"
-#: Coinlocally documents no error codes; ours follow Bitmusa's numbering (HTTP status * 1000 + n).
-COINLOCALLY_ERR_BAD_REQUEST = 400001
-COINLOCALLY_ERR_UNAUTHORIZED = 401001
-COINLOCALLY_ERR_SUB_REJECTED = 401002
-#: The shared store (Redis) of a multi-node deployment cannot be reached: this node refuses (HTTP 503).
-BITMUSA_ERR_UNAVAILABLE = COINLOCALLY_ERR_UNAVAILABLE = 503001
-COINLOCALLY_ERR_TOO_MANY_CONNECTIONS = 429002
-
 SERVER_KEY = web.AppKey("userstream_server", ExchangeServer)
+FAULTS_KEY = web.AppKey("userstream_faults", FaultController)
 AUTH_THROTTLE_KEY = web.AppKey("userstream_auth_throttle", AuthThrottle)
 
 _log = logging.getLogger("userstream.server.app")
@@ -73,202 +77,118 @@ _REFUSED = "service unavailable: new streams are refused for now (fault injectio
 
 
 def create_app(config: ServerConfig) -> web.Application:
-    """A ready-to-run application for `config`; its `ExchangeServer` is `app[SERVER_KEY]`."""
+    """A ready-to-run application for `config`; its `ExchangeServer` is `app[SERVER_KEY]`, its fault
+    controller `app[FAULTS_KEY]`."""
     server = ExchangeServer(config)
-    throttle = AuthThrottle(config.auth_failures_per_second, config.auth_failure_burst)  # limits.py
+    faults = FaultController(server.hub, server.backend, [account.name for account in config.accounts])
+    server.on_open.append(faults.apply_delay)  # a delay window covers new connections too
+    throttle = AuthThrottle(  # limits.py; the 429's body in the dialect of the path
+        config.auth_failures_per_second,
+        config.auth_failure_burst,
+        bodies=[entry.throttled_body for entry in SERVE_EXCHANGES.values()],
+    )
     middlewares = [throttle.middleware, *variant_middlewares(server.variants)]  # variants: none by default
     app = web.Application(client_max_size=config.max_ingest_body, middlewares=middlewares)
     app[SERVER_KEY] = server
+    app[FAULTS_KEY] = faults
     app[AUTH_THROTTLE_KEY] = throttle
-    routes = _Routes(server)
-    app.router.add_post(bitmusa.LISTEN_KEY_PATH, routes.create_listen_key)
-    app.router.add_put(bitmusa.LISTEN_KEY_PATH, routes.keepalive_listen_key)
-    app.router.add_delete(bitmusa.LISTEN_KEY_PATH, routes.close_listen_key)
+    routes = _Routes(server, faults)
     app.router.add_get(bitmusa.WS_PATH_PREFIX + "{listen_key}", routes.bitmusa_stream)
     app.router.add_get(coinlocally.WS_PATH, routes.coinlocally_stream)
-    app.router.add_post(ADMIN_EVENTS_PATH, routes.ingest)
-    app.router.add_get(HEALTH_PATH, routes.health)
-    # The REST snapshots (snapshots.py); Bitmusa's are authorized exactly as the listenKey routes.
-    add_snapshot_routes(app, server, authorize_bitmusa=routes._authorize_bitmusa)
-    add_fault_routes(app, server, is_admin=routes._is_admin)  # POST|GET /admin/faults (faults.py)
+    add_rest_routes(app, server)  # listenKeys and snapshots, per exchange (serve_exchanges.py)
+    admin_routes.add_routes(app, server, faults)  # ingest, faults, /healthz
     app.cleanup_ctx.append(server.background)
+    app.cleanup_ctx.append(lambda app: chaos(faults, config))  # serve --chaos (faults.py)
     app.on_shutdown.append(server.shutdown)
     return app
 
 
-def _bitmusa_error(status: int, code: int, message: str, **headers: str) -> web.Response:
-    return web.Response(
-        status=status, body=bitmusa.render_error(code, message), content_type=_JSON, headers=headers
-    )
-
-
-def _coinlocally_error(
-    status: int, code: int, message: str, *, retry_after: int | None = None
-) -> web.Response:
-    headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
-    return web.Response(
-        status=status, text=coinlocally.render_error(code, message), content_type=_JSON, headers=headers
-    )
-
-
-def _json(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, body=msgspec.json.encode(body), content_type=_JSON)
-
-
 class _Routes:
-    def __init__(self, server: ExchangeServer) -> None:
+    def __init__(self, server: ExchangeServer, faults: FaultController) -> None:
         self.server = server
         self.config = server.config
+        self.faults = faults
+        self.style = session_style(server.variants)  # how this run's sessions write their frames
 
-    # --- Bitmusa REST ---------------------------------------------------------------------------------------
-
-    async def create_listen_key(self, request: web.Request) -> web.Response:
-        account = self._authorize_bitmusa(request)
-        if isinstance(account, web.Response):
-            return account
-        try:
-            key = await self.server.create_listen_key(account)
-        except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
-        return web.Response(body=bitmusa.render_listen_key(key), content_type=_JSON)
-
-    async def keepalive_listen_key(self, request: web.Request) -> web.Response:
-        account = self._authorize_bitmusa(request)
-        if isinstance(account, web.Response):
-            return account
-        try:
-            extended = await self.server.keepalive_listen_key(account)
-        except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
-        if not extended:
-            return _no_active_key()
-        return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
-
-    async def close_listen_key(self, request: web.Request) -> web.Response:
-        account = self._authorize_bitmusa(request)
-        if isinstance(account, web.Response):
-            return account
-        try:
-            closed = await self.server.close_listen_key(account)
-        except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
-        if not closed:
-            return _no_active_key()
-        return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
-
-    def _authorize_bitmusa(self, request: web.Request) -> Account | web.Response:
-        """The account a listenKey request acts for, or the refusal to send (401, 429)."""
-        creds = bitmusa.credentials_from_headers(request.headers)
-        if creds is None:
-            log_event(_log, logging.INFO, "listenKey request refused", reason="missing credentials")
-            return _bitmusa_error(
-                401,
-                bitmusa.ERR_UNAUTHORIZED,
-                "missing credentials: send 'Authorization: Bearer <auth key>' and 'x-api-key'",
-            )
-        account = self.server.bitmusa_account(creds)
-        if account is None:
-            log_event(_log, logging.INFO, "listenKey request refused", reason="unknown credentials")
-            return _bitmusa_error(401, bitmusa.ERR_UNAUTHORIZED, "invalid api key or auth key")
-        wait = self.server.limiter.acquire(account.name, time.monotonic())
-        if wait > 0:
-            log_event(_log, logging.INFO, "listenKey request limited", account=account.name)
-            return _bitmusa_error(
-                429,
-                bitmusa.ERR_RATE_LIMITED,
-                f"too many requests: at most {self.config.rate_limit_per_second} per second and "
-                f"{self.config.rate_limit_per_minute} per minute per account",
-                **{"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-        return account
-
-    # --- Bitmusa WebSocket ----------------------------------------------------------------------------------
+    # --- the WebSockets: the handshake, then the session ----------------------------------------------------
 
     async def bitmusa_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream(request, Exchange.BITMUSA, self._bitmusa_identity)
+
+    async def coinlocally_stream(self, request: web.Request) -> web.StreamResponse:
+        return await self._stream(request, Exchange.COINLOCALLY, self._coinlocally_identity)
+
+    async def _stream(
+        self, request: web.Request, exchange: Exchange, identify: _Identify
+    ) -> web.StreamResponse:
+        """Check the upgrade in order (an HTTP refusal in the exchange's shape at the first problem), then
+        run the stream: its session decides everything said on it."""
+        refuse = spec(exchange).refuse_handshake
         ws = self._websocket()
         if not _can_upgrade(ws, request):
-            return _bitmusa_error(400, bitmusa.ERR_BAD_REQUEST, "expected a WebSocket upgrade")
+            return _refusal(refuse(HandshakeProblem.NOT_AN_UPGRADE, "", None))
         if self.server.shutting_down:
-            return _bitmusa_error(503, bitmusa.ERR_BAD_REQUEST, "the server is shutting down")
+            return _refusal(refuse(HandshakeProblem.SHUTTING_DOWN, "", None))
         too_many = self._too_many_connections(request)
         if too_many is not None:
-            return _bitmusa_error(429, bitmusa.ERR_RATE_LIMITED, too_many, **{"Retry-After": "1"})
+            return _refusal(refuse(HandshakeProblem.TOO_MANY_CONNECTIONS, too_many, 1))
         problem = self.server.backend.problem()
         if problem is not None:
-            return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {problem}")
+            return _refusal(refuse(HandshakeProblem.UNAVAILABLE, problem, None))
+        identity = await identify(request)
+        if isinstance(identity, tuple):
+            return _refusal(refuse(*identity, None))
+        if identity is None:  # a credential that matched nobody, let through by a refusal variant
+            request.app[AUTH_THROTTLE_KEY].failed(request.remote or "")  # no 401 here: counted by hand
+            unaccounted = new_session(self.config, self.style, exchange, None)
+            return await serve_unaccounted(request, ws, unaccounted)
+        account = identity.account
+        refused = self._refused_by_fault(account, exchange)
+        if refused is not None:
+            return _refusal(refuse(HandshakeProblem.REFUSED_FOR_NOW, _REFUSED, refused))
+        session = new_session(self.config, self.style, exchange, account, secret=identity.secret)
+        connection = self.server.new_connection(
+            account, exchange, session, listen_key=identity.listen_key, peer=request.remote or ""
+        )
+        connection.open()
+        await self.server.serve(request, ws, connection)
+        return ws
+
+    async def _bitmusa_identity(self, request: web.Request) -> _Identity | _Problem | None:
+        """The account of the listenKey in the path (looked up in the backend), or the problem."""
         key = request.match_info["listen_key"]
         try:
             account = await self.server.lookup_listen_key(key)
         except BackendUnavailableError as exc:
-            return _bitmusa_unavailable(exc)
+            return HandshakeProblem.UNAVAILABLE, str(exc)
         if account is None:
-            return _bitmusa_error(
-                404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "listenKey does not exist or has expired"
-            )
-        refused = self._refused_by_fault(account, Exchange.BITMUSA)
-        if refused is not None:
-            return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, _REFUSED, **{"Retry-After": refused})
-        connection = self.server.new_connection(
-            account, Exchange.BITMUSA, listen_key=key, peer=request.remote or ""
-        )
-        connection.live = True  # a listenKey stream pushes from the first moment
-        await self.server.serve(request, ws, connection, _ignore_client_frame)
-        return ws
+            return HandshakeProblem.UNKNOWN_CREDENTIALS, ""
+        return _Identity(account, listen_key=key)
 
-    # --- Coinlocally WebSocket ------------------------------------------------------------------------------
-
-    async def coinlocally_stream(self, request: web.Request) -> web.StreamResponse:
-        ws = self._websocket()
-        if not _can_upgrade(ws, request):
-            return _coinlocally_error(400, COINLOCALLY_ERR_BAD_REQUEST, "expected a WebSocket upgrade")
-        if self.server.shutting_down:
-            return _coinlocally_error(503, COINLOCALLY_ERR_BAD_REQUEST, "the server is shutting down")
-        too_many = self._too_many_connections(request)
-        if too_many is not None:
-            return _coinlocally_error(429, COINLOCALLY_ERR_TOO_MANY_CONNECTIONS, too_many, retry_after=1)
-        problem = self.server.backend.problem()
-        if problem is not None:
-            return _coinlocally_error(503, COINLOCALLY_ERR_UNAVAILABLE, f"service unavailable: {problem}")
+    async def _coinlocally_identity(self, request: web.Request) -> _Identity | _Problem | None:
+        """The account of the handshake's token or api-key header, the problem, or None: unknown, but a
+        refusal variant says the exchange upgrades it and refuses it at the sub."""
         creds = coinlocally.credentials_from_headers(request.headers)
-        variants = self.server.variants
-        if variants.refuses_after_upgrade and (
-            creds is None or self.server.coinlocally_account(creds) is None
-        ):
-            log_event(
-                _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
-            )
-            request.app[AUTH_THROTTLE_KEY].failed(request.remote or "")  # no 401 here: counted by hand
-            return await refuse_after_upgrade(request, ws, variants, wait=self.config.heartbeat_timeout)
+        refuses_at_sub = self.server.variants.refuses_after_upgrade
         if creds is None:
-            return _coinlocally_error(
-                401,
-                COINLOCALLY_ERR_UNAUTHORIZED,
-                "missing credentials: send exactly one of the 'token' or 'api-key' headers",
-            )
-        account = self.server.coinlocally_account(creds)
-        if account is None:
-            log_event(
-                _log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential"
-            )
-            return _coinlocally_error(401, COINLOCALLY_ERR_UNAUTHORIZED, f"invalid {creds.header_name}")
-        refused = self._refused_by_fault(account, Exchange.COINLOCALLY)
-        if refused is not None:
-            return _coinlocally_error(503, COINLOCALLY_ERR_UNAVAILABLE, _REFUSED, retry_after=int(refused))
-        connection = self.server.new_connection(
-            account, Exchange.COINLOCALLY, listen_key=None, peer=request.remote or ""
-        )
-        connection.send(self.server.variants.control(coinlocally.CONNECT_SUCCESS))
-        on_frame = _CoinlocallyFrames(self.server, connection, creds.secret)
-        await self.server.serve(request, ws, connection, on_frame)
-        return ws
+            if not refuses_at_sub:
+                return HandshakeProblem.NO_CREDENTIALS, ""
+        else:
+            account = self.server.coinlocally_account(creds)
+            if account is not None:
+                return _Identity(account, secret=creds.secret)
+        log_event(_log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential")
+        if creds is None or refuses_at_sub:  # (a missing credential gets here only when refused at the sub)
+            return None
+        return HandshakeProblem.UNKNOWN_CREDENTIALS, creds.header_name
 
-    def _refused_by_fault(self, account: Account, exchange: Exchange) -> str | None:
+    def _refused_by_fault(self, account: Account, exchange: Exchange) -> int | None:
         """The Retry-After (whole seconds) of a `refuse` fault covering this new stream, or None."""
-        left = self.server.faults.refusing(account.name, exchange)
+        left = self.faults.refusing(account.name, exchange)
         if left is None:
             return None
         log_event(_log, logging.INFO, "stream refused", reason="refuse fault", exchange=exchange.value)
-        return str(max(1, math.ceil(left)))
+        return max(1, math.ceil(left))
 
     def _too_many_connections(self, request: web.Request) -> str | None:
         """The refusal of a handshake over the per-address limit (checked before any credential), or None."""
@@ -291,36 +211,6 @@ class _Routes:
             timeout=self.config.close_timeout,
         )
 
-    # --- admin and health -----------------------------------------------------------------------------------
-
-    async def ingest(self, request: web.Request) -> web.Response:
-        if not self._is_admin(request):
-            return _json(401, {"error": "admin token required: send 'Authorization: Bearer <token>'"})
-        try:
-            body = await request.read()
-            account_name, items = parse_batch(body)
-            accepted = await self.server.ingest(account_name, items)
-        except IngestError as exc:
-            log_event(_log, logging.INFO, "ingest refused", status=exc.status, **exc.to_json())
-            return _json(exc.status, exc.to_json())
-        except BackendUnavailableError as exc:
-            log_event(_log, logging.WARNING, "ingest refused", status=503, error=str(exc))
-            return _json(503, {"error": f"service unavailable: {exc}"})
-        except web.HTTPRequestEntityTooLarge:
-            return _json(413, {"error": f"the body exceeds {self.config.max_ingest_body} bytes"})
-        log_event(_log, logging.DEBUG, "ingested", account=account_name, events=accepted)
-        return _json(200, {"accepted": accepted})
-
-    def _is_admin(self, request: web.Request) -> bool:
-        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(token.strip().encode(), self.config.admin_token.encode())
-
-    async def health(self, request: web.Request) -> web.Response:
-        body = self.server.health()
-        return _json(503 if body["status"] == "unavailable" else 200, body)
-
 
 def _can_upgrade(ws: web.WebSocketResponse, request: web.Request) -> bool:
     """Whether `request` is a WebSocket upgrade `ws` can accept.
@@ -335,57 +225,26 @@ def _can_upgrade(ws: web.WebSocketResponse, request: web.Request) -> bool:
         return False
 
 
-def _ignore_client_frame(data: str | bytes) -> None:
-    """Bitmusa's document defines no client frames: they are read (the socket stays drained) and dropped."""
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """Who a stream's handshake showed: the account, and what its session or the hub must know of it."""
+
+    account: Account
+    secret: str | None = None  # Coinlocally: the credential the sub must repeat
+    listen_key: str | None = None  # Bitmusa: the key whose end closes the stream
+
+    def __repr__(self) -> str:
+        return f"_Identity(account={self.account.name!r})"
 
 
-def _bitmusa_unavailable(exc: BackendUnavailableError) -> web.Response:
-    return _bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {exc}")
+_Problem = tuple[HandshakeProblem, str]
+#: Finds out who an upgrade request is for: an identity, a problem (with its detail), or None (see above).
+_Identify = Callable[[web.Request], Awaitable[_Identity | _Problem | None]]
 
 
-def _no_active_key() -> web.Response:
-    return _bitmusa_error(
-        404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "no active listenKey for this account: create one with POST"
-    )
-
-
-class _CoinlocallyFrames:
-    """What a Coinlocally client may send: the sub frame (once its token matches, events flow) and pings."""
-
-    def __init__(self, server: ExchangeServer, connection: Connection, secret: str) -> None:
-        self._server = server
-        self._connection = connection
-        self._secret = secret.encode()
-
-    def __call__(self, data: str | bytes) -> None:
-        connection = self._connection
-        variants = self._server.variants
-        request = coinlocally.parse_client_frame(data)
-        if isinstance(request, coinlocally.PingRequest):
-            connection.heard_ping(time.monotonic())
-            connection.send(variants.pong(now_ms()))
-        elif isinstance(request, coinlocally.SubRequest):
-            if hmac.compare_digest(request.token.encode(), self._secret):
-                connection.send(variants.control(coinlocally.SUB_SUCCESS))
-                if not connection.subscribed and not connection.closing:
-                    connection.subscribed = connection.live = True  # events queue behind "sub success"
-                    self._server.hub.notify()
-            else:
-                ours = coinlocally.render_error(
-                    COINLOCALLY_ERR_SUB_REJECTED,
-                    "sub rejected: the token does not match this connection's credential",
-                )
-                refusal = variants.sub_refusal(Refusal(ours, CloseCode.SUB_REJECTED, "sub rejected"))
-                if refusal.reply is not None:
-                    connection.send(refusal.reply)
-                connection.request_close(refusal.code, refusal.reason, notify=False)
-        elif variants.server_ping_interval is not None and is_client_pong(data):
-            connection.heard_ping(time.monotonic())  # the answer to the server's own ping is a heartbeat too
-        else:
-            log_event(
-                _log,
-                logging.DEBUG,
-                "client frame ignored",
-                account=connection.account.name,
-                reason=request.reason,
-            )
+def _refusal(refusal: HttpRefusal) -> web.Response:
+    """A refused upgrade as the exchange answers it (Bitmusa's body is bytes, ours for Coinlocally text)."""
+    headers = {} if refusal.retry_after is None else {"Retry-After": str(refusal.retry_after)}
+    if isinstance(refusal.body, str):
+        return web.Response(status=refusal.status, text=refusal.body, content_type=_JSON, headers=headers)
+    return web.Response(status=refusal.status, body=refusal.body, content_type=_JSON, headers=headers)

@@ -1,9 +1,10 @@
 """`userstream serve`: flags in, a running exchange emulator out, until SIGINT or SIGTERM.
 
-Thin: it parses flags into a `ServerConfig`, sets up JSON logging on stderr, prints what a human needs to
-start (the URLs, and any credential or admin token it had to generate) on stdout, and runs
-`running_server` until a signal arrives, then shuts down gracefully (SYSTEM notices, 1001 close frames) and
-exits 0. A bad accounts file or flag exits 2 with a message naming what is wrong.
+Thin: it parses flags into a `ServerConfig` (by `msgspec.convert`, in `build_config`, the one place; every
+flag's default is its field's default in `ServerConfig`, the one definition), sets up JSON logging on
+stderr, prints what a human needs to start (the URLs, and any credential or admin token it had to generate)
+on stdout, and runs `running_server` until a signal arrives, then shuts down gracefully (SYSTEM notices,
+1001 close frames) and exits 0. A bad accounts file or flag exits 2 with a message naming what is wrong.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from userstream.clihelp import parser_texts
 from userstream.errors import ConfigurationError
+from userstream.logs import configure_logging, log_event
 from userstream.netguard import raise_descriptor_limit
 from userstream.protocol import bitmusa, coinlocally
 from userstream.server.app import ADMIN_EVENTS_PATH
@@ -29,16 +31,22 @@ from userstream.server.config import (
     generate_secret,
     is_loopback,
     load_accounts_file,
+    spell_setting,
 )
 from userstream.server.limits import DEFAULT_WEBSOCKETS_PER_IP, MAX_TCP_CONNECTIONS, TCP_HEADROOM_PER_IP
-from userstream.server.logs import configure_logging, log_event
 from userstream.server.run import ServerHandle, running_server
 from userstream.server.variants import merge_variants
+from userstream.validation import converted, default_of
 
 __all__ = ["ADMIN_TOKEN_ENV", "add_parser", "build_config", "run"]
 
 ADMIN_TOKEN_ENV = "USERSTREAM_ADMIN_TOKEN"  # noqa: S105 (the name of a variable, not a secret)
 _log = logging.getLogger("userstream.server")
+
+
+def _default(name: str) -> Any:
+    """The default of `ServerConfig.<name>`: what its flag shows and leaves when not given."""
+    return default_of(ServerConfig, name)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -65,9 +73,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             ],
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument(
-        "--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: %(default)s)"
+        "--host", default=_default("host"), help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=_default("port"),
+        help="port to listen on; 0 picks a free one (default: %(default)s)",
     )
     parser.add_argument(
         "--accounts",
@@ -82,21 +95,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--listen-key-ttl",
         type=float,
-        default=3600.0,
+        default=_default("listen_key_ttl"),
         metavar="SECONDS",
         help="validity of a Bitmusa listenKey after creation or keep-alive (default: %(default)s)",
     )
     parser.add_argument(
         "--heartbeat-timeout",
         type=float,
-        default=40.0,
+        default=_default("heartbeat_timeout"),
         metavar="SECONDS",
         help="close a Coinlocally stream that sent no ping for this long (default: %(default)s)",
     )
     parser.add_argument(
         "--max-connection-age",
         type=float,
-        default=86400.0,
+        default=_default("max_connection_age"),
         metavar="SECONDS",
         help="close every stream at this age (default: %(default)s)",
     )
@@ -149,14 +162,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--header-timeout",
         type=float,
-        default=10.0,
+        default=_default("header_timeout"),
         metavar="SECONDS",
         help="a new connection must send a whole request head within this time (default: %(default)s)",
     )
     parser.add_argument(
         "--idle-timeout",
         type=float,
-        default=60.0,
+        default=_default("idle_timeout"),
         metavar="SECONDS",
         help="an idle keep-alive connection is closed after this time (default: %(default)s)",
     )
@@ -179,7 +192,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--auth-failures-per-second",
         type=float,
-        default=20.0,
+        default=_default("auth_failures_per_second"),
         metavar="RATE",
         help="failed authentications allowed per second and address once the burst is spent; beyond, "
         "requests are answered 429 (default: %(default)s)",
@@ -187,7 +200,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--auth-failure-burst",
         type=int,
-        default=100,
+        default=_default("auth_failure_burst"),
         metavar="N",
         help="failed authentications allowed at once from one address (default: %(default)s)",
     )
@@ -239,32 +252,33 @@ def build_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
             )
         admin_token = generate_secret()
         notices.append(f"no --admin-token or ${ADMIN_TOKEN_ENV}: generated admin token {admin_token}")
-    config = ServerConfig(
-        accounts=accounts,
-        host=args.host,
-        port=args.port,
-        admin_token=admin_token,
-        listen_key_ttl=args.listen_key_ttl,
-        heartbeat_timeout=args.heartbeat_timeout,
-        max_connection_age=args.max_connection_age,
-        simulate_rate=args.simulate,
-        seed=args.seed,
-        chaos_rate=args.chaos,
-        chaos_faults=tuple(kind.strip() for kind in (args.chaos_faults or "").split(",") if kind.strip()),
-        redis_url=args.redis,
-        node_id=args.node_id,
-        max_connections_per_ip=args.max_connections_per_ip,
-        header_timeout=args.header_timeout,
-        idle_timeout=args.idle_timeout,
-        max_tcp_connections=args.max_tcp_connections,
-        max_tcp_connections_per_ip=args.max_tcp_connections_per_ip,
-        auth_failures_per_second=args.auth_failures_per_second,
-        auth_failure_burst=args.auth_failure_burst,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        variants=merge_variants(file_variants, args.variant),
-    )
-    return config, notices
+    flags = {
+        "accounts": accounts,
+        "host": args.host,
+        "port": args.port,
+        "admin_token": admin_token,
+        "listen_key_ttl": args.listen_key_ttl,
+        "heartbeat_timeout": args.heartbeat_timeout,
+        "max_connection_age": args.max_connection_age,
+        "simulate_rate": args.simulate,
+        "seed": args.seed,
+        "chaos_rate": args.chaos,
+        "chaos_faults": tuple(kind.strip() for kind in (args.chaos_faults or "").split(",") if kind.strip()),
+        "redis_url": args.redis,
+        "node_id": args.node_id,
+        "max_connections_per_ip": args.max_connections_per_ip,
+        "header_timeout": args.header_timeout,
+        "idle_timeout": args.idle_timeout,
+        "max_tcp_connections": args.max_tcp_connections,
+        "max_tcp_connections_per_ip": args.max_tcp_connections_per_ip,
+        "auth_failures_per_second": args.auth_failures_per_second,
+        "auth_failure_burst": args.auth_failure_burst,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "variants": merge_variants(file_variants, args.variant),
+    }
+    given = {name: value for name, value in flags.items() if value is not None}  # None: the field's default
+    return converted(given, ServerConfig, spell=spell_setting), notices
 
 
 def run(args: argparse.Namespace) -> int:

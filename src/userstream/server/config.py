@@ -4,6 +4,12 @@ This module owns `Account` (one trader's identity and credentials on both exchan
 knob of the service, validated once, immutable) and `load_accounts` (the TOML accounts file, refused with a
 message naming the account and key at fault). It performs no network I/O and never shows a secret: reprs and
 error messages name credentials, never their values.
+
+Both are msgspec Structs, the one definition of each setting: its type declares its constraint and the
+words a refusal uses (`userstream.validation`), its default is the one `userstream serve`'s flags show.
+The accounts file is read by `msgspec.convert` into `AccountsFile`, and serve's flags into `ServerConfig`
+(`server/command.py`), each in one place; msgspec's refusals are said in this module's words
+(`_file_refusal`).
 """
 
 from __future__ import annotations
@@ -15,17 +21,21 @@ import secrets
 import tomllib
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Final
+
+import msgspec
+from msgspec import Meta
 
 from userstream.errors import ConfigurationError
 from userstream.server.variants import parse_variants
+from userstream.validation import Count, Seconds, check_fields, failure, field_wording, must
 
 __all__ = [
     "CREDENTIAL_KEYS",
     "MIN_ADMIN_TOKEN_BITS",
     "Account",
+    "AccountsFile",
     "ServerConfig",
     "demo_account",
     "generate_secret",
@@ -33,6 +43,7 @@ __all__ = [
     "load_accounts",
     "load_accounts_file",
     "parse_accounts",
+    "spell_setting",
     "token_bits",
 ]
 
@@ -44,13 +55,25 @@ CREDENTIAL_KEYS: tuple[str, ...] = (
     "coinlocally_token",
     "coinlocally_secret_key",
 )
-_ACCOUNT_KEYS = frozenset({"name", "uid", *CREDENTIAL_KEYS})
 _MAX_UID = 2**63 - 1
 #: The fault kinds `chaos_faults` may name (faults.FaultKind's values, which a test keeps equal).
 _FAULT_KINDS = frozenset(
     {"drop", "stall", "expire_key", "delete_key", "system_close", "refuse", "delay", "clear"}
 )
 _MAX_CREDENTIAL_LENGTH = 512  # credentials travel in HTTP headers; absurd lengths are a typo, not a key
+
+_Name = Annotated[str, Meta(pattern=r"\S", extra=must("be a non-empty string"))]
+_Uid = Annotated[int, Meta(ge=0, le=_MAX_UID, extra=must("be a non-negative integer"))]
+_Credential = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=_MAX_CREDENTIAL_LENGTH,
+        extra=must(f"be a non-empty string of at most {_MAX_CREDENTIAL_LENGTH} characters"),
+    ),
+]
+_Port = Annotated[int, Meta(ge=0, le=65535, extra=must("be in 0..65535"))]
+_Rate = Annotated[float, Meta(gt=0, extra=must("be positive"))]
 
 
 def generate_secret() -> str:
@@ -71,22 +94,36 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
+class Account(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One trader: a name (the label of its events), the uid of its SYSTEM notices, and its credentials.
 
     Bitmusa needs both `bitmusa_api_key` and `bitmusa_auth_key`; Coinlocally accepts either credential (the
     `token` header or the `api-key` header). An account may live on one exchange only.
     `coinlocally_secret_key` signs the api key's REST requests (the snapshot endpoints); it needs the api key.
+    The repr shows the name and uid only.
     """
 
-    name: str
-    uid: int
-    bitmusa_api_key: str | None = field(default=None, repr=False)
-    bitmusa_auth_key: str | None = field(default=None, repr=False)
-    coinlocally_api_key: str | None = field(default=None, repr=False)
-    coinlocally_token: str | None = field(default=None, repr=False)
-    coinlocally_secret_key: str | None = field(default=None, repr=False)
+    name: _Name
+    uid: _Uid
+    bitmusa_api_key: _Credential | None = None
+    bitmusa_auth_key: _Credential | None = None
+    coinlocally_api_key: _Credential | None = None
+    coinlocally_token: _Credential | None = None
+    coinlocally_secret_key: _Credential | None = None
+
+    def __post_init__(self) -> None:
+        where = f"account {self.name!r}"
+        check_fields(self, spell=lambda key: f"{where}: key {key!r}")  # built by keyword: as if read
+        for key in CREDENTIAL_KEYS:
+            value = getattr(self, key)
+            if isinstance(value, str) and (not value.isprintable() or value != value.strip()):
+                raise ConfigurationError(
+                    f"{where}: key {key!r} must be printable with no surrounding spaces "
+                    "(it travels in an HTTP header)"
+                )
+
+    def __repr__(self) -> str:
+        return f"Account(name={self.name!r}, uid={self.uid!r})"
 
     @property
     def has_bitmusa(self) -> bool:
@@ -115,8 +152,14 @@ def demo_account(name: str = "demo", uid: int = 24005174) -> Account:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
+class AccountsFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An accounts file: one `[[accounts]]` table per account, and the `variants` the run answers with."""
+
+    accounts: Annotated[tuple[Account, ...], Meta(min_length=1)]
+    variants: tuple[str, ...] = ()
+
+
+class ServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Every knob of `userstream serve`. Durations are seconds; the defaults are the documents' values.
 
     `port=0` asks the OS for a free port (tests). `simulate_rate` is events per second across all accounts,
@@ -131,90 +174,59 @@ class ServerConfig:
     connection (limits.py, userstream.netguard; None: derived). `auth_failures_per_second` and
     `auth_failure_burst` throttle failed authentications per address (429 beyond). `tls_cert` and
     `tls_key` (PEM files, both or neither) serve HTTPS and WSS.
-    `ledger_events` is how many published events per account the ledger of what was sent keeps (ledger.py).
+    `ledger` keeps the ledger of what was published and sent on each connection (ledger.py, off unless asked
+    for: the chaos tests and userstream.testing ask); `ledger_events` is how many published events per
+    account it keeps.
     `chaos_rate` fires random faults (faults.py) at about that many per second, of the kinds `chaos_faults`
     names (empty: every kind but `clear`), seeded from `seed`. `variants` (`NAME` or `NAME=VALUE`, see
     variants.py and docs/server.md) make the run answer what the documents leave open another plausible way.
+    The repr hides `admin_token` and `redis_url` (which may hold a password).
     """
 
     accounts: tuple[Account, ...]
     host: str = "127.0.0.1"
-    port: int = 8765
-    admin_token: str = field(default_factory=generate_secret, repr=False)
-    listen_key_ttl: float = 3600.0
-    heartbeat_timeout: float = 40.0
-    max_connection_age: float = 86400.0
-    rate_limit_per_second: int = 8
-    rate_limit_per_minute: int = 200
-    simulate_rate: float | None = None
+    port: _Port = 8765
+    admin_token: str = msgspec.field(default_factory=generate_secret)
+    listen_key_ttl: Seconds = 3600.0
+    heartbeat_timeout: Seconds = 40.0
+    max_connection_age: Seconds = 86400.0
+    rate_limit_per_second: Count = 8
+    rate_limit_per_minute: Count = 200
+    simulate_rate: _Rate | None = None
     seed: int | None = None
-    max_send_queue: int = 4096
-    max_client_frame: int = 64 * 1024
-    max_ingest_body: int = 16 * 1024 * 1024
-    close_timeout: float = 5.0
-    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    max_send_queue: Count = 4096
+    max_client_frame: Count = 64 * 1024
+    max_ingest_body: Count = 16 * 1024 * 1024
+    close_timeout: Seconds = 5.0
+    redis_url: str | None = None  # may hold a password
     node_id: str | None = None
     redis_prefix: str = "userstream:serve"
-    fanout_maxlen: int = 100_000
-    redis_check_interval: float = 1.0
-    max_connections_per_ip: int | None = None
-    header_timeout: float = 10.0
-    idle_timeout: float = 60.0
-    max_tcp_connections: int | None = None
-    max_tcp_connections_per_ip: int | None = None
-    auth_failures_per_second: float = 20.0
-    auth_failure_burst: int = 100
+    fanout_maxlen: Count = 100_000
+    redis_check_interval: Seconds = 1.0
+    max_connections_per_ip: Count | None = None
+    header_timeout: Seconds = 10.0
+    idle_timeout: Seconds = 60.0
+    max_tcp_connections: Count | None = None
+    max_tcp_connections_per_ip: Count | None = None
+    auth_failures_per_second: Seconds = 20.0
+    auth_failure_burst: Count = 100
     tls_cert: str | None = None
     tls_key: str | None = None
-    ledger_events: int = 10_000
-    chaos_rate: float | None = None
+    ledger: bool = False
+    ledger_events: Count = 10_000
+    chaos_rate: _Rate | None = None
     chaos_faults: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_accounts(self.accounts)
         parse_variants(self.variants)  # ConfigurationError naming the variant at fault
-        for name in (
-            "listen_key_ttl",
-            "heartbeat_timeout",
-            "max_connection_age",
-            "close_timeout",
-            "header_timeout",
-            "idle_timeout",
-            "auth_failures_per_second",
-        ):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ConfigurationError(f"{name} must be a positive number of seconds, not {value}")
-        for name in (
-            "rate_limit_per_second",
-            "rate_limit_per_minute",
-            "max_send_queue",
-            "max_client_frame",
-            "max_ingest_body",
-            "ledger_events",
-            "auth_failure_burst",
-        ):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value > 0):
-                raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
-        for name in ("max_connections_per_ip", "max_tcp_connections", "max_tcp_connections_per_ip"):
-            value = getattr(self, name)
-            if value is not None and not (
-                isinstance(value, int) and not isinstance(value, bool) and value > 0
-            ):
-                raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
-        if self.simulate_rate is not None and not self.simulate_rate > 0:
-            raise ConfigurationError(f"simulate rate must be positive, not {self.simulate_rate}")
-        if self.chaos_rate is not None and not self.chaos_rate > 0:
-            raise ConfigurationError(f"chaos rate must be positive, not {self.chaos_rate}")
+        check_fields(self, spell=spell_setting)
         unknown_faults = sorted(set(self.chaos_faults) - _FAULT_KINDS)
         if unknown_faults:
             known = ", ".join(sorted(_FAULT_KINDS))
             raise ConfigurationError(f"unknown fault {unknown_faults[0]!r} (known: {known})")
         _check_cluster(self)
-        if not 0 <= self.port <= 65535:
-            raise ConfigurationError(f"port must be in 0..65535, not {self.port}")
         if not self.admin_token:
             raise ConfigurationError("the admin token must not be empty")
         if not is_loopback(self.host):
@@ -231,6 +243,21 @@ class ServerConfig:
             if account.name == name:
                 return account
         return None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__ if name not in _HIDDEN
+        )
+        return f"ServerConfig({shown})"
+
+
+#: What `ServerConfig`'s repr leaves out: the admin token, and a Redis URL that may hold a password.
+_HIDDEN: Final = frozenset({"admin_token", "redis_url"})
+
+
+def spell_setting(name: str) -> str:
+    """How a refusal names a `ServerConfig` field (its key; the two rates as the flags' help says them)."""
+    return {"simulate_rate": "simulate rate", "chaos_rate": "chaos rate"}.get(name, name)
 
 
 #: An admin token reachable beyond loopback must carry at least this much entropy (estimated).
@@ -279,7 +306,8 @@ _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _check_cluster(config: ServerConfig) -> None:
-    """The settings of a node sharing its state through Redis (checked even when `redis_url` is None)."""
+    """The settings of a node sharing its state through Redis (checked even when `redis_url` is None; the
+    numbers are declared on `ServerConfig`)."""
     if config.node_id is not None and not _NODE_ID.fullmatch(config.node_id):
         raise ConfigurationError(
             "node id must be 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or digit), "
@@ -290,14 +318,6 @@ def _check_cluster(config: ServerConfig) -> None:
     if not config.redis_prefix or any(char.isspace() for char in config.redis_prefix):
         raise ConfigurationError(
             f"redis_prefix must be non-empty without spaces, not {config.redis_prefix!r}"
-        )
-    if isinstance(config.fanout_maxlen, bool) or not (
-        isinstance(config.fanout_maxlen, int) and config.fanout_maxlen > 0
-    ):
-        raise ConfigurationError(f"fanout_maxlen must be a positive integer, not {config.fanout_maxlen!r}")
-    if not config.redis_check_interval > 0:
-        raise ConfigurationError(
-            f"redis_check_interval must be a positive number of seconds, not {config.redis_check_interval}"
         )
 
 
@@ -316,71 +336,62 @@ def load_accounts_file(path: str | Path) -> tuple[tuple[Account, ...], tuple[str
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"accounts file {str(path)!r} is not valid TOML: {exc}") from None
-    return parse_accounts(document, source=str(path)), _variants_of(document, source=str(path))
-
-
-def _variants_of(document: Mapping[str, Any], *, source: str) -> tuple[str, ...]:
-    variants = document.get("variants", [])
-    if not isinstance(variants, list) or not all(isinstance(spec, str) for spec in variants):
-        raise ConfigurationError(f"{source}: 'variants' must be a list of strings (variant names)")
-    try:
-        parse_variants(variants)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{source}: {exc}") from None
-    return tuple(variants)
+    parsed = _accounts_file(document, str(path))
+    return parsed.accounts, parsed.variants
 
 
 def parse_accounts(document: Mapping[str, Any], *, source: str = "accounts") -> tuple[Account, ...]:
     """Build accounts from a decoded accounts document, refusing anything doubtful with a precise message."""
-    unknown_top = sorted(set(document) - {"accounts", "variants"})
-    if unknown_top:
-        raise ConfigurationError(
-            f"{source}: unknown top-level key {unknown_top[0]!r} (expected [[accounts]] tables and variants)"
-        )
-    tables = document.get("accounts")
-    if not isinstance(tables, list) or not tables:
-        raise ConfigurationError(f"{source}: expected at least one [[accounts]] table")
-    accounts = tuple(_account_from_table(table, index, source) for index, table in enumerate(tables))
-    _check_accounts(accounts, source=source)
-    return accounts
+    return _accounts_file(document, source).accounts
 
 
-def _account_from_table(table: object, index: int, source: str) -> Account:
-    where = f"{source}: accounts[{index}]"
-    if not isinstance(table, dict):
-        raise ConfigurationError(f"{where} must be a table")
+def _accounts_file(document: Mapping[str, Any], source: str) -> AccountsFile:
+    """The one conversion of an accounts document (`msgspec.convert`), refused in this module's words."""
+    try:
+        parsed = msgspec.convert(document, AccountsFile)
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(f"{source}: {_file_refusal(exc, document)}") from None
+    except ConfigurationError as exc:  # Account.__post_init__, which names its account
+        raise ConfigurationError(f"{source}: {exc}") from None
+    try:
+        parse_variants(parsed.variants)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{source}: {exc}") from None
+    _check_accounts(parsed.accounts, source=source)
+    return parsed
+
+
+def _file_refusal(error: msgspec.ValidationError, document: Mapping[str, Any]) -> str:
+    """msgspec's refusal of an accounts document, said as the account and key at fault."""
+    found = failure(error)
+    path = found.key or ""
+    if not path.startswith("accounts"):
+        if found.unknown is not None:
+            return f"unknown top-level key {found.unknown!r} (expected [[accounts]] tables and variants)"
+        if path.startswith("variants"):
+            return "'variants' must be a list of strings (variant names)"
+        return "expected at least one [[accounts]] table"
+    index_text, _, key = path.removeprefix("accounts[").partition("]")
+    if not index_text.isdigit():
+        return "expected at least one [[accounts]] table"
+    index = int(index_text)
+    key = key.removeprefix(".") or (found.missing or "")
+    table = document["accounts"][index]
+    where = f"accounts[{index}]"
+    if not isinstance(table, Mapping):
+        return f"{where} must be a table"
     name = table.get("name")
-    if not isinstance(name, str) or not name.strip():
-        problem = "is missing" if name is None else "must be a non-empty string"
-        raise ConfigurationError(f"{where}: key 'name' {problem}")
-    where = f"{source}: account {name!r}"
-    unknown = sorted(set(table) - _ACCOUNT_KEYS)
-    if unknown:
-        raise ConfigurationError(
-            f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_ACCOUNT_KEYS))})"
-        )
-    uid = table.get("uid")
-    if uid is None:
-        raise ConfigurationError(f"{where}: key 'uid' is missing")
-    if isinstance(uid, bool) or not isinstance(uid, int) or not 0 <= uid <= _MAX_UID:
-        raise ConfigurationError(f"{where}: key 'uid' must be a non-negative integer")
-    values: dict[str, str] = {}
-    for key in CREDENTIAL_KEYS:
-        value = table.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str) or not value or len(value) > _MAX_CREDENTIAL_LENGTH:
-            raise ConfigurationError(
-                f"{where}: key {key!r} must be a non-empty string of at most "
-                f"{_MAX_CREDENTIAL_LENGTH} characters"
-            )
-        if not value.isprintable() or value != value.strip():
-            raise ConfigurationError(
-                f"{where}: key {key!r} must be printable with no surrounding spaces "
-                "(it travels in an HTTP header)"
-            )
-        values[key] = value
-    return Account(name=name, uid=uid, **values)
+    if key != "name" and isinstance(name, str) and name.strip():
+        where = f"account {name!r}"
+    if found.unknown is not None:
+        allowed = ", ".join(sorted(Account.__struct_fields__))
+        return f"{where}: unknown key {found.unknown!r} (allowed: {allowed})"
+    if found.missing is not None:
+        return f"{where}: key {key!r} is missing"
+    declared = field_wording(Account, key)
+    if declared is None:
+        return f"{where}: key {key!r}: {found.reason}"
+    return f"{where}: key {key!r} must {declared.words}"
 
 
 def _check_accounts(accounts: Iterable[Account], *, source: str = "accounts") -> None:

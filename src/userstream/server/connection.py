@@ -1,15 +1,19 @@
-"""One client WebSocket on the exchange side: its bounded outbox, its single writer task and its deadlines.
+"""One client WebSocket on the exchange side: the runtime that drives its protocol session.
+
+Every protocol decision of a stream (what to answer a frame with, when it goes live, when and how it
+closes) is its session's (protocol/server_session.py, one per exchange, made from the registry). A
+`Connection` feeds the session what happens (`receive` a client frame, `on_deadline` when its deadline
+passes, `request_close` and `listen_key_ended` from the server) with the time, and performs the actions it
+gets back: frames are queued, "go live" lets the hub push events, a close is queued behind what was sent.
 
 Every frame the server sends on a connection goes through `Connection.send` into a bounded outbox, and one
 writer task (started and awaited by the connection's handler, never fire-and-forget) sends them in order. A
-close is an item of the same outbox, so frames queued before a close are sent before it. The writer also owns
-the connection's timers (the maximum age, and Coinlocally's heartbeat), sleeping until the earliest deadline:
-one task per connection, no matter how many rules. An outbox that fills up (a client that does not read)
-closes the connection with CloseCode.SLOW_CONSUMER instead of growing memory.
-
-Coinlocally connections hear the SYSTEM notice before every server-initiated close, except the rejection of a
-bad sub, which is answered with an error frame instead (the notice would invite a reconnect that cannot
-succeed). Deadlines are monotonic seconds.
+close is an item of the same outbox, so frames queued before a close are sent before it (then the close's
+last frame, Coinlocally's SYSTEM notice, then the close frame). The writer also sleeps until the session's
+next deadline: one task per connection, no matter how many rules. An outbox that fills up (a client that
+does not read) is reported to the session, which closes the stream, instead of growing memory. The stall,
+drop and delay faults act here, on the runtime, and never reach the session. Deadlines are monotonic
+seconds; pongs and server pings carry wall-clock milliseconds, read here and handed to the session.
 """
 
 from __future__ import annotations
@@ -25,25 +29,20 @@ from typing import Any
 from aiohttp import web
 
 from userstream.events import Exchange
-from userstream.protocol import coinlocally
-from userstream.protocol.close import CloseCode
+from userstream.logs import log_event
+from userstream.protocol.server_session import Action, Close, GoLive, Ignore, Send, ServerSession
 from userstream.server.config import Account
 from userstream.server.ledger import ConnectionRecord
-from userstream.server.logs import log_event
 
-__all__ = ["Close", "Connection", "Held", "Pong", "Tracked"]
+__all__ = ["Connection", "Held", "Pong", "Tracked", "wall_ms"]
 
 _log = logging.getLogger("userstream.server.connection")
 _MAX_REASON_BYTES = 123  # RFC 6455: a close reason fits in a control frame with its 2-byte code
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
-    """A close request queued behind the frames sent before it."""
-
-    code: int  # a CloseCode, or a variant's own code (variants.py)
-    reason: str
-    notify: bool  # Coinlocally: send the SYSTEM notice first
+def wall_ms() -> int:
+    """Wall-clock time in integer milliseconds: the clock of pongs and server pings."""
+    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,37 +112,36 @@ class _Signal:
 
 
 class Connection:
-    """One accepted WebSocket. `live` is True once events may be pushed (Coinlocally: after the sub)."""
+    """One accepted WebSocket driving its `session`. `live` is True while events may be pushed (the session
+    said so: Coinlocally after the sub, Bitmusa from the open), until it closes, stalls or ends."""
 
     def __init__(
         self,
         *,
         account: Account,
         exchange: Exchange,
+        session: ServerSession,
         opened_at: float,
-        max_age: float,
-        heartbeat_timeout: float | None,
         max_outbox: int,
         close_timeout: float,
         listen_key: str | None = None,
         peer: str = "",
+        on_live: Callable[[], None] | None = None,
     ) -> None:
         self.account = account
         self.exchange = exchange
+        self.session = session
         self.listen_key = listen_key
         self.peer = peer
         self.opened_at = opened_at
         self.record: ConnectionRecord | None = None  # the ledger's record of this connection, if kept
         self._live = False
+        self._on_live = on_live
         self.stalled = False
-        self.subscribed = False
         self.frames_sent = 0
         self.close_sent: Close | None = None
         self.finished = _Signal()
         self.transport: asyncio.Transport | None = None
-        self._max_age_deadline = opened_at + max_age
-        self._heartbeat_timeout = heartbeat_timeout
-        self._heartbeat_deadline = None if heartbeat_timeout is None else opened_at + heartbeat_timeout
         self._max_outbox = max_outbox
         self._outbox: deque[_Item] = deque()
         self._wakeup = _Signal()
@@ -153,9 +151,6 @@ class Connection:
         self._reader_done = False
         self._frame_delay = 0.0  # the delay fault: hold each item this long ...
         self._delay_until = 0.0  # ... when it is queued before this (monotonic)
-        self._ping_deadline: float | None = None  # the coinlocally-server-ping variant (ping_every)
-        self._ping_interval = 0.0
-        self._ping_frame: Callable[[int], str | bytes] = coinlocally.ping_frame
 
     def __repr__(self) -> str:
         return (
@@ -211,15 +206,62 @@ class Connection:
 
     def _overflow(self) -> None:
         self._outbox.clear()  # the client is this far behind: what it has not read is lost anyway
-        self.request_close(CloseCode.SLOW_CONSUMER, "send buffer full: the client is not reading")
+        self._perform(self.session.send_buffer_full())
 
-    def request_close(self, code: int, reason: str, *, notify: bool = True) -> bool:
-        """Queue a close after what is already queued. The first request wins; a stalled one is ignored."""
+    # --- driving the session -------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """The stream is accepted: what its session sends or does first ("connect success", go live)."""
+        self._perform(self.session.open(self.opened_at, wall_ms()))
+
+    def receive(self, frame: str | bytes) -> None:
+        """A text or binary frame from the client (a stalled connection reads and drops them)."""
+        if not self.stalled:
+            self._perform(self.session.receive(frame, time.monotonic(), wall_ms()))
+
+    def request_close(self, code: int, reason: str) -> bool:
+        """Close the stream in its exchange's way (the session adds Coinlocally's SYSTEM notice), after what
+        is already queued. The first close wins; a stalled connection ignores it. True if it was queued."""
         if self._closing is not None or self.stalled:
             return False
-        self._closing = Close(code, reason, notify)
+        return self._perform(self.session.close(code, reason))
+
+    def listen_key_ended(self, *, expired: bool) -> bool:
+        """The listenKey of this stream lapsed (`expired`) or was deleted: the session closes it with its
+        code. True if a close was queued."""
+        if self._closing is not None or self.stalled:
+            return False
+        return self._perform(self.session.listen_key_ended(expired=expired))
+
+    def _perform(self, actions: list[Action]) -> bool:
+        """Carry out the session's actions in order; True if one of them queued a close."""
+        closed = False
+        for action in actions:
+            if isinstance(action, Send):
+                self.send(action.frame)
+            elif isinstance(action, GoLive):
+                if self._closing is None and not self.stalled:  # an overflow may have closed it meanwhile
+                    self.live = True
+                    if self._on_live is not None:
+                        self._on_live()
+            elif isinstance(action, Close):
+                closed = self._queue_close(action) or closed
+            elif isinstance(action, Ignore):
+                log_event(
+                    _log,
+                    logging.DEBUG,
+                    "client frame ignored",
+                    account=self.account.name,
+                    reason=action.reason,
+                )
+        return closed
+
+    def _queue_close(self, close: Close) -> bool:
+        if self._closing is not None or self.stalled:
+            return False
+        self._closing = close
         self.live = False
-        self._outbox.append(self._closing)
+        self._outbox.append(close)
         self._wakeup.set()
         # A client that does not read can block the writer in a send forever, and one that never answers
         # the close frame keeps the socket: after close_timeout the TCP connection is aborted regardless.
@@ -228,16 +270,7 @@ class Connection:
         self._watchdog = loop.call_later(self._close_timeout, self._abort)
         return True
 
-    def ping_every(self, interval: float, frame: Callable[[int], str | bytes], since: float) -> None:
-        """Send `frame(now_ms)` every `interval` seconds from `since` (coinlocally-server-ping variant)."""
-        self._ping_interval = interval
-        self._ping_frame = frame
-        self._ping_deadline = since + interval
-
-    def heard_ping(self, now: float) -> None:
-        """A Coinlocally {"ping": n} arrived: the heartbeat deadline moves."""
-        if self._heartbeat_timeout is not None:
-            self._heartbeat_deadline = now + self._heartbeat_timeout
+    # --- fault injection: the runtime, never the session ---------------------------------------------------
 
     def delay_frames(self, delay: float, until: float) -> None:
         """Fault injection: every frame and pong queued before `until` (monotonic) is sent `delay` seconds
@@ -307,7 +340,7 @@ class Connection:
                     if self._writer_should_stop():
                         return
                     item = item.item
-                if isinstance(item, str):
+                if isinstance(item, str):  # the hot path of the fan-out: no helper call
                     await ws.send_str(item)
                     self.frames_sent += 1
                 elif isinstance(item, bytes):
@@ -328,9 +361,11 @@ class Connection:
                 if self._writer_should_stop():
                     return
             self._wakeup.clear()
-            deadline = self._next_deadline()
+            deadline = self.session.next_deadline()
             try:
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                async with asyncio.timeout(
+                    None if deadline is None else max(0.0, deadline - time.monotonic())
+                ):
                     await self._wakeup.wait()
             except TimeoutError:
                 self._on_deadline(time.monotonic())
@@ -338,30 +373,22 @@ class Connection:
     def _writer_should_stop(self) -> bool:
         return self.stalled or self._reader_done
 
-    def _next_deadline(self) -> float:
-        deadline = self._max_age_deadline
-        if self._heartbeat_deadline is not None:
-            deadline = min(deadline, self._heartbeat_deadline)
-        if self._ping_deadline is not None:
-            deadline = min(deadline, self._ping_deadline)
-        return deadline
-
     def _on_deadline(self, now: float) -> None:
-        if self._ping_deadline is not None and now >= self._ping_deadline:
-            self._ping_deadline = now + self._ping_interval
-            self.send(self._ping_frame(time.time_ns() // 1_000_000))
-        if self._heartbeat_deadline is not None and now >= self._heartbeat_deadline:
-            timeout = self._heartbeat_timeout
-            self.request_close(CloseCode.HEARTBEAT_TIMEOUT, f"no ping within {timeout:g} s")
-        elif now >= self._max_age_deadline:
-            self.request_close(CloseCode.MAX_AGE, "connection reached its maximum age")
+        self._perform(self.session.on_deadline(now, wall_ms()))
 
     async def _close(self, ws: web.WebSocketResponse, close: Close) -> None:
-        if close.notify and self.exchange is Exchange.COINLOCALLY:
-            await ws.send_bytes(coinlocally.render_system_close(self.account.uid))
+        if close.last_frame is not None:
+            await _send(ws, close.last_frame)
         self.close_sent = close
         reason = close.reason.encode()[:_MAX_REASON_BYTES]
         await ws.close(code=close.code, message=reason)
 
     def _fields(self) -> dict[str, Any]:
         return {"account": self.account.name, "exchange": self.exchange.value, "peer": self.peer}
+
+
+async def _send(ws: web.WebSocketResponse, frame: str | bytes) -> None:
+    if isinstance(frame, str):
+        await ws.send_str(frame)
+    else:
+        await ws.send_bytes(frame)

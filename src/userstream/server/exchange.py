@@ -1,11 +1,14 @@
 """The state of one running exchange emulator and every operation on it, independent of HTTP routing.
 
 `ExchangeServer` owns the accounts (and their lookup by credential), the rate limiter, the hub of open
-connections and the simulator; its `backend` (backend.py) owns the listenKey store and the fan-out of
-published events: in memory by default, shared with other nodes through Redis with `redis_url`. The routes
-of app.py and the test handle of run.py both call it, so the REST API, the admin ingest and the fault
-controls of tests act on the very same state through the very same paths. Monotonic seconds for deadlines,
-wall-clock milliseconds for event times.
+connections, the simulator and the true state (truth.py); its `backend` (backend/) owns the listenKey store
+and the fan-out of published events: in memory by default, shared with other nodes through Redis with
+`redis_url`. The ledger of what was sent (ledger.py) is kept only when `config.ledger` asks for it. The
+routes (app.py, bitmusa_routes.py, coinlocally_routes.py, admin_routes.py), the fault layer (faults.py) and
+the test handle of run.py all call it, so the REST API, the admin ingest and the fault controls act on the
+very same state through the very same paths; it imports none of them. Whatever must happen to every new
+connection besides the server's own bookkeeping (the fault layer's frame delay) is an `on_open` hook.
+Monotonic seconds for deadlines, wall-clock milliseconds for event times.
 """
 
 from __future__ import annotations
@@ -23,28 +26,28 @@ from aiohttp import WSMsgType, web
 
 from userstream.errors import LocalProtocolError
 from userstream.events import Event, Exchange
+from userstream.logs import log_event, redact
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.close import CloseCode
-from userstream.server.backend import Backend, MemoryBackend, make_backend
+from userstream.protocol.server_session import ServerSession
+from userstream.server.backend.factory import make_backend
+from userstream.server.backend.interface import Backend
+from userstream.server.backend.memory import MemoryBackend
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import Connection
-from userstream.server.faults import DEFAULT_CHAOS_FAULTS, FaultController, FaultKind, RandomFaults
-from userstream.server.hub import Hub, RenderedBatch, RenderError, render_batch
+from userstream.server.hub import Hub
 from userstream.server.ingest import IngestError, coerce_events
-from userstream.server.keys import ListenKeyStore, redact
+from userstream.server.keys import ListenKeyStore
 from userstream.server.ledger import Ending, SentLedger
-from userstream.server.logs import log_event
 from userstream.server.ratelimit import RateLimiter, Window
+from userstream.server.render import RenderedBatch, RenderError, render_batch
 from userstream.server.simulator import Simulator
-from userstream.server.snapshots import TrueStates
+from userstream.server.truth import TrueStates
 from userstream.server.variants import Variants, parse_variants
 
-__all__ = ["ExchangeServer", "FrameHandler", "now_ms"]
+__all__ = ["ExchangeServer", "now_ms"]
 
 _log = logging.getLogger("userstream.server")
-
-#: What a stream does with one text or binary frame from its client (synchronous: it may only queue replies).
-FrameHandler = Callable[[str | bytes], None]
 
 
 def now_ms() -> int:
@@ -90,9 +93,10 @@ class ExchangeServer:
         self.truth = TrueStates()
         # Open WebSockets per peer address: the per-IP limit is checked against it at every handshake.
         self._per_peer: Counter[str] = Counter()
-        # What was published to each account and sent on each connection (ledger.py), and the faults.
-        self.sent = SentLedger(max_events=config.ledger_events)
-        self.faults = FaultController(self)
+        # What was published to each account and sent on each connection (ledger.py), when asked for.
+        self.sent = SentLedger(max_events=config.ledger_events) if config.ledger else None
+        # Called with every new connection before its first frame is queued (the fault layer's delay).
+        self.on_open: list[Callable[[Connection], None]] = []
 
     # --- accounts -------------------------------------------------------------------------------------------
 
@@ -161,19 +165,19 @@ class ExchangeServer:
 
     def listen_key_closed(self, account: str, key: str, code: CloseCode) -> int:
         """The backend says `key` was deleted or lapsed: close this node's streams that use it."""
-        what = "deleted" if code is CloseCode.LISTEN_KEY_DELETED else "expired"
-        sent = self.variants.expired_close_code(code) if code is CloseCode.LISTEN_KEY_EXPIRED else code
+        expired = code is not CloseCode.LISTEN_KEY_DELETED
+        what = "expired" if expired else "deleted"
         closed = 0
-        for connection in self.hub.connections(account, Exchange.BITMUSA):
-            if connection.listen_key == key and connection.request_close(sent, f"listenKey {what}"):
-                closed += 1
+        for connection in self.hub.connections(account):
+            if connection.listen_key == key and connection.listen_key_ended(expired=expired):
+                closed += 1  # the stream's session chooses the close code (a variant's for expiry)
         log_event(_log, logging.INFO, f"listenKey {what}", account=account, key=redact(key), closed=closed)
         return closed
 
     def listen_keys_in_use(self) -> set[str]:
         return {
             connection.listen_key
-            for connection in self.hub.connections(exchange=Exchange.BITMUSA)
+            for connection in self.hub.connections()
             if connection.listen_key is not None
         }
 
@@ -211,7 +215,7 @@ class ExchangeServer:
     def deliver(self, account: str, events: Sequence[Event], batch: RenderedBatch) -> int:
         """A published batch reaches this node: fold it into the true state, queue it on the live streams."""
         self.truth.apply(account, events)
-        first_seq = self.sent.published(account, events, time.monotonic())
+        first_seq = None if self.sent is None else self.sent.published(account, events, time.monotonic())
         if self.variants.rewrites_numbers:
             batch = _with_variant_numbers(batch, self.variants)
         return self.hub.deliver(account, batch, first_seq)
@@ -223,26 +227,31 @@ class ExchangeServer:
         return self._per_peer[peer]
 
     def new_connection(
-        self, account: Account, exchange: Exchange, *, listen_key: str | None, peer: str
+        self,
+        account: Account,
+        exchange: Exchange,
+        session: ServerSession,
+        *,
+        listen_key: str | None,
+        peer: str,
     ) -> Connection:
+        """A connection of `account` driving `session` (not yet opened: `connection.open()`)."""
         config = self.config
         connection = Connection(
             account=account,
             exchange=exchange,
+            session=session,
             opened_at=time.monotonic(),
-            max_age=config.max_connection_age,
-            heartbeat_timeout=config.heartbeat_timeout if exchange is Exchange.COINLOCALLY else None,
             max_outbox=config.max_send_queue,
             close_timeout=config.close_timeout,
             listen_key=listen_key,
             peer=peer,
+            on_live=self.hub.notify,  # whoever waits for a stream to go live (wait_for_streams)
         )
-        if exchange is Exchange.COINLOCALLY and self.variants.server_ping_interval is not None:
-            connection.ping_every(
-                self.variants.server_ping_interval, self.variants.ping, connection.opened_at
-            )
-        connection.record = self.sent.open(account.name, exchange, connection.opened_at)
-        self.faults.apply_delay(connection)  # a delay window covers new connections too
+        if self.sent is not None:
+            connection.record = self.sent.open(account.name, exchange, connection.opened_at)
+        for hook in self.on_open:
+            hook(connection)
         return connection
 
     async def serve(
@@ -250,7 +259,6 @@ class ExchangeServer:
         request: web.Request,
         ws: web.WebSocketResponse,
         connection: Connection,
-        on_frame: FrameHandler,
     ) -> None:
         """Run one accepted WebSocket to its end: its writer task, and this task reading the client."""
         self.hub.add(connection)
@@ -266,7 +274,7 @@ class ExchangeServer:
             log_event(_log, logging.INFO, "stream opened", **fields)
             writer = asyncio.create_task(connection.run_writer(ws), name="userstream-writer")
             try:
-                await _read_client(ws, connection, on_frame)
+                await _read_client(ws, connection)
             finally:
                 await _stop_writer(writer, connection, self.config.close_timeout)
         finally:
@@ -276,7 +284,7 @@ class ExchangeServer:
             if not self._per_peer[connection.peer]:
                 del self._per_peer[connection.peer]
             close = connection.close_sent
-            if connection.record is not None:
+            if self.sent is not None and connection.record is not None:
                 self.sent.ended(connection.record, *_ending(connection, ws), time.monotonic())
             log_event(
                 _log,
@@ -289,31 +297,6 @@ class ExchangeServer:
                 seconds=round(time.monotonic() - connection.opened_at, 3),
             )
 
-    # --- fault controls (tests of clients use these through run.py's handle) --------------------------------
-
-    def stall(self, account_name: str, exchange: Exchange | None = None) -> int:
-        self.require_account(account_name)
-        connections = self.hub.connections(account_name, exchange)
-        for connection in connections:
-            connection.stall()
-        self.hub.notify()
-        return len(connections)
-
-    def drop(self, account_name: str, exchange: Exchange | None = None) -> int:
-        self.require_account(account_name)
-        connections = self.hub.connections(account_name, exchange)
-        for connection in connections:
-            connection.drop()
-        return len(connections)
-
-    def system_close(self, account_name: str, exchange: Exchange | None = None) -> list[Connection]:
-        self.require_account(account_name)
-        return [
-            connection
-            for connection in self.hub.connections(account_name, exchange)
-            if connection.request_close(CloseCode.GOING_AWAY, "closed by the exchange")
-        ]
-
     # --- lifecycle ------------------------------------------------------------------------------------------
 
     async def background(self, app: web.Application) -> AsyncIterator[None]:
@@ -322,15 +305,6 @@ class ExchangeServer:
         tasks = [asyncio.create_task(self.backend.run(), name=f"userstream-{self.backend.kind}-backend")]
         if self.simulator is not None:
             tasks.append(asyncio.create_task(self.simulator.run(self.publish), name="userstream-simulator"))
-        if self.config.chaos_rate is not None:
-            chaos = RandomFaults(
-                self.faults,
-                [account.name for account in self.config.accounts],
-                rate=self.config.chaos_rate,
-                seed=None if self.config.seed is None else f"{self.config.seed}:chaos",
-                kinds=[FaultKind(kind) for kind in self.config.chaos_faults] or DEFAULT_CHAOS_FAULTS,
-            )
-            tasks.append(asyncio.create_task(chaos.run(), name="userstream-chaos"))
         try:
             yield
         finally:
@@ -370,9 +344,8 @@ class ExchangeServer:
         """/healthz's body. With Redis, `backend` says how this node sees it, and while Redis cannot be
         used `status` is "unavailable" with the `reason` (the route answers 503)."""
         counts = self.hub.counts()
-        per_account = {
-            name: counts.get(name, {"bitmusa": 0, "coinlocally": 0, "live": 0}) for name in self._accounts
-        }
+        empty = dict.fromkeys([exchange.value for exchange in Exchange], 0) | {"live": 0}
+        per_account = {name: counts.get(name, dict(empty)) for name in self._accounts}
         problem = self.backend.problem()
         status = "stopping" if self.shutting_down else "ok" if problem is None else "unavailable"
         body: dict[str, Any] = {"status": status}
@@ -384,8 +357,10 @@ class ExchangeServer:
         return body | {
             "accounts": list(self._accounts),
             "connections": {
-                "bitmusa": sum(tally["bitmusa"] for tally in per_account.values()),
-                "coinlocally": sum(tally["coinlocally"] for tally in per_account.values()),
+                **{
+                    exchange.value: sum(tally[exchange.value] for tally in per_account.values())
+                    for exchange in Exchange
+                },
                 "by_account": per_account,
             },
             "listen_keys": self.backend.listen_key_count(),
@@ -426,14 +401,14 @@ def _render(account_name: str, events: Sequence[Event]) -> RenderedBatch:
         ) from None
 
 
-async def _read_client(ws: web.WebSocketResponse, connection: Connection, on_frame: FrameHandler) -> None:
-    """Read the client until the socket closes. Pings are answered through the writer, in order."""
+async def _read_client(ws: web.WebSocketResponse, connection: Connection) -> None:
+    """Read the client into its connection's session until the socket closes. Pings are answered through
+    the writer, in order."""
     while True:
         message = await ws.receive()
         kind = message.type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-            if not connection.stalled:
-                on_frame(message.data)
+            connection.receive(message.data)
         elif kind is WSMsgType.PING:
             connection.send_pong(message.data)
         elif kind is WSMsgType.PONG:

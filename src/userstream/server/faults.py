@@ -1,13 +1,15 @@
 """Fault injection in `userstream serve`: the faults a real exchange inflicts, on demand or at random.
 
-This module owns the fault vocabulary (`FaultKind`, `Fault`, checked once), `FaultController` (fires a fault
-at the connections of one account and exchange, or of all, and keeps the timed windows: refused handshakes
-and delayed frames), `RandomFaults` (a seeded injector firing faults at random, for `serve --chaos` and the
-chaos tests) and the admin routes `POST /admin/faults` and `GET /admin/faults` (docs/server.md). The
-connection-level actions are `ExchangeServer`'s own (drop, stall, system_close, the listenKey's expiry and
-deletion), the very ones the test handle has always used; this module only targets, times and counts them.
-Each connection a fault hits has it noted in its ledger record (ledger.py), so an audit can say which fault
-lost which event. Monotonic seconds for windows.
+A layer over the server, which knows nothing of it: this module owns the fault vocabulary (`FaultKind`,
+`Fault`, checked once), `FaultController` (fires a fault at the connections of one account and exchange, or
+of all, and keeps the timed windows: refused handshakes and delayed frames) and `RandomFaults` (a seeded
+injector firing faults at random, for `serve --chaos` and the chaos tests; `chaos` runs it for the app).
+Every fault is made of generic operations: on a connection (connection.py) abort it (`drop`), silence its
+writer (`stall`), close it with a code (`request_close`), hold its frames (`delay_frames`); on the backend,
+end a listenKey (its streams close as on expiry or deletion); the windows are asked at each new stream (app.py
+asks `refusing`; `apply_delay` is a hook on every new connection). The admin routes are admin_routes.py's.
+Each connection a fault hits has it noted in its ledger record (ledger.py, when kept), so an audit can say
+which fault lost which event. Monotonic seconds for windows.
 """
 
 from __future__ import annotations
@@ -17,39 +19,42 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
-from aiohttp import web
 
 from userstream.errors import UserStreamError
 from userstream.events import Exchange
-from userstream.server.logs import log_event
-
-if TYPE_CHECKING:
-    from userstream.server.connection import Connection
-    from userstream.server.exchange import ExchangeServer
+from userstream.logs import log_event
+from userstream.protocol.close import CloseCode
+from userstream.protocol.registry import REGISTRY, spec
+from userstream.server.backend.interface import Backend
+from userstream.server.config import ServerConfig
+from userstream.server.connection import Connection
+from userstream.server.hub import Hub
+from userstream.validation import failure
 
 __all__ = [
     "ADMIN_FAULTS_PATH",
     "DEFAULT_CHAOS_FAULTS",
+    "MAX_FAULT_BODY",
     "Fault",
     "FaultController",
     "FaultError",
     "FaultKind",
     "FaultReport",
     "RandomFaults",
-    "add_routes",
+    "chaos",
     "parse_fault",
 ]
 
 ADMIN_FAULTS_PATH = "/admin/faults"
 MAX_WINDOW_SECONDS = 3600.0  # a refusal or delay longer than an hour is a typo
 MAX_DELAY_MS = 60_000.0
-_MAX_BODY = 4096
+MAX_FAULT_BODY = 4096  # the most a POST /admin/faults body may hold
 _HISTORY = 1000  # faults remembered for GET /admin/faults
 
 _log = logging.getLogger("userstream.server.faults")
@@ -72,8 +77,12 @@ class FaultKind(StrEnum):
 
     @property
     def bitmusa_only(self) -> bool:
+        """A fault on listenKeys: only exchanges with listenKeys (the registry's `listen_keys`) have one."""
         return self in (FaultKind.EXPIRE_KEY, FaultKind.DELETE_KEY)
 
+
+#: The exchanges whose streams use listenKeys: the targets of `expire_key` and `delete_key`.
+_KEY_EXCHANGES: tuple[Exchange, ...] = tuple(exchange for exchange in REGISTRY if spec(exchange).listen_keys)
 
 #: The faults `serve --chaos` fires unless told otherwise: every kind but `clear`.
 DEFAULT_CHAOS_FAULTS: tuple[FaultKind, ...] = tuple(kind for kind in FaultKind if kind is not FaultKind.CLEAR)
@@ -118,9 +127,11 @@ class Fault:
             _check_number("delay_ms", self.delay_ms, MAX_DELAY_MS)
         elif self.delay_ms is not None:
             raise FaultError(f"'delay_ms' applies to delay, not {kind.value}", field="delay_ms")
-        if kind.bitmusa_only and self.exchange is Exchange.COINLOCALLY:
+        if kind.bitmusa_only and self.exchange is not None and not spec(self.exchange).listen_keys:
+            owners = " and ".join(f"{spec(exchange).title}'s" for exchange in _KEY_EXCHANGES)
             raise FaultError(
-                f"{kind.value}: listenKeys are Bitmusa's, Coinlocally has none", field="exchange"
+                f"{kind.value}: listenKeys are {owners}, {spec(self.exchange).title} has none",
+                field="exchange",
             )
 
     def targets(self, account: str, exchange: Exchange) -> bool:
@@ -159,12 +170,12 @@ class _FaultBody(msgspec.Struct, forbid_unknown_fields=True):
 
 def parse_fault(body: bytes) -> Fault:
     """The fault a `POST /admin/faults` body asks for; FaultError (400) naming the field at fault."""
-    if len(body) > _MAX_BODY:
-        raise FaultError(f"the body exceeds {_MAX_BODY} bytes", status=413)
+    if len(body) > MAX_FAULT_BODY:
+        raise FaultError(f"the body exceeds {MAX_FAULT_BODY} bytes", status=413)
     try:
         request = msgspec.json.decode(body, type=_FaultBody)
     except msgspec.ValidationError as exc:
-        raise FaultError(f"invalid fault: {exc}", field=_path_of(str(exc))) from None
+        raise FaultError(f"invalid fault: {exc}", field=failure(exc).key) from None
     except msgspec.DecodeError:
         raise FaultError("the body must be a JSON object") from None
     try:
@@ -180,15 +191,6 @@ def parse_fault(body: bytes) -> Fault:
             field="exchange",
         ) from None
     return Fault(kind, request.account, exchange, request.seconds, request.delay_ms)
-
-
-def _path_of(message: str) -> str | None:
-    marker = "`$."
-    start = message.find(marker)
-    if start < 0:
-        return None
-    end = message.find("`", start + 1)
-    return message[start + 3 : end] if end > start else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +216,22 @@ class _Window:
 
 
 class FaultController:
-    """Fires faults at a server's connections and keeps the refusal and delay windows; counts what fired."""
+    """Fires faults at a server's connections and keeps the refusal and delay windows; counts what fired.
 
-    def __init__(self, server: ExchangeServer, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._server = server
+    It reaches the connections through the server's `hub` and the listenKeys through its `backend`;
+    `accounts` are the names a fault may target."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        backend: Backend,
+        accounts: Sequence[str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._hub = hub
+        self._backend = backend
+        self._accounts = tuple(accounts)
         self._clock = clock
         self._windows: list[_Window] = []
         self.fired: Counter[FaultKind] = Counter()
@@ -228,10 +242,9 @@ class FaultController:
 
     async def fire(self, fault: Fault) -> FaultReport:
         """Inflict `fault` now. FaultError (404) for an unknown account; nothing happens then."""
-        server = self._server
-        if fault.account is not None and server.account(fault.account) is None:
+        if fault.account is not None and fault.account not in self._accounts:
             raise FaultError(f"unknown account {fault.account!r}", status=404, field="account")
-        accounts = [fault.account] if fault.account is not None else [a.name for a in server.config.accounts]
+        accounts = [fault.account] if fault.account is not None else list(self._accounts)
         kind = fault.kind
         hit = self._connections(fault)
         report: FaultReport
@@ -240,22 +253,21 @@ class FaultController:
             acted = 0
             for name in accounts:
                 if kind is FaultKind.DROP:
-                    acted += server.drop(name, fault.exchange)
+                    acted += self.drop(name, fault.exchange)
                 elif kind is FaultKind.STALL:
-                    acted += server.stall(name, fault.exchange)
+                    acted += self.stall(name, fault.exchange)
                 else:
-                    acted += len(server.system_close(name, fault.exchange))
+                    acted += len(self.system_close(name, fault.exchange))
             report = FaultReport(fault, acted)
         elif kind.bitmusa_only:
             self._note(hit, kind)
             keys = 0
             for name in accounts:
                 if kind is FaultKind.EXPIRE_KEY:
-                    ended = await server.backend.expire_listen_key(name) is not None
-                else:
-                    account = server.account(name)
-                    ended = account is not None and await server.close_listen_key(account)
-                keys += ended
+                    ended = await self._backend.expire_listen_key(name)
+                else:  # its streams close with 4002 (on every node, with Redis)
+                    ended = await self._backend.delete_listen_key(name)
+                keys += ended is not None
             report = FaultReport(fault, len(hit), keys=keys)
         elif kind.timed:
             assert fault.seconds is not None  # noqa: S101 - checked by Fault
@@ -275,6 +287,31 @@ class FaultController:
         self.history.append((time.time(), report))
         log_event(_log, logging.WARNING, "fault injected", **report.to_json())
         return report
+
+    # --- the connection-level faults (the test handle of run.py calls them too) ----------------------------
+
+    def stall(self, account: str, exchange: Exchange | None = None) -> int:
+        """Every open connection of `account` (on `exchange`) goes silent but stays open."""
+        connections = self._hub.connections(account, exchange)
+        for connection in connections:
+            connection.stall()
+        self._hub.notify()
+        return len(connections)
+
+    def drop(self, account: str, exchange: Exchange | None = None) -> int:
+        """Abort every open connection of `account` (on `exchange`) at the TCP level, no close frame."""
+        connections = self._hub.connections(account, exchange)
+        for connection in connections:
+            connection.drop()
+        return len(connections)
+
+    def system_close(self, account: str, exchange: Exchange | None = None) -> list[Connection]:
+        """Close every open connection of `account` as the exchange would (SYSTEM notice, then 1001)."""
+        return [
+            connection
+            for connection in self._hub.connections(account, exchange)
+            if connection.request_close(CloseCode.GOING_AWAY, "closed by the exchange")
+        ]
 
     # --- what the server asks while a window runs -----------------------------------------------------------
 
@@ -318,10 +355,11 @@ class FaultController:
         }
 
     def _connections(self, fault: Fault) -> list[Connection]:
-        hub = self._server.hub
-        exchange = Exchange.BITMUSA if fault.kind.bitmusa_only else fault.exchange
+        hub = self._hub
         return [
-            c for c in hub.connections(fault.account, exchange) if fault.targets(c.account.name, c.exchange)
+            c
+            for c in hub.connections(fault.account, fault.exchange)
+            if fault.targets(c.account.name, c.exchange) and (not fault.kind.bitmusa_only or c.listen_key)
         ]
 
     @staticmethod
@@ -374,7 +412,10 @@ class RandomFaults:
         rng = self._rng
         kind = rng.choice(self._kinds)
         account = None if rng.random() < self.everyone else rng.choice(self._accounts)
-        exchange = Exchange.BITMUSA if kind.bitmusa_only else rng.choice((None, *Exchange))
+        if kind.bitmusa_only:  # an exchange with listenKeys (no draw while there is one: seeds replay)
+            exchange = _KEY_EXCHANGES[0] if len(_KEY_EXCHANGES) == 1 else rng.choice(_KEY_EXCHANGES)
+        else:
+            exchange = rng.choice((None, *Exchange))
         seconds = round(rng.uniform(0.1, self.max_seconds), 3) if kind.timed else None
         delay_ms = round(rng.uniform(1.0, self.max_delay_ms), 1) if kind is FaultKind.DELAY else None
         return Fault(kind, account, exchange, seconds, delay_ms)
@@ -393,32 +434,23 @@ class RandomFaults:
                 log_event(_log, logging.ERROR, "fault not injected", **fault.to_json(), error=repr(exc))
 
 
-# --- the admin routes ---------------------------------------------------------------------------------------
-
-
-def add_routes(
-    app: web.Application, server: ExchangeServer, *, is_admin: Callable[[web.Request], bool]
-) -> None:
-    """Register `POST /admin/faults` (fire one) and `GET /admin/faults` (counts, windows, history)."""
-
-    async def fire(request: web.Request) -> web.Response:
-        if not is_admin(request):
-            return _reply(401, {"error": "admin token required: send 'Authorization: Bearer <token>'"})
-        try:
-            fault = parse_fault(await request.content.read(_MAX_BODY + 1))
-            report = await server.faults.fire(fault)
-        except FaultError as exc:
-            return _reply(exc.status, exc.to_json())
-        return _reply(200, report.to_json())
-
-    async def show(request: web.Request) -> web.Response:
-        if not is_admin(request):
-            return _reply(401, {"error": "admin token required: send 'Authorization: Bearer <token>'"})
-        return _reply(200, server.faults.to_json())
-
-    app.router.add_post(ADMIN_FAULTS_PATH, fire)
-    app.router.add_get(ADMIN_FAULTS_PATH, show)
-
-
-def _reply(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, body=msgspec.json.encode(body), content_type=_JSON)
+async def chaos(controller: FaultController, config: ServerConfig) -> AsyncIterator[None]:
+    """`serve --chaos RATE` for the app's lifetime (an aiohttp cleanup context, see app.py)."""
+    if config.chaos_rate is None:
+        yield
+        return
+    injector = RandomFaults(
+        controller,
+        [account.name for account in config.accounts],
+        rate=config.chaos_rate,
+        seed=None if config.seed is None else f"{config.seed}:chaos",
+        kinds=[FaultKind(kind) for kind in config.chaos_faults] or DEFAULT_CHAOS_FAULTS,
+    )
+    task = asyncio.create_task(injector.run(), name="userstream-chaos")
+    try:
+        yield
+    finally:
+        task.cancel()
+        (result,) = await asyncio.gather(task, return_exceptions=True)
+        if isinstance(result, Exception):
+            log_event(_log, logging.ERROR, "background task failed", task=task.get_name(), error=repr(result))

@@ -8,7 +8,6 @@ form of docs/events.md (or as Event objects); each is stamped with the target ac
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -17,6 +16,7 @@ import msgspec
 from userstream.errors import LocalProtocolError, MessageShapeError
 from userstream.eventjson import from_dict
 from userstream.events import BalanceUpdate, Event, OrderUpdate
+from userstream.validation import failure
 
 __all__ = ["IngestError", "coerce_events", "parse_batch"]
 
@@ -26,8 +26,6 @@ MAX_BATCH = 100_000
 _BODY_DECODER = msgspec.json.Decoder(dict[str, Any])
 #: The event types the exchanges' streams carry, and so the only ones ingest accepts.
 _STREAMED: tuple[type, ...] = (BalanceUpdate, OrderUpdate)
-# msgspec names a missing or unknown top-level field in its message only ("missing required field `x`")
-_NAMED_FIELD = re.compile(r"field `([^`]+)`")
 
 
 class IngestError(LocalProtocolError):
@@ -119,5 +117,7 @@ def _one_event(item: object, index: int, *, account: str, now_ms: int) -> Event:
 
 
 def _field_named_in(message: str) -> str | None:
-    match = _NAMED_FIELD.search(message)
-    return None if match is None else f"$.{match.group(1)}"
+    # msgspec names a missing or unknown top-level field in its message only ("missing required field `x`")
+    found = failure(message)
+    named = found.missing if found.missing is not None else found.unknown
+    return None if named is None else f"$.{named}"

@@ -11,12 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-__all__ = ["ListenKeyStore", "redact"]
-
-
-def redact(listen_key: str) -> str:
-    """What logs may show of a listenKey: enough to correlate, never enough to use."""
-    return listen_key[:6] + "..."
+__all__ = ["ListenKeyStore"]
 
 
 @dataclass(slots=True)

@@ -13,7 +13,8 @@ authentications:
 - `AuthThrottle`: failed authentications (HTTP 401, and a Bitmusa stream refused for an unknown listenKey,
   which is a guessed credential too) are counted per address in a token bucket; beyond
   `auth_failure_burst` at once, refilled at `auth_failures_per_second`, every request from that address
-  (health checks excepted) is answered 429 before any credential is looked at, in the dialect of the route.
+  (health checks excepted) is answered 429 before any credential is looked at, in the dialect of the route
+  (the bodies come from serve's per-exchange modules, serve_exchanges.py; a path of none: plain JSON).
   Loopback is not exempt: an attack may come from anywhere, and a test suite's failures stay far below.
 
 No credential, token or listenKey reaches a log line from here: an address and counts only.
@@ -24,18 +25,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 import msgspec
 from aiohttp import web
 
 from userstream.netguard import ConnectionLimits, SummarizedLog, descriptor_budget, is_loopback_address
-from userstream.protocol import bitmusa, coinlocally, coinlocally_rest
+from userstream.protocol.registry import REGISTRY
 from userstream.server.config import ServerConfig
 
 __all__ = [
-    "COINLOCALLY_ERR_AUTH_THROTTLED",
     "DEFAULT_WEBSOCKETS_PER_IP",
     "MAX_TCP_CONNECTIONS",
     "TCP_HEADROOM_PER_IP",
@@ -50,12 +50,16 @@ DEFAULT_WEBSOCKETS_PER_IP: Final = 100
 TCP_HEADROOM_PER_IP: Final = 100
 #: The default cap on all connections, whatever the descriptor limit (about 20 KiB each: ~1 GiB).
 MAX_TCP_CONNECTIONS: Final = 50_000
-#: Coinlocally's error code of a handshake refused for too many failed authentications (ours, as 429002).
-COINLOCALLY_ERR_AUTH_THROTTLED: Final = 429003
+#: (path, message) -> the body of a 429 in the dialect of `path`, or None when the path is not the dialect's.
+ThrottledBody = Callable[[str, str], bytes | None]
 
 _log = logging.getLogger("userstream.server.limits")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNTHROTTLED_PATHS = frozenset({"/healthz"})
+#: A stream refused (404) on these paths was refused a guessed credential: Bitmusa's listenKey path.
+_CREDENTIAL_PATHS = tuple(
+    entry.secret_path_prefix for entry in REGISTRY.values() if entry.secret_path_prefix is not None
+)
 _MAX_TRACKED_ADDRESSES = 100_000  # buckets kept at once (about 10 MB at most)
 
 
@@ -84,10 +88,18 @@ def connection_limits(config: ServerConfig) -> ConnectionLimits:
 class AuthThrottle:
     """Failed authentications per address, in token buckets: `burst` at once, `rate` per second after."""
 
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        bodies: Sequence[ThrottledBody] = (),
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self._clock = clock
+        self._bodies = tuple(bodies)
         self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when counted)
         self.failures = 0  # failed authentications counted
         self.throttled = 0  # requests answered 429 for it
@@ -141,7 +153,7 @@ class AuthThrottle:
 
 
 def _is_failed_authentication(path: str, status: int) -> bool:
-    return status == 401 or (status == 404 and path.startswith(bitmusa.WS_PATH_PREFIX))
+    return status == 401 or (status == 404 and path.startswith(_CREDENTIAL_PATHS))
 
 
 def _throttled(path: str, throttle: AuthThrottle, retry_after: int) -> web.Response:
@@ -150,14 +162,7 @@ def _throttled(path: str, throttle: AuthThrottle, retry_after: int) -> web.Respo
         f"{throttle.rate:g} per second; retry in {retry_after} s"
     )
     headers = {"Retry-After": str(retry_after)}
-    body: bytes | str
-    if path.startswith(coinlocally.WS_PATH):
-        body = coinlocally.render_error(COINLOCALLY_ERR_AUTH_THROTTLED, message)
-    elif path.startswith("/sapi/"):
-        body = coinlocally_rest.render_error(coinlocally_rest.ERR_TOO_MANY_REQUESTS, message)
-    elif path.startswith(("/spot/", bitmusa.WS_PATH_PREFIX)):
-        body = bitmusa.render_error(bitmusa.ERR_RATE_LIMITED, message)
-    else:
+    body = next((found for found in (dialect(path, message) for dialect in throttle._bodies) if found), None)
+    if body is None:
         body = msgspec.json.encode({"error": message})
-    data = body.encode() if isinstance(body, str) else body
-    return web.Response(status=429, body=data, content_type="application/json", headers=headers)
+    return web.Response(status=429, body=body, content_type="application/json", headers=headers)

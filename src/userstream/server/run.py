@@ -4,9 +4,10 @@
 free port), and on exit shuts it down as SIGTERM would (SYSTEM notices, close frames, tasks ended). The
 `ServerHandle` gives the URLs (https/wss when `config.tls_cert` is set), the admin token, the same
 validated ingest path as `POST /admin/events`, the simulator's ledger, and a few fault controls for the tests
-of clients: stall, drop, system_close and expire_listen_key act on every open connection of one account;
-`inject` fires any fault of faults.py exactly as `POST /admin/faults` does, and `sent` is the ledger of what
-was published and sent on each connection (ledger.py), which audits what a client delivered.
+of clients: stall, drop, system_close and expire_listen_key act on every open connection of one account
+(through the fault layer, faults.py); `inject` fires any fault exactly as `POST /admin/faults` does, and
+`sent` is the ledger of what was published and sent on each connection (ledger.py, kept when
+`config.ledger` asks for it), which audits what a client delivered.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from aiohttp import web
 
 from userstream.errors import ConfigurationError
 from userstream.events import Event, Exchange
+from userstream.logs import RedactingAccessLogger, quiet_bad_requests
 from userstream.netguard import ConnectionGuard, bound_port, limit_accept_error_log
-from userstream.server.app import SERVER_KEY, create_app
+from userstream.server.app import FAULTS_KEY, SERVER_KEY, create_app
 from userstream.server.config import Account, ServerConfig
 from userstream.server.exchange import ExchangeServer
 from userstream.server.faults import Fault, FaultController, FaultKind, FaultReport
 from userstream.server.ledger import SentLedger
 from userstream.server.limits import connection_limits
-from userstream.server.logs import RedactingAccessLogger, quiet_bad_requests
 from userstream.server.simulator import Ledger, Simulator
 
 __all__ = ["ServerHandle", "running_server", "server_ssl_context"]
@@ -45,6 +46,8 @@ class ServerHandle:
         #: The bounds of every TCP connection (userstream.netguard): counts of what it refused or closed.
         self.guard = guard
         self.server: ExchangeServer = app[SERVER_KEY]
+        #: The fault controller: `fired` counts by kind, `active()` the running refusal and delay windows.
+        self.faults: FaultController = app[FAULTS_KEY]
         self.config: ServerConfig = self.server.config
         self.host = host
         self.port = port
@@ -82,17 +85,20 @@ class ServerHandle:
 
     async def stall(self, account: str) -> int:
         """Every open connection of `account` goes silent (no frames, no pongs, no closes) but stays open."""
-        return self.server.stall(account)
+        self.server.require_account(account)
+        return self.faults.stall(account)
 
     async def drop(self, account: str) -> int:
         """Abort every open connection of `account` at the TCP level, without a close frame."""
-        return self.server.drop(account)
+        self.server.require_account(account)
+        return self.faults.drop(account)
 
     async def system_close(self, account: str) -> int:
         """Close every open connection of `account` as the exchange would (Coinlocally: SYSTEM notice first,
         then 1001 GOING_AWAY); returns once they are closed (at most `config.close_timeout` later, when
         a client that does not answer is cut off)."""
-        closing = self.server.system_close(account)
+        self.server.require_account(account)
+        closing = self.faults.system_close(account)
         await asyncio.gather(*(connection.finished.wait() for connection in closing))
         return len(closing)
 
@@ -112,16 +118,14 @@ class ServerHandle:
         """Fire one fault (docs/server.md, "Fault injection") exactly as `POST /admin/faults` does: on
         `account` (None: every account) and `exchange` (None: both). FaultError if it cannot be fired."""
         target = None if exchange is None else Exchange(exchange)
-        return await self.server.faults.fire(Fault(FaultKind(kind), account, target, seconds, delay_ms))
-
-    @property
-    def faults(self) -> FaultController:
-        """The fault controller: `fired` counts by kind, `active()` the running refusal and delay windows."""
-        return self.server.faults
+        return await self.faults.fire(Fault(FaultKind(kind), account, target, seconds, delay_ms))
 
     @property
     def sent(self) -> SentLedger:
-        """What was published to each account and queued and written on each connection; `audit(...)`."""
+        """What was published to each account and queued and written on each connection; `audit(...)`.
+        Kept only when `config.ledger` is True (RuntimeError otherwise)."""
+        if self.server.sent is None:
+            raise RuntimeError("the server keeps no ledger (ServerConfig.ledger is False)")
         return self.server.sent
 
     def active_listen_key(self, account: str) -> str | None:

@@ -36,8 +36,8 @@ from userstream.events import (
     OrderUpdate,
     Side,
 )
+from userstream.logs import log_event
 from userstream.money import exact_add, exact_sub
-from userstream.server.logs import log_event
 
 __all__ = ["INSTRUMENTS", "Instrument", "Ledger", "Market", "Simulator"]
 

@@ -9,14 +9,16 @@ the exchange we cannot see. docs/server.md, "Variants", lists each with why it i
 This module owns the registry of variants (`VARIANTS`), their parsing and validation (`parse_variants`, which
 `ServerConfig` calls), and every wire difference they make, as pure functions of a `Variants` value: the
 Coinlocally control, pong and ping frames and refusals, the Bitmusa error bodies (an aiohttp middleware), the
-numbers of data frames (a rewrite of a rendered batch), and the stream that refuses a Coinlocally credential
-after the upgrade. The rest of the server asks a `Variants` what to send and never tests a variant name.
+numbers of data frames (a rewrite of a rendered batch); the stream sessions of protocol/ render with these
+choices (server/sessions.py hands them over). The rest of the server asks a `Variants` what to send and
+never tests a variant name. The wire facts a variant rewrites (decimal keys of data frames and snapshots, an
+exchange's paths) come from the registry (protocol/registry.py); the variants of Coinlocally's conversation
+(control replies, pings, pongs, refusals) speak `protocol.coinlocally` itself, as the conversation does
+(protocol/coinlocally_server.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,12 +27,12 @@ from http import HTTPStatus
 from typing import Any, Final
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
-from userstream.protocol import bitmusa, bitmusa_rest, coinlocally, coinlocally_rest
+from userstream.protocol import coinlocally, registry
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame, gzip_bytes
 
 __all__ = [
@@ -40,10 +42,8 @@ __all__ = [
     "VariantInfo",
     "Variants",
     "bitmusa_error_middleware",
-    "is_client_pong",
     "merge_variants",
     "parse_variants",
-    "refuse_after_upgrade",
     "snapshot_numbers_middleware",
     "variant_middlewares",
 ]
@@ -286,12 +286,10 @@ class Variants:
         """A rendered data frame with its decimals written as this run writes them (unchanged by default)."""
         if not self.rewrites_numbers:
             return frame
-        if exchange is Exchange.COINLOCALLY:
-            assert isinstance(frame, bytes)  # noqa: S101 - Coinlocally data frames are gzip binary
-            message = decode_frame(frame, DEFAULT_MAX_FRAME)
-            return gzip_bytes(self.rewrite_json(message, _COINLOCALLY_DECIMALS))
-        text = frame.encode() if isinstance(frame, str) else frame
-        return self.rewrite_json(text, _BITMUSA_DECIMALS).decode()
+        keys = registry.spec(exchange).data_decimal_keys
+        if isinstance(frame, bytes):  # a binary data frame is gzip (Coinlocally's), a text frame plain JSON
+            return gzip_bytes(self.rewrite_json(decode_frame(frame, DEFAULT_MAX_FRAME), keys))
+        return self.rewrite_json(frame.encode(), keys).decode()
 
     def rewrite_json(self, message: bytes, keys: frozenset[str]) -> bytes:
         """A JSON document with the values of `keys` (at any depth) written as this run's numbers."""
@@ -376,9 +374,6 @@ def _number_text(value: float) -> str:
 
 _DECODER: Final = msgspec.json.Decoder(float_hook=Decimal)
 _ENCODER: Final = msgspec.json.Encoder()
-_BITMUSA_DECIMALS: Final = frozenset({"free", "locked", "price", "amount", "tradedAmount", "value"})
-# executionReport's l z L Z n q p Q P, and outboundAccountPosition's f and l (inside B).
-_COINLOCALLY_DECIMALS: Final = frozenset({"l", "z", "L", "Z", "n", "q", "p", "Q", "P", "f"})
 _EXACT: Final = Context(prec=200)
 _JAVA_PLAIN_LOW: Final = Decimal("0.001")
 _JAVA_PLAIN_HIGH: Final = Decimal("1E7")
@@ -441,10 +436,7 @@ def variant_middlewares(variants: Variants) -> list[Middleware]:
 
 #: The decimal keys of each snapshot route's reply (protocol.bitmusa_rest, protocol.coinlocally_rest).
 _SNAPSHOT_DECIMALS: Final[Mapping[str, frozenset[str]]] = {
-    bitmusa_rest.WALLET_PATH: frozenset({"free", "locked"}),
-    bitmusa_rest.ORDER_HISTORY_PATH: _BITMUSA_DECIMALS,
-    coinlocally_rest.ACCOUNT_PATH: frozenset({"free", "locked"}),
-    coinlocally_rest.OPEN_ORDERS_PATH: frozenset({"price", "origQty", "executedQty", "cummulativeQuoteQty"}),
+    path: keys for entry in registry.REGISTRY.values() for path, keys in entry.rest_decimal_keys.items()
 }
 
 
@@ -471,9 +463,7 @@ def snapshot_numbers_middleware(variants: Variants) -> Middleware:
 
 # --- Bitmusa error bodies -------------------------------------------------------------------------------
 
-_BITMUSA_PATHS: Final = frozenset(
-    {bitmusa.LISTEN_KEY_PATH, bitmusa_rest.WALLET_PATH, bitmusa_rest.ORDER_HISTORY_PATH}
-)
+_BITMUSA_PATHS: Final = registry.spec(_BM).rest_paths
 _OUR_ERROR: Final = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -489,7 +479,7 @@ def bitmusa_error_middleware(variants: Variants) -> Middleware:
         if (
             not isinstance(response, web.Response)
             or response.status < 400
-            or not (path in _BITMUSA_PATHS or path.startswith(bitmusa.WS_PATH_PREFIX))
+            or not (path in _BITMUSA_PATHS or path.startswith(registry.spec(_BM).ws_path))
             or not isinstance(response.body, bytes)
         ):
             return response
@@ -527,60 +517,3 @@ def _html_status(status: int) -> str:
         f"<html>\r\n<head><title>{line}</title></head>\r\n<body>\r\n<center><h1>{line}</h1></center>\r\n"
         "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
     )
-
-
-# --- Coinlocally: a credential refused after the upgrade ------------------------------------------------
-
-
-async def refuse_after_upgrade(
-    request: web.Request, ws: web.WebSocketResponse, variants: Variants, *, wait: float
-) -> web.WebSocketResponse:
-    """Serve a Coinlocally stream whose handshake credential is unknown (or missing) as an exchange that
-    checks it only at the sub: "connect success", then, at the sub (or after `wait` seconds without one),
-    the run's refusal. Pings are answered meanwhile. The connection belongs to no account."""
-    await ws.prepare(request)
-    await _send(ws, variants.control(coinlocally.CONNECT_SUCCESS))
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(wait):
-            while True:
-                message = await ws.receive()
-                if message.type is WSMsgType.PING:
-                    await ws.pong(message.data)
-                    continue
-                if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    if message.type is WSMsgType.CLOSE:
-                        await ws.close()
-                    return ws  # the client closed (or the socket broke) first
-                frame = coinlocally.parse_client_frame(message.data)
-                if isinstance(frame, coinlocally.PingRequest):
-                    await _send(ws, variants.pong(frame.timestamp))
-                elif isinstance(frame, coinlocally.SubRequest):
-                    break
-    refusal = variants.sub_refusal(Refusal(None, 4004, "sub rejected"))
-    if refusal.reply is not None:
-        await _send(ws, refusal.reply)
-    await ws.close(code=refusal.code, message=refusal.reason.encode())
-    return ws
-
-
-async def _send(ws: web.WebSocketResponse, frame: str | bytes) -> None:
-    if isinstance(frame, str):
-        await ws.send_str(frame)
-    else:
-        await ws.send_bytes(frame)
-
-
-def is_client_pong(frame: str | bytes) -> bool:
-    """Whether a client frame is {"pong": n} (plain or gzip): the answer to a server ping."""
-    try:
-        parsed = _PONG_DECODER.decode(decode_frame(frame, coinlocally.MAX_CLIENT_FRAME))
-    except Exception:  # anything else is simply not a pong
-        return False
-    return (
-        isinstance(parsed, dict)
-        and isinstance(parsed.get("pong"), int)
-        and not isinstance(parsed.get("pong"), bool)
-    )
-
-
-_PONG_DECODER: Final = msgspec.json.Decoder(dict[str, Any])

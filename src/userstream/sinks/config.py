@@ -8,6 +8,10 @@ Flag forms (docs/sinks.md): `jsonl` or `jsonl:-` (stdout), `jsonl:PATH?max_bytes
 `sqlite:PATH?synchronous=normal`, `redis://HOST:PORT/DB?prefix=P&maxlen=N&dedupe_window=N`. Every form also
 takes the runner's `capacity`, `batch_size`, `overflow` (block | drop_oldest), and the health thresholds
 `down_after_attempts` and `down_after_seconds` in its query.
+
+The specs are msgspec Structs, the one definition of every option: their types declare the constraints
+(the project's shared `Count` and `Seconds`, `userstream.validation`), the options a flag's query may carry
+are their fields, and a table or a flag becomes a spec in one place (`load_spec`, by `msgspec.convert`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from userstream.sinks.base import Sink, redacted_url
 from userstream.sinks.jsonl import JsonlSink
 from userstream.sinks.runner import DOWN_AFTER_ATTEMPTS, DOWN_AFTER_SECONDS, SinkRunner
 from userstream.sinks.sqlite import SqliteSink
+from userstream.validation import Count, Seconds
 
 __all__ = [
     "JsonlSpec",
@@ -37,22 +42,20 @@ __all__ = [
     "parse_sink",
 ]
 
-Positive = Annotated[int, msgspec.Meta(gt=0)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class _RunnerOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    capacity: Positive = 10_000
-    batch_size: Positive | None = None  # 500 or the capacity, whichever is smaller
+    capacity: Count = 10_000
+    batch_size: Count | None = None  # 500 or the capacity, whichever is smaller
     overflow: Overflow = Overflow.BLOCK
-    down_after_attempts: Positive = DOWN_AFTER_ATTEMPTS  # failed writes in a row: the sink is down
-    down_after_seconds: PositiveSeconds = DOWN_AFTER_SECONDS  # a batch failing or hanging that long: down
+    down_after_attempts: Count = DOWN_AFTER_ATTEMPTS  # failed writes in a row: the sink is down
+    down_after_seconds: Seconds = DOWN_AFTER_SECONDS  # a batch failing or hanging that long: down
 
 
 class JsonlSpec(_RunnerOptions, frozen=True, tag_field="type", tag="jsonl"):
     path: str = "-"  # "-" is stdout
-    max_bytes: Positive | None = None
+    max_bytes: Count | None = None
     backups: NonNegative = 5
     fsync: bool = False
 
@@ -65,7 +68,7 @@ class SqliteSpec(_RunnerOptions, frozen=True, tag_field="type", tag="sqlite"):
 class RedisSpec(_RunnerOptions, frozen=True, tag_field="type", tag="redis"):
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "userstream"
-    maxlen: Positive | None = 100_000
+    maxlen: Count | None = 100_000
     dedupe_window: NonNegative | None = None
 
     def __repr__(self) -> str:  # the URL may carry a password
@@ -152,13 +155,12 @@ def build_runner(
 
 # --- internals --------------------------------------------------------------------------------------------
 
-_RUNNER_OPTIONS = frozenset(
-    {"capacity", "batch_size", "overflow", "down_after_attempts", "down_after_seconds"}
-)
-_REDIS_OPTIONS = frozenset({"prefix", "maxlen", "dedupe_window"})
+#: The options a flag's query may carry: the specs' fields (the runner's, then each sink's own).
+_RUNNER_OPTIONS = frozenset(_RunnerOptions.__struct_fields__)
+_REDIS_OPTIONS = frozenset(RedisSpec.__struct_fields__) - _RUNNER_OPTIONS - {"url"}
 _FILE_OPTIONS = {
-    "jsonl": frozenset({"max_bytes", "backups", "fsync"}),
-    "sqlite": frozenset({"synchronous"}),
+    "jsonl": frozenset(JsonlSpec.__struct_fields__) - _RUNNER_OPTIONS - {"path"},
+    "sqlite": frozenset(SqliteSpec.__struct_fields__) - _RUNNER_OPTIONS - {"path"},
 }
 
 

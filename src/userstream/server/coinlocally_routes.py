@@ -1,21 +1,14 @@
-"""The REST snapshot endpoints of `userstream serve`, and the true state they answer from.
+"""serve's Coinlocally REST routes: the two signed snapshot endpoints.
 
-This module owns `TrueStates`, one `userstream.state.AccountState` per account fed with every batch the
-server publishes (admin ingest and simulator alike, see `ExchangeServer.publish`), so that the endpoints
-answer what the events imply right now, including events no stream received; and the handlers of the four
-snapshot routes (docs/server.md has the contract):
+    GET /sapi/v1/account                                every balance (signed)
+    GET /sapi/v1/openOrders?symbol=S[&limit=n]          the open orders of one symbol (signed)
 
-    GET /spot/wallet                                    Bitmusa: every balance
-    GET /spot/order/history?status=TRADING&symbol=S     Bitmusa: the open orders of one symbol
-    GET /sapi/v1/account                                Coinlocally: every balance (signed)
-    GET /sapi/v1/openOrders?symbol=S[&limit=n]          Coinlocally: the open orders of one symbol (signed)
-
-Bitmusa requests are authenticated and rate-limited by the listenKey routes' own function. Coinlocally
-requests need X-CH-APIKEY (an account's `coinlocally_api_key` that has a `coinlocally_secret_key`), an
+Requests need X-CH-APIKEY (an account's `coinlocally_api_key` that has a `coinlocally_secret_key`), an
 X-CH-TS within `coinlocally_rest.TIMESTAMP_WINDOW_MS` of the server's clock, and a valid X-CH-SIGN; they are
-rate-limited with the same limits, counted apart from Bitmusa's. Wire shapes come from
-`protocol.bitmusa_rest` and `protocol.coinlocally_rest`; this module translates HTTP and nothing else, and
-never logs or echoes a credential or signature.
+rate-limited with the limits of the Bitmusa routes, counted apart. They answer from the server's truth
+(truth.py); wire shapes come from `protocol.coinlocally_rest`. This module translates HTTP and nothing else,
+and never logs or echoes a credential or signature; docs/server.md has the contract. It is serve's
+Coinlocally module, chosen through the table of serve_exchanges.py.
 """
 
 from __future__ import annotations
@@ -23,56 +16,36 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from userstream.errors import ConfigurationError, MessageShapeError
-from userstream.events import Event
-from userstream.protocol import bitmusa, bitmusa_rest, coinlocally, coinlocally_rest
+from userstream.logs import log_event
+from userstream.protocol import coinlocally, coinlocally_rest
+from userstream.server.codes import COINLOCALLY_ERR_AUTH_THROTTLED
 from userstream.server.config import Account
-from userstream.server.logs import log_event
-from userstream.state import AccountSnapshot, AccountState
+from userstream.server.exchange import ExchangeServer
 
-if TYPE_CHECKING:
-    from userstream.server.exchange import ExchangeServer
-
-__all__ = ["BitmusaAuthorizer", "TrueStates", "add_routes"]
+__all__ = ["add_routes", "throttled_body"]
 
 _log = logging.getLogger("userstream.server.snapshots")
 _JSON = "application/json"
 
-#: How a Bitmusa request is authorized: the account it acts for, or the refusal to send (app.py's).
-BitmusaAuthorizer = Callable[[web.Request], Account | web.Response]
+
+def add_routes(app: web.Application, server: ExchangeServer) -> None:
+    """Register the two signed snapshot routes on `app`."""
+    routes = _CoinlocallyRoutes(server)
+    app.router.add_get(coinlocally_rest.ACCOUNT_PATH, routes.account)
+    app.router.add_get(coinlocally_rest.OPEN_ORDERS_PATH, routes.open_orders)
 
 
-class TrueStates:
-    """account name -> the `AccountState` its published events imply: the server's truth."""
-
-    def __init__(self) -> None:
-        self._states: dict[str, AccountState] = {}
-
-    def apply(self, account: str, events: Iterable[Event]) -> None:
-        state = self._states.get(account)
-        if state is None:
-            state = self._states[account] = AccountState()
-        for event in events:
-            state.apply(event)
-
-    def snapshot(self, account: str) -> AccountSnapshot:
-        """The account's balances and open orders now (empty for an account without events)."""
-        state = self._states.get(account)
-        return AccountSnapshot.of() if state is None else state.snapshot()
-
-
-def add_routes(app: web.Application, server: ExchangeServer, *, authorize_bitmusa: BitmusaAuthorizer) -> None:
-    """Register the four snapshot routes on `app`."""
-    routes = _SnapshotRoutes(server, authorize_bitmusa)
-    app.router.add_get(bitmusa_rest.WALLET_PATH, routes.bitmusa_wallet)
-    app.router.add_get(bitmusa_rest.ORDER_HISTORY_PATH, routes.bitmusa_open_orders)
-    app.router.add_get(coinlocally_rest.ACCOUNT_PATH, routes.coinlocally_account)
-    app.router.add_get(coinlocally_rest.OPEN_ORDERS_PATH, routes.coinlocally_open_orders)
+def throttled_body(path: str, message: str) -> bytes | None:
+    """The body of a 429 for too many failed authentications, if `path` is Coinlocally's (limits.py)."""
+    if path.startswith(coinlocally.WS_PATH):
+        return coinlocally.render_error(COINLOCALLY_ERR_AUTH_THROTTLED, message).encode()
+    if path.startswith("/sapi/"):
+        return coinlocally_rest.render_error(coinlocally_rest.ERR_TOO_MANY_REQUESTS, message)
+    return None
 
 
 def _reply(body: bytes, status: int = 200, **headers: str) -> web.Response:
@@ -83,41 +56,14 @@ def _coinlocally_error(status: int, code: int, message: str, **headers: str) -> 
     return _reply(coinlocally_rest.render_error(code, message), status, **headers)
 
 
-class _SnapshotRoutes:
-    def __init__(self, server: ExchangeServer, authorize_bitmusa: BitmusaAuthorizer) -> None:
+class _CoinlocallyRoutes:
+    def __init__(self, server: ExchangeServer) -> None:
         self.server = server
         self.config = server.config
-        self._authorize_bitmusa = authorize_bitmusa
-
-    # --- Bitmusa --------------------------------------------------------------------------------------------
-
-    async def bitmusa_wallet(self, request: web.Request) -> web.Response:
-        account = self._authorize_bitmusa(request)
-        if isinstance(account, web.Response):
-            return account
-        truth = self.server.truth.snapshot(account.name)
-        balances = [truth.balances[asset] for asset in sorted(truth.balances)]
-        return _reply(bitmusa_rest.render_wallet(balances))
-
-    async def bitmusa_open_orders(self, request: web.Request) -> web.Response:
-        account = self._authorize_bitmusa(request)
-        if isinstance(account, web.Response):
-            return account
-        try:
-            symbol = bitmusa_rest.parse_open_orders_query(request.query)
-        except MessageShapeError as exc:
-            return _reply(bitmusa.render_error(bitmusa.ERR_BAD_REQUEST, str(exc)), 400)
-        truth = self.server.truth.snapshot(account.name)
-        orders = [
-            truth.open_orders[order_id]
-            for order_id in sorted(truth.open_orders)
-            if bitmusa_rest.wire_symbol(truth.open_orders[order_id]) == symbol
-        ]
-        return _reply(bitmusa_rest.render_open_orders(orders))
 
     # --- Coinlocally ----------------------------------------------------------------------------------------
 
-    async def coinlocally_account(self, request: web.Request) -> web.Response:
+    async def account(self, request: web.Request) -> web.Response:
         account = await self._authorize_coinlocally(request)
         if isinstance(account, web.Response):
             return account
@@ -125,7 +71,7 @@ class _SnapshotRoutes:
         balances = [truth.balances[asset] for asset in sorted(truth.balances)]
         return _reply(coinlocally_rest.render_account(balances))
 
-    async def coinlocally_open_orders(self, request: web.Request) -> web.Response:
+    async def open_orders(self, request: web.Request) -> web.Response:
         account = await self._authorize_coinlocally(request)
         if isinstance(account, web.Response):
             return account

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from userstream.server.logs import JsonFormatter, log_event, safe_path
+from userstream.logs import JsonFormatter, log_event, redact, safe_path
 
 
 def test_a_record_is_one_json_line_with_its_fields() -> None:
@@ -43,3 +43,7 @@ def test_safe_path_redacts_a_listen_key_and_nothing_else() -> None:
     assert safe_path(f"/ws/spot/{key}") == "/ws/spot/cAUzPh..."
     assert safe_path("/spot/userDataStream") == "/spot/userDataStream"
     assert safe_path("/spotws_user/userData/ws") == "/spotws_user/userData/ws"
+
+
+def test_redact_keeps_six_characters() -> None:
+    assert redact("cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC") == "cAUzPh..."

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from userstream.events import BalanceUpdate, Event, Exchange, OrderStatus, OrderType, OrderUpdate, Side
-from userstream.server.hub import RenderError, render_batch
+from userstream.server.render import RenderError, render_batch
 
 
 def balance(asset: str, timestamp: int) -> BalanceUpdate:

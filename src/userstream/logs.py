@@ -1,4 +1,4 @@
-"""Structured logs of `userstream serve`: one JSON object per line, and nothing secret in any of them.
+"""Structured logs of userstream's services (`serve`, the gateway): one JSON object per line, nothing secret.
 
 `log_event(logger, level, message, **fields)` attaches fields to a standard `logging` record; `JsonFormatter`
 writes the record as one JSON line. `RedactingAccessLogger` replaces aiohttp's access log, whose request
@@ -6,7 +6,9 @@ line would otherwise carry Bitmusa listenKeys (they are part of the WebSocket pa
 cuts every path segment long enough to hold a listenKey, on any route or none (a 404).
 `quiet_bad_requests()` turns aiohttp's ERROR-with-traceback for a malformed request (which also quotes the
 offending bytes, possibly a credential header) into one INFO line naming the peer and the kind of fault.
-Credentials and tokens are never passed to a log call; listenKeys only through `keys.redact`.
+Credentials and tokens are never passed to a log call; listenKeys only through `redact`.
+It sits at the package's top level because serve and the gateway both log through it; it imports
+nothing of theirs (the listenKey paths it cuts come from the exchange registry).
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import BaseRequest, StreamResponse
 
-from userstream.protocol import bitmusa
-from userstream.server.keys import redact
+from userstream.protocol.registry import REGISTRY
 
 __all__ = [
     "MAX_SHOWN_SEGMENT",
@@ -31,6 +32,7 @@ __all__ = [
     "configure_logging",
     "log_event",
     "quiet_bad_requests",
+    "redact",
     "safe_path",
 ]
 
@@ -78,18 +80,27 @@ def configure_logging(level: str | int = "INFO") -> None:
 #: The longest path segment an access log shows in full. Every segment of serve's own routes is shorter;
 #: a listenKey (43 characters) is longer, and so is any segment that contains one.
 MAX_SHOWN_SEGMENT = 16
+#: The WebSocket paths whose last segment is a credential (Bitmusa's listenKey), from the registry.
+_SECRET_PATH_PREFIXES = tuple(
+    entry.secret_path_prefix for entry in REGISTRY.values() if entry.secret_path_prefix is not None
+)
+
+
+def redact(listen_key: str) -> str:
+    """What logs may show of a listenKey: enough to correlate, never enough to use."""
+    return listen_key[:6] + "..."
 
 
 def safe_path(path: str) -> str:
     """A request path fit for a log: a listenKey in it, wherever it is, is cut to its prefix.
 
-    The listenKey of a Bitmusa WebSocket path is always cut (`keys.redact`). Any other segment longer than
+    The listenKey of a Bitmusa WebSocket path is always cut (`redact`). Any other segment longer than
     `MAX_SHOWN_SEGMENT` is cut the same way, whatever the route: a client that writes `//ws/spot/KEY`,
     `/WS/spot/KEY` or `/spot/userDataStream/KEY` (answered 404) still sent a live key, and a log must not
     keep it. Short segments (route words, symbols) stay readable."""
-    prefix = bitmusa.WS_PATH_PREFIX
-    if path.startswith(prefix):
-        path = prefix + redact(path[len(prefix) :])
+    for prefix in _SECRET_PATH_PREFIXES:
+        if path.startswith(prefix):
+            path = prefix + redact(path[len(prefix) :])
     segments = path.split("/")
     if all(len(segment) <= MAX_SHOWN_SEGMENT for segment in segments):
         return path

@@ -1,0 +1,164 @@
+"""Bitmusa's user stream, the exchange's side of the conversation: one sans-I/O session per accepted socket.
+
+The client side of the same wire lives in protocol/bitmusa.py. Bitmusa's stream is the simple one: the
+listenKey in the path was checked before the upgrade (an HTTP refusal otherwise, server/app.py), so the
+stream is live from its first moment; the document defines no client frames (they are read and dropped);
+it ends when its listenKey lapses (4001, or a variant's code) or is deleted (4002), at the maximum age
+(4000), or when the server closes it. No close carries a notice frame. server/connection.py drives it.
+
+States and moves (`TABLE`; any move not listed raises LocalProtocolError):
+
+    NEW      --open-->                       LIVE     go live
+    LIVE     --frame-->                      LIVE     nothing (no client frame is defined)
+    LIVE     --key expired-->                CLOSING  close with the style's expired code, "listenKey expired"
+    LIVE     --key deleted-->                CLOSING  close 4002, "listenKey deleted"
+    LIVE     --max age-->                    CLOSING  close 4000
+    LIVE     --close, buffer full-->         CLOSING  close with the code given / 4005
+    CLOSING  --anything-->                   CLOSING  nothing: the close is under way
+
+Its one deadline is the maximum age, counted from the open. An upgrade refused before the stream exists
+(`refuse_handshake`) is answered with Bitmusa's error body; an unknown listenKey is a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from types import MappingProxyType
+from typing import Final
+
+from userstream.protocol import bitmusa
+from userstream.protocol.close import CloseCode
+from userstream.protocol.server_session import (
+    MAX_AGE_REASON,
+    Action,
+    Close,
+    GoLive,
+    HandshakeProblem,
+    HttpRefusal,
+    ServerTerms,
+    Transitions,
+    slow_consumer_close,
+)
+
+__all__ = ["ERR_UNAVAILABLE", "TABLE", "BitmusaServerSession", "Input", "State", "refuse_handshake"]
+
+#: Ours for "the server cannot serve this now" (HTTP 503), in Bitmusa's numbering (status * 1000 + n).
+ERR_UNAVAILABLE: Final = 503001
+
+_P = HandshakeProblem
+#: How each refused upgrade is answered: HTTP status, error code, message (None: the detail given).
+_HANDSHAKE_REFUSALS: Final[dict[HandshakeProblem, tuple[int, int, str | None]]] = {
+    _P.NOT_AN_UPGRADE: (400, bitmusa.ERR_BAD_REQUEST, "expected a WebSocket upgrade"),
+    _P.SHUTTING_DOWN: (503, bitmusa.ERR_BAD_REQUEST, "the server is shutting down"),
+    _P.TOO_MANY_CONNECTIONS: (429, bitmusa.ERR_RATE_LIMITED, None),
+    _P.UNAVAILABLE: (503, ERR_UNAVAILABLE, "service unavailable: {detail}"),
+    _P.NO_CREDENTIALS: (404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "listenKey does not exist or has expired"),
+    _P.UNKNOWN_CREDENTIALS: (
+        404,
+        bitmusa.ERR_LISTEN_KEY_NOT_FOUND,
+        "listenKey does not exist or has expired",
+    ),
+    _P.REFUSED_FOR_NOW: (503, ERR_UNAVAILABLE, None),
+}
+
+
+def refuse_handshake(
+    problem: HandshakeProblem, detail: str = "", retry_after: int | None = None
+) -> HttpRefusal:
+    """Bitmusa's answer to an upgrade refused for `problem` ({"code": ..., "message": ...})."""
+    status, code, message = _HANDSHAKE_REFUSALS[problem]
+    text = detail if message is None else message.format(detail=detail)
+    return HttpRefusal(status, bitmusa.render_error(code, text), retry_after)
+
+
+class State(Enum):
+    NEW = "new"
+    LIVE = "live"
+    CLOSING = "closing"
+
+
+class Input(Enum):
+    OPEN = "open"
+    FRAME = "frame"
+    KEY_EXPIRED = "key expired"
+    KEY_DELETED = "key deleted"
+    MAX_AGE = "max age"
+    CLOSE = "close"
+    BUFFER_FULL = "buffer full"
+
+
+_ENDS: Final = (Input.KEY_EXPIRED, Input.KEY_DELETED, Input.MAX_AGE, Input.CLOSE, Input.BUFFER_FULL)
+
+#: Every move the session may make: (state, input) -> next state.
+TABLE: Final[Mapping[tuple[State, Input], State]] = MappingProxyType(
+    {
+        (State.NEW, Input.OPEN): State.LIVE,
+        (State.LIVE, Input.FRAME): State.LIVE,
+        **{(State.LIVE, event): State.CLOSING for event in _ENDS},
+        **{(State.CLOSING, event): State.CLOSING for event in Input if event is not Input.OPEN},
+    }
+)
+_MOVE: Final = Transitions(TABLE)
+
+
+class BitmusaServerSession:
+    """The exchange's side of one Bitmusa stream (see the module docstring for the states and moves)."""
+
+    __slots__ = ("_max_age_at", "_state", "_terms")
+
+    def __init__(self, terms: ServerTerms) -> None:
+        self._terms = terms
+        self._state = State.NEW
+        self._max_age_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"BitmusaServerSession(state={self._state.name})"
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def live(self) -> bool:
+        return self._state is State.LIVE
+
+    @property
+    def closing(self) -> bool:
+        return self._state is State.CLOSING
+
+    def _end(self, event: Input, close: Close) -> list[Action]:
+        if self._state is State.CLOSING:
+            return []
+        self._state = _MOVE(self._state, event)
+        return [close]
+
+    def open(self, now: float, wall_ms: int) -> list[Action]:
+        self._state = _MOVE(self._state, Input.OPEN)
+        self._max_age_at = now + self._terms.max_age
+        return [GoLive()]  # a listenKey stream pushes from the first moment
+
+    def receive(self, frame: str | bytes, now: float, wall_ms: int) -> list[Action]:
+        self._state = _MOVE(self._state, Input.FRAME)
+        return []  # the document defines no client frames: read (the socket stays drained) and dropped
+
+    def next_deadline(self) -> float | None:
+        return self._max_age_at if self._state is State.LIVE else None
+
+    def on_deadline(self, now: float, wall_ms: int) -> list[Action]:
+        if self._state is not State.LIVE or self._max_age_at is None or now < self._max_age_at:
+            return []
+        return self._end(Input.MAX_AGE, Close(CloseCode.MAX_AGE, MAX_AGE_REASON))
+
+    def close(self, code: int, reason: str) -> list[Action]:
+        return self._end(Input.CLOSE, Close(code, reason))
+
+    def send_buffer_full(self) -> list[Action]:
+        return self._end(Input.BUFFER_FULL, slow_consumer_close(None))
+
+    def listen_key_ended(self, *, expired: bool) -> list[Action]:
+        if expired:
+            return self._end(
+                Input.KEY_EXPIRED, Close(self._terms.style.expired_close_code, "listenKey expired")
+            )
+        return self._end(Input.KEY_DELETED, Close(CloseCode.LISTEN_KEY_DELETED, "listenKey deleted"))

@@ -1,0 +1,226 @@
+"""The server role's session types: what an exchange-side session is given, and what it asks its runtime for.
+
+A server session (protocol/bitmusa_server.py, protocol/coinlocally_server.py) holds one accepted stream's
+whole conversation as an explicit state machine, sans-I/O: frames and the time go in (`receive(frame, now,
+wall_ms)`, `on_deadline(now, wall_ms)`, and the operator's requests `close` and `listen_key_ended`), and an
+ordered list of `Action`s comes out: `Send` a frame, `GoLive` (events may flow from here on), `Close` with a
+code and a reason (after an optional last frame, Coinlocally's SYSTEM notice), or `Ignore` a client frame
+(with why, for the log). `next_deadline()` says when the session must next be woken; None: never.
+
+Before a session exists, the upgrade request may be refused: the runtime names the `HandshakeProblem` and
+the exchange's `refuse_handshake` says how it answers it (an `HttpRefusal`: status, body, Retry-After).
+
+Times: `now` is monotonic seconds (deadlines), `wall_ms` wall-clock integer milliseconds (what pongs and
+server pings carry). The session reads no clock, holds no socket and imports no asyncio: server/connection.py
+drives it. What a run writes differently (server/variants.py) reaches the session as a `ServerStyle` of plain
+values and pure renderers, so no variant name is tested here. The data events themselves do not pass
+through the session: the runtime fans them out while the session is live (the hot path stays one queue).
+
+The client role has its own types (protocol/session.py); the two may be unified once both exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Final, Generic, Protocol, TypeVar
+
+from userstream.errors import LocalProtocolError
+from userstream.protocol import coinlocally
+from userstream.protocol.close import CloseCode
+
+__all__ = [
+    "MAX_AGE_REASON",
+    "Action",
+    "Close",
+    "GoLive",
+    "HandshakeProblem",
+    "HttpRefusal",
+    "Ignore",
+    "Send",
+    "ServerSession",
+    "ServerStyle",
+    "ServerTerms",
+    "SubRefusal",
+    "Transitions",
+    "slow_consumer_close",
+]
+
+#: The reason of the close at --max-connection-age (both exchanges).
+MAX_AGE_REASON: Final = "connection reached its maximum age"
+_SLOW_CONSUMER_REASON: Final = "send buffer full: the client is not reading"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send this frame (text or binary) after what was asked before."""
+
+    frame: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GoLive:
+    """The stream is live: the runtime may push events to it from now on (behind what was sent before)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the WebSocket with `code` and `reason`, after everything asked before and then `last_frame`
+    (Coinlocally's SYSTEM notice; None: none). No event is pushed once a close is asked."""
+
+    code: int  # a CloseCode, or a variant's own code
+    reason: str
+    last_frame: str | bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """A client frame the conversation has no use for (the runtime logs `reason` at DEBUG)."""
+
+    reason: str
+
+
+Action = Send | GoLive | Close | Ignore
+
+
+class HandshakeProblem(Enum):
+    """Why an upgrade request is refused before any WebSocket exists (the runtime finds it out)."""
+
+    NOT_AN_UPGRADE = "not an upgrade"
+    SHUTTING_DOWN = "shutting down"
+    TOO_MANY_CONNECTIONS = "too many connections"  # detail: the limit, in words
+    UNAVAILABLE = "unavailable"  # detail: what is down
+    NO_CREDENTIALS = "no credentials"
+    UNKNOWN_CREDENTIALS = "unknown credentials"  # detail: which credential (Coinlocally's header name)
+    REFUSED_FOR_NOW = "refused for now"  # detail: the whole message (a fault)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRefusal:
+    """The HTTP answer to a refused upgrade: `body` is JSON, text (str) or bytes as the exchange sends it."""
+
+    status: int
+    body: str | bytes
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubRefusal:
+    """How a Coinlocally sub is refused: the reply frame (None: none), then the close code and reason."""
+
+    reply: str | bytes | None
+    code: int
+    reason: str
+
+
+def _keep(ours: SubRefusal) -> SubRefusal:
+    return ours
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerStyle:
+    """The rendering choices a run makes where the documents are silent (server/variants.py builds one):
+    Coinlocally's control replies, pongs and server pings as frames, how a refused sub is answered (given
+    ours), whether the server pings (seconds between pings; None: never), and the close code of a lapsed
+    Bitmusa listenKey. The default is our own answer everywhere."""
+
+    control: Callable[[str], str | bytes] = str
+    pong: Callable[[int], str | bytes] = coinlocally.render_pong
+    ping: Callable[[int], str | bytes] = coinlocally.ping_frame
+    sub_refusal: Callable[[SubRefusal], SubRefusal] = field(default=_keep)
+    server_ping_interval: float | None = None
+    expired_close_code: int = CloseCode.LISTEN_KEY_EXPIRED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerTerms:
+    """What one accepted stream is held to, given when its session is made.
+
+    `uid` is the account's (Coinlocally's SYSTEM notice names it). `secret` is the handshake credential a
+    Coinlocally sub must repeat; None: the handshake's credential matched no account (a refusal variant let
+    it through), so every sub is refused, and so is silence for `heartbeat_timeout`. `max_age` and
+    `heartbeat_timeout` are seconds (Bitmusa has no heartbeat: it ignores the latter).
+    """
+
+    uid: int = 0
+    secret: str | None = None
+    max_age: float
+    heartbeat_timeout: float
+    style: ServerStyle = field(default_factory=ServerStyle)
+
+    def __repr__(self) -> str:
+        return (
+            f"ServerTerms(uid={self.uid}, max_age={self.max_age}, heartbeat_timeout={self.heartbeat_timeout})"
+        )
+
+
+class ServerSession(Protocol):
+    """One exchange's server-role conversation on one accepted WebSocket (see the module docstring)."""
+
+    @property
+    def live(self) -> bool:
+        """Whether events may be pushed now."""
+        ...
+
+    @property
+    def closing(self) -> bool:
+        """Whether a close has been asked (nothing but the close is sent from here on)."""
+        ...
+
+    def open(self, now: float, wall_ms: int) -> list[Action]:
+        """The stream was accepted at `now`: what to send or do first."""
+        ...
+
+    def receive(self, frame: str | bytes, now: float, wall_ms: int) -> list[Action]:
+        """A text or binary frame from the client."""
+        ...
+
+    def next_deadline(self) -> float | None:
+        """When `on_deadline` must be called next (monotonic seconds); None: no deadline."""
+        ...
+
+    def on_deadline(self, now: float, wall_ms: int) -> list[Action]:
+        """What is due at `now` (nothing if woken early)."""
+        ...
+
+    def close(self, code: int, reason: str) -> list[Action]:
+        """The server closes the stream (shutdown, a fault, an operator): the close in this exchange's way."""
+        ...
+
+    def send_buffer_full(self) -> list[Action]:
+        """The runtime's bounded outbox overflowed: the client is not reading."""
+        ...
+
+    def listen_key_ended(self, *, expired: bool) -> list[Action]:
+        """The stream's listenKey lapsed (`expired`) or was deleted (Bitmusa; nothing elsewhere)."""
+        ...
+
+
+def slow_consumer_close(last_frame: str | bytes | None) -> Close:
+    """The close of a stream whose client does not read (both exchanges)."""
+    return Close(CloseCode.SLOW_CONSUMER, _SLOW_CONSUMER_REASON, last_frame)
+
+
+_State = TypeVar("_State", bound=Enum)
+_Input = TypeVar("_Input", bound=Enum)
+
+
+class Transitions(Generic[_State, _Input]):
+    """A transition table, `(state, input) -> next state`, that refuses what it does not list.
+
+    h11's `_state.py` in miniature: every move a session makes is looked up here, so the table printed in
+    the session's module is the whole truth, and an input the table does not allow in a state is a bug
+    (LocalProtocolError names both) rather than a silent change of state.
+    """
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: Mapping[tuple[_State, _Input], _State]) -> None:
+        self._table = table
+
+    def __call__(self, state: _State, event: _Input) -> _State:
+        try:
+            return self._table[(state, event)]
+        except KeyError:
+            raise LocalProtocolError(f"no transition from {state.name} on {event.name}") from None

@@ -1,0 +1,121 @@
+"""The protocol sessions of `userstream serve`: made from the run's config and variants; one small runtime.
+
+`session_style` turns the run's `Variants` (variants.py) into the `ServerStyle` the sessions render with,
+and `new_session` makes the registry's session for a new stream with the config's timings; the server's
+streams are then driven by connection.py. `serve_unaccounted` drives the one stream that belongs to no
+account: a Coinlocally credential that matched nobody, upgraded because a refusal variant says the exchange
+refuses it only at the sub. It is not in the hub, the ledger or the per-address counts, so it needs no
+outbox: it sends as the session says, answers WebSocket pings, and ends at the session's close (or when
+the client or the server's shutdown ends it). No protocol decision is made here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from aiohttp import WSMsgType, web
+
+from userstream.events import Exchange
+from userstream.protocol.registry import spec
+from userstream.protocol.server_session import (
+    Action,
+    Close,
+    Send,
+    ServerSession,
+    ServerStyle,
+    ServerTerms,
+    SubRefusal,
+)
+from userstream.server.config import Account, ServerConfig
+from userstream.server.connection import wall_ms
+from userstream.server.variants import Refusal, Variants
+
+__all__ = ["new_session", "serve_unaccounted", "session_style"]
+
+
+def session_style(variants: Variants) -> ServerStyle:
+    """How this run's sessions write what the documents leave open (our own answers by default)."""
+
+    def sub_refusal(ours: SubRefusal) -> SubRefusal:
+        chosen = variants.sub_refusal(Refusal(ours.reply, ours.code, ours.reason))
+        return SubRefusal(chosen.reply, chosen.code, chosen.reason)
+
+    return ServerStyle(
+        control=variants.control,
+        pong=variants.pong,
+        ping=variants.ping,
+        sub_refusal=sub_refusal,
+        server_ping_interval=variants.server_ping_interval,
+        expired_close_code=variants.expired_close_code(ServerStyle().expired_close_code),
+    )
+
+
+def new_session(
+    config: ServerConfig,
+    style: ServerStyle,
+    exchange: Exchange,
+    account: Account | None,
+    *,
+    secret: str | None = None,
+) -> ServerSession:
+    """The exchange's session for a new stream of `account` (None: a credential that matched nobody), whose
+    handshake showed `secret` (Coinlocally's sub must repeat it)."""
+    terms = ServerTerms(
+        uid=0 if account is None else account.uid,
+        secret=None if account is None else secret,
+        max_age=config.max_connection_age,
+        heartbeat_timeout=config.heartbeat_timeout,
+        style=style,
+    )
+    return spec(exchange).server_session(terms)
+
+
+async def serve_unaccounted(
+    request: web.Request, ws: web.WebSocketResponse, session: ServerSession
+) -> web.WebSocketResponse:
+    """Run a stream that belongs to no account to its end (see the module docstring)."""
+    await ws.prepare(request)
+    if await _perform(ws, session.open(time.monotonic(), wall_ms())):
+        return ws
+    while True:
+        deadline = session.next_deadline()
+        message = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                message = await ws.receive()
+        if message is None:
+            actions = session.on_deadline(time.monotonic(), wall_ms())
+        elif message.type is WSMsgType.PING:
+            await ws.pong(message.data)
+            continue
+        elif message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+            actions = session.receive(message.data, time.monotonic(), wall_ms())
+        else:
+            if message.type is WSMsgType.CLOSE:
+                await ws.close()
+            return ws  # the client closed (or the socket broke) first
+        if await _perform(ws, actions):
+            return ws
+
+
+async def _perform(ws: web.WebSocketResponse, actions: list[Action]) -> bool:
+    """Send and close as the session says (what it ignores is not logged: this stream has no account);
+    True once closed."""
+    for action in actions:
+        if isinstance(action, Send):
+            await _send(ws, action.frame)
+        elif isinstance(action, Close):
+            if action.last_frame is not None:
+                await _send(ws, action.last_frame)
+            await ws.close(code=action.code, message=action.reason.encode())
+            return True
+    return False
+
+
+async def _send(ws: web.WebSocketResponse, frame: str | bytes) -> None:
+    if isinstance(frame, str):
+        await ws.send_str(frame)
+    else:
+        await ws.send_bytes(frame)
