@@ -17,21 +17,24 @@ base is named "also ..."), and its module::
     │   │                                                         (temporarily) unusable; the transport,
     │   │                                                         REST replies without a usable body, sinks
     │   ├── RateLimitedError                 errors.py            retryable after `retry_after` seconds
-    │   │                                                         when the peer said so (REST 429)
+    │   │                                                         when the peer said so (REST 429; its
+    │   │                                                         Retry-After is put on by client/rest.py)
     │   ├── ListenKeyInvalidError            errors.py            retryable: the listenKey lapsed or was
     │   │   │                                                     deleted (Bitmusa close 4001/4002, REST)
-    │   │   └── _KeyOrEndpointNotFoundError  client/bitmusa.py    (also EndpointNotFoundError) a Bitmusa
-    │   │                                                         stream handshake answered 404: a lapsed
-    │   │                                                         key or a wrong URL, the stream decides
+    │   │   └── KeyOrEndpointNotFoundError   protocol/bitmusa_client.py  (also EndpointNotFoundError) a
+    │   │                                                         Bitmusa stream handshake answered 404: a
+    │   │                                                         lapsed key or a wrong URL, the stream
+    │   │                                                         decides
     │   ├── EndpointNotFoundError            errors.py            retryable once live; on a never-live
     │   │                                                         stream a wrong URL (HTTP 404)
     │   ├── ConnectionLostError              errors.py            retryable: closed, dead (idle), or a
     │   │   │                                                     SYSTEM close notice; cannot connect
-    │   │   └── PeerClosedError              client/transport.py  the WebSocket closed: the peer's `code`
+    │   │   └── PeerClosedError              client/websocket.py  the WebSocket closed: the peer's `code`
     │   │                                                         and `reason`, or None when it broke
-    │   ├── HandshakeRejectedError           client/transport.py  the WebSocket upgrade was answered with
+    │   ├── HandshakeRejectedError           client/websocket.py  the WebSocket upgrade was answered with
     │   │                                                         HTTP `status`; the exchange's client
-    │   │                                                         module says what that status means
+    │   │                                                         module says what that status means;
+    │   │                                                         `retry_after` when a 429/418 said
     │   ├── BackendUnavailableError          server/backend/interface.py  serve: the listenKey
     │   │                                                         store / fan-out (Redis) is unreachable;
     │   │                                                         HTTP 503
@@ -63,7 +66,7 @@ base is named "also ..."), and its module::
 Private signals: control flow that never leaves the code that raises it, so not an error and not under
 the root::
 
-    _Stop                                    client/stream.py     the supervisor's "stop with this error",
+    _Stop                                    client/supervisor.py the supervisor's "stop with this error",
                                                                   caught by its own run loop
     QueueClosed                              client/queue.py      the event queue is closed and drained; the
                                                                   stream's iterator ends on it

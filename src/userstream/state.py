@@ -117,6 +117,18 @@ class AccountState:
             self._ignored += 1
         return changed
 
+    def copy(self) -> AccountState:
+        """An independent copy: applying to it leaves this state as it is."""
+        twin = AccountState(max_recent_fills=self._max_recent_fills, max_ended_orders=self._max_ended)
+        twin._balances = dict(self._balances)
+        twin._open = dict(self._open)
+        twin._ended = OrderedDict(self._ended)
+        twin._recent_fills = OrderedDict(self._recent_fills)
+        twin._fill_count = self._fill_count
+        twin._applied = self._applied
+        twin._ignored = self._ignored
+        return twin
+
     def snapshot(self) -> AccountSnapshot:
         """A consistent, immutable copy of the picture now, with the counters."""
         return AccountSnapshot(

@@ -36,9 +36,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mappin
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar
 
-from userstream.client.status import StatusEvent
-from userstream.client.stream import StreamOptions, StreamStats, UserStream
-from userstream.client.stream import connect as _async_connect
+from userstream.client.entry import connect as _async_connect
+from userstream.client.options import StreamOptions
+from userstream.client.status import StatusEvent, StreamStats
+from userstream.client.supervisor import UserStream
 from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate
 
 __all__ = ["SyncStream", "connect", "run"]

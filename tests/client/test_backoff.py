@@ -1,11 +1,12 @@
-"""client/backoff.py: exponential delays with full jitter, resets, and the classification of errors."""
+"""client/backoff.py: exponential delays with full jitter, resets, the classification of errors, and the one
+retry policy built from them (bounded credential retries, the peer's Retry-After honoured)."""
 
 from __future__ import annotations
 
 import pytest
 
-from userstream.client.backoff import Action, Backoff, classify
-from userstream.client.transport import HandshakeRejectedError, PeerClosedError
+from userstream.client.backoff import Action, Backoff, RetryPolicy, classify, retry_after
+from userstream.client.websocket import HandshakeRejectedError, PeerClosedError
 from userstream.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -86,3 +87,40 @@ def test_bad_parameters_are_configuration_errors(base: float, cap: float, stable
 )
 def test_classify(error: BaseException, action: Action) -> None:
     assert classify(error) is action
+
+
+# --- RetryPolicy: the one retry rule of the supervisor, Bitmusa's keepalive and resync ----------------------
+
+
+def test_a_rejected_credential_is_retried_until_the_auth_attempts_th_in_a_row() -> None:
+    policy = RetryPolicy(constant(0.5), auth_attempts=3)
+    refused = AuthenticationError("refused", rejected="api key")
+    assert [policy.judge(refused) for _ in range(3)] == [Action.RETRY, Action.RETRY, Action.FATAL]
+    assert policy.auth_failures == 3
+    policy.accepted()
+    assert (policy.auth_failures, policy.judge(refused)) == (0, Action.RETRY)
+    assert RetryPolicy(constant(0.5)).judge(refused) is Action.FATAL  # auth_attempts=1: not retried
+    assert policy.judge(ConfigurationError("x")) is Action.FATAL
+    assert policy.judge(ListenKeyInvalidError("x")) is Action.NEW_LISTEN_KEY
+    assert policy.judge(ConnectionLostError("x")) is Action.RETRY
+
+
+def test_the_delay_is_at_least_what_the_peer_asked_for() -> None:
+    policy = RetryPolicy(constant(0.5))
+    limited = RateLimitedError("429", retry_after=2.0)
+    refused = HandshakeRejectedError("429", status=429, retry_after=3.0)
+    assert [retry_after(limited), retry_after(refused), retry_after(ConnectionLostError("x"))] == [
+        2.0,
+        3.0,
+        None,
+    ]
+    # ceilings 1, 2, 4, 8: half of each, or the peer's Retry-After when longer
+    assert [policy.delay(limited), policy.delay(refused), policy.delay(limited), policy.delay()] == [
+        2.0,
+        3.0,
+        2.0,
+        4.0,
+    ]
+    assert policy.attempts == 4
+    policy.succeeded()
+    assert (policy.attempts, policy.delay(RateLimitedError("429"))) == (0, 0.5)

@@ -13,7 +13,7 @@ import pytest
 
 from support.accounts import ALICE_WITH_SECRET_KEY
 from userstream import ConfigurationError, OrderStatus, Source, connect
-from userstream.events import BalanceUpdate, Exchange
+from userstream.events import BalanceUpdate, Exchange, OrderUpdate
 
 Lab = Callable[..., AbstractAsyncContextManager[Any]]
 EXCHANGES = pytest.mark.parametrize("exchange", ["bitmusa", "coinlocally"])
@@ -89,3 +89,47 @@ async def test_picture_false_keeps_none_and_says_so(lab: Lab) -> None:
             with pytest.raises(ConfigurationError) as info:
                 accessor()
             assert str(info.value) == "this stream keeps no picture (picture=False): connect without it"
+
+
+@EXCHANGES
+async def test_the_picture_is_the_one_resync_corrects_and_assumed_events_are_in_it(
+    lab: Lab, exchange: str
+) -> None:
+    # One AccountState per stream: what assume() folded in shows in the picture before the stream starts, and
+    # the first snapshot's corrections are computed against it (the order assumed open, gone on the exchange,
+    # comes back ended; the balance the exchange agrees with is not corrected).
+    async with lab(accounts=(ALICE,)) as env:
+        await env.ingest([env.balance(1)])  # the exchange's truth: USDT as balance 1 says, no open order
+        settings = env.options(exchange, resync=True, initial_snapshot=True, snapshot_symbols=[])
+        if exchange == "coinlocally":
+            settings.update(
+                token=None,
+                api_key=ALICE.coinlocally_api_key,
+                secret_key=ALICE.coinlocally_secret_key,
+                snapshot_rest_url=env.server.base_url,
+            )
+        stream = connect(exchange, **settings)
+        held_balance, held_order = env.expected_balance(1, exchange), env.expected_order(2, exchange)
+        stream.assume([held_balance, held_order])
+        assumed = (dict(stream.balances()), dict(stream.open_orders()))
+        async with stream:
+            (correction,) = await env.take(stream, 1)
+            after = (dict(stream.balances()), dict(stream.open_orders()), stream.picture_complete)
+    assert assumed == ({"USDT": held_balance}, {"C2": held_order})
+    assert isinstance(correction, OrderUpdate)
+    assert (correction.source, correction.id, correction.status) == (Source.SNAPSHOT, "C2", None)
+    assert after == ({"USDT": held_balance}, {}, True)
+
+
+async def test_picture_false_with_resync_on_still_says_it_keeps_none(lab: Lab) -> None:
+    # The state resync needs is kept, but it is not the user's picture: the accessors refuse as without it.
+    async with lab(accounts=(ALICE,)) as env:
+        settings = env.options("bitmusa", resync=True, picture=False)
+        async with connect("bitmusa", **settings) as stream:
+            await env.until_streaming()
+            await env.ingest([env.balance(1)])
+            assert await env.take(stream, 1) == [env.expected_balance(1, "bitmusa")]
+            assert stream.picture is None
+            with pytest.raises(ConfigurationError) as info:
+                stream.balances()
+    assert str(info.value) == "this stream keeps no picture (picture=False): connect without it"

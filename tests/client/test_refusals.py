@@ -624,3 +624,78 @@ async def test_watch_exits_2_naming_a_wrong_url_and_the_path_expected(lab: Lab) 
     )
     for secret in env.secrets:
         assert secret.encode() not in stderr
+
+
+# --- a peer that says how long to wait: Retry-After on the connection path ---------------------------------
+
+#: Delays of exact values: the backoff's draw is always half its ceiling (0.005 s, then 0.01 s).
+HALVED: dict[str, Any] = {**FAST, "rng": lambda: 0.5}
+
+
+def slowing_down(first: web.Response) -> Script:
+    """The first request is answered `first`; every later one 503 without a Retry-After."""
+
+    async def script(n: int, request: web.Request) -> web.StreamResponse:
+        return (
+            first if n == 1 else web.Response(status=503, text="<html>busy</html>", content_type="text/html")
+        )
+
+    return script
+
+
+async def test_a_handshake_429_with_retry_after_waits_at_least_that_long(recorder: Recorder) -> None:
+    async with running(Exchange()) as exchange:
+        too_many = web.Response(status=429, text="slow down", headers={"Retry-After": "2"})
+        exchange.route("GET", WS_PATH, slowing_down(too_many))
+        url = f"ws://{exchange.base}{WS_PATH}"
+        async with connect("coinlocally", token=TOKEN, ws_url=url, on_status=recorder, **HALVED) as stream:
+            await recorder.wait_for(State.RECONNECTING, 2)
+            assert stream.running
+    waits = [(status.reason, status.attempt, status.delay) for status in recorder.of(State.RECONNECTING)][:2]
+    assert waits == [
+        (f"{url}: WebSocket handshake refused with HTTP 429 (Retry-After: 2s)", 1, 2.0),
+        (f"{url}: WebSocket handshake refused with HTTP 503", 2, 0.01),
+    ]
+
+
+async def test_a_bitmusa_handshake_429_with_retry_after_waits_at_least_that_long(recorder: Recorder) -> None:
+    async with running(Exchange()) as exchange:
+        exchange.route("POST", LISTEN_KEY_PATH, rest(200, listen_key_reply()))
+        too_many = web.Response(status=429, text="slow down", headers={"Retry-After": "2"})
+        exchange.route("GET", "/ws/spot/{key}", slowing_down(too_many))
+        async with connect("bitmusa", **bitmusa_options(exchange, **HALVED), on_status=recorder) as stream:
+            await recorder.wait_for(State.RECONNECTING, 2)
+            assert stream.running
+    waits = [(status.attempt, status.delay) for status in recorder.of(State.RECONNECTING)][:2]
+    assert waits == [(1, 2.0), (2, 0.01)]
+    assert recorder.of(State.RECONNECTING)[0].reason.endswith(
+        "WebSocket handshake refused with HTTP 429 (Retry-After: 2s)"
+    )
+
+
+async def test_a_listen_key_request_answered_429_with_retry_after_waits_at_least_that_long(
+    recorder: Recorder,
+) -> None:
+    refused = json.dumps({"code": 429001, "message": "too many requests"}).encode()
+    async with running(Exchange()) as exchange:
+        too_many = web.Response(
+            status=429, body=refused, content_type="application/json", headers={"Retry-After": "2"}
+        )
+        exchange.route("POST", LISTEN_KEY_PATH, slowing_down(too_many))
+        async with connect("bitmusa", **bitmusa_options(exchange, **HALVED), on_status=recorder) as stream:
+            await recorder.wait_for(State.RECONNECTING, 2)
+            assert stream.running
+    waits = [(status.reason, status.attempt, status.delay) for status in recorder.of(State.RECONNECTING)][:2]
+    assert waits == [
+        (
+            f"POST http://{exchange.base}{LISTEN_KEY_PATH}: Bitmusa answered HTTP 429: too many requests",
+            1,
+            2.0,
+        ),
+        (
+            f"POST http://{exchange.base}{LISTEN_KEY_PATH}: "
+            "Bitmusa answered HTTP 503 without a JSON body (an HTML page)",
+            2,
+            0.01,
+        ),
+    ]

@@ -26,16 +26,15 @@ from aiohttp import web
 
 from support.examples import BITMUSA_WALLET_EVENT
 from userstream.client.connection import Connection, ConnectionCounters
+from userstream.client.rest import HttpReply, check_url
 from userstream.client.scrub import Scrubber
-from userstream.client.transport import (
+from userstream.client.transport import Transport
+from userstream.client.websocket import (
     INBOX_HIGH_WATER,
     INBOX_HIGH_WATER_BYTES,
     SIGN_OF_LIFE,
     HandshakeRejectedError,
-    HttpReply,
     PeerClosedError,
-    Transport,
-    check_url,
 )
 from userstream.errors import ConfigurationError, ConnectionLostError, FrameDecodeError, TransportError
 from userstream.events import Event

@@ -1,9 +1,14 @@
-"""How long to wait before the next attempt, and whether another attempt can help at all.
+"""The client's one retry policy: whether another attempt can help, and how long to wait before it.
 
-This module owns two pure pieces of the reconnect policy: `Backoff`, a delay generator (exponential growth
-with full jitter, base and cap configurable, the random source injectable, reset after a connection that
-stayed up for a stable period), and `classify(exc)`, which sorts every error of ours into what the
-supervisor does next. It performs no I/O and never sleeps; the supervisor in `stream.py` does both.
+This module owns the pure pieces every retrying part of the client uses (the supervisor's reconnects in
+`supervisor.py`, Bitmusa's listenKey keepalives in `bitmusa.py`, resync's snapshots in `resync.py`):
+`Backoff`, a delay generator (exponential growth with full jitter, base and cap configurable, the random
+source injectable, reset after a connection that stayed up for a stable period); `classify(exc)`, which
+sorts every error of ours into what the caller does next; and `RetryPolicy`, the two together with the
+rules the three used to write each their own way: a rejected credential is retried at most `auth_attempts`
+times in a row (a server hiccup is not worth a dead bot, a wrong key is not worth a retry storm), and a
+peer that said how long to wait (`retry_after`: a 429 or 418 with Retry-After, on a REST reply or on the
+WebSocket handshake) is never asked again sooner. It performs no I/O and never sleeps; its callers do both.
 
 Full jitter (a uniform delay in [0, min(cap, base * 2**n)]) is the variant AWS's analysis found to spread
 a crowd of reconnecting clients best: after an exchange-wide outage, thousands of bots do not come back in
@@ -24,7 +29,7 @@ from userstream.errors import (
     UserStreamError,
 )
 
-__all__ = ["Action", "Backoff", "classify"]
+__all__ = ["Action", "Backoff", "RetryPolicy", "classify", "retry_after"]
 
 
 class Action(Enum):
@@ -107,3 +112,62 @@ class Backoff:
             self._attempts = 0
             return True
         return False
+
+
+def retry_after(error: BaseException) -> float | None:
+    """The seconds the peer asked us to wait before asking again, when it said (`RateLimitedError` from a
+    REST reply, `HandshakeRejectedError` from a refused WebSocket upgrade: both carry `retry_after`)."""
+    hint = getattr(error, "retry_after", None)
+    return float(hint) if isinstance(hint, int | float) and not isinstance(hint, bool) and hint >= 0 else None
+
+
+class RetryPolicy:
+    """One retrying loop's policy: `judge(error)` says what to do, `delay(error)` how long to wait first.
+
+    `judge` classifies the error (`classify`) and counts rejected credentials: an `AuthenticationError`
+    is retried (judged RETRY) until it is the `auth_attempts`-th in a row, then FATAL; `auth_attempts=1`
+    makes it fatal at once. `delay` is the backoff's next delay, and at least the error's `retry_after`.
+    `succeeded()` starts both counts over; `reset_if_stable` starts the delays over after a connection that
+    stayed up long enough (the rejected-credential count is reset by `succeeded`, when the caller knows the
+    credential was accepted).
+    """
+
+    __slots__ = ("_auth_attempts", "auth_failures", "backoff")
+
+    def __init__(self, backoff: Backoff, *, auth_attempts: int = 1) -> None:
+        self.backoff = backoff
+        self._auth_attempts = auth_attempts
+        #: rejected credentials in a row
+        self.auth_failures = 0
+
+    @property
+    def attempts(self) -> int:
+        """Delays handed out since the last reset."""
+        return self.backoff.attempts
+
+    def judge(self, error: BaseException) -> Action:
+        """What to do after `error`: FATAL (stop), NEW_LISTEN_KEY, or RETRY after `delay(error)`."""
+        action = classify(error)
+        if isinstance(error, AuthenticationError):
+            self.auth_failures += 1
+            return Action.FATAL if self.auth_failures >= self._auth_attempts else Action.RETRY
+        return action
+
+    def delay(self, error: BaseException | None = None) -> float:
+        """The next delay: the backoff's, or the peer's `retry_after` when that is longer."""
+        delay = self.backoff.next_delay()
+        hint = None if error is None else retry_after(error)
+        return delay if hint is None else max(delay, hint)
+
+    def succeeded(self) -> None:
+        """An attempt worked: the next failure starts a new series."""
+        self.backoff.reset()
+        self.auth_failures = 0
+
+    def accepted(self) -> None:
+        """The credential was accepted (a connection went live): rejections count from zero again. The
+        delays start over only once the connection proves stable (`reset_if_stable`)."""
+        self.auth_failures = 0
+
+    def reset_if_stable(self, live_for: float) -> bool:
+        return self.backoff.reset_if_stable(live_for)

@@ -31,10 +31,11 @@ import signal
 import sys
 from typing import IO, Any, NamedTuple
 
+from userstream.client.entry import connect
 from userstream.client.options import DEFAULTS, LISTEN_KEY_VALIDITY, PONG_MARGIN, StreamOptions, resolve
 from userstream.client.queue import Overflow
 from userstream.client.status import StatusEvent
-from userstream.client.stream import UserStream, connect
+from userstream.client.supervisor import UserStream
 from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.eventjson import dec, to_json

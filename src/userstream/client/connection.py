@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL, FrameWarnings
-from userstream.client.transport import PeerClosedError, SignOfLife, WebSocket
+from userstream.client.websocket import PeerClosedError, SignOfLife, WebSocket
 from userstream.errors import TransportError, UserStreamError
 from userstream.events import Event
 from userstream.protocol.messages import DataEvents, Incoming, Unknown, UnknownKind

@@ -6,11 +6,15 @@ This module owns the user's side of `UserStream.__anext__`, after an event leave
   update reveals are handed out next, before anything else is taken from the queue, so each `Fill` comes
   right after the update it comes from, in order. At most two fills wait at a time (an update yields one
   exact fill, preceded by one derived fill for growth it does not explain): the queue stays the one bound.
-- The picture. Every event handed out (fills included) is folded into an `AccountState`, so
+- The picture. Every event handed out (fills included) is folded into one `AccountState`, so
   `UserStream.balances()` and `open_orders()` show exactly what the user has been delivered, never what is
-  still queued. It is kept with `resync=False` too: it depends on nothing but the events taken. It costs an
-  `AccountState.apply` per event (docs/performance.md); `picture=False` turns it off for a consumer that keeps
-  its own (the accessors then raise `ConfigurationError`).
+  still queued. It is the stream's only picture: resync (client/resync.py) diffs its snapshots against the
+  same state (`state`), adding the corrections it queued that the user has not taken yet. It is kept with
+  `resync=False` too: it depends on nothing but the events taken. It costs one `AccountState.apply` per
+  event (docs/performance.md); `picture=False` with `resync=False` turns it off for a consumer that keeps
+  its own, and `picture=False` alone keeps it for resync only (the accessors then raise
+  `ConfigurationError` either way). Events a consumer already holds (`UserStream.assume`) are folded in
+  before the stream starts, as delivered.
 - When that picture is complete. A snapshot's corrections make the delivered picture the exchange's: once
   the events queued up to the end of the first snapshot's corrections have all been taken, the picture is
   complete (`complete_at`). Before that it holds only what the stream has said since it started.
@@ -21,7 +25,7 @@ Pure: no I/O, no asyncio.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from userstream.errors import ConfigurationError
 from userstream.events import BalanceUpdate, Event, Fill, OrderUpdate
@@ -34,11 +38,15 @@ __all__ = ["Delivered"]
 class Delivered:
     """One stream's delivered events: the fills waiting to be handed out, and the picture they made."""
 
-    __slots__ = ("_complete_at", "_picture", "_taken", "_tracker", "pending")
+    __slots__ = ("_complete_at", "_picture", "_shown", "_taken", "_tracker", "pending", "state")
 
-    def __init__(self, *, fills: bool, picture: bool = True) -> None:
+    def __init__(self, *, fills: bool, picture: bool = True, kept: bool = False) -> None:
+        """`picture`: the user reads the picture; `kept`: something else needs it (resync) even if not."""
         self._tracker = FillTracker() if fills else None
-        self._picture = AccountState() if picture else None
+        #: the one picture of what was delivered (None when neither the user nor resync needs one)
+        self.state = AccountState() if picture or kept else None
+        self._picture = self.state
+        self._shown = picture
         #: fills revealed by the last order update taken, to be handed out before the queue's next event
         self.pending: deque[Fill] = deque()
         self._taken = 0  # events taken from the queue (fills not included)
@@ -51,6 +59,12 @@ class Delivered:
             self._picture.apply(event)
         if self._tracker is not None:
             self.pending.extend(self._tracker.feed(event))
+
+    def assume(self, events: Iterable[Event]) -> None:
+        """The consumer already holds `events`: fold them in as delivered (nothing is handed out)."""
+        if self._picture is not None:
+            for event in events:
+                self._picture.apply(event)
 
     def handed(self, fill: Fill) -> None:
         """A pending fill went to the user."""
@@ -69,8 +83,9 @@ class Delivered:
 
     @property
     def picture(self) -> AccountState | None:
-        """The state every delivered event is folded into; None with `picture=False`."""
-        return self._picture
+        """The state every delivered event is folded into; None with `picture=False` (kept for resync alone
+        or not at all, it is nobody else's to read)."""
+        return self.state if self._shown else None
 
     def balances(self) -> Mapping[str, BalanceUpdate]:
         """The latest balance of each asset delivered, by asset: a read-only copy."""
@@ -81,6 +96,6 @@ class Delivered:
         return self._kept().snapshot().open_orders
 
     def _kept(self) -> AccountState:
-        if self._picture is None:
+        if self._picture is None or not self._shown:
             raise ConfigurationError("this stream keeps no picture (picture=False): connect without it")
         return self._picture

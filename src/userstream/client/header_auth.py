@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from userstream.client.options import StreamOptions
+from userstream.client.rest import check_url
 from userstream.client.session import SessionHooks
-from userstream.client.transport import HandshakeRejectedError, Transport, WebSocket, check_url
+from userstream.client.transport import Transport
+from userstream.client.websocket import HandshakeRejectedError, WebSocket
 from userstream.errors import ConfigurationError, UserStreamError
 from userstream.events import Exchange
 from userstream.protocol import endpoints

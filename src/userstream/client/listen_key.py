@@ -38,12 +38,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from userstream.client.backoff import Action, Backoff, classify
+from userstream.client.backoff import Action, Backoff, RetryPolicy
 from userstream.client.options import StreamOptions
+from userstream.client.rest import carrying_retry_after, check_url
 from userstream.client.session import SessionHooks
 from userstream.client.status import State, mask_listen_key
-from userstream.client.transport import HandshakeRejectedError, Transport, WebSocket, check_url
-from userstream.errors import AuthenticationError, ConfigurationError, RateLimitedError, UserStreamError
+from userstream.client.transport import Transport
+from userstream.client.websocket import HandshakeRejectedError, WebSocket
+from userstream.errors import ConfigurationError, UserStreamError
 from userstream.events import Exchange
 from userstream.protocol import endpoints
 from userstream.protocol.client_wire import ListenKeyWire
@@ -184,7 +186,8 @@ class ListenKeySession:
                 return self._schedule.key
             request = self._wire.create_request(self._credentials)
             reply = await self._transport.request(self._rest_url, request, label=self._rest_label("POST"))
-            with self._transport.scrubber.errors():  # a refusal may quote the server's words: scrubbed
+            # A refusal may quote the server's words (scrubbed); a 429 carries its Retry-After.
+            with self._transport.scrubber.errors(), carrying_retry_after(reply):
                 key: str = self._wire.parse_listen_key(
                     reply.status, reply.body, request=request, url=self._rest_shown
                 )
@@ -199,8 +202,7 @@ class ListenKeySession:
         """The keepalive loop: PUT when the schedule says it is due, retried with backoff when it fails."""
         self._hooks = hooks
         schedule = self._schedule
-        backoff = self._make_backoff()
-        auth_failures = 0
+        retry = RetryPolicy(self._make_backoff(), auth_attempts=self._auth_attempts)  # client/backoff.py
         while True:
             self._key_changed.clear()
             due = schedule.next_deadline()
@@ -209,30 +211,24 @@ class ListenKeySession:
             try:
                 await self._keepalive()
             except UserStreamError as exc:
-                action = classify(exc)
+                action = retry.judge(exc)  # a rejected credential: the same bounded attempts as a connection
                 if action is Action.NEW_LISTEN_KEY:
                     self.forget_listen_key(f"keepalive: {exc}")
                     await hooks.listen_key_lost(exc)
                     continue
                 if action is Action.FATAL:
-                    # A rejected credential gets the same bounded attempts as a connection; anything
-                    # else fatal (configuration) stops at once.
-                    auth_failures += 1
-                    if not isinstance(exc, AuthenticationError) or auth_failures >= self._auth_attempts:
-                        hooks.fatal(exc)
-                        return
-                delay = backoff.next_delay()
-                if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
-                hooks.emit(State.KEEPALIVE_FAILED, reason=str(exc), attempt=backoff.attempts, delay=delay)
+                    hooks.fatal(exc)
+                    return
+                delay = retry.delay(exc)  # at least a RateLimitedError's retry_after
+                hooks.emit(State.KEEPALIVE_FAILED, reason=str(exc), attempt=retry.attempts, delay=delay)
                 schedule.retry_at(self._clock() + delay)
             else:
-                backoff.reset()
-                auth_failures = 0
+                retry.succeeded()
 
     async def _keepalive(self) -> None:
         request = self._wire.keepalive_request(self._credentials)
         reply = await self._transport.request(self._rest_url, request, label=self._rest_label("PUT"))
+        # No Retry-After here: a keepalive that waited out a long one would let the key lapse.
         with self._transport.scrubber.errors():
             self._wire.parse_ack(reply.status, reply.body, request=request, url=self._rest_shown)
         self._schedule.extended(self._clock())

@@ -1,14 +1,19 @@
 """Resync after a gap: take a REST snapshot and queue the events that make the delivered picture true again.
 
 Neither exchange replays a private stream, so what it sent while no connection was open is gone. This
-module owns what the client does about it: `Resync` keeps an `AccountState` of what the stream delivered,
-and, when the supervisor reports a gap (a connection that ended unplanned, then a new one live; or the
+module owns what the client does about it: `Resync` reads the stream's one picture of what it delivered
+(the `AccountState` that client/delivered.py folds every event the user takes into), and, when the
+supervisor reports a gap (a connection that ended unplanned, then a new one live; or the
 start, with `initial_snapshot`), takes a snapshot of the account over REST and queues
 `AccountState.diff(truth, timestamp=<the snapshot's request time>)`: events marked `source=snapshot` that
-turn the delivered picture into the exchange's (docs/state.md says why each rule is what it is).
+turn the delivered picture into the exchange's (docs/state.md says why each rule is what it is). The
+corrections a resync queued that the user has not taken yet (`ahead`) count as delivered: a snapshot is
+diffed against the picture with them applied (on a copy), so a second gap before the user read them does
+not emit them again.
 
-The snapshot takers, one per exchange, perform the requests that `protocol.bitmusa_rest` and
-`protocol.coinlocally_rest` describe, through the stream's `Transport`:
+The snapshot taker (`Snapshots`) performs the requests each exchange's REST module describes (its
+`SnapshotWire`, which `protocol.registry` names: no exchange is named here), through the stream's
+`Transport`:
 
 - Bitmusa: GET /spot/wallet, then GET /spot/order/history?status=TRADING&symbol=S for every symbol of the
   open orders the delivered state holds plus the configured `snapshot_symbols` (Bitmusa lists open orders
@@ -29,35 +34,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from userstream.client.backoff import Action, Backoff, classify
+from userstream.client.backoff import Action, Backoff, RetryPolicy
+from userstream.client.rest import HttpReply, RequestLike, carrying_retry_after, check_url
 from userstream.client.status import State
-from userstream.client.transport import HttpReply, RequestLike, Transport, check_url
-from userstream.errors import ConfigurationError, MessageShapeError, RateLimitedError, UserStreamError
-from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate
-from userstream.protocol import bitmusa, bitmusa_rest, coinlocally_rest
+from userstream.client.transport import Transport
+from userstream.errors import MessageShapeError, UserStreamError
+from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate, Source
+from userstream.protocol.registry import spec
+from userstream.protocol.snapshot import SnapshotArguments, SnapshotPlan
 from userstream.protocol.symbols import DEFAULT_QUOTES
 from userstream.state import AccountSnapshot, AccountState
 
 __all__ = [
-    "BitmusaSnapshots",
-    "CoinlocallySnapshots",
     "Resync",
     "ResyncHost",
     "SnapshotTaker",
+    "Snapshots",
     "TakenSnapshot",
     "snapshot_taker",
 ]
 
 _log = logging.getLogger("userstream.client")
-
-
-def _ignore(event: Event) -> None:
-    """What `Resync.delivered` is when resync is off."""
 
 
 def wall_clock_ms() -> int:
@@ -130,14 +133,9 @@ async def _send(transport: Transport, base_url: str, make_request: Callable[[], 
         reply = await transport.request(base_url, request, label=label)
         if reply.status != 429 or attempt == RATE_LIMIT_RETRIES:
             break
-        await asyncio.sleep(_retry_after(reply))
+        hint = reply.retry_after
+        await asyncio.sleep(min(hint if hint is not None else 1.0, _MAX_RETRY_AFTER))
     return reply
-
-
-def _retry_after(reply: HttpReply) -> float:
-    text = reply.headers.get("Retry-After", "")
-    seconds = float(text) if text.isascii() and text.isdigit() else 1.0
-    return min(seconds, _MAX_RETRY_AFTER)
 
 
 def _truth(balances: Iterable[BalanceUpdate], orders: Iterable[OrderUpdate]) -> AccountSnapshot:
@@ -147,120 +145,62 @@ def _truth(balances: Iterable[BalanceUpdate], orders: Iterable[OrderUpdate]) -> 
         raise MessageShapeError(f"the snapshot is inconsistent: {exc}") from None
 
 
-class BitmusaSnapshots:
-    """Bitmusa's snapshot: the wallet, then the open orders per symbol, with the listenKey calls' headers."""
-
-    exchange = Exchange.BITMUSA
-
-    def __init__(
-        self,
-        *,
-        transport: Transport,
-        credentials: bitmusa.Credentials,
-        rest_url: str,
-        account: str,
-        clock_ms: Callable[[], int] = wall_clock_ms,
-    ) -> None:
-        self._transport = transport
-        self._credentials = credentials
-        self._rest_url = rest_url.rstrip("/")
-        self._account = account
-        self._clock_ms = clock_ms
-
-    def __repr__(self) -> str:
-        return f"BitmusaSnapshots(rest_url={self._rest_url!r}, account={self._account!r})"
-
-    def symbol_of(self, order: OrderUpdate) -> str:
-        return bitmusa_rest.wire_symbol(order)
-
-    def configured_symbol(self, symbol: str) -> str:
-        return symbol  # Bitmusa writes the unified "BASE/QUOTE" itself
-
-    def scrub(self, text: str) -> str:
-        return self._transport.scrubber(text)  # the stream's: its credentials and its listenKeys
-
-    async def take(self, symbols: Sequence[str]) -> TakenSnapshot:
-        requested_at = self._clock_ms()
-        reply = await _send(
-            self._transport, self._rest_url, partial(bitmusa_rest.wallet_request, self._credentials)
-        )
-        balances = bitmusa_rest.parse_wallet_response(
-            reply.status, reply.body, account=self._account, timestamp=requested_at
-        )
-        orders: list[OrderUpdate] = []
-        for symbol in symbols:
-            make = partial(bitmusa_rest.open_orders_request, self._credentials, symbol)
-            reply = await _send(self._transport, self._rest_url, make)
-            orders += bitmusa_rest.parse_open_orders_response(
-                reply.status, reply.body, account=self._account, timestamp=requested_at
-            )
-        return TakenSnapshot(_truth(balances, orders), requested_at)
-
-
-class _SignedBuilder(Protocol):
-    def __call__(
-        self, creds: coinlocally_rest.Credentials, *, now_ms: int
-    ) -> coinlocally_rest.HttpRequest: ...
-
-
-class CoinlocallySnapshots:
-    """Coinlocally's snapshot: the account, then the open orders per symbol, each request signed."""
-
-    exchange = Exchange.COINLOCALLY
+class Snapshots:
+    """One stream's snapshot taker: every balance, then the open orders per symbol, each request made (and
+    signed, where the exchange signs) as the exchange's `SnapshotWire` says (`protocol.registry`)."""
 
     def __init__(
         self,
+        exchange: Exchange,
         *,
         transport: Transport,
-        credentials: coinlocally_rest.Credentials,
-        rest_url: str,
+        plan: SnapshotPlan,
         account: str,
         quotes: Iterable[str] = DEFAULT_QUOTES,
         clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
+        self.exchange = exchange
+        self._wire = spec(exchange).snapshot
         self._transport = transport
-        self._credentials = credentials
-        self._rest_url = rest_url.rstrip("/")
+        self._credentials = plan.credentials
+        self._rest_url = plan.base_url.rstrip("/")
         self._account = account
         self._quotes = tuple(quotes)
         self._clock_ms = clock_ms
 
     def __repr__(self) -> str:
-        return f"CoinlocallySnapshots(rest_url={self._rest_url!r}, account={self._account!r})"
+        return f"Snapshots({self.exchange.value}, rest_url={self._rest_url!r}, account={self._account!r})"
 
     def symbol_of(self, order: OrderUpdate) -> str:
-        return coinlocally_rest.wire_symbol(order)
+        return self._wire.wire_symbol(order)
 
     def configured_symbol(self, symbol: str) -> str:
-        return symbol.replace("/", "")  # "BTC/USDT" is written "BTCUSDT"
+        return self._wire.configured_symbol(symbol)
 
     def scrub(self, text: str) -> str:
-        return self._transport.scrubber(text)  # the stream's: its credentials, the secret key among them
+        return self._transport.scrubber(text)  # the stream's: its credentials (and listenKeys)
 
     async def take(self, symbols: Sequence[str]) -> TakenSnapshot:
+        wire, credentials, account = self._wire, self._credentials, self._account
         requested_at = self._clock_ms()
-        reply = await _send(self._transport, self._rest_url, self._signed(coinlocally_rest.account_request))
-        balances = coinlocally_rest.parse_account_response(
-            reply.status, reply.body, account=self._account, timestamp=requested_at
+        reply = await _send(
+            self._transport, self._rest_url, lambda: wire.balances_request(credentials, self._clock_ms())
         )
+        with carrying_retry_after(reply):
+            balances = wire.parse_balances(reply.status, reply.body, account, requested_at)
         orders: list[OrderUpdate] = []
-        limit = coinlocally_rest.MAX_OPEN_ORDERS_LIMIT
         for symbol in symbols:
-            make = self._signed(partial(coinlocally_rest.open_orders_request, symbol=symbol, limit=limit))
+            make = partial(self._open_orders_request, symbol)
             reply = await _send(self._transport, self._rest_url, make)
-            orders += coinlocally_rest.parse_open_orders_response(
-                reply.status,
-                reply.body,
-                account=self._account,
-                timestamp=requested_at,
-                quotes=self._quotes,
-                limit=limit,
-            )
+            with carrying_retry_after(reply):
+                orders += wire.parse_open_orders(
+                    reply.status, reply.body, account, requested_at, self._quotes
+                )
         return TakenSnapshot(_truth(balances, orders), requested_at)
 
-    def _signed(self, build: _SignedBuilder) -> Callable[[], coinlocally_rest.HttpRequest]:
-        """`build` signed with this taker's credentials at the moment the request is made."""
-        return lambda: build(self._credentials, now_ms=self._clock_ms())
+    def _open_orders_request(self, symbol: str) -> RequestLike:
+        """Made afresh for each attempt: a signature carries its time."""
+        return self._wire.open_orders_request(self._credentials, symbol, self._clock_ms())
 
 
 def snapshot_taker(
@@ -272,59 +212,30 @@ def snapshot_taker(
     auth_key: str | None,
     token: str | None,
     secret_key: str | None,
-    rest_url: str,
+    rest_url: str | None,
     snapshot_rest_url: str | None,
     quotes: Sequence[str] | None,
 ) -> SnapshotTaker | str:
     """The stream's snapshot taker, or why it cannot have one (the `resync_skipped` reason).
 
     Contradictory arguments are a `ConfigurationError`. The credentials were checked by the session already.
+    `rest_url` is the one given to `connect()` (None: the exchange's default).
     """
-    if exchange is Exchange.BITMUSA:
-        if secret_key is not None:
-            raise ConfigurationError(
-                "Bitmusa takes no secret_key: its snapshots use the api_key and auth_key"
-            )
-        if snapshot_rest_url is not None:
-            raise ConfigurationError("Bitmusa's snapshots use rest_url; snapshot_rest_url is Coinlocally's")
-        if api_key is None or auth_key is None:  # the session refuses this first; kept for direct callers
-            raise ConfigurationError("Bitmusa snapshots need the api_key and the auth_key")
-        return BitmusaSnapshots(
-            transport=transport,
-            credentials=bitmusa.Credentials(api_key=api_key, auth_key=auth_key),
-            rest_url=rest_url,
-            account=account,
-        )
-    if secret_key is not None and api_key is None:
-        raise ConfigurationError(
-            "a Coinlocally secret_key signs requests made with its api_key, and a token cannot sign: "
-            "connect with the api_key instead of the token"
-        )
-    credentials = (
-        None
-        if api_key is None or secret_key is None
-        else coinlocally_rest.Credentials(api_key=api_key, secret_key=secret_key)  # validated now
+    given = SnapshotArguments(
+        api_key=api_key,
+        auth_key=auth_key,
+        token=token,
+        secret_key=secret_key,
+        rest_url=rest_url,
+        snapshot_rest_url=snapshot_rest_url,
     )
-    if snapshot_rest_url is not None:
-        check_url(snapshot_rest_url, ("https", "http"), "the Coinlocally snapshot REST URL")
-    missing = [
-        name
-        for name, value in (
-            ("api_key", api_key),
-            ("secret_key", secret_key),
-            ("snapshot_rest_url", snapshot_rest_url),
-        )
-        if value is None
-    ]
-    if missing or credentials is None or snapshot_rest_url is None:
-        return (
-            "Coinlocally snapshots need an api_key with its secret_key and a snapshot_rest_url "
-            f"(missing: {', '.join(missing)}); events lost while disconnected stay lost"
-        )
-    return CoinlocallySnapshots(
+    plan = spec(exchange).snapshot.plan(given, check_url)
+    if isinstance(plan, str):
+        return plan
+    return Snapshots(
+        exchange,
         transport=transport,
-        credentials=credentials,
-        rest_url=snapshot_rest_url,
+        plan=plan,
         account=account,
         quotes=DEFAULT_QUOTES if quotes is None else quotes,
     )
@@ -344,19 +255,30 @@ class Resync:
         host: ResyncHost,
         symbols: Sequence[str] = (),
         make_backoff: Callable[[], Backoff],
+        state: AccountState | None = None,
     ) -> None:
+        """`state` is the picture of what the user was delivered, folded in by the stream as each event is
+        taken (`client.delivered`); a resync of its own (a test's) makes one if it is None."""
         self._taker = taker
         self._host = host
         self._symbols = tuple(symbols)
         self._make_backoff = make_backoff
-        self._state = None if taker is None or isinstance(taker, str) else AccountState()
-        #: Called with every event the user receives: folds it into the delivered picture (nothing when
-        #: resync is off). Bound once, as it runs once per event.
-        self.delivered: Callable[[Event], object] = _ignore if self._state is None else self._state.apply
+        tracking = taker is not None and not isinstance(taker, str)
+        self._state = (state if state is not None else AccountState()) if tracking else None
+        #: corrections queued and not yet taken by the user, oldest first
+        self.ahead: deque[Event] = deque()
         self._task: asyncio.Task[None] | None = None
         self._skip_reported = False
         self.resyncs = 0  # snapshots taken and their corrections queued
         self.failures = 0  # snapshot attempts that failed
+
+    def taken(self, event: Event) -> None:
+        """The user took `event`: if it is a correction still counted ahead, it (and any before it, which
+        left the queue dropped) is now in the picture."""
+        ahead = self.ahead
+        if event.source is Source.SNAPSHOT and any(queued is event for queued in ahead):
+            while ahead.popleft() is not event:
+                pass
 
     @property
     def enabled(self) -> bool:
@@ -388,32 +310,31 @@ class Resync:
     async def _run(self, taker: SnapshotTaker) -> None:
         state = self._state
         assert state is not None  # noqa: S101 - a taker always comes with a state
-        backoff = self._make_backoff()
+        # The one retry policy (client/backoff.py); a rejected credential is not retried (auth_attempts=1).
+        retry = RetryPolicy(self._make_backoff(), auth_attempts=1)
         while True:
-            symbols = self._symbols_now(taker, state)
+            symbols = self._symbols_now(taker, self._basis(state))
             try:
                 taken = await taker.take(symbols)
             except UserStreamError as exc:
                 self.failures += 1
                 reason = taker.scrub(f"snapshot failed: {exc}")
-                if classify(exc) is Action.FATAL:
+                if retry.judge(exc) is Action.FATAL:
                     _log.error("resync failed and will not be retried: %s", reason)
-                    self._host.emit(State.RESYNC_FAILED, reason=reason, attempt=backoff.attempts + 1)
+                    self._host.emit(State.RESYNC_FAILED, reason=reason, attempt=retry.attempts + 1)
                     return
-                delay = backoff.next_delay()
-                if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
+                delay = retry.delay(exc)  # at least the peer's Retry-After
                 _log.warning(
-                    "resync failed (attempt %d), retrying in %.3fs: %s", backoff.attempts, delay, reason
+                    "resync failed (attempt %d), retrying in %.3fs: %s", retry.attempts, delay, reason
                 )
-                self._host.emit(State.RESYNC_FAILED, reason=reason, attempt=backoff.attempts, delay=delay)
+                self._host.emit(State.RESYNC_FAILED, reason=reason, attempt=retry.attempts, delay=delay)
                 await asyncio.sleep(delay)
                 continue
-            corrections = state.diff(taken.truth, timestamp=taken.requested_at)
-            # Folded in as each is queued, not only when the user takes it: a resync that follows before the
-            # user has read them (two gaps in a row) must not emit them again. Queued means delivered (or
-            # reported as dropped), and taking it later changes nothing: it is then a duplicate or older.
-            await self._host.deliver_corrections(corrections, state.apply)
+            # Against the picture as the user will have it once the corrections still queued are taken: a
+            # resync that follows before the user has read them (two gaps in a row) must not emit them again.
+            # Queued means delivered (or reported as dropped).
+            corrections = self._basis(state).diff(taken.truth, timestamp=taken.requested_at)
+            await self._host.deliver_corrections(corrections, self.ahead.append)
             self.resyncs += 1
             truth = taken.truth
             self._host.emit(
@@ -425,6 +346,15 @@ class Resync:
                 ),
             )
             return
+
+    def _basis(self, state: AccountState) -> AccountState:
+        """The picture with the corrections still queued applied: `state` itself when none are."""
+        if not self.ahead:
+            return state
+        basis = state.copy()
+        for event in self.ahead:
+            basis.apply(event)
+        return basis
 
     def _symbols_now(self, taker: SnapshotTaker, state: AccountState) -> list[str]:
         held = {taker.symbol_of(order) for order in state.snapshot().open_orders.values()}

@@ -1,4 +1,4 @@
-"""The contract between the supervisor (`stream.py`) and each exchange's runtime (`bitmusa.py` etc.).
+"""The contract between the supervisor (`supervisor.py`) and each exchange's runtime (`bitmusa.py` etc.).
 
 This module owns two small interfaces and nothing else. A `Session` is one account's runtime on one
 exchange: it knows how to open one WebSocket (Bitmusa: get a listenKey first; Coinlocally: the credential
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from userstream.client.status import State
-from userstream.client.transport import WebSocket
+from userstream.client.websocket import WebSocket
 from userstream.errors import UserStreamError
 from userstream.events import Exchange
 from userstream.protocol.session import ClientSession, Timings

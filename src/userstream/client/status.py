@@ -1,6 +1,7 @@
-"""Status events: what the client tells its user about the stream itself, as values with a JSON form.
+"""Status events and counters: what the client tells its user about the stream itself.
 
-This module owns `StatusEvent` and the `State` vocabulary. A status event is how the client never stops
+This module owns `StatusEvent` and the `State` vocabulary, and `StreamStats`, the stream's counters as
+one snapshot (`UserStream.stats`). A status event is how the client never stops
 silently: every connect, disconnect (with its reason), reconnect (with attempt and delay), rotation,
 listenKey renewal, overflow drop, resync after a gap and fatal stop becomes one. It must never carry a
 secret: the only credential-derived text allowed is a listenKey masked to its first 6 characters
@@ -18,7 +19,7 @@ import msgspec
 
 from userstream.events import Exchange
 
-__all__ = ["State", "StatusEvent", "mask_listen_key"]
+__all__ = ["State", "StatusEvent", "StreamStats", "mask_listen_key"]
 
 _ENCODER = msgspec.json.Encoder()
 _SHOWN_KEY_CHARS = 6
@@ -106,3 +107,27 @@ class StatusEvent:
         if self.reason is not None:
             parts.append(f"reason={self.reason}")
         return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """Counters of one stream, as a snapshot (`UserStream.stats`)."""
+
+    connections: int  # WebSockets opened
+    frames: int  # frames received, of any kind
+    events_received: int  # events parsed from data frames, before de-duplication
+    events_delivered: int  # events handed to the user
+    duplicates_suppressed: int  # copies withheld during rotation overlaps
+    dropped: int  # events discarded by overflow="drop_oldest"
+    unknown_frames: int  # frames that were not understood (kept out of the event stream), malformed included
+    pings_sent: int
+    pings_answered: int  # server pings answered with a pong
+    keepalives: int  # successful Bitmusa keepalives
+    auth_failures: int  # rejected credentials, in a row
+    resyncs: int = 0  # REST snapshots taken after a gap, their corrections queued
+    resync_failures: int = 0  # snapshot attempts that failed (each retried or reported)
+    #: the part of unknown_frames refused as broken: undecodable, or malformed (impossible values included);
+    #: unknown_frames - malformed_frames were well-formed but not understood (an unknown event type, say)
+    malformed_frames: int = 0
+    queued: int = 0  # events waiting in the queue for the user: stream events and snapshot corrections
+    queued_bytes: int = 0  # their weight, as the queue's byte bound counts it (`events.event_size`)

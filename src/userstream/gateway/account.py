@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 
-from userstream.client.status import State, StatusEvent
-from userstream.client.stream import StreamStats, UserStream
+from userstream.client.status import State, StatusEvent, StreamStats
+from userstream.client.supervisor import UserStream
 from userstream.events import Event, Exchange, Source
 from userstream.fills import FillTracker
 from userstream.gateway.config import AccountConfig
@@ -188,7 +188,8 @@ class AccountRuntime:
         much of each open order was already filled (so a snapshot fills only the growth since), and the
         stream counts it as delivered (so its first snapshot corrects it, closing what ended meanwhile)."""
         for event in picture:
-            self.state.apply(event)
+            if self.stream is None:  # else `assume` folds it into the stream's picture, which is this one
+                self.state.apply(event)
             self.fills.feed(event)  # learns the filled amounts; those fills were written before the restart
         if self.stream is not None:
             self.stream.assume(picture)

@@ -38,7 +38,7 @@ from msgspec import UNSET, Meta, UnsetType
 
 from userstream.client.options import TIMINGS, StreamOptions, resolve
 from userstream.client.queue import Overflow
-from userstream.client.transport import check_url
+from userstream.client.rest import check_url
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
 from userstream.gateway.cluster import ClusterConfig, parse_cluster

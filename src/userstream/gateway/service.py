@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from userstream.client.stream import UserStream
+from userstream.client.supervisor import UserStream
 from userstream.errors import ConfigurationError, UserStreamError
 from userstream.events import Event
 from userstream.gateway.account import AccountRuntime, Clock

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from userstream.client.stream import StreamStats
+from userstream.client.status import StreamStats
 from userstream.events import Exchange
 from userstream.gateway.account import AccountRuntime, ConnectionState
 from userstream.gateway.config import GatewayConfig

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from userstream.client.entry import connect
 from userstream.client.status import StatusEvent
-from userstream.client.stream import UserStream, connect
+from userstream.client.supervisor import UserStream
 from userstream.errors import ConfigurationError
 from userstream.gateway.config import AccountConfig, resolve_credentials
 from userstream.protocol.registry import spec

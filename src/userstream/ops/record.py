@@ -24,8 +24,9 @@ from typing import Any
 
 from userstream import __version__
 from userstream.client.command import ENVIRONMENT, add_connection_arguments, read_credentials, tls_arguments
+from userstream.client.entry import connect
 from userstream.client.status import StatusEvent
-from userstream.client.stream import UserStream, connect
+from userstream.client.supervisor import UserStream
 from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.events import Exchange

@@ -28,9 +28,9 @@ from urllib.parse import quote, urlencode
 
 import msgspec
 
-from userstream.errors import AuthenticationError, LocalProtocolError, MessageShapeError
+from userstream.errors import AuthenticationError, ConfigurationError, LocalProtocolError, MessageShapeError
 from userstream.events import BalanceUpdate, OrderUpdate, Source
-from userstream.protocol import bitmusa
+from userstream.protocol import bitmusa, endpoints
 from userstream.protocol.bitmusa import (  # the stream's own wire types and rules: one truth per exchange
     _auth_headers,
     _judge_reply,
@@ -43,11 +43,13 @@ from userstream.protocol.bitmusa import (  # the stream's own wire types and rul
     _WalletFrame,
     _WalletOutData,
 )
+from userstream.protocol.snapshot import SnapshotArguments, SnapshotPlan, SnapshotWire, UrlCheck
 from userstream.validation import failure
 
 __all__ = [
     "OPEN_ORDER_STATUS",
     "ORDER_HISTORY_PATH",
+    "SNAPSHOT",
     "WALLET_PATH",
     "open_orders_request",
     "parse_open_orders_query",
@@ -225,3 +227,39 @@ def parse_open_orders_query(query: Mapping[str, str]) -> str:
             f"symbol must be printable and at most {MAX_SYMBOL_LENGTH} characters", field="symbol"
         ) from None
     return symbol
+
+
+# --- the snapshot as resync takes it (protocol.snapshot, named by the registry) ---------------------------
+
+
+def _snapshot_plan(given: SnapshotArguments, check_url: UrlCheck) -> SnapshotPlan | str:
+    """Bitmusa's snapshots use the listenKey calls' credentials and REST base (`rest_url`)."""
+    if given.secret_key is not None:
+        raise ConfigurationError("Bitmusa takes no secret_key: its snapshots use the api_key and auth_key")
+    if given.snapshot_rest_url is not None:
+        raise ConfigurationError("Bitmusa's snapshots use rest_url; snapshot_rest_url is Coinlocally's")
+    if given.api_key is None or given.auth_key is None:  # the session refuses this first; kept for callers
+        raise ConfigurationError("Bitmusa snapshots need the api_key and the auth_key")
+    base = endpoints.bitmusa_rest_base(given.rest_url if given.rest_url is not None else bitmusa.REST_BASE)
+    return SnapshotPlan(bitmusa.Credentials(api_key=given.api_key, auth_key=given.auth_key), base)
+
+
+def _parse_wallet(status: int, body: bytes, account: str, timestamp: int) -> tuple[BalanceUpdate, ...]:
+    return parse_wallet_response(status, body, account=account, timestamp=timestamp)
+
+
+def _parse_open_orders(
+    status: int, body: bytes, account: str, timestamp: int, quotes: tuple[str, ...]
+) -> tuple[OrderUpdate, ...]:
+    return parse_open_orders_response(status, body, account=account, timestamp=timestamp)  # symbols unified
+
+
+SNAPSHOT: Final = SnapshotWire(
+    plan=_snapshot_plan,
+    balances_request=lambda creds, now_ms: wallet_request(creds),  # Bitmusa signs nothing with time
+    parse_balances=_parse_wallet,
+    open_orders_request=lambda creds, symbol, now_ms: open_orders_request(creds, symbol),
+    parse_open_orders=_parse_open_orders,
+    wire_symbol=wire_symbol,
+    configured_symbol=lambda symbol: symbol,  # Bitmusa writes the unified "BASE/QUOTE" itself
+)

@@ -56,6 +56,7 @@ from userstream.protocol.coinlocally import (  # the stream's own rules: one tru
     _wire_type,
 )
 from userstream.protocol.messages import impossible_balance
+from userstream.protocol.snapshot import SnapshotArguments, SnapshotPlan, SnapshotWire, UrlCheck
 from userstream.protocol.symbols import DEFAULT_QUOTES
 from userstream.validation import failure
 
@@ -72,6 +73,7 @@ __all__ = [
     "HEADER_TIMESTAMP",
     "MAX_OPEN_ORDERS_LIMIT",
     "OPEN_ORDERS_PATH",
+    "SNAPSHOT",
     "TIMESTAMP_WINDOW_MS",
     "Credentials",
     "HttpRequest",
@@ -574,3 +576,62 @@ def _numeric_id(order_id: str) -> int | str:
 def render_error(code: int, message: str) -> bytes:
     """An error reply, {"code": <negative int>, "msg": <text>}."""
     return _ENCODER.encode(_ErrorOut(code, message))
+
+
+# --- the snapshot as resync takes it (protocol.snapshot, named by the registry) ---------------------------
+
+
+def _snapshot_plan(given: SnapshotArguments, check_url: UrlCheck) -> SnapshotPlan | str:
+    """Coinlocally's snapshots are signed with the api key's secret key and go to `snapshot_rest_url` (the
+    stream document names no REST API, so there is no default): without either, none is taken."""
+    api_key, secret_key, rest_url = given.api_key, given.secret_key, given.snapshot_rest_url
+    if secret_key is not None and api_key is None:
+        raise ConfigurationError(
+            "a Coinlocally secret_key signs requests made with its api_key, and a token cannot sign: "
+            "connect with the api_key instead of the token"
+        )
+    credentials = (
+        None
+        if api_key is None or secret_key is None
+        else Credentials(api_key=api_key, secret_key=secret_key)  # validated now
+    )
+    if rest_url is not None:
+        check_url(rest_url, ("https", "http"), "the Coinlocally snapshot REST URL")
+    missing = [
+        name
+        for name, value in (("api_key", api_key), ("secret_key", secret_key), ("snapshot_rest_url", rest_url))
+        if value is None
+    ]
+    if missing or credentials is None or rest_url is None:
+        return (
+            "Coinlocally snapshots need an api_key with its secret_key and a snapshot_rest_url "
+            f"(missing: {', '.join(missing)}); events lost while disconnected stay lost"
+        )
+    return SnapshotPlan(credentials, rest_url)
+
+
+def _parse_account(status: int, body: bytes, account: str, timestamp: int) -> tuple[BalanceUpdate, ...]:
+    return parse_account_response(status, body, account=account, timestamp=timestamp)
+
+
+def _open_orders_request(creds: Credentials, symbol: str, now_ms: int) -> HttpRequest:
+    return open_orders_request(creds, symbol, now_ms=now_ms, limit=MAX_OPEN_ORDERS_LIMIT)
+
+
+def _parse_open_orders(
+    status: int, body: bytes, account: str, timestamp: int, quotes: tuple[str, ...]
+) -> tuple[OrderUpdate, ...]:
+    return parse_open_orders_response(
+        status, body, account=account, timestamp=timestamp, quotes=quotes, limit=MAX_OPEN_ORDERS_LIMIT
+    )
+
+
+SNAPSHOT: Final = SnapshotWire(
+    plan=_snapshot_plan,
+    balances_request=lambda creds, now_ms: account_request(creds, now_ms=now_ms),
+    parse_balances=_parse_account,
+    open_orders_request=_open_orders_request,
+    parse_open_orders=_parse_open_orders,
+    wire_symbol=wire_symbol,
+    configured_symbol=lambda symbol: symbol.replace("/", ""),  # "BTC/USDT" is written "BTCUSDT"
+)

@@ -25,6 +25,7 @@ from userstream.protocol import (
 )
 from userstream.protocol.client_wire import HeaderWire, ListenKeyWire
 from userstream.protocol.server_session import HandshakeProblem, HttpRefusal, ServerSession, ServerTerms
+from userstream.protocol.snapshot import SnapshotWire
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
 
@@ -90,6 +91,9 @@ class ExchangeSpec:
     #: The credentials an account is found by (serve keeps each unique across its accounts); any other is
     #: checked against the account they found, never a way to find one (Bitmusa's auth key).
     credentials_identifying: tuple[str, ...]
+    # --- client-house ---
+    #: Its REST snapshot of an account, as client/resync.py takes it (its REST module's `SNAPSHOT`).
+    snapshot: SnapshotWire
 
 
 # --- server-house ---
@@ -132,6 +136,8 @@ _BITMUSA: Final = ExchangeSpec(
     client=bitmusa_client.WIRE,
     # --- config2 ---
     credentials_identifying=("api_key",),  # the API key names the account, the auth key proves it
+    # --- client-house ---
+    snapshot=bitmusa_rest.SNAPSHOT,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
@@ -172,6 +178,8 @@ _COINLOCALLY: Final = ExchangeSpec(
     client=coinlocally_client.WIRE,
     # --- config2 ---
     credentials_identifying=("token", "api_key"),  # either may open a stream; the secret key signs
+    # --- client-house ---
+    snapshot=coinlocally_rest.SNAPSHOT,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})

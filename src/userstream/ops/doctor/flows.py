@@ -22,8 +22,10 @@ from typing import Any
 
 from yarl import URL
 
+from userstream.client.rest import check_url
 from userstream.client.status import mask_listen_key
-from userstream.client.transport import HandshakeRejectedError, Transport, check_url
+from userstream.client.transport import Transport
+from userstream.client.websocket import HandshakeRejectedError
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.ops.doctor.checks import Check, DoctorOptions, Verdict
 from userstream.ops.doctor.stream import StreamChecks

@@ -21,7 +21,8 @@ from yarl import URL
 
 from userstream.client.scrub import Scrubber
 from userstream.client.tls import TlsPolicy
-from userstream.client.transport import HandshakeRejectedError, SignOfLife, Transport, WebSocket
+from userstream.client.transport import Transport
+from userstream.client.websocket import HandshakeRejectedError, SignOfLife, WebSocket
 from userstream.errors import UserStreamError
 from userstream.ops.doctor.checks import SLOW_ROUND_TRIP, Check, DoctorOptions, Verdict, judge_clock_skew, ms
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 
-from userstream.client.transport import PeerClosedError, SignOfLife, WebSocket
+from userstream.client.websocket import PeerClosedError, SignOfLife, WebSocket
 from userstream.errors import AuthenticationError, UserStreamError
 from userstream.ops.doctor.checks import (
     SHOWN_REPLY_CHARS,

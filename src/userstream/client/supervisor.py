@@ -1,14 +1,17 @@
-"""`UserStream`: the supervisor that keeps one account's user data stream flowing, and `connect()` / `run()`.
+"""`UserStream`: the supervisor that keeps one account's user data stream flowing (made by `connect()`).
 
 This module owns the stream's life: opening connections with backoff, noticing their end (closed, dead,
 rejected), renewing what needs renewing, rotating before the exchange's 24-hour cut without losing or
-duplicating an event, moving events into the bounded queue, reporting every step as a status event, and
-stopping with a typed error when retrying cannot help. It owns every task it starts: one runner task per
-stream, and inside it one `asyncio.TaskGroup` holding the exchange session's background loop (Bitmusa's
-keepalive) and each connection's task. Leaving `async with` cancels the runner, and the TaskGroup does not
-let any of them outlive it: no orphaned keepalive loop, no half-open socket.
+duplicating an event, reporting every step as a status event, and stopping with a typed error when retrying
+cannot help; and the user's side of the stream (`async for`, the picture, `stats`). Events reach the
+bounded queue through the one entrance (`intake.Intake`): the connections' sink is its door, and resync's
+corrections and a rotation's released events go in the same way. It owns every task it starts: one
+runner task per stream, and inside it one `asyncio.TaskGroup` holding the exchange session's background
+loop (Bitmusa's keepalive) and each connection's task. Leaving `async with` cancels the runner, and the
+TaskGroup does not let any of them outlive it: no orphaned keepalive loop, no half-open socket.
 
-What a stream does after each kind of ending (`backoff.classify`):
+What a stream does after each kind of ending (the one retry policy, `backoff.RetryPolicy`; a delay is never
+shorter than a peer's `retry_after`):
 
 - retryable (closed, dead, SYSTEM notice, broken frames, server errors): reconnect after a backoff delay;
 - listenKey invalid (Bitmusa): forget the key, reconnect with a new one (`key_renewed`);
@@ -22,51 +25,39 @@ What a stream does after each kind of ending (`backoff.classify`):
 
 Rotation: `rotate_after` seconds after a connection went live, a new one is opened while the old keeps
 delivering; once the new one is live, the old one is allowed to reach the point where the new one's stream
-begins (or `overlap_timeout` passes), then closed gracefully; `dedupe.OverlapDeduper` makes sure each
-event of the overlap is delivered once, in order.
+begins (or `overlap_timeout` passes), then closed gracefully; the intake's `dedupe.OverlapDeduper` makes
+sure each event of the overlap is delivered once, in order.
 
 Resync: a connection that ended outside a rotation leaves a gap in which events were lost; once the next
 connection is live, `resync.Resync` takes a REST snapshot beside the connections and queues the events
-that correct what was delivered. A rotation leaves no gap and takes no snapshot.
+that correct what was delivered (the stream's one picture, `delivered.Delivered.state`). A rotation leaves
+no gap and takes no snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
-from userstream.client.backoff import Action, classify
-from userstream.client.connection import Connection, ConnectionCounters, FrameHook
-from userstream.client.dedupe import OverlapDeduper
+from userstream.client.backoff import Action, RetryPolicy
+from userstream.client.connection import Connection, ConnectionCounters
 from userstream.client.delivered import Delivered
-from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL
-from userstream.client.options import DEFAULT_QUEUE_BYTES, DEFAULTS, StreamOptions, unlikely_to_work
+from userstream.client.intake import NO_CONNECTION, Intake
+from userstream.client.options import StreamOptions
 from userstream.client.queue import EventQueue, Overflow, QueueClosed
-from userstream.client.resync import Resync, SnapshotTaker, snapshot_taker
-from userstream.client.runtimes import open_session
-from userstream.client.scrub import Scrubber
+from userstream.client.resync import Resync, SnapshotTaker
 from userstream.client.session import Session
-from userstream.client.status import State, StatusEvent
+from userstream.client.status import State, StatusEvent, StreamStats
 from userstream.client.transport import Transport
-from userstream.errors import (
-    AuthenticationError,
-    ConfigurationError,
-    ConnectionLostError,
-    EndpointNotFoundError,
-    UserStreamError,
-)
+from userstream.errors import ConfigurationError, ConnectionLostError, EndpointNotFoundError, UserStreamError
 from userstream.events import BalanceUpdate, Event, Exchange, OrderUpdate, event_size
-from userstream.protocol import bitmusa, endpoints
-from userstream.protocol.codec import DEFAULT_MAX_FRAME
 from userstream.state import AccountState
 
-__all__ = ["StreamOptions", "StreamStats", "UserStream", "connect", "run"]
+__all__ = ["UserStream"]
 
 _log = logging.getLogger("userstream.client")
 
@@ -74,36 +65,14 @@ _log = logging.getLogger("userstream.client")
 STATUS_BACKLOG = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class StreamStats:
-    """Counters of one stream, as a snapshot (`UserStream.stats`)."""
-
-    connections: int  # WebSockets opened
-    frames: int  # frames received, of any kind
-    events_received: int  # events parsed from data frames, before de-duplication
-    events_delivered: int  # events handed to the user
-    duplicates_suppressed: int  # copies withheld during rotation overlaps
-    dropped: int  # events discarded by overflow="drop_oldest"
-    unknown_frames: int  # frames that were not understood (kept out of the event stream), malformed included
-    pings_sent: int
-    pings_answered: int  # server pings answered with a pong
-    keepalives: int  # successful Bitmusa keepalives
-    auth_failures: int  # rejected credentials, in a row
-    resyncs: int = 0  # REST snapshots taken after a gap, their corrections queued
-    resync_failures: int = 0  # snapshot attempts that failed (each retried or reported)
-    #: the part of unknown_frames refused as broken: undecodable, or malformed (impossible values included);
-    #: unknown_frames - malformed_frames were well-formed but not understood (an unknown event type, say)
-    malformed_frames: int = 0
-    queued: int = 0  # events waiting in the queue for the user: stream events and snapshot corrections
-    queued_bytes: int = 0  # their weight, as the queue's byte bound counts it (`events.event_size`)
-
-
-@dataclass(slots=True, eq=False)
 class _Live:
     """A connection and the task running it."""
 
-    connection: Connection
-    task: asyncio.Task[UserStreamError | None]
+    __slots__ = ("connection", "task")
+
+    def __init__(self, connection: Connection, task: asyncio.Task[UserStreamError | None]) -> None:
+        self.connection = connection
+        self.task = task
 
     @property
     def serial(self) -> int:
@@ -143,36 +112,38 @@ class UserStream:
             maxbytes=options.queue_bytes,
             sizeof=event_size,
         )
+        #: the one entrance to the queue: connections, corrections and a rotation's hand-over put through it
+        self._intake = Intake(self._queue)
         self._statuses: EventQueue[StatusEvent] = EventQueue(STATUS_BACKLOG, Overflow.DROP_OLDEST)
-        self._dedupe = OverlapDeduper()
-        self._deliver_lock = asyncio.Lock()
-        self._progress: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._counters = ConnectionCounters()
-        self._backoff = options.make_backoff()
+        self._retry = RetryPolicy(options.make_backoff(), auth_attempts=options.auth_attempts)
         self._serials = itertools.count(1)
         self._connections_opened = 0
         self._events_delivered = 0
-        self._auth_failures = 0
         self._attempts_since_live = 0
         self._ever_live = False
         self._not_found: tuple[str, int] | None = None  # (URL, how many 404s in a row) while never live
-        self._retry_reason: str | None = None
+        self._retry_after: UserStreamError | None = None  # why the next attempt waits (None: it does not)
         self._live: dict[int, _Live] = {}
         self._tasks: asyncio.TaskGroup | None = None
         self._fatal: asyncio.Future[UserStreamError] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._clock = asyncio.get_running_loop().time
-        # `snapshots`: how this stream takes REST snapshots, or why it cannot (None: resync off)
+        taker = snapshots if options.resync else None  # how to take REST snapshots, or why not (None: off)
+        # The user's side: fills, and the one picture of what was delivered, which resync corrects too.
+        self._delivered = Delivered(
+            fills=options.fills,
+            picture=options.picture,
+            kept=taker is not None and not isinstance(taker, str),
+        )
         self._resync = Resync(
-            snapshots if options.resync else None,
+            taker,
             host=self,
             symbols=options.snapshot_symbols,
             make_backoff=options.make_backoff,
+            state=self._delivered.state,
         )
         self._gap = options.initial_snapshot  # events may be missing: resync once a connection is live
-        self._delivered = Delivered(
-            fills=options.fills, picture=options.picture
-        )  # the user's side: fills, the picture
 
     def __repr__(self) -> str:
         return (
@@ -203,13 +174,13 @@ class UserStream:
             frames=counters.frames,
             events_received=counters.events,
             events_delivered=self._events_delivered,
-            duplicates_suppressed=self._dedupe.suppressed,
+            duplicates_suppressed=self._intake.dedupe.suppressed,
             dropped=self._queue.dropped,
             unknown_frames=counters.unknown_frames,
             pings_sent=counters.pings_sent,
             pings_answered=counters.pings_answered,
             keepalives=self._session.keepalives,
-            auth_failures=self._auth_failures,
+            auth_failures=self._retry.auth_failures,
             resyncs=self._resync.resyncs,
             resync_failures=self._resync.failures,
             malformed_frames=counters.malformed_frames,
@@ -238,8 +209,7 @@ class UserStream:
         before the stream starts; nothing is queued."""
         if self._runner is not None:
             raise RuntimeError("assume() before the stream starts")
-        for event in events:
-            self._resync.delivered(event)
+        self._delivered.assume(events)
 
     def start(self) -> None:
         """Start the supervisor (done by `async with`)."""
@@ -281,8 +251,9 @@ class UserStream:
             except QueueClosed:
                 raise StopAsyncIteration from None
         self._events_delivered += 1
-        self._resync.delivered(event)
         delivered.took(event)
+        if self._resync.ahead:  # corrections wait in the queue: this may be one of them
+            self._resync.taken(event)
         return event
 
     @property
@@ -405,28 +376,29 @@ class UserStream:
         while True:
             if old is not None and old.task.done() and old.serial in self._live:
                 self._ended(old)  # the old connection died while its successor was being opened
-            if self._retry_reason is not None:
-                delay = self._backoff.next_delay()
+            if self._retry_after is not None:
+                delay = self._retry.delay(self._retry_after)  # at least what the peer asked for
                 self.emit(
                     State.RECONNECTING,
-                    reason=self._retry_reason,
-                    attempt=self._backoff.attempts,
+                    reason=str(self._retry_after),
+                    attempt=self._retry.attempts,
                     delay=delay,
                 )
                 await self._sleep(delay)
+            dedupe = self._intake.dedupe
             rotating = old is not None and not old.task.done()
             if rotating:
                 assert old is not None  # noqa: S101 - narrowing for mypy
-                self._dedupe.begin(old.serial)
+                dedupe.begin(old.serial)
             try:
                 live = await self._attempt()
             except UserStreamError as exc:
-                if self._dedupe.active:
-                    self._dedupe.cancel()
+                if dedupe.active:
+                    dedupe.cancel()
                 self._failed(exc)
                 continue
-            self._retry_reason = None
-            self._auth_failures = 0
+            self._retry_after = None
+            self._retry.accepted()
             self._attempts_since_live = 0
             self._ever_live = True
             self._not_found = None
@@ -446,8 +418,8 @@ class UserStream:
             serial=serial,
             ws=ws,
             new_session=self._session.new_client_session,
-            sink=self._deliver,
-            sink_now=self._deliver_now,
+            sink=self._put,
+            sink_now=self._intake.offer,  # the no-wait door, called once per frame: bound, no wrapper
             ping_interval=options.ping_interval,
             idle_timeout=options.idle_timeout,
             close_timeout=options.close_timeout,
@@ -457,8 +429,8 @@ class UserStream:
             name=f"{self.exchange.value}/{self.account}",
             warning_interval=options.warning_interval,
         )
-        if self._dedupe.active:
-            self._dedupe.add_new(serial)
+        if self._intake.dedupe.active:
+            self._intake.dedupe.add_new(serial)
         assert self._tasks is not None  # noqa: S101 - set before the first attempt
         live = _Live(
             connection, self._tasks.create_task(connection.run(), name=f"userstream-client:ws-{serial}")
@@ -502,22 +474,17 @@ class UserStream:
             # Wait until the old connection reaches the first event the new one holds. The overlap timeout
             # is a quiet-stream rule: it runs only while nothing arrives and the old reader is free to
             # read, so a consumer that is behind never makes us cut the old connection short.
-            while not self._dedupe.caught_up and not old.task.done():
-                if self._progress.done():
-                    self._progress = asyncio.get_running_loop().create_future()
-                await self._wait_any({old.task, self._progress}, self._options.overlap_timeout)
-                quiet = not self._progress.done()
+            while not self._intake.dedupe.caught_up and not old.task.done():
+                progressed = self._intake.progressed()
+                await self._wait_any({old.task, progressed}, self._options.overlap_timeout)
+                quiet = not progressed.done()
                 if quiet and not old.connection.waiting_for_consumer:
                     break
             await old.connection.close_gracefully()
         ending = await old.task
         reported = old.serial not in self._live  # `_ended` already told the user
         self._live.pop(old.serial, None)
-        async with self._deliver_lock:
-            caught_up = self._dedupe.caught_up
-            released = self._dedupe.end() if self._dedupe.active else []
-            for event in released:
-                await self._queue.put(event)
+        caught_up = await self._intake.end_overlap()
         if ending is not None and not reported:
             # The old connection died during the rotation; the new one is already live.
             self.emit(State.DISCONNECTED, connection=old.serial, reason=str(ending))
@@ -537,22 +504,19 @@ class UserStream:
         self.emit(State.DISCONNECTED, connection=live.serial, reason=str(ending))
         live_at = live.connection.live_at
         if live_at is not None:
-            self._backoff.reset_if_stable(self._clock() - live_at)
+            self._retry.reset_if_stable(self._clock() - live_at)
         self._failed(ending)
 
     def _failed(self, error: UserStreamError) -> None:
-        """Classify an error; raise `_Stop` when it is fatal, else remember it as the retry reason."""
-        action = classify(error)
+        """Judge an error by the retry policy; raise `_Stop` when it is fatal, else remember it as what the
+        next attempt waits for (its reason, and the peer's `retry_after` if it gave one)."""
         self._count_not_found(error)
-        if isinstance(error, AuthenticationError):
-            self._auth_failures += 1
-            if self._auth_failures >= self._options.auth_attempts:
-                raise _Stop(error)
-        elif action is Action.FATAL:
+        action = self._retry.judge(error)  # a rejected credential: fatal at the `auth_attempts`-th in a row
+        if action is Action.FATAL:
             raise _Stop(error)
-        elif action is Action.NEW_LISTEN_KEY:
+        if action is Action.NEW_LISTEN_KEY:
             self._session.forget_listen_key(str(error))
-        self._retry_reason = str(error)
+        self._retry_after = error
 
     def _count_not_found(self, error: UserStreamError) -> None:
         """Raise `_Stop` with a ConfigurationError when a never-live stream met the same 404 `auth_attempts`
@@ -570,34 +534,17 @@ class UserStream:
                 )
             )
 
-    def _deliver_now(self, connection: Connection, events: Sequence[Event]) -> bool:
-        """The connections' sink when nothing has to wait (the common case, once per frame): no rotation
-        under way (de-duplication lets everything through), nobody else delivering, room in the queue for
-        every event. Queues them all and returns True, or queues none and returns False (`_deliver` then
-        does it, waiting as it must)."""
-        if self._dedupe.active or self._deliver_lock.locked() or not self._queue.put_all_nowait(events):
-            return False
-        if not self._progress.done():
-            self._progress.set_result(None)
-        return True
+    # --- the sinks: every producer puts through the one entrance (client/intake.py) ----------------------
 
-    async def _deliver(self, connection: Connection, events: Sequence[Event]) -> None:
-        """The connections' sink: de-duplicate during a rotation, then queue (waiting if "block")."""
-        async with self._deliver_lock:
-            for event in events:
-                if self._dedupe.offer(connection.serial, event):
-                    await self._queue.put(event)
-            if not self._progress.done():
-                self._progress.set_result(None)
+    async def _put(self, connection: Connection, events: Sequence[Event]) -> None:
+        """The connections' sink: in order, de-duplicated during a rotation, waiting for room if "block"."""
+        await self._intake.put(connection.serial, events)
 
     async def deliver_corrections(self, events: Sequence[Event], queued: Callable[[Event], object]) -> None:
-        """The resync's sink: snapshot events go straight to the queue (they belong to no connection, so a
-        rotation's de-duplication does not apply), in one piece with respect to the connections' events."""
-        async with self._deliver_lock:
-            for event in events:
-                await self._queue.put(event)
-                queued(event)
-            self._delivered.complete_after(len(self._queue))
+        """The resync's sink: snapshot events belong to no connection (a rotation's de-duplication does not
+        apply); they go in as one piece with respect to the connections' events."""
+        await self._intake.put(NO_CONNECTION, events, queued)
+        self._delivered.complete_after(len(self._queue))
 
     async def _sleep(self, delay: float) -> None:
         await self._wait_any(set(), delay)
@@ -614,182 +561,3 @@ def _first_leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
     return error
-
-
-# --- the public entry points ------------------------------------------------------------------------
-
-
-ExchangeName = Literal["bitmusa", "coinlocally"]
-
-
-def connect(
-    exchange: ExchangeName | Exchange | str,
-    *,
-    api_key: str | None = None,
-    auth_key: str | None = None,
-    token: str | None = None,
-    account: str = "default",
-    rest_url: str | None = None,
-    ws_url: str | None = None,
-    keepalive_interval: float | None = None,
-    ping_interval: float | None = None,
-    idle_timeout: float | None = None,
-    rotate_after: float | None = DEFAULTS["rotate_after"],
-    sub_timeout: float | None = None,
-    queue_size: int = 10_000,
-    queue_bytes: int = DEFAULT_QUEUE_BYTES,
-    overflow: Overflow | Literal["block", "drop_oldest"] = Overflow.BLOCK,
-    backoff_base: float | None = None,
-    backoff_cap: float | None = None,
-    stable_after: float | None = None,
-    auth_attempts: int = 3,
-    overlap_timeout: float | None = None,
-    close_timeout: float | None = None,
-    request_timeout: float | None = None,
-    verify_tls: bool = True,
-    ca_file: str | None = None,
-    close_key_on_exit: bool = False,
-    max_frame: int = DEFAULT_MAX_FRAME,
-    quotes: Sequence[str] | None = None,
-    on_status: Callable[[StatusEvent], object] | None = None,
-    rng: Callable[[], float] | None = None,
-    on_frame: FrameHook | None = None,
-    secret_key: str | None = None,
-    snapshot_rest_url: str | None = None,
-    snapshot_symbols: Sequence[str] = (),
-    initial_snapshot: bool = False,
-    resync: bool = True,
-    warning_interval: float = DEFAULT_WARNING_INTERVAL,
-    fills: bool = False,
-    picture: bool = True,
-) -> UserStream:
-    """A user data stream for one account; use it with `async with` and `async for`.
-
-    Bitmusa needs `api_key` and `auth_key`; Coinlocally needs `token` or `api_key` (exactly one).
-    `rest_url`/`ws_url` default to the documented production endpoints; either may be written as a base
-    (`wss://host:port`) or as the full URL of the documented path (`.../ws/spot`, `.../spot/userDataStream`,
-    `.../spotws_user/userData/ws`), with or without a trailing slash (`protocol.endpoints`). Must be called
-    inside a running event loop. Every other argument is documented in docs/client.md. A timing left as None
-    takes its default, or a value fitted to the timings given (`idle_timeout=30` alone pings every 20 s);
-    each value so derived is logged at INFO, and only a contradiction between given timings is refused.
-    """
-    _require_running_loop()
-    try:
-        policy = Overflow(overflow)
-    except ValueError:
-        raise ConfigurationError(f"overflow must be 'block' or 'drop_oldest', not {overflow!r}") from None
-    # The timings as given: None is "not given", which StreamOptions settles into a number (typed as settled).
-    given: dict[str, Any] = {
-        "keepalive_interval": keepalive_interval,
-        "ping_interval": ping_interval,
-        "idle_timeout": idle_timeout,
-        "sub_timeout": sub_timeout,
-        "backoff_base": backoff_base,
-        "backoff_cap": backoff_cap,
-        "stable_after": stable_after,
-        "overlap_timeout": overlap_timeout,
-        "close_timeout": close_timeout,
-        "request_timeout": request_timeout,
-    }
-    options = StreamOptions(
-        **given,
-        account=account,
-        rotate_after=rotate_after,
-        queue_size=queue_size,
-        queue_bytes=queue_bytes,
-        overflow=policy,
-        auth_attempts=auth_attempts,
-        verify_tls=verify_tls,
-        ca_file=ca_file,
-        close_key_on_exit=close_key_on_exit,
-        max_frame=max_frame,
-        quotes=None if quotes is None else tuple(quotes),
-        rng=rng,
-        on_frame=on_frame,
-        resync=resync,
-        snapshot_symbols=_symbols(snapshot_symbols),
-        initial_snapshot=initial_snapshot,
-        warning_interval=warning_interval,
-        fills=fills,
-        picture=picture,
-    )
-    # Every credential of the stream (its listenKeys are added as the session gets them): what a server
-    # says passes through this before anyone sees it (client/scrub.py).
-    scrubber = Scrubber((api_key, auth_key, token, secret_key))
-    transport = Transport(
-        tls=options.tls_policy(),
-        request_timeout=options.request_timeout,
-        max_frame=options.max_frame,
-        scrubber=scrubber,
-    )
-    session = open_session(
-        _exchange(exchange),
-        transport=transport,
-        options=options,
-        api_key=api_key,
-        auth_key=auth_key,
-        token=token,
-        rest_url=rest_url,
-        ws_url=ws_url,
-    )
-    snapshots = snapshot_taker(
-        _exchange(exchange),
-        transport=transport,
-        account=options.account,
-        api_key=api_key,
-        auth_key=auth_key,
-        token=token,
-        secret_key=secret_key,
-        rest_url=endpoints.bitmusa_rest_base(rest_url if rest_url is not None else bitmusa.REST_BASE),
-        snapshot_rest_url=snapshot_rest_url,
-        quotes=options.quotes,
-    )
-    for line in options.derived:  # once every argument is accepted
-        _log.info("%s/%s: %s", session.exchange.value, options.account, line)
-    for line in unlikely_to_work(options, session.exchange):
-        _log.warning("%s/%s: %s", session.exchange.value, options.account, line)
-    return UserStream(
-        session=session, transport=transport, options=options, on_status=on_status, snapshots=snapshots
-    )
-
-
-def _require_running_loop() -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        raise ConfigurationError(
-            "userstream.connect() needs a running asyncio event loop: call it inside an `async def` run by "
-            "asyncio.run(), as in `async with userstream.connect(...) as stream:`; without asyncio, use "
-            "userstream.sync.connect() (docs/client.md)"
-        ) from None
-
-
-def _symbols(symbols: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(symbols, str):  # "BTC/USDT" would otherwise become eight one-letter symbols
-        raise ConfigurationError("snapshot_symbols must be a sequence of symbols such as ['BTC/USDT']")
-    return tuple(symbols)
-
-
-async def run(
-    exchange: ExchangeName | Exchange | str,
-    *,
-    on_event: Callable[[Event], object],
-    **options: Any,
-) -> None:
-    """The callback form: call `on_event` (a function or a coroutine function) for every event.
-
-    Runs until cancelled, or raises the stream's fatal error. `options` are `connect()`'s.
-    """
-    async with connect(exchange, **options) as stream:
-        async for event in stream:
-            result = on_event(event)
-            if inspect.isawaitable(result):
-                await result
-
-
-def _exchange(name: ExchangeName | Exchange | str) -> Exchange:
-    try:
-        return Exchange(name)
-    except ValueError:
-        known = ", ".join(exchange.value for exchange in Exchange)
-        raise ConfigurationError(f"unknown exchange {name!r}; known: {known}") from None
