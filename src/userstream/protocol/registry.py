@@ -21,7 +21,16 @@ from userstream.protocol import (
     coinlocally_rest,
     coinlocally_server,
 )
-from userstream.protocol.server_session import HandshakeProblem, HttpRefusal, ServerSession, ServerTerms
+from userstream.protocol.server_session import (
+    AccountNamedBy,
+    HandshakeCredential,
+    HandshakeProblem,
+    HttpRefusal,
+    ServerSession,
+    ServerTerms,
+    VariantInfo,
+    VariantStyle,
+)
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
 
@@ -79,6 +88,19 @@ class ExchangeSpec:
     credentials_optional: tuple[tuple[str, str], ...]
     #: Options that only this exchange's client uses (a config refuses them on another exchange).
     only_options: frozenset[str]
+    # --- server2 ---
+    #: How an upgrade request names its stream's account: a listenKey as the last segment of `ws_path`
+    #: (then `ws_path` is a prefix), or a credential header on `ws_path` itself.
+    handshake_names_account: AccountNamedBy
+    #: (the path's last segment, or None; the headers) -> the credential the upgrade shows, or None: none.
+    handshake_credential: Callable[[str | None, Mapping[str, str]], HandshakeCredential | None]
+    #: Credential kind (as `HandshakeCredential.kind` and the REST routes name it) -> the key of serve's
+    #: accounts file that holds it. An account matches when every credential presented equals its own.
+    account_keys: Mapping[str, str]
+    #: The exchange's `serve --variant`s (server/variants.py parses them), and how the chosen ones change
+    #: its sessions' style.
+    server_variants: tuple[VariantInfo, ...]
+    variant_style: VariantStyle
 
 
 # --- server-house ---
@@ -117,6 +139,12 @@ _BITMUSA: Final = ExchangeSpec(
     credentials_one_of=(),
     credentials_optional=(),
     only_options=frozenset({"rest_url", "keepalive_interval", "close_key_on_exit"}),
+    # --- server2 ---
+    handshake_names_account=AccountNamedBy.LISTEN_KEY_IN_PATH,
+    handshake_credential=bitmusa_server.handshake_credential,
+    account_keys=MappingProxyType({"api_key": "bitmusa_api_key", "auth_key": "bitmusa_auth_key"}),
+    server_variants=bitmusa_server.VARIANTS,
+    variant_style=bitmusa_server.variant_style,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
@@ -153,6 +181,12 @@ _COINLOCALLY: Final = ExchangeSpec(
     credentials_one_of=("token", "api_key"),
     credentials_optional=(("secret_key", "api_key"),),  # signs the api key's snapshot requests
     only_options=frozenset({"sub_timeout", "quotes"}),
+    # --- server2 ---
+    handshake_names_account=AccountNamedBy.CREDENTIAL_HEADER,
+    handshake_credential=coinlocally_server.handshake_credential,
+    account_keys=MappingProxyType({"token": "coinlocally_token", "api_key": "coinlocally_api_key"}),
+    server_variants=coinlocally_server.VARIANTS,
+    variant_style=coinlocally_server.variant_style,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})

@@ -16,17 +16,24 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from userstream.errors import ConfigurationError, MessageShapeError
+from userstream.events import Exchange
 from userstream.logs import log_event
 from userstream.protocol import coinlocally, coinlocally_rest
 from userstream.server.codes import COINLOCALLY_ERR_AUTH_THROTTLED
 from userstream.server.config import Account
 from userstream.server.exchange import ExchangeServer
+from userstream.server.variants import Variants
 
-__all__ = ["add_routes", "throttled_body"]
+__all__ = ["EXCHANGE", "add_routes", "throttled_body", "variant_middleware"]
+
+#: The exchange whose REST API this module serves.
+EXCHANGE: Final = Exchange.COINLOCALLY
 
 _log = logging.getLogger("userstream.server.snapshots")
 _JSON = "application/json"
@@ -45,6 +52,11 @@ def throttled_body(path: str, message: str) -> bytes | None:
         return coinlocally.render_error(COINLOCALLY_ERR_AUTH_THROTTLED, message).encode()
     if path.startswith("/sapi/"):
         return coinlocally_rest.render_error(coinlocally_rest.ERR_TOO_MANY_REQUESTS, message)
+    return None
+
+
+def variant_middleware(variants: Variants) -> Middleware | None:
+    """No variant rewrites Coinlocally's REST replies (its conversation's are the session's style)."""
     return None
 
 
@@ -159,7 +171,7 @@ class _CoinlocallyRoutes:
             creds = coinlocally.Credentials(api_key=api_key)
         except ConfigurationError:  # control characters: no account has such a key
             return None
-        return self.server.coinlocally_account(creds)
+        return self.server.account_for(EXCHANGE, {"api_key": creds.secret})
 
     @staticmethod
     def _refused(

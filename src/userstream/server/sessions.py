@@ -26,30 +26,17 @@ from userstream.protocol.server_session import (
     ServerSession,
     ServerStyle,
     ServerTerms,
-    SubRefusal,
 )
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import wall_ms
-from userstream.server.variants import Refusal, Variants
+from userstream.server.variants import Variants
 
 __all__ = ["new_session", "serve_unaccounted", "session_style"]
 
 
 def session_style(variants: Variants) -> ServerStyle:
     """How this run's sessions write what the documents leave open (our own answers by default)."""
-
-    def sub_refusal(ours: SubRefusal) -> SubRefusal:
-        chosen = variants.sub_refusal(Refusal(ours.reply, ours.code, ours.reason))
-        return SubRefusal(chosen.reply, chosen.code, chosen.reason)
-
-    return ServerStyle(
-        control=variants.control,
-        pong=variants.pong,
-        ping=variants.ping,
-        sub_refusal=sub_refusal,
-        server_ping_interval=variants.server_ping_interval,
-        expired_close_code=variants.expired_close_code(ServerStyle().expired_close_code),
-    )
+    return variants.session_style()
 
 
 def new_session(
