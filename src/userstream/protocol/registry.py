@@ -101,6 +101,8 @@ class ExchangeSpec:
     #: its sessions' style.
     server_variants: tuple[VariantInfo, ...]
     variant_style: VariantStyle
+    #: The REST path that creates, extends and deletes a listenKey (POST, PUT, DELETE); None: no listenKey.
+    listen_key_path: str | None
 
 
 # --- server-house ---
@@ -145,6 +147,7 @@ _BITMUSA: Final = ExchangeSpec(
     account_keys=MappingProxyType({"api_key": "bitmusa_api_key", "auth_key": "bitmusa_auth_key"}),
     server_variants=bitmusa_server.VARIANTS,
     variant_style=bitmusa_server.variant_style,
+    listen_key_path=bitmusa.LISTEN_KEY_PATH,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
@@ -187,6 +190,7 @@ _COINLOCALLY: Final = ExchangeSpec(
     account_keys=MappingProxyType({"token": "coinlocally_token", "api_key": "coinlocally_api_key"}),
     server_variants=coinlocally_server.VARIANTS,
     variant_style=coinlocally_server.variant_style,
+    listen_key_path=None,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})
