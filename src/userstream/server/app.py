@@ -43,14 +43,6 @@ from userstream.protocol.server_session import (
 from userstream.server import admin_routes
 from userstream.server.admin_routes import ADMIN_EVENTS_PATH, HEALTH_PATH
 from userstream.server.backend.interface import BackendUnavailableError
-from userstream.server.codes import (
-    BITMUSA_ERR_UNAVAILABLE,
-    COINLOCALLY_ERR_BAD_REQUEST,
-    COINLOCALLY_ERR_SUB_REJECTED,
-    COINLOCALLY_ERR_TOO_MANY_CONNECTIONS,
-    COINLOCALLY_ERR_UNAUTHORIZED,
-    COINLOCALLY_ERR_UNAVAILABLE,
-)
 from userstream.server.config import Account, ServerConfig
 from userstream.server.exchange import ExchangeServer
 from userstream.server.faults import FaultController, chaos
@@ -62,12 +54,6 @@ from userstream.server.wsmask import MaskedOnlyWebSocketResponse
 __all__ = [
     "ADMIN_EVENTS_PATH",
     "AUTH_THROTTLE_KEY",
-    "BITMUSA_ERR_UNAVAILABLE",
-    "COINLOCALLY_ERR_BAD_REQUEST",
-    "COINLOCALLY_ERR_SUB_REJECTED",
-    "COINLOCALLY_ERR_TOO_MANY_CONNECTIONS",
-    "COINLOCALLY_ERR_UNAUTHORIZED",
-    "COINLOCALLY_ERR_UNAVAILABLE",
     "FAULTS_KEY",
     "HEALTH_PATH",
     "SERVER_KEY",

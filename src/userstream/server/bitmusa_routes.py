@@ -28,9 +28,9 @@ from userstream.errors import MessageShapeError
 from userstream.events import Exchange
 from userstream.logs import log_event
 from userstream.protocol import bitmusa, bitmusa_rest
+from userstream.protocol.bitmusa_server import ERR_UNAVAILABLE
 from userstream.protocol.registry import spec
 from userstream.server.backend.interface import BackendUnavailableError
-from userstream.server.codes import BITMUSA_ERR_UNAVAILABLE
 from userstream.server.config import Account
 from userstream.server.exchange import ExchangeServer
 from userstream.server.variants import Variants
@@ -177,7 +177,7 @@ def _reply(body: bytes, status: int = 200) -> web.Response:
 
 
 def _unavailable(exc: BackendUnavailableError) -> web.Response:
-    return bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {exc}")
+    return bitmusa_error(503, ERR_UNAVAILABLE, f"service unavailable: {exc}")
 
 
 def _no_active_key() -> web.Response:
