@@ -48,7 +48,7 @@ from userstream.server.exchange import ExchangeServer
 from userstream.server.faults import FaultController, chaos
 from userstream.server.limits import AuthThrottle, websocket_limit
 from userstream.server.serve_exchanges import SERVE_EXCHANGES, add_rest_routes, variant_middlewares
-from userstream.server.sessions import new_session, serve_unaccounted, session_style
+from userstream.server.sessions import new_session, serve_unaccounted
 from userstream.server.wsmask import MaskedOnlyWebSocketResponse
 
 __all__ = [
@@ -102,7 +102,8 @@ class _Routes:
         self.server = server
         self.config = server.config
         self.faults = faults
-        self.style = session_style(server.variants)  # how this run's sessions write their frames
+        # How this run's sessions write their frames: each exchange's variants laid over our answers.
+        self.style = server.variants.session_style()
 
     # --- the WebSockets: the handshake, then the session ----------------------------------------------------
 

@@ -1,12 +1,12 @@
 """The protocol sessions of `userstream serve`: made from the run's config and variants; one small runtime.
 
-`session_style` turns the run's `Variants` (variants.py) into the `ServerStyle` the sessions render with,
-and `new_session` makes the registry's session for a new stream with the config's timings; the server's
-streams are then driven by connection.py. `serve_unaccounted` drives the one stream that belongs to no
-account: a Coinlocally credential that matched nobody, upgraded because a refusal variant says the exchange
-refuses it only at the sub. It is not in the hub, the ledger or the per-address counts, so it needs no
-outbox: it sends as the session says, answers WebSocket pings, and ends at the session's close (or when
-the client or the server's shutdown ends it). No protocol decision is made here.
+`new_session` makes the registry's session for a new stream with the config's timings and the run's
+`ServerStyle` (`Variants.session_style`, variants.py: each exchange's chosen variants over our answers);
+the server's streams are then driven by connection.py. `serve_unaccounted` drives the one stream that
+belongs to no account: a Coinlocally credential that matched nobody, upgraded because a refusal variant
+says the exchange refuses it only at the sub. It is not in the hub, the ledger or the per-address counts,
+so it needs no outbox: it sends as the session says, answers WebSocket pings, and ends at the session's
+close (or when the client or the server's shutdown ends it). No protocol decision is made here.
 """
 
 from __future__ import annotations
@@ -29,14 +29,8 @@ from userstream.protocol.server_session import (
 )
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import wall_ms
-from userstream.server.variants import Variants
 
-__all__ = ["new_session", "serve_unaccounted", "session_style"]
-
-
-def session_style(variants: Variants) -> ServerStyle:
-    """How this run's sessions write what the documents leave open (our own answers by default)."""
-    return variants.session_style()
+__all__ = ["new_session", "serve_unaccounted"]
 
 
 def new_session(
