@@ -184,9 +184,8 @@ class _Routes:
             if account is not None:
                 return _Identity(account, secret=credential.value)
         log_event(_log, logging.INFO, "stream refused", exchange=exchange.value, reason="unknown credential")
-        if (
-            credential is None or refuses_at_sub
-        ):  # (a missing credential gets here only when refused at the sub)
+        # (a missing credential gets here only when refused at the sub)
+        if credential is None or refuses_at_sub:
             return None
         return HandshakeProblem.UNKNOWN_CREDENTIALS, credential.label
 
