@@ -21,6 +21,7 @@ from pathlib import Path
 import userstream
 from userstream import errors
 from userstream.errors import UserStreamError
+from userstream.server import LedgerNotKeptError
 
 # A drawn class: the tree's bars and connector, the name, the module (path under userstream/), the text.
 _CLASS_LINE = re.compile(
@@ -163,3 +164,11 @@ def test_errors_py_exports_what_it_defines() -> None:
     defined_here = sorted(name for name, cls in _defined().items() if cls.__module__ == "userstream.errors")
     assert sorted(errors.__all__) == defined_here
     assert all(getattr(userstream, name) is getattr(errors, name) for name in errors.__all__)
+
+
+def test_reading_a_ledger_never_kept_is_a_configuration_error_drawn_in_the_tree() -> None:
+    drawn = {item.name: item for item in _drawn_tree()}["LedgerNotKeptError"]
+    assert drawn == Drawn(
+        "LedgerNotKeptError", "server/run.py", frozenset({"ConfigurationError", "RuntimeError"})
+    )
+    assert LedgerNotKeptError.__bases__ == (errors.ConfigurationError, RuntimeError)

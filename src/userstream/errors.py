@@ -8,8 +8,11 @@ base is named "also ..."), and its module::
 
     UserStreamError                          errors.py            root: catch this to catch all of ours
     ├── ConfigurationError                   errors.py            fatal: bad arguments, config file or
-    │                                                             endpoint; fix and restart (config
-    │                                                             loaders, commands, client options)
+    │   │                                                         endpoint; fix and restart (config
+    │   │                                                         loaders, commands, client options)
+    │   └── LedgerNotKeptError               server/run.py        (also RuntimeError) serve: `sent` read
+    │                                                             on a server started without
+    │                                                             `ServerConfig(ledger=True)`
     ├── AuthenticationError                  errors.py            fatal: the exchange rejected a credential
     │                                                             (`rejected` names which); REST replies,
     │                                                             handshake refusals, sub refusals

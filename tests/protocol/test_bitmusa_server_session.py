@@ -11,11 +11,22 @@ import pytest
 
 from userstream.errors import LocalProtocolError
 from userstream.events import Exchange
-from userstream.protocol.bitmusa_server import TABLE, BitmusaServerSession, Input, State, refuse_handshake
+from userstream.protocol.bitmusa_server import (
+    TABLE,
+    VARIANTS,
+    BitmusaServerSession,
+    Input,
+    State,
+    handshake_credential,
+    refuse_handshake,
+    variant_style,
+)
 from userstream.protocol.registry import spec
 from userstream.protocol.server_session import (
+    AccountNamedBy,
     Close,
     GoLive,
+    HandshakeCredential,
     HandshakeProblem,
     HttpRefusal,
     ServerStyle,
@@ -180,3 +191,34 @@ def test_a_refused_upgrade_gets_bitmusas_error_body(
 ) -> None:
     assert refuse_handshake(problem, detail, retry_after) == expected
     assert spec(Exchange.BITMUSA).refuse_handshake(problem, detail, retry_after) == expected
+
+
+# --- the handshake's credential and the variants ------------------------------------------------------
+
+
+def test_the_upgrade_names_its_account_by_the_listen_key_in_its_path() -> None:
+    entry = spec(Exchange.BITMUSA)
+    assert entry.handshake_names_account is AccountNamedBy.LISTEN_KEY_IN_PATH
+    assert entry.handshake_credential is handshake_credential
+    found = handshake_credential("k3y", {"token": "ignored"})
+    assert found == HandshakeCredential("listen_key", "k3y", "listenKey")
+    assert repr(found) == "HandshakeCredential(kind='listen_key', value=<hidden>)"
+    assert handshake_credential(None, {}) is None
+    assert handshake_credential("", {}) is None
+    assert dict(entry.account_keys) == {"api_key": "bitmusa_api_key", "auth_key": "bitmusa_auth_key"}
+    assert entry.listen_key_path == "/spot/userDataStream"
+
+
+def test_the_expired_close_variant_changes_the_style_and_nothing_else_does() -> None:
+    ours = ServerStyle()
+    assert variant_style({}, ours) is ours
+    assert variant_style({"numbers-as-strings": None}, ours) is ours
+    assert variant_style({"bitmusa-expired-close": 4401.0}, ours) == ServerStyle(expired_close_code=4401)
+    assert [info.name for info in VARIANTS] == [
+        "bitmusa-errors-code-msg",
+        "bitmusa-errors-html",
+        "bitmusa-post-extends",
+        "bitmusa-expired-close",
+    ]
+    assert {info.exchange for info in VARIANTS} == {Exchange.BITMUSA}
+    assert spec(Exchange.BITMUSA).server_variants is VARIANTS

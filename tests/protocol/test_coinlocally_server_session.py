@@ -18,16 +18,21 @@ from userstream.protocol import coinlocally
 from userstream.protocol.codec import gzip_bytes
 from userstream.protocol.coinlocally_server import (
     TABLE,
+    VARIANTS,
     CoinlocallyServerSession,
     Input,
     State,
+    handshake_credential,
     is_client_pong,
     refuse_handshake,
+    variant_style,
 )
 from userstream.protocol.registry import spec
 from userstream.protocol.server_session import (
+    AccountNamedBy,
     Close,
     GoLive,
+    HandshakeCredential,
     HandshakeProblem,
     HttpRefusal,
     Ignore,
@@ -485,3 +490,58 @@ def test_a_refused_upgrade_gets_our_error_body_as_text(
 ) -> None:
     assert refuse_handshake(problem, detail, retry_after) == expected
     assert spec(Exchange.COINLOCALLY).refuse_handshake(problem, detail, retry_after) == expected
+
+
+# --- the handshake's credential and the variants ------------------------------------------------------
+
+
+def test_the_upgrade_names_its_account_by_one_credential_header() -> None:
+    entry = spec(Exchange.COINLOCALLY)
+    assert entry.handshake_names_account is AccountNamedBy.CREDENTIAL_HEADER
+    assert entry.handshake_credential is handshake_credential
+    assert handshake_credential(None, {"Token": "t0k"}) == HandshakeCredential("token", "t0k", "token")
+    assert handshake_credential(None, {"API-KEY": "k3y"}) == HandshakeCredential("api_key", "k3y", "api-key")
+    assert (
+        repr(handshake_credential(None, {"token": "t0k"}))
+        == "HandshakeCredential(kind='token', value=<hidden>)"
+    )
+    assert handshake_credential(None, {}) is None
+    assert handshake_credential(None, {"token": "a", "api-key": "b"}) is None  # exactly one
+    assert handshake_credential(None, {"token": "bad\r\nline"}) is None
+    assert handshake_credential("segment", {}) is None  # the path names nothing
+    assert dict(entry.account_keys) == {"token": "coinlocally_token", "api_key": "coinlocally_api_key"}
+    assert entry.listen_key_path is None
+
+
+def test_the_variants_lay_their_frames_over_our_style() -> None:
+    ours = variant_style({}, ServerStyle())
+    assert (ours.control("sub success"), ours.pong(5), ours.ping(6)) == (
+        "sub success",
+        '{"pong":5}',
+        '{"ping":6}',
+    )
+    assert ours.server_ping_interval is None
+    mine = SubRefusal("reply", 4004, "sub rejected")
+    assert ours.sub_refusal(mine) == mine
+    gzip_style = variant_style(
+        {"coinlocally-control-gzip": None, "coinlocally-pong-gzip": None}, ServerStyle()
+    )
+    assert gzip.decompress(bytes(gzip_style.control("connect success"))) == b"connect success"
+    assert gzip.decompress(bytes(gzip_style.pong(5))) == b'{"pong":5}'
+    assert gzip.decompress(bytes(gzip_style.ping(6))) == b'{"ping":6}'
+    assert gzip.decompress(bytes(gzip_style.sub_refusal(mine).reply or b"")) == b"reply"
+    quoted = variant_style(
+        {"coinlocally-control-quoted": None, "coinlocally-server-ping": 5.0}, ServerStyle()
+    )
+    assert (quoted.control("sub success"), quoted.server_ping_interval) == ('"sub success"', 5.0)
+    code_msg = variant_style({"coinlocally-refusal-code-msg": 4401.0}, ServerStyle())
+    assert code_msg.sub_refusal(mine) == SubRefusal(
+        '{"code":"10002","msg":"token invalid"}', 4401, "token invalid"
+    )
+    text = variant_style({"coinlocally-refusal-text": None}, ServerStyle())
+    assert text.sub_refusal(mine) == SubRefusal("token invalid", 1000, "")
+    closed = variant_style({"coinlocally-refusal-close": 1008.0}, ServerStyle())
+    assert closed.sub_refusal(mine) == SubRefusal(None, 1008, "")
+    assert {info.exchange for info in VARIANTS} == {Exchange.COINLOCALLY}
+    assert len(VARIANTS) == 7
+    assert spec(Exchange.COINLOCALLY).server_variants is VARIANTS

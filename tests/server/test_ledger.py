@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from userstream.errors import ConfigurationError, UserStreamError
 from userstream.events import (
     BalanceUpdate,
     Event,
@@ -27,6 +28,7 @@ from userstream.events import (
 from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.messages import DataEvents
 from userstream.server.ledger import Ending, Loss, LossReason, Runs, SentLedger, fact
+from userstream.server.run import LedgerNotKeptError
 
 Kit = Any  # the `kit` fixture of conftest.py
 
@@ -309,3 +311,18 @@ async def test_the_ledger_is_kept_only_when_asked_for(start: Any) -> None:
         with pytest.raises(RuntimeError, match="keeps no ledger"):
             kit.server.sent  # noqa: B018 - the property is what is tested
         await ws.close()
+
+
+async def test_reading_the_ledger_of_a_server_without_one_is_a_typed_error_saying_how_to_ask(
+    start: Any,
+) -> None:
+    async with start() as kit:  # ServerConfig.ledger defaults to False
+        with pytest.raises(LedgerNotKeptError) as caught:
+            kit.server.sent  # noqa: B018 - the property is what is tested
+    assert str(caught.value) == (
+        "the server keeps no ledger (ServerConfig.ledger is False): "
+        "start it with ServerConfig(ledger=True) to read what it sent"
+    )
+    assert isinstance(caught.value, UserStreamError)
+    assert isinstance(caught.value, ConfigurationError)
+    assert isinstance(caught.value, RuntimeError)

@@ -16,17 +16,20 @@ States and moves (`TABLE`; any move not listed raises LocalProtocolError):
     LIVE     --close, buffer full-->         CLOSING  close with the code given / 4005
     CLOSING  --anything-->                   CLOSING  nothing: the close is under way
 
-Its one deadline is the maximum age, counted from the open. An upgrade refused before the stream exists
-(`refuse_handshake`) is answered with Bitmusa's error body; an unknown listenKey is a 404.
+Its one deadline is the maximum age, counted from the open. The upgrade names its account by the listenKey
+in the path (`handshake_credential`); an upgrade refused before the stream exists (`refuse_handshake`) is
+answered with Bitmusa's error body; an unknown listenKey is a 404.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from enum import Enum
 from types import MappingProxyType
 from typing import Final
 
+from userstream.events import Exchange
 from userstream.protocol import bitmusa
 from userstream.protocol.close import CloseCode
 from userstream.protocol.server_session import (
@@ -34,14 +37,27 @@ from userstream.protocol.server_session import (
     Action,
     Close,
     GoLive,
+    HandshakeCredential,
     HandshakeProblem,
     HttpRefusal,
+    ServerStyle,
     ServerTerms,
     Transitions,
+    VariantInfo,
     slow_consumer_close,
 )
 
-__all__ = ["ERR_UNAVAILABLE", "TABLE", "BitmusaServerSession", "Input", "State", "refuse_handshake"]
+__all__ = [
+    "ERR_UNAVAILABLE",
+    "TABLE",
+    "VARIANTS",
+    "BitmusaServerSession",
+    "Input",
+    "State",
+    "handshake_credential",
+    "refuse_handshake",
+    "variant_style",
+]
 
 #: Ours for "the server cannot serve this now" (HTTP 503), in Bitmusa's numbering (status * 1000 + n).
 ERR_UNAVAILABLE: Final = 503001
@@ -61,6 +77,13 @@ _HANDSHAKE_REFUSALS: Final[dict[HandshakeProblem, tuple[int, int, str | None]]] 
     ),
     _P.REFUSED_FOR_NOW: (503, ERR_UNAVAILABLE, None),
 }
+
+
+def handshake_credential(segment: str | None, headers: Mapping[str, str]) -> HandshakeCredential | None:
+    """The listenKey an upgrade names as the last segment of its path (`segment`; headers play no part)."""
+    if not segment:
+        return None
+    return HandshakeCredential("listen_key", segment, "listenKey")
 
 
 def refuse_handshake(
@@ -162,3 +185,44 @@ class BitmusaServerSession:
                 Input.KEY_EXPIRED, Close(self._terms.style.expired_close_code, "listenKey expired")
             )
         return self._end(Input.KEY_DELETED, Close(CloseCode.LISTEN_KEY_DELETED, "listenKey deleted"))
+
+
+# --- variants: what the document leaves open, answered another plausible way for one run -------------------
+
+#: Bitmusa's variants (docs/server.md, "Variants", says why each is plausible). The error bodies and POST's
+#: keep-alive are serve's HTTP side (server/variants.py, server/exchange.py); the stream's is below.
+VARIANTS: Final[tuple[VariantInfo, ...]] = (
+    VariantInfo(
+        "bitmusa-errors-code-msg",
+        "bitmusa-errors",
+        Exchange.BITMUSA,
+        'error bodies are {"code":<int>,"msg":<text>} (Binance\'s keys) instead of code/message',
+    ),
+    VariantInfo(
+        "bitmusa-errors-html",
+        "bitmusa-errors",
+        Exchange.BITMUSA,
+        "error bodies are an HTML page saying only the HTTP status, as a proxy in front would send",
+    ),
+    VariantInfo(
+        "bitmusa-post-extends",
+        "bitmusa-post",
+        Exchange.BITMUSA,
+        "POST on an account with an active listenKey returns it and extends it (as Binance does)",
+    ),
+    VariantInfo(
+        "bitmusa-expired-close",
+        "bitmusa-expired-close",
+        Exchange.BITMUSA,
+        "a stream whose listenKey lapsed is closed with CODE (default 4401) and reason "
+        "'listenKey expired' instead of our 4001",
+        value_name="CODE",
+        default=4401,
+    ),
+)
+
+
+def variant_style(chosen: Mapping[str, float | None], style: ServerStyle) -> ServerStyle:
+    """`style` with the chosen Bitmusa variants laid over it: the close code of a lapsed listenKey."""
+    code = chosen.get("bitmusa-expired-close")
+    return style if code is None else dataclasses.replace(style, expired_close_code=int(code))

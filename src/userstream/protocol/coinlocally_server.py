@@ -29,11 +29,13 @@ States and moves (`TABLE`; any move not listed raises LocalProtocolError):
 
 Deadlines: max age from the open, heartbeat from the last ping (or the open), the server ping every
 `server_ping_interval`; an UNVERIFIED stream has only its sub wait (`heartbeat_timeout` from the open).
-An upgrade refused before the stream exists (`refuse_handshake`) is answered with our error body.
+The upgrade names its account by a `token` or `api-key` header (`handshake_credential`); an upgrade refused
+before the stream exists (`refuse_handshake`) is answered with our error body.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from collections.abc import Mapping
 from enum import Enum
@@ -42,21 +44,25 @@ from typing import Any, Final
 
 import msgspec
 
+from userstream.events import Exchange
 from userstream.protocol import coinlocally
 from userstream.protocol.close import CloseCode
-from userstream.protocol.codec import decode_frame
+from userstream.protocol.codec import decode_frame, gzip_bytes
 from userstream.protocol.server_session import (
     MAX_AGE_REASON,
     Action,
     Close,
     GoLive,
+    HandshakeCredential,
     HandshakeProblem,
     HttpRefusal,
     Ignore,
     Send,
+    ServerStyle,
     ServerTerms,
     SubRefusal,
     Transitions,
+    VariantInfo,
     slow_consumer_close,
 )
 
@@ -67,12 +73,15 @@ __all__ = [
     "ERR_UNAUTHORIZED",
     "ERR_UNAVAILABLE",
     "TABLE",
+    "VARIANTS",
     "CoinlocallyServerSession",
     "Input",
     "State",
+    "handshake_credential",
     "is_client_pong",
     "our_sub_refusal",
     "refuse_handshake",
+    "variant_style",
 ]
 
 # Coinlocally documents no error codes; ours follow Bitmusa's numbering (HTTP status * 1000 + n).
@@ -308,6 +317,17 @@ _HANDSHAKE_REFUSALS: Final[dict[HandshakeProblem, tuple[int, int, str | None]]] 
 }
 
 
+def handshake_credential(segment: str | None, headers: Mapping[str, str]) -> HandshakeCredential | None:
+    """The credential of an upgrade's `token` or `api-key` header (names case-insensitive); None unless
+    exactly one is present and usable. The path (`segment`) names nothing."""
+    creds = coinlocally.credentials_from_headers(headers)
+    if creds is None:
+        return None
+    return HandshakeCredential(
+        "token" if creds.token is not None else "api_key", creds.secret, creds.header_name
+    )
+
+
 def refuse_handshake(
     problem: HandshakeProblem, detail: str = "", retry_after: int | None = None
 ) -> HttpRefusal:
@@ -329,3 +349,103 @@ def is_client_pong(frame: str | bytes) -> bool:
         return False
     pong = parsed.get("pong")
     return isinstance(pong, int) and not isinstance(pong, bool)
+
+
+# --- variants: what the document leaves open, answered another plausible way for one run -------------------
+
+#: Coinlocally's variants (docs/server.md, "Variants", says why each is plausible).
+VARIANTS: Final[tuple[VariantInfo, ...]] = (
+    VariantInfo(
+        "coinlocally-refusal-code-msg",
+        "coinlocally-refusal",
+        Exchange.COINLOCALLY,
+        'an unknown credential is upgraded; its sub gets {"code":"10002","msg":"token invalid"}, '
+        "then a close with CODE (default 4401); a mismatched sub token too",
+        value_name="CODE",
+        default=4401,
+    ),
+    VariantInfo(
+        "coinlocally-refusal-text",
+        "coinlocally-refusal",
+        Exchange.COINLOCALLY,
+        "an unknown credential is upgraded; its sub gets the plain text frame 'token invalid', then a "
+        "1000 close; a mismatched sub token too",
+    ),
+    VariantInfo(
+        "coinlocally-refusal-close",
+        "coinlocally-refusal",
+        Exchange.COINLOCALLY,
+        "an unknown credential is upgraded; its sub gets no reply, only a close with CODE "
+        "(default 1008) and no reason; a mismatched sub token too",
+        value_name="CODE",
+        default=1008,
+    ),
+    VariantInfo(
+        "coinlocally-control-quoted",
+        "coinlocally-control",
+        Exchange.COINLOCALLY,
+        "'connect success' and 'sub success' are JSON strings (\"connect success\"), as the document "
+        "prints them",
+    ),
+    VariantInfo(
+        "coinlocally-control-gzip",
+        "coinlocally-control",
+        Exchange.COINLOCALLY,
+        "'connect success', 'sub success' and refusal replies are gzip binary frames, like the data",
+    ),
+    VariantInfo(
+        "coinlocally-pong-gzip",
+        "coinlocally-pong",
+        Exchange.COINLOCALLY,
+        '{"pong":m} (and the server\'s own pings) are gzip binary frames, like the data',
+    ),
+    VariantInfo(
+        "coinlocally-server-ping",
+        "coinlocally-server-ping",
+        Exchange.COINLOCALLY,
+        'the server sends {"ping":now_ms} every SECONDS (default 5); the client\'s {"pong":n} counts '
+        "as a heartbeat as well as its own pings",
+        value_name="SECONDS",
+        default=5.0,
+    ),
+)
+
+
+def variant_style(chosen: Mapping[str, float | None], style: ServerStyle) -> ServerStyle:
+    """`style` with the chosen Coinlocally variants laid over it: how control replies, pongs and the server's
+    pings travel, how a refused sub is answered, and whether the server pings."""
+    control_gzip = "coinlocally-control-gzip" in chosen
+    heartbeat_gzip = "coinlocally-pong-gzip" in chosen
+
+    def reply(text: str) -> str | bytes:
+        return gzip_bytes(text.encode()) if control_gzip else text
+
+    def control(text: str) -> str | bytes:
+        if "coinlocally-control-quoted" in chosen:
+            return msgspec.json.encode(text).decode()
+        return reply(text)
+
+    def heartbeat(frame: str) -> str | bytes:
+        return gzip_bytes(frame.encode()) if heartbeat_gzip else frame
+
+    def sub_refusal(ours: SubRefusal) -> SubRefusal:
+        if "coinlocally-refusal-code-msg" in chosen:
+            code = int(chosen["coinlocally-refusal-code-msg"] or 4401)
+            text = msgspec.json.encode({"code": "10002", "msg": "token invalid"}).decode()
+            return SubRefusal(reply(text), code, "token invalid")
+        if "coinlocally-refusal-text" in chosen:
+            return SubRefusal(reply("token invalid"), 1000, "")
+        if "coinlocally-refusal-close" in chosen:
+            return SubRefusal(None, int(chosen["coinlocally-refusal-close"] or 1008), "")
+        return SubRefusal(
+            reply(ours.reply) if isinstance(ours.reply, str) else ours.reply, ours.code, ours.reason
+        )
+
+    return dataclasses.replace(
+        style,
+        control=control,
+        pong=lambda timestamp: heartbeat(coinlocally.render_pong(timestamp)),
+        ping=lambda timestamp: heartbeat(coinlocally.ping_frame(timestamp)),
+        sub_refusal=sub_refusal,
+        server_ping_interval=chosen.get("coinlocally-server-ping"),
+    )

@@ -24,7 +24,16 @@ from userstream.protocol import (
     coinlocally_server,
 )
 from userstream.protocol.client_wire import HeaderWire, ListenKeyWire
-from userstream.protocol.server_session import HandshakeProblem, HttpRefusal, ServerSession, ServerTerms
+from userstream.protocol.server_session import (
+    AccountNamedBy,
+    HandshakeCredential,
+    HandshakeProblem,
+    HttpRefusal,
+    ServerSession,
+    ServerTerms,
+    VariantInfo,
+    VariantStyle,
+)
 from userstream.protocol.snapshot import SnapshotWire
 
 __all__ = ["REGISTRY", "ExchangeSpec", "spec"]
@@ -94,6 +103,21 @@ class ExchangeSpec:
     # --- client-house ---
     #: Its REST snapshot of an account, as client/resync.py takes it (its REST module's `SNAPSHOT`).
     snapshot: SnapshotWire
+    # --- server2 ---
+    #: How an upgrade request names its stream's account: a listenKey as the last segment of `ws_path`
+    #: (then `ws_path` is a prefix), or a credential header on `ws_path` itself.
+    handshake_names_account: AccountNamedBy
+    #: (the path's last segment, or None; the headers) -> the credential the upgrade shows, or None: none.
+    handshake_credential: Callable[[str | None, Mapping[str, str]], HandshakeCredential | None]
+    #: Credential kind (as `HandshakeCredential.kind` and the REST routes name it) -> the key of serve's
+    #: accounts file that holds it. An account matches when every credential presented equals its own.
+    account_keys: Mapping[str, str]
+    #: The exchange's `serve --variant`s (server/variants.py parses them), and how the chosen ones change
+    #: its sessions' style.
+    server_variants: tuple[VariantInfo, ...]
+    variant_style: VariantStyle
+    #: The REST path that creates, extends and deletes a listenKey (POST, PUT, DELETE); None: no listenKey.
+    listen_key_path: str | None
 
 
 # --- server-house ---
@@ -138,6 +162,13 @@ _BITMUSA: Final = ExchangeSpec(
     credentials_identifying=("api_key",),  # the API key names the account, the auth key proves it
     # --- client-house ---
     snapshot=bitmusa_rest.SNAPSHOT,
+    # --- server2 ---
+    handshake_names_account=AccountNamedBy.LISTEN_KEY_IN_PATH,
+    handshake_credential=bitmusa_server.handshake_credential,
+    account_keys=MappingProxyType({"api_key": "bitmusa_api_key", "auth_key": "bitmusa_auth_key"}),
+    server_variants=bitmusa_server.VARIANTS,
+    variant_style=bitmusa_server.variant_style,
+    listen_key_path=bitmusa.LISTEN_KEY_PATH,
 )
 
 _COINLOCALLY: Final = ExchangeSpec(
@@ -180,6 +211,13 @@ _COINLOCALLY: Final = ExchangeSpec(
     credentials_identifying=("token", "api_key"),  # either may open a stream; the secret key signs
     # --- client-house ---
     snapshot=coinlocally_rest.SNAPSHOT,
+    # --- server2 ---
+    handshake_names_account=AccountNamedBy.CREDENTIAL_HEADER,
+    handshake_credential=coinlocally_server.handshake_credential,
+    account_keys=MappingProxyType({"token": "coinlocally_token", "api_key": "coinlocally_api_key"}),
+    server_variants=coinlocally_server.VARIANTS,
+    variant_style=coinlocally_server.variant_style,
+    listen_key_path=None,
 )
 
 REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})

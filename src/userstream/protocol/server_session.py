@@ -7,13 +7,18 @@ ordered list of `Action`s comes out: `Send` a frame, `GoLive` (events may flow f
 code and a reason (after an optional last frame, Coinlocally's SYSTEM notice), or `Ignore` a client frame
 (with why, for the log). `next_deadline()` says when the session must next be woken; None: never.
 
-Before a session exists, the upgrade request may be refused: the runtime names the `HandshakeProblem` and
-the exchange's `refuse_handshake` says how it answers it (an `HttpRefusal`: status, body, Retry-After).
+Before a session exists, the upgrade request names its account the exchange's way (`AccountNamedBy`: a
+listenKey as the path's last segment, or a header holding one of the account's credentials), which the
+exchange's `handshake_credential` reads out of the request as a `HandshakeCredential`; the runtime looks it
+up. The request may be refused: the runtime names the `HandshakeProblem` and the exchange's
+`refuse_handshake` says how it answers it (an `HttpRefusal`: status, body, Retry-After).
 
 Times: `now` is monotonic seconds (deadlines), `wall_ms` wall-clock integer milliseconds (what pongs and
 server pings carry). The session reads no clock, holds no socket and imports no asyncio: server/connection.py
-drives it. What a run writes differently (server/variants.py) reaches the session as a `ServerStyle` of plain
-values and pure renderers, so no variant name is tested here. The data events themselves do not pass
+drives it. What a run writes differently reaches the session as a `ServerStyle` of plain
+values and pure renderers, so no variant name is tested here: each exchange's server module lists its own
+variants (`VARIANTS`, of `VariantInfo`) and lays the chosen ones over a style (`variant_style`);
+server/variants.py parses them. The data events themselves do not pass
 through the session: the runtime fans them out while the session is live (the hot path stays one queue).
 
 The client role has its own types (protocol/session.py); the two may be unified once both exist.
@@ -27,14 +32,17 @@ from enum import Enum
 from typing import Final, Generic, Protocol, TypeVar
 
 from userstream.errors import LocalProtocolError
+from userstream.events import Exchange
 from userstream.protocol import coinlocally
 from userstream.protocol.close import CloseCode
 
 __all__ = [
     "MAX_AGE_REASON",
+    "AccountNamedBy",
     "Action",
     "Close",
     "GoLive",
+    "HandshakeCredential",
     "HandshakeProblem",
     "HttpRefusal",
     "Ignore",
@@ -44,6 +52,8 @@ __all__ = [
     "ServerTerms",
     "SubRefusal",
     "Transitions",
+    "VariantInfo",
+    "VariantStyle",
     "slow_consumer_close",
 ]
 
@@ -96,6 +106,31 @@ class HandshakeProblem(Enum):
     REFUSED_FOR_NOW = "refused for now"  # detail: the whole message (a fault)
 
 
+class AccountNamedBy(Enum):
+    """How an exchange's upgrade request names the account its stream is for (the runtime looks it up)."""
+
+    #: The path's last segment is a listenKey the exchange's REST API issued (Bitmusa): looked up among the
+    #: active keys; an unknown one is UNKNOWN_CREDENTIALS.
+    LISTEN_KEY_IN_PATH = "listenKey in the path"
+    #: A header holds one of the account's own credentials (Coinlocally's token or api-key): matched against
+    #: the accounts; none is NO_CREDENTIALS, an unknown one UNKNOWN_CREDENTIALS (detail: its `label`).
+    CREDENTIAL_HEADER = "credential header"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class HandshakeCredential:
+    """What an upgrade request shows to name its account: `kind` is the credential ("listen_key", "token",
+    "api_key": the registry's `account_keys` says which account key holds each), `value` the secret itself,
+    `label` how the request named it (what a refusal may say: "api-key"). The repr never shows `value`."""
+
+    kind: str
+    value: str
+    label: str
+
+    def __repr__(self) -> str:
+        return f"HandshakeCredential(kind={self.kind!r}, value=<hidden>)"
+
+
 @dataclass(frozen=True, slots=True)
 class HttpRefusal:
     """The HTTP answer to a refused upgrade: `body` is JSON, text (str) or bytes as the exchange sends it."""
@@ -131,6 +166,24 @@ class ServerStyle:
     sub_refusal: Callable[[SubRefusal], SubRefusal] = field(default=_keep)
     server_ping_interval: float | None = None
     expired_close_code: int = CloseCode.LISTEN_KEY_EXPIRED
+
+
+@dataclass(frozen=True, slots=True)
+class VariantInfo:
+    """One variant (`serve --variant NAME`): its `group` (at most one variant per group per run), the exchange
+    it concerns (None: both), the value it takes (`value_name`, `default`, None: none) and what it does. Each
+    exchange's server module lists its own (`VARIANTS`); server/variants.py parses and validates them."""
+
+    name: str
+    group: str
+    exchange: Exchange | None
+    summary: str
+    value_name: str | None = None
+    default: float | None = None
+
+
+#: (the run's chosen variants, name -> value; a style) -> that style with one exchange's variants applied.
+VariantStyle = Callable[[Mapping[str, float | None], ServerStyle], ServerStyle]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,13 +8,14 @@ accounts file. docs/server.md is the contract: routes, error shapes, close codes
 from userstream.server.app import create_app
 from userstream.server.config import Account, ServerConfig, demo_account, load_accounts
 from userstream.server.ingest import IngestError
-from userstream.server.run import ServerHandle, running_server
+from userstream.server.run import LedgerNotKeptError, ServerHandle, running_server
 from userstream.server.simulator import Ledger
 
 __all__ = [
     "Account",
     "IngestError",
     "Ledger",
+    "LedgerNotKeptError",
     "ServerConfig",
     "ServerHandle",
     "create_app",

@@ -11,9 +11,13 @@ full contract):
     GET /sapi/v1/account, /sapi/v1/openOrders   Coinlocally signed REST snapshot (coinlocally_routes.py)
     POST /admin/events, POST|GET /admin/faults, GET /healthz   the operator's routes (admin_routes.py)
 
-The per-exchange REST modules are chosen through serve_exchanges.py. This module's own routes are the two
-WebSocket handshakes, checked by one handler in one order: at the first problem the exchange's protocol
-module says how it refuses (`refuse_handshake`, through the registry); otherwise the handler makes the
+The per-exchange REST modules are chosen through serve_exchanges.py (serve's one per-exchange table). This
+module's own routes are the user streams, one per registry entry, all handled alike and naming no exchange:
+the registry says where each listens (`ws_path`) and how its upgrade names the account
+(`handshake_names_account`: a listenKey as the path's last segment, looked up among the active keys, or a
+credential header, matched against the accounts by `ExchangeServer.account_for`), and
+`handshake_credential` reads it out of the request. The checks run in one order: at the first problem the
+exchange's protocol module says how it refuses (`refuse_handshake`); otherwise the handler makes the
 exchange's protocol session for the stream (sessions.py), opens it and hands it to `ExchangeServer.serve`.
 What is said on the stream afterwards is the session's alone (connection.py drives it).
 """
@@ -29,38 +33,27 @@ from aiohttp import web
 
 from userstream.events import Exchange
 from userstream.logs import log_event
-from userstream.protocol import bitmusa, coinlocally
-from userstream.protocol.registry import spec
-from userstream.protocol.server_session import HandshakeProblem, HttpRefusal
+from userstream.protocol.registry import REGISTRY, spec
+from userstream.protocol.server_session import (
+    AccountNamedBy,
+    HandshakeCredential,
+    HandshakeProblem,
+    HttpRefusal,
+)
 from userstream.server import admin_routes
 from userstream.server.admin_routes import ADMIN_EVENTS_PATH, HEALTH_PATH
 from userstream.server.backend.interface import BackendUnavailableError
-from userstream.server.codes import (
-    BITMUSA_ERR_UNAVAILABLE,
-    COINLOCALLY_ERR_BAD_REQUEST,
-    COINLOCALLY_ERR_SUB_REJECTED,
-    COINLOCALLY_ERR_TOO_MANY_CONNECTIONS,
-    COINLOCALLY_ERR_UNAUTHORIZED,
-    COINLOCALLY_ERR_UNAVAILABLE,
-)
 from userstream.server.config import Account, ServerConfig
 from userstream.server.exchange import ExchangeServer
 from userstream.server.faults import FaultController, chaos
 from userstream.server.limits import AuthThrottle, websocket_limit
-from userstream.server.serve_exchanges import SERVE_EXCHANGES, add_rest_routes
-from userstream.server.sessions import new_session, serve_unaccounted, session_style
-from userstream.server.variants import variant_middlewares
+from userstream.server.serve_exchanges import SERVE_EXCHANGES, add_rest_routes, variant_middlewares
+from userstream.server.sessions import new_session, serve_unaccounted
 from userstream.server.wsmask import MaskedOnlyWebSocketResponse
 
 __all__ = [
     "ADMIN_EVENTS_PATH",
     "AUTH_THROTTLE_KEY",
-    "BITMUSA_ERR_UNAVAILABLE",
-    "COINLOCALLY_ERR_BAD_REQUEST",
-    "COINLOCALLY_ERR_SUB_REJECTED",
-    "COINLOCALLY_ERR_TOO_MANY_CONNECTIONS",
-    "COINLOCALLY_ERR_UNAUTHORIZED",
-    "COINLOCALLY_ERR_UNAVAILABLE",
     "FAULTS_KEY",
     "HEALTH_PATH",
     "SERVER_KEY",
@@ -93,8 +86,9 @@ def create_app(config: ServerConfig) -> web.Application:
     app[FAULTS_KEY] = faults
     app[AUTH_THROTTLE_KEY] = throttle
     routes = _Routes(server, faults)
-    app.router.add_get(bitmusa.WS_PATH_PREFIX + "{listen_key}", routes.bitmusa_stream)
-    app.router.add_get(coinlocally.WS_PATH, routes.coinlocally_stream)
+    for exchange, entry in REGISTRY.items():  # each exchange's user stream, named its way
+        by_path = entry.handshake_names_account is AccountNamedBy.LISTEN_KEY_IN_PATH
+        app.router.add_get(entry.ws_path + ("{credential}" if by_path else ""), routes.stream_of(exchange))
     add_rest_routes(app, server)  # listenKeys and snapshots, per exchange (serve_exchanges.py)
     admin_routes.add_routes(app, server, faults)  # ingest, faults, /healthz
     app.cleanup_ctx.append(server.background)
@@ -108,19 +102,20 @@ class _Routes:
         self.server = server
         self.config = server.config
         self.faults = faults
-        self.style = session_style(server.variants)  # how this run's sessions write their frames
+        # How this run's sessions write their frames: each exchange's variants laid over our answers.
+        self.style = server.variants.session_style()
 
     # --- the WebSockets: the handshake, then the session ----------------------------------------------------
 
-    async def bitmusa_stream(self, request: web.Request) -> web.StreamResponse:
-        return await self._stream(request, Exchange.BITMUSA, self._bitmusa_identity)
+    def stream_of(self, exchange: Exchange) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """The handler of `exchange`'s user stream."""
 
-    async def coinlocally_stream(self, request: web.Request) -> web.StreamResponse:
-        return await self._stream(request, Exchange.COINLOCALLY, self._coinlocally_identity)
+        async def stream(request: web.Request) -> web.StreamResponse:
+            return await self._stream(request, exchange)
 
-    async def _stream(
-        self, request: web.Request, exchange: Exchange, identify: _Identify
-    ) -> web.StreamResponse:
+        return stream
+
+    async def _stream(self, request: web.Request, exchange: Exchange) -> web.StreamResponse:
         """Check the upgrade in order (an HTTP refusal in the exchange's shape at the first problem), then
         run the stream: its session decides everything said on it."""
         refuse = spec(exchange).refuse_handshake
@@ -135,7 +130,7 @@ class _Routes:
         problem = self.server.backend.problem()
         if problem is not None:
             return _refusal(refuse(HandshakeProblem.UNAVAILABLE, problem, None))
-        identity = await identify(request)
+        identity = await self._identify(request, exchange)
         if isinstance(identity, tuple):
             return _refusal(refuse(*identity, None))
         if identity is None:  # a credential that matched nobody, let through by a refusal variant
@@ -154,33 +149,45 @@ class _Routes:
         await self.server.serve(request, ws, connection)
         return ws
 
-    async def _bitmusa_identity(self, request: web.Request) -> _Identity | _Problem | None:
+    async def _identify(self, request: web.Request, exchange: Exchange) -> _Identity | _Problem | None:
+        """Who the upgrade is for, named the exchange's way (the registry's `handshake_names_account`): an
+        identity, the problem, or None: a credential that matched nobody, which a refusal variant says the
+        exchange upgrades and refuses at the sub."""
+        entry = spec(exchange)
+        credential = entry.handshake_credential(request.match_info.get("credential"), request.headers)
+        if entry.handshake_names_account is AccountNamedBy.LISTEN_KEY_IN_PATH:
+            return await self._listen_key_identity(credential)
+        return self._credential_identity(exchange, credential)
+
+    async def _listen_key_identity(self, credential: HandshakeCredential | None) -> _Identity | _Problem:
         """The account of the listenKey in the path (looked up in the backend), or the problem."""
-        key = request.match_info["listen_key"]
+        if credential is None:
+            return HandshakeProblem.NO_CREDENTIALS, ""
         try:
-            account = await self.server.lookup_listen_key(key)
+            account = await self.server.lookup_listen_key(credential.value)
         except BackendUnavailableError as exc:
             return HandshakeProblem.UNAVAILABLE, str(exc)
         if account is None:
             return HandshakeProblem.UNKNOWN_CREDENTIALS, ""
-        return _Identity(account, listen_key=key)
+        return _Identity(account, listen_key=credential.value)
 
-    async def _coinlocally_identity(self, request: web.Request) -> _Identity | _Problem | None:
-        """The account of the handshake's token or api-key header, the problem, or None: unknown, but a
-        refusal variant says the exchange upgrades it and refuses it at the sub."""
-        creds = coinlocally.credentials_from_headers(request.headers)
-        refuses_at_sub = self.server.variants.refuses_after_upgrade
-        if creds is None:
+    def _credential_identity(
+        self, exchange: Exchange, credential: HandshakeCredential | None
+    ) -> _Identity | _Problem | None:
+        """The account of the handshake's credential header, the problem, or None (see `_identify`)."""
+        refuses_at_sub = self.server.variants.refuses_after_upgrade(exchange)
+        if credential is None:
             if not refuses_at_sub:
                 return HandshakeProblem.NO_CREDENTIALS, ""
         else:
-            account = self.server.coinlocally_account(creds)
+            account = self.server.account_for(exchange, {credential.kind: credential.value})
             if account is not None:
-                return _Identity(account, secret=creds.secret)
-        log_event(_log, logging.INFO, "stream refused", exchange="coinlocally", reason="unknown credential")
-        if creds is None or refuses_at_sub:  # (a missing credential gets here only when refused at the sub)
+                return _Identity(account, secret=credential.value)
+        log_event(_log, logging.INFO, "stream refused", exchange=exchange.value, reason="unknown credential")
+        # (a missing credential gets here only when refused at the sub)
+        if credential is None or refuses_at_sub:
             return None
-        return HandshakeProblem.UNKNOWN_CREDENTIALS, creds.header_name
+        return HandshakeProblem.UNKNOWN_CREDENTIALS, credential.label
 
     def _refused_by_fault(self, account: Account, exchange: Exchange) -> int | None:
         """The Retry-After (whole seconds) of a `refuse` fault covering this new stream, or None."""
@@ -230,16 +237,14 @@ class _Identity:
     """Who a stream's handshake showed: the account, and what its session or the hub must know of it."""
 
     account: Account
-    secret: str | None = None  # Coinlocally: the credential the sub must repeat
-    listen_key: str | None = None  # Bitmusa: the key whose end closes the stream
+    secret: str | None = None  # a credential header's value (Coinlocally's sub must repeat it)
+    listen_key: str | None = None  # a listenKey in the path: the key whose end closes the stream
 
     def __repr__(self) -> str:
         return f"_Identity(account={self.account.name!r})"
 
 
 _Problem = tuple[HandshakeProblem, str]
-#: Finds out who an upgrade request is for: an identity, a problem (with its detail), or None (see above).
-_Identify = Callable[[web.Request], Awaitable[_Identity | _Problem | None]]
 
 
 def _refusal(refusal: HttpRefusal) -> web.Response:

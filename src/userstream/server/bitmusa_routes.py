@@ -5,7 +5,8 @@
     GET /spot/order/history?status=TRADING&symbol=S   the open orders of one symbol
 
 Every request is authenticated (`Authorization: Bearer <auth key>` and `x-api-key`) and rate-limited per
-account by `authorize`, the same for all five. The listenKey rules are `ExchangeServer`'s (exchange.py);
+account by `authorize`, the same for all five. The bitmusa-errors variants rewrite every Bitmusa error reply
+(`variant_middleware`). The listenKey rules are `ExchangeServer`'s (exchange.py);
 the snapshots answer from the server's truth (truth.py); wire shapes come from `protocol.bitmusa` and
 `protocol.bitmusa_rest`. This module translates HTTP and nothing else; docs/server.md has the contract. It is
 serve's Bitmusa module, chosen through the table of serve_exchanges.py.
@@ -16,18 +17,35 @@ from __future__ import annotations
 import logging
 import math
 import time
+from http import HTTPStatus
+from typing import Any, Final
 
+import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from userstream.errors import MessageShapeError
+from userstream.events import Exchange
 from userstream.logs import log_event
 from userstream.protocol import bitmusa, bitmusa_rest
+from userstream.protocol.bitmusa_server import ERR_UNAVAILABLE
+from userstream.protocol.registry import spec
 from userstream.server.backend.interface import BackendUnavailableError
-from userstream.server.codes import BITMUSA_ERR_UNAVAILABLE
 from userstream.server.config import Account
 from userstream.server.exchange import ExchangeServer
+from userstream.server.variants import Variants
 
-__all__ = ["add_routes", "bitmusa_error", "throttled_body"]
+__all__ = [
+    "EXCHANGE",
+    "add_routes",
+    "bitmusa_error",
+    "error_middleware",
+    "throttled_body",
+    "variant_middleware",
+]
+
+#: The exchange whose REST API this module serves.
+EXCHANGE: Final = Exchange.BITMUSA
 
 _log = logging.getLogger("userstream.server.app")
 _JSON = "application/json"
@@ -136,7 +154,8 @@ class _BitmusaRoutes:
                 bitmusa.ERR_UNAUTHORIZED,
                 "missing credentials: send 'Authorization: Bearer <auth key>' and 'x-api-key'",
             )
-        account = self.server.bitmusa_account(creds)
+        # The api key finds the account, the auth key must then match it too.
+        account = self.server.account_for(EXCHANGE, {"api_key": creds.api_key, "auth_key": creds.auth_key})
         if account is None:
             log_event(_log, logging.INFO, "listenKey request refused", reason="unknown credentials")
             return bitmusa_error(401, bitmusa.ERR_UNAUTHORIZED, "invalid api key or auth key")
@@ -158,10 +177,76 @@ def _reply(body: bytes, status: int = 200) -> web.Response:
 
 
 def _unavailable(exc: BackendUnavailableError) -> web.Response:
-    return bitmusa_error(503, BITMUSA_ERR_UNAVAILABLE, f"service unavailable: {exc}")
+    return bitmusa_error(503, ERR_UNAVAILABLE, f"service unavailable: {exc}")
 
 
 def _no_active_key() -> web.Response:
     return bitmusa_error(
         404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, "no active listenKey for this account: create one with POST"
+    )
+
+
+# --- the bitmusa-errors variants: the error bodies of a run -------------------------------------------------
+
+_PATHS: Final = spec(EXCHANGE).rest_paths
+_WS_PATH: Final = spec(EXCHANGE).ws_path
+_OUR_ERROR: Final = msgspec.json.Decoder(dict[str, Any])
+
+
+def variant_middleware(variants: Variants) -> Middleware | None:
+    """The middleware of the run's bitmusa-errors variant (None: ours, none chosen)."""
+    for shape in ("code-msg", "html"):
+        if f"bitmusa-errors-{shape}" in variants.values:
+            return error_middleware(shape)
+    return None
+
+
+def error_middleware(shape: str) -> Middleware:
+    """An aiohttp middleware writing every Bitmusa error reply (REST and the stream's handshake refusals) in
+    `shape` ("code-msg" or "html"); headers such as Retry-After are kept."""
+
+    @web.middleware
+    async def rewrite_bitmusa_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        path = request.path
+        if (
+            not isinstance(response, web.Response)
+            or response.status < 400
+            or not (path in _PATHS or path.startswith(_WS_PATH))
+            or not isinstance(response.body, bytes)
+        ):
+            return response
+        try:
+            ours = _OUR_ERROR.decode(response.body)
+        except msgspec.DecodeError:
+            return response
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name.lower() not in ("content-type", "content-length")
+        }
+        if shape == "html":
+            return web.Response(
+                status=response.status,
+                text=_html_status(response.status),
+                content_type="text/html",
+                headers=headers,
+            )
+        body = msgspec.json.encode({"code": ours.get("code"), "msg": ours.get("message")})
+        return web.Response(
+            status=response.status, body=body, content_type="application/json", headers=headers
+        )
+
+    return rewrite_bitmusa_errors
+
+
+def _html_status(status: int) -> str:
+    """The page nginx sends for an error status: the status line and nothing else."""
+    try:
+        line = f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        line = str(status)
+    return (
+        f"<html>\r\n<head><title>{line}</title></head>\r\n<body>\r\n<center><h1>{line}</h1></center>\r\n"
+        "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
     )

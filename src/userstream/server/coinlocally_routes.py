@@ -16,17 +16,27 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from userstream.errors import ConfigurationError, MessageShapeError
+from userstream.events import Exchange
 from userstream.logs import log_event
 from userstream.protocol import coinlocally, coinlocally_rest
-from userstream.server.codes import COINLOCALLY_ERR_AUTH_THROTTLED
 from userstream.server.config import Account
 from userstream.server.exchange import ExchangeServer
+from userstream.server.variants import Variants
 
-__all__ = ["add_routes", "throttled_body"]
+__all__ = ["ERR_AUTH_THROTTLED", "EXCHANGE", "add_routes", "throttled_body", "variant_middleware"]
+
+#: The exchange whose REST API this module serves.
+EXCHANGE: Final = Exchange.COINLOCALLY
+#: Ours (Coinlocally documents no codes; Bitmusa's numbering, HTTP status * 1000 + n): a stream's handshake
+#: refused for too many failed authentications from its address. The stream's other codes are its server
+#: session's (protocol/coinlocally_server.py).
+ERR_AUTH_THROTTLED: Final = 429003
 
 _log = logging.getLogger("userstream.server.snapshots")
 _JSON = "application/json"
@@ -42,9 +52,14 @@ def add_routes(app: web.Application, server: ExchangeServer) -> None:
 def throttled_body(path: str, message: str) -> bytes | None:
     """The body of a 429 for too many failed authentications, if `path` is Coinlocally's (limits.py)."""
     if path.startswith(coinlocally.WS_PATH):
-        return coinlocally.render_error(COINLOCALLY_ERR_AUTH_THROTTLED, message).encode()
+        return coinlocally.render_error(ERR_AUTH_THROTTLED, message).encode()
     if path.startswith("/sapi/"):
         return coinlocally_rest.render_error(coinlocally_rest.ERR_TOO_MANY_REQUESTS, message)
+    return None
+
+
+def variant_middleware(variants: Variants) -> Middleware | None:
+    """No variant rewrites Coinlocally's REST replies (its conversation's are the session's style)."""
     return None
 
 
@@ -159,7 +174,7 @@ class _CoinlocallyRoutes:
             creds = coinlocally.Credentials(api_key=api_key)
         except ConfigurationError:  # control characters: no account has such a key
             return None
-        return self.server.coinlocally_account(creds)
+        return self.server.account_for(EXCHANGE, {"api_key": creds.secret})
 
     @staticmethod
     def _refused(

@@ -22,7 +22,8 @@ from userstream.clihelp import parser_texts
 from userstream.errors import ConfigurationError
 from userstream.logs import configure_logging, log_event
 from userstream.netguard import raise_descriptor_limit
-from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol.registry import REGISTRY
+from userstream.protocol.server_session import AccountNamedBy
 from userstream.server.app import ADMIN_EVENTS_PATH
 from userstream.server.config import (
     Account,
@@ -337,9 +338,7 @@ async def _serve(config: ServerConfig, notices: list[str]) -> int:
 def _announce(handle: ServerHandle, notices: list[str]) -> None:
     lines = [
         f"userstream serve: listening on {handle.base_url}",
-        f"  Bitmusa listenKey   POST|PUT|DELETE {handle.base_url}{bitmusa.LISTEN_KEY_PATH}",
-        f"  Bitmusa stream      {handle.ws_url}{bitmusa.WS_PATH_PREFIX}<listenKey>",
-        f"  Coinlocally stream  {handle.ws_url}{coinlocally.WS_PATH}",
+        *_exchange_lines(handle),
         f"  ingest              POST {handle.base_url}{ADMIN_EVENTS_PATH}",
         *(
             [f"  variants            {' '.join(handle.server.variants.names)}"]
@@ -349,6 +348,21 @@ def _announce(handle: ServerHandle, notices: list[str]) -> None:
         *notices,
     ]
     print("\n".join(lines), flush=True)
+
+
+def _exchange_lines(handle: ServerHandle) -> list[str]:
+    """Each exchange's listenKey route (if it has one) and user stream, as the banner shows them."""
+    lines = []
+    for entry in REGISTRY.values():
+        if entry.listen_key_path is not None:
+            lines.append(
+                f"  {entry.title + ' listenKey':<20}POST|PUT|DELETE {handle.base_url}{entry.listen_key_path}"
+            )
+        by_path = entry.handshake_names_account is AccountNamedBy.LISTEN_KEY_IN_PATH
+        lines.append(
+            f"  {entry.title + ' stream':<20}{handle.ws_url}{entry.ws_path}{'<listenKey>' if by_path else ''}"
+        )
+    return lines
 
 
 def _account_toml(account: Account) -> str:

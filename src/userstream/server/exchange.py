@@ -1,6 +1,7 @@
 """The state of one running exchange emulator and every operation on it, independent of HTTP routing.
 
-`ExchangeServer` owns the accounts (and their lookup by credential), the rate limiter, the hub of open
+`ExchangeServer` owns the accounts (and their lookup by credential, `account_for`, driven by the registry's
+`account_keys`: no exchange is named here), the rate limiter, the hub of open
 connections, the simulator and the true state (truth.py); its `backend` (backend/) owns the listenKey store
 and the fan-out of published events: in memory by default, shared with other nodes through Redis with
 `redis_url`. The ledger of what was sent (ledger.py) is kept only when `config.ledger` asks for it. The
@@ -27,8 +28,8 @@ from aiohttp import WSMsgType, web
 from userstream.errors import LocalProtocolError
 from userstream.events import Event, Exchange
 from userstream.logs import log_event, redact
-from userstream.protocol import bitmusa, coinlocally
 from userstream.protocol.close import CloseCode
+from userstream.protocol.registry import REGISTRY, spec
 from userstream.protocol.server_session import ServerSession
 from userstream.server.backend.factory import make_backend
 from userstream.server.backend.interface import Backend
@@ -78,17 +79,15 @@ class ExchangeServer:
             )
         )
         self._accounts = {account.name: account for account in config.accounts}
-        self._by_bitmusa_key = {
-            account.bitmusa_api_key: account
-            for account in config.accounts
-            if account.bitmusa_api_key is not None
-        }
-        self._by_coinlocally: dict[tuple[str, str], Account] = {}
+        # (exchange, credential kind, value) -> its account: the first credential a request presents finds
+        # the account, every one presented must then match (the registry's `account_keys` name them).
+        self._by_credential: dict[tuple[Exchange, str, str], Account] = {}
         for account in config.accounts:
-            if account.coinlocally_token is not None:
-                self._by_coinlocally[("token", account.coinlocally_token)] = account
-            if account.coinlocally_api_key is not None:
-                self._by_coinlocally[("api-key", account.coinlocally_api_key)] = account
+            for exchange, entry in REGISTRY.items():
+                for kind, key in entry.account_keys.items():
+                    value = getattr(account, key)
+                    if value is not None:
+                        self._by_credential.setdefault((exchange, kind, value), account)
         # What every published event implies, per account: the REST snapshot endpoints answer from it.
         self.truth = TrueStates()
         # Open WebSockets per peer address: the per-IP limit is checked against it at every handshake.
@@ -109,18 +108,22 @@ class ExchangeServer:
             raise IngestError(f"unknown account {name!r}", status=404, account=name)
         return account
 
-    def bitmusa_account(self, creds: bitmusa.Credentials) -> Account | None:
-        """The account whose Bitmusa api key and auth key both match, else None."""
-        account = self._by_bitmusa_key.get(creds.api_key)
-        if account is None or account.bitmusa_auth_key is None:
+    def account_for(self, exchange: Exchange, presented: Mapping[str, str]) -> Account | None:
+        """The account whose `exchange` credentials match every one `presented` (kind -> value, the kinds
+        of the registry's `account_keys`), else None. The first presented finds the account; each is then
+        compared in constant time."""
+        if not presented:
             return None
-        if not hmac.compare_digest(account.bitmusa_auth_key.encode(), creds.auth_key.encode()):
+        keys = spec(exchange).account_keys
+        first_kind, first_value = next(iter(presented.items()))
+        account = self._by_credential.get((exchange, first_kind, first_value))
+        if account is None:
             return None
+        for kind, value in presented.items():
+            held = getattr(account, keys[kind])
+            if held is None or not hmac.compare_digest(held.encode(), value.encode()):
+                return None
         return account
-
-    def coinlocally_account(self, creds: coinlocally.Credentials) -> Account | None:
-        """The account whose Coinlocally credential of that kind (token or api-key) matches, else None."""
-        return self._by_coinlocally.get((creds.header_name, creds.secret))
 
     # --- listenKeys (the backend holds them; each method may raise BackendUnavailableError) ---------------
 

@@ -186,9 +186,9 @@ def parse_fault(body: bytes) -> Fault:
     try:
         exchange = None if request.exchange is None else Exchange(request.exchange)
     except ValueError:
+        known = " or ".join(repr(known.value) for known in REGISTRY)
         raise FaultError(
-            f"unknown exchange {request.exchange!r}: 'bitmusa' or 'coinlocally' (or leave it out for both)",
-            field="exchange",
+            f"unknown exchange {request.exchange!r}: {known} (or leave it out for both)", field="exchange"
         ) from None
     return Fault(kind, request.account, exchange, request.seconds, request.delay_ms)
 

@@ -33,7 +33,13 @@ from userstream.server.ledger import SentLedger
 from userstream.server.limits import connection_limits
 from userstream.server.simulator import Ledger, Simulator
 
-__all__ = ["ServerHandle", "running_server", "server_ssl_context"]
+__all__ = ["LedgerNotKeptError", "ServerHandle", "running_server", "server_ssl_context"]
+
+
+class LedgerNotKeptError(ConfigurationError, RuntimeError):
+    """`ServerHandle.sent` was read on a server that keeps no ledger: it is kept only when its config asks
+    (`ServerConfig(ledger=True)`; userstream.testing asks). Also a RuntimeError, as it was before it had a
+    type of its own."""
 
 
 class ServerHandle:
@@ -123,9 +129,12 @@ class ServerHandle:
     @property
     def sent(self) -> SentLedger:
         """What was published to each account and queued and written on each connection; `audit(...)`.
-        Kept only when `config.ledger` is True (RuntimeError otherwise)."""
+        Kept only when `config.ledger` is True (LedgerNotKeptError otherwise)."""
         if self.server.sent is None:
-            raise RuntimeError("the server keeps no ledger (ServerConfig.ledger is False)")
+            raise LedgerNotKeptError(
+                "the server keeps no ledger (ServerConfig.ledger is False): "
+                "start it with ServerConfig(ledger=True) to read what it sent"
+            )
         return self.server.sent
 
     def active_listen_key(self, account: str) -> str | None:

@@ -1,12 +1,12 @@
 """The protocol sessions of `userstream serve`: made from the run's config and variants; one small runtime.
 
-`session_style` turns the run's `Variants` (variants.py) into the `ServerStyle` the sessions render with,
-and `new_session` makes the registry's session for a new stream with the config's timings; the server's
-streams are then driven by connection.py. `serve_unaccounted` drives the one stream that belongs to no
-account: a Coinlocally credential that matched nobody, upgraded because a refusal variant says the exchange
-refuses it only at the sub. It is not in the hub, the ledger or the per-address counts, so it needs no
-outbox: it sends as the session says, answers WebSocket pings, and ends at the session's close (or when
-the client or the server's shutdown ends it). No protocol decision is made here.
+`new_session` makes the registry's session for a new stream with the config's timings and the run's
+`ServerStyle` (`Variants.session_style`, variants.py: each exchange's chosen variants over our answers);
+the server's streams are then driven by connection.py. `serve_unaccounted` drives the one stream that
+belongs to no account: a Coinlocally credential that matched nobody, upgraded because a refusal variant
+says the exchange refuses it only at the sub. It is not in the hub, the ledger or the per-address counts,
+so it needs no outbox: it sends as the session says, answers WebSocket pings, and ends at the session's
+close (or when the client or the server's shutdown ends it). No protocol decision is made here.
 """
 
 from __future__ import annotations
@@ -26,30 +26,11 @@ from userstream.protocol.server_session import (
     ServerSession,
     ServerStyle,
     ServerTerms,
-    SubRefusal,
 )
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import wall_ms
-from userstream.server.variants import Refusal, Variants
 
-__all__ = ["new_session", "serve_unaccounted", "session_style"]
-
-
-def session_style(variants: Variants) -> ServerStyle:
-    """How this run's sessions write what the documents leave open (our own answers by default)."""
-
-    def sub_refusal(ours: SubRefusal) -> SubRefusal:
-        chosen = variants.sub_refusal(Refusal(ours.reply, ours.code, ours.reason))
-        return SubRefusal(chosen.reply, chosen.code, chosen.reason)
-
-    return ServerStyle(
-        control=variants.control,
-        pong=variants.pong,
-        ping=variants.ping,
-        sub_refusal=sub_refusal,
-        server_ping_interval=variants.server_ping_interval,
-        expired_close_code=variants.expired_close_code(ServerStyle().expired_close_code),
-    )
+__all__ = ["new_session", "serve_unaccounted"]
 
 
 def new_session(

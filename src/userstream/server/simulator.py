@@ -25,12 +25,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Context, Decimal, Inexact, InvalidOperation
+from typing import Final
 
 from userstream.errors import UserStreamError
 from userstream.events import (
     BalanceUpdate,
     Event,
-    Exchange,
     OrderStatus,
     OrderType,
     OrderUpdate,
@@ -38,6 +38,7 @@ from userstream.events import (
 )
 from userstream.logs import log_event
 from userstream.money import exact_add, exact_sub
+from userstream.protocol.registry import REGISTRY
 
 __all__ = ["INSTRUMENTS", "Instrument", "Ledger", "Market", "Simulator"]
 
@@ -50,6 +51,9 @@ _FEE_RATE = Decimal("0.001")
 _FEE_QUANTUM = Decimal("1e-8")
 _ZERO = Decimal(0)
 _MAX_BURST = 256  # events produced back to back before yielding to the event loop
+#: The `exchange` an event of the market carries: a label only, since every published event is rendered in
+#: every exchange's dialect (the registry's first entry, as an ingested event's default).
+_LABEL: Final = next(iter(REGISTRY))
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +262,7 @@ class Market:
 
     def _balance(self, asset: str, now_ms: int) -> BalanceUpdate:
         return BalanceUpdate(
-            exchange=Exchange.BITMUSA,
+            exchange=_LABEL,
             account=self.account,
             timestamp=now_ms,
             asset=asset,
@@ -277,7 +281,7 @@ class Market:
         """The order's update; `last_fill` is the (amount, price, fee) of the execution it reports, if any.
         `fee` is that execution's commission (Binance's `n`), never the order's running total."""
         update = OrderUpdate(
-            exchange=Exchange.BITMUSA,
+            exchange=_LABEL,
             account=self.account,
             timestamp=now_ms,
             id=order.id,

@@ -6,15 +6,17 @@ strings. `userstream serve` answers each open point one way by default (ours, do
 it answer another plausible way for one run, so that a client (ours, or a user's bot) can be tested against
 the exchange we cannot see. docs/server.md, "Variants", lists each with why it is plausible.
 
-This module owns the registry of variants (`VARIANTS`), their parsing and validation (`parse_variants`, which
-`ServerConfig` calls), and every wire difference they make, as pure functions of a `Variants` value: the
-Coinlocally control, pong and ping frames and refusals, the Bitmusa error bodies (an aiohttp middleware), the
-numbers of data frames (a rewrite of a rendered batch); the stream sessions of protocol/ render with these
-choices (server/sessions.py hands them over). The rest of the server asks a `Variants` what to send and
-never tests a variant name. The wire facts a variant rewrites (decimal keys of data frames and snapshots, an
-exchange's paths) come from the registry (protocol/registry.py); the variants of Coinlocally's conversation
-(control replies, pings, pongs, refusals) speak `protocol.coinlocally` itself, as the conversation does
-(protocol/coinlocally_server.py).
+This module owns the catalogue of variants (`VARIANTS`: each exchange's own, listed by its protocol server
+module and read through the registry, then the numbers variants, which concern both), their parsing and
+validation (`parse_variants`, which `ServerConfig` calls) and the generic differences they make, as pure
+functions of a `Variants` value: the sessions' style (`session_style`: each exchange's server module lays
+its chosen variants over our own answers: Coinlocally's control, pong and ping frames and refusals,
+Bitmusa's close code of a lapsed key), and the numbers of data frames and snapshots (a rewrite of a
+rendered batch, and a middleware). What a variant changes on an exchange's HTTP side belongs to serve's
+module of that exchange (Bitmusa's error bodies: server/bitmusa_routes.py, chosen through
+serve_exchanges.py); POST's keep-alive is asked here (`post_extends`) by exchange.py. The wire facts a
+variant rewrites (decimal keys of data frames and snapshots) come from the registry (protocol/registry.py).
+No exchange module is imported here.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
-from http import HTTPStatus
 from typing import Any, Final
 
 import msgspec
@@ -32,123 +33,29 @@ from aiohttp.typedefs import Handler, Middleware
 
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
-from userstream.protocol import coinlocally, registry
+from userstream.protocol import registry
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame, gzip_bytes
+from userstream.protocol.registry import REGISTRY
+from userstream.protocol.server_session import ServerStyle, VariantInfo
 
 __all__ = [
     "DEFAULT_VARIANTS",
     "VARIANTS",
-    "Refusal",
     "VariantInfo",
     "Variants",
-    "bitmusa_error_middleware",
     "merge_variants",
     "parse_variants",
     "snapshot_numbers_middleware",
-    "variant_middlewares",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class VariantInfo:
-    """One variant: its `group` (at most one variant per group per run), the exchange it concerns (None:
-    both), the value it takes (`value_name`, `default`, None: none) and what it does."""
-
-    name: str
-    group: str
-    exchange: Exchange | None
-    summary: str
-    value_name: str | None = None
-    default: float | None = None
-
-
-_CL = Exchange.COINLOCALLY
-_BM = Exchange.BITMUSA
-
-#: Every variant, by name. docs/server.md has the same list with the reasons (a test keeps them equal).
+#: Every variant, by name: each exchange's own (its server module's `VARIANTS`, through the registry), then
+#: the numbers variants, which concern both. docs/server.md has the same list with the reasons (a test keeps
+#: them equal).
 VARIANTS: Final[Mapping[str, VariantInfo]] = {
     info.name: info
     for info in (
-        VariantInfo(
-            "coinlocally-refusal-code-msg",
-            "coinlocally-refusal",
-            _CL,
-            'an unknown credential is upgraded; its sub gets {"code":"10002","msg":"token invalid"}, '
-            "then a close with CODE (default 4401); a mismatched sub token too",
-            value_name="CODE",
-            default=4401,
-        ),
-        VariantInfo(
-            "coinlocally-refusal-text",
-            "coinlocally-refusal",
-            _CL,
-            "an unknown credential is upgraded; its sub gets the plain text frame 'token invalid', then a "
-            "1000 close; a mismatched sub token too",
-        ),
-        VariantInfo(
-            "coinlocally-refusal-close",
-            "coinlocally-refusal",
-            _CL,
-            "an unknown credential is upgraded; its sub gets no reply, only a close with CODE "
-            "(default 1008) and no reason; a mismatched sub token too",
-            value_name="CODE",
-            default=1008,
-        ),
-        VariantInfo(
-            "coinlocally-control-quoted",
-            "coinlocally-control",
-            _CL,
-            "'connect success' and 'sub success' are JSON strings (\"connect success\"), as the document "
-            "prints them",
-        ),
-        VariantInfo(
-            "coinlocally-control-gzip",
-            "coinlocally-control",
-            _CL,
-            "'connect success', 'sub success' and refusal replies are gzip binary frames, like the data",
-        ),
-        VariantInfo(
-            "coinlocally-pong-gzip",
-            "coinlocally-pong",
-            _CL,
-            '{"pong":m} (and the server\'s own pings) are gzip binary frames, like the data',
-        ),
-        VariantInfo(
-            "coinlocally-server-ping",
-            "coinlocally-server-ping",
-            _CL,
-            'the server sends {"ping":now_ms} every SECONDS (default 5); the client\'s {"pong":n} counts '
-            "as a heartbeat as well as its own pings",
-            value_name="SECONDS",
-            default=5.0,
-        ),
-        VariantInfo(
-            "bitmusa-errors-code-msg",
-            "bitmusa-errors",
-            _BM,
-            'error bodies are {"code":<int>,"msg":<text>} (Binance\'s keys) instead of code/message',
-        ),
-        VariantInfo(
-            "bitmusa-errors-html",
-            "bitmusa-errors",
-            _BM,
-            "error bodies are an HTML page saying only the HTTP status, as a proxy in front would send",
-        ),
-        VariantInfo(
-            "bitmusa-post-extends",
-            "bitmusa-post",
-            _BM,
-            "POST on an account with an active listenKey returns it and extends it (as Binance does)",
-        ),
-        VariantInfo(
-            "bitmusa-expired-close",
-            "bitmusa-expired-close",
-            _BM,
-            "a stream whose listenKey lapsed is closed with CODE (default 4401) and reason "
-            "'listenKey expired' instead of our 4001",
-            value_name="CODE",
-            default=4401,
-        ),
+        *(info for entry in REGISTRY.values() for info in entry.server_variants),  # protocol/*_server.py
         VariantInfo(
             "numbers-as-strings",
             "numbers",
@@ -184,15 +91,6 @@ def _valid_close_code(code: float) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
-    """How a Coinlocally sub is refused: the reply frame (None: none), then the close code and reason."""
-
-    reply: str | bytes | None
-    code: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class Variants:
     """The variants of one run, parsed: `values` maps each chosen variant's name to its value (None when
     it takes none). Everything the server sends differently is asked of this object."""
@@ -212,51 +110,28 @@ class Variants:
     def _value(self, name: str) -> float | None:
         return self.values.get(name)
 
-    # --- Coinlocally --------------------------------------------------------------------------------
+    # --- the sessions' style (each exchange's server module says what its variants change) ---------------
 
-    @property
-    def refuses_after_upgrade(self) -> bool:
-        """Whether an unknown Coinlocally credential is upgraded and refused at its sub (else: HTTP 401)."""
-        return any(name.startswith("coinlocally-refusal-") for name in self.values)
-
-    def control(self, text: str) -> str | bytes:
-        """A control reply ("connect success", "sub success") as this run sends it."""
-        if "coinlocally-control-quoted" in self.values:
-            return msgspec.json.encode(text).decode()
-        if "coinlocally-control-gzip" in self.values:
-            return gzip_bytes(text.encode())
-        return text
-
-    def pong(self, timestamp: int) -> str | bytes:
-        return self._heartbeat(coinlocally.render_pong(timestamp))
-
-    def ping(self, timestamp: int) -> str | bytes:
-        return self._heartbeat(coinlocally.ping_frame(timestamp))
-
-    def _heartbeat(self, frame: str) -> str | bytes:
-        return gzip_bytes(frame.encode()) if "coinlocally-pong-gzip" in self.values else frame
+    def session_style(self, ours: ServerStyle | None = None) -> ServerStyle:
+        """How this run's stream sessions write what the documents leave open: `ours` (by default our own
+        answers everywhere) with every exchange's chosen variants laid over it."""
+        style = ServerStyle() if ours is None else ours
+        for entry in REGISTRY.values():
+            style = entry.variant_style(self.values, style)
+        return style
 
     @property
     def server_ping_interval(self) -> float | None:
-        """Seconds between the server's own {"ping": n} on Coinlocally streams; None: it sends none."""
-        return self._value("coinlocally-server-ping")
+        """Seconds between the server's own pings on a stream; None: it sends none."""
+        return self.session_style().server_ping_interval
 
-    def sub_refusal(self, ours: Refusal) -> Refusal:
-        """How a refused sub is answered: `ours` unless a refusal variant is chosen."""
-        if "coinlocally-refusal-code-msg" in self.values:
-            code = int(self._value("coinlocally-refusal-code-msg") or 4401)
-            reply = msgspec.json.encode({"code": "10002", "msg": "token invalid"}).decode()
-            return Refusal(self._reply(reply), code, "token invalid")
-        if "coinlocally-refusal-text" in self.values:
-            return Refusal(self._reply("token invalid"), 1000, "")
-        if "coinlocally-refusal-close" in self.values:
-            return Refusal(None, int(self._value("coinlocally-refusal-close") or 1008), "")
-        return Refusal(
-            self._reply(ours.reply) if isinstance(ours.reply, str) else ours.reply, ours.code, ours.reason
+    def refuses_after_upgrade(self, exchange: Exchange) -> bool:
+        """Whether an unknown credential of `exchange`'s handshake is upgraded and refused at its sub (else:
+        HTTP 401): a refusal variant of that exchange is chosen (Coinlocally's only, so far)."""
+        return any(
+            VARIANTS[name].exchange is exchange and VARIANTS[name].group.endswith("-refusal")
+            for name in self.values
         )
-
-    def _reply(self, text: str) -> str | bytes:
-        return gzip_bytes(text.encode()) if "coinlocally-control-gzip" in self.values else text
 
     # --- Bitmusa ------------------------------------------------------------------------------------
 
@@ -265,16 +140,8 @@ class Variants:
         return "bitmusa-post-extends" in self.values
 
     def expired_close_code(self, ours: int) -> int:
-        value = self._value("bitmusa-expired-close")
-        return ours if value is None else int(value)
-
-    @property
-    def bitmusa_errors(self) -> str:
-        """ "ours", "code-msg" or "html"."""
-        for shape in ("code-msg", "html"):
-            if f"bitmusa-errors-{shape}" in self.values:
-                return shape
-        return "ours"
+        """The close code of a stream whose listenKey lapsed: `ours` unless a variant says otherwise."""
+        return self.session_style(ServerStyle(expired_close_code=ours)).expired_close_code
 
     # --- numbers --------------------------------------------------------------------------------------
 
@@ -423,17 +290,6 @@ def java_decimal(value: Decimal) -> str:
 # --- the HTTP side: one middleware per variant that changes replies -----------------------------------------
 
 
-def variant_middlewares(variants: Variants) -> list[Middleware]:
-    """The aiohttp middlewares the run's variants need (none by default): Bitmusa's error bodies, and the
-    numbers of the REST snapshots, written as the stream writes them."""
-    middlewares: list[Middleware] = []
-    if variants.bitmusa_errors != "ours":
-        middlewares.append(bitmusa_error_middleware(variants))
-    if variants.rewrites_numbers:
-        middlewares.append(snapshot_numbers_middleware(variants))
-    return middlewares
-
-
 #: The decimal keys of each snapshot route's reply (protocol.bitmusa_rest, protocol.coinlocally_rest).
 _SNAPSHOT_DECIMALS: Final[Mapping[str, frozenset[str]]] = {
     path: keys for entry in registry.REGISTRY.values() for path, keys in entry.rest_decimal_keys.items()
@@ -459,61 +315,3 @@ def snapshot_numbers_middleware(variants: Variants) -> Middleware:
         return response
 
     return rewrite_snapshot_numbers
-
-
-# --- Bitmusa error bodies -------------------------------------------------------------------------------
-
-_BITMUSA_PATHS: Final = registry.spec(_BM).rest_paths
-_OUR_ERROR: Final = msgspec.json.Decoder(dict[str, Any])
-
-
-def bitmusa_error_middleware(variants: Variants) -> Middleware:
-    """An aiohttp middleware writing every Bitmusa error reply (REST and the stream's handshake refusals) in
-    the run's error shape; headers such as Retry-After are kept."""
-    shape = variants.bitmusa_errors
-
-    @web.middleware
-    async def rewrite_bitmusa_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await handler(request)
-        path = request.path
-        if (
-            not isinstance(response, web.Response)
-            or response.status < 400
-            or not (path in _BITMUSA_PATHS or path.startswith(registry.spec(_BM).ws_path))
-            or not isinstance(response.body, bytes)
-        ):
-            return response
-        try:
-            ours = _OUR_ERROR.decode(response.body)
-        except msgspec.DecodeError:
-            return response
-        headers = {
-            name: value
-            for name, value in response.headers.items()
-            if name.lower() not in ("content-type", "content-length")
-        }
-        if shape == "html":
-            return web.Response(
-                status=response.status,
-                text=_html_status(response.status),
-                content_type="text/html",
-                headers=headers,
-            )
-        body = msgspec.json.encode({"code": ours.get("code"), "msg": ours.get("message")})
-        return web.Response(
-            status=response.status, body=body, content_type="application/json", headers=headers
-        )
-
-    return rewrite_bitmusa_errors
-
-
-def _html_status(status: int) -> str:
-    """The page nginx sends for an error status: the status line and nothing else."""
-    try:
-        line = f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        line = str(status)
-    return (
-        f"<html>\r\n<head><title>{line}</title></head>\r\n<body>\r\n<center><h1>{line}</h1></center>\r\n"
-        "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-    )
