@@ -35,7 +35,9 @@ from userstream.errors import (
     UserStreamError,
 )
 from userstream.events import (
+    RAW_LIMIT,
     BalanceUpdate,
+    ClippedRaw,
     Event,
     Exchange,
     OrderStatus,
@@ -550,7 +552,8 @@ class Parser:
             # costs), with the same errors.
             try:
                 decoded: _Frame = self._decoder.decode(frame)
-                return DataEvents((decoded.event(self.account, clip_raw(frame)),))
+                raw = frame if len(frame) <= RAW_LIMIT else ClippedRaw(frame)  # clip_raw, written out
+                return DataEvents((decoded.event(self.account, raw),))
             except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError is a DecodeError
                 error = _decode_error(exc)
             except UserStreamError as exc:
