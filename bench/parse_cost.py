@@ -126,7 +126,8 @@ def main() -> None:
         else:
             child_counted(args.child[1], int(args.child[2]))
         return
-    trees = dict(tree.split("=", 1) for tree in args.tree)
+    # absolute: the children run in bench/
+    trees = {name: str(Path(path).resolve()) for name, path in (tree.split("=", 1) for tree in args.tree)}
     rounds: dict[str, list[dict[str, dict[str, float]]]] = {name: [] for name in trees}
     for _ in range(args.rounds):
         for name, path in trees.items():
