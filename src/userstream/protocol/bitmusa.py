@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import quote
 
 import msgspec
@@ -35,7 +35,9 @@ from userstream.errors import (
     UserStreamError,
 )
 from userstream.events import (
+    RAW_LIMIT,
     BalanceUpdate,
+    ClippedRaw,
     Event,
     Exchange,
     OrderStatus,
@@ -400,6 +402,11 @@ def _body_kind(body: bytes) -> str:
 # --- the streams: wire types ----------------------------------------------------------------------
 
 _Millis = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+# Enum members bound once: on CPython 3.11 a member looked up on its class (`Exchange.BITMUSA`) costs
+# several times a module constant's load, and every event names two or three.
+_BITMUSA: Final = Exchange.BITMUSA
+_STREAM: Final = Source.STREAM
+_LIMIT: Final = OrderType.LIMIT
 _WALLET_STREAM = "spot_wallet"
 _ORDER_STREAM = "spot_order"
 
@@ -439,25 +446,18 @@ class _WalletFrame(_Frame, frozen=True, gc=False, tag=_WALLET_STREAM):
 
     def event(self, account: str, raw: str) -> Event:
         data = self.data
+        free, locked = data.free, data.locked
         try:
-            free, locked = checked(data.free), checked(data.locked)
+            checked(free)  # returns its argument: the value is kept as msgspec built it
+            checked(locked)
         except ValueError:
-            raise money_error(("$.data.free", data.free), ("$.data.locked", data.locked)) from None
+            raise money_error(("$.data.free", free), ("$.data.locked", locked)) from None
         if free.is_signed() or locked.is_signed():  # the cheap guard; -0 is signed and possible
             error = impossible_balance(("$.data.free", free), ("$.data.locked", locked))
             if error is not None:
                 raise error
         # Positional, in BalanceUpdate's field order (a keyword call costs ~2x more; events.py pins it).
-        return BalanceUpdate(
-            Exchange.BITMUSA,  # exchange
-            account,
-            self.eventTime,  # timestamp
-            data.asset,
-            free,
-            locked,
-            Source.STREAM,
-            raw,
-        )
+        return BalanceUpdate(_BITMUSA, account, self.eventTime, data.asset, free, locked, _STREAM, raw)
 
 
 class _OrderFrame(_Frame, frozen=True, gc=False, tag=_ORDER_STREAM):
@@ -469,20 +469,24 @@ class _OrderFrame(_Frame, frozen=True, gc=False, tag=_ORDER_STREAM):
         if side is None:
             # An order whose side is unknown cannot be applied safely to balances (docs/events.md).
             raise MessageShapeError(f"unknown direction {_clip(data.direction)!r}", field="$.data.direction")
+        amount, filled, price, cost = data.amount, data.tradedAmount, data.price, data.value
         try:
-            amount = checked(data.amount)
-            filled = checked(data.tradedAmount)
-            price = None if data.price is None else checked(data.price)
-            cost = None if data.value is None else checked(data.value)
+            checked(amount)  # returns its argument: each value is kept as msgspec built it
+            checked(filled)
+            if price is not None:
+                checked(price)
+            if cost is not None:
+                checked(cost)
         except ValueError:
             raise money_error(
-                ("$.data.amount", data.amount),
-                ("$.data.tradedAmount", data.tradedAmount),
-                ("$.data.price", data.price),
-                ("$.data.value", data.value),
+                ("$.data.amount", amount),
+                ("$.data.tradedAmount", filled),
+                ("$.data.price", price),
+                ("$.data.value", cost),
             ) from None
-        order_type = ORDER_TYPES.get(data.type)
-        limit = order_type is OrderType.LIMIT
+        raw_type = data.type
+        order_type = ORDER_TYPES.get(raw_type)
+        limit = order_type is _LIMIT
         # The cheap guard for impossible values (docs/events.md); the slow path names the field.
         if suspect_order(limit, amount, filled, price, cost):
             error = impossible_order(
@@ -494,19 +498,20 @@ class _OrderFrame(_Frame, frozen=True, gc=False, tag=_ORDER_STREAM):
             )
             if error is not None:
                 raise error
+        symbol, status = data.symbol, data.status
         # Positional, in OrderUpdate's field order (a keyword call costs ~2x more; events.py pins it).
         return OrderUpdate(
-            Exchange.BITMUSA,  # exchange
+            _BITMUSA,  # exchange
             account,
             self.eventTime,  # timestamp
             data.orderId,  # id
-            data.symbol,  # symbol: Bitmusa already writes the unified "BASE/QUOTE"
-            data.symbol,  # raw_symbol
+            symbol,  # symbol: Bitmusa already writes the unified "BASE/QUOTE"
+            symbol,  # raw_symbol
             side,
             order_type,  # type
-            data.type,  # raw_type
-            STATUSES.get(data.status),  # status
-            data.status,  # raw_status
+            raw_type,
+            STATUSES.get(status),  # status
+            status,  # raw_status
             price,
             amount,
             filled,
@@ -516,7 +521,7 @@ class _OrderFrame(_Frame, frozen=True, gc=False, tag=_ORDER_STREAM):
             None,  # last_fill_price
             None,  # fee
             data.createdTime,  # created_at
-            Source.STREAM,
+            _STREAM,  # source
             raw,
         )
 
@@ -543,6 +548,18 @@ class Parser:
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_FRAME_UNION)
 
     def __call__(self, frame: bytes | str) -> Incoming:
+        if type(frame) is str and 0 < len(frame) <= self.max_frame:
+            # The usual frame, in its shortest path: `parse_message`'s, written out (a call per frame
+            # costs), with the same errors.
+            try:
+                decoded: _Frame = self._decoder.decode(frame)
+                raw = frame if len(frame) <= RAW_LIMIT else ClippedRaw(frame)  # clip_raw, written out
+                return DataEvents((decoded.event(self.account, raw),))
+            except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError is a DecodeError
+                error = _decode_error(exc)
+            except UserStreamError as exc:
+                error = exc
+            return Unknown(_preview(frame), _clip(str(error), _REASON_LIMIT), _kind_of(error))
         try:
             return self.parse_message(frame)
         except UserStreamError as exc:
@@ -562,13 +579,8 @@ class Parser:
             text = _frame_text(message, self.max_frame)
         try:
             frame: _Frame = self._decoder.decode(text)
-        except msgspec.ValidationError as exc:
-            raise _shape_error(exc) from None
-        except msgspec.DecodeError as exc:
-            raise FrameDecodeError(f"Bitmusa frame is not JSON: {exc}") from None
-        except RecursionError:
-            # msgspec looks ahead for the `stream` tag and recurses into any nesting it meets.
-            raise FrameDecodeError("Bitmusa frame is nested too deeply") from None
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise _decode_error(exc) from None
         return DataEvents((frame.event(self.account, clip_raw(text)),))
 
     def _parse_object(self, message: Mapping[str, Any]) -> DataEvents:
@@ -607,6 +619,16 @@ def _kind_of(exc: UserStreamError) -> UnknownKind:
     if isinstance(exc, FrameDecodeError):
         return UnknownKind.UNDECODABLE
     return UnknownKind.MALFORMED
+
+
+def _decode_error(exc: msgspec.DecodeError | RecursionError) -> UserStreamError:
+    """The typed error for what the frame decoder raised."""
+    if isinstance(exc, msgspec.ValidationError):
+        return _shape_error(exc)
+    if isinstance(exc, msgspec.DecodeError):
+        return FrameDecodeError(f"Bitmusa frame is not JSON: {exc}")
+    # msgspec looks ahead for the `stream` tag and recurses into any nesting it meets.
+    return FrameDecodeError("Bitmusa frame is nested too deeply")
 
 
 def _shape_error(exc: msgspec.ValidationError) -> MessageShapeError:

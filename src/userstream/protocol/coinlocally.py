@@ -25,7 +25,9 @@ from userstream.errors import (
     RemoteProtocolError,
 )
 from userstream.events import (
+    RAW_LIMIT,
     BalanceUpdate,
+    ClippedRaw,
     Event,
     Exchange,
     OrderStatus,
@@ -33,7 +35,6 @@ from userstream.events import (
     OrderUpdate,
     Side,
     Source,
-    clip_raw,
 )
 from userstream.money import checked, exact_sub
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame, gzip_bytes
@@ -129,6 +130,12 @@ _EXECUTION_TYPE: Final[Mapping[str, str]] = {
     "REJECTED": "REJECTED",
 }
 
+# Enum members bound once: on CPython 3.11 a member looked up on its class (`Exchange.COINLOCALLY`) costs
+# several times a module constant's load, and every event names two or three.
+_COINLOCALLY: Final = Exchange.COINLOCALLY
+_STREAM: Final = Source.STREAM
+_LIMIT: Final = OrderType.LIMIT
+
 _Millis = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 _NumericOrderId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
@@ -212,23 +219,19 @@ class _AccountPosition(_WireEvent, frozen=True, gc=False, tag="outboundAccountPo
 
     def normalize(self, parser: Parser, raw: str) -> tuple[Event, ...]:
         account, timestamp = parser.account, self.event_time
+        events: list[Event] = []
+        suspect = False
         try:
-            # Positional, in BalanceUpdate's field order (a keyword call costs ~2x more; events.py pins it).
-            events = tuple(
-                [
-                    BalanceUpdate(
-                        Exchange.COINLOCALLY,  # exchange
-                        account,
-                        timestamp,
-                        balance.asset,
-                        checked(balance.free),
-                        checked(balance.locked),
-                        Source.STREAM,
-                        raw,
-                    )
-                    for balance in self.balances
-                ]
-            )
+            for balance in self.balances:
+                free, locked = balance.free, balance.locked
+                checked(free)  # returns its argument: each value is kept as msgspec built it
+                checked(locked)
+                if free.is_signed() or locked.is_signed():  # the cheap guard; -0 is possible
+                    suspect = True
+                # Positional, in BalanceUpdate's field order (a keyword call costs ~2x more: events.py).
+                events.append(
+                    BalanceUpdate(_COINLOCALLY, account, timestamp, balance.asset, free, locked, _STREAM, raw)
+                )
         except ValueError:
             raise money_error(
                 *(
@@ -237,12 +240,14 @@ class _AccountPosition(_WireEvent, frozen=True, gc=False, tag="outboundAccountPo
                     for key, value in (("f", balance.free), ("l", balance.locked))
                 )
             ) from None
-        for index, event in enumerate(events):
-            if event.free.is_signed() or event.locked.is_signed():  # the cheap guard; -0 is possible
-                error = impossible_balance((f"$.B[{index}].f", event.free), (f"$.B[{index}].l", event.locked))
+        if suspect:  # only once every value is known to be money: a bad number is named before a sign
+            for index, balance in enumerate(self.balances):
+                error = impossible_balance(
+                    (f"$.B[{index}].f", balance.free), (f"$.B[{index}].l", balance.locked)
+                )
                 if error is not None:
                     raise error
-        return events
+        return tuple(events)
 
 
 class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport"):
@@ -267,43 +272,47 @@ class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport")
         side = _SIDES.get(self.side)
         if side is None:
             raise MessageShapeError(f"unknown side {self.side[:32]!r}", field="$.S")
+        amount, filled, price, cost = self.amount, self.filled, self.price, self.cost
+        fill_amount, fill_price, fee = self.last_fill_amount, self.last_fill_price, self.fee
         try:
-            amount = checked(self.amount)
-            filled = checked(self.filled)
-            price = None if self.price is None else checked(self.price)
-            cost = None if self.cost is None else checked(self.cost)
-            last_fill_amount = None if self.last_fill_amount is None else checked(self.last_fill_amount)
-            last_fill_price = None if self.last_fill_price is None else checked(self.last_fill_price)
-            fee = None if self.fee is None else checked(self.fee)
+            checked(amount)  # returns its argument: each value is kept as msgspec built it
+            checked(filled)
+            # `if ... is not None` is written out: a helper call per field costs more than the check itself.
+            if price is not None:
+                checked(price)
+            if cost is not None:
+                checked(cost)
+            if fill_amount is not None:
+                checked(fill_amount)
+            if fill_price is not None:
+                checked(fill_price)
+            if fee is not None:
+                checked(fee)
         except ValueError:
             raise money_error(
-                ("$.q", self.amount),
-                ("$.z", self.filled),
-                ("$.p", self.price),
-                ("$.Z", self.cost),
-                ("$.l", self.last_fill_amount),
-                ("$.L", self.last_fill_price),
-                ("$.n", self.fee),
+                ("$.q", amount),
+                ("$.z", filled),
+                ("$.p", price),
+                ("$.Z", cost),
+                ("$.l", fill_amount),
+                ("$.L", fill_price),
+                ("$.n", fee),
             ) from None
-        order_type = _TYPES.get(self.order_type)
-        limit = order_type is OrderType.LIMIT
+        raw_type = self.order_type
+        order_type = _TYPES.get(raw_type)
+        limit = order_type is _LIMIT
         # The cheap guard for impossible values (docs/events.md); the slow path names the field. The fee is
         # not judged: a negative commission is a rebate.
         if (
             suspect_order(limit, amount, filled, price, cost)
             or (
-                last_fill_amount is not None
+                fill_amount is not None
                 and (
-                    last_fill_amount.is_signed()
-                    or (
-                        last_fill_amount
-                        and (
-                            last_fill_amount > filled or (last_fill_price is not None and not last_fill_price)
-                        )
-                    )
+                    fill_amount.is_signed()
+                    or (fill_amount and (fill_amount > filled or (fill_price is not None and not fill_price)))
                 )
             )
-            or (last_fill_price is not None and last_fill_price.is_signed())
+            or (fill_price is not None and fill_price.is_signed())
         ):
             error = impossible_order(
                 limit=limit,
@@ -311,35 +320,36 @@ class _ExecutionReport(_WireEvent, frozen=True, gc=False, tag="executionReport")
                 filled=("$.z", filled),
                 price=("$.p", price),
                 cost=("$.Z", cost),
-                last_fill_amount=("$.l", last_fill_amount),
-                last_fill_price=("$.L", last_fill_price),
+                last_fill_amount=("$.l", fill_amount),
+                last_fill_price=("$.L", fill_price),
             )
             if error is not None:
                 raise error
+        order_id, symbol, status = self.order_id, self.symbol, self.status
         # Positional, in OrderUpdate's field order (a keyword call costs ~2x more; events.py pins it).
-        # `None if ... else` is written out: a helper call per field costs more than the check itself.
         order = OrderUpdate(
-            Exchange.COINLOCALLY,  # exchange
+            _COINLOCALLY,  # exchange
             parser.account,  # account
             self.event_time,  # timestamp
-            self.order_id if isinstance(self.order_id, str) else str(self.order_id),  # id
-            parser.split_symbol(self.symbol),  # symbol
-            self.symbol,  # raw_symbol
+            order_id if isinstance(order_id, str) else str(order_id),  # id
+            # symbol: a symbol seen before is a dict lookup (the splitter's call costs 2-3x that)
+            parser.known_symbol(symbol) or parser.split_symbol(symbol),
+            symbol,  # raw_symbol
             side,
             order_type,  # type
-            self.order_type,  # raw_type
-            _STATUSES.get(self.status),  # status
-            self.status,  # raw_status
+            raw_type,
+            _STATUSES.get(status),  # status
+            status,  # raw_status
             price,
             amount,
             filled,
             exact_sub(amount, filled),  # remaining
             cost,
-            last_fill_amount,
-            last_fill_price,
+            fill_amount,  # last_fill_amount
+            fill_price,  # last_fill_price
             fee,
             self.created_at,  # created_at
-            Source.STREAM,
+            _STREAM,  # source
             raw,
         )
         return (order,)
@@ -403,6 +413,7 @@ class Parser:
         "_max_frame",
         "_object_decoder",
         "account",
+        "known_symbol",
         "split_symbol",
     )
 
@@ -414,6 +425,8 @@ class Parser:
     ) -> None:
         self.account = account
         self.split_symbol = SymbolSplitter(quotes)
+        #: raw -> unified of a symbol split before, else None: the hot path tries it first (the cache)
+        self.known_symbol = self.split_symbol.known.get
         self._max_frame = max_frame
         self._data_decoder: msgspec.json.Decoder[_WireEvent] = msgspec.json.Decoder(_WIRE_EVENT_UNION)
         self._envelope_decoder = msgspec.json.Decoder(_Envelope)
@@ -459,7 +472,8 @@ class Parser:
             raise FrameDecodeError(f"frame is not JSON: {exc}") from None
         except RecursionError:  # msgspec's answer to absurd nesting (found by tests/fuzz)
             raise FrameDecodeError("frame is nested too deeply") from None
-        return DataEvents(wire.normalize(self, clip_raw(text)))
+        # clip_raw, written out: a call per frame costs more than the test
+        return DataEvents(wire.normalize(self, text if len(text) <= RAW_LIMIT else ClippedRaw(text)))
 
     @staticmethod
     def _control_text(stripped: str, text: str) -> Incoming:

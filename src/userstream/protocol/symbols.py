@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 __all__ = ["DEFAULT_QUOTES", "SymbolSplitter"]
 
@@ -26,6 +26,11 @@ class SymbolSplitter:
     @property
     def quotes(self) -> tuple[str, ...]:
         return self._quotes
+
+    @property
+    def known(self) -> Mapping[str, str]:
+        """The symbols split so far, raw -> unified: a hot path looks here before calling the splitter."""
+        return self._cache
 
     def __call__(self, raw: str) -> str:
         unified = self._cache.get(raw)
