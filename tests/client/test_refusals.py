@@ -653,7 +653,7 @@ async def test_a_handshake_429_with_retry_after_waits_at_least_that_long(recorde
             assert stream.running
     waits = [(status.reason, status.attempt, status.delay) for status in recorder.of(State.RECONNECTING)][:2]
     assert waits == [
-        (f"{url}: WebSocket handshake refused with HTTP 429 (Retry-After: 2s)", 1, 2.0),
+        (f"{url}: WebSocket handshake refused with HTTP 429", 1, 2.0),
         (f"{url}: WebSocket handshake refused with HTTP 503", 2, 0.01),
     ]
 
@@ -668,9 +668,7 @@ async def test_a_bitmusa_handshake_429_with_retry_after_waits_at_least_that_long
             assert stream.running
     waits = [(status.attempt, status.delay) for status in recorder.of(State.RECONNECTING)][:2]
     assert waits == [(1, 2.0), (2, 0.01)]
-    assert recorder.of(State.RECONNECTING)[0].reason.endswith(
-        "WebSocket handshake refused with HTTP 429 (Retry-After: 2s)"
-    )
+    assert recorder.of(State.RECONNECTING)[0].reason.endswith("WebSocket handshake refused with HTTP 429")
 
 
 async def test_a_listen_key_request_answered_429_with_retry_after_waits_at_least_that_long(

@@ -159,9 +159,10 @@ def _converted_ws(label: str) -> Iterator[None]:
             ) from None
         status = int(response.status)
         hint = retry_after_header(response.headers) if status in _SLOW_DOWN else None
-        waits = "" if hint is None else f" (Retry-After: {hint:g}s)"
+        # The wait it asks for shows as the status event's delay, not in these words (they stay the same
+        # whether or not the server says how long to wait).
         raise HandshakeRejectedError(
-            f"{label}: WebSocket handshake refused with HTTP {status}{waits}", status=status, retry_after=hint
+            f"{label}: WebSocket handshake refused with HTTP {status}", status=status, retry_after=hint
         ) from None
     except picows.WSInvalidURL:
         raise ConfigurationError(f"{label}: invalid URL") from None
