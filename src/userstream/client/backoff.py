@@ -1,7 +1,7 @@
 """The client's one retry policy: whether another attempt can help, and how long to wait before it.
 
 This module owns the pure pieces every retrying part of the client uses (the supervisor's reconnects in
-`supervisor.py`, Bitmusa's listenKey keepalives in `bitmusa.py`, resync's snapshots in `resync.py`):
+`supervisor.py`, the listenKey keepalives in `listen_key.py`, resync's snapshots in `resync.py`):
 `Backoff`, a delay generator (exponential growth with full jitter, base and cap configurable, the random
 source injectable, reset after a connection that stayed up for a stable period); `classify(exc)`, which
 sorts every error of ours into what the caller does next; and `RetryPolicy`, the two together with the

@@ -14,9 +14,9 @@ prints and maps outcomes:
 Every option flag's default, and the default its help names, is read from `StreamOptions` (client/options.py,
 the one definition), and a queue bound's value is held to its field's declaration as it is parsed
 (`validation.flag_type`); a timing flag that only one exchange uses says which, from the exchange registry.
-The flags reach `StreamOptions` through `connect()`'s keywords, not a conversion here: `connect()` takes no
-`StreamOptions`, and the timings' refusals must name the flags (`timing_arguments` runs the client's
-`resolve` spelled as flags first), which a `StreamOptions` built here could not.
+The flags reach `StreamOptions` through `connect()`'s keywords, not a conversion here: the timings'
+refusals must name the flags (`timing_arguments` runs the client's `resolve` spelled as flags first),
+which a `StreamOptions` built here could not.
 """
 
 from __future__ import annotations

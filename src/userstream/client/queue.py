@@ -10,8 +10,8 @@ bound long before the item bound, so memory stays bounded whatever an item weigh
 it, and refusing it would stall the stream for good.
 
 - "block" (the default): a full queue makes the reader wait. Nothing is lost; the exchange's side of the
-  connection buffers instead, and the reader's idle clock is suspended while it waits (the supervisor does
-  that, around `put`), so a slow consumer is never mistaken for a dead server.
+  connection buffers instead, and the reader's idle clock is suspended while it waits (the connection does
+  that, around its sink), so a slow consumer is never mistaken for a dead server.
 - "drop_oldest": a full queue discards its oldest event to make room and counts it. The count of a gap is
   reported once, to `report_dropped`, just before the first event after the gap is handed out, so the user
   learns exactly how many events are missing and where. The running total is `dropped`.

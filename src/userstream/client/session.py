@@ -1,4 +1,4 @@
-"""The contract between the supervisor (`supervisor.py`) and each exchange's runtime (`bitmusa.py` etc.).
+"""The contract between the supervisor (`supervisor.py`) and an account's runtime (`listen_key.py` etc.).
 
 This module owns two small interfaces and nothing else. A `Session` is one account's runtime on one
 exchange: it knows how to open one WebSocket (Bitmusa: get a listenKey first; Coinlocally: the credential

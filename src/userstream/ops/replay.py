@@ -1,7 +1,7 @@
 """`userstream replay FILE`: a recording's frames through the client's own parsers, as normalized events.
 
 This module owns the command and `replay_frames`, the loop behind it. Each recorded frame goes through the
-same `Parser` the client uses for its exchange (`userstream.protocol.bitmusa` / `.coinlocally`), labelled
+same parser the client uses for its exchange (the exchange registry's, `protocol.registry`), labelled
 with the recording's account, and every event comes out in the docs/events.md JSON form (or `watch`'s
 pretty lines). Nothing is de-duplicated or reordered: a rotation's overlap shows its events twice, once
 per connection, exactly as they arrived.

@@ -1,7 +1,8 @@
 """What a classified incoming frame can be: the shared vocabulary of every exchange's protocol module.
 
-A protocol module's `classify_*` function turns one WebSocket frame into exactly one of these. The client
-runtime dispatches on the type; nothing here knows about sockets or time.
+An exchange's `Parser` (its wire module's) turns one WebSocket frame into exactly one of these. The client
+session dispatches on the type (a control frame moves its state; data goes on to the runtime); nothing here
+knows about sockets or time.
 """
 
 from __future__ import annotations
