@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp.abc import AbstractAccessLogger
@@ -33,6 +34,7 @@ __all__ = [
     "log_event",
     "quiet_bad_requests",
     "redact",
+    "redacted_url",
     "safe_path",
 ]
 
@@ -149,3 +151,14 @@ def quiet_bad_requests() -> None:
     logger = logging.getLogger("aiohttp.server")
     if not any(isinstance(existing, BadRequestFilter) for existing in logger.filters):
         logger.addFilter(BadRequestFilter())
+
+
+def redacted_url(url: str) -> str:
+    """A URL fit for names and logs: user and password replaced by `***` (a sink's `name` shows no secret)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return parts._replace(netloc=f"***@{host}").geturl()

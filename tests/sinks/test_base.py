@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 
 from userstream.events import BalanceUpdate, Exchange, Source
+from userstream.logs import redacted_url
 from userstream.sinks import event_key, key_of_json
-from userstream.sinks.base import KEY_LENGTH, redacted_url
+from userstream.sinks.base import KEY_LENGTH
 
 BALANCE = BalanceUpdate(
     exchange=Exchange.BITMUSA,

@@ -35,8 +35,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from userstream.gateway.cluster import ClusterConfig, preferred_member
-from userstream.logs import log_event
-from userstream.sinks.base import redacted_url
+from userstream.logs import log_event, redacted_url
 
 __all__ = ["LeaseCoordinator"]
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 from userstream import eventjson
 from userstream.errors import TransportError
 from userstream.events import Event
 
-__all__ = ["KEY_LENGTH", "Sink", "SinkUnwritableError", "event_key", "key_of_json", "redacted_url"]
+__all__ = ["KEY_LENGTH", "Sink", "SinkUnwritableError", "event_key", "key_of_json"]
 
 KEY_LENGTH = 32  # hex characters: 128 bits, far beyond any collision risk for a stream of events
 
@@ -65,14 +64,3 @@ class Sink(Protocol):
     async def write(self, batch: Sequence[Event]) -> None: ...
 
     async def close(self) -> None: ...
-
-
-def redacted_url(url: str) -> str:
-    """A URL fit for names and logs: user and password replaced by `***` (a sink's `name` shows no secret)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return parts._replace(netloc=f"***@{host}").geturl()

@@ -25,7 +25,8 @@ import msgspec
 from userstream.client.queue import Overflow
 from userstream.errors import ConfigurationError, TransportError
 from userstream.events import Event
-from userstream.sinks.base import Sink, redacted_url
+from userstream.logs import redacted_url
+from userstream.sinks.base import Sink
 from userstream.sinks.jsonl import JsonlSink
 from userstream.sinks.runner import DOWN_AFTER_ATTEMPTS, DOWN_AFTER_SECONDS, SinkRunner
 from userstream.sinks.sqlite import SqliteSink

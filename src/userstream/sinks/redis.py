@@ -32,7 +32,8 @@ from redis.backoff import NoBackoff
 from userstream import eventjson
 from userstream.errors import ConfigurationError, LocalProtocolError, RemoteProtocolError, TransportError
 from userstream.events import Event
-from userstream.sinks.base import key_of_json, redacted_url
+from userstream.logs import redacted_url
+from userstream.sinks.base import key_of_json
 
 __all__ = ["DEFAULT_PREFIX", "RedisSink"]
 

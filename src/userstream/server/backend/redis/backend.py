@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from userstream.events import Event
-from userstream.logs import log_event
+from userstream.logs import log_event, redacted_url
 from userstream.protocol.close import CloseCode
 from userstream.server.backend.interface import BackendUnavailableError, Node
 from userstream.server.backend.redis.client import open_client
@@ -35,7 +35,6 @@ from userstream.server.backend.redis.layout import Layout
 from userstream.server.backend.redis.publisher import Publisher
 from userstream.server.config import ServerConfig
 from userstream.server.render import RenderedBatch
-from userstream.sinks.base import redacted_url
 
 __all__ = ["RedisBackend", "default_node_id"]
 

@@ -17,8 +17,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from userstream.errors import ConfigurationError
+from userstream.logs import redacted_url
 from userstream.server.backend.interface import BackendUnavailableError
-from userstream.sinks.base import redacted_url
 
 __all__ = ["FAILURES", "SOCKET_TIMEOUT", "call", "describe", "open_client"]
 
