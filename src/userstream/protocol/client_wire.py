@@ -51,6 +51,7 @@ class ListenKeyWire:
     ws_base: str  # the production WebSocket base
     listen_key_path: str  # the REST path of the listenKey calls
     ws_path_prefix: str  # the WebSocket path before the key
+    listen_key_validity_ms: int  # how long a key lives after its creation or keep-alive
     rest_base_of: Callable[[str], str]  # the REST base however the user wrote the URL
     ws_base_of: Callable[[str], str]  # the WebSocket base however the user wrote the URL
     ws_path: Callable[[str], str]  # the WebSocket path of a key
