@@ -1,11 +1,12 @@
 """One entry per exchange: what the layers above protocol/ need to know about it, in one place. Sans-I/O.
 
-`ExchangeSpec` is the shape of an entry, `REGISTRY` the entries (one per `Exchange` member, exactly), and
-`spec(exchange)` an entry. Each layer reads the fields it needs; no code outside protocol/ (and serve's
-per-exchange route modules) branches on `Exchange.X` or imports an exchange's module by name. An entry holds
-protocol-level things only (constants, and functions and classes of protocol/ modules): a layer that binds
-its own runtime code to an exchange is written once per *way* (a listenKey from REST, a credential in the
-handshake), driven by these fields.
+`ExchangeSpec` is the shape of an entry, `REGISTRY` the entries (one per `Exchange` member, exactly:
+`covering` refuses any other at import), and `spec(exchange)` an entry. Each layer reads the fields it
+needs; no code outside protocol/ (and serve's per-exchange route modules) branches on `Exchange.X` or
+imports an exchange's module by name (tests/protocol/test_registry.py holds the list of exceptions). An
+entry holds protocol-level things only (constants, and functions and classes of protocol/ modules): a layer
+that binds its own runtime code to an exchange is written once per *way* (a listenKey from REST, a
+credential in the handshake), driven by these fields.
 
 The fields, by topic (the class and both entries are laid out in this order):
 
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from userstream.errors import LocalProtocolError
 from userstream.events import BalanceUpdate, Event, Exchange
 from userstream.protocol import (
     bitmusa,
@@ -67,7 +69,7 @@ from userstream.protocol.server_session import (
 )
 from userstream.protocol.snapshot import SnapshotWire
 
-__all__ = ["REGISTRY", "ExchangeSpec", "spec"]
+__all__ = ["REGISTRY", "ExchangeSpec", "covering", "spec"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,7 +262,27 @@ _COINLOCALLY: Final = ExchangeSpec(
     ping_silence_ms=coinlocally.HEARTBEAT_TIMEOUT_MS,
 )
 
-REGISTRY: Final = MappingProxyType({entry.exchange: entry for entry in (_BITMUSA, _COINLOCALLY)})
+
+def covering(entries: Iterable[ExchangeSpec], members: Iterable[Exchange]) -> Mapping[Exchange, ExchangeSpec]:
+    """`entries` by exchange, in `members`' order, when they are exactly one per member; LocalProtocolError
+    otherwise (an exchange half registered: a member without an entry, or two entries for one)."""
+    table: dict[Exchange, ExchangeSpec] = {}
+    for entry in entries:
+        if entry.exchange in table:
+            raise LocalProtocolError(f"two registry entries for {entry.exchange.value!r}")
+        table[entry.exchange] = entry
+    wanted = tuple(members)
+    missing = [member.value for member in wanted if member not in table]
+    extra = [exchange.value for exchange in table if exchange not in wanted]
+    if missing or extra:
+        raise LocalProtocolError(
+            f"the registry does not cover the exchanges: missing {missing}, extra {extra}"
+        )
+    return MappingProxyType({member: table[member] for member in wanted})
+
+
+#: Every exchange's entry, one per `Exchange` member (checked at import).
+REGISTRY: Final = covering((_BITMUSA, _COINLOCALLY), Exchange)
 
 
 def spec(exchange: Exchange) -> ExchangeSpec:
