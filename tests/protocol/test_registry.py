@@ -112,8 +112,6 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset(
         ("server/coinlocally_routes.py", "Exchange.COINLOCALLY"),
         ("server/coinlocally_routes.py", "import userstream.protocol.coinlocally"),
         ("server/coinlocally_routes.py", "import userstream.protocol.coinlocally_rest"),
-        # the demo's gateway config: a Coinlocally account table written out as a user would write one.
-        ("demo.py", "Exchange.COINLOCALLY"),
         # `from_dict(obj, exchange=...)`: the documented default of a public function (docs/events.md).
         ("eventjson.py", "Exchange.BITMUSA"),
     }
