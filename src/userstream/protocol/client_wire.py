@@ -4,8 +4,9 @@ This module owns the two ways a user-data stream is opened that the registered e
 of protocol-level functions and constants, so the client runtime (`client.listen_key`,
 `client.header_auth`) and `doctor` are written once per way, never per exchange:
 
-- `ListenKeyWire` (Bitmusa): REST calls create, keep alive and close a listenKey; the WebSocket's path
-  carries the key; the credentials are an api key and an auth key;
+- `ListenKeyWire` (Bitmusa): REST calls create, keep alive and close a listenKey (valid for
+  `listen_key_validity_ms` after each); the WebSocket's path carries the key; the credentials are an api
+  key and an auth key;
 - `HeaderWire` (Coinlocally): the WebSocket handshake carries the credential in a header (a token or an
   api key), and the conversation then subscribes with it.
 

@@ -32,9 +32,10 @@ A third exchange provides: its protocol module (frames, parser, credentials), it
 `SnapshotWire`), its client module (a `ListenKeyWire` or `HeaderWire`, with its client session), its server
 module (server session, `refuse_handshake`, `handshake_credential`, `VARIANTS`, `variant_style`), an
 `Exchange` member, and one `ExchangeSpec` here with every field given (tests/protocol/test_registry.py
-refuses a half-registered one); serve adds its REST routes in server/serve_exchanges.py. The two entries
-stay here side by side rather than each in its exchange's modules: they are wiring only (names of what those
-modules define), and reading them together is how a difference between the exchanges is seen.
+refuses a half-registered one); serve adds its REST routes module (server/<exchange>_routes.py, one line
+in server/serve_exchanges.py). The two entries stay here side by side rather than each in its exchange's
+modules: they are wiring only (names of what those modules define), and reading them together is how a
+difference between the exchanges is seen.
 """
 
 from __future__ import annotations
