@@ -31,14 +31,13 @@ from typing import Any
 import msgspec
 
 from userstream.clihelp import parser_texts
-from userstream.events import Exchange
 from userstream.gateway.app import Gateway
 from userstream.gateway.config import DEFAULT_DATA_DIR, GatewayConfig, parse_config
 from userstream.gateway.dashboard import LogTail, run_dashboard
 from userstream.gateway.sse import Subscription
-from userstream.protocol.client_wire import HeaderWire
-from userstream.protocol.registry import spec
-from userstream.server.config import Account, ServerConfig, demo_account
+from userstream.protocol.client_wire import ListenKeyWire
+from userstream.protocol.registry import REGISTRY, ExchangeSpec
+from userstream.server.config import Account, ServerConfig, credential_key, demo_account
 from userstream.server.run import ServerHandle, running_server
 from userstream.server.simulator import INSTRUMENTS
 from userstream.sinks.config import parse_sink
@@ -164,37 +163,49 @@ def _settle(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def _stream_path(exchange: Exchange) -> str:
-    """The path after the emulator's base of a stream whose URL is configured whole (the registry's)."""
-    wire = spec(exchange).client
-    return wire.ws_path if isinstance(wire, HeaderWire) else ""
+def _account_table(
+    entry: ExchangeSpec, server: ServerHandle, account: Account, environ: dict[str, str]
+) -> dict[str, Any]:
+    """The demo account's gateway table on one exchange, from the registry, its credentials put in `environ`
+    (`DEMO_<EXCHANGE>_<CREDENTIAL>`, the way a user's shell would hold them)."""
+    exchange = entry.exchange.value
+    table: dict[str, Any] = {"name": f"{account.name}-{exchange}", "exchange": exchange}
+    wire = entry.client
+    if isinstance(wire, ListenKeyWire):  # the emulator's bases: the key's paths are appended
+        table["rest_url"], table["ws_url"] = server.base_url, server.ws_url
+    else:  # the stream's whole URL
+        table["ws_url"] = server.ws_url + wire.ws_path
+
+    def held(credential: str) -> str | None:
+        value: str | None = getattr(account, credential_key(entry.exchange, credential))
+        return value
+
+    def signers(credential: str) -> list[str]:
+        return [optional for optional, with_ in entry.credentials_optional if with_ == credential]
+
+    # Of the credentials it needs one of, stream with one the account also holds the signing secret of (so
+    # the stream can resync: Coinlocally's snapshot is signed with the api key's secret key), else with the
+    # first it holds (and no resync).
+    held_one_of = [credential for credential in entry.credentials_one_of if held(credential) is not None]
+    signed = [c for c in held_one_of if signers(c) and all(held(s) is not None for s in signers(c))]
+    chosen = signed[:1] or held_one_of[:1] or list(entry.credentials_one_of[:1])
+    companions = [signer for credential in chosen for signer in signers(credential)]
+    for credential in (*entry.credentials_required, *chosen, *companions):
+        variable = f"DEMO_{exchange}_{credential}".upper()
+        environ[variable] = held(credential) or ""
+        table[f"{credential}_env"] = variable
+    if companions and not isinstance(wire, ListenKeyWire):  # snapshots from the emulator too
+        table["snapshot_rest_url"] = server.base_url
+    return table
 
 
 def demo_gateway_config(
     server: ServerHandle, account: Account, *, http_port: int | None = 0
 ) -> tuple[GatewayConfig, dict[str, str]]:
-    """The gateway config of the demo (the demo account on both exchanges of `server`), and the environment
+    """The gateway config of the demo (the demo account on every exchange of `server`), and the environment
     holding its credentials, as a user's gateway.toml and shell would give them."""
-    environ = {
-        "DEMO_BITMUSA_API_KEY": account.bitmusa_api_key or "",
-        "DEMO_BITMUSA_AUTH_KEY": account.bitmusa_auth_key or "",
-    }
-    coinlocally_account: dict[str, Any] = {
-        "name": f"{account.name}-coinlocally",
-        "exchange": "coinlocally",
-        "ws_url": server.ws_url + _stream_path(Exchange.COINLOCALLY),
-    }
-    # Coinlocally's REST snapshot (the resync) is signed with the api key's secret key: stream with the api
-    # key when the emulator has a secret for it, else with the token (and no resync on Coinlocally).
-    if account.coinlocally_secret_key is not None and account.coinlocally_api_key is not None:
-        environ["DEMO_COINLOCALLY_API_KEY"] = account.coinlocally_api_key
-        environ["DEMO_COINLOCALLY_SECRET_KEY"] = account.coinlocally_secret_key
-        coinlocally_account["api_key_env"] = "DEMO_COINLOCALLY_API_KEY"
-        coinlocally_account["secret_key_env"] = "DEMO_COINLOCALLY_SECRET_KEY"  # noqa: S105 - a variable's name
-        coinlocally_account["snapshot_rest_url"] = server.base_url
-    else:
-        environ["DEMO_COINLOCALLY_TOKEN"] = account.coinlocally_token or ""
-        coinlocally_account["token_env"] = "DEMO_COINLOCALLY_TOKEN"  # noqa: S105 - a variable's name
+    environ: dict[str, str] = {}
+    accounts = [_account_table(entry, server, account, environ) for entry in REGISTRY.values()]
     document: dict[str, Any] = {
         "gateway": {"http_port": http_port, "shutdown_timeout": 5.0} if http_port is not None else {},
         # The emulator is local: recover fast, so a cut connection is back within a fraction of a second.
@@ -205,17 +216,7 @@ def demo_gateway_config(
             # Open orders are listed per symbol: a snapshot asks for every symbol the market trades.
             "snapshot_symbols": [instrument.symbol for instrument in INSTRUMENTS],
         },
-        "accounts": [
-            {
-                "name": f"{account.name}-bitmusa",
-                "exchange": "bitmusa",
-                "api_key_env": "DEMO_BITMUSA_API_KEY",
-                "auth_key_env": "DEMO_BITMUSA_AUTH_KEY",
-                "rest_url": server.base_url,
-                "ws_url": server.ws_url,
-            },
-            coinlocally_account,
-        ],
+        "accounts": accounts,
     }
     config = parse_config(document, source="demo")
     if http_port is None:

@@ -84,7 +84,7 @@ def configure_logging(level: str | int = "INFO") -> None:
 MAX_SHOWN_SEGMENT = 16
 #: The WebSocket paths whose last segment is a credential (Bitmusa's listenKey), from the registry.
 _SECRET_PATH_PREFIXES = tuple(
-    entry.secret_path_prefix for entry in REGISTRY.values() if entry.secret_path_prefix is not None
+    entry.ws_path for entry in REGISTRY.values() if entry.listen_key_path is not None
 )
 
 

@@ -124,7 +124,9 @@ async def test_one_snapshot_is_what_healthz_metrics_and_the_dashboard_show(lab: 
 def test_the_registry_says_when_a_connection_is_live_and_who_signs_snapshots() -> None:
     """What the gateway reads instead of branching on the exchange: Bitmusa is live at the handshake and
     snapshots with the stream's own credentials; Coinlocally is live at "sub success" and signs them."""
-    assert [(e.value, spec(e).live_at_handshake, spec(e).snapshot_needs_secret_key) for e in Exchange] == [
+    assert [
+        (e.value, spec(e).client.live_on_connect, spec(e).snapshot_needs_secret_key) for e in Exchange
+    ] == [
         ("bitmusa", True, False),
         ("coinlocally", False, True),
     ]

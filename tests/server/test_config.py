@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from userstream.errors import ConfigurationError
+from userstream.events import Exchange
 from userstream.protocol.registry import REGISTRY
 from userstream.server import Account, ServerConfig, demo_account, load_accounts
 from userstream.server.config import CREDENTIAL_KEYS, credential_key, parse_accounts
@@ -33,8 +34,8 @@ def test_the_example_file_loads() -> None:
     accounts = load_accounts(EXAMPLE)
     assert [account.name for account in accounts] == ["alice", "bob", "carol-coinlocally-only"]
     assert [account.uid for account in accounts] == [24005174, 24005175, 24005176]
-    assert accounts[2].has_coinlocally
-    assert not accounts[2].has_bitmusa
+    assert accounts[2].holds(Exchange.COINLOCALLY)
+    assert not accounts[2].holds(Exchange.BITMUSA)
 
 
 def test_a_good_file_gives_its_accounts(tmp_path: Path) -> None:
@@ -141,8 +142,8 @@ def test_reprs_hide_every_secret() -> None:
 
 def test_demo_accounts_have_fresh_256_bit_credentials() -> None:
     first, second = demo_account(), demo_account()
-    assert first.has_bitmusa
-    assert first.has_coinlocally
+    assert first.holds(Exchange.BITMUSA)
+    assert first.holds(Exchange.COINLOCALLY)
     assert len(first.credentials()) == 5  # the Coinlocally secret key too (it signs REST requests)
     assert all(len(value) == 43 for value in first.credentials().values())  # 32 bytes, URL-safe base64
     assert set(first.credentials().values()).isdisjoint(second.credentials().values())

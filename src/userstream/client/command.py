@@ -40,8 +40,8 @@ from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import AuthenticationError, ConfigurationError, UserStreamError
 from userstream.eventjson import dec, to_json
 from userstream.events import BalanceUpdate, Event, Exchange, Fill
-from userstream.protocol import bitmusa, coinlocally
-from userstream.protocol.registry import REGISTRY, spec
+from userstream.protocol.client_wire import ListenKeyWire
+from userstream.protocol.registry import REGISTRY, ExchangeSpec, spec
 from userstream.validation import default_of, flag_type
 
 __all__ = [
@@ -204,6 +204,23 @@ def add_parser(subparsers: Any) -> None:
     )
 
 
+def _rest_url_help() -> str:
+    """--rest-url's help, from the registry: the REST base of each exchange whose stream needs a listenKey."""
+    return " or ".join(
+        f"{entry.title} REST base URL (default {wire.rest_base}; {wire.listen_key_path} is appended)"
+        for entry in REGISTRY.values()
+        if isinstance(wire := entry.client, ListenKeyWire)
+    )
+
+
+def _ws_url_help(entry: ExchangeSpec) -> str:
+    """What --ws-url is on one exchange (a base the key's path is appended to, or the full URL)."""
+    wire = entry.client
+    if isinstance(wire, ListenKeyWire):
+        return f"{entry.title}'s base (default {wire.ws_base}; {wire.ws_path_prefix}<listenKey> is appended)"
+    return f"{entry.title}'s full URL (default {wire.ws_url})"
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The exchange, credential and endpoint flags of every command that connects to an account (`watch`,
     `record`, `doctor`); `read_credentials(args)` reads them back."""
@@ -224,17 +241,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     creds.add_argument("--token", help="Coinlocally login token (default: $USERSTREAM_COINLOCALLY_TOKEN)")
     where = parser.add_argument_group("endpoints")
-    where.add_argument(
-        "--rest-url",
-        help=f"Bitmusa REST base URL (default {bitmusa.REST_BASE}; {bitmusa.LISTEN_KEY_PATH} is appended)",
-    )
-    where.add_argument(
-        "--ws-url",
-        help=(
-            f"WebSocket URL: Bitmusa's base (default {bitmusa.WS_BASE}; /ws/spot/<listenKey> is appended) "
-            f"or Coinlocally's full URL (default {coinlocally.WS_URL})"
-        ),
-    )
+    where.add_argument("--rest-url", help=_rest_url_help())
+    where.add_argument("--ws-url", help="WebSocket URL: " + " or ".join(map(_ws_url_help, REGISTRY.values())))
     where.add_argument(
         "--account",
         default=default_of(StreamOptions, "account"),

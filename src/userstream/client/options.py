@@ -36,6 +36,7 @@ from userstream.client.queue import Overflow
 from userstream.client.tls import TlsPolicy
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
+from userstream.protocol.client_wire import ListenKeyWire
 from userstream.protocol.codec import DEFAULT_MAX_FRAME
 from userstream.protocol.registry import REGISTRY, spec
 from userstream.validation import Count, Seconds, SecondsOrZero, Wording, check_fields, must, wording
@@ -89,7 +90,12 @@ PONG_MARGIN: Final = 1.5
 
 #: The shortest listenKey validity of the exchanges that have one (seconds): a keepalive must come within it.
 LISTEN_KEY_VALIDITY: Final = (
-    min(entry.listen_key_validity_ms for entry in REGISTRY.values() if entry.listen_key_validity_ms) / 1000
+    min(
+        entry.client.listen_key_validity_ms
+        for entry in REGISTRY.values()
+        if isinstance(entry.client, ListenKeyWire)
+    )
+    / 1000
 )
 
 

@@ -69,7 +69,7 @@ class AccountRuntime:
         self._clock = clock
         self._since = clock()
         self._live_connections: set[int] = set()
-        self._live_at_handshake = spec(config.exchange).live_at_handshake
+        self._live_at_handshake = spec(config.exchange).client.live_on_connect
 
     def __repr__(self) -> str:
         return (

@@ -107,6 +107,7 @@ WIRE: Final = ListenKeyWire(
     ws_base=bitmusa.WS_BASE,
     listen_key_path=bitmusa.LISTEN_KEY_PATH,
     ws_path_prefix=bitmusa.WS_PATH_PREFIX,
+    listen_key_validity_ms=bitmusa.LISTEN_KEY_VALIDITY_MS,
     rest_base_of=endpoints.bitmusa_rest_base,
     ws_base_of=endpoints.bitmusa_ws_base,
     ws_path=bitmusa.ws_path,

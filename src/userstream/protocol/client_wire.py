@@ -4,8 +4,9 @@ This module owns the two ways a user-data stream is opened that the registered e
 of protocol-level functions and constants, so the client runtime (`client.listen_key`,
 `client.header_auth`) and `doctor` are written once per way, never per exchange:
 
-- `ListenKeyWire` (Bitmusa): REST calls create, keep alive and close a listenKey; the WebSocket's path
-  carries the key; the credentials are an api key and an auth key;
+- `ListenKeyWire` (Bitmusa): REST calls create, keep alive and close a listenKey (valid for
+  `listen_key_validity_ms` after each); the WebSocket's path carries the key; the credentials are an api
+  key and an auth key;
 - `HeaderWire` (Coinlocally): the WebSocket handshake carries the credential in a header (a token or an
   api key), and the conversation then subscribes with it.
 
@@ -51,6 +52,7 @@ class ListenKeyWire:
     ws_base: str  # the production WebSocket base
     listen_key_path: str  # the REST path of the listenKey calls
     ws_path_prefix: str  # the WebSocket path before the key
+    listen_key_validity_ms: int  # how long a key lives after its creation or keep-alive
     rest_base_of: Callable[[str], str]  # the REST base however the user wrote the URL
     ws_base_of: Callable[[str], str]  # the WebSocket base however the user wrote the URL
     ws_path: Callable[[str], str]  # the WebSocket path of a key

@@ -157,14 +157,6 @@ class Account(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         one_of = entry.credentials_one_of
         return set(entry.credentials_required) <= given and (not one_of or bool(given & set(one_of)))
 
-    @property
-    def has_bitmusa(self) -> bool:
-        return self.holds(Exchange.BITMUSA)
-
-    @property
-    def has_coinlocally(self) -> bool:
-        return self.holds(Exchange.COINLOCALLY)
-
     def credentials(self) -> dict[str, str]:
         """The credentials that are set, by key. For printing a generated demo account, nothing else."""
         values = {key: getattr(self, key) for key in CREDENTIAL_KEYS}

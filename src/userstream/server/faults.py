@@ -77,12 +77,14 @@ class FaultKind(StrEnum):
 
     @property
     def bitmusa_only(self) -> bool:
-        """A fault on listenKeys: only exchanges with listenKeys (the registry's `listen_keys`) have one."""
+        """A fault on listenKeys: only exchanges with listenKeys (a registry `listen_key_path`) have one."""
         return self in (FaultKind.EXPIRE_KEY, FaultKind.DELETE_KEY)
 
 
 #: The exchanges whose streams use listenKeys: the targets of `expire_key` and `delete_key`.
-_KEY_EXCHANGES: tuple[Exchange, ...] = tuple(exchange for exchange in REGISTRY if spec(exchange).listen_keys)
+_KEY_EXCHANGES: tuple[Exchange, ...] = tuple(
+    exchange for exchange in REGISTRY if spec(exchange).listen_key_path is not None
+)
 
 #: The faults `serve --chaos` fires unless told otherwise: every kind but `clear`.
 DEFAULT_CHAOS_FAULTS: tuple[FaultKind, ...] = tuple(kind for kind in FaultKind if kind is not FaultKind.CLEAR)
@@ -127,7 +129,7 @@ class Fault:
             _check_number("delay_ms", self.delay_ms, MAX_DELAY_MS)
         elif self.delay_ms is not None:
             raise FaultError(f"'delay_ms' applies to delay, not {kind.value}", field="delay_ms")
-        if kind.bitmusa_only and self.exchange is not None and not spec(self.exchange).listen_keys:
+        if kind.bitmusa_only and self.exchange is not None and spec(self.exchange).listen_key_path is None:
             owners = " and ".join(f"{spec(exchange).title}'s" for exchange in _KEY_EXCHANGES)
             raise FaultError(
                 f"{kind.value}: listenKeys are {owners}, {spec(self.exchange).title} has none",

@@ -57,9 +57,7 @@ _log = logging.getLogger("userstream.server.limits")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNTHROTTLED_PATHS = frozenset({"/healthz"})
 #: A stream refused (404) on these paths was refused a guessed credential: Bitmusa's listenKey path.
-_CREDENTIAL_PATHS = tuple(
-    entry.secret_path_prefix for entry in REGISTRY.values() if entry.secret_path_prefix is not None
-)
+_CREDENTIAL_PATHS = tuple(entry.ws_path for entry in REGISTRY.values() if entry.listen_key_path is not None)
 _MAX_TRACKED_ADDRESSES = 100_000  # buckets kept at once (about 10 MB at most)
 
 
