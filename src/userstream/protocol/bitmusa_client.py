@@ -27,11 +27,11 @@ from userstream.errors import (
     UserStreamError,
 )
 from userstream.protocol import bitmusa, endpoints
+from userstream.protocol.client_session import ClientSession, ClosedByPeer, Timings
 from userstream.protocol.client_wire import ListenKeyWire, Parse, ParserFactory
 from userstream.protocol.close import CloseCode, needs_new_listen_key
 from userstream.protocol.listen_key import ListenKeySchedule
 from userstream.protocol.messages import ErrorReply, Incoming
-from userstream.protocol.session import ClientSession, ClosedByPeer, Timings
 
 __all__ = ["WIRE", "BitmusaClientSession", "KeyOrEndpointNotFoundError", "handshake_refused"]
 

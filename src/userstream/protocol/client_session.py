@@ -1,9 +1,11 @@
-"""The client's conversation on one WebSocket, sans-I/O: states, a transition table, and what to do next.
+"""The client role's conversation on one WebSocket, sans-I/O: states, a transition table, what to do next.
 
-This module owns the vocabulary every exchange's client session shares, and `ClientSession`, the part of
-the conversation that is the same on every exchange. An exchange's session (`protocol.bitmusa_client`,
-`protocol.coinlocally_client`) subclasses it and fills in its words: the opening frames, which reply makes
-the connection live, its ping and pong, and what an error reply or a close by the server means.
+This module owns the client role's states (`State`, `TRANSITIONS`), the seconds it counts with (`Timings`),
+and `ClientSession`, the part of the conversation that is the same on every exchange; the actions it asks
+for and the transition-table helper are the ones both roles share (`protocol.session`). An exchange's
+session (`protocol.bitmusa_client`, `protocol.coinlocally_client`, each beside its server role) subclasses
+it and fills in its words: the opening frames, which reply makes the connection live, its ping and pong,
+and what an error reply or a close by the server means.
 
 A session takes frames and the time in and gives decisions out, as python-websockets' `protocol.py` and
 h11's `_state.py` do; it never reads a clock, sleeps, or touches a socket. The runtime that drives it
@@ -15,7 +17,8 @@ h11's `_state.py` do; it never reads a clock, sleeps, or touches a socket. The r
 - performs `data_to_send()` after each call: frames to send (`Send`, `SendPing`), `GoLive`, `Close` (send
   our close frame and keep reading), `End` (abort now; the ending is the session's `ending`);
 - sleeps until `next_deadline()` and then calls `wake(now, wall_clock_ms)`: the heartbeat's ping and idle
-  rules (`protocol.heartbeat`), the sub timeout, the close timeout;
+  rules (`protocol.heartbeat`), the sub timeout (the stream's only one: `Timings.sub_timeout`), the close
+  timeout;
 - reports the end of the socket: `peer_closed(closed)` (the server's close frame, or a broken
   connection) and `connection_lost(error)`, which return why the connection ended (None: we closed it and
   the server agreed).
@@ -55,21 +58,9 @@ from userstream.protocol.messages import (
     SystemClose,
     Unknown,
 )
+from userstream.protocol.session import ClientAction, Close, End, GoLive, Send, SendPing, Sent, Transitions
 
-__all__ = [
-    "TRANSITIONS",
-    "Action",
-    "ClientSession",
-    "Close",
-    "ClosedByPeer",
-    "End",
-    "GoLive",
-    "Send",
-    "SendPing",
-    "Sent",
-    "State",
-    "Timings",
-]
+__all__ = ["TRANSITIONS", "ClientSession", "ClosedByPeer", "State", "Timings"]
 
 
 class State(Enum):
@@ -91,49 +82,7 @@ TRANSITIONS: Final[Mapping[State, frozenset[State]]] = MappingProxyType(
         State.ENDED: frozenset(),
     }
 )
-
-
-class Sent(Enum):
-    """Why a text frame is sent (the runtime counts pings and pongs, and a failed ping is no ending)."""
-
-    OPENING = "opening"
-    PING = "ping"
-    PONG = "pong"
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send this text frame."""
-
-    text: str
-    why: Sent
-
-
-@dataclass(frozen=True, slots=True)
-class SendPing:
-    """Send a WebSocket-protocol ping (an exchange with no ping of its own words)."""
-
-
-@dataclass(frozen=True, slots=True)
-class GoLive:
-    """The connection carries the stream from now on (before any later frame's events are handed on)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Send our close frame with `code` and keep reading until the server answers (`CLOSING`)."""
-
-    code: int = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class End:
-    """Abort the connection now. `error` is its ending: a refusal, a dead peer, no answer to our close."""
-
-    error: UserStreamError
-
-
-Action = Send | SendPing | GoLive | Close | End
+_MOVE: Final = Transitions.between(TRANSITIONS, what="a client session")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,10 +141,12 @@ class ClientSession:
         self.label = label
         self._scrub = scrub if scrub is not None else _no_scrub
         self.state = State.CONNECTING
+        #: When the connection went live (the `now` of the call that made it live; None: not yet, or never).
+        self.live_at: float | None = None
         #: Why the connection ended, once that is decided (None: not decided, or a clean close).
         self.ending: UserStreamError | None = None
         self._send_failed: UserStreamError | None = None
-        self._pending: list[Action] = []
+        self._pending: list[ClientAction] = []
         self._heartbeat = Heartbeat(
             ping_interval=timings.ping_interval, idle_timeout=timings.idle_timeout, now=0.0
         )
@@ -212,7 +163,7 @@ class ClientSession:
         """Whether this control reply makes the connection live ("sub success")."""
         return False
 
-    def _ping(self, wall_clock_ms: int) -> Action:
+    def _ping(self, wall_clock_ms: int) -> ClientAction:
         """The heartbeat's ping: an application frame, or a WebSocket-protocol ping."""
         return SendPing()
 
@@ -238,7 +189,7 @@ class ClientSession:
         for frame in self._opening_frames():
             self._pending.append(Send(frame, Sent.OPENING))
         if self.live_on_connect:
-            self._go_live()
+            self._go_live(now)
         else:
             self._to(State.SUBSCRIBING)
             if self.timings.sub_timeout is not None:
@@ -258,7 +209,7 @@ class ClientSession:
                 self._pending.append(Send(pong, Sent.PONG))
         elif isinstance(incoming, ControlReply):
             if self.state is State.SUBSCRIBING and self._is_live_reply(incoming):
-                self._go_live()
+                self._go_live(now)
         elif isinstance(incoming, ErrorReply):
             # The server's words reach the error scrubbed (it may echo the token it refused).
             code = self._scrub(incoming.code) if isinstance(incoming.code, str) else incoming.code
@@ -277,7 +228,7 @@ class ClientSession:
         """A protocol-level ping or pong arrived: the peer is alive."""
         self._heartbeat.frame_received(now)
 
-    def data_to_send(self) -> list[Action]:
+    def data_to_send(self) -> list[ClientAction]:
         """What the runtime must do now, in order; each action is handed out once."""
         pending, self._pending = self._pending, []
         return pending
@@ -313,16 +264,17 @@ class ClientSession:
         if state is not State.LIVE and state is not State.SUBSCRIBING:
             return
         due = self._heartbeat.poll(now)
+        # Both clocks run before live; the first to end names the ending (the sub timeout on a tie).
+        if now >= self._sub_deadline and self._sub_deadline <= self._heartbeat.idle_deadline:
+            self._end(
+                ConnectionLostError(f"{self.label}: no 'sub success' within {self.timings.sub_timeout:g}s")
+            )
+            return
         if due is Due.DEAD:
             self._end(
                 ConnectionLostError(
                     f"{self.label}: no frame for {self.timings.idle_timeout:g}s; connection presumed dead"
                 )
-            )
-            return
-        if now >= self._sub_deadline and self.state is State.SUBSCRIBING:
-            self._end(
-                ConnectionLostError(f"{self.label}: no 'sub success' within {self.timings.sub_timeout:g}s")
             )
             return
         if due is Due.PING:
@@ -340,6 +292,11 @@ class ClientSession:
     def resume_idle(self, now: float) -> None:
         """Reading again: silence counts from now."""
         self._heartbeat.resume(now)
+
+    @property
+    def idle_paused(self) -> bool:
+        """Whether the runtime has stopped reading for its consumer (`pause_idle` without `resume_idle`)."""
+        return self._heartbeat.suspended
 
     def close(self, now: float) -> None:
         """Close gracefully: send our close frame, keep reading until the server answers, for at most
@@ -380,8 +337,9 @@ class ClientSession:
 
     # --- inside -------------------------------------------------------------------------------------------
 
-    def _go_live(self) -> None:
+    def _go_live(self, now: float) -> None:
         self._to(State.LIVE)
+        self.live_at = now
         self._sub_deadline = math.inf
         self._pending.append(GoLive())
 
@@ -398,6 +356,4 @@ class ClientSession:
             self._to(State.ENDED)
 
     def _to(self, state: State) -> None:
-        if state not in TRANSITIONS[self.state]:
-            raise LocalProtocolError(f"a client session cannot go from {self.state.name} to {state.name}")
-        self.state = state
+        self.state = _MOVE(self.state, state)
