@@ -114,3 +114,14 @@ def test_the_session_says_when_it_went_live() -> None:
     assert (conversation.state, conversation.live_at) == (State.LIVE, 102.5)
     conversation.close(103.0)
     assert conversation.live_at == 102.5
+
+
+def test_a_ping_not_sent_is_no_ending_of_its_own() -> None:
+    conversation = _started(100.0)
+    conversation.send_failed(ConnectionLostError("ping not sent"), Sent.PING)
+    broken = ConnectionLostError("broken")
+    assert conversation.connection_lost(broken) is broken
+    pong_first = _started(100.0)
+    failed = ConnectionLostError("pong not sent")
+    pong_first.send_failed(failed, Sent.PONG)
+    assert pong_first.connection_lost(broken) is failed

@@ -327,10 +327,8 @@ class Connection:
             try:
                 await ws.send(action.frame)
             except UserStreamError as exc:
-                if action.why is Sent.PING:
-                    _log.debug("%s: ping not sent: %s", self.label, exc)  # the reader will see the end
-                else:
-                    self._session.send_failed(exc)
+                _log.debug("%s: %s not sent: %s", self.label, action.why.value, exc)
+                self._session.send_failed(exc, action.why)  # the reader will see the end
                 return
             if action.why is Sent.PING:
                 self._counters.pings_sent += 1
@@ -341,6 +339,7 @@ class Connection:
                 await ws.ping()
             except TransportError as exc:
                 _log.debug("%s: ping not sent: %s", self.label, exc)
+                self._session.send_failed(exc, Sent.PING)
             else:
                 self._counters.pings_sent += 1
         elif type(action) is GoLive:

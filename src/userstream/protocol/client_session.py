@@ -311,10 +311,11 @@ class ClientSession:
         """End the connection now with `error` as its ending (unless it already has one)."""
         self._end(error)
 
-    def send_failed(self, error: UserStreamError) -> None:
-        """A frame could not be sent (the sub, a pong): the connection is going away. Keep reading: the
-        server may have sent frames and its close first, and its close says what the ending means."""
-        if self._send_failed is None:
+    def send_failed(self, error: UserStreamError, why: Sent = Sent.FRAME) -> None:
+        """A frame could not be sent (`why`: the sub, a pong, a ping): the connection is going away. Keep
+        reading: the server may have sent frames and its close first, and its close says what the ending
+        means. A ping that did not go out is no ending of its own (what ends the connection says more)."""
+        if self._send_failed is None and why is not Sent.PING:
             self._send_failed = error
 
     def peer_closed(self, closed: _Closed) -> UserStreamError | None:
