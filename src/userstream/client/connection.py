@@ -10,10 +10,11 @@ ending means. It owns two tasks, in its own `asyncio.TaskGroup`, so neither can 
 - the reader: takes each frame, hands it to `session.receive(frame, now)` (its one parse), gives the data
   events to the sink, counts and reports the unusable ones, and performs what the session asks
   (`data_to_send()`: send the sub or a pong, go live, close, abort);
-- the timer: sleeps until the session's `next_deadline()` (ping, idle, close timeout) or until a count of
-  unusable frames is due to be reported (`frame_warnings`), then calls `session.wake(now, ...)` and performs
-  what it asks. The idle clock is paused while the reader waits for the consumer, so backpressure is never
-  mistaken for a dead peer.
+- the timer: sleeps until the session's `next_deadline()` (ping, idle, sub timeout, close timeout; the
+  stream's one sub timeout is the session's, given as `sub_timeout`) or until a count of unusable frames
+  is due to be reported (`frame_warnings`), then calls `session.wake(now, ...)` and performs what it asks.
+  The idle clock is paused while the reader waits for the consumer, so backpressure is never mistaken for
+  a dead peer.
 
 The express path: a data frame that finds nothing queued ahead of it is received, parsed and handed to the
 sink's no-wait door in the WebSocket's frame callback, with no queueing and no task switch. A frame the door

@@ -1,10 +1,11 @@
 """Bitmusa's user stream, the exchange's side of the conversation: one sans-I/O session per accepted socket.
 
-The client side of the same wire lives in protocol/bitmusa.py. Bitmusa's stream is the simple one: the
-listenKey in the path was checked before the upgrade (an HTTP refusal otherwise, server/app.py), so the
-stream is live from its first moment; the document defines no client frames (they are read and dropped);
-it ends when its listenKey lapses (4001, or a variant's code) or is deleted (4002), at the maximum age
-(4000), or when the server closes it. No close carries a notice frame. server/connection.py drives it.
+The client role of the same conversation is its sibling, protocol/bitmusa_client.py, on the same actions and
+transition-table helper (protocol/session.py); the wire is protocol/bitmusa.py. Bitmusa's stream is the simple
+one: the listenKey in the path was checked before the upgrade (an HTTP refusal otherwise, server/app.py), so
+the stream is live from its first moment; the document defines no client frames (they are read and dropped);
+it ends when its listenKey lapses (4001, or a variant's code) or is deleted (4002), at the maximum age (4000),
+or when the server closes it. No close carries a notice frame. server/connection.py drives it.
 
 States and moves (`TABLE`; any move not listed raises LocalProtocolError):
 
