@@ -1,6 +1,6 @@
 """protocol/session.py: the vocabulary both roles share, the one transition-table helper, and the client
 session's use of it (its sub timeout against its idle clock, when it went live, whether its idle is
-paused)."""
+paused, whether the server greeted it)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from userstream.errors import ConnectionLostError, LocalProtocolError
 from userstream.protocol import coinlocally
 from userstream.protocol.client_session import TRANSITIONS, State, Timings
 from userstream.protocol.coinlocally_client import CoinlocallyClientSession
+from userstream.protocol.messages import ControlReply
 from userstream.protocol.session import Close, End, GoLive, Send, Sent, Transitions
 
 LABEL = "ws://h/spotws_user/userData/ws"
@@ -125,3 +126,12 @@ def test_a_ping_not_sent_is_no_ending_of_its_own() -> None:
     failed = ConnectionLostError("pong not sent")
     pong_first.send_failed(failed, Sent.PONG)
     assert pong_first.connection_lost(broken) is failed
+
+
+def test_the_session_remembers_the_greeting_before_the_sub_is_answered() -> None:
+    greeted = _started(100.0)
+    assert greeted.receive("connect success", 100.1) == ControlReply("connect success")
+    assert (greeted.state, greeted.greeted, greeted.data_to_send()) == (State.SUBSCRIBING, True, [])
+    silent = _started(100.0)
+    silent.receive("sub success", 100.2)
+    assert (silent.state, silent.greeted) == (State.LIVE, False)

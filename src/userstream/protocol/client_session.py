@@ -143,6 +143,8 @@ class ClientSession:
         self.state = State.CONNECTING
         #: When the connection went live (the `now` of the call that made it live; None: not yet, or never).
         self.live_at: float | None = None
+        #: Whether the server's greeting came before the sub was answered (where the exchange has one).
+        self.greeted = False
         #: Why the connection ended, once that is decided (None: not decided, or a clean close).
         self.ending: UserStreamError | None = None
         self._send_failed: UserStreamError | None = None
@@ -161,6 +163,11 @@ class ClientSession:
 
     def _is_live_reply(self, reply: ControlReply) -> bool:
         """Whether this control reply makes the connection live ("sub success")."""
+        return False
+
+    def _is_greeting(self, reply: ControlReply) -> bool:
+        """Whether this control reply is the server's greeting before the sub is answered ("connect
+        success"): accepted, changes nothing, but remembered (`greeted`: doctor reports it)."""
         return False
 
     def _ping(self, wall_clock_ms: int) -> ClientAction:
@@ -208,8 +215,11 @@ class ClientSession:
             if pong is not None:
                 self._pending.append(Send(pong, Sent.PONG))
         elif isinstance(incoming, ControlReply):
-            if self.state is State.SUBSCRIBING and self._is_live_reply(incoming):
-                self._go_live(now)
+            if self.state is State.SUBSCRIBING:
+                if self._is_live_reply(incoming):
+                    self._go_live(now)
+                elif self._is_greeting(incoming):
+                    self.greeted = True
         elif isinstance(incoming, ErrorReply):
             # The server's words reach the error scrubbed (it may echo the token it refused).
             code = self._scrub(incoming.code) if isinstance(incoming.code, str) else incoming.code

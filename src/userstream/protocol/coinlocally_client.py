@@ -68,6 +68,9 @@ class CoinlocallyClientSession(ClientSession):
     def _is_live_reply(self, reply: ControlReply) -> bool:
         return reply.text == coinlocally.SUB_SUCCESS
 
+    def _is_greeting(self, reply: ControlReply) -> bool:
+        return reply.text == coinlocally.CONNECT_SUCCESS
+
     def _ping(self, wall_clock_ms: int) -> ClientAction:
         return Send(coinlocally.ping_frame(wall_clock_ms), Sent.PING)
 

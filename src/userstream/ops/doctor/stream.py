@@ -25,7 +25,7 @@ from userstream.ops.doctor.checks import (
 from userstream.ops.doctor.steps import Doctor, Inbox
 from userstream.protocol.client_session import ClientSession, State, Timings
 from userstream.protocol.client_wire import Parse
-from userstream.protocol.messages import ControlReply, ErrorReply, Pong, Unknown
+from userstream.protocol.messages import ErrorReply, Pong, Unknown
 from userstream.protocol.session import ClientAction, End, GoLive, Send, SendPing
 
 __all__ = ["StreamChecks"]
@@ -71,7 +71,6 @@ class StreamChecks(Doctor):
         except UserStreamError as exc:
             self._add(name, Verdict.FAIL, f"the sub frame could not be sent: {exc}")
             return None, None
-        connected = False
         early_binary: bytes | None = None
         while True:
             item = await inbox.next(session.next_deadline())
@@ -104,11 +103,9 @@ class StreamChecks(Doctor):
                 self._add(name, Verdict.FAIL, f"the sub was refused: error {incoming.code}: {message}")
                 refused = isinstance(session.ending, AuthenticationError)
                 return (False if refused else None), early_binary
-            if isinstance(incoming, ControlReply) and incoming.text == connect_success:
-                connected = True
             if any(type(action) is GoLive for action in actions):
                 elapsed = ms(self._loop.time() - started)
-                if connected:
+                if session.greeted:  # the session knows its greeting; `connect_success` is its words
                     self._add(name, Verdict.OK, f"{connect_success!r} then {sub_success!r} in {elapsed}")
                 else:
                     self._add(
