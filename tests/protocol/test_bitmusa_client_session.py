@@ -18,9 +18,10 @@ from userstream.errors import (
 from userstream.events import BalanceUpdate, Exchange
 from userstream.protocol import bitmusa
 from userstream.protocol.bitmusa_client import BitmusaClientSession, handshake_refused
+from userstream.protocol.client_session import State, Timings
 from userstream.protocol.listen_key import ListenKeySchedule
 from userstream.protocol.messages import DataEvents, ErrorReply
-from userstream.protocol.session import End, GoLive, SendPing, State, Timings
+from userstream.protocol.session import End, GoLive, SendPing
 
 LABEL = "ws://h/ws/spot/abcdef..."
 TIMINGS = Timings(ping_interval=30.0, idle_timeout=45.0, close_timeout=5.0)

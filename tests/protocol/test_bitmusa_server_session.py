@@ -24,14 +24,13 @@ from userstream.protocol.bitmusa_server import (
 from userstream.protocol.registry import spec
 from userstream.protocol.server_session import (
     AccountNamedBy,
-    Close,
-    GoLive,
     HandshakeCredential,
     HandshakeProblem,
     HttpRefusal,
     ServerStyle,
     ServerTerms,
 )
+from userstream.protocol.session import Close, GoLive
 
 T0 = 500.0
 WALL = 1_713_338_308_232

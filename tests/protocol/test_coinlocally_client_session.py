@@ -1,5 +1,6 @@
-"""protocol/coinlocally_client.py (and protocol/session.py's shared rules): Coinlocally's client conversation
-driven by hand, with a fake `now`: every transition, the exact frames and actions out, the deadlines."""
+"""protocol/coinlocally_client.py (and protocol/client_session.py's shared rules): Coinlocally's client
+conversation driven by hand, with a fake `now`: every transition, the exact frames and actions out, the
+deadlines."""
 
 from __future__ import annotations
 
@@ -14,19 +15,11 @@ from userstream.errors import (
     LocalProtocolError,
 )
 from userstream.protocol import coinlocally
+from userstream.protocol.client_session import TRANSITIONS, State, Timings
 from userstream.protocol.codec import gzip_bytes
 from userstream.protocol.coinlocally_client import CoinlocallyClientSession, handshake_refused
 from userstream.protocol.messages import ControlReply, DataEvents, Pong, Unknown
-from userstream.protocol.session import (
-    TRANSITIONS,
-    Close,
-    End,
-    GoLive,
-    Send,
-    Sent,
-    State,
-    Timings,
-)
+from userstream.protocol.session import Close, End, GoLive, Send, Sent
 
 LABEL = "ws://h/spotws_user/userData/ws"
 TOKEN = "alice-SECRET-token"

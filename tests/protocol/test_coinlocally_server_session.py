@@ -30,17 +30,14 @@ from userstream.protocol.coinlocally_server import (
 from userstream.protocol.registry import spec
 from userstream.protocol.server_session import (
     AccountNamedBy,
-    Close,
-    GoLive,
     HandshakeCredential,
     HandshakeProblem,
     HttpRefusal,
-    Ignore,
-    Send,
     ServerStyle,
     ServerTerms,
     SubRefusal,
 )
+from userstream.protocol.session import Close, GoLive, Ignore, Send
 
 SECRET = "alice-coinlocally-token"
 UID = 24005174

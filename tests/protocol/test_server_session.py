@@ -1,4 +1,5 @@
-"""protocol/server_session.py: the server role's shared types, and the registry's choice of session."""
+"""protocol/server_session.py: the server role's shared types, and the registry's choice of session; and
+protocol/session.py's transition-table helper, which both roles use."""
 
 from __future__ import annotations
 
@@ -12,14 +13,8 @@ from userstream.protocol import coinlocally
 from userstream.protocol.bitmusa_server import BitmusaServerSession
 from userstream.protocol.coinlocally_server import CoinlocallyServerSession
 from userstream.protocol.registry import spec
-from userstream.protocol.server_session import (
-    Close,
-    ServerStyle,
-    ServerTerms,
-    SubRefusal,
-    Transitions,
-    slow_consumer_close,
-)
+from userstream.protocol.server_session import ServerStyle, ServerTerms, SubRefusal, slow_consumer_close
+from userstream.protocol.session import Close, Transitions
 
 
 class Light(Enum):

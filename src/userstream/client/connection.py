@@ -1,6 +1,6 @@
 """One WebSocket connection at runtime: it drives the exchange's client session, and says why it ended.
 
-This module owns `Connection`, the I/O around one `protocol.session.ClientSession` (python-websockets'
+This module owns `Connection`, the I/O around one `protocol.client_session.ClientSession` (python-websockets'
 `asyncio/connection.py` to its `protocol.py`). It makes no protocol decision: what a frame means, when the
 connection is live, what to answer, when to ping, when it is dead and what an ending means are the
 session's. The connection runs one open `WebSocket` until it ends and returns why it ended as a value (an
@@ -10,10 +10,11 @@ ending means. It owns two tasks, in its own `asyncio.TaskGroup`, so neither can 
 - the reader: takes each frame, hands it to `session.receive(frame, now)` (its one parse), gives the data
   events to the sink, counts and reports the unusable ones, and performs what the session asks
   (`data_to_send()`: send the sub or a pong, go live, close, abort);
-- the timer: sleeps until the session's `next_deadline()` (ping, idle, close timeout) or until a count of
-  unusable frames is due to be reported (`frame_warnings`), then calls `session.wake(now, ...)` and performs
-  what it asks. The idle clock is paused while the reader waits for the consumer, so backpressure is never
-  mistaken for a dead peer.
+- the timer: sleeps until the session's `next_deadline()` (ping, idle, sub timeout, close timeout; the
+  stream's one sub timeout is the session's, given as `sub_timeout`) or until a count of unusable frames
+  is due to be reported (`frame_warnings`), then calls `session.wake(now, ...)` and performs what it asks.
+  The idle clock is paused while the reader waits for the consumer, so backpressure is never mistaken for
+  a dead peer.
 
 The express path: a data frame that finds nothing queued ahead of it is received, parsed and handed to the
 sink's no-wait door in the WebSocket's frame callback, with no queueing and no task switch. A frame the door
@@ -40,19 +41,9 @@ from userstream.client.frame_warnings import DEFAULT_WARNING_INTERVAL, FrameWarn
 from userstream.client.websocket import PeerClosedError, SignOfLife, WebSocket
 from userstream.errors import TransportError, UserStreamError
 from userstream.events import Event
+from userstream.protocol.client_session import ClientSession, State, Timings
 from userstream.protocol.messages import DataEvents, Incoming, Unknown, UnknownKind
-from userstream.protocol.session import (
-    Action,
-    ClientSession,
-    Close,
-    End,
-    GoLive,
-    Send,
-    SendPing,
-    Sent,
-    State,
-    Timings,
-)
+from userstream.protocol.session import ClientAction, Close, End, GoLive, Send, SendPing, Sent
 
 __all__ = ["Connection", "ConnectionCounters", "FrameHook", "NewSession", "Sink"]
 
@@ -115,6 +106,7 @@ class Connection:
         idle_timeout: float,
         close_timeout: float,
         counters: ConnectionCounters,
+        sub_timeout: float | None = None,
         on_live: Callable[[Connection], None] | None = None,
         on_frame: FrameHook | None = None,
         sink_now: SinkNow | None = None,
@@ -123,8 +115,9 @@ class Connection:
         name: str | None = None,
         warning_interval: float = DEFAULT_WARNING_INTERVAL,
     ) -> None:
-        """`name` starts this connection's warnings ("bitmusa/alice"; the WebSocket's label if None);
-        `warning_interval` is the seconds between two WARNINGs about unusable frames of one kind."""
+        """`sub_timeout`: the seconds a subscription may take before the session ends the connection
+        (None: none). `name` starts this connection's warnings ("bitmusa/alice"; the WebSocket's label if
+        None); `warning_interval` is the seconds between two WARNINGs about unusable frames of one kind."""
         self.serial = serial
         self._ws = ws
         self._sink = sink
@@ -134,7 +127,12 @@ class Connection:
         self._counters = counters
         self._on_live = on_live
         self._on_frame = on_frame
-        timings = Timings(ping_interval=ping_interval, idle_timeout=idle_timeout, close_timeout=close_timeout)
+        timings = Timings(
+            ping_interval=ping_interval,
+            idle_timeout=idle_timeout,
+            close_timeout=close_timeout,
+            sub_timeout=sub_timeout,
+        )
         self._session = new_session(timings=timings, label=ws.label, scrub=ws.scrub)
         self._warnings = FrameWarnings(
             f"{name if name is not None else ws.label} connection={serial}", warning_interval
@@ -145,11 +143,9 @@ class Connection:
         self._ahead: tuple[str | bytes, Incoming] | None = None
         self._express_holds = 0  # awaits under way that a later frame must not overtake (see `_hold`)
         self._wake = asyncio.Event()
-        #: Resolved when the connection carries events (Bitmusa: at once; Coinlocally: "sub success").
+        #: Resolved when the session's `GoLive` is performed (Bitmusa: at once; Coinlocally: "sub success"):
+        #: what the supervisor awaits. Whether and when it went live are the session's (`live_at`).
         self.went_live: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.live_at: float | None = None
-        #: True while the reader waits for room in the queue (the consumer is behind), not for the server.
-        self.waiting_for_consumer = False
 
     @property
     def label(self) -> str:
@@ -188,7 +184,19 @@ class Connection:
 
     @property
     def is_live(self) -> bool:
+        """Whether the session's `GoLive` was performed (the connection may be closing or ended since)."""
         return self.went_live.done()
+
+    @property
+    def live_at(self) -> float | None:
+        """When the connection went live, on the runtime's clock (None: it has not)."""
+        return self._session.live_at
+
+    @property
+    def waiting_for_consumer(self) -> bool:
+        """True while the reader waits for room in the queue (the consumer is behind), not for the server:
+        the session's idle clock is paused for exactly that."""
+        return self._session.idle_paused
 
     # --- the reader -------------------------------------------------------------------------------
 
@@ -271,13 +279,11 @@ class Connection:
     async def _handle_data(self, incoming: DataEvents) -> None:
         self._counters.events += len(incoming.events)
         self._session.pause_idle()
-        self.waiting_for_consumer = True
         self._hold()  # while this frame waits, a later one must not overtake it
         try:
             await self._sink(self, incoming.events)
         finally:
             self._release()
-            self.waiting_for_consumer = False
             self._session.resume_idle(self._clock())
 
     def _count_unknown(self, incoming: Unknown) -> None:
@@ -316,16 +322,14 @@ class Connection:
         if self._express_holds == 0 and self._express_on:
             self._ws.set_express(self._express)
 
-    async def _do(self, action: Action) -> None:
+    async def _do(self, action: ClientAction) -> None:
         ws = self._ws
         if type(action) is Send:
             try:
-                await ws.send_text(action.text)
+                await ws.send(action.frame)
             except UserStreamError as exc:
-                if action.why is Sent.PING:
-                    _log.debug("%s: ping not sent: %s", self.label, exc)  # the reader will see the end
-                else:
-                    self._session.send_failed(exc)
+                _log.debug("%s: %s not sent: %s", self.label, action.why.value, exc)
+                self._session.send_failed(exc, action.why)  # the reader will see the end
                 return
             if action.why is Sent.PING:
                 self._counters.pings_sent += 1
@@ -336,17 +340,22 @@ class Connection:
                 await ws.ping()
             except TransportError as exc:
                 _log.debug("%s: ping not sent: %s", self.label, exc)
+                self._session.send_failed(exc, Sent.PING)
             else:
                 self._counters.pings_sent += 1
         elif type(action) is GoLive:
             if not self.went_live.done():
-                self.live_at = self._clock()
                 self.went_live.set_result(None)
                 if self._on_live is not None:
                     self._on_live(self)  # before any event of this connection is handed on
         elif type(action) is Close:
             self._wake.set()  # the close timeout is the timer's next deadline
-            await ws.begin_close(action.code)
+            if action.last_frame is not None:
+                try:
+                    await ws.send(action.last_frame)
+                except UserStreamError as exc:
+                    self._session.send_failed(exc)
+            await ws.begin_close(action.code, action.reason)
         elif type(action) is End:
             await ws.abort()
 

@@ -19,12 +19,12 @@ from userstream.client.rest import check_url
 from userstream.client.session import SessionHooks
 from userstream.client.transport import Transport
 from userstream.client.websocket import HandshakeRejectedError, WebSocket
-from userstream.errors import ConfigurationError, UserStreamError
+from userstream.errors import ConfigurationError
 from userstream.events import Exchange
 from userstream.protocol import endpoints
+from userstream.protocol.client_session import ClientSession, Timings
 from userstream.protocol.client_wire import HeaderWire
 from userstream.protocol.registry import ExchangeSpec
-from userstream.protocol.session import ClientSession, Timings
 
 __all__ = ["HeaderSession"]
 
@@ -106,9 +106,6 @@ class HeaderSession:
             if refused is None:
                 raise
             raise refused from None
-
-    def ended_before_live(self, ending: UserStreamError) -> UserStreamError:
-        return ending  # the client session judged a close before "sub success" already
 
     def forget_listen_key(self, reason: str) -> None:
         """There is no listenKey."""

@@ -48,10 +48,10 @@ from userstream.client.websocket import HandshakeRejectedError, WebSocket
 from userstream.errors import ConfigurationError, UserStreamError
 from userstream.events import Exchange
 from userstream.protocol import endpoints
+from userstream.protocol.client_session import ClientSession, Timings
 from userstream.protocol.client_wire import ListenKeyWire
 from userstream.protocol.listen_key import ListenKeySchedule
 from userstream.protocol.registry import ExchangeSpec
-from userstream.protocol.session import ClientSession, Timings
 
 __all__ = ["ListenKeySession"]
 
@@ -172,9 +172,6 @@ class ListenKeySession:
             if refused is None:
                 raise
             raise refused from None
-
-    def ended_before_live(self, ending: UserStreamError) -> UserStreamError:
-        return ending  # a Bitmusa connection is live at its handshake
 
     def forget_listen_key(self, reason: str) -> None:
         if self._schedule.forget(reason):

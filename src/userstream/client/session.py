@@ -18,7 +18,7 @@ from userstream.client.status import State
 from userstream.client.websocket import WebSocket
 from userstream.errors import UserStreamError
 from userstream.events import Exchange
-from userstream.protocol.session import ClientSession, Timings
+from userstream.protocol.client_session import ClientSession, Timings
 
 __all__ = ["Session", "SessionHooks"]
 
@@ -72,11 +72,6 @@ class Session(Protocol):
 
     async def open_websocket(self) -> WebSocket:
         """Open one WebSocket (not yet live). Raises errors of ours only."""
-        ...
-
-    def ended_before_live(self, ending: UserStreamError) -> UserStreamError:
-        """What a connection that ended before it went live means; the supervisor asks before it classifies
-        the ending. (The client sessions judge a close before live themselves: both return it as is.)"""
         ...
 
     def forget_listen_key(self, reason: str) -> None:

@@ -423,6 +423,7 @@ class UserStream:
             ping_interval=options.ping_interval,
             idle_timeout=options.idle_timeout,
             close_timeout=options.close_timeout,
+            sub_timeout=options.sub_timeout,  # the session ends a connection whose sub is not answered
             counters=self._counters,
             on_live=self._went_live,
             on_frame=options.on_frame,
@@ -438,19 +439,11 @@ class UserStream:
         self._live[serial] = live
         self._connections_opened += 1
         self.emit(State.CONNECTED, connection=serial, listen_key=self._session.listen_key_hint)
-        await self._wait_any({live.task, connection.went_live}, options.sub_timeout)
+        await self._wait_any({live.task, connection.went_live}, None)
         if not connection.is_live:
-            if not live.task.done():
-                await connection.abort(
-                    ConnectionLostError(
-                        f"{connection.label}: no 'sub success' within {options.sub_timeout:g}s"
-                    )
-                )
-            ending = await live.task
+            ending = await live.task  # the session judged it: a refused sub, its sub timeout, a close
             del self._live[serial]
-            raise self._session.ended_before_live(
-                ending or ConnectionLostError(f"{connection.label}: closed before it was live")
-            )
+            raise ending or ConnectionLostError(f"{connection.label}: closed before it was live")
         return live
 
     def _went_live(self, connection: Connection) -> None:

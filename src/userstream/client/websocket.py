@@ -490,6 +490,14 @@ class WebSocket:
         self._check_open()
         self._transport.send(_TEXT, text.encode())
 
+    async def send(self, frame: str | bytes) -> None:
+        """Send a session's frame: text if it is a str, binary if bytes."""
+        self._check_open()
+        if isinstance(frame, str):
+            self._transport.send(_TEXT, frame.encode())
+        else:
+            self._transport.send(_BINARY, frame)
+
     async def ping(self, payload: bytes = b"") -> None:
         self._check_open()
         self._transport.send_ping(payload)

@@ -1,11 +1,12 @@
 """Bitmusa's client conversation, sans-I/O: what a refused handshake or a close means, and the WebSocket's
 (short) conversation.
 
-This module owns `BitmusaClientSession` and `WIRE`, the registry's description of how a Bitmusa stream is
-opened (`protocol.client_wire.ListenKeyWire`). The wire (request shapes, reply judgement, the parser)
+This module owns `BitmusaClientSession` (on the client role's states, `protocol.client_session`; the server
+role is its sibling, `protocol.bitmusa_server`) and `WIRE`, the registry's description of how a Bitmusa stream
+is opened (`protocol.client_wire.ListenKeyWire`). The wire (request shapes, reply judgement, the parser)
 belongs to `protocol.bitmusa`, the close codes to `protocol.close`, the listenKey's schedule (keepalive
-deadlines, the one fresh key after an unknown close) to `protocol.listen_key`; the runtime that performs
-the requests and drives the sessions is `client.listen_key` (a stream) and `ops.doctor` (a diagnosis).
+deadlines, the one fresh key after an unknown close) to `protocol.listen_key`; the runtime that performs the
+requests and drives the sessions is `client.listen_key` (a stream) and `ops.doctor` (a diagnosis).
 
 - `BitmusaClientSession`, one per WebSocket: live as soon as the handshake is done, data only, no
   application ping (the heartbeat uses WebSocket-protocol pings, whose pongs count as frames). A close with
@@ -27,11 +28,11 @@ from userstream.errors import (
     UserStreamError,
 )
 from userstream.protocol import bitmusa, endpoints
+from userstream.protocol.client_session import ClientSession, ClosedByPeer, Timings
 from userstream.protocol.client_wire import ListenKeyWire, Parse, ParserFactory
 from userstream.protocol.close import CloseCode, needs_new_listen_key
 from userstream.protocol.listen_key import ListenKeySchedule
 from userstream.protocol.messages import ErrorReply, Incoming
-from userstream.protocol.session import ClientSession, ClosedByPeer, Timings
 
 __all__ = ["WIRE", "BitmusaClientSession", "KeyOrEndpointNotFoundError", "handshake_refused"]
 

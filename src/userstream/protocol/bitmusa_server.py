@@ -1,10 +1,11 @@
 """Bitmusa's user stream, the exchange's side of the conversation: one sans-I/O session per accepted socket.
 
-The client side of the same wire lives in protocol/bitmusa.py. Bitmusa's stream is the simple one: the
-listenKey in the path was checked before the upgrade (an HTTP refusal otherwise, server/app.py), so the
-stream is live from its first moment; the document defines no client frames (they are read and dropped);
-it ends when its listenKey lapses (4001, or a variant's code) or is deleted (4002), at the maximum age
-(4000), or when the server closes it. No close carries a notice frame. server/connection.py drives it.
+The client role of the same conversation is its sibling, protocol/bitmusa_client.py, on the same actions and
+transition-table helper (protocol/session.py); the wire is protocol/bitmusa.py. Bitmusa's stream is the simple
+one: the listenKey in the path was checked before the upgrade (an HTTP refusal otherwise, server/app.py), so
+the stream is live from its first moment; the document defines no client frames (they are read and dropped);
+it ends when its listenKey lapses (4001, or a variant's code) or is deleted (4002), at the maximum age (4000),
+or when the server closes it. No close carries a notice frame. server/connection.py drives it.
 
 States and moves (`TABLE`; any move not listed raises LocalProtocolError):
 
@@ -34,18 +35,15 @@ from userstream.protocol import bitmusa
 from userstream.protocol.close import CloseCode
 from userstream.protocol.server_session import (
     MAX_AGE_REASON,
-    Action,
-    Close,
-    GoLive,
     HandshakeCredential,
     HandshakeProblem,
     HttpRefusal,
     ServerStyle,
     ServerTerms,
-    Transitions,
     VariantInfo,
     slow_consumer_close,
 )
+from userstream.protocol.session import Close, GoLive, ServerAction, Transitions
 
 __all__ = [
     "ERR_UNAVAILABLE",
@@ -150,36 +148,36 @@ class BitmusaServerSession:
     def closing(self) -> bool:
         return self._state is State.CLOSING
 
-    def _end(self, event: Input, close: Close) -> list[Action]:
+    def _end(self, event: Input, close: Close) -> list[ServerAction]:
         if self._state is State.CLOSING:
             return []
         self._state = _MOVE(self._state, event)
         return [close]
 
-    def open(self, now: float, wall_ms: int) -> list[Action]:
+    def open(self, now: float, wall_ms: int) -> list[ServerAction]:
         self._state = _MOVE(self._state, Input.OPEN)
         self._max_age_at = now + self._terms.max_age
         return [GoLive()]  # a listenKey stream pushes from the first moment
 
-    def receive(self, frame: str | bytes, now: float, wall_ms: int) -> list[Action]:
+    def receive(self, frame: str | bytes, now: float, wall_ms: int) -> list[ServerAction]:
         self._state = _MOVE(self._state, Input.FRAME)
         return []  # the document defines no client frames: read (the socket stays drained) and dropped
 
     def next_deadline(self) -> float | None:
         return self._max_age_at if self._state is State.LIVE else None
 
-    def on_deadline(self, now: float, wall_ms: int) -> list[Action]:
+    def on_deadline(self, now: float, wall_ms: int) -> list[ServerAction]:
         if self._state is not State.LIVE or self._max_age_at is None or now < self._max_age_at:
             return []
         return self._end(Input.MAX_AGE, Close(CloseCode.MAX_AGE, MAX_AGE_REASON))
 
-    def close(self, code: int, reason: str) -> list[Action]:
+    def close(self, code: int, reason: str) -> list[ServerAction]:
         return self._end(Input.CLOSE, Close(code, reason))
 
-    def send_buffer_full(self) -> list[Action]:
+    def send_buffer_full(self) -> list[ServerAction]:
         return self._end(Input.BUFFER_FULL, slow_consumer_close(None))
 
-    def listen_key_ended(self, *, expired: bool) -> list[Action]:
+    def listen_key_ended(self, *, expired: bool) -> list[ServerAction]:
         if expired:
             return self._end(
                 Input.KEY_EXPIRED, Close(self._terms.style.expired_close_code, "listenKey expired")

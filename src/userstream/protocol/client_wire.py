@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from userstream.errors import UserStreamError
+from userstream.protocol.client_session import ClientSession
 from userstream.protocol.messages import Incoming
-from userstream.protocol.session import ClientSession
 
 __all__ = ["HeaderWire", "ListenKeyWire", "Parse", "ParserFactory", "production_endpoints"]
 

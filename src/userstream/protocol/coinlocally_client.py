@@ -1,7 +1,8 @@
 """Coinlocally's client conversation, sans-I/O: the sub, "sub success", ping/pong, refusals in any shape.
 
-This module owns `CoinlocallyClientSession` (one WebSocket's conversation, on `protocol.session`'s states)
-and what a refused handshake means. The wire (headers, sub and ping frames, the parser, refusal texts:
+This module owns `CoinlocallyClientSession` (one WebSocket's conversation, on the client role's states,
+`protocol.client_session`; its server role is `protocol.coinlocally_server`) and what a refused handshake
+means. The wire (headers, sub and ping frames, the parser, refusal texts:
 `protocol.refusal`) belongs to `protocol.coinlocally`; the runtime that drives the session is
 `client.connection` for a stream and `ops.doctor` for a diagnosis (docs/client.md, "Refusals"):
 
@@ -27,11 +28,12 @@ from typing import Any, ClassVar, Final, TypeVar
 
 from userstream.errors import AuthenticationError, ConnectionLostError, EndpointNotFoundError, UserStreamError
 from userstream.protocol import coinlocally, endpoints
+from userstream.protocol.client_session import ClientSession, ClosedByPeer, State, Timings
 from userstream.protocol.client_wire import HeaderWire, Parse, ParserFactory
 from userstream.protocol.close import is_fatal
 from userstream.protocol.messages import ControlReply, ErrorReply, Incoming
 from userstream.protocol.refusal import clip, read_text_refusal
-from userstream.protocol.session import Action, ClientSession, ClosedByPeer, Send, Sent, State, Timings
+from userstream.protocol.session import ClientAction, Send, Sent
 
 __all__ = ["WIRE", "CoinlocallyClientSession", "handshake_refused"]
 
@@ -66,7 +68,10 @@ class CoinlocallyClientSession(ClientSession):
     def _is_live_reply(self, reply: ControlReply) -> bool:
         return reply.text == coinlocally.SUB_SUCCESS
 
-    def _ping(self, wall_clock_ms: int) -> Action:
+    def _is_greeting(self, reply: ControlReply) -> bool:
+        return reply.text == coinlocally.CONNECT_SUCCESS
+
+    def _ping(self, wall_clock_ms: int) -> ClientAction:
         return Send(coinlocally.ping_frame(wall_clock_ms), Sent.PING)
 
     def _pong(self, timestamp: int) -> str | None:

@@ -1,11 +1,13 @@
 """Coinlocally's user stream, the exchange's side of the conversation: a sans-I/O session per accepted socket.
 
-The client side of the same wire lives in protocol/coinlocally.py (frames, parse and render); this module
-holds what the exchange *decides*: "connect success" first, then a sub whose token must repeat the handshake
-credential ("sub success" and events, or the refusal and a close), pongs to pings, the heartbeat (a stream
-that has not pinged for `heartbeat_timeout` is closed), the maximum age, the server's own pings when a
-variant asks for them, and the SYSTEM notice before every close the server starts, except a refused sub (the
-notice would invite a reconnect that cannot succeed). server/connection.py drives it and decides nothing.
+The client role of the same conversation is its sibling, protocol/coinlocally_client.py, on the same
+actions and transition-table helper (protocol/session.py); the wire (frames, parse and render) is
+protocol/coinlocally.py. This module holds what the exchange *decides*: "connect success" first, then a
+sub whose token must repeat the handshake credential ("sub success" and events, or the refusal and a
+close), pongs to pings, the heartbeat (a stream that has not pinged for `heartbeat_timeout` is closed), the
+maximum age, the server's own pings when a variant asks for them, and the SYSTEM notice before every close
+the server starts, except a refused sub (the notice would invite a reconnect that cannot succeed).
+server/connection.py drives it and decides nothing.
 
 States and moves (`TABLE`; any move not listed raises LocalProtocolError):
 
@@ -50,21 +52,16 @@ from userstream.protocol.close import CloseCode
 from userstream.protocol.codec import decode_frame, gzip_bytes
 from userstream.protocol.server_session import (
     MAX_AGE_REASON,
-    Action,
-    Close,
-    GoLive,
     HandshakeCredential,
     HandshakeProblem,
     HttpRefusal,
-    Ignore,
-    Send,
     ServerStyle,
     ServerTerms,
     SubRefusal,
-    Transitions,
     VariantInfo,
     slow_consumer_close,
 )
+from userstream.protocol.session import Close, GoLive, Ignore, Send, ServerAction, Transitions
 
 __all__ = [
     "ERR_BAD_REQUEST",
@@ -195,7 +192,7 @@ class CoinlocallyServerSession:
 
     # --- inputs ---------------------------------------------------------------------------------------------
 
-    def open(self, now: float, wall_ms: int) -> list[Action]:
+    def open(self, now: float, wall_ms: int) -> list[ServerAction]:
         terms = self._terms
         if self._secret is None:
             self._move(Input.OPEN_UNVERIFIED)
@@ -208,7 +205,7 @@ class CoinlocallyServerSession:
             self._ping_at = None if interval is None else now + interval
         return [Send(terms.style.control(coinlocally.CONNECT_SUCCESS))]
 
-    def receive(self, frame: str | bytes, now: float, wall_ms: int) -> list[Action]:
+    def receive(self, frame: str | bytes, now: float, wall_ms: int) -> list[ServerAction]:
         if self._state is State.CLOSING:
             return []
         style = self._terms.style
@@ -225,7 +222,7 @@ class CoinlocallyServerSession:
             if self._secret is not None and hmac.compare_digest(request.token.encode(), self._secret):
                 was = self._state
                 self._move(Input.SUB)
-                reply: list[Action] = [Send(style.control(coinlocally.SUB_SUCCESS))]
+                reply: list[ServerAction] = [Send(style.control(coinlocally.SUB_SUCCESS))]
                 return reply if was is State.LIVE else [*reply, GoLive()]  # events queue behind it
             self._move(Input.SUB_MISMATCH)
             return self._refuse(our_sub_refusal())
@@ -244,7 +241,7 @@ class CoinlocallyServerSession:
             return min(deadline for deadline in deadlines if deadline is not None)
         return None
 
-    def on_deadline(self, now: float, wall_ms: int) -> list[Action]:
+    def on_deadline(self, now: float, wall_ms: int) -> list[ServerAction]:
         state = self._state
         if state is State.UNVERIFIED:
             if self._sub_wait_at is not None and now >= self._sub_wait_at:
@@ -253,7 +250,7 @@ class CoinlocallyServerSession:
             return []
         if state is not State.AWAITING_SUB and state is not State.LIVE:
             return []
-        actions: list[Action] = []
+        actions: list[ServerAction] = []
         interval = self._terms.style.server_ping_interval
         if self._ping_at is not None and interval is not None and now >= self._ping_at:
             self._move(Input.SERVER_PING_DUE)
@@ -268,19 +265,19 @@ class CoinlocallyServerSession:
             actions.append(self._close(CloseCode.MAX_AGE, MAX_AGE_REASON))
         return actions
 
-    def close(self, code: int, reason: str) -> list[Action]:
+    def close(self, code: int, reason: str) -> list[ServerAction]:
         if self._state is State.CLOSING:
             return []
         self._move(Input.CLOSE)
         return [self._close(code, reason)]
 
-    def send_buffer_full(self) -> list[Action]:
+    def send_buffer_full(self) -> list[ServerAction]:
         if self._state is State.CLOSING:
             return []
         self._move(Input.BUFFER_FULL)
         return [slow_consumer_close(self._notice())]
 
-    def listen_key_ended(self, *, expired: bool) -> list[Action]:
+    def listen_key_ended(self, *, expired: bool) -> list[ServerAction]:
         return []  # Coinlocally has no listenKey
 
     # --- outputs --------------------------------------------------------------------------------------------
@@ -288,7 +285,7 @@ class CoinlocallyServerSession:
     def _heard_from_client(self, now: float) -> None:
         self._heartbeat_at = now + self._terms.heartbeat_timeout
 
-    def _refuse(self, ours: SubRefusal) -> list[Action]:
+    def _refuse(self, ours: SubRefusal) -> list[ServerAction]:
         refusal = self._terms.style.sub_refusal(ours)
         close = Close(refusal.code, refusal.reason)  # no SYSTEM notice: a reconnect cannot succeed
         return [close] if refusal.reply is None else [Send(refusal.reply), close]

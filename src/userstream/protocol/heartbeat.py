@@ -1,7 +1,7 @@
 """Connection liveness as pure deadlines: when to ping next, and when a silent connection counts as dead.
 
 This module owns the arithmetic of a heartbeat and nothing else: no clock, no sleeping, no sockets. The
-client session (`protocol.session`) feeds it the times its runtime passes in (`now`, in seconds on any
+client session (`protocol.client_session`) feeds it the times its runtime passes in (`now`, in seconds on any
 monotonic clock) and folds `next_deadline` into its own; `poll` then says what is due. Keeping time out of
 here makes keepalive and dead-connection rules testable exactly.
 
@@ -58,6 +58,11 @@ class Heartbeat:
     @property
     def next_ping_at(self) -> float:
         return self._next_ping_at
+
+    @property
+    def suspended(self) -> bool:
+        """Whether silence is not being counted now (`suspend` without its `resume`)."""
+        return self._suspended > 0
 
     @property
     def next_deadline(self) -> float:

@@ -16,7 +16,7 @@ import math
 from typing import TypeVar
 
 from userstream.errors import ListenKeyInvalidError, UserStreamError
-from userstream.protocol.session import ClosedByPeer
+from userstream.protocol.client_session import ClosedByPeer
 
 __all__ = ["ListenKeySchedule"]
 

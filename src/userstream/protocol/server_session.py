@@ -1,11 +1,13 @@
 """The server role's session types: what an exchange-side session is given, and what it asks its runtime for.
 
-A server session (protocol/bitmusa_server.py, protocol/coinlocally_server.py) holds one accepted stream's
-whole conversation as an explicit state machine, sans-I/O: frames and the time go in (`receive(frame, now,
-wall_ms)`, `on_deadline(now, wall_ms)`, and the operator's requests `close` and `listen_key_ended`), and an
-ordered list of `Action`s comes out: `Send` a frame, `GoLive` (events may flow from here on), `Close` with a
-code and a reason (after an optional last frame, Coinlocally's SYSTEM notice), or `Ignore` a client frame
-(with why, for the log). `next_deadline()` says when the session must next be woken; None: never.
+A server session (protocol/bitmusa_server.py, protocol/coinlocally_server.py, each beside its exchange's
+client role) holds one accepted stream's whole conversation as an explicit state machine, sans-I/O: frames
+and the time go in (`receive(frame, now, wall_ms)`, `on_deadline(now, wall_ms)`, and the operator's
+requests `close` and `listen_key_ended`), and an ordered list of actions comes out (`ServerAction`, of the
+vocabulary both roles share in protocol/session.py: `Send` a frame, `GoLive`, `Close` with a code and a
+reason after an optional last frame, or `Ignore` a client frame, with why, for the log); each session's
+table of moves is a `protocol.session.Transitions`. `next_deadline()` says when the session must next be
+woken; None: never.
 
 Before a session exists, the upgrade request names its account the exchange's way (`AccountNamedBy`: a
 listenKey as the path's last segment, or a header holding one of the account's credentials), which the
@@ -20,8 +22,6 @@ values and pure renderers, so no variant name is tested here: each exchange's se
 variants (`VARIANTS`, of `VariantInfo`) and lays the chosen ones over a style (`variant_style`);
 server/variants.py parses them. The data events themselves do not pass
 through the session: the runtime fans them out while the session is live (the hot path stays one queue).
-
-The client role has its own types (protocol/session.py); the two may be unified once both exist.
 """
 
 from __future__ import annotations
@@ -29,29 +29,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Final, Protocol
 
-from userstream.errors import LocalProtocolError
 from userstream.events import Exchange
 from userstream.protocol import coinlocally
 from userstream.protocol.close import CloseCode
+from userstream.protocol.session import Close, ServerAction
 
 __all__ = [
     "MAX_AGE_REASON",
     "AccountNamedBy",
-    "Action",
-    "Close",
-    "GoLive",
     "HandshakeCredential",
     "HandshakeProblem",
     "HttpRefusal",
-    "Ignore",
-    "Send",
     "ServerSession",
     "ServerStyle",
     "ServerTerms",
     "SubRefusal",
-    "Transitions",
     "VariantInfo",
     "VariantStyle",
     "slow_consumer_close",
@@ -60,38 +54,6 @@ __all__ = [
 #: The reason of the close at --max-connection-age (both exchanges).
 MAX_AGE_REASON: Final = "connection reached its maximum age"
 _SLOW_CONSUMER_REASON: Final = "send buffer full: the client is not reading"
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send this frame (text or binary) after what was asked before."""
-
-    frame: str | bytes
-
-
-@dataclass(frozen=True, slots=True)
-class GoLive:
-    """The stream is live: the runtime may push events to it from now on (behind what was sent before)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close the WebSocket with `code` and `reason`, after everything asked before and then `last_frame`
-    (Coinlocally's SYSTEM notice; None: none). No event is pushed once a close is asked."""
-
-    code: int  # a CloseCode, or a variant's own code
-    reason: str
-    last_frame: str | bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Ignore:
-    """A client frame the conversation has no use for (the runtime logs `reason` at DEBUG)."""
-
-    reason: str
-
-
-Action = Send | GoLive | Close | Ignore
 
 
 class HandshakeProblem(Enum):
@@ -221,11 +183,11 @@ class ServerSession(Protocol):
         """Whether a close has been asked (nothing but the close is sent from here on)."""
         ...
 
-    def open(self, now: float, wall_ms: int) -> list[Action]:
+    def open(self, now: float, wall_ms: int) -> list[ServerAction]:
         """The stream was accepted at `now`: what to send or do first."""
         ...
 
-    def receive(self, frame: str | bytes, now: float, wall_ms: int) -> list[Action]:
+    def receive(self, frame: str | bytes, now: float, wall_ms: int) -> list[ServerAction]:
         """A text or binary frame from the client."""
         ...
 
@@ -233,19 +195,19 @@ class ServerSession(Protocol):
         """When `on_deadline` must be called next (monotonic seconds); None: no deadline."""
         ...
 
-    def on_deadline(self, now: float, wall_ms: int) -> list[Action]:
+    def on_deadline(self, now: float, wall_ms: int) -> list[ServerAction]:
         """What is due at `now` (nothing if woken early)."""
         ...
 
-    def close(self, code: int, reason: str) -> list[Action]:
+    def close(self, code: int, reason: str) -> list[ServerAction]:
         """The server closes the stream (shutdown, a fault, an operator): the close in this exchange's way."""
         ...
 
-    def send_buffer_full(self) -> list[Action]:
+    def send_buffer_full(self) -> list[ServerAction]:
         """The runtime's bounded outbox overflowed: the client is not reading."""
         ...
 
-    def listen_key_ended(self, *, expired: bool) -> list[Action]:
+    def listen_key_ended(self, *, expired: bool) -> list[ServerAction]:
         """The stream's listenKey lapsed (`expired`) or was deleted (Bitmusa; nothing elsewhere)."""
         ...
 
@@ -253,27 +215,3 @@ class ServerSession(Protocol):
 def slow_consumer_close(last_frame: str | bytes | None) -> Close:
     """The close of a stream whose client does not read (both exchanges)."""
     return Close(CloseCode.SLOW_CONSUMER, _SLOW_CONSUMER_REASON, last_frame)
-
-
-_State = TypeVar("_State", bound=Enum)
-_Input = TypeVar("_Input", bound=Enum)
-
-
-class Transitions(Generic[_State, _Input]):
-    """A transition table, `(state, input) -> next state`, that refuses what it does not list.
-
-    h11's `_state.py` in miniature: every move a session makes is looked up here, so the table printed in
-    the session's module is the whole truth, and an input the table does not allow in a state is a bug
-    (LocalProtocolError names both) rather than a silent change of state.
-    """
-
-    __slots__ = ("_table",)
-
-    def __init__(self, table: Mapping[tuple[_State, _Input], _State]) -> None:
-        self._table = table
-
-    def __call__(self, state: _State, event: _Input) -> _State:
-        try:
-            return self._table[(state, event)]
-        except KeyError:
-            raise LocalProtocolError(f"no transition from {state.name} on {event.name}") from None

@@ -1,403 +1,154 @@
-"""The client's conversation on one WebSocket, sans-I/O: states, a transition table, and what to do next.
+"""What every sans-I/O session says, in both roles: the actions it asks its runtime for, and its moves.
 
-This module owns the vocabulary every exchange's client session shares, and `ClientSession`, the part of
-the conversation that is the same on every exchange. An exchange's session (`protocol.bitmusa_client`,
-`protocol.coinlocally_client`) subclasses it and fills in its words: the opening frames, which reply makes
-the connection live, its ping and pong, and what an error reply or a close by the server means.
+A session holds one WebSocket's whole conversation as an explicit state machine: frames and the time go in,
+and an ordered list of actions comes out, which the runtime performs in order, as python-websockets'
+`protocol.py` asks of `asyncio/connection.py` and h11's `_state.py` of its caller. Each exchange has two
+roles, side by side in protocol/: the client's (`protocol.client_session.ClientSession`, subclassed in
+`bitmusa_client.py` and `coinlocally_client.py`; driven by `client.connection` and `ops.doctor`) and the
+exchange's (`protocol.server_session.ServerSession`, in `bitmusa_server.py` and `coinlocally_server.py`;
+driven by `server.connection`). This module owns the vocabulary both roles share:
 
-A session takes frames and the time in and gives decisions out, as python-websockets' `protocol.py` and
-h11's `_state.py` do; it never reads a clock, sleeps, or touches a socket. The runtime that drives it
-(`client.connection` for a stream, `ops.doctor` for a diagnosis):
-
-- calls `start(now)` once the handshake is done, then `receive(frame, now)` for every text or binary frame
-  (each frame is parsed once, here) and `sign_of_life(now)` for a protocol-level ping or pong;
-- hands the data events `receive` returns (and the Unknowns, to count and report) on itself;
-- performs `data_to_send()` after each call: frames to send (`Send`, `SendPing`), `GoLive`, `Close` (send
-  our close frame and keep reading), `End` (abort now; the ending is the session's `ending`);
-- sleeps until `next_deadline()` and then calls `wake(now, wall_clock_ms)`: the heartbeat's ping and idle
-  rules (`protocol.heartbeat`), the sub timeout, the close timeout;
-- reports the end of the socket: `peer_closed(closed)` (the server's close frame, or a broken
-  connection) and `connection_lost(error)`, which return why the connection ended (None: we closed it and
-  the server agreed).
-
-States and their transitions (`TRANSITIONS`; any other move is a `LocalProtocolError`)::
-
-    CONNECTING  --start, nothing to wait for------------------------> LIVE         (GoLive)
-    CONNECTING  --start, a sub to be answered-----------------------> SUBSCRIBING  (Send sub)
-    SUBSCRIBING --the live reply ("sub success")--------------------> LIVE         (GoLive)
-    SUBSCRIBING, LIVE --close() or a SYSTEM notice------------------> CLOSING      (Close 1000)
-    SUBSCRIBING, LIVE --dead (idle), sub timeout--------------------> ENDED        (End)
-    SUBSCRIBING, LIVE, CLOSING --error reply, end()-----------------> ENDED        (End)
-    CLOSING     --close timeout---------------------------------------> ENDED        (End)
-    any         --peer_closed / connection_lost---------------------> ENDED
-
-A server's ping is answered in any state but ENDED; in CLOSING, "sub success" no longer makes a connection
-live; once ENDED, control frames change nothing (data frames still read are still handed on).
+- the actions: `Send` a frame (`Sent` says what it is where the runtime treats it apart: a ping, a pong,
+  the opening frame), `GoLive` (events flow from here on), `Close` with a code and a reason (after an
+  optional last frame: Coinlocally's SYSTEM notice), then the client's own `SendPing` (a WebSocket-protocol
+  ping) and `End` (abort now, with the ending), and the server's own `Ignore` (a client frame of no use, for
+  the log). `ClientAction` and `ServerAction` are what each role may ask for;
+- `Transitions`, the one transition-table helper: every move a session makes is looked up in its table,
+  so the table printed in the session's module is the whole truth, and a move it does not list is a bug
+  (`LocalProtocolError`) rather than a silent change of state.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
-from typing import ClassVar, Final, Protocol, TypeVar
+from typing import Generic, TypeVar
 
-from userstream.errors import ConnectionLostError, LocalProtocolError, UserStreamError
-from userstream.protocol.heartbeat import Due, Heartbeat
-from userstream.protocol.messages import (
-    ControlReply,
-    DataEvents,
-    ErrorReply,
-    Incoming,
-    Ping,
-    SystemClose,
-    Unknown,
-)
+from userstream.errors import LocalProtocolError, UserStreamError
 
 __all__ = [
-    "TRANSITIONS",
-    "Action",
-    "ClientSession",
+    "ClientAction",
     "Close",
-    "ClosedByPeer",
     "End",
     "GoLive",
+    "Ignore",
     "Send",
     "SendPing",
     "Sent",
-    "State",
-    "Timings",
+    "ServerAction",
+    "Transitions",
 ]
 
 
-class State(Enum):
-    """Where one client connection's conversation stands."""
-
-    CONNECTING = "connecting"  # the handshake is done; `start` has not run yet
-    SUBSCRIBING = "subscribing"  # the sub is sent; waiting for the reply that makes the connection live
-    LIVE = "live"  # events flow
-    CLOSING = "closing"  # our close frame is sent; reading what the server still sends, until its close
-    ENDED = "ended"  # nothing more will be read; `ending` says why
-
-
-TRANSITIONS: Final[Mapping[State, frozenset[State]]] = MappingProxyType(
-    {
-        State.CONNECTING: frozenset({State.SUBSCRIBING, State.LIVE, State.ENDED}),
-        State.SUBSCRIBING: frozenset({State.LIVE, State.CLOSING, State.ENDED}),
-        State.LIVE: frozenset({State.CLOSING, State.ENDED}),
-        State.CLOSING: frozenset({State.ENDED}),
-        State.ENDED: frozenset(),
-    }
-)
-
-
 class Sent(Enum):
-    """Why a text frame is sent (the runtime counts pings and pongs, and a failed ping is no ending)."""
+    """What a sent frame is, where its runtime treats it apart (the client counts its pings and pongs, and
+    a ping that fails to go out is no ending); FRAME for any other frame of the conversation."""
 
-    OPENING = "opening"
+    FRAME = "frame"
+    OPENING = "opening"  # the frame that opens the conversation (Coinlocally's sub)
     PING = "ping"
     PONG = "pong"
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Send this text frame."""
+    """Send this frame (text or binary) after what was asked before."""
 
-    text: str
-    why: Sent
-
-
-@dataclass(frozen=True, slots=True)
-class SendPing:
-    """Send a WebSocket-protocol ping (an exchange with no ping of its own words)."""
+    frame: str | bytes
+    why: Sent = Sent.FRAME
 
 
 @dataclass(frozen=True, slots=True)
 class GoLive:
-    """The connection carries the stream from now on (before any later frame's events are handed on)."""
+    """The stream is live: events flow from now on (behind what was sent before; the client hands on no
+    later frame's events before it)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    """Send our close frame with `code` and keep reading until the server answers (`CLOSING`)."""
+    """Send our close frame with `code` and `reason`, after everything asked before and then `last_frame`
+    (None: none), and keep reading until the peer answers. Nothing else is sent once a close is asked."""
 
-    code: int = 1000
+    code: int = 1000  # a CloseCode, a variant's own code, or 1000
+    reason: str = ""
+    last_frame: str | bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendPing:
+    """(Client) send a WebSocket-protocol ping: an exchange with no ping of its own words."""
 
 
 @dataclass(frozen=True, slots=True)
 class End:
-    """Abort the connection now. `error` is its ending: a refusal, a dead peer, no answer to our close."""
+    """(Client) abort the connection now. `error` is its ending: a refusal, a dead peer, no answer to our
+    close."""
 
     error: UserStreamError
 
 
-Action = Send | SendPing | GoLive | Close | End
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """(Server) a client frame the conversation has no use for (the runtime logs `reason` at DEBUG)."""
+
+    reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Timings:
-    """The seconds one connection's session counts with. `sub_timeout=None`: the runtime enforces none
-    (the stream's supervisor waits for live itself); `ping_interval=None`: this side never pings."""
-
-    ping_interval: float | None
-    idle_timeout: float
-    close_timeout: float
-    sub_timeout: float | None = None
+#: What a client session asks of `client.connection` (or doctor).
+ClientAction = Send | SendPing | GoLive | Close | End
+#: What a server session asks of `server.connection`.
+ServerAction = Send | GoLive | Close | Ignore
 
 
-class ClosedByPeer(Protocol):
-    """How the runtime reports the end of the socket (`client.transport.PeerClosedError`): the server's
-    close code (None when the connection simply broke), its reason, and the connection's label."""
-
-    @property
-    def code(self) -> int | None: ...
-
-    @property
-    def reason(self) -> str: ...
-
-    @property
-    def label(self) -> str: ...
+_State = TypeVar("_State", bound=Enum)
+_Input = TypeVar("_Input", bound=Enum)
 
 
-_Closed = TypeVar("_Closed", bound=ClosedByPeer)
+class Transitions(Generic[_State, _Input]):
+    """A transition table, `(state, input) -> next state`, that refuses what it does not list.
 
-
-def _no_scrub(text: str) -> str:
-    return text
-
-
-class ClientSession:
-    """One client connection's conversation, the same on every exchange; subclasses supply the words.
-
-    `label` names the connection in errors (a URL safe to show); `scrub` hides the stream's secrets in the
-    server's words before they reach an error (client/scrub.py; the identity where nothing is secret).
+    h11's `_state.py` in miniature. A session whose inputs each lead to one place (the client's: "go live",
+    "close", "end") names its moves by their destination instead: `Transitions.between({state: targets})`,
+    where moving is `moves(state, target)`. `targets` is the table read as "where each state may go".
     """
 
-    #: True when the connection carries events as soon as the handshake is done (no subscription).
-    live_on_connect: ClassVar[bool]
+    __slots__ = ("_by_target", "_table", "_what", "targets")
 
-    def __init__(
-        self,
-        parse: Callable[[str | bytes], Incoming],
-        *,
-        timings: Timings,
-        label: str = "",
-        scrub: Callable[[str], str] | None = None,
-    ) -> None:
-        #: The exchange's parser itself, not a method around it: it runs once per frame.
-        self._parse = parse
-        self.timings = timings
-        self.label = label
-        self._scrub = scrub if scrub is not None else _no_scrub
-        self.state = State.CONNECTING
-        #: Why the connection ended, once that is decided (None: not decided, or a clean close).
-        self.ending: UserStreamError | None = None
-        self._send_failed: UserStreamError | None = None
-        self._pending: list[Action] = []
-        self._heartbeat = Heartbeat(
-            ping_interval=timings.ping_interval, idle_timeout=timings.idle_timeout, now=0.0
+    def __init__(self, table: Mapping[tuple[_State, _Input], _State]) -> None:
+        self._table = table
+        self._by_target = False
+        self._what = ""
+        moves: dict[_State, set[_State]] = {}
+        for (state, _), target in table.items():
+            moves.setdefault(state, set()).add(target)
+        states = list(type(next(iter(moves)))) if moves else []
+        #: Where each state may go (a state with no move maps to an empty set).
+        self.targets: Mapping[_State, frozenset[_State]] = MappingProxyType(
+            {state: frozenset(moves.get(state, ())) for state in states}
         )
-        self._sub_deadline = math.inf
-        self._close_deadline = math.inf
 
-    # --- what the exchange's subclass supplies -----------------------------------------------------------
-
-    def _opening_frames(self) -> tuple[str, ...]:
-        """Frames to send right after the handshake (Coinlocally's sub)."""
-        return ()
-
-    def _is_live_reply(self, reply: ControlReply) -> bool:
-        """Whether this control reply makes the connection live ("sub success")."""
-        return False
-
-    def _ping(self, wall_clock_ms: int) -> Action:
-        """The heartbeat's ping: an application frame, or a WebSocket-protocol ping."""
-        return SendPing()
-
-    def _pong(self, timestamp: int) -> str | None:
-        """The answer to the server's own {"ping": n} (None: nothing to answer)."""
-        return None
-
-    def _error_for_reply(self, reply: ErrorReply) -> UserStreamError:
-        """What an error reply from the server means (its words already scrubbed)."""
-        raise NotImplementedError
-
-    def _error_for_close(self, closed: _Closed) -> UserStreamError | _Closed:
-        """What a close by the server means (a lapsed listenKey, a refused sub, a plain disconnect)."""
-        return closed
-
-    # --- the runtime's calls --------------------------------------------------------------------------
-
-    def start(self, now: float) -> None:
-        """The handshake is done: send the opening frames; live at once, or once the sub is answered."""
-        self._heartbeat = Heartbeat(
-            ping_interval=self.timings.ping_interval, idle_timeout=self.timings.idle_timeout, now=now
+    @classmethod
+    def between(
+        cls, targets: Mapping[_State, frozenset[_State]], *, what: str = "a session"
+    ) -> Transitions[_State, _State]:
+        """The table of a session that moves by destination: each state's allowed next states. `what`
+        names the session in a refusal ("a client session cannot go from ENDED to SUBSCRIBING")."""
+        moves: Transitions[_State, _State] = Transitions(
+            {(state, target): target for state, allowed in targets.items() for target in allowed}
         )
-        for frame in self._opening_frames():
-            self._pending.append(Send(frame, Sent.OPENING))
-        if self.live_on_connect:
-            self._go_live()
-        else:
-            self._to(State.SUBSCRIBING)
-            if self.timings.sub_timeout is not None:
-                self._sub_deadline = now + self.timings.sub_timeout
+        moves._by_target = True
+        moves._what = what
+        moves.targets = targets
+        return moves
 
-    def receive(self, frame: str | bytes, now: float) -> Incoming:
-        """Parse one frame (the only parse it gets) and act on it. Returns what it was: the runtime hands
-        `DataEvents` on and counts an `Unknown`; anything else was the session's, and may have queued
-        actions (`data_to_send`)."""
-        incoming = self._parse(frame)
-        self._heartbeat.frame_received(now)
-        if type(incoming) is DataEvents or type(incoming) is Unknown or self.state is State.ENDED:
-            return incoming
-        if isinstance(incoming, Ping):
-            pong = self._pong(incoming.timestamp)
-            if pong is not None:
-                self._pending.append(Send(pong, Sent.PONG))
-        elif isinstance(incoming, ControlReply):
-            if self.state is State.SUBSCRIBING and self._is_live_reply(incoming):
-                self._go_live()
-        elif isinstance(incoming, ErrorReply):
-            # The server's words reach the error scrubbed (it may echo the token it refused).
-            code = self._scrub(incoming.code) if isinstance(incoming.code, str) else incoming.code
-            scrubbed = ErrorReply(code, self._scrub(incoming.message), incoming.transient)
-            self._end(self._error_for_reply(scrubbed))
-        elif isinstance(incoming, SystemClose):
-            if self.ending is None:
-                self.ending = ConnectionLostError(
-                    f"{self.label}: the server announced a close (SYSTEM notice)"
-                )
-            # Keep reading until the server closes, so nothing it sends before its close is lost.
-            self.close(now)
-        return incoming  # a Pong: its arrival already counted as a sign of life
-
-    def sign_of_life(self, now: float) -> None:
-        """A protocol-level ping or pong arrived: the peer is alive."""
-        self._heartbeat.frame_received(now)
-
-    def data_to_send(self) -> list[Action]:
-        """What the runtime must do now, in order; each action is handed out once."""
-        pending, self._pending = self._pending, []
-        return pending
-
-    @property
-    def has_actions(self) -> bool:
-        return bool(self._pending)
-
-    def next_deadline(self) -> float:
-        """When `wake` next has something to do (`math.inf`: never, until a frame or a call changes it)."""
-        state = self.state
-        if state is State.CLOSING:
-            return self._close_deadline
-        if state is State.LIVE:
-            return self._heartbeat.next_deadline
-        if state is State.SUBSCRIBING:
-            return min(self._heartbeat.next_deadline, self._sub_deadline)
-        return math.inf
-
-    def wake(self, now: float, wall_clock_ms: int) -> None:
-        """Time passed: end a connection that missed a deadline, or queue the heartbeat's ping.
-        `wall_clock_ms` (epoch milliseconds) is what an application ping carries."""
-        state = self.state
-        if state is State.CLOSING:
-            if now >= self._close_deadline:
-                # Not a clean end: whatever the server still had for us on this connection is lost.
-                self._end(
-                    ConnectionLostError(
-                        f"{self.label}: no answer to our close within {self.timings.close_timeout:g}s"
-                    )
-                )
-            return
-        if state is not State.LIVE and state is not State.SUBSCRIBING:
-            return
-        due = self._heartbeat.poll(now)
-        if due is Due.DEAD:
-            self._end(
-                ConnectionLostError(
-                    f"{self.label}: no frame for {self.timings.idle_timeout:g}s; connection presumed dead"
-                )
-            )
-            return
-        if now >= self._sub_deadline and self.state is State.SUBSCRIBING:
-            self._end(
-                ConnectionLostError(f"{self.label}: no 'sub success' within {self.timings.sub_timeout:g}s")
-            )
-            return
-        if due is Due.PING:
-            self.ping_now(now, wall_clock_ms)
-
-    def ping_now(self, now: float, wall_clock_ms: int) -> None:
-        """Queue the exchange's ping now (the heartbeat's, every `ping_interval`; doctor's, to time one)."""
-        self._pending.append(self._ping(wall_clock_ms))
-        self._heartbeat.ping_sent(now)
-
-    def pause_idle(self) -> None:
-        """The runtime stops reading for a while (its consumer is behind): that is not the peer's silence."""
-        self._heartbeat.suspend()
-
-    def resume_idle(self, now: float) -> None:
-        """Reading again: silence counts from now."""
-        self._heartbeat.resume(now)
-
-    def close(self, now: float) -> None:
-        """Close gracefully: send our close frame, keep reading until the server answers, for at most
-        `close_timeout`. Nothing to do once closing or ended."""
-        if self.state is State.CLOSING or self.state is State.ENDED:
-            return
-        self._to(State.CLOSING)
-        self._close_deadline = now + self.timings.close_timeout
-        self._pending.append(Close())
-
-    def end(self, error: UserStreamError) -> None:
-        """End the connection now with `error` as its ending (unless it already has one)."""
-        self._end(error)
-
-    def send_failed(self, error: UserStreamError) -> None:
-        """A frame could not be sent (the sub, a pong): the connection is going away. Keep reading: the
-        server may have sent frames and its close first, and its close says what the ending means."""
-        if self._send_failed is None:
-            self._send_failed = error
-
-    def peer_closed(self, closed: _Closed) -> UserStreamError | None:
-        """The socket ended with the server's close (or broke: `closed.code` None); `closed` is an error of
-        ours (`client.transport.PeerClosedError`). Returns the ending."""
-        ending = self.ending
-        if ending is None and self.state is not State.CLOSING:  # after our own close: its answer, a clean end
-            judged = self._error_for_close(closed)
-            if not isinstance(judged, UserStreamError):
-                raise LocalProtocolError(f"a close must be reported as an error of ours, not {judged!r}")
-            ending = judged
-        self._finish(ending)
-        return ending
-
-    def connection_lost(self, error: UserStreamError) -> UserStreamError:
-        """The socket failed otherwise (a frame too large, a broken protocol). Returns the ending."""
-        ending = self.ending or self._send_failed or error
-        self._finish(ending)
-        return ending
-
-    # --- inside -------------------------------------------------------------------------------------------
-
-    def _go_live(self) -> None:
-        self._to(State.LIVE)
-        self._sub_deadline = math.inf
-        self._pending.append(GoLive())
-
-    def _end(self, error: UserStreamError) -> None:
-        if self.ending is None:
-            self.ending = error
-        if self.state is not State.ENDED:
-            self._to(State.ENDED)
-            self._pending.append(End(self.ending))
-
-    def _finish(self, ending: UserStreamError | None) -> None:
-        self.ending = ending
-        if self.state is not State.ENDED:
-            self._to(State.ENDED)
-
-    def _to(self, state: State) -> None:
-        if state not in TRANSITIONS[self.state]:
-            raise LocalProtocolError(f"a client session cannot go from {self.state.name} to {state.name}")
-        self.state = state
+    def __call__(self, state: _State, event: _Input) -> _State:
+        try:
+            return self._table[(state, event)]
+        except KeyError:
+            if self._by_target:
+                raise LocalProtocolError(
+                    f"{self._what} cannot go from {state.name} to {event.name}"
+                ) from None
+            raise LocalProtocolError(f"no transition from {state.name} on {event.name}") from None

@@ -30,7 +30,8 @@ from aiohttp import web
 
 from userstream.events import Exchange
 from userstream.logs import log_event
-from userstream.protocol.server_session import Action, Close, GoLive, Ignore, Send, ServerSession
+from userstream.protocol.server_session import ServerSession
+from userstream.protocol.session import Close, GoLive, Ignore, Send, ServerAction
 from userstream.server.config import Account
 from userstream.server.ledger import ConnectionRecord
 
@@ -233,7 +234,7 @@ class Connection:
             return False
         return self._perform(self.session.listen_key_ended(expired=expired))
 
-    def _perform(self, actions: list[Action]) -> bool:
+    def _perform(self, actions: list[ServerAction]) -> bool:
         """Carry out the session's actions in order; True if one of them queued a close."""
         closed = False
         for action in actions:

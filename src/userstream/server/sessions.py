@@ -19,14 +19,8 @@ from aiohttp import WSMsgType, web
 
 from userstream.events import Exchange
 from userstream.protocol.registry import spec
-from userstream.protocol.server_session import (
-    Action,
-    Close,
-    Send,
-    ServerSession,
-    ServerStyle,
-    ServerTerms,
-)
+from userstream.protocol.server_session import ServerSession, ServerStyle, ServerTerms
+from userstream.protocol.session import Close, Send, ServerAction
 from userstream.server.config import Account, ServerConfig
 from userstream.server.connection import wall_ms
 
@@ -81,7 +75,7 @@ async def serve_unaccounted(
             return ws
 
 
-async def _perform(ws: web.WebSocketResponse, actions: list[Action]) -> bool:
+async def _perform(ws: web.WebSocketResponse, actions: list[ServerAction]) -> bool:
     """Send and close as the session says (what it ignores is not logged: this stream has no account);
     True once closed."""
     for action in actions:

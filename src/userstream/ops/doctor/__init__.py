@@ -3,10 +3,10 @@
 This package owns the checks, their order, their verdicts (OK, WARN, FAIL, SKIP, each with its reason), and
 the command around them: `checks` (the vocabulary and the pure judgements), `steps` (the network steps
 every exchange shares), `stream` (the checks on an open WebSocket, driven by the exchange's own client
-session, `protocol.session`, so a stream and the doctor make every protocol decision alike), `flows` (the
-order of the checks for each way a stream is opened, from the registry) and `command` (the CLI). Each
-check is one step a stream takes, in the order it takes them, so the first FAIL is the step to fix; a check
-that cannot run because an earlier one failed is SKIPped and says which.
+session, `protocol.client_session`, so a stream and the doctor make every protocol decision alike),
+`flows` (the order of the checks for each way a stream is opened, from the registry) and `command` (the
+CLI). Each check is one step a stream takes, in the order it takes them, so the first FAIL is the step to
+fix; a check that cannot run because an earlier one failed is SKIPped and says which.
 
 - `rest reachable`, `ws reachable`: DNS, then a TCP connection to each address in turn.
 - `clock skew`: the server's HTTP `Date` header against the local clock (WARN over 1 s, FAIL over 30 s).

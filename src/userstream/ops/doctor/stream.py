@@ -2,9 +2,10 @@
 
 This module owns `StreamChecks`: the sub handshake, the first frame (or first binary frame, gzip), and the
 ping's round trip. Every frame goes through the same sans-I/O client session a stream drives
-(`protocol.session.ClientSession`), so what counts as "sub success", a refusal, a pong or a ping to answer
-is decided in one place for both; this module only times it and says it in words. The session's timings
-here: no heartbeat ping and no idle death (a diagnosis is short), the sub answered within `timeout`.
+(`protocol.client_session.ClientSession`), so what counts as "sub success", a refusal, a pong or a ping
+to answer is decided in one place for both; this module only times it and says it in words. The
+session's timings here: no heartbeat ping and no idle death (a diagnosis is short), the sub answered
+within `timeout` (the session's sub timeout, as a stream's).
 """
 
 from __future__ import annotations
@@ -22,18 +23,10 @@ from userstream.ops.doctor.checks import (
     ms,
 )
 from userstream.ops.doctor.steps import Doctor, Inbox
+from userstream.protocol.client_session import ClientSession, State, Timings
 from userstream.protocol.client_wire import Parse
-from userstream.protocol.messages import ControlReply, ErrorReply, Pong, Unknown
-from userstream.protocol.session import (
-    Action,
-    ClientSession,
-    End,
-    GoLive,
-    Send,
-    SendPing,
-    State,
-    Timings,
-)
+from userstream.protocol.messages import ErrorReply, Pong, Unknown
+from userstream.protocol.session import ClientAction, End, GoLive, Send, SendPing
 
 __all__ = ["StreamChecks"]
 
@@ -48,13 +41,13 @@ class StreamChecks(Doctor):
     def _wall_clock_ms(self) -> int:
         return int(self._options.wall_clock() * 1000)
 
-    async def _perform(self, ws: WebSocket, session: ClientSession) -> list[Action]:
+    async def _perform(self, ws: WebSocket, session: ClientSession) -> list[ClientAction]:
         """Send what the session asks to send (the sub, a pong, a ping); return every action it asked for.
         Raises the first send that fails."""
         actions = session.data_to_send()
         for action in actions:
             if type(action) is Send:
-                await ws.send_text(action.text)
+                await ws.send(action.frame)
             elif type(action) is SendPing:
                 await ws.ping()
         return actions
@@ -78,7 +71,6 @@ class StreamChecks(Doctor):
         except UserStreamError as exc:
             self._add(name, Verdict.FAIL, f"the sub frame could not be sent: {exc}")
             return None, None
-        connected = False
         early_binary: bytes | None = None
         while True:
             item = await inbox.next(session.next_deadline())
@@ -111,11 +103,9 @@ class StreamChecks(Doctor):
                 self._add(name, Verdict.FAIL, f"the sub was refused: error {incoming.code}: {message}")
                 refused = isinstance(session.ending, AuthenticationError)
                 return (False if refused else None), early_binary
-            if isinstance(incoming, ControlReply) and incoming.text == connect_success:
-                connected = True
             if any(type(action) is GoLive for action in actions):
                 elapsed = ms(self._loop.time() - started)
-                if connected:
+                if session.greeted:  # the session knows its greeting; `connect_success` is its words
                     self._add(name, Verdict.OK, f"{connect_success!r} then {sub_success!r} in {elapsed}")
                 else:
                     self._add(
