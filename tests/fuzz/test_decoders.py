@@ -27,7 +27,14 @@ from hypothesis import strategies as st
 from support import examples
 from userstream.errors import UserStreamError
 from userstream.events import BalanceUpdate, Event, OrderType, OrderUpdate
-from userstream.protocol import bitmusa, bitmusa_rest, coinlocally, coinlocally_rest
+from userstream.protocol import (
+    bitmusa,
+    bitmusa_listen_key,
+    bitmusa_render,
+    bitmusa_rest,
+    coinlocally,
+    coinlocally_rest,
+)
 from userstream.protocol.codec import decode_frame, gunzip
 from userstream.protocol.messages import (
     ControlReply,
@@ -309,13 +316,13 @@ COINLOCALLY_ORDERS_REPLY = coinlocally_rest.render_open_orders([examples.COINLOC
         examples.BITMUSA_ACK_REPLY,
         BITMUSA_WALLET_REPLY,
         BITMUSA_ORDERS_REPLY,
-        bitmusa.render_error(401001, "invalid api key or auth key"),
+        bitmusa_render.render_error(401001, "invalid api key or auth key"),
     ),
 )
 def test_bitmusa_replies_parse_or_raise_a_typed_error(status: int, body: bytes) -> None:
     calls = [
-        lambda: bitmusa.parse_listen_key_response(status, body),
-        lambda: bitmusa.parse_ack_response(status, body),
+        lambda: bitmusa_listen_key.parse_listen_key_response(status, body),
+        lambda: bitmusa_listen_key.parse_ack_response(status, body),
         lambda: bitmusa_rest.parse_wallet_response(status, body, account="a", timestamp=1),
         lambda: bitmusa_rest.parse_open_orders_response(status, body, account="a", timestamp=1),
     ]
@@ -399,8 +406,8 @@ header_values = st.text(max_size=40) | st.sampled_from(
 @FUZZ
 @given(st.dictionaries(header_names, header_values, max_size=6))
 def test_credentials_are_read_from_any_headers_without_raising(headers: dict[str, str]) -> None:
-    found = bitmusa.credentials_from_headers(headers)
-    assert found is None or isinstance(found, bitmusa.Credentials)
+    found = bitmusa_listen_key.credentials_from_headers(headers)
+    assert found is None or isinstance(found, bitmusa_listen_key.Credentials)
     chosen = coinlocally.credentials_from_headers(headers)
     assert chosen is None or isinstance(chosen, coinlocally.Credentials)
     signed = coinlocally_rest.signed_headers(headers)

@@ -22,7 +22,7 @@ from userstream.ops.doctor import (
     judge_binary_frame,
     judge_clock_skew,
 )
-from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol import bitmusa_render, coinlocally
 from userstream.protocol.codec import gzip_bytes
 
 Lab = Any  # conftest.Lab (test modules cannot import the conftest)
@@ -84,7 +84,7 @@ async def test_a_healthy_bitmusa_server_passes_every_check(lab: Lab) -> None:
         "client of the account shares it, so a DELETE would cut them all off (an unused key lapses by "
         "itself in 60 min)"
     )
-    frame = bitmusa.render_event(
+    frame = bitmusa_render.render_event(
         BalanceUpdate(
             exchange=Exchange.BITMUSA,
             account="alice",

@@ -36,16 +36,15 @@ from userstream.errors import (
 )
 from userstream.events import BalanceUpdate, Exchange, OrderStatus, OrderType, OrderUpdate, Side
 from userstream.money import checked, exact_sub
-from userstream.protocol import bitmusa
-from userstream.protocol.bitmusa import (
+from userstream.protocol import bitmusa, bitmusa_listen_key, bitmusa_render
+from userstream.protocol.bitmusa import ListenKeyAction, Parser
+from userstream.protocol.bitmusa_listen_key import (
     Credentials,
     HttpRequest,
-    ListenKeyAction,
-    Parser,
     parse_ack_response,
     parse_listen_key_response,
-    render_event,
 )
+from userstream.protocol.bitmusa_render import render_event
 from userstream.protocol.messages import DataEvents, Unknown, UnknownKind
 
 
@@ -613,9 +612,9 @@ EXPECTED_HEADERS = {"Authorization": "Bearer AUTH-KEY-SECRET-2", "x-api-key": "A
 @pytest.mark.parametrize(
     ("build", "method", "action"),
     [
-        (bitmusa.create_listen_key_request, "POST", ListenKeyAction.CREATE),
-        (bitmusa.keepalive_request, "PUT", ListenKeyAction.KEEPALIVE),
-        (bitmusa.close_listen_key_request, "DELETE", ListenKeyAction.CLOSE),
+        (bitmusa_listen_key.create_listen_key_request, "POST", ListenKeyAction.CREATE),
+        (bitmusa_listen_key.keepalive_request, "PUT", ListenKeyAction.KEEPALIVE),
+        (bitmusa_listen_key.close_listen_key_request, "DELETE", ListenKeyAction.CLOSE),
     ],
 )
 def test_listen_key_requests(build: Any, method: str, action: ListenKeyAction) -> None:
@@ -633,7 +632,7 @@ def test_listen_key_action_of_other_requests_is_none() -> None:
 
 
 def test_reprs_never_show_secrets() -> None:
-    request = bitmusa.create_listen_key_request(CREDS)
+    request = bitmusa_listen_key.create_listen_key_request(CREDS)
     for text in (repr(CREDS), str(CREDS), repr(request), str(request)):
         assert "SECRET" not in text
     assert repr(CREDS) == "Credentials(api_key=<hidden>, auth_key=<hidden>)"
@@ -719,7 +718,7 @@ def test_http_429_is_rate_limited() -> None:
     ],
 )
 def test_reply_codes_map_to_typed_errors(status: int, code: int, error: type[Exception]) -> None:
-    body = bitmusa.render_error(code, "refused")
+    body = bitmusa_render.render_error(code, "refused")
     with pytest.raises(error):
         parse_ack_response(status, body)
     with pytest.raises(error):
@@ -729,7 +728,7 @@ def test_reply_codes_map_to_typed_errors(status: int, code: int, error: type[Exc
 @pytest.mark.parametrize(("status", "code"), [(400, bitmusa.ERR_BAD_REQUEST), (200, 7), (500, -1)])
 def test_other_codes_are_exchange_errors_with_the_code(status: int, code: int) -> None:
     with pytest.raises(ExchangeError) as caught:
-        parse_ack_response(status, bitmusa.render_error(code, "no such thing"))
+        parse_ack_response(status, bitmusa_render.render_error(code, "no such thing"))
     assert (caught.value.code, caught.value.status) == (code, status)
     assert str(caught.value) == f"Bitmusa refused the request (HTTP {status}, code {code}): no such thing"
 
@@ -802,7 +801,7 @@ def test_deeply_nested_reply_is_a_frame_decode_error() -> None:
 
 def test_long_exchange_messages_are_clipped() -> None:
     with pytest.raises(ExchangeError) as caught:
-        parse_ack_response(400, bitmusa.render_error(1, "m" * 10_000))
+        parse_ack_response(400, bitmusa_render.render_error(1, "m" * 10_000))
     assert len(str(caught.value)) < 200
 
 
@@ -810,13 +809,15 @@ def test_long_exchange_messages_are_clipped() -> None:
 
 
 def test_rendered_replies_have_the_document_shape() -> None:
-    assert ordered_json(bitmusa.render_listen_key(BITMUSA_LISTEN_KEY)) == ordered_json(BITMUSA_CREATE_REPLY)
-    assert ordered_json(bitmusa.render_ok()) == ordered_json(BITMUSA_ACK_REPLY)
-    assert bitmusa.render_error(404001, "listenKey not found") == (
+    assert ordered_json(bitmusa_render.render_listen_key(BITMUSA_LISTEN_KEY)) == ordered_json(
+        BITMUSA_CREATE_REPLY
+    )
+    assert ordered_json(bitmusa_render.render_ok()) == ordered_json(BITMUSA_ACK_REPLY)
+    assert bitmusa_render.render_error(404001, "listenKey not found") == (
         b'{"code":404001,"message":"listenKey not found"}'
     )
-    assert parse_listen_key_response(200, bitmusa.render_listen_key("k-1")) == "k-1"
-    assert parse_ack_response(200, bitmusa.render_ok()) is None
+    assert parse_listen_key_response(200, bitmusa_render.render_listen_key("k-1")) == "k-1"
+    assert parse_ack_response(200, bitmusa_render.render_ok()) is None
 
 
 @pytest.mark.parametrize(
@@ -828,7 +829,7 @@ def test_rendered_replies_have_the_document_shape() -> None:
     ],
 )
 def test_credentials_from_headers_present(headers: dict[str, str]) -> None:
-    assert bitmusa.credentials_from_headers(headers) == CREDS
+    assert bitmusa_listen_key.credentials_from_headers(headers) == CREDS
 
 
 @pytest.mark.parametrize(
@@ -845,12 +846,12 @@ def test_credentials_from_headers_present(headers: dict[str, str]) -> None:
     ],
 )
 def test_credentials_from_headers_missing_or_malformed(headers: dict[str, str]) -> None:
-    assert bitmusa.credentials_from_headers(headers) is None
+    assert bitmusa_listen_key.credentials_from_headers(headers) is None
 
 
 def test_request_headers_read_back_as_the_same_credentials() -> None:
-    request = bitmusa.keepalive_request(CREDS)
-    assert bitmusa.credentials_from_headers(request.headers) == CREDS
+    request = bitmusa_listen_key.keepalive_request(CREDS)
+    assert bitmusa_listen_key.credentials_from_headers(request.headers) == CREDS
 
 
 # --- impossible values (docs/events.md, "Impossible values") -------------------------------------------

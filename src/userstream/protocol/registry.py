@@ -16,6 +16,7 @@ from userstream.events import BalanceUpdate, Event, Exchange
 from userstream.protocol import (
     bitmusa,
     bitmusa_client,
+    bitmusa_render,
     bitmusa_rest,
     bitmusa_server,
     coinlocally,
@@ -131,7 +132,7 @@ _BITMUSA: Final = ExchangeSpec(
     snapshot_needs_secret_key=False,
     # --- server-house ---
     secret_path_prefix=bitmusa.WS_PATH_PREFIX,
-    render_event=bitmusa.render_event,
+    render_event=bitmusa_render.render_event,
     render_balances=None,
     listen_keys=True,
     ws_path=bitmusa.WS_PATH_PREFIX,
