@@ -33,6 +33,7 @@ from userstream.protocol import (
     bitmusa_render,
     bitmusa_rest,
     coinlocally,
+    coinlocally_control,
     coinlocally_rest,
 )
 from userstream.protocol.codec import decode_frame, gunzip
@@ -241,7 +242,7 @@ def test_a_gzip_bomb_is_refused_without_inflating_it() -> None:
             decode_frame(bomb, 1 << 20)
         for parse in (bitmusa.Parser(), coinlocally.Parser()):
             assert isinstance(parse(bomb), Unknown)
-        assert isinstance(coinlocally.parse_client_frame(bomb), Unknown)
+        assert isinstance(coinlocally_control.parse_client_frame(bomb), Unknown)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -375,12 +376,12 @@ client_frames = (
 @FUZZ
 @given(client_frames)
 def test_the_server_classifies_any_client_frame_without_raising(frame: str | bytes) -> None:
-    request = coinlocally.parse_client_frame(frame)
-    assert isinstance(request, coinlocally.SubRequest | coinlocally.PingRequest | Unknown)
+    request = coinlocally_control.parse_client_frame(frame)
+    assert isinstance(request, coinlocally_control.SubRequest | coinlocally_control.PingRequest | Unknown)
     if isinstance(request, Unknown):
         assert not request.reason.startswith("internal error"), request.reason
         assert "alice-coinlocally-token" not in request.raw  # a token is never kept for a log
-    if isinstance(request, coinlocally.PingRequest):
+    if isinstance(request, coinlocally_control.PingRequest):
         assert 0 <= request.timestamp < 2**63
 
 
@@ -408,8 +409,8 @@ header_values = st.text(max_size=40) | st.sampled_from(
 def test_credentials_are_read_from_any_headers_without_raising(headers: dict[str, str]) -> None:
     found = bitmusa_listen_key.credentials_from_headers(headers)
     assert found is None or isinstance(found, bitmusa_listen_key.Credentials)
-    chosen = coinlocally.credentials_from_headers(headers)
-    assert chosen is None or isinstance(chosen, coinlocally.Credentials)
+    chosen = coinlocally_control.credentials_from_headers(headers)
+    assert chosen is None or isinstance(chosen, coinlocally_control.Credentials)
     signed = coinlocally_rest.signed_headers(headers)
     assert signed is None or isinstance(signed, coinlocally_rest.SignedHeaders)
 
@@ -473,6 +474,6 @@ def test_deeply_nested_json_is_a_typed_error_not_a_recursion_crash() -> None:
         check_incoming(bitmusa.Parser()(text))
         check_incoming(coinlocally.Parser()(text))
         check_incoming(coinlocally.Parser()(gzip.compress(text.encode())))
-        assert isinstance(coinlocally.parse_client_frame(text[:4000]), Unknown)
+        assert isinstance(coinlocally_control.parse_client_frame(text[:4000]), Unknown)
         with pytest.raises(IngestError):
             parse_batch(text.encode())

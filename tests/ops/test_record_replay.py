@@ -18,7 +18,7 @@ from userstream.client import connect
 from userstream.eventjson import to_json
 from userstream.events import Exchange
 from userstream.ops.recording import HIDDEN, RecordingWriter, header_for, redact_url
-from userstream.protocol import bitmusa_render, coinlocally
+from userstream.protocol import bitmusa_render, coinlocally, coinlocally_render
 from userstream.protocol.codec import gunzip, gzip_bytes
 from userstream.protocol.messages import DataEvents
 
@@ -245,10 +245,10 @@ async def test_hand_corrupted_lines_are_reported_with_their_numbers_and_exit_1(
     writer = RecordingWriter.create(path, _header(Exchange.COINLOCALLY))
     _, _, opened, part, closed = lab.expected("coinlocally")
     writer.write_frame(1.0, "connect success", 1)  # line 2
-    writer.write_frame(1.1, coinlocally.render_event(opened), 1)  # line 3: corrupted below
-    writer.write_frame(1.2, coinlocally.render_event(part), 1)  # line 4: its gzip truncated below
+    writer.write_frame(1.1, coinlocally_render.render_event(opened), 1)  # line 3: corrupted below
+    writer.write_frame(1.2, coinlocally_render.render_event(part), 1)  # line 4: its gzip truncated below
     writer.write_frame(1.3, '{"e":"listStatus","E":1}', 1)  # line 5: an event type nobody knows
-    writer.write_frame(1.4, coinlocally.render_event(closed), 1)  # line 6
+    writer.write_frame(1.4, coinlocally_render.render_event(closed), 1)  # line 6
     writer.close()
     lines = path.read_bytes().split(b"\n")
     lines[2] = lines[2][:40]  # cut mid-line, as a crash or a careless edit would

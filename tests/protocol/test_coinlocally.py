@@ -40,9 +40,9 @@ from userstream.events import (
 from userstream.money import exact_sub
 from userstream.protocol import coinlocally
 from userstream.protocol.codec import DEFAULT_MAX_FRAME, gunzip, gzip_bytes
-from userstream.protocol.coinlocally import (
+from userstream.protocol.coinlocally import Parser
+from userstream.protocol.coinlocally_control import (
     Credentials,
-    Parser,
     PingRequest,
     SubRequest,
     credentials_from_headers,
@@ -50,13 +50,15 @@ from userstream.protocol.coinlocally import (
     parse_client_frame,
     ping_frame,
     pong_frame,
+    sub_frame,
+)
+from userstream.protocol.coinlocally_render import (
     render_balances,
     render_error,
     render_event,
     render_message,
     render_pong,
     render_system_close,
-    sub_frame,
 )
 from userstream.protocol.messages import (
     ControlReply,

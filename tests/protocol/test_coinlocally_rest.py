@@ -28,7 +28,7 @@ from userstream.errors import (
 )
 from userstream.events import BalanceUpdate, Exchange, OrderStatus, OrderType, OrderUpdate, Side, Source
 from userstream.money import exact_sub
-from userstream.protocol import coinlocally
+from userstream.protocol import coinlocally, coinlocally_render
 from userstream.protocol.coinlocally_rest import (
     Credentials,
     OpenOrdersQuery,
@@ -424,7 +424,7 @@ def test_orders_are_rendered_with_the_stream_words_and_numbers() -> None:
         b'[{"orderId":"C1","orderIdString":"C1","symbol":"BTCUSDT","price":"13000","origQty":"1",'
         b'"executedQty":"0","cummulativeQuoteQty":"0","status":"NEW","type":"LIMIT","side":"SELL"}]'
     )
-    report = json.loads(coinlocally.render_message(order))
+    report = json.loads(coinlocally_render.render_message(order))
     assert (report["X"], report["o"], report["s"], report["Z"]) == ("NEW", "LIMIT", "BTCUSDT", "0")
 
 

@@ -16,8 +16,9 @@ Every request is signed: `X-CH-APIKEY` (the api key), `X-CH-TS` (milliseconds si
 `X-CH-SIGN`, the lowercase hex HMAC-SHA256 with the secret key over timestamp + METHOD + request path
 (with its query string) + body, exactly as the exchange's worked example computes it. The secret key only
 ever enters `hmac`: no repr, message or error carries it. Orders are normalized by protocol.coinlocally's
-own execution-report rules (status, type and side words, symbol splitting), imported rather than copied,
-and rendered with its words, so an order read here equals the same order read from the stream. No I/O,
+own execution-report rules (status, type and side words, symbol splitting) and rendered with
+protocol.coinlocally_render's words, imported rather than copied, so an order read here equals the same
+order read from the stream. No I/O,
 no clock: times come in as arguments.
 """
 
@@ -50,11 +51,8 @@ from userstream.money import checked
 from userstream.protocol.coinlocally import (  # the stream's own rules: one truth per exchange
     Parser,
     _ExecutionReport,
-    _wire_decimal,
-    _wire_status,
-    _wire_symbol,
-    _wire_type,
 )
+from userstream.protocol.coinlocally_render import _wire_decimal, _wire_status, _wire_symbol, _wire_type
 from userstream.protocol.messages import impossible_balance
 from userstream.protocol.snapshot import SnapshotArguments, SnapshotPlan, SnapshotWire, UrlCheck
 from userstream.protocol.symbols import DEFAULT_QUOTES

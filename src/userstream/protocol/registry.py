@@ -21,6 +21,7 @@ from userstream.protocol import (
     bitmusa_server,
     coinlocally,
     coinlocally_client,
+    coinlocally_render,
     coinlocally_rest,
     coinlocally_server,
 )
@@ -180,8 +181,8 @@ _COINLOCALLY: Final = ExchangeSpec(
     snapshot_needs_secret_key=True,
     # --- server-house ---
     secret_path_prefix=None,
-    render_event=coinlocally.render_event,
-    render_balances=coinlocally.render_balances,
+    render_event=coinlocally_render.render_event,
+    render_balances=coinlocally_render.render_balances,
     listen_keys=False,
     ws_path=coinlocally.WS_PATH,
     rest_paths=frozenset({coinlocally_rest.ACCOUNT_PATH, coinlocally_rest.OPEN_ORDERS_PATH}),

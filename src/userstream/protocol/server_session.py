@@ -33,7 +33,7 @@ from typing import Final, Generic, Protocol, TypeVar
 
 from userstream.errors import LocalProtocolError
 from userstream.events import Exchange
-from userstream.protocol import coinlocally
+from userstream.protocol import coinlocally_control, coinlocally_render
 from userstream.protocol.close import CloseCode
 
 __all__ = [
@@ -161,8 +161,8 @@ class ServerStyle:
     Bitmusa listenKey. The default is our own answer everywhere."""
 
     control: Callable[[str], str | bytes] = str
-    pong: Callable[[int], str | bytes] = coinlocally.render_pong
-    ping: Callable[[int], str | bytes] = coinlocally.ping_frame
+    pong: Callable[[int], str | bytes] = coinlocally_render.render_pong
+    ping: Callable[[int], str | bytes] = coinlocally_control.ping_frame
     sub_refusal: Callable[[SubRefusal], SubRefusal] = field(default=_keep)
     server_ping_interval: float | None = None
     expired_close_code: int = CloseCode.LISTEN_KEY_EXPIRED

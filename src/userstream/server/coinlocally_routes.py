@@ -24,7 +24,7 @@ from aiohttp.typedefs import Middleware
 from userstream.errors import ConfigurationError, MessageShapeError
 from userstream.events import Exchange
 from userstream.logs import log_event
-from userstream.protocol import coinlocally, coinlocally_rest
+from userstream.protocol import coinlocally, coinlocally_control, coinlocally_render, coinlocally_rest
 from userstream.server.config import Account
 from userstream.server.exchange import ExchangeServer
 from userstream.server.variants import Variants
@@ -52,7 +52,7 @@ def add_routes(app: web.Application, server: ExchangeServer) -> None:
 def throttled_body(path: str, message: str) -> bytes | None:
     """The body of a 429 for too many failed authentications, if `path` is Coinlocally's (limits.py)."""
     if path.startswith(coinlocally.WS_PATH):
-        return coinlocally.render_error(ERR_AUTH_THROTTLED, message).encode()
+        return coinlocally_render.render_error(ERR_AUTH_THROTTLED, message).encode()
     if path.startswith("/sapi/"):
         return coinlocally_rest.render_error(coinlocally_rest.ERR_TOO_MANY_REQUESTS, message)
     return None
@@ -171,7 +171,7 @@ class _CoinlocallyRoutes:
 
     def _account_by_api_key(self, api_key: str) -> Account | None:
         try:
-            creds = coinlocally.Credentials(api_key=api_key)
+            creds = coinlocally_control.Credentials(api_key=api_key)
         except ConfigurationError:  # control characters: no account has such a key
             return None
         return self.server.account_for(EXCHANGE, {"api_key": creds.secret})
