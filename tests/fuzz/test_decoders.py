@@ -35,6 +35,7 @@ from userstream.protocol import (
     coinlocally,
     coinlocally_control,
     coinlocally_rest,
+    coinlocally_rest_render,
 )
 from userstream.protocol.codec import decode_frame, gunzip
 from userstream.protocol.messages import (
@@ -305,8 +306,8 @@ def _reply_bodies(*documents: bytes) -> st.SearchStrategy[bytes]:
 
 BITMUSA_WALLET_REPLY = bitmusa_rest.render_wallet([examples.BITMUSA_WALLET_EVENT])
 BITMUSA_ORDERS_REPLY = bitmusa_rest.render_open_orders([examples.BITMUSA_ORDER_EVENT])
-COINLOCALLY_ACCOUNT_REPLY = coinlocally_rest.render_account([examples.COINLOCALLY_BALANCE_EVENT])
-COINLOCALLY_ORDERS_REPLY = coinlocally_rest.render_open_orders([examples.COINLOCALLY_ORDER_EVENT])
+COINLOCALLY_ACCOUNT_REPLY = coinlocally_rest_render.render_account([examples.COINLOCALLY_BALANCE_EVENT])
+COINLOCALLY_ORDERS_REPLY = coinlocally_rest_render.render_open_orders([examples.COINLOCALLY_ORDER_EVENT])
 
 
 @FUZZ
@@ -342,7 +343,7 @@ def test_bitmusa_replies_parse_or_raise_a_typed_error(status: int, body: bytes) 
     _reply_bodies(
         COINLOCALLY_ACCOUNT_REPLY,
         COINLOCALLY_ORDERS_REPLY,
-        coinlocally_rest.render_error(-1022, "signature for this request is not valid"),
+        coinlocally_rest_render.render_error(-1022, "signature for this request is not valid"),
     ),
     st.none() | st.integers(min_value=1, max_value=1000),
 )
@@ -422,7 +423,7 @@ def test_credentials_are_read_from_any_headers_without_raising(headers: dict[str
     )
 )
 def test_snapshot_queries_parse_or_name_the_bad_parameter(query: dict[str, str]) -> None:
-    for parse in (bitmusa_rest.parse_open_orders_query, coinlocally_rest.parse_open_orders_query):
+    for parse in (bitmusa_rest.parse_open_orders_query, coinlocally_rest_render.parse_open_orders_query):
         _, error = outcome(lambda parse=parse: parse(query))
         assert error is None or getattr(error, "field", None) in ("symbol", "limit", "status")
 

@@ -31,20 +31,22 @@ from userstream.money import exact_sub
 from userstream.protocol import coinlocally, coinlocally_render
 from userstream.protocol.coinlocally_rest import (
     Credentials,
-    OpenOrdersQuery,
     SignedHeaders,
     account_request,
     open_orders_request,
     parse_account_response,
-    parse_open_orders_query,
     parse_open_orders_response,
-    render_account,
-    render_error,
-    render_open_orders,
     sign,
     signed_headers,
     signed_request,
     verify,
+)
+from userstream.protocol.coinlocally_rest_render import (
+    OpenOrdersQuery,
+    parse_open_orders_query,
+    render_account,
+    render_error,
+    render_open_orders,
 )
 from userstream.protocol.messages import DataEvents
 from userstream.protocol.symbols import SymbolSplitter
