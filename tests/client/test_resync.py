@@ -23,7 +23,7 @@ from userstream.client.backoff import Backoff
 from userstream.client.resync import Resync, TakenSnapshot
 from userstream.errors import ConfigurationError
 from userstream.events import NOT_IN_SNAPSHOT, BalanceUpdate, Event, Exchange, OrderUpdate, Source
-from userstream.protocol import coinlocally_rest
+from userstream.protocol import coinlocally_rest, coinlocally_rest_render
 from userstream.state import AccountSnapshot, AccountState
 
 Env = Any  # conftest.Env
@@ -418,7 +418,7 @@ async def flaky_coinlocally_rest(failures: int, limited: int = 0) -> AsyncIterat
     async def open_orders(request: web.Request) -> web.Response:
         seen.append(request.raw_path)
         if len([path for path in seen if path.startswith("/sapi/v1/openOrders")]) <= limited:
-            body = coinlocally_rest.render_error(-1003, "too many requests")
+            body = coinlocally_rest_render.render_error(-1003, "too many requests")
             return web.Response(
                 status=429, body=body, content_type="application/json", headers={"Retry-After": "0"}
             )

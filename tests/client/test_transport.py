@@ -38,7 +38,7 @@ from userstream.client.websocket import (
 )
 from userstream.errors import ConfigurationError, ConnectionLostError, FrameDecodeError, TransportError
 from userstream.events import Event
-from userstream.protocol import bitmusa
+from userstream.protocol import bitmusa, bitmusa_listen_key, bitmusa_render
 from userstream.protocol.bitmusa_client import BitmusaClientSession
 
 
@@ -57,7 +57,9 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
-REQUEST = bitmusa.create_listen_key_request(bitmusa.Credentials(api_key="k-SECRET", auth_key="a-SECRET"))
+REQUEST = bitmusa_listen_key.create_listen_key_request(
+    bitmusa_listen_key.Credentials(api_key="k-SECRET", auth_key="a-SECRET")
+)
 
 
 async def test_a_refused_connection_is_a_connection_lost_error_named_by_its_label() -> None:
@@ -84,7 +86,7 @@ async def test_replies_of_any_status_are_replies_and_bodies_are_bounded() -> Non
     try:
         async with Transport(max_frame=4096) as transport:
             assert await transport.request(url, REQUEST, label="POST") == HttpReply(418, b'{"code":1}')
-            oversized = bitmusa.HttpRequest("GET", "/huge", {})
+            oversized = bitmusa_listen_key.HttpRequest("GET", "/huge", {})
             with pytest.raises(FrameDecodeError, match="GET /huge: reply larger than 4096 bytes"):
                 await transport.request(url, oversized, label="GET /huge")
     finally:
@@ -561,7 +563,7 @@ async def test_an_express_handler_that_raises_is_switched_off_loudly_and_loses_n
 def _wallet_frame(event_time: int) -> bytes:
     """The document's wallet frame, stamped `event_time` (what the sink below tells frames apart by)."""
     return frame(
-        TEXT, bitmusa.render_event(msgspec.structs.replace(BITMUSA_WALLET_EVENT, timestamp=event_time))
+        TEXT, bitmusa_render.render_event(msgspec.structs.replace(BITMUSA_WALLET_EVENT, timestamp=event_time))
     )
 
 

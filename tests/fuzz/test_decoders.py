@@ -27,7 +27,16 @@ from hypothesis import strategies as st
 from support import examples
 from userstream.errors import UserStreamError
 from userstream.events import BalanceUpdate, Event, OrderType, OrderUpdate
-from userstream.protocol import bitmusa, bitmusa_rest, coinlocally, coinlocally_rest
+from userstream.protocol import (
+    bitmusa,
+    bitmusa_listen_key,
+    bitmusa_render,
+    bitmusa_rest,
+    coinlocally,
+    coinlocally_control,
+    coinlocally_rest,
+    coinlocally_rest_render,
+)
 from userstream.protocol.codec import decode_frame, gunzip
 from userstream.protocol.messages import (
     ControlReply,
@@ -234,7 +243,7 @@ def test_a_gzip_bomb_is_refused_without_inflating_it() -> None:
             decode_frame(bomb, 1 << 20)
         for parse in (bitmusa.Parser(), coinlocally.Parser()):
             assert isinstance(parse(bomb), Unknown)
-        assert isinstance(coinlocally.parse_client_frame(bomb), Unknown)
+        assert isinstance(coinlocally_control.parse_client_frame(bomb), Unknown)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -297,8 +306,8 @@ def _reply_bodies(*documents: bytes) -> st.SearchStrategy[bytes]:
 
 BITMUSA_WALLET_REPLY = bitmusa_rest.render_wallet([examples.BITMUSA_WALLET_EVENT])
 BITMUSA_ORDERS_REPLY = bitmusa_rest.render_open_orders([examples.BITMUSA_ORDER_EVENT])
-COINLOCALLY_ACCOUNT_REPLY = coinlocally_rest.render_account([examples.COINLOCALLY_BALANCE_EVENT])
-COINLOCALLY_ORDERS_REPLY = coinlocally_rest.render_open_orders([examples.COINLOCALLY_ORDER_EVENT])
+COINLOCALLY_ACCOUNT_REPLY = coinlocally_rest_render.render_account([examples.COINLOCALLY_BALANCE_EVENT])
+COINLOCALLY_ORDERS_REPLY = coinlocally_rest_render.render_open_orders([examples.COINLOCALLY_ORDER_EVENT])
 
 
 @FUZZ
@@ -309,13 +318,13 @@ COINLOCALLY_ORDERS_REPLY = coinlocally_rest.render_open_orders([examples.COINLOC
         examples.BITMUSA_ACK_REPLY,
         BITMUSA_WALLET_REPLY,
         BITMUSA_ORDERS_REPLY,
-        bitmusa.render_error(401001, "invalid api key or auth key"),
+        bitmusa_render.render_error(401001, "invalid api key or auth key"),
     ),
 )
 def test_bitmusa_replies_parse_or_raise_a_typed_error(status: int, body: bytes) -> None:
     calls = [
-        lambda: bitmusa.parse_listen_key_response(status, body),
-        lambda: bitmusa.parse_ack_response(status, body),
+        lambda: bitmusa_listen_key.parse_listen_key_response(status, body),
+        lambda: bitmusa_listen_key.parse_ack_response(status, body),
         lambda: bitmusa_rest.parse_wallet_response(status, body, account="a", timestamp=1),
         lambda: bitmusa_rest.parse_open_orders_response(status, body, account="a", timestamp=1),
     ]
@@ -334,7 +343,7 @@ def test_bitmusa_replies_parse_or_raise_a_typed_error(status: int, body: bytes) 
     _reply_bodies(
         COINLOCALLY_ACCOUNT_REPLY,
         COINLOCALLY_ORDERS_REPLY,
-        coinlocally_rest.render_error(-1022, "signature for this request is not valid"),
+        coinlocally_rest_render.render_error(-1022, "signature for this request is not valid"),
     ),
     st.none() | st.integers(min_value=1, max_value=1000),
 )
@@ -368,12 +377,12 @@ client_frames = (
 @FUZZ
 @given(client_frames)
 def test_the_server_classifies_any_client_frame_without_raising(frame: str | bytes) -> None:
-    request = coinlocally.parse_client_frame(frame)
-    assert isinstance(request, coinlocally.SubRequest | coinlocally.PingRequest | Unknown)
+    request = coinlocally_control.parse_client_frame(frame)
+    assert isinstance(request, coinlocally_control.SubRequest | coinlocally_control.PingRequest | Unknown)
     if isinstance(request, Unknown):
         assert not request.reason.startswith("internal error"), request.reason
         assert "alice-coinlocally-token" not in request.raw  # a token is never kept for a log
-    if isinstance(request, coinlocally.PingRequest):
+    if isinstance(request, coinlocally_control.PingRequest):
         assert 0 <= request.timestamp < 2**63
 
 
@@ -399,10 +408,10 @@ header_values = st.text(max_size=40) | st.sampled_from(
 @FUZZ
 @given(st.dictionaries(header_names, header_values, max_size=6))
 def test_credentials_are_read_from_any_headers_without_raising(headers: dict[str, str]) -> None:
-    found = bitmusa.credentials_from_headers(headers)
-    assert found is None or isinstance(found, bitmusa.Credentials)
-    chosen = coinlocally.credentials_from_headers(headers)
-    assert chosen is None or isinstance(chosen, coinlocally.Credentials)
+    found = bitmusa_listen_key.credentials_from_headers(headers)
+    assert found is None or isinstance(found, bitmusa_listen_key.Credentials)
+    chosen = coinlocally_control.credentials_from_headers(headers)
+    assert chosen is None or isinstance(chosen, coinlocally_control.Credentials)
     signed = coinlocally_rest.signed_headers(headers)
     assert signed is None or isinstance(signed, coinlocally_rest.SignedHeaders)
 
@@ -414,7 +423,7 @@ def test_credentials_are_read_from_any_headers_without_raising(headers: dict[str
     )
 )
 def test_snapshot_queries_parse_or_name_the_bad_parameter(query: dict[str, str]) -> None:
-    for parse in (bitmusa_rest.parse_open_orders_query, coinlocally_rest.parse_open_orders_query):
+    for parse in (bitmusa_rest.parse_open_orders_query, coinlocally_rest_render.parse_open_orders_query):
         _, error = outcome(lambda parse=parse: parse(query))
         assert error is None or getattr(error, "field", None) in ("symbol", "limit", "status")
 
@@ -466,6 +475,6 @@ def test_deeply_nested_json_is_a_typed_error_not_a_recursion_crash() -> None:
         check_incoming(bitmusa.Parser()(text))
         check_incoming(coinlocally.Parser()(text))
         check_incoming(coinlocally.Parser()(gzip.compress(text.encode())))
-        assert isinstance(coinlocally.parse_client_frame(text[:4000]), Unknown)
+        assert isinstance(coinlocally_control.parse_client_frame(text[:4000]), Unknown)
         with pytest.raises(IngestError):
             parse_batch(text.encode())

@@ -22,7 +22,7 @@ from userstream.ops.doctor import (
     judge_binary_frame,
     judge_clock_skew,
 )
-from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol import bitmusa_render, coinlocally, coinlocally_render
 from userstream.protocol.codec import gzip_bytes
 
 Lab = Any  # conftest.Lab (test modules cannot import the conftest)
@@ -84,7 +84,7 @@ async def test_a_healthy_bitmusa_server_passes_every_check(lab: Lab) -> None:
         "client of the account shares it, so a DELETE would cut them all off (an unused key lapses by "
         "itself in 60 min)"
     )
-    frame = bitmusa.render_event(
+    frame = bitmusa_render.render_event(
         BalanceUpdate(
             exchange=Exchange.BITMUSA,
             account="alice",
@@ -321,9 +321,9 @@ def test_the_gzip_judgement_of_a_first_binary_frame() -> None:
         free=Decimal("1"),
         locked=Decimal("0"),
     )
-    message = coinlocally.render_message(event)
+    message = coinlocally_render.render_message(event)
     frame = gzip_bytes(message)
-    notice = coinlocally.render_system_close(7)
+    notice = coinlocally_render.render_system_close(7)
     unknown = gzip_bytes(b'{"e":"listStatus","E":1}')
     name = "gzip decoding"
     assert judge_binary_frame(frame, parser) == Check(

@@ -18,7 +18,7 @@ from userstream.client import connect
 from userstream.eventjson import to_json
 from userstream.events import Exchange
 from userstream.ops.recording import HIDDEN, RecordingWriter, header_for, redact_url
-from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol import bitmusa_render, coinlocally, coinlocally_render
 from userstream.protocol.codec import gunzip, gzip_bytes
 from userstream.protocol.messages import DataEvents
 
@@ -158,7 +158,7 @@ async def test_record_then_replay_gives_exactly_the_ingested_events(
         assert [record["data"] for record in records[:2]] == ["connect success", "sub success"]
         assert gunzip(base64.b64decode(records[2]["data"]))[:35] == b'{"e":"outboundAccountPosition","E":'
     else:
-        assert records[0]["data"] == bitmusa.render_event(lab.expected("bitmusa")[0])
+        assert records[0]["data"] == bitmusa_render.render_event(lab.expected("bitmusa")[0])
 
     code, replayed, report = await lab.run("replay", str(out), "--format", "jsonl")
     assert replayed.splitlines() == [to_json(event) for event in lab.expected(exchange)]
@@ -174,7 +174,7 @@ async def test_record_then_replay_gives_exactly_the_ingested_events(
 async def test_replay_pretty_prints_watch_s_lines(lab: Lab, tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     writer = RecordingWriter.create(path, _header(Exchange.BITMUSA))
-    writer.write_frame(1.5, bitmusa.render_event(lab.expected("bitmusa")[0]), 1)
+    writer.write_frame(1.5, bitmusa_render.render_event(lab.expected("bitmusa")[0]), 1)
     writer.close()
     code, stdout, stderr = await lab.run("replay", str(path), "--format", "pretty")
     assert stdout.decode() == (
@@ -245,10 +245,10 @@ async def test_hand_corrupted_lines_are_reported_with_their_numbers_and_exit_1(
     writer = RecordingWriter.create(path, _header(Exchange.COINLOCALLY))
     _, _, opened, part, closed = lab.expected("coinlocally")
     writer.write_frame(1.0, "connect success", 1)  # line 2
-    writer.write_frame(1.1, coinlocally.render_event(opened), 1)  # line 3: corrupted below
-    writer.write_frame(1.2, coinlocally.render_event(part), 1)  # line 4: its gzip truncated below
+    writer.write_frame(1.1, coinlocally_render.render_event(opened), 1)  # line 3: corrupted below
+    writer.write_frame(1.2, coinlocally_render.render_event(part), 1)  # line 4: its gzip truncated below
     writer.write_frame(1.3, '{"e":"listStatus","E":1}', 1)  # line 5: an event type nobody knows
-    writer.write_frame(1.4, coinlocally.render_event(closed), 1)  # line 6
+    writer.write_frame(1.4, coinlocally_render.render_event(closed), 1)  # line 6
     writer.close()
     lines = path.read_bytes().split(b"\n")
     lines[2] = lines[2][:40]  # cut mid-line, as a crash or a careless edit would

@@ -1,4 +1,4 @@
-"""Bitmusa's wire in both directions: the document's payloads as vectors, REST, bad input, round trips."""
+"""protocol/bitmusa.py: the document's payloads as vectors, words, constants, bad input, round trips."""
 
 from __future__ import annotations
 
@@ -12,40 +12,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from support.bitmusa_paths import listen_key_action, listen_key_from_ws_path
+from support.bitmusa_paths import listen_key_from_ws_path
 from support.examples import (
-    BITMUSA_ACK_REPLY,
-    BITMUSA_CREATE_REPLY,
     BITMUSA_LISTEN_KEY,
     BITMUSA_ORDER,
     BITMUSA_ORDER_EVENT,
     BITMUSA_WALLET,
     BITMUSA_WALLET_EVENT,
 )
-from userstream.errors import (
-    AuthenticationError,
-    ConfigurationError,
-    ExchangeError,
-    FrameDecodeError,
-    ListenKeyInvalidError,
-    LocalProtocolError,
-    MessageShapeError,
-    RateLimitedError,
-    TransportError,
-    UserStreamError,
-)
+from userstream.errors import FrameDecodeError, LocalProtocolError, MessageShapeError, UserStreamError
 from userstream.events import BalanceUpdate, Exchange, OrderStatus, OrderType, OrderUpdate, Side
 from userstream.money import checked, exact_sub
 from userstream.protocol import bitmusa
-from userstream.protocol.bitmusa import (
-    Credentials,
-    HttpRequest,
-    ListenKeyAction,
-    Parser,
-    parse_ack_response,
-    parse_listen_key_response,
-    render_event,
-)
+from userstream.protocol.bitmusa import Parser
+from userstream.protocol.bitmusa_render import render_event
 from userstream.protocol.messages import DataEvents, Unknown, UnknownKind
 
 
@@ -237,114 +217,6 @@ def test_unknown_direction_is_unknown_not_an_order() -> None:
     assert Parser()(frame) == Unknown(
         raw=frame[:512], reason="unknown direction 'HOLD'", kind=UnknownKind.MALFORMED
     )
-
-
-# --- rendering: words, end times, decimals ------------------------------------------------------------
-
-
-def an_order(**changes: Any) -> OrderUpdate:
-    fields = {name: getattr(BITMUSA_ORDER_EVENT, name) for name in BITMUSA_ORDER_EVENT.__struct_fields__}
-    fields.update(changes)
-    return OrderUpdate(**fields)
-
-
-def rendered_data(event: BalanceUpdate | OrderUpdate) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(render_event(event), parse_float=Decimal)["data"]
-    return data
-
-
-@pytest.mark.parametrize(
-    ("status", "raw_status", "word", "canceled_time", "completed_time"),
-    [
-        (OrderStatus.OPEN, "TRADING", "TRADING", None, None),
-        (OrderStatus.OPEN, "PART_FILLED", "TRADING", None, None),  # Coinlocally's word: Bitmusa's is written
-        (OrderStatus.CLOSED, "COMPLETED", "COMPLETED", None, 1700703548846),
-        (OrderStatus.CANCELED, "CANCELED", "CANCELED", 1700703548846, None),
-        (OrderStatus.EXPIRED, "OVERTIMED", "OVERTIMED", 1700703548846, None),
-        (OrderStatus.EXPIRED, "EXPIRED", "OVERTIMED", 1700703548846, None),
-        (OrderStatus.REJECTED, "REJECTED", "CANCELED", 1700703548846, None),  # Bitmusa has no "rejected"
-        (OrderStatus.CLOSED, "TRADING", "COMPLETED", None, 1700703548846),  # raw inconsistent with status
-        (None, "PARTIALLY_TRADED", "PARTIALLY_TRADED", None, None),
-    ],
-)
-def test_rendered_status_and_end_times(
-    status: OrderStatus | None,
-    raw_status: str,
-    word: str,
-    canceled_time: int | None,
-    completed_time: int | None,
-) -> None:
-    data = rendered_data(an_order(status=status, raw_status=raw_status))
-    assert (data["status"], data["canceledTime"], data["completedTime"]) == (
-        word,
-        canceled_time,
-        completed_time,
-    )
-
-
-@pytest.mark.parametrize(
-    ("order_type", "raw_type", "word"),
-    [
-        (OrderType.LIMIT, "LIMIT_PRICE", "LIMIT_PRICE"),
-        (OrderType.MARKET, "MARKET_PRICE", "MARKET_PRICE"),
-        (OrderType.LIMIT, "LIMIT", "LIMIT_PRICE"),
-        (OrderType.MARKET, "MARKET", "MARKET_PRICE"),
-        (None, "STOP_LIMIT", "STOP_LIMIT"),
-    ],
-)
-def test_rendered_type(order_type: OrderType | None, raw_type: str, word: str) -> None:
-    assert rendered_data(an_order(type=order_type, raw_type=raw_type))["type"] == word
-
-
-def test_rendered_order_from_another_exchange_uses_bitmusa_words_and_unified_symbol() -> None:
-    event = an_order(
-        exchange=Exchange.COINLOCALLY,
-        symbol="BTC/USDT",
-        raw_symbol="BTCUSDT",
-        side=Side.SELL,
-        raw_type="LIMIT",
-        raw_status="NEW",
-        price=None,
-        cost=None,
-        created_at=None,
-        fee=Decimal("0.1"),
-    )
-    data = rendered_data(event)
-    assert (data["symbol"], data["direction"], data["type"], data["status"]) == (
-        "BTC/USDT",
-        "SELL",
-        "LIMIT_PRICE",
-        "TRADING",
-    )
-    assert (data["price"], data["value"], data["createdTime"]) == (None, None, None)
-
-
-@pytest.mark.parametrize(
-    ("free", "text"),
-    [
-        (Decimal("2.0E-5"), "0.000020"),
-        (Decimal("1E+3"), "1000"),
-        (Decimal("0.10"), "0.10"),
-        (Decimal("-0"), "-0"),
-        (Decimal("1E+64"), "1E+64"),  # plain notation would carry 65 digits, past money's bound
-    ],
-)
-def test_rendered_balances_are_plain_decimal_strings(free: Decimal, text: str) -> None:
-    event = BalanceUpdate(
-        exchange=Exchange.BITMUSA,
-        account="default",
-        timestamp=1,
-        asset="BTC",
-        free=free,
-        locked=Decimal("0"),
-    )
-    assert rendered_data(event)["free"] == text
-    assert only_event(render_event(event)) == event
-
-
-def test_render_refuses_what_is_not_an_event() -> None:
-    with pytest.raises(LocalProtocolError):
-        render_event("not an event")  # type: ignore[arg-type]
 
 
 # --- bad input: never an exception from the parser -----------------------------------------------------
@@ -604,56 +476,6 @@ def test_money_bounds_on_the_wire_are_exactly_moneys_bounds(value: Decimal) -> N
     assert isinstance(result, DataEvents) == (_within_bounds(value) and value > 0)
 
 
-# --- REST: requests -----------------------------------------------------------------------------------
-
-CREDS = Credentials(api_key="API-KEY-SECRET-1", auth_key="AUTH-KEY-SECRET-2")
-EXPECTED_HEADERS = {"Authorization": "Bearer AUTH-KEY-SECRET-2", "x-api-key": "API-KEY-SECRET-1"}
-
-
-@pytest.mark.parametrize(
-    ("build", "method", "action"),
-    [
-        (bitmusa.create_listen_key_request, "POST", ListenKeyAction.CREATE),
-        (bitmusa.keepalive_request, "PUT", ListenKeyAction.KEEPALIVE),
-        (bitmusa.close_listen_key_request, "DELETE", ListenKeyAction.CLOSE),
-    ],
-)
-def test_listen_key_requests(build: Any, method: str, action: ListenKeyAction) -> None:
-    request = build(CREDS)
-    assert request == HttpRequest(method, "/spot/userDataStream", EXPECTED_HEADERS, b"")
-    assert request.headers == EXPECTED_HEADERS
-    assert request.url() == "https://openapi.bitmusa.com/spot/userDataStream"
-    assert request.url("http://127.0.0.1:8080/") == "http://127.0.0.1:8080/spot/userDataStream"
-    assert listen_key_action(method, "/spot/userDataStream") == action
-
-
-def test_listen_key_action_of_other_requests_is_none() -> None:
-    assert listen_key_action("GET", "/spot/userDataStream") is None
-    assert listen_key_action("POST", "/spot/other") is None
-
-
-def test_reprs_never_show_secrets() -> None:
-    request = bitmusa.create_listen_key_request(CREDS)
-    for text in (repr(CREDS), str(CREDS), repr(request), str(request)):
-        assert "SECRET" not in text
-    assert repr(CREDS) == "Credentials(api_key=<hidden>, auth_key=<hidden>)"
-    assert repr(request) == (
-        "HttpRequest(method='POST', path='/spot/userDataStream', "
-        "headers={'Authorization': <hidden>, 'x-api-key': <hidden>}, body=<0 bytes>)"
-    )
-
-
-@pytest.mark.parametrize(
-    ("api_key", "auth_key"), [("", "x"), ("x", ""), ("x\r\nInjected: 1", "y"), ("x", "y\n")]
-)
-def test_credentials_refuse_empty_or_control_characters_without_echoing_them(
-    api_key: str, auth_key: str
-) -> None:
-    with pytest.raises(ConfigurationError) as caught:
-        Credentials(api_key=api_key, auth_key=auth_key)
-    assert "Injected" not in str(caught.value)
-
-
 def test_ws_paths() -> None:
     assert bitmusa.ws_path(BITMUSA_LISTEN_KEY) == "/ws/spot/cAUzPhRQYWX1a2cE528PeAgtErBE96QWP5HpwFMSEzUC"
     assert bitmusa.ws_url(BITMUSA_LISTEN_KEY) == (
@@ -683,174 +505,6 @@ def test_documented_constants() -> None:
         bitmusa.ERR_RATE_LIMITED,
     ) == (400001, 401001, 404001, 429001)
     assert sorted(bitmusa.STREAMS) == ["spot_order", "spot_wallet"]
-
-
-# --- REST: replies ------------------------------------------------------------------------------------
-
-
-def test_doc_create_reply_gives_the_listen_key() -> None:
-    assert parse_listen_key_response(200, BITMUSA_CREATE_REPLY) == BITMUSA_LISTEN_KEY
-
-
-def test_doc_ack_reply_is_success() -> None:
-    assert parse_ack_response(200, BITMUSA_ACK_REPLY) is None
-
-
-@pytest.mark.parametrize("status", [401, 403])
-def test_http_auth_failure(status: int) -> None:
-    with pytest.raises(AuthenticationError) as caught:
-        parse_ack_response(status, b"<html>nope</html>")
-    assert (caught.value.status, caught.value.rejected) == (status, "listenKey request")
-
-
-def test_http_429_is_rate_limited() -> None:
-    with pytest.raises(RateLimitedError):
-        parse_listen_key_response(429, b"")
-
-
-@pytest.mark.parametrize(
-    ("status", "code", "error"),
-    [
-        (401, bitmusa.ERR_UNAUTHORIZED, AuthenticationError),
-        (200, bitmusa.ERR_UNAUTHORIZED, AuthenticationError),
-        (200, bitmusa.ERR_RATE_LIMITED, RateLimitedError),
-        (404, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, ListenKeyInvalidError),
-        (200, bitmusa.ERR_LISTEN_KEY_NOT_FOUND, ListenKeyInvalidError),
-    ],
-)
-def test_reply_codes_map_to_typed_errors(status: int, code: int, error: type[Exception]) -> None:
-    body = bitmusa.render_error(code, "refused")
-    with pytest.raises(error):
-        parse_ack_response(status, body)
-    with pytest.raises(error):
-        parse_listen_key_response(status, body)
-
-
-@pytest.mark.parametrize(("status", "code"), [(400, bitmusa.ERR_BAD_REQUEST), (200, 7), (500, -1)])
-def test_other_codes_are_exchange_errors_with_the_code(status: int, code: int) -> None:
-    with pytest.raises(ExchangeError) as caught:
-        parse_ack_response(status, bitmusa.render_error(code, "no such thing"))
-    assert (caught.value.code, caught.value.status) == (code, status)
-    assert str(caught.value) == f"Bitmusa refused the request (HTTP {status}, code {code}): no such thing"
-
-
-def test_code_zero_with_an_error_status_is_an_exchange_error() -> None:
-    with pytest.raises(ExchangeError) as caught:
-        parse_ack_response(400, BITMUSA_ACK_REPLY)
-    assert (caught.value.code, caught.value.status) == (0, 400)
-
-
-@pytest.mark.parametrize("body", [b"<html>Bad Gateway</html>", b"", b'{"code":'])
-def test_non_json_reply_is_a_frame_decode_error(body: bytes) -> None:
-    with pytest.raises(FrameDecodeError):
-        parse_listen_key_response(200, body)
-    with pytest.raises(FrameDecodeError):
-        parse_ack_response(404, body)
-
-
-def test_server_error_without_a_json_code_is_a_transport_error() -> None:
-    with pytest.raises(TransportError) as caught:
-        parse_ack_response(502, b"<html>Bad Gateway</html>")
-    assert type(caught.value) is TransportError
-    with pytest.raises(TransportError):
-        parse_ack_response(503, b'{"error": "maintenance"}')
-
-
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        (b"[]", "$"),
-        (b'"success"', "$"),
-        (b'{"code":true,"message":"success"}', "$.code"),
-        (b'{"code":0.0,"message":"success"}', "$.code"),
-    ],
-)
-def test_reply_of_the_wrong_shape_names_the_field(body: bytes, field: str) -> None:
-    with pytest.raises(MessageShapeError) as caught:
-        parse_ack_response(200, body)
-    assert caught.value.field == field
-
-
-@pytest.mark.parametrize("body", [b'{"message":"success"}', b'{"code":"0","message":"success"}', b"{}"])
-def test_a_success_without_an_integer_code_is_accepted(body: bytes) -> None:
-    # Liberal (issue 12): a 2xx that refuses nothing is a success, its code a number or a numeric text.
-    assert parse_ack_response(200, body) is None
-
-
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        (BITMUSA_ACK_REPLY, "$.data"),
-        (b'{"data":null,"code":0,"message":"success"}', "$.data"),
-        (b'{"data":[],"code":0,"message":"success"}', "$.data"),
-        (b'{"data":{},"code":0,"message":"success"}', "$.data.listenKey"),
-        (b'{"data":{"listenKey":5},"code":0,"message":"success"}', "$.data.listenKey"),
-        (b'{"data":{"listenKey":""},"code":0,"message":"success"}', "$.data.listenKey"),
-        (b'{"data":{"listenKey":"' + b"k" * 513 + b'"},"code":0,"message":"success"}', "$.data.listenKey"),
-    ],
-)
-def test_listen_key_reply_without_a_key_names_the_field(body: bytes, field: str) -> None:
-    with pytest.raises(MessageShapeError) as caught:
-        parse_listen_key_response(200, body)
-    assert caught.value.field == field
-
-
-def test_deeply_nested_reply_is_a_frame_decode_error() -> None:
-    with pytest.raises(FrameDecodeError):
-        parse_ack_response(200, b'{"code":0,"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
-
-
-def test_long_exchange_messages_are_clipped() -> None:
-    with pytest.raises(ExchangeError) as caught:
-        parse_ack_response(400, bitmusa.render_error(1, "m" * 10_000))
-    assert len(str(caught.value)) < 200
-
-
-# --- server side: replies and credentials ------------------------------------------------------------
-
-
-def test_rendered_replies_have_the_document_shape() -> None:
-    assert ordered_json(bitmusa.render_listen_key(BITMUSA_LISTEN_KEY)) == ordered_json(BITMUSA_CREATE_REPLY)
-    assert ordered_json(bitmusa.render_ok()) == ordered_json(BITMUSA_ACK_REPLY)
-    assert bitmusa.render_error(404001, "listenKey not found") == (
-        b'{"code":404001,"message":"listenKey not found"}'
-    )
-    assert parse_listen_key_response(200, bitmusa.render_listen_key("k-1")) == "k-1"
-    assert parse_ack_response(200, bitmusa.render_ok()) is None
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {"Authorization": "Bearer AUTH-KEY-SECRET-2", "x-api-key": "API-KEY-SECRET-1"},
-        {"authorization": "Bearer AUTH-KEY-SECRET-2", "X-API-KEY": "API-KEY-SECRET-1"},
-        {"AUTHORIZATION": "bearer  AUTH-KEY-SECRET-2 ", "X-Api-Key": "API-KEY-SECRET-1", "Host": "x"},
-    ],
-)
-def test_credentials_from_headers_present(headers: dict[str, str]) -> None:
-    assert bitmusa.credentials_from_headers(headers) == CREDS
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"Authorization": "Bearer AUTH-KEY-SECRET-2"},
-        {"x-api-key": "API-KEY-SECRET-1"},
-        {"Authorization": "Basic QUxBRERJTjpPcGVuU2VzYW1l", "x-api-key": "API-KEY-SECRET-1"},
-        {"Authorization": "AUTH-KEY-SECRET-2", "x-api-key": "API-KEY-SECRET-1"},
-        {"Authorization": "Bearer ", "x-api-key": "API-KEY-SECRET-1"},
-        {"Authorization": "Bearer AUTH-KEY-SECRET-2", "x-api-key": ""},
-        {"Authorization": "Bearer a\x00b", "x-api-key": "API-KEY-SECRET-1"},
-    ],
-)
-def test_credentials_from_headers_missing_or_malformed(headers: dict[str, str]) -> None:
-    assert bitmusa.credentials_from_headers(headers) is None
-
-
-def test_request_headers_read_back_as_the_same_credentials() -> None:
-    request = bitmusa.keepalive_request(CREDS)
-    assert bitmusa.credentials_from_headers(request.headers) == CREDS
 
 
 # --- impossible values (docs/events.md, "Impossible values") -------------------------------------------

@@ -16,7 +16,7 @@ from userstream.errors import (
     RemoteProtocolError,
 )
 from userstream.events import BalanceUpdate, Exchange
-from userstream.protocol import bitmusa
+from userstream.protocol import bitmusa, bitmusa_render
 from userstream.protocol.bitmusa_client import BitmusaClientSession, handshake_refused
 from userstream.protocol.client_session import State, Timings
 from userstream.protocol.listen_key import ListenKeySchedule
@@ -69,7 +69,7 @@ def test_data_frames_are_returned_once_parsed() -> None:
     conversation = session()
     conversation.start(0.0)
     conversation.data_to_send()
-    frame = bitmusa.render_event(
+    frame = bitmusa_render.render_event(
         BalanceUpdate(
             exchange=Exchange.BITMUSA,
             account="alice",

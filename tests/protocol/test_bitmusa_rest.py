@@ -27,7 +27,7 @@ from userstream.errors import (
 )
 from userstream.events import BalanceUpdate, Exchange, OrderStatus, OrderUpdate, Side, Source
 from userstream.money import exact_sub
-from userstream.protocol import bitmusa, bitmusa_rest
+from userstream.protocol import bitmusa, bitmusa_listen_key, bitmusa_render, bitmusa_rest
 from userstream.protocol.bitmusa_rest import (
     open_orders_request,
     parse_open_orders_query,
@@ -38,7 +38,7 @@ from userstream.protocol.bitmusa_rest import (
     wallet_request,
 )
 
-CREDS = bitmusa.Credentials(api_key="api-SECRET", auth_key="auth-SECRET")
+CREDS = bitmusa_listen_key.Credentials(api_key="api-SECRET", auth_key="auth-SECRET")
 REQUESTED_AT = 1_745_389_508_000
 
 # The document's spot_wallet and spot_order "data" objects, in the envelope of its listenKey replies.
@@ -241,7 +241,7 @@ def test_rendering_the_snapshot_events_gives_the_replies_back_exactly() -> None:
 
 
 def test_open_orders_are_rendered_exactly_as_the_stream_data() -> None:
-    streamed = json.loads(bitmusa.render_event(ORDER_EVENT))["data"]
+    streamed = json.loads(bitmusa_render.render_event(ORDER_EVENT))["data"]
     assert json.loads(render_open_orders([ORDER_EVENT]))["data"] == [streamed]
 
 

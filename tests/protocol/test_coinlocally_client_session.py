@@ -14,7 +14,7 @@ from userstream.errors import (
     EndpointNotFoundError,
     LocalProtocolError,
 )
-from userstream.protocol import coinlocally
+from userstream.protocol import coinlocally, coinlocally_control, coinlocally_render
 from userstream.protocol.client_session import TRANSITIONS, State, Timings
 from userstream.protocol.codec import gzip_bytes
 from userstream.protocol.coinlocally_client import CoinlocallyClientSession, handshake_refused
@@ -23,7 +23,7 @@ from userstream.protocol.session import Close, End, GoLive, Send, Sent
 
 LABEL = "ws://h/spotws_user/userData/ws"
 TOKEN = "alice-SECRET-token"
-SUB = coinlocally.sub_frame(coinlocally.Credentials(token=TOKEN))
+SUB = coinlocally_control.sub_frame(coinlocally_control.Credentials(token=TOKEN))
 BALANCE = b'{"e":"outboundAccountPosition","E":1,"u":1,"B":[{"a":"USDT","f":"1","l":"0"}]}'
 
 
@@ -42,7 +42,7 @@ def session(**timings: float | None) -> CoinlocallyClientSession:
     values.update(timings)
     return CoinlocallyClientSession(
         coinlocally.Parser(account="alice"),
-        coinlocally.Credentials(token=TOKEN),
+        coinlocally_control.Credentials(token=TOKEN),
         timings=Timings(**values),  # type: ignore[arg-type]
         label=LABEL,
         scrub=lambda text: text.replace(TOKEN, "<token>"),
@@ -153,7 +153,7 @@ def test_the_sub_timeout_is_a_deadline_when_asked_for() -> None:
 
 def test_an_error_reply_refuses_the_sub_with_the_server_words_scrubbed() -> None:
     conversation = started()
-    conversation.receive(coinlocally.render_error(10002, f"bad token {TOKEN}"), 101.0)
+    conversation.receive(coinlocally_render.render_error(10002, f"bad token {TOKEN}"), 101.0)
     [end] = conversation.data_to_send()
     assert isinstance(end, End)
     assert isinstance(end.error, AuthenticationError)
@@ -177,7 +177,7 @@ def test_a_transient_refusal_is_a_lost_connection() -> None:
 
 def test_the_system_notice_closes_gracefully_and_is_the_ending() -> None:
     conversation = live(now=100.0)
-    conversation.receive(coinlocally.render_system_close(7), 110.0)
+    conversation.receive(coinlocally_render.render_system_close(7), 110.0)
     assert conversation.state is State.CLOSING
     assert conversation.data_to_send() == [Close(1000)]
     assert conversation.next_deadline() == 115.0  # the close timeout, no heartbeat while closing
@@ -314,7 +314,7 @@ def test_an_error_reply_while_closing_ends_at_once() -> None:
     conversation = live()
     conversation.close(110.0)
     conversation.data_to_send()
-    conversation.receive(coinlocally.render_error(10002, "no"), 111.0)
+    conversation.receive(coinlocally_render.render_error(10002, "no"), 111.0)
     [end] = conversation.data_to_send()
     assert isinstance(end, End)
     assert str(end.error) == f"{LABEL}: Coinlocally refused the sub frame's token (error code 10002): no"

@@ -28,23 +28,25 @@ from userstream.errors import (
 )
 from userstream.events import BalanceUpdate, Exchange, OrderStatus, OrderType, OrderUpdate, Side, Source
 from userstream.money import exact_sub
-from userstream.protocol import coinlocally
+from userstream.protocol import coinlocally, coinlocally_render
 from userstream.protocol.coinlocally_rest import (
     Credentials,
-    OpenOrdersQuery,
     SignedHeaders,
     account_request,
     open_orders_request,
     parse_account_response,
-    parse_open_orders_query,
     parse_open_orders_response,
-    render_account,
-    render_error,
-    render_open_orders,
     sign,
     signed_headers,
     signed_request,
     verify,
+)
+from userstream.protocol.coinlocally_rest_render import (
+    OpenOrdersQuery,
+    parse_open_orders_query,
+    render_account,
+    render_error,
+    render_open_orders,
 )
 from userstream.protocol.messages import DataEvents
 from userstream.protocol.symbols import SymbolSplitter
@@ -424,7 +426,7 @@ def test_orders_are_rendered_with_the_stream_words_and_numbers() -> None:
         b'[{"orderId":"C1","orderIdString":"C1","symbol":"BTCUSDT","price":"13000","origQty":"1",'
         b'"executedQty":"0","cummulativeQuoteQty":"0","status":"NEW","type":"LIMIT","side":"SELL"}]'
     )
-    report = json.loads(coinlocally.render_message(order))
+    report = json.loads(coinlocally_render.render_message(order))
     assert (report["X"], report["o"], report["s"], report["Z"]) == ("NEW", "LIMIT", "BTCUSDT", "0")
 
 

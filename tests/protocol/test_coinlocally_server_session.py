@@ -14,7 +14,7 @@ import pytest
 
 from userstream.errors import LocalProtocolError
 from userstream.events import Exchange
-from userstream.protocol import coinlocally
+from userstream.protocol import coinlocally_control, coinlocally_render
 from userstream.protocol.codec import gzip_bytes
 from userstream.protocol.coinlocally_server import (
     TABLE,
@@ -45,7 +45,7 @@ T0 = 1000.0  # monotonic seconds at the open
 WALL = 1_713_338_308_232  # wall-clock ms
 MAX_AGE = 600.0
 HEARTBEAT = 40.0
-NOTICE = coinlocally.render_system_close(UID)
+NOTICE = coinlocally_render.render_system_close(UID)
 SUB = json.dumps({"event": "sub", "token": SECRET})
 OTHER_SUB = json.dumps({"event": "sub", "token": "bob-coinlocally-token"})
 REJECTED = Send(
@@ -351,7 +351,7 @@ def test_an_unverified_stream_ignores_pongs_even_when_the_server_pings() -> None
 
 def test_an_unverified_stream_closed_by_the_server_hears_the_notice() -> None:
     made = opened(secret=None)
-    assert made.close(1001, "bye") == [Close(1001, "bye", coinlocally.render_system_close(UID))]
+    assert made.close(1001, "bye") == [Close(1001, "bye", coinlocally_render.render_system_close(UID))]
     assert made.state is State.CLOSING
 
 
@@ -366,8 +366,8 @@ def test_an_unverified_stream_whose_buffer_fills_is_closed_4005() -> None:
 def test_the_style_renders_control_replies_pongs_and_pings() -> None:
     style = ServerStyle(
         control=json.dumps,
-        pong=lambda ms: gzip_bytes(coinlocally.render_pong(ms).encode()),
-        ping=lambda ms: gzip_bytes(coinlocally.ping_frame(ms).encode()),
+        pong=lambda ms: gzip_bytes(coinlocally_render.render_pong(ms).encode()),
+        ping=lambda ms: gzip_bytes(coinlocally_control.ping_frame(ms).encode()),
         server_ping_interval=5.0,
     )
     made = session(style=style)

@@ -16,7 +16,7 @@ from userstream.errors import (
     RateLimitedError,
     TransportError,
 )
-from userstream.protocol import bitmusa
+from userstream.protocol import bitmusa_listen_key
 from userstream.protocol.coinlocally import Parser
 from userstream.protocol.messages import ControlReply, ErrorReply, Unknown
 from userstream.protocol.refusal import Refusal, read_refusal, read_text_refusal, scrub
@@ -120,14 +120,14 @@ def test_coinlocally_classifies_every_reply_to_the_sub(frame: str | bytes, expec
 
 # --- Bitmusa REST: status first, body second ---------------------------------------------------------------
 
-CREDS = bitmusa.Credentials(api_key="api-SECRET", auth_key="auth-SECRET")
-POST = bitmusa.create_listen_key_request(CREDS)
+CREDS = bitmusa_listen_key.Credentials(api_key="api-SECRET", auth_key="auth-SECRET")
+POST = bitmusa_listen_key.create_listen_key_request(CREDS)
 URL = "http://127.0.0.1:8080/spot/userDataStream"
 WHERE = f"POST {URL}: "
 
 
 def judge(status: int, body: bytes) -> str:
-    return bitmusa.parse_listen_key_response(status, body, request=POST, url=URL)
+    return bitmusa_listen_key.parse_listen_key_response(status, body, request=POST, url=URL)
 
 
 @pytest.mark.parametrize(

@@ -107,11 +107,16 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset(
         # exchange's REST API, which cannot be protocol-level; each names the exchange it serves.
         ("server/bitmusa_routes.py", "Exchange.BITMUSA"),
         ("server/bitmusa_routes.py", "import userstream.protocol.bitmusa"),
+        ("server/bitmusa_routes.py", "import userstream.protocol.bitmusa_listen_key"),
+        ("server/bitmusa_routes.py", "import userstream.protocol.bitmusa_render"),
         ("server/bitmusa_routes.py", "import userstream.protocol.bitmusa_rest"),
         ("server/bitmusa_routes.py", "import userstream.protocol.bitmusa_server"),
         ("server/coinlocally_routes.py", "Exchange.COINLOCALLY"),
         ("server/coinlocally_routes.py", "import userstream.protocol.coinlocally"),
+        ("server/coinlocally_routes.py", "import userstream.protocol.coinlocally_control"),
+        ("server/coinlocally_routes.py", "import userstream.protocol.coinlocally_render"),
         ("server/coinlocally_routes.py", "import userstream.protocol.coinlocally_rest"),
+        ("server/coinlocally_routes.py", "import userstream.protocol.coinlocally_rest_render"),
         # `from_dict(obj, exchange=...)`: the documented default of a public function (docs/events.md).
         ("eventjson.py", "Exchange.BITMUSA"),
     }

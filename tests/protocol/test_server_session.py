@@ -9,7 +9,7 @@ import pytest
 
 from userstream.errors import LocalProtocolError
 from userstream.events import Exchange
-from userstream.protocol import coinlocally
+from userstream.protocol import coinlocally_render
 from userstream.protocol.bitmusa_server import BitmusaServerSession
 from userstream.protocol.coinlocally_server import CoinlocallyServerSession
 from userstream.protocol.registry import spec
@@ -53,6 +53,6 @@ def test_the_default_style_is_our_own_answer_everywhere() -> None:
 
 
 def test_the_slow_consumer_close() -> None:
-    notice = coinlocally.render_system_close(7)
+    notice = coinlocally_render.render_system_close(7)
     assert slow_consumer_close(notice) == Close(4005, "send buffer full: the client is not reading", notice)
     assert slow_consumer_close(None) == Close(4005, "send buffer full: the client is not reading", None)

@@ -9,7 +9,7 @@ from enum import Enum
 import pytest
 
 from userstream.errors import ConnectionLostError, LocalProtocolError
-from userstream.protocol import coinlocally
+from userstream.protocol import coinlocally, coinlocally_control
 from userstream.protocol.client_session import TRANSITIONS, State, Timings
 from userstream.protocol.coinlocally_client import CoinlocallyClientSession
 from userstream.protocol.messages import ControlReply
@@ -67,7 +67,7 @@ def _started(now: float, **timings: float | None) -> CoinlocallyClientSession:
     values.update(timings)
     conversation = CoinlocallyClientSession(
         coinlocally.Parser(account="alice"),
-        coinlocally.Credentials(token="t"),
+        coinlocally_control.Credentials(token="t"),
         timings=Timings(**values),  # type: ignore[arg-type]
         label=LABEL,
     )

@@ -31,7 +31,7 @@ from support.processes import finish, gateway, userstream
 from userstream.client import State, StatusEvent, connect
 from userstream.client.scrub import HIDDEN
 from userstream.errors import AuthenticationError
-from userstream.protocol import bitmusa, bitmusa_rest
+from userstream.protocol import bitmusa, bitmusa_render, bitmusa_rest
 
 # Secrets with the characters that encodings change ('/', '+', '"', '\\'), each long enough to be unique.
 API_KEY = "Api/Key+0123456789abcdef-SECRET"
@@ -90,23 +90,23 @@ class Echoer:
     async def post(self, request: web.Request) -> web.Response:
         self.posts += 1
         if self.posts == 1:
-            body = bitmusa.render_listen_key(LISTEN_KEY)
+            body = bitmusa_render.render_listen_key(LISTEN_KEY)
         elif self.posts == 2:  # an error the client retries, quoting the auth key as JSON would
-            body = bitmusa.render_error(500001, f"busy {json.dumps(AUTH_KEY)}")
+            body = bitmusa_render.render_error(500001, f"busy {json.dumps(AUTH_KEY)}")
         else:  # a refusal (fatal), quoting the api key as a URL would
-            body = bitmusa.render_error(
+            body = bitmusa_render.render_error(
                 bitmusa.ERR_UNAUTHORIZED, f"bad key {quote(API_KEY, safe='')} {LISTEN_KEY}"
             )
         return web.Response(body=body, content_type="application/json")
 
     async def put(self, request: web.Request) -> web.Response:
         self.put_seen.set()
-        body = bitmusa.render_error(500001, f"no such key {LISTEN_KEY} for {API_KEY}")
+        body = bitmusa_render.render_error(500001, f"no such key {LISTEN_KEY} for {API_KEY}")
         return web.Response(body=body, content_type="application/json")
 
     async def wallet(self, request: web.Request) -> web.Response:
         self.wallet_seen.set()
-        body = bitmusa.render_error(500001, f"no wallet for {LISTEN_KEY}")
+        body = bitmusa_render.render_error(500001, f"no wallet for {LISTEN_KEY}")
         return web.Response(body=body, content_type="application/json")
 
     async def bitmusa_ws(self, request: web.Request) -> web.WebSocketResponse:

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from userstream.cli import build_parser
 from userstream.client import State, StatusEvent
 from userstream.client import connect as stream_connect
-from userstream.protocol import bitmusa, coinlocally
+from userstream.protocol import bitmusa, coinlocally, coinlocally_control
 from userstream.protocol.messages import DataEvents, SystemClose
 from userstream.server import running_server
 from userstream.server.command import build_config
@@ -287,7 +287,9 @@ async def test_a_client_that_stops_reading_is_closed_with_4005_and_the_server_qu
             ws = await _slow_client(
                 server.ws_url + sec.coinlocally_path, {"token": str(alice.coinlocally_token)}
             )
-            await ws.send(coinlocally.sub_frame(coinlocally.Credentials(token=alice.coinlocally_token)))
+            await ws.send(
+                coinlocally_control.sub_frame(coinlocally_control.Credentials(token=alice.coinlocally_token))
+            )
             parser = coinlocally.Parser(account="alice")
         async with asyncio.timeout(sec.wait):
             await server.wait_for_streams("alice")

@@ -27,7 +27,7 @@ from userstream.errors import (
     RemoteProtocolError,
     UserStreamError,
 )
-from userstream.protocol import bitmusa, endpoints
+from userstream.protocol import bitmusa, bitmusa_listen_key, endpoints
 from userstream.protocol.client_session import ClientSession, ClosedByPeer, Timings
 from userstream.protocol.client_wire import ListenKeyWire, Parse, ParserFactory
 from userstream.protocol.close import CloseCode, needs_new_listen_key
@@ -112,12 +112,12 @@ WIRE: Final = ListenKeyWire(
     rest_base_of=endpoints.bitmusa_rest_base,
     ws_base_of=endpoints.bitmusa_ws_base,
     ws_path=bitmusa.ws_path,
-    credentials=lambda api_key, auth_key: bitmusa.Credentials(api_key=api_key, auth_key=auth_key),
-    create_request=bitmusa.create_listen_key_request,
-    keepalive_request=bitmusa.keepalive_request,
-    close_request=bitmusa.close_listen_key_request,
-    parse_listen_key=bitmusa.parse_listen_key_response,
-    parse_ack=bitmusa.parse_ack_response,
+    credentials=lambda api_key, auth_key: bitmusa_listen_key.Credentials(api_key=api_key, auth_key=auth_key),
+    create_request=bitmusa_listen_key.create_listen_key_request,
+    keepalive_request=bitmusa_listen_key.keepalive_request,
+    close_request=bitmusa_listen_key.close_listen_key_request,
+    parse_listen_key=bitmusa_listen_key.parse_listen_key_response,
+    parse_ack=bitmusa_listen_key.parse_ack_response,
     parser=ParserFactory(_parser),
     client_session=BitmusaClientSession,
     live_on_connect=BitmusaClientSession.live_on_connect,

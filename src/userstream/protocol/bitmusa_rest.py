@@ -14,9 +14,10 @@ docs/server.md so that a real reply that differs is a reported `MessageShapeErro
         {"data":[<an order exactly as the spot_order stream's "data">],"code":0,"message":"success"}
 
 Symbols are Bitmusa's own unified "BASE/QUOTE" (the stream writes them so), percent-quoted in the query.
-Errors use protocol.bitmusa's envelope and codes. The wire types, words and reply judgement are
-`protocol.bitmusa`'s own, imported rather than copied, so an order read here and the same order read from
-the stream cannot drift apart. No I/O and no clock: the snapshot's time comes in as `timestamp`.
+Errors use protocol.bitmusa's envelope and codes. The wire types and words are `protocol.bitmusa`'s own, the
+reply judgement `protocol.bitmusa_listen_key`'s and the order rendering `protocol.bitmusa_render`'s, imported
+rather than copied, so an order read here and the same order read from the stream cannot drift apart. No I/O
+and no clock: the snapshot's time comes in as `timestamp`.
 """
 
 from __future__ import annotations
@@ -30,19 +31,15 @@ import msgspec
 
 from userstream.errors import AuthenticationError, ConfigurationError, LocalProtocolError, MessageShapeError
 from userstream.events import BalanceUpdate, OrderUpdate, Source
-from userstream.protocol import bitmusa, endpoints
+from userstream.protocol import bitmusa, bitmusa_listen_key, endpoints
 from userstream.protocol.bitmusa import (  # the stream's own wire types and rules: one truth per exchange
-    _auth_headers,
-    _judge_reply,
     _OrderData,
     _OrderFrame,
-    _OrderOutData,
-    _render_balance,
-    _render_order,
     _WalletData,
     _WalletFrame,
-    _WalletOutData,
 )
+from userstream.protocol.bitmusa_listen_key import _auth_headers, _judge_reply
+from userstream.protocol.bitmusa_render import _OrderOutData, _render_balance, _render_order, _WalletOutData
 from userstream.protocol.snapshot import SnapshotArguments, SnapshotPlan, SnapshotWire, UrlCheck
 from userstream.validation import failure
 
@@ -71,16 +68,16 @@ MAX_SYMBOL_LENGTH: Final = 64
 # --- requests (client side) ---------------------------------------------------------------------------
 
 
-def wallet_request(creds: bitmusa.Credentials) -> bitmusa.HttpRequest:
+def wallet_request(creds: bitmusa_listen_key.Credentials) -> bitmusa_listen_key.HttpRequest:
     """Every balance of the account."""
-    return bitmusa.HttpRequest("GET", WALLET_PATH, _auth_headers(creds))
+    return bitmusa_listen_key.HttpRequest("GET", WALLET_PATH, _auth_headers(creds))
 
 
-def open_orders_request(creds: bitmusa.Credentials, symbol: str) -> bitmusa.HttpRequest:
+def open_orders_request(creds: bitmusa_listen_key.Credentials, symbol: str) -> bitmusa_listen_key.HttpRequest:
     """The open orders of one symbol ("XRP/USDT"): the order history filtered on status TRADING."""
     _check_symbol(symbol)
     query = urlencode({"status": OPEN_ORDER_STATUS, "symbol": symbol}, quote_via=quote, safe="")
-    return bitmusa.HttpRequest("GET", f"{ORDER_HISTORY_PATH}?{query}", _auth_headers(creds))
+    return bitmusa_listen_key.HttpRequest("GET", f"{ORDER_HISTORY_PATH}?{query}", _auth_headers(creds))
 
 
 def _check_symbol(symbol: str) -> None:
@@ -114,7 +111,7 @@ def parse_wallet_response(
     status: int, body: bytes, *, account: str, timestamp: int
 ) -> tuple[BalanceUpdate, ...]:
     """The balances of a wallet reply, stamped `timestamp` (when the snapshot was requested) and marked
-    `source=snapshot`; a typed error (as protocol.bitmusa judges replies) otherwise."""
+    `source=snapshot`; a typed error (as protocol.bitmusa_listen_key judges replies) otherwise."""
     _judge(status, body)
     reply = _decode(_WALLET_DECODER, body)
     balances: list[BalanceUpdate] = []
@@ -148,7 +145,7 @@ def _judge(status: int, body: bytes) -> None:
     try:
         _judge_reply(status, body)
     except AuthenticationError as exc:
-        # protocol.bitmusa names the listenKey request; here the snapshot request was refused.
+        # protocol.bitmusa_listen_key names the listenKey request; here the snapshot request was refused.
         raise AuthenticationError(str(exc), rejected="snapshot request", status=exc.status) from None
 
 
@@ -241,7 +238,7 @@ def _snapshot_plan(given: SnapshotArguments, check_url: UrlCheck) -> SnapshotPla
     if given.api_key is None or given.auth_key is None:  # the session refuses this first; kept for callers
         raise ConfigurationError("Bitmusa snapshots need the api_key and the auth_key")
     base = endpoints.bitmusa_rest_base(given.rest_url if given.rest_url is not None else bitmusa.REST_BASE)
-    return SnapshotPlan(bitmusa.Credentials(api_key=given.api_key, auth_key=given.auth_key), base)
+    return SnapshotPlan(bitmusa_listen_key.Credentials(api_key=given.api_key, auth_key=given.auth_key), base)
 
 
 def _parse_wallet(status: int, body: bytes, account: str, timestamp: int) -> tuple[BalanceUpdate, ...]:

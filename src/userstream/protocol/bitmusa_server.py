@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import Final
 
 from userstream.events import Exchange
-from userstream.protocol import bitmusa
+from userstream.protocol import bitmusa, bitmusa_render
 from userstream.protocol.close import CloseCode
 from userstream.protocol.server_session import (
     MAX_AGE_REASON,
@@ -90,7 +90,7 @@ def refuse_handshake(
     """Bitmusa's answer to an upgrade refused for `problem` ({"code": ..., "message": ...})."""
     status, code, message = _HANDSHAKE_REFUSALS[problem]
     text = detail if message is None else message.format(detail=detail)
-    return HttpRefusal(status, bitmusa.render_error(code, text), retry_after)
+    return HttpRefusal(status, bitmusa_render.render_error(code, text), retry_after)
 
 
 class State(Enum):

@@ -1,29 +1,23 @@
-"""Everything about Coinlocally's private spot stream on the wire, in both directions, sans-I/O.
+"""Coinlocally's private spot stream on the wire, sans-I/O: the document's constants and the frame parser.
 
-This module owns the Coinlocally wire and nothing else: the WebSocket URL, the handshake headers (`token`
-or `api-key`), the subscribe, ping and pong frames, the classification of every incoming frame (text or
-binary, gzip or plain) into `protocol.messages.Incoming`, and, for the exchange-side emulator, rendering
-normalized events back into the document's gzip-compressed, Binance-style one-letter-key JSON and parsing
-the client's own frames. It is built from tables (the `e` -> wire type registry, the status, type and side
-maps) and holds no socket, task, clock or HTTP client: time comes in as arguments.
+It owns what every other Coinlocally module reads: the WebSocket URL and path, the control replies, the
+heartbeat's timing, the tables of wire words (status, type, side), and the classification of every incoming
+frame (text or binary, gzip or plain) into `protocol.messages.Incoming` (the `e` -> wire type registry, the
+wire types and `Parser`). The credential and the control frames (handshake headers, sub, ping, pong, the
+server's reading of the client's frames) live in `protocol.coinlocally_control`; the emulator's rendering of
+normalized events into the document's gzip-compressed, Binance-style one-letter-key JSON lives in
+`protocol.coinlocally_render`. It holds no socket, task, clock or HTTP client: time comes in as arguments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Final, Union
 
 import msgspec
 
-from userstream.errors import (
-    ConfigurationError,
-    FrameDecodeError,
-    LocalProtocolError,
-    MessageShapeError,
-    RemoteProtocolError,
-)
+from userstream.errors import FrameDecodeError, MessageShapeError, RemoteProtocolError
 from userstream.events import (
     RAW_LIMIT,
     BalanceUpdate,
@@ -37,7 +31,7 @@ from userstream.events import (
     Source,
 )
 from userstream.money import checked, exact_sub
-from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame, gzip_bytes
+from userstream.protocol.codec import DEFAULT_MAX_FRAME, decode_frame
 from userstream.protocol.messages import (
     ControlReply,
     DataEvents,
@@ -65,23 +59,9 @@ __all__ = [
     "SUB_SUCCESS",
     "WS_PATH",
     "WS_URL",
-    "Credentials",
     "Parser",
-    "PingRequest",
-    "SubRequest",
-    "credentials_from_headers",
-    "handshake_headers",
-    "parse_client_frame",
-    "ping_frame",
-    "pong_frame",
-    "render_balances",
-    "render_error",
-    "render_event",
-    "render_message",
-    "render_pong",
-    "render_system_close",
-    "sub_frame",
 ]
+
 
 WS_URL: Final = "wss://ws2.coinlocally.com/spotws_user/userData/ws"
 WS_PATH: Final = "/spotws_user/userData/ws"
@@ -110,25 +90,6 @@ _STATUSES: Final[Mapping[str, OrderStatus]] = {
 _TYPES: Final[Mapping[str, OrderType]] = {"LIMIT": OrderType.LIMIT, "MARKET": OrderType.MARKET}
 _SIDES: Final[Mapping[str, Side]] = {"BUY": Side.BUY, "SELL": Side.SELL}
 
-# Rendering: the wire status for a normalized status whose raw_status does not fit Coinlocally. OPEN is
-# not here: it becomes NEW or PART_FILLED depending on whether anything has been filled.
-_WIRE_STATUS: Final[Mapping[OrderStatus, str]] = {
-    OrderStatus.CLOSED: "FILLED",
-    OrderStatus.CANCELED: "CANCELED",
-    OrderStatus.REJECTED: "REJECTED",
-    OrderStatus.EXPIRED: "EXPIRED",
-}
-_WIRE_SIDE: Final[Mapping[Side, str]] = {Side.BUY: "BUY", Side.SELL: "SELL"}
-# Rendering `x` (execution type), which the normalized event does not carry: "TRADE" when the update
-# carries a fill (l != 0); otherwise the status change itself when it is one of Binance's execution types;
-# otherwise "STATUS", the value the document's own example uses (PENDING_CANCEL, FILLED, unknown, ...).
-# Parsing ignores `x`, so this choice cannot break a round trip.
-_EXECUTION_TYPE: Final[Mapping[str, str]] = {
-    "NEW": "NEW",
-    "CANCELED": "CANCELED",
-    "EXPIRED": "EXPIRED",
-    "REJECTED": "REJECTED",
-}
 
 # Enum members bound once: on CPython 3.11 a member looked up on its class (`Exchange.COINLOCALLY`) costs
 # several times a module constant's load, and every event names two or three.
@@ -138,63 +99,6 @@ _LIMIT: Final = OrderType.LIMIT
 
 _Millis = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 _NumericOrderId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-
-# --- credentials and client frames ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Credentials:
-    """A Coinlocally credential: a login `token` or an `api_key`, exactly one. The repr never shows it."""
-
-    token: str | None = None
-    api_key: str | None = None
-
-    def __post_init__(self) -> None:
-        given = [name for name in ("token", "api_key") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ConfigurationError(
-                "Coinlocally needs exactly one credential: a token or an api_key "
-                f"(got {' and '.join(given) or 'neither'})"
-            )
-        secret = self.secret
-        if not secret or any(ord(char) < 0x20 or ord(char) == 0x7F for char in secret):
-            # An empty value or a CR/LF would make a broken (or injected) handshake header.
-            raise ConfigurationError(f"the Coinlocally {given[0]} is empty or has control characters")
-
-    @property
-    def header_name(self) -> str:
-        return "token" if self.token is not None else "api-key"
-
-    @property
-    def secret(self) -> str:
-        """The credential's value: what the handshake header and the sub frame's "token" carry."""
-        # __post_init__ guarantees exactly one, non-empty: `or` picks it.
-        return self.token or self.api_key or ""
-
-    def __repr__(self) -> str:
-        name = "token" if self.token is not None else "api_key"
-        return f"Credentials({name}=<hidden>)"
-
-
-def handshake_headers(creds: Credentials) -> dict[str, str]:
-    return {creds.header_name: creds.secret}
-
-
-_ENCODER: Final = msgspec.json.Encoder()
-
-
-def sub_frame(creds: Credentials) -> str:
-    """The subscribe frame; the document sends the api key in the "token" field too."""
-    return _ENCODER.encode({"event": "sub", "token": creds.secret}).decode()
-
-
-def ping_frame(now_ms: int) -> str:
-    return f'{{"ping":{int(now_ms)}}}'
-
-
-def pong_frame(timestamp: int) -> str:
-    return f'{{"pong":{int(timestamp)}}}'
-
 
 # --- incoming frames: the wire types --------------------------------------------------------------------
 
@@ -523,244 +427,3 @@ class Parser:
             if isinstance(value, str) and value.strip() in _CONTROL_REPLIES:
                 return ControlReply(value.strip())
         return Unknown(text[:_PREVIEW_CHARS], "unrecognized message (no known keys)")
-
-
-# --- the server side: rendering events and parsing the client's frames ----------------------------------
-
-
-class _WireBalanceOut(msgspec.Struct, frozen=True, gc=False):
-    asset: str = msgspec.field(name="a")
-    free: str = msgspec.field(name="f")
-    locked: str = msgspec.field(name="l")
-
-
-class _AccountPositionOut(
-    msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="outboundAccountPosition"
-):
-    event_time: int = msgspec.field(name="E")
-    update_time: int = msgspec.field(name="u")
-    balances: list[_WireBalanceOut] = msgspec.field(name="B")
-
-
-class _ExecutionReportOut(
-    msgspec.Struct,
-    frozen=True,
-    gc=False,
-    kw_only=True,
-    omit_defaults=True,
-    tag_field="e",
-    tag="executionReport",
-):
-    """Fields in the document's key order (the encoder keeps declaration order)."""
-
-    event_time: int = msgspec.field(name="E")
-    transaction_time: int = msgspec.field(name="T")
-    side: str = msgspec.field(name="S")
-    symbol: str = msgspec.field(name="s")
-    status: str = msgspec.field(name="X")
-    execution_type: str = msgspec.field(name="x")
-    order_id: str = msgspec.field(name="i")
-    last_fill_amount: str = msgspec.field(name="l")
-    filled: str = msgspec.field(name="z")
-    last_fill_price: str = msgspec.field(name="L")
-    cost: str = msgspec.field(name="Z")
-    fee: str = msgspec.field(name="n")
-    order_type: str = msgspec.field(name="o")
-    amount: str = msgspec.field(name="q")
-    price: str = msgspec.field(name="p")
-    quote_amount: str = msgspec.field(name="Q")
-    created_at: int | None = msgspec.field(default=None, name="O")  # omitted when unknown
-    stop_price: str = msgspec.field(name="P")
-
-
-# Q (quote order quantity) and P (stop price) are not part of the normalized event; the document's
-# example sends "0" for P, so both are rendered as "0".
-_NOT_CARRIED: Final = "0"
-
-
-def _wire_decimal(value: Decimal | None) -> str:
-    """Decimals go on the wire as plain-notation strings, trailing zeros kept. Coinlocally always sends
-    l, L, n, Z and p, so a value the event lacks (None) is rendered as "0"."""
-    return "0" if value is None else format(value, "f")
-
-
-def _wire_status(order: OrderUpdate) -> str:
-    if order.status is None:
-        if order.raw_status in _STATUSES:
-            raise LocalProtocolError(
-                f"order {order.id!r} has no status but a known raw_status {order.raw_status!r}"
-            )
-        return order.raw_status  # an unknown status travels as the exchange wrote it
-    if _STATUSES.get(order.raw_status) is order.status:
-        return order.raw_status
-    if order.status is OrderStatus.OPEN:
-        return "NEW" if order.filled == 0 else "PART_FILLED"
-    return _WIRE_STATUS[order.status]
-
-
-def _wire_type(order: OrderUpdate) -> str:
-    if order.type is None:
-        if order.raw_type in _TYPES:
-            raise LocalProtocolError(
-                f"order {order.id!r} has no type but a known raw_type {order.raw_type!r}"
-            )
-        return order.raw_type
-    if _TYPES.get(order.raw_type) is order.type:
-        return order.raw_type
-    return order.type.value.upper()
-
-
-def _wire_symbol(order: OrderUpdate) -> str:
-    concatenated = order.symbol.replace("/", "")
-    raw = order.raw_symbol
-    if "/" not in raw and raw.upper() == concatenated.upper():
-        return raw
-    return concatenated  # e.g. a Bitmusa "XRP/USDT" becomes "XRPUSDT"
-
-
-def _execution_report(order: OrderUpdate) -> _ExecutionReportOut:
-    status = _wire_status(order)
-    has_fill = order.last_fill_amount is not None and order.last_fill_amount != 0
-    return _ExecutionReportOut(
-        event_time=order.timestamp,
-        transaction_time=order.timestamp,
-        side=_WIRE_SIDE[order.side],
-        symbol=_wire_symbol(order),
-        status=status,
-        execution_type="TRADE" if has_fill else _EXECUTION_TYPE.get(status, "STATUS"),
-        order_id=order.id,
-        last_fill_amount=_wire_decimal(order.last_fill_amount),
-        filled=_wire_decimal(order.filled),
-        last_fill_price=_wire_decimal(order.last_fill_price),
-        cost=_wire_decimal(order.cost),
-        fee=_wire_decimal(order.fee),
-        order_type=_wire_type(order),
-        amount=_wire_decimal(order.amount),
-        price=_wire_decimal(order.price),
-        quote_amount=_NOT_CARRIED,
-        created_at=order.created_at,
-        stop_price=_NOT_CARRIED,
-    )
-
-
-def _account_position(balances: Iterable[BalanceUpdate]) -> _AccountPositionOut:
-    entries = list(balances)
-    if not entries:
-        raise LocalProtocolError("an outboundAccountPosition needs at least one balance")
-    timestamp = entries[0].timestamp
-    if any(balance.timestamp != timestamp for balance in entries):
-        # One frame has one E; balances of different times would come back with the wrong timestamp.
-        raise LocalProtocolError("balances rendered into one frame must share one timestamp")
-    return _AccountPositionOut(
-        event_time=timestamp,
-        update_time=timestamp,
-        balances=[
-            _WireBalanceOut(
-                asset=balance.asset,
-                free=format(balance.free, "f"),
-                locked=format(balance.locked, "f"),
-            )
-            for balance in entries
-        ],
-    )
-
-
-def render_message(event: Event) -> bytes:
-    """The event as Coinlocally's JSON message (before gzip)."""
-    if isinstance(event, BalanceUpdate):
-        return _ENCODER.encode(_account_position((event,)))
-    if isinstance(event, OrderUpdate):
-        return _ENCODER.encode(_execution_report(event))
-    raise LocalProtocolError(f"Coinlocally cannot render a {type(event).__name__}")
-
-
-def render_event(event: Event) -> bytes:
-    """The event as the binary frame Coinlocally sends: its JSON message, gzip-compressed."""
-    return gzip_bytes(render_message(event))
-
-
-def render_balances(events: Iterable[BalanceUpdate]) -> bytes:
-    """Several assets of one moment in one gzip-compressed outboundAccountPosition frame."""
-    return gzip_bytes(_ENCODER.encode(_account_position(events)))
-
-
-def render_system_close(uid: int) -> bytes:
-    return gzip_bytes(_ENCODER.encode({"uid": uid, "channel": "SYSTEM", "et": "close"}))
-
-
-def render_error(code: int, message: str) -> str:
-    """Our error frame (the document is silent): sent as text before the server closes."""
-    return _ENCODER.encode({"event": "error", "code": code, "message": message}).decode()
-
-
-def render_pong(timestamp: int) -> str:
-    return pong_frame(timestamp)
-
-
-def credentials_from_headers(headers: Mapping[str, str]) -> Credentials | None:
-    """The handshake credential, from `token` or `api-key` (names case-insensitive); None unless
-    exactly one is present and usable."""
-    found = {name.lower(): value for name, value in headers.items()}
-    token, api_key = found.get("token"), found.get("api-key")
-    try:
-        return Credentials(token=token, api_key=api_key)
-    except ConfigurationError:
-        return None
-
-
-class SubRequest(msgspec.Struct, frozen=True):
-    """The client's {"event": "sub", "token": ...}; `token` is the login token or the api key."""
-
-    token: str
-
-    def __repr__(self) -> str:
-        return "SubRequest(token=<hidden>)"
-
-
-class PingRequest(msgspec.Struct, frozen=True):
-    """The client's {"ping": n}; the server answers {"pong": ...}."""
-
-    timestamp: int
-
-
-class _ClientFrame(msgspec.Struct, frozen=True, gc=False):
-    event: Any = None
-    token: Any = None
-    ping: Any = None
-
-
-_CLIENT_DECODER: Final = msgspec.json.Decoder(_ClientFrame)
-
-
-def parse_client_frame(frame: bytes | str) -> SubRequest | PingRequest | Unknown:
-    """Classify a frame from the client (server side). Bounded to `MAX_CLIENT_FRAME`; never raises."""
-    try:
-        message = decode_frame(frame, MAX_CLIENT_FRAME)
-        _utf8(message)  # msgspec does not check the UTF-8 of keys it skips; a peer's frame must be text
-        parsed = _CLIENT_DECODER.decode(message)
-    except FrameDecodeError as exc:
-        return Unknown(_client_preview(frame), str(exc))
-    except msgspec.DecodeError as exc:  # ValidationError included: not a JSON object
-        return Unknown(_client_preview(frame), f"not a JSON object: {exc}")
-    except RecursionError:  # absurd nesting (found by tests/fuzz)
-        return Unknown(_client_preview(frame), "client frame nested too deeply")
-    except Exception as exc:  # the contract is "never raises": a bug must not end the connection
-        return Unknown(_client_preview(frame), f"internal error: {type(exc).__name__}")
-    if parsed.event == "sub":
-        if isinstance(parsed.token, str):
-            return SubRequest(parsed.token)
-        return Unknown(_client_preview(frame), "sub frame without a string token")
-    if parsed.ping is not None:
-        try:
-            return PingRequest(_convert(parsed.ping, _Millis, "$.ping"))
-        except MessageShapeError as exc:
-            return Unknown(_client_preview(frame), str(exc))
-    return Unknown(_client_preview(frame), "unrecognized client frame")
-
-
-def _client_preview(frame: bytes | str) -> str:
-    """A client frame kept for debugging, unless it may carry a credential: secrets never reach logs."""
-    preview = _preview(frame)
-    if isinstance(frame, bytes) and frame[:2] == b"\x1f\x8b":
-        return f"<gzip client frame of {len(frame)} bytes>"  # compressed: cannot tell, so never show
-    return "<redacted: mentions a token>" if "token" in preview.lower() else preview

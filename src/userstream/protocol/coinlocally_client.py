@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Final, TypeVar
 
 from userstream.errors import AuthenticationError, ConnectionLostError, EndpointNotFoundError, UserStreamError
-from userstream.protocol import coinlocally, endpoints
+from userstream.protocol import coinlocally, coinlocally_control, endpoints
 from userstream.protocol.client_session import ClientSession, ClosedByPeer, State, Timings
 from userstream.protocol.client_wire import HeaderWire, Parse, ParserFactory
 from userstream.protocol.close import is_fatal
@@ -52,7 +52,7 @@ class CoinlocallyClientSession(ClientSession):
     def __init__(
         self,
         parse: Callable[[str | bytes], Incoming],
-        credentials: coinlocally.Credentials,
+        credentials: coinlocally_control.Credentials,
         *,
         timings: Timings,
         label: str = "",
@@ -63,7 +63,7 @@ class CoinlocallyClientSession(ClientSession):
         self._prefix = f"{label}: " if label else ""
 
     def _opening_frames(self) -> tuple[str, ...]:
-        return (coinlocally.sub_frame(self._credentials),)
+        return (coinlocally_control.sub_frame(self._credentials),)
 
     def _is_live_reply(self, reply: ControlReply) -> bool:
         return reply.text == coinlocally.SUB_SUCCESS
@@ -72,10 +72,10 @@ class CoinlocallyClientSession(ClientSession):
         return reply.text == coinlocally.CONNECT_SUCCESS
 
     def _ping(self, wall_clock_ms: int) -> ClientAction:
-        return Send(coinlocally.ping_frame(wall_clock_ms), Sent.PING)
+        return Send(coinlocally_control.ping_frame(wall_clock_ms), Sent.PING)
 
     def _pong(self, timestamp: int) -> str | None:
-        return coinlocally.pong_frame(timestamp)
+        return coinlocally_control.pong_frame(timestamp)
 
     def _error_for_reply(self, reply: ErrorReply) -> UserStreamError:
         message = clip(reply.message)
@@ -145,11 +145,11 @@ def _parser(account: str, quotes: Sequence[str] | None, max_frame: int | None) -
     return coinlocally.Parser(account=account, **options)
 
 
-def _credentials(token: str | None, api_key: str | None) -> coinlocally.Credentials:
-    return coinlocally.Credentials(token=token, api_key=api_key)
+def _credentials(token: str | None, api_key: str | None) -> coinlocally_control.Credentials:
+    return coinlocally_control.Credentials(token=token, api_key=api_key)
 
 
-def _header_name(credentials: coinlocally.Credentials) -> str:
+def _header_name(credentials: coinlocally_control.Credentials) -> str:
     return credentials.header_name
 
 
@@ -160,7 +160,7 @@ WIRE: Final = HeaderWire(
     ws_url_of=endpoints.coinlocally_ws_url,
     credentials=_credentials,
     header_name=_header_name,
-    handshake_headers=coinlocally.handshake_headers,
+    handshake_headers=coinlocally_control.handshake_headers,
     parser=ParserFactory(_parser),
     client_session=CoinlocallyClientSession,
     live_on_connect=CoinlocallyClientSession.live_on_connect,

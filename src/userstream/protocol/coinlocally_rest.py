@@ -1,8 +1,9 @@
 """Coinlocally's signed REST snapshot of one account, sans-I/O: balances and open orders, in both directions.
 
-This module owns the signing rule, the two requests a resync makes, the judgement of their replies into
-normalized events marked `source=snapshot`, and, for the emulator, the reading of signed headers and the
-rendering of replies and errors. Coinlocally's stream document names no REST API; these follow the
+This module owns the signing rule (and, for the emulator, the reading and verifying of signed headers), the
+two requests a resync makes and the judgement of their replies into normalized events marked
+`source=snapshot`. The emulator's reading of the openOrders query and its replies and errors are rendered by
+`protocol.coinlocally_rest_render`. Coinlocally's stream document names no REST API; these follow the
 exchange's ChainUp-style spot API, which copies Binance's shapes (docs/server.md records every choice):
 
     GET /sapi/v1/account                      {"balances":[{"asset":"BTC","free":"0.1","locked":"0"}]}
@@ -16,8 +17,9 @@ Every request is signed: `X-CH-APIKEY` (the api key), `X-CH-TS` (milliseconds si
 `X-CH-SIGN`, the lowercase hex HMAC-SHA256 with the secret key over timestamp + METHOD + request path
 (with its query string) + body, exactly as the exchange's worked example computes it. The secret key only
 ever enters `hmac`: no repr, message or error carries it. Orders are normalized by protocol.coinlocally's
-own execution-report rules (status, type and side words, symbol splitting), imported rather than copied,
-and rendered with its words, so an order read here equals the same order read from the stream. No I/O,
+own execution-report rules (status, type and side words, symbol splitting) and rendered with
+protocol.coinlocally_render's words, imported rather than copied, so an order read here equals the same
+order read from the stream. No I/O,
 no clock: times come in as arguments.
 """
 
@@ -50,11 +52,8 @@ from userstream.money import checked
 from userstream.protocol.coinlocally import (  # the stream's own rules: one truth per exchange
     Parser,
     _ExecutionReport,
-    _wire_decimal,
-    _wire_status,
-    _wire_symbol,
-    _wire_type,
 )
+from userstream.protocol.coinlocally_render import _wire_symbol
 from userstream.protocol.messages import impossible_balance
 from userstream.protocol.snapshot import SnapshotArguments, SnapshotPlan, SnapshotWire, UrlCheck
 from userstream.protocol.symbols import DEFAULT_QUOTES
@@ -77,16 +76,11 @@ __all__ = [
     "TIMESTAMP_WINDOW_MS",
     "Credentials",
     "HttpRequest",
-    "OpenOrdersQuery",
     "SignedHeaders",
     "account_request",
     "open_orders_request",
     "parse_account_response",
-    "parse_open_orders_query",
     "parse_open_orders_response",
-    "render_account",
-    "render_error",
-    "render_open_orders",
     "sign",
     "signed_headers",
     "signed_request",
@@ -420,7 +414,7 @@ def _indexed(prefix: str) -> Iterator[None]:
         raise MessageShapeError(f"{where}: {exc}", field=where) from None
 
 
-# --- the server side ----------------------------------------------------------------------------------
+# --- the signature, read back and verified (server side) ----------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -465,120 +459,12 @@ def verify(secret_key: str, signed: SignedHeaders, method: str, request_path: st
     return hmac.compare_digest(expected.encode(), signed.signature.lower().encode("utf-8", "replace"))
 
 
-@dataclass(frozen=True, slots=True)
-class OpenOrdersQuery:
-    symbol: str
-    limit: int
-
-
-def parse_open_orders_query(query: Mapping[str, str]) -> OpenOrdersQuery:
-    """Server side: the symbol and limit an openOrders request asks for; MessageShapeError naming the
-    parameter that is missing or malformed."""
-    symbol = query.get("symbol")
-    if not symbol:
-        raise MessageShapeError("mandatory parameter 'symbol' was not sent or was empty", field="symbol")
-    try:
-        _check_symbol(symbol)
-    except LocalProtocolError:
-        raise MessageShapeError(
-            f"parameter 'symbol' must be printable and at most {MAX_SYMBOL_LENGTH} characters", field="symbol"
-        ) from None
-    text = query.get("limit")
-    if text is None:
-        return OpenOrdersQuery(symbol, DEFAULT_OPEN_ORDERS_LIMIT)
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text[:5]) <= MAX_OPEN_ORDERS_LIMIT:
-        raise MessageShapeError(
-            f"parameter 'limit' must be an integer in 1..{MAX_OPEN_ORDERS_LIMIT}", field="limit"
-        )
-    return OpenOrdersQuery(symbol, int(text))
-
-
-class _BalanceOut(msgspec.Struct, gc=False):
-    asset: str
-    free: str
-    locked: str
-
-
-class _AccountOut(msgspec.Struct, gc=False):
-    balances: list[_BalanceOut]
-
-
-class _OrderOut(msgspec.Struct, omit_defaults=True, gc=False):
-    """Fields in Binance's order (the encoder keeps declaration order). `time` is left out when the order
-    has no creation time, as the stream leaves out its `O`."""
-
-    orderId: int | str  # noqa: N815
-    orderIdString: str  # noqa: N815
-    symbol: str
-    price: str
-    origQty: str  # noqa: N815
-    executedQty: str  # noqa: N815
-    cummulativeQuoteQty: str  # noqa: N815
-    status: str
-    type: str
-    side: str
-    time: int | None = None
-
-
-class _ErrorOut(msgspec.Struct, gc=False):
-    code: int
-    msg: str
-
-
-_ENCODER: Final = msgspec.json.Encoder()
-
-
-def render_account(balances: Iterable[BalanceUpdate]) -> bytes:
-    """The account reply for these balances (decimals as plain-notation strings, as the stream has them)."""
-    entries = [
-        _BalanceOut(balance.asset, format(balance.free, "f"), format(balance.locked, "f"))
-        for balance in balances
-    ]
-    return _ENCODER.encode(_AccountOut(entries))
-
-
-def render_open_orders(orders: Iterable[OrderUpdate]) -> bytes:
-    """The openOrders reply for these orders, with the very words and numbers the stream's execution
-    report writes for them (a value the order lacks is "0" there, so it is here)."""
-    return _ENCODER.encode([_order_out(order) for order in orders])
-
-
-def _order_out(order: OrderUpdate) -> _OrderOut:
-    return _OrderOut(
-        # Binance's orderId is a number; an id that is not a canonical integer can only travel as text.
-        orderId=_numeric_id(order.id),
-        orderIdString=order.id,
-        symbol=_wire_symbol(order),
-        price=_wire_decimal(order.price),
-        origQty=_wire_decimal(order.amount),
-        executedQty=_wire_decimal(order.filled),
-        cummulativeQuoteQty=_wire_decimal(order.cost),
-        status=_wire_status(order),
-        type=_wire_type(order),
-        side=order.side.value.upper(),
-        time=order.created_at,
-    )
+# --- the snapshot as resync takes it (protocol.snapshot, named by the registry) ---------------------------
 
 
 def wire_symbol(order: OrderUpdate) -> str:
     """The symbol Coinlocally writes for this order ("BTCUSDT"): what openOrders' `symbol` names."""
     return _wire_symbol(order)
-
-
-def _numeric_id(order_id: str) -> int | str:
-    if order_id.isascii() and order_id.isdigit() and len(order_id) <= 19:
-        number = int(order_id)
-        if str(number) == order_id and number < 2**63:
-            return number
-    return order_id
-
-
-def render_error(code: int, message: str) -> bytes:
-    """An error reply, {"code": <negative int>, "msg": <text>}."""
-    return _ENCODER.encode(_ErrorOut(code, message))
-
-
-# --- the snapshot as resync takes it (protocol.snapshot, named by the registry) ---------------------------
 
 
 def _snapshot_plan(given: SnapshotArguments, check_url: UrlCheck) -> SnapshotPlan | str:

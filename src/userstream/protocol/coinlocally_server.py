@@ -47,7 +47,7 @@ from typing import Any, Final
 import msgspec
 
 from userstream.events import Exchange
-from userstream.protocol import coinlocally
+from userstream.protocol import coinlocally, coinlocally_control, coinlocally_render
 from userstream.protocol.close import CloseCode
 from userstream.protocol.codec import decode_frame, gzip_bytes
 from userstream.protocol.server_session import (
@@ -143,7 +143,7 @@ _MOVE: Final = Transitions(TABLE)
 def our_sub_refusal() -> SubRefusal:
     """Our answer to a sub whose token does not match: an error frame, then close 4004."""
     return SubRefusal(
-        coinlocally.render_error(ERR_SUB_REJECTED, _SUB_REJECTED_MESSAGE),
+        coinlocally_render.render_error(ERR_SUB_REJECTED, _SUB_REJECTED_MESSAGE),
         CloseCode.SUB_REJECTED,
         "sub rejected",
     )
@@ -209,13 +209,13 @@ class CoinlocallyServerSession:
         if self._state is State.CLOSING:
             return []
         style = self._terms.style
-        request = coinlocally.parse_client_frame(frame)
-        if isinstance(request, coinlocally.PingRequest):
+        request = coinlocally_control.parse_client_frame(frame)
+        if isinstance(request, coinlocally_control.PingRequest):
             if self._move(Input.PING) is State.UNVERIFIED:
                 return [Send(style.pong(request.timestamp))]  # the refusing stream echoes the client's number
             self._heard_from_client(now)
             return [Send(style.pong(wall_ms))]
-        if isinstance(request, coinlocally.SubRequest):
+        if isinstance(request, coinlocally_control.SubRequest):
             if self._state is State.UNVERIFIED:
                 self._move(Input.SUB)
                 return self._refuse(SubRefusal(None, CloseCode.SUB_REJECTED, "sub rejected"))
@@ -294,7 +294,7 @@ class CoinlocallyServerSession:
         return Close(code, reason, self._notice())
 
     def _notice(self) -> bytes:
-        return coinlocally.render_system_close(self._terms.uid)
+        return coinlocally_render.render_system_close(self._terms.uid)
 
 
 _P = HandshakeProblem
@@ -317,7 +317,7 @@ _HANDSHAKE_REFUSALS: Final[dict[HandshakeProblem, tuple[int, int, str | None]]] 
 def handshake_credential(segment: str | None, headers: Mapping[str, str]) -> HandshakeCredential | None:
     """The credential of an upgrade's `token` or `api-key` header (names case-insensitive); None unless
     exactly one is present and usable. The path (`segment`) names nothing."""
-    creds = coinlocally.credentials_from_headers(headers)
+    creds = coinlocally_control.credentials_from_headers(headers)
     if creds is None:
         return None
     return HandshakeCredential(
@@ -332,7 +332,7 @@ def refuse_handshake(
     text)."""
     status, code, message = _HANDSHAKE_REFUSALS[problem]
     text = detail if message is None else message.format(detail=detail)
-    return HttpRefusal(status, coinlocally.render_error(code, text), retry_after)
+    return HttpRefusal(status, coinlocally_render.render_error(code, text), retry_after)
 
 
 _PONG_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
@@ -441,8 +441,8 @@ def variant_style(chosen: Mapping[str, float | None], style: ServerStyle) -> Ser
     return dataclasses.replace(
         style,
         control=control,
-        pong=lambda timestamp: heartbeat(coinlocally.render_pong(timestamp)),
-        ping=lambda timestamp: heartbeat(coinlocally.ping_frame(timestamp)),
+        pong=lambda timestamp: heartbeat(coinlocally_render.render_pong(timestamp)),
+        ping=lambda timestamp: heartbeat(coinlocally_control.ping_frame(timestamp)),
         sub_refusal=sub_refusal,
         server_ping_interval=chosen.get("coinlocally-server-ping"),
     )

@@ -50,10 +50,12 @@ from userstream.events import BalanceUpdate, Event, Exchange
 from userstream.protocol import (
     bitmusa,
     bitmusa_client,
+    bitmusa_render,
     bitmusa_rest,
     bitmusa_server,
     coinlocally,
     coinlocally_client,
+    coinlocally_render,
     coinlocally_rest,
     coinlocally_server,
 )
@@ -199,7 +201,7 @@ _BITMUSA: Final = ExchangeSpec(
     refuse_handshake=bitmusa_server.refuse_handshake,
     handshake_credential=bitmusa_server.handshake_credential,
     # server: rendering
-    render_event=bitmusa.render_event,
+    render_event=bitmusa_render.render_event,
     render_balances=None,
     # server: variants
     server_variants=bitmusa_server.VARIANTS,
@@ -236,8 +238,8 @@ _COINLOCALLY: Final = ExchangeSpec(
     refuse_handshake=coinlocally_server.refuse_handshake,
     handshake_credential=coinlocally_server.handshake_credential,
     # server: rendering
-    render_event=coinlocally.render_event,
-    render_balances=coinlocally.render_balances,
+    render_event=coinlocally_render.render_event,
+    render_balances=coinlocally_render.render_balances,
     # server: variants
     server_variants=coinlocally_server.VARIANTS,
     variant_style=coinlocally_server.variant_style,

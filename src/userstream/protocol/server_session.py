@@ -32,7 +32,7 @@ from enum import Enum
 from typing import Final, Protocol
 
 from userstream.events import Exchange
-from userstream.protocol import coinlocally
+from userstream.protocol import coinlocally_control, coinlocally_render
 from userstream.protocol.close import CloseCode
 from userstream.protocol.session import Close, ServerAction
 
@@ -123,8 +123,8 @@ class ServerStyle:
     Bitmusa listenKey. The default is our own answer everywhere."""
 
     control: Callable[[str], str | bytes] = str
-    pong: Callable[[int], str | bytes] = coinlocally.render_pong
-    ping: Callable[[int], str | bytes] = coinlocally.ping_frame
+    pong: Callable[[int], str | bytes] = coinlocally_render.render_pong
+    ping: Callable[[int], str | bytes] = coinlocally_control.ping_frame
     sub_refusal: Callable[[SubRefusal], SubRefusal] = field(default=_keep)
     server_ping_interval: float | None = None
     expired_close_code: int = CloseCode.LISTEN_KEY_EXPIRED

@@ -7,9 +7,10 @@
 Every request is authenticated (`Authorization: Bearer <auth key>` and `x-api-key`) and rate-limited per
 account by `authorize`, the same for all five. The bitmusa-errors variants rewrite every Bitmusa error reply
 (`variant_middleware`). The listenKey rules are `ExchangeServer`'s (exchange.py);
-the snapshots answer from the server's truth (truth.py); wire shapes come from `protocol.bitmusa` and
-`protocol.bitmusa_rest`. This module translates HTTP and nothing else; docs/server.md has the contract. It is
-serve's Bitmusa module, chosen through the table of serve_exchanges.py.
+the snapshots answer from the server's truth (truth.py); wire shapes come from `protocol.bitmusa`,
+`protocol.bitmusa_listen_key`, `protocol.bitmusa_render` and `protocol.bitmusa_rest`. This module translates
+HTTP and nothing else; docs/server.md has the contract. It is serve's Bitmusa module, chosen through the
+table of serve_exchanges.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from aiohttp.typedefs import Handler, Middleware
 from userstream.errors import MessageShapeError
 from userstream.events import Exchange
 from userstream.logs import log_event
-from userstream.protocol import bitmusa, bitmusa_rest
+from userstream.protocol import bitmusa, bitmusa_listen_key, bitmusa_render, bitmusa_rest
 from userstream.protocol.bitmusa_server import ERR_UNAVAILABLE
 from userstream.protocol.registry import spec
 from userstream.server.backend.interface import BackendUnavailableError
@@ -64,14 +65,14 @@ def add_routes(app: web.Application, server: ExchangeServer) -> None:
 def bitmusa_error(status: int, code: int, message: str, **headers: str) -> web.Response:
     """A Bitmusa error reply (our shape; the bitmusa-errors variants rewrite it, variants.py)."""
     return web.Response(
-        status=status, body=bitmusa.render_error(code, message), content_type=_JSON, headers=headers
+        status=status, body=bitmusa_render.render_error(code, message), content_type=_JSON, headers=headers
     )
 
 
 def throttled_body(path: str, message: str) -> bytes | None:
     """The body of a 429 for too many failed authentications, if `path` is Bitmusa's (limits.py)."""
     if path.startswith(("/spot/", bitmusa.WS_PATH_PREFIX)):
-        return bitmusa.render_error(bitmusa.ERR_RATE_LIMITED, message)
+        return bitmusa_render.render_error(bitmusa.ERR_RATE_LIMITED, message)
     return None
 
 
@@ -90,7 +91,7 @@ class _BitmusaRoutes:
             key = await self.server.create_listen_key(account)
         except BackendUnavailableError as exc:
             return _unavailable(exc)
-        return web.Response(body=bitmusa.render_listen_key(key), content_type=_JSON)
+        return web.Response(body=bitmusa_render.render_listen_key(key), content_type=_JSON)
 
     async def keepalive_listen_key(self, request: web.Request) -> web.Response:
         account = self.authorize(request)
@@ -102,7 +103,7 @@ class _BitmusaRoutes:
             return _unavailable(exc)
         if not extended:
             return _no_active_key()
-        return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
+        return web.Response(body=bitmusa_render.render_ok(), content_type=_JSON)
 
     async def close_listen_key(self, request: web.Request) -> web.Response:
         account = self.authorize(request)
@@ -114,7 +115,7 @@ class _BitmusaRoutes:
             return _unavailable(exc)
         if not closed:
             return _no_active_key()
-        return web.Response(body=bitmusa.render_ok(), content_type=_JSON)
+        return web.Response(body=bitmusa_render.render_ok(), content_type=_JSON)
 
     # --- the snapshots --------------------------------------------------------------------------------------
 
@@ -133,7 +134,7 @@ class _BitmusaRoutes:
         try:
             symbol = bitmusa_rest.parse_open_orders_query(request.query)
         except MessageShapeError as exc:
-            return _reply(bitmusa.render_error(bitmusa.ERR_BAD_REQUEST, str(exc)), 400)
+            return _reply(bitmusa_render.render_error(bitmusa.ERR_BAD_REQUEST, str(exc)), 400)
         truth = self.server.truth.snapshot(account.name)
         orders = [
             truth.open_orders[order_id]
@@ -146,7 +147,7 @@ class _BitmusaRoutes:
 
     def authorize(self, request: web.Request) -> Account | web.Response:
         """The account a request acts for, or the refusal to send (401, 429)."""
-        creds = bitmusa.credentials_from_headers(request.headers)
+        creds = bitmusa_listen_key.credentials_from_headers(request.headers)
         if creds is None:
             log_event(_log, logging.INFO, "listenKey request refused", reason="missing credentials")
             return bitmusa_error(

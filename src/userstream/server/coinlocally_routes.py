@@ -6,7 +6,8 @@
 Requests need X-CH-APIKEY (an account's `coinlocally_api_key` that has a `coinlocally_secret_key`), an
 X-CH-TS within `coinlocally_rest.TIMESTAMP_WINDOW_MS` of the server's clock, and a valid X-CH-SIGN; they are
 rate-limited with the limits of the Bitmusa routes, counted apart. They answer from the server's truth
-(truth.py); wire shapes come from `protocol.coinlocally_rest`. This module translates HTTP and nothing else,
+(truth.py); wire shapes come from `protocol.coinlocally_rest` (the signature) and
+`protocol.coinlocally_rest_render` (the query and the replies). This module translates HTTP and nothing else,
 and never logs or echoes a credential or signature; docs/server.md has the contract. It is serve's
 Coinlocally module, chosen through the table of serve_exchanges.py.
 """
@@ -24,7 +25,13 @@ from aiohttp.typedefs import Middleware
 from userstream.errors import ConfigurationError, MessageShapeError
 from userstream.events import Exchange
 from userstream.logs import log_event
-from userstream.protocol import coinlocally, coinlocally_rest
+from userstream.protocol import (
+    coinlocally,
+    coinlocally_control,
+    coinlocally_render,
+    coinlocally_rest,
+    coinlocally_rest_render,
+)
 from userstream.server.config import Account
 from userstream.server.exchange import ExchangeServer
 from userstream.server.variants import Variants
@@ -52,9 +59,9 @@ def add_routes(app: web.Application, server: ExchangeServer) -> None:
 def throttled_body(path: str, message: str) -> bytes | None:
     """The body of a 429 for too many failed authentications, if `path` is Coinlocally's (limits.py)."""
     if path.startswith(coinlocally.WS_PATH):
-        return coinlocally.render_error(ERR_AUTH_THROTTLED, message).encode()
+        return coinlocally_render.render_error(ERR_AUTH_THROTTLED, message).encode()
     if path.startswith("/sapi/"):
-        return coinlocally_rest.render_error(coinlocally_rest.ERR_TOO_MANY_REQUESTS, message)
+        return coinlocally_rest_render.render_error(coinlocally_rest.ERR_TOO_MANY_REQUESTS, message)
     return None
 
 
@@ -68,7 +75,7 @@ def _reply(body: bytes, status: int = 200, **headers: str) -> web.Response:
 
 
 def _coinlocally_error(status: int, code: int, message: str, **headers: str) -> web.Response:
-    return _reply(coinlocally_rest.render_error(code, message), status, **headers)
+    return _reply(coinlocally_rest_render.render_error(code, message), status, **headers)
 
 
 class _CoinlocallyRoutes:
@@ -84,14 +91,14 @@ class _CoinlocallyRoutes:
             return account
         truth = self.server.truth.snapshot(account.name)
         balances = [truth.balances[asset] for asset in sorted(truth.balances)]
-        return _reply(coinlocally_rest.render_account(balances))
+        return _reply(coinlocally_rest_render.render_account(balances))
 
     async def open_orders(self, request: web.Request) -> web.Response:
         account = await self._authorize_coinlocally(request)
         if isinstance(account, web.Response):
             return account
         try:
-            query = coinlocally_rest.parse_open_orders_query(request.query)
+            query = coinlocally_rest_render.parse_open_orders_query(request.query)
         except MessageShapeError as exc:
             return _coinlocally_error(400, coinlocally_rest.ERR_BAD_PARAMETER, str(exc))
         truth = self.server.truth.snapshot(account.name)
@@ -101,7 +108,7 @@ class _CoinlocallyRoutes:
             for order_id in sorted(truth.open_orders)
             if coinlocally_rest.wire_symbol(truth.open_orders[order_id]).upper() == wanted
         ]
-        return _reply(coinlocally_rest.render_open_orders(orders[: query.limit]))
+        return _reply(coinlocally_rest_render.render_open_orders(orders[: query.limit]))
 
     async def _authorize_coinlocally(self, request: web.Request) -> Account | web.Response:
         """The account a signed request acts for, or the refusal to send (401, 400, 429)."""
@@ -171,7 +178,7 @@ class _CoinlocallyRoutes:
 
     def _account_by_api_key(self, api_key: str) -> Account | None:
         try:
-            creds = coinlocally.Credentials(api_key=api_key)
+            creds = coinlocally_control.Credentials(api_key=api_key)
         except ConfigurationError:  # control characters: no account has such a key
             return None
         return self.server.account_for(EXCHANGE, {"api_key": creds.secret})
