@@ -1,12 +1,13 @@
 """Coinlocally's user stream, the exchange's side of the conversation: a sans-I/O session per accepted socket.
 
-The client role of the same conversation is its sibling, protocol/coinlocally_client.py, on the same
-actions and transition-table helper (protocol/session.py); the wire (frames, parse and render) is
-protocol/coinlocally.py. This module holds what the exchange *decides*: "connect success" first, then a
-sub whose token must repeat the handshake credential ("sub success" and events, or the refusal and a
-close), pongs to pings, the heartbeat (a stream that has not pinged for `heartbeat_timeout` is closed), the
-maximum age, the server's own pings when a variant asks for them, and the SYSTEM notice before every close
-the server starts, except a refused sub (the notice would invite a reconnect that cannot succeed).
+The client role of the same conversation is its sibling, protocol/coinlocally_client.py, on the same actions
+and transition-table helper (protocol/session.py); the wire is protocol/coinlocally.py (parse),
+coinlocally_control.py (control frames) and coinlocally_render.py (events as frames). This module holds what
+the exchange *decides*: "connect success" first, then a sub whose token must repeat the handshake credential
+("sub success" and events, or the refusal and a close), pongs to pings, the heartbeat (a stream that has not
+pinged for `heartbeat_timeout` is closed), the maximum age, the server's own pings when a variant asks for
+them, and the SYSTEM notice before every close the server starts, except a refused sub (the notice would
+invite a reconnect that cannot succeed).
 server/connection.py drives it and decides nothing.
 
 States and moves (`TABLE`; any move not listed raises LocalProtocolError):
