@@ -6,7 +6,8 @@ and the time go in (`receive(frame, now, wall_ms)`, `on_deadline(now, wall_ms)`,
 requests `close` and `listen_key_ended`), and an ordered list of actions comes out (`ServerAction`, of the
 vocabulary both roles share in protocol/session.py: `Send` a frame, `GoLive`, `Close` with a code and a
 reason after an optional last frame, or `Ignore` a client frame, with why, for the log); each session's
-table of moves is a `protocol.session.Transitions`. `next_deadline()` says when the session must next be
+table of moves is a `protocol.session.Transitions`; what both hold and read out alike (terms, state, `live`,
+`closing`) is their base, `ServerSessionBase`. `next_deadline()` says when the session must next be
 woken; None: never.
 
 Before a session exists, the upgrade request names its account the exchange's way (`AccountNamedBy`: a
