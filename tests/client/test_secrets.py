@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from userstream.client import State, connect
+from userstream.client.options import StreamOptions
+from userstream.client.session import OpenArguments
+from userstream.client.transport import Transport
 from userstream.errors import AuthenticationError
 
 Env = Any  # conftest.Env
@@ -73,3 +76,14 @@ async def test_coinlocally_shows_no_secret(
         seen += shown(recorder, bad, raised.value) + caplog.text
     for secret in (*env.secrets, "wrong-SECRET"):
         assert secret not in seen
+
+
+def test_the_arguments_a_session_is_opened_with_keep_the_credentials_out_of_their_repr() -> None:
+    options = StreamOptions()
+    transport = Transport(tls=options.tls_policy(), request_timeout=1.0, max_frame=options.max_frame)
+    arguments = OpenArguments(
+        transport, options, "api-key-secret", "auth-key-secret", "token-secret", None, "ws://127.0.0.1:1/ws"
+    )
+    shown = repr(arguments)
+    assert "secret" not in shown
+    assert "ws_url='ws://127.0.0.1:1/ws'" in shown

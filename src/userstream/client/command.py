@@ -50,6 +50,7 @@ __all__ = [
     "add_connection_arguments",
     "add_parser",
     "format_pretty",
+    "positive_seconds",
     "read_credentials",
     "run",
     "timing_arguments",
@@ -260,6 +261,17 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         help="do NOT verify the server's TLS certificate (anyone on the path can read and change the "
         "stream; a WARNING is logged at every connection)",
     )
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse `type=` for a flag of a positive number of seconds (`userstream record`, `doctor`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
 
 
 def tls_arguments(args: argparse.Namespace) -> dict[str, Any]:

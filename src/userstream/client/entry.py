@@ -22,6 +22,7 @@ from userstream.client.queue import Overflow
 from userstream.client.resync import snapshot_taker
 from userstream.client.runtimes import open_session
 from userstream.client.scrub import Scrubber
+from userstream.client.session import OpenArguments
 from userstream.client.status import StatusEvent
 from userstream.client.supervisor import UserStream
 from userstream.client.transport import Transport
@@ -81,13 +82,7 @@ def connect(
     )
     session = open_session(
         _exchange(exchange),
-        transport=transport,
-        options=options,
-        api_key=api_key,
-        auth_key=auth_key,
-        token=token,
-        rest_url=rest_url,
-        ws_url=ws_url,
+        OpenArguments(transport, options, api_key, auth_key, token, rest_url, ws_url),
     )
     snapshots = snapshot_taker(
         _exchange(exchange),

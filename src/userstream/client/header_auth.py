@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from userstream.client.options import StreamOptions
 from userstream.client.rest import check_url
-from userstream.client.session import SessionHooks
+from userstream.client.session import OpenArguments, SessionHooks
 from userstream.client.transport import Transport
 from userstream.client.websocket import HandshakeRejectedError, WebSocket
 from userstream.errors import ConfigurationError
@@ -40,17 +39,13 @@ class HeaderSession:
         cls,
         entry: ExchangeSpec,
         wire: HeaderWire,
-        *,
-        transport: Transport,
-        options: StreamOptions,
-        api_key: str | None,
-        auth_key: str | None,
-        token: str | None,
-        rest_url: str | None,
-        ws_url: str | None,
+        arguments: OpenArguments,
     ) -> HeaderSession:
         """The session `connect()`'s arguments describe; ConfigurationError for unusable ones."""
         title = entry.title
+        transport, options = arguments.transport, arguments.options
+        api_key, auth_key, token = arguments.api_key, arguments.auth_key, arguments.token
+        rest_url, ws_url = arguments.rest_url, arguments.ws_url
         if auth_key is not None:
             raise ConfigurationError(f"{title} takes a token or an api_key, not an auth_key")
         if rest_url is not None:

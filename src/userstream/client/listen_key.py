@@ -39,9 +39,8 @@ from collections.abc import Callable
 from typing import Any
 
 from userstream.client.backoff import Action, Backoff, RetryPolicy
-from userstream.client.options import StreamOptions
 from userstream.client.rest import carrying_retry_after, check_url
-from userstream.client.session import SessionHooks
+from userstream.client.session import OpenArguments, SessionHooks
 from userstream.client.status import State, mask_listen_key
 from userstream.client.transport import Transport
 from userstream.client.websocket import HandshakeRejectedError, WebSocket
@@ -66,17 +65,13 @@ class ListenKeySession:
         cls,
         entry: ExchangeSpec,
         wire: ListenKeyWire,
-        *,
-        transport: Transport,
-        options: StreamOptions,
-        api_key: str | None,
-        auth_key: str | None,
-        token: str | None,
-        rest_url: str | None,
-        ws_url: str | None,
+        arguments: OpenArguments,
     ) -> ListenKeySession:
         """The session `connect()`'s arguments describe; ConfigurationError for unusable ones."""
         title = entry.title
+        transport, options = arguments.transport, arguments.options
+        api_key, auth_key, token = arguments.api_key, arguments.auth_key, arguments.token
+        rest_url, ws_url = arguments.rest_url, arguments.ws_url
         if token is not None:
             raise ConfigurationError(f"{title} takes api_key and auth_key, not a token")
         if api_key is None or auth_key is None:

@@ -1,4 +1,4 @@
-"""Which runtime a registered exchange's stream gets: `open_session(exchange, ...)`, the one place.
+"""Which runtime a registered exchange's stream gets: `open_session(exchange, arguments)`, the one place.
 
 This module owns the choice of an account's `client.session.Session`, made from the registry's `client`
 field (how the exchange's stream is opened: `client.listen_key` for a listenKey from REST,
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from userstream.client.header_auth import HeaderSession
 from userstream.client.listen_key import ListenKeySession
-from userstream.client.options import StreamOptions
-from userstream.client.session import Session
-from userstream.client.transport import Transport
+from userstream.client.session import OpenArguments, Session
 from userstream.events import Exchange
 from userstream.protocol.client_wire import ListenKeyWire
 from userstream.protocol.registry import spec
@@ -21,41 +19,11 @@ from userstream.protocol.registry import spec
 __all__ = ["open_session"]
 
 
-def open_session(
-    exchange: Exchange,
-    *,
-    transport: Transport,
-    options: StreamOptions,
-    api_key: str | None,
-    auth_key: str | None,
-    token: str | None,
-    rest_url: str | None,
-    ws_url: str | None,
-) -> Session:
+def open_session(exchange: Exchange, arguments: OpenArguments) -> Session:
     """The `Session` of one account's stream on `exchange`, by how the registry says its stream is opened;
     ConfigurationError for unusable arguments."""
     entry = spec(exchange)
     wire = entry.client
     if isinstance(wire, ListenKeyWire):
-        return ListenKeySession.open(
-            entry,
-            wire,
-            transport=transport,
-            options=options,
-            api_key=api_key,
-            auth_key=auth_key,
-            token=token,
-            rest_url=rest_url,
-            ws_url=ws_url,
-        )
-    return HeaderSession.open(
-        entry,
-        wire,
-        transport=transport,
-        options=options,
-        api_key=api_key,
-        auth_key=auth_key,
-        token=token,
-        rest_url=rest_url,
-        ws_url=ws_url,
-    )
+        return ListenKeySession.open(entry, wire, arguments)
+    return HeaderSession.open(entry, wire, arguments)

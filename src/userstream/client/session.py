@@ -1,6 +1,7 @@
 """The contract between the supervisor (`supervisor.py`) and an account's runtime (`listen_key.py` etc.).
 
-This module owns two small interfaces and nothing else. A `Session` is one account's runtime on one
+This module owns two small interfaces, and what `connect()` hands the one that opens a session
+(`OpenArguments`), nothing else. A `Session` is one account's runtime on one
 exchange: it knows how to open one WebSocket (Bitmusa: get a listenKey first; Coinlocally: the credential
 header), makes the sans-I/O client session each connection drives (`protocol.session.ClientSession`: what
 every frame and close means), and runs what must run beside the connections for as long as the stream
@@ -12,7 +13,8 @@ report a status, drop every connection because the listenKey is gone, or stop th
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from userstream.client.status import State
 from userstream.client.websocket import WebSocket
@@ -20,7 +22,11 @@ from userstream.errors import UserStreamError
 from userstream.events import Exchange
 from userstream.protocol.client_session import ClientSession, Timings
 
-__all__ = ["Session", "SessionHooks"]
+if TYPE_CHECKING:
+    from userstream.client.options import StreamOptions
+    from userstream.client.transport import Transport
+
+__all__ = ["OpenArguments", "Session", "SessionHooks"]
 
 
 class SessionHooks(Protocol):
@@ -85,3 +91,17 @@ class Session(Protocol):
     async def close(self) -> None:
         """The stream is shutting down (Bitmusa: DELETE the listenKey if asked to)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class OpenArguments:
+    """What `connect()` was given for one account's session, passed whole to the runtime's `open` (each
+    runtime refuses what its exchange does not take). The credentials stay out of the repr."""
+
+    transport: Transport
+    options: StreamOptions
+    api_key: str | None = field(repr=False)
+    auth_key: str | None = field(repr=False)
+    token: str | None = field(repr=False)
+    rest_url: str | None
+    ws_url: str | None

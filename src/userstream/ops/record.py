@@ -23,7 +23,13 @@ import time
 from typing import Any
 
 from userstream import __version__
-from userstream.client.command import ENVIRONMENT, add_connection_arguments, read_credentials, tls_arguments
+from userstream.client.command import (
+    ENVIRONMENT,
+    add_connection_arguments,
+    positive_seconds,
+    read_credentials,
+    tls_arguments,
+)
 from userstream.client.entry import connect
 from userstream.client.status import StatusEvent
 from userstream.client.supervisor import UserStream
@@ -41,16 +47,6 @@ EXIT_FAILED = 1
 EXIT_REJECTED = 2
 
 _PROG = "userstream record"
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -88,7 +84,7 @@ def add_parser(subparsers: Any) -> None:
     )
     output.add_argument(
         "--duration",
-        type=_positive_seconds,
+        type=positive_seconds,
         metavar="S",
         help="stop after S seconds (default: until SIGINT or SIGTERM)",
     )

@@ -38,6 +38,7 @@ from userstream.protocol.server_session import (
     HandshakeCredential,
     HandshakeProblem,
     HttpRefusal,
+    ServerSessionBase,
     ServerStyle,
     ServerTerms,
     VariantInfo,
@@ -123,30 +124,16 @@ TABLE: Final[Mapping[tuple[State, Input], State]] = MappingProxyType(
 _MOVE: Final = Transitions(TABLE)
 
 
-class BitmusaServerSession:
+class BitmusaServerSession(ServerSessionBase[State]):
     """The exchange's side of one Bitmusa stream (see the module docstring for the states and moves)."""
 
-    __slots__ = ("_max_age_at", "_state", "_terms")
+    __slots__ = ("_max_age_at",)
+    _LIVE = State.LIVE
+    _CLOSING = State.CLOSING
 
     def __init__(self, terms: ServerTerms) -> None:
-        self._terms = terms
-        self._state = State.NEW
+        super().__init__(terms, State.NEW)
         self._max_age_at: float | None = None
-
-    def __repr__(self) -> str:
-        return f"BitmusaServerSession(state={self._state.name})"
-
-    @property
-    def state(self) -> State:
-        return self._state
-
-    @property
-    def live(self) -> bool:
-        return self._state is State.LIVE
-
-    @property
-    def closing(self) -> bool:
-        return self._state is State.CLOSING
 
     def _end(self, event: Input, close: Close) -> list[ServerAction]:
         if self._state is State.CLOSING:

@@ -56,6 +56,7 @@ from userstream.protocol.server_session import (
     HandshakeCredential,
     HandshakeProblem,
     HttpRefusal,
+    ServerSessionBase,
     ServerStyle,
     ServerTerms,
     SubRefusal,
@@ -150,42 +151,20 @@ def our_sub_refusal() -> SubRefusal:
     )
 
 
-class CoinlocallyServerSession:
+class CoinlocallyServerSession(ServerSessionBase[State]):
     """The exchange's side of one Coinlocally stream (see the module docstring for the states and moves)."""
 
-    __slots__ = (
-        "_heartbeat_at",
-        "_max_age_at",
-        "_ping_at",
-        "_secret",
-        "_state",
-        "_sub_wait_at",
-        "_terms",
-    )
+    __slots__ = ("_heartbeat_at", "_max_age_at", "_ping_at", "_secret", "_sub_wait_at")
+    _LIVE = State.LIVE
+    _CLOSING = State.CLOSING
 
     def __init__(self, terms: ServerTerms) -> None:
-        self._terms = terms
+        super().__init__(terms, State.NEW)
         self._secret = None if terms.secret is None else terms.secret.encode()
-        self._state = State.NEW
         self._max_age_at: float | None = None
         self._heartbeat_at: float | None = None
         self._ping_at: float | None = None
         self._sub_wait_at: float | None = None
-
-    def __repr__(self) -> str:
-        return f"CoinlocallyServerSession(state={self._state.name})"
-
-    @property
-    def state(self) -> State:
-        return self._state
-
-    @property
-    def live(self) -> bool:
-        return self._state is State.LIVE
-
-    @property
-    def closing(self) -> bool:
-        return self._state is State.CLOSING
 
     def _move(self, event: Input) -> State:
         self._state = _MOVE(self._state, event)

@@ -6,7 +6,8 @@ and the time go in (`receive(frame, now, wall_ms)`, `on_deadline(now, wall_ms)`,
 requests `close` and `listen_key_ended`), and an ordered list of actions comes out (`ServerAction`, of the
 vocabulary both roles share in protocol/session.py: `Send` a frame, `GoLive`, `Close` with a code and a
 reason after an optional last frame, or `Ignore` a client frame, with why, for the log); each session's
-table of moves is a `protocol.session.Transitions`. `next_deadline()` says when the session must next be
+table of moves is a `protocol.session.Transitions`; what both hold and read out alike (terms, state, `live`,
+`closing`) is their base, `ServerSessionBase`. `next_deadline()` says when the session must next be
 woken; None: never.
 
 Before a session exists, the upgrade request names its account the exchange's way (`AccountNamedBy`: a
@@ -29,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Final, Protocol
+from typing import ClassVar, Final, Generic, Protocol, TypeVar
 
 from userstream.events import Exchange
 from userstream.protocol import coinlocally_control, coinlocally_render
@@ -43,6 +44,7 @@ __all__ = [
     "HandshakeProblem",
     "HttpRefusal",
     "ServerSession",
+    "ServerSessionBase",
     "ServerStyle",
     "ServerTerms",
     "SubRefusal",
@@ -168,6 +170,39 @@ class ServerTerms:
         return (
             f"ServerTerms(uid={self.uid}, max_age={self.max_age}, heartbeat_timeout={self.heartbeat_timeout})"
         )
+
+
+_StateT = TypeVar("_StateT", bound=Enum)
+
+
+class ServerSessionBase(Generic[_StateT]):
+    """What every exchange's server session holds and reads out the same way: its terms, its state (of its
+    exchange's `State`), whether it is live or closing, and its repr. The moves stay the exchange's."""
+
+    __slots__ = ("_state", "_terms")
+
+    #: The exchange's state in which events may be pushed, and the one after a close was asked.
+    _LIVE: ClassVar[Enum]
+    _CLOSING: ClassVar[Enum]
+
+    def __init__(self, terms: ServerTerms, new: _StateT) -> None:
+        self._terms = terms
+        self._state = new
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(state={self._state.name})"
+
+    @property
+    def state(self) -> _StateT:
+        return self._state
+
+    @property
+    def live(self) -> bool:
+        return self._state is self._LIVE
+
+    @property
+    def closing(self) -> bool:
+        return self._state is self._CLOSING
 
 
 class ServerSession(Protocol):

@@ -12,7 +12,13 @@ import asyncio
 import sys
 from typing import Any
 
-from userstream.client.command import ENVIRONMENT, add_connection_arguments, read_credentials, tls_arguments
+from userstream.client.command import (
+    ENVIRONMENT,
+    add_connection_arguments,
+    positive_seconds,
+    read_credentials,
+    tls_arguments,
+)
 from userstream.clihelp import credentials_paragraph, parser_texts
 from userstream.errors import ConfigurationError
 from userstream.events import Exchange
@@ -20,16 +26,6 @@ from userstream.ops.doctor.checks import EXIT_INTERRUPTED, Check, DoctorOptions,
 from userstream.ops.doctor.flows import diagnose
 
 __all__ = ["add_parser", "run"]
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -63,14 +59,14 @@ def add_parser(subparsers: Any) -> None:
     checks = parser.add_argument_group("checks")
     checks.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=5.0,
         metavar="SECONDS",
         help="how long each step may take (default 5)",
     )
     checks.add_argument(
         "--frame-wait",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=3.0,
         metavar="SECONDS",
         help="how long to wait for the first data frame (default 3)",

@@ -119,36 +119,47 @@ class StreamChecks(Doctor):
     async def _first_frame(self, ws: WebSocket, inbox: Inbox, session: ClientSession) -> None:
         """The `frame decoding` check: the first frame within `frame_wait` parses."""
         wait = self._options.frame_wait
-        deadline = self._loop.time() + wait
+        item = await self._await_frame(
+            inbox,
+            session,
+            self._loop.time() + wait,
+            check="frame decoding",
+            quiet=f"no frame within {wait:g} s: the account was quiet (run it while the account trades)",
+            ended="the connection ended before any frame",
+        )
+        if item is None:
+            return
+        kind = "text" if isinstance(item, str) else "binary"
+        size = f"{len(item)} {'characters' if isinstance(item, str) else 'bytes'}, {kind}"
+        incoming = session.receive(item, self._loop.time())
+        if isinstance(incoming, Unknown):
+            self._add(
+                "frame decoding",
+                Verdict.WARN,
+                f"first frame ({size}) not understood: {incoming.reason} "
+                "(record it with `userstream record` and report it)",
+            )
+        else:
+            self._add("frame decoding", Verdict.OK, f"first frame ({size}): {describe(incoming)}")
+
+    async def _await_frame(
+        self, inbox: Inbox, session: ClientSession, deadline: float, *, check: str, quiet: str, ended: str
+    ) -> str | bytes | None:
+        """The next frame before `deadline` (signs of life go to the session); None once `check` is added
+        as SKIP, with `quiet` at the deadline or `ended` and why if the connection ended first."""
         while True:
             item = await inbox.next(deadline)
             if item is None:
-                self._add(
-                    "frame decoding",
-                    Verdict.SKIP,
-                    f"no frame within {wait:g} s: the account was quiet (run it while the account trades)",
-                )
-                return
+                self._add(check, Verdict.SKIP, quiet)
+                return None
             if isinstance(item, UserStreamError):
                 self._end_of(session, item)
-                self._add("frame decoding", Verdict.SKIP, f"the connection ended before any frame: {item}")
-                return
+                self._add(check, Verdict.SKIP, f"{ended}: {item}")
+                return None
             if isinstance(item, SignOfLife):
                 session.sign_of_life(self._loop.time())
                 continue
-            kind = "text" if isinstance(item, str) else "binary"
-            size = f"{len(item)} {'characters' if isinstance(item, str) else 'bytes'}, {kind}"
-            incoming = session.receive(item, self._loop.time())
-            if isinstance(incoming, Unknown):
-                self._add(
-                    "frame decoding",
-                    Verdict.WARN,
-                    f"first frame ({size}) not understood: {incoming.reason} "
-                    "(record it with `userstream record` and report it)",
-                )
-            else:
-                self._add("frame decoding", Verdict.OK, f"first frame ({size}): {describe(incoming)}")
-            return
+            return item
 
     async def _first_binary_frame(
         self, ws: WebSocket, inbox: Inbox, session: ClientSession, parse: Parse, early_binary: bytes | None
@@ -160,27 +171,20 @@ class StreamChecks(Doctor):
         wait = self._options.frame_wait
         deadline = self._loop.time() + wait
         while True:
-            item = await inbox.next(deadline)
+            item = await self._await_frame(
+                inbox,
+                session,
+                deadline,
+                check="gzip decoding",
+                quiet=f"no binary frame within {wait:g} s: the account was quiet "
+                "(run it while the account trades)",
+                ended="the connection ended before a binary frame",
+            )
             if item is None:
-                self._add(
-                    "gzip decoding",
-                    Verdict.SKIP,
-                    f"no binary frame within {wait:g} s: the account was quiet "
-                    "(run it while the account trades)",
-                )
-                return
-            if isinstance(item, UserStreamError):
-                self._end_of(session, item)
-                self._add(
-                    "gzip decoding", Verdict.SKIP, f"the connection ended before a binary frame: {item}"
-                )
                 return
             if isinstance(item, bytes):
                 self._add_check(judge_binary_frame(item, parse))
                 return
-            if isinstance(item, SignOfLife):
-                session.sign_of_life(self._loop.time())
-                continue
             session.receive(item, self._loop.time())  # a text frame: the session's (a ping to answer)
             with contextlib.suppress(UserStreamError):  # a pong not sent: the socket's end tells the rest
                 await self._perform(ws, session)
