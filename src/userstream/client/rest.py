@@ -20,7 +20,6 @@ import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import aiohttp
 from yarl import URL
@@ -33,6 +32,7 @@ from userstream.errors import (
     RateLimitedError,
     TransportError,
 )
+from userstream.protocol.snapshot import RequestLike
 
 __all__ = [
     "HttpReply",
@@ -42,19 +42,6 @@ __all__ = [
     "check_url",
     "retry_after_header",
 ]
-
-
-class RequestLike(Protocol):
-    """What a protocol module's `HttpRequest` provides (structural, so this file imports no exchange)."""
-
-    @property
-    def method(self) -> str: ...
-    @property
-    def path(self) -> str: ...
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-    @property
-    def body(self) -> bytes: ...
 
 
 def retry_after_header(headers: Mapping[str, str]) -> float | None:

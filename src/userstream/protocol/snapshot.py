@@ -16,11 +16,12 @@ from typing import Any, Protocol
 
 from userstream.events import BalanceUpdate, OrderUpdate
 
-__all__ = ["SnapshotArguments", "SnapshotPlan", "SnapshotWire", "UrlCheck"]
+__all__ = ["RequestLike", "SnapshotArguments", "SnapshotPlan", "SnapshotWire", "UrlCheck"]
 
 
-class RequestValue(Protocol):
-    """A protocol module's `HttpRequest`, structurally."""
+class RequestLike(Protocol):
+    """A protocol module's `HttpRequest`, structurally (what the client's REST calls send: this one
+    definition serves the snapshot requests and the listenKey ones alike)."""
 
     @property
     def method(self) -> str: ...
@@ -65,11 +66,11 @@ class SnapshotWire:
     #: a ConfigurationError for contradictory arguments.
     plan: Callable[[SnapshotArguments, UrlCheck], SnapshotPlan | str]
     #: (credentials, now_ms) -> the request for every balance.
-    balances_request: Callable[[Any, int], RequestValue]
+    balances_request: Callable[[Any, int], RequestLike]
     #: (status, body, account, timestamp) -> the balances, marked `source=snapshot`; a typed error otherwise.
     parse_balances: Callable[[int, bytes, str, int], Sequence[BalanceUpdate]]
     #: (credentials, symbol as the exchange writes it, now_ms) -> the request for its open orders.
-    open_orders_request: Callable[[Any, str, int], RequestValue]
+    open_orders_request: Callable[[Any, str, int], RequestLike]
     #: (status, body, account, timestamp, quote assets) -> the open orders; a typed error otherwise.
     parse_open_orders: Callable[[int, bytes, str, int, tuple[str, ...]], Sequence[OrderUpdate]]
     #: How the open-orders request names an order's symbol.
