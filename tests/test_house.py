@@ -96,3 +96,28 @@ def test_no_source_file_is_over_600_lines() -> None:
         if (count := len(path.read_text(encoding="utf-8").splitlines())) > 600
     }
     assert long == {}
+
+
+def _queue_puts(path: Path) -> set[str]:
+    """The receivers of `put`/`put_nowait`/`put_all_nowait` calls in `path` whose text ends in "queue"."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in {"put", "put_nowait", "put_all_nowait"}
+            and ast.unparse(node.func.value).endswith("queue")
+        ):
+            found.add(ast.unparse(node.func))
+    return found
+
+
+def test_only_the_intake_puts_into_the_client_queue() -> None:
+    """One entrance to the client's queue (client/intake.py): no other module of the client puts into its
+    event queue itself (the queue's own `put` waits on its `put_nowait`)."""
+    putters = {
+        str(path.relative_to(PACKAGE)): puts
+        for path in (PACKAGE / "client").rglob("*.py")
+        if (puts := _queue_puts(path)) and path.name != "queue.py"
+    }
+    assert putters == {"client/intake.py": {"self.queue.put", "self.queue.put_all_nowait"}}
